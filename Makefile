@@ -1,0 +1,37 @@
+# Sluice make targets (the public contract in DESIGN.md): test, demo, crds, bench.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: test lint unit crds demo bench cluster-up cluster-down
+
+## test: everything CI runs — format and lint checks, unit tests, and the end-to-end suite on a real
+## local cluster that this target brings up (and down at the end, even on failure).
+test:
+	scripts/test
+
+## lint: rustfmt and clippy, warnings are errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## unit: the tests that need no cluster.
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+## crds: regenerate crds/ from the Rust types.
+crds:
+	$(CARGO) run --quiet --bin sluice -- crdgen --out-dir crds
+
+## demo: the main job on the local cluster.
+demo:
+	@echo "make demo: not yet available — it arrives with the Git-revert loop (see the issues)."
+
+## bench: performance figures.
+bench:
+	@echo "make bench: no benchmarks yet — they arrive with the engines."
+
+cluster-up:
+	e2e/cluster/up
+
+cluster-down:
+	e2e/cluster/down

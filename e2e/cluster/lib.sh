@@ -1,0 +1,57 @@
+# Shared settings for the local-cluster scripts (sourced, not run).
+# Build caches live outside the clone, so a fresh clone on the same machine starts warm.
+K8S_VERSION=v1.36.3
+HELM_VERSION=v3.22.0
+CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+E2E_DIR=$(dirname "$CLUSTER_DIR")
+REPO_DIR=$(dirname "$E2E_DIR")
+RUN_DIR=$E2E_DIR/.run
+PID_DIR=$RUN_DIR/pids
+LOG_DIR=$RUN_DIR/logs
+CACHE_ROOT=${SLUICE_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-e2e}
+BIN_DIR=$CACHE_ROOT/bin/$K8S_VERSION
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+# Reverse of the start order; `down` stops them in this order.
+COMPONENTS_STOP_ORDER=(traffic prometheus git-daemon kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+
+# A TCP port on 127.0.0.1 that nothing listens on (ephemeral range, random start).
+free_port() {
+  local port tries=0
+  while [ $tries -lt 200 ]; do
+    port=$(( (RANDOM << 1 | RANDOM & 1) % 20000 + 30000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      if ! grep -qx "$port" "$RUN_DIR/ports.taken" 2>/dev/null; then
+        echo "$port" >>"$RUN_DIR/ports.taken"
+        echo "$port"
+        return 0
+      fi
+    fi
+    tries=$((tries + 1))
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+module_dir() { (cd "$CLUSTER_DIR" && go list -m -f '{{.Dir}}' "$1"); }
+
+# The pid recorded for a component, if that process is still alive.
+alive_pid() {
+  local file=$PID_DIR/$1.pid pid
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+  local what=$1 timeout=$2 start=$SECONDS
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $((SECONDS - start)) -ge "$timeout" ]; then
+      die "timed out after ${timeout}s waiting for $what (logs: $LOG_DIR)"
+    fi
+    sleep 0.2
+  done
+}

@@ -1,0 +1,34 @@
+//! The Kubernetes API types of group `sluice.dev/v1alpha1`.
+//!
+//! Field names, shapes and defaults follow Argo CD and Argo Rollouts, so a manifest written for them
+//! works here with only `apiVersion` changed. Defaults are applied by the controllers (through the
+//! accessor methods next to each type), not by the schema, so what a user wrote round-trips unchanged.
+//! This module holds types only: no I/O.
+
+pub mod analysis;
+pub mod application;
+pub mod common;
+pub mod rollout;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+pub use analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
+pub use application::Application;
+pub use rollout::Rollout;
+
+/// The API group of every Sluice kind.
+pub const GROUP: &str = "sluice.dev";
+/// The API version of every Sluice kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// Every CRD Sluice serves, in a stable order (the order `sluice crdgen` prints them).
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        Application::crd(),
+        Rollout::crd(),
+        AnalysisTemplate::crd(),
+        ClusterAnalysisTemplate::crd(),
+        AnalysisRun::crd(),
+    ]
+}

@@ -1,0 +1,244 @@
+//! Command-line interface of the `sluice` binary. Every controller flag is also read from the
+//! environment as `SLUICE_<FLAG>` (the public contract in DESIGN.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use thiserror::Error;
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Progressive delivery for Kubernetes: GitOps sync, canary and blue-green rollouts gated by analysis, Git revert on failure"
+)]
+pub struct Cli {
+    /// Log format on stderr (the level comes from RUST_LOG, default info).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controllers against the cluster of KUBECONFIG (or the in-cluster config).
+    Controller(ControllerArgs),
+    /// Print every CRD as multi-document YAML, or write one file per kind with --out-dir.
+    Crdgen(CrdgenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", default_value = "0.0.0.0:8090")]
+    pub metrics_addr: SocketAddr,
+
+    /// Address of the Git push webhook (POST /api/webhook).
+    #[arg(long, env = "SLUICE_WEBHOOK_ADDR", default_value = "0.0.0.0:8091")]
+    pub webhook_addr: SocketAddr,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SLUICE_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Elect a leader through the Lease `sluice-controller`; only the leader reconciles.
+    #[arg(long, env = "SLUICE_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Where Git repositories are cached [default: $XDG_CACHE_HOME/sluice, else ~/.cache/sluice].
+    #[arg(long, env = "SLUICE_GIT_CACHE_DIR")]
+    pub git_cache_dir: Option<PathBuf>,
+
+    /// Author and committer of the revert commits, as `Name <email>`.
+    #[arg(
+        long,
+        env = "SLUICE_GIT_AUTHOR",
+        default_value = "Sluice <sluice@localhost>"
+    )]
+    pub git_author: GitAuthor,
+
+    /// How often tracked repositories are fetched (e.g. 30s, 2m).
+    #[arg(long, env = "SLUICE_REPO_POLL_INTERVAL", default_value = "60s", value_parser = parse_interval)]
+    pub repo_poll_interval: Duration,
+
+    /// Prometheus address for analysis templates that name none [env: SLUICE_PROMETHEUS_URL, PROMETHEUS_URL].
+    #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+}
+
+impl ControllerArgs {
+    /// The Git cache directory, with the documented fallbacks applied.
+    pub fn git_cache_dir(&self) -> PathBuf {
+        self.git_cache_dir.clone().unwrap_or_else(|| {
+            default_cache_dir(
+                std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from),
+                std::env::var_os("HOME").map(PathBuf::from),
+            )
+        })
+    }
+
+    /// The Prometheus address: the flag, else `PROMETHEUS_URL`.
+    pub fn prometheus_url(&self) -> Option<String> {
+        self.prometheus_url
+            .clone()
+            .or_else(|| std::env::var("PROMETHEUS_URL").ok())
+            .filter(|url| !url.is_empty())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CrdgenArgs {
+    /// Write one `<kind>.yaml` per CRD into this directory instead of printing the stream.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+fn default_cache_dir(xdg_cache_home: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    let base = xdg_cache_home
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("sluice")
+}
+
+fn parse_interval(input: &str) -> Result<Duration, String> {
+    match crate::duration::parse_duration(input) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A Git identity written as `Name <email>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid Git author {0:?}: expected `Name <email>`")]
+pub struct GitAuthorError(String);
+
+impl FromStr for GitAuthor {
+    type Err = GitAuthorError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let err = || GitAuthorError(input.to_string());
+        let (name, rest) = input.split_once('<').ok_or_else(err)?;
+        let email = rest.strip_suffix('>').ok_or_else(err)?.trim();
+        let name = name.trim();
+        if name.is_empty() || email.is_empty() || email.contains(['<', '>']) {
+            return Err(err());
+        }
+        Ok(Self {
+            name: name.to_string(),
+            email: email.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn controller_runs_with_no_flags_and_documented_defaults() {
+        let cli = Cli::try_parse_from(["sluice", "controller"]).unwrap();
+        let Command::Controller(args) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert_eq!(args.metrics_addr, "0.0.0.0:8090".parse().unwrap());
+        assert_eq!(args.webhook_addr, "0.0.0.0:8091".parse().unwrap());
+        assert_eq!(args.repo_poll_interval, Duration::from_secs(60));
+        assert_eq!(
+            args.git_author,
+            GitAuthor {
+                name: "Sluice".into(),
+                email: "sluice@localhost".into()
+            }
+        );
+        assert!(!args.leader_elect);
+        assert_eq!(args.namespace, None);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "controller",
+            "--metrics-addr=127.0.0.1:9000",
+            "--repo-poll-interval=2m",
+            "--namespace=team-a",
+            "--leader-elect",
+            "--git-author=Release Bot <bot@example.org>",
+        ])
+        .unwrap();
+        let Command::Controller(args) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert_eq!(args.metrics_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(args.repo_poll_interval, Duration::from_secs(120));
+        assert_eq!(args.namespace.as_deref(), Some("team-a"));
+        assert!(args.leader_elect);
+        assert_eq!(args.git_author.name, "Release Bot");
+        assert_eq!(args.git_author.email, "bot@example.org");
+    }
+
+    #[test]
+    fn bad_flag_values_are_refused_with_a_clear_message() {
+        for bad in [
+            "--repo-poll-interval=0s",
+            "--repo-poll-interval=soon",
+            "--git-author=nobody",
+            "--metrics-addr=localhost",
+        ] {
+            let err = Cli::try_parse_from(["sluice", "controller", bad]).unwrap_err();
+            assert!(err.to_string().contains("invalid value"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn git_author_parsing() {
+        assert_eq!(
+            "A B <a@b>".parse(),
+            Ok(GitAuthor {
+                name: "A B".into(),
+                email: "a@b".into()
+            })
+        );
+        for bad in ["", "<a@b>", "A <>", "A a@b", "A <a@b", "A <<a@b>"] {
+            assert!(bad.parse::<GitAuthor>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cache_dir_fallbacks() {
+        assert_eq!(
+            default_cache_dir(Some("/xdg".into()), Some("/home/u".into())),
+            PathBuf::from("/xdg/sluice")
+        );
+        assert_eq!(
+            default_cache_dir(None, Some("/home/u".into())),
+            PathBuf::from("/home/u/.cache/sluice")
+        );
+        // A relative XDG_CACHE_HOME is invalid per the XDG spec and ignored.
+        assert_eq!(
+            default_cache_dir(Some("rel".into()), Some("/home/u".into())),
+            PathBuf::from("/home/u/.cache/sluice")
+        );
+    }
+}

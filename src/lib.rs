@@ -1,0 +1,20 @@
+//! Sluice: progressive delivery for Kubernetes in one process.
+//!
+//! The GitOps core syncs `Application`s from Git; the Rollout engine moves traffic step by step, gated
+//! by analysis; a failed analysis rolls traffic back and reverts the offending commit in Git.
+//! See `DESIGN.md` for the architecture and the public contract.
+
+pub mod api;
+pub mod cli;
+pub mod crdgen;
+pub mod duration;
+pub mod error;
+pub mod manager;
+pub mod metrics;
+pub mod plugin;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+
+/// The version of this build, as shown by `--version` and `sluice_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

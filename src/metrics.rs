@@ -1,0 +1,73 @@
+//! The controller's own Prometheus metrics. Every family is prefixed `sluice_`.
+//!
+//! Controllers register their families on the shared [`Metrics`] registry; `sluice_build_info` is
+//! always present so an idle controller still exposes a sample.
+
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The process-wide metrics registry, cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<RwLock<Registry>>,
+}
+
+impl Metrics {
+    /// A registry holding `sluice_build_info{version}`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        registry.register(
+            "build",
+            "Build information of the running Sluice",
+            Info::new(vec![("version".to_string(), crate::VERSION.to_string())]),
+        );
+        Self {
+            registry: Arc::new(RwLock::new(registry)),
+        }
+    }
+
+    /// Lets a component add its metric families.
+    pub fn register(&self, add: impl FnOnce(&mut Registry)) {
+        // A poisoned lock only means a panic elsewhere while registering; the registry is still usable.
+        let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+        add(&mut registry);
+    }
+
+    /// The OpenMetrics text exposition of every registered family.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_is_always_exposed_with_the_version() {
+        let text = Metrics::new().encode().unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "sluice_build_info")
+            .expect("sluice_build_info sample");
+        assert_eq!(sample.labels.get("version"), Some(crate::VERSION));
+        assert!(
+            matches!(sample.value, prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) if v == 1.0)
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Helpers for the tests that run against the local cluster started by `e2e/cluster/up`.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// What `e2e/cluster/up` wrote to `e2e/.run/env`.
+pub struct E2eEnv {
+    pub vars: BTreeMap<String, String>,
+}
+
+impl E2eEnv {
+    /// Reads `e2e/.run/env`; fails the test with the fix when the cluster is not up.
+    pub fn load() -> Self {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/.run/env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: start the local cluster first (e2e/cluster/up, or make test)",
+                path.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self { vars }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("e2e/.run/env has no {key}"))
+    }
+
+    pub async fn client(&self) -> Client {
+        sluice::tls::install_crypto_provider();
+        let kubeconfig = Kubeconfig::read_from(self.get("KUBECONFIG")).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is valid");
+        Client::try_from(config).expect("client")
+    }
+}
+
+/// A namespace of its own per test, so tests run in parallel without seeing each other.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &Client, prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", unique_suffix());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+        }))
+        .expect("namespace object");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    /// Deletes the namespace (and so everything in it). Call at the end of a passing test; a failing
+    /// test leaves it for inspection until `e2e/cluster/down`.
+    pub async fn delete(self) {
+        Api::<Namespace>::all(self.client)
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .expect("delete namespace");
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id() & 0xfff, nanos & 0xfffff)
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Applies `crds/` server-side (as a user would with `kubectl apply --server-side -f crds/`) and waits
+/// until every CRD is established.
+pub async fn apply_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("crds/ exists") {
+        let path = entry.expect("dir entry").path();
+        let text = std::fs::read_to_string(&path).expect("read CRD file");
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(
+            &name,
+            &PatchParams::apply("sluice-e2e-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("API server refused {}: {e}", path.display()));
+        names.push(name);
+    }
+    for name in names {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not established in 30s"))
+        .expect("watch CRD");
+    }
+}
+
+/// Runs a PromQL instant query and returns the `data.result` array.
+pub async fn prometheus_query(base_url: &str, query: &str) -> Vec<serde_json::Value> {
+    sluice::tls::install_crypto_provider();
+    let response = reqwest::Client::new()
+        .get(format!("{base_url}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .expect("Prometheus reachable");
+    let body: serde_json::Value = response.json().await.expect("Prometheus JSON");
+    assert_eq!(body["status"], "success", "query {query} failed: {body}");
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
