@@ -119,6 +119,8 @@ pub enum RolloutSpecError {
 // ---------------------------------------------------------------------------------------------
 
 /// The desired state of a Rollout: Argo's `RolloutSpec`.
+// Several printer columns share `type_ = "integer"`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "sluice.dev",

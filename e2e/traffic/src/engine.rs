@@ -71,6 +71,8 @@ impl<R: Rng> Engine<R> {
                 }
                 Err(err) => {
                     self.note_error(&key, &err.to_string());
+                    // Log the split again once it is readable.
+                    self.splits.remove(&key);
                     continue;
                 }
             };

@@ -118,6 +118,11 @@ pub struct World<'a> {
     pub replica_sets: &'a [ReplicaSet],
 }
 
+/// `value[key]`, with JSON `null` read as absent.
+fn field<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    value.get(key).filter(|v| !v.is_null())
+}
+
 fn str_at<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
@@ -157,11 +162,12 @@ pub fn router(rollout: &Value) -> Result<Router, SplitError> {
     let Some(canary) = rollout.pointer("/spec/strategy/canary") else {
         return Ok(Router::ReadyPods);
     };
-    let Some(routing) = canary
-        .get("trafficRouting")
-        .and_then(Value::as_object)
-        .filter(|routing| !routing.is_empty())
-    else {
+    // The CRD marks optional fields nullable: `null` means absent throughout.
+    let Some(routing) = field(canary, "trafficRouting").filter(|routing| {
+        routing
+            .as_object()
+            .is_some_and(|r| r.values().any(|v| !v.is_null()))
+    }) else {
         return Ok(Router::ReadyPods);
     };
     let stable = || {
@@ -180,7 +186,8 @@ pub fn router(rollout: &Value) -> Result<Router, SplitError> {
         )
         .map(str::to_owned)
     };
-    if let Some(plugin) = routing.get("plugins").and_then(|p| p.get(GATEWAY_PLUGIN)) {
+    let plugins = field(routing, "plugins");
+    if let Some(plugin) = plugins.and_then(|p| field(p, GATEWAY_PLUGIN)) {
         let name = str_at(plugin, "/httpRoute")
             .or_else(|| str_at(plugin, "/httpRoutes/0/name"))
             .filter(|s| !s.is_empty())
@@ -197,13 +204,13 @@ pub fn router(rollout: &Value) -> Result<Router, SplitError> {
             canary: canary_service()?,
         });
     }
-    if let Some(nginx) = routing.get("nginx") {
+    if let Some(nginx) = field(routing, "nginx") {
         let mut stable_ingresses: Vec<String> = str_at(nginx, "/stableIngress")
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .into_iter()
             .collect();
-        if let Some(more) = nginx.get("stableIngresses").and_then(Value::as_array) {
+        if let Some(more) = field(nginx, "stableIngresses").and_then(Value::as_array) {
             stable_ingresses.extend(more.iter().filter_map(Value::as_str).map(str::to_owned));
         }
         return Ok(Router::Nginx {
@@ -216,9 +223,17 @@ pub fn router(rollout: &Value) -> Result<Router, SplitError> {
             canary: canary_service()?,
         });
     }
-    let mut kinds: Vec<String> = routing.keys().cloned().collect();
-    if let Some(plugins) = routing.get("plugins").and_then(Value::as_object) {
-        kinds.extend(plugins.keys().map(|k| format!("plugins[{k}]")));
+    let non_null = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let mut kinds = non_null(routing);
+    if let Some(plugins) = plugins {
+        kinds.extend(non_null(plugins).iter().map(|k| format!("plugins[{k}]")));
     }
     Err(SplitError::UnsupportedRouter(kinds.join(", ")))
 }
@@ -722,6 +737,54 @@ mod tests {
                 Ok(Router::BlueGreen {
                     active: "demo-active".into(),
                     preview: Some("demo-preview".into()),
+                }),
+            ),
+            (
+                "nulls are absent: canary",
+                rollout(&json!({"blueGreen": null, "canary": {
+                    "stableService": "demo-stable", "canaryService": "demo-canary",
+                    "trafficRouting": {"nginx": null, "plugins": null},
+                }})),
+                Ok(Router::ReadyPods),
+            ),
+            (
+                "nulls are absent: null routing",
+                canary_with(&Value::Null),
+                Ok(Router::ReadyPods),
+            ),
+            (
+                "nulls are absent: gateway api",
+                canary_with(&json!({"nginx": null, "plugins": {
+                    GATEWAY_PLUGIN: {"httpRoute": "demo-route", "namespace": null, "configMap": null},
+                    "acme/mesh": null,
+                }})),
+                Ok(Router::GatewayApi {
+                    namespace: "apps".into(),
+                    name: "demo-route".into(),
+                    stable: "demo-stable".into(),
+                    canary: "demo-canary".into(),
+                }),
+            ),
+            (
+                "nulls are absent: nginx",
+                canary_with(
+                    &json!({"plugins": null, "nginx": {"stableIngress": "demo", "annotationPrefix": null}}),
+                ),
+                Ok(Router::Nginx {
+                    stable_ingresses: vec!["demo".into()],
+                    annotation_prefix: NGINX_PREFIX.into(),
+                    stable: "demo-stable".into(),
+                    canary: "demo-canary".into(),
+                }),
+            ),
+            (
+                "nulls are absent: blue-green",
+                rollout(
+                    &json!({"canary": null, "blueGreen": {"activeService": "demo-active", "previewService": null}}),
+                ),
+                Ok(Router::BlueGreen {
+                    active: "demo-active".into(),
+                    preview: None,
                 }),
             ),
             (
