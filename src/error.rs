@@ -11,8 +11,8 @@ pub enum Error {
     Telemetry(String),
     #[error("cannot connect to Kubernetes: {0}")]
     Kube(#[from] kube::Error),
-    #[error("cannot load the kubeconfig: {0}")]
-    KubeConfig(String),
+    #[error(transparent)]
+    Leader(#[from] crate::leader::LeaderError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod crdgen;
 pub mod duration;
 pub mod error;
+pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod plugin;

@@ -1,16 +1,29 @@
-//! `sluice controller`: connects to the cluster, serves the metrics and health endpoints, and runs the
-//! controllers of every subsystem until SIGTERM or Ctrl-C.
+//! `sluice controller`: connects to the cluster, serves the metrics and health endpoints, takes part in
+//! leader election when asked, and runs the controllers of every subsystem while it leads, until
+//! SIGTERM or Ctrl-C.
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
 
 use crate::cli::ControllerArgs;
 use crate::error::Result;
+use crate::leader::{LeaderElector, Timings, holder_identity};
 use crate::metrics::Metrics;
 use crate::server::{self, Readiness};
 
-/// Runs the controller process until it is asked to stop.
+/// Runs the controller process until it is asked to stop or loses the leader lease.
 pub async fn run(args: ControllerArgs) -> Result<()> {
     crate::tls::install_crypto_provider();
     let metrics = Metrics::new();
     let readiness = Readiness::default();
+    let leader_gauge = Gauge::<i64>::default();
+    metrics.register(|r| {
+        r.register(
+            "leader",
+            "1 while this process holds the leader lease (always 1 without --leader-elect)",
+            leader_gauge.clone(),
+        )
+    });
 
     let client = kube::Client::try_default().await?;
     let version = client.apiserver_version().await?;
@@ -23,14 +36,62 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     );
     readiness.set_ready(true);
 
+    let elector = args.leader_elect.then(|| {
+        let namespace = lease_namespace(
+            args.namespace.as_deref(),
+            std::env::var("POD_NAMESPACE").ok().as_deref(),
+        );
+        LeaderElector::new(
+            client.clone(),
+            &namespace,
+            holder_identity(),
+            Timings::default(),
+        )
+    });
+    // Without election this process always leads; the sender lives as long as `run`.
+    let (_always_leading, always) = watch::channel(true);
+    let leading = elector.as_ref().map_or(always, LeaderElector::subscribe);
+
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));
+    let campaign = async {
+        match &elector {
+            Some(elector) => elector.run().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         served = endpoints => served,
+        lost = campaign => lost.map_err(Into::into),
+        () = run_controllers(leading, leader_gauge) => Ok(()),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
+            if let Some(elector) = &elector {
+                elector.release().await;
+            }
             Ok(())
         }
     }
+}
+
+/// Where the Lease lives: `--namespace`, else the pod's namespace, else `default`.
+fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String {
+    watched
+        .or(pod_namespace)
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or("default")
+        .to_string()
+}
+
+/// Waits for leadership, then runs the reconcilers. Standbys never get past the wait, so they never
+/// write; losing the lease ends the whole process (see [`crate::leader`]).
+async fn run_controllers(mut leading: watch::Receiver<bool>, leader_gauge: Gauge<i64>) {
+    if leading.wait_for(|leads| *leads).await.is_err() {
+        // The elector is gone: the select in `run` ends the process through its result.
+        return std::future::pending().await;
+    }
+    leader_gauge.set(1);
+    tracing::info!("leading: controllers running");
+    std::future::pending().await
 }
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
@@ -58,5 +119,18 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_namespace_fallbacks() {
+        assert_eq!(lease_namespace(Some("team"), Some("pod-ns")), "team");
+        assert_eq!(lease_namespace(None, Some("pod-ns")), "pod-ns");
+        assert_eq!(lease_namespace(None, None), "default");
+        assert_eq!(lease_namespace(None, Some("")), "default");
     }
 }

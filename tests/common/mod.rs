@@ -162,3 +162,81 @@ pub async fn prometheus_query(base_url: &str, query: &str) -> Vec<serde_json::Va
         .cloned()
         .unwrap_or_default()
 }
+
+/// A `sluice controller` process started by a test; killed when dropped.
+pub struct ControllerProcess {
+    pub child: std::process::Child,
+    pub metrics_url: String,
+}
+
+impl ControllerProcess {
+    /// Starts `sluice controller` against the local cluster on free 127.0.0.1 ports, with `extra` flags.
+    pub fn start(env: &E2eEnv, extra: &[&str]) -> Self {
+        let metrics_addr = free_local_addr();
+        let webhook_addr = free_local_addr();
+        let cache = std::env::temp_dir().join(format!("sluice-test-cache-{}", std::process::id()));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("controller")
+            .arg(format!("--metrics-addr={metrics_addr}"))
+            .arg(format!("--webhook-addr={webhook_addr}"))
+            .args(extra)
+            .env("KUBECONFIG", env.get("KUBECONFIG"))
+            .env("SLUICE_GIT_CACHE_DIR", &cache)
+            .env("PROMETHEUS_URL", env.get("PROMETHEUS_URL"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start sluice controller");
+        Self {
+            child,
+            metrics_url: format!("http://{metrics_addr}"),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// The value of a sample of the controller's `/metrics`, if it answers.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let body = http_get(&format!("{}/metrics", self.metrics_url))
+            .await
+            .filter(|(status, _)| *status == 200)?
+            .1;
+        let scrape =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).ok()?;
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_local_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr")
+}
+
+/// GET returning the status code and body, `None` when the server does not answer.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    sluice::tls::install_crypto_provider();
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
