@@ -10,7 +10,6 @@
 //! values.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::Condition;
+use super::common::{Condition, api_enum_names};
 use crate::duration::{DurationError, parse_duration};
 
 /// `failureLimit` when not set: the first failed measurement fails the metric. `-1` disables the limit.
@@ -697,25 +696,16 @@ impl AnalysisPhase {
     pub fn worst_of(phases: impl IntoIterator<Item = AnalysisPhase>) -> Option<AnalysisPhase> {
         phases.into_iter().reduce(AnalysisPhase::worst)
     }
-
-    /// The name as written in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnalysisPhase::Pending => "Pending",
-            AnalysisPhase::Running => "Running",
-            AnalysisPhase::Successful => "Successful",
-            AnalysisPhase::Failed => "Failed",
-            AnalysisPhase::Error => "Error",
-            AnalysisPhase::Inconclusive => "Inconclusive",
-        }
-    }
 }
 
-impl fmt::Display for AnalysisPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+api_enum_names!(AnalysisPhase {
+    Pending,
+    Running,
+    Successful,
+    Failed,
+    Error,
+    Inconclusive
+});
 
 /// Status of an AnalysisRun. Counters follow Argo's wire form: zero is omitted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

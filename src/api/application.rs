@@ -10,7 +10,6 @@
 //! accessor methods here, with Argo CD's values.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -19,7 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::Condition;
+use super::common::{Condition, api_enum_names};
 use crate::duration::{DurationError, parse_duration};
 
 /// `destination.server` meaning "the cluster the controller runs in / talks to" (also the default).
@@ -689,22 +688,11 @@ pub enum SyncStatusCode {
     Unknown,
 }
 
-impl SyncStatusCode {
-    /// The name as written in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatusCode::Synced => "Synced",
-            SyncStatusCode::OutOfSync => "OutOfSync",
-            SyncStatusCode::Unknown => "Unknown",
-        }
-    }
-}
-
-impl fmt::Display for SyncStatusCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+api_enum_names!(SyncStatusCode {
+    Synced,
+    OutOfSync,
+    Unknown
+});
 
 /// Health of an object or of the whole Application.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -765,25 +753,16 @@ impl HealthStatusCode {
             .into_iter()
             .fold(HealthStatusCode::Healthy, HealthStatusCode::worst)
     }
-
-    /// The name as written in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatusCode::Healthy => "Healthy",
-            HealthStatusCode::Progressing => "Progressing",
-            HealthStatusCode::Degraded => "Degraded",
-            HealthStatusCode::Suspended => "Suspended",
-            HealthStatusCode::Missing => "Missing",
-            HealthStatusCode::Unknown => "Unknown",
-        }
-    }
 }
 
-impl fmt::Display for HealthStatusCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+api_enum_names!(HealthStatusCode {
+    Healthy,
+    Progressing,
+    Degraded,
+    Suspended,
+    Missing,
+    Unknown
+});
 
 /// An object of the Application.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -26,3 +26,25 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
 }
+
+/// Gives a unit-only API enum, whose variants serialize under their own names, `as_str` (the name as
+/// written in the API) and `Display`.
+macro_rules! api_enum_names {
+    ($ty:ident { $($variant:ident),+ $(,)? }) => {
+        impl $ty {
+            /// The name as written in the API.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => stringify!($variant),)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use api_enum_names;

@@ -32,3 +32,50 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         AnalysisRun::crd(),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::analysis::AnalysisPhase;
+    use super::application::{HealthStatusCode, SyncStatusCode};
+    use super::rollout::RolloutPhase;
+
+    fn assert_names_match_the_wire<T: serde::Serialize + std::fmt::Display>(values: &[T]) {
+        for value in values {
+            let wire = serde_json::to_value(value).unwrap();
+            assert_eq!(wire, serde_json::Value::String(value.to_string()));
+        }
+    }
+
+    #[test]
+    fn display_names_are_the_serialized_names() {
+        use AnalysisPhase as A;
+        use HealthStatusCode as H;
+        assert_names_match_the_wire(&[
+            A::Pending,
+            A::Running,
+            A::Successful,
+            A::Failed,
+            A::Error,
+            A::Inconclusive,
+        ]);
+        assert_names_match_the_wire(&[
+            SyncStatusCode::Synced,
+            SyncStatusCode::OutOfSync,
+            SyncStatusCode::Unknown,
+        ]);
+        assert_names_match_the_wire(&[
+            H::Healthy,
+            H::Progressing,
+            H::Degraded,
+            H::Suspended,
+            H::Missing,
+            H::Unknown,
+        ]);
+        assert_names_match_the_wire(&[
+            RolloutPhase::Healthy,
+            RolloutPhase::Progressing,
+            RolloutPhase::Paused,
+            RolloutPhase::Degraded,
+        ]);
+    }
+}

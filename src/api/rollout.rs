@@ -26,7 +26,7 @@ use thiserror::Error;
 use super::analysis::{
     AnalysisPhase, DryRun, FieldRef, MeasurementRetention, PodTemplateHashValue,
 };
-use super::common::Condition;
+use super::common::{Condition, api_enum_names};
 
 /// Label put on ReplicaSets, pods and Service selectors to tell revisions apart (Argo's name).
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
@@ -773,23 +773,12 @@ pub enum RolloutPhase {
     Degraded,
 }
 
-impl RolloutPhase {
-    /// The phase as written in the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RolloutPhase::Healthy => "Healthy",
-            RolloutPhase::Progressing => "Progressing",
-            RolloutPhase::Paused => "Paused",
-            RolloutPhase::Degraded => "Degraded",
-        }
-    }
-}
-
-impl std::fmt::Display for RolloutPhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+api_enum_names!(RolloutPhase {
+    Healthy,
+    Progressing,
+    Paused,
+    Degraded
+});
 
 /// `status.pauseConditions[]` (Argo's `PauseCondition`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
