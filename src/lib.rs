@@ -13,6 +13,7 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod plugin;
+pub mod rollout;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

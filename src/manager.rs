@@ -52,6 +52,11 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let (_always_leading, always) = watch::channel(true);
     let leading = elector.as_ref().map_or(always, LeaderElector::subscribe);
 
+    let controllers = Controllers {
+        client: client.clone(),
+        namespace: args.namespace.clone(),
+        metrics: metrics.clone(),
+    };
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));
     let campaign = async {
         match &elector {
@@ -62,7 +67,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     tokio::select! {
         served = endpoints => served,
         lost = campaign => lost.map_err(Into::into),
-        () = run_controllers(leading, leader_gauge) => Ok(()),
+        () = controllers.run_while_leading(leading, leader_gauge) => Ok(()),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             if let Some(elector) = &elector {
@@ -82,16 +87,27 @@ fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String
         .to_string()
 }
 
-/// Waits for leadership, then runs the reconcilers. Standbys never get past the wait, so they never
-/// write; losing the lease ends the whole process (see [`crate::leader`]).
-async fn run_controllers(mut leading: watch::Receiver<bool>, leader_gauge: Gauge<i64>) {
-    if leading.wait_for(|leads| *leads).await.is_err() {
-        // The elector is gone: the select in `run` ends the process through its result.
-        return std::future::pending().await;
+/// What the reconcilers share.
+struct Controllers {
+    client: kube::Client,
+    namespace: Option<String>,
+    metrics: Metrics,
+}
+
+impl Controllers {
+    /// Waits for leadership, then runs the reconcilers. Standbys never get past the wait, so they
+    /// never write; losing the lease ends the whole process (see [`crate::leader`]).
+    async fn run_while_leading(self, mut leading: watch::Receiver<bool>, leader_gauge: Gauge<i64>) {
+        if leading.wait_for(|leads| *leads).await.is_err() {
+            // The elector is gone: the select in `run` ends the process through its result.
+            return std::future::pending().await;
+        }
+        leader_gauge.set(1);
+        tracing::info!("leading: controllers running");
+        crate::rollout::controller::run(self.client, self.namespace, self.metrics).await;
+        // A controller stream only ends when the process is shutting down.
+        std::future::pending().await
     }
-    leader_gauge.set(1);
-    tracing::info!("leading: controllers running");
-    std::future::pending().await
 }
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.

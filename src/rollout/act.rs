@@ -1,0 +1,344 @@
+//! The act step: applies a [`Plan`]'s actions to the cluster, then writes the status.
+//!
+//! Every write is idempotent (create tolerates `AlreadyExists`, delete tolerates `NotFound`, the rest
+//! are server-side applies or patches to a target value), so a controller killed between two actions
+//! and restarted re-plans and finishes the job without duplicates (R10).
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec, Service};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::api::analysis::AnalysisRun;
+use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::rollout::FIELD_MANAGER;
+use crate::rollout::action::{Action, Event, EventType, Plan};
+use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
+use crate::rollout::replicasets::{
+    ReplicaSetError, SCALE_DOWN_DEADLINE_ANNOTATION, new_replica_set,
+    scale_down_deadline_annotation,
+};
+use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
+
+#[derive(Debug, Error)]
+pub enum ActError {
+    #[error("{action} failed: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    ReplicaSet(#[from] ReplicaSetError),
+    #[error(transparent)]
+    Traffic(#[from] TrafficError),
+    #[error(transparent)]
+    AnalysisRun(#[from] AnalysisRunError),
+    #[error("the status write conflicted with a concurrent change; planning again")]
+    StatusConflict,
+}
+
+/// What the act step needs besides the plan.
+pub struct Actor<'a> {
+    pub client: &'a Client,
+    pub recorder: &'a Recorder,
+    pub rollout: &'a Rollout,
+    /// The pod template of the current revision (the Rollout's, or its workloadRef's).
+    pub template: &'a PodTemplateSpec,
+}
+
+impl Actor<'_> {
+    fn namespace(&self) -> String {
+        self.rollout.namespace().unwrap_or_default()
+    }
+
+    fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ActError {
+        let action = action.into();
+        move |source| ActError::Kube { action, source }
+    }
+
+    fn apply_params() -> PatchParams {
+        PatchParams::apply(FIELD_MANAGER).force()
+    }
+
+    /// Applies the actions in order, then writes the status if it changed.
+    pub async fn apply(&self, plan: &Plan) -> Result<(), ActError> {
+        for action in &plan.actions {
+            self.apply_action(action).await?;
+        }
+        self.write_status(plan).await
+    }
+
+    async fn apply_action(&self, action: &Action) -> Result<(), ActError> {
+        match action {
+            Action::CreateReplicaSet {
+                hash,
+                revision,
+                replicas,
+                ..
+            } => self.create_replica_set(hash, *revision, *replicas).await,
+            Action::ScaleReplicaSet { name, replicas } => {
+                self.scale_replica_set(name, *replicas).await
+            }
+            Action::SetScaleDownDeadline { name, at } => {
+                let value = at.map(|t| Value::String(scale_down_deadline_annotation(t).1));
+                let patch =
+                    json!({"metadata": {"annotations": {SCALE_DOWN_DEADLINE_ANNOTATION: value}}});
+                self.replica_sets()
+                    .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map(drop)
+                    .map_err(Self::kube_err(format!("annotating ReplicaSet {name}")))
+            }
+            Action::DeleteReplicaSet { name } => ignore_not_found(
+                self.replica_sets()
+                    .delete(name, &DeleteParams::default())
+                    .await,
+            )
+            .map_err(Self::kube_err(format!("deleting ReplicaSet {name}"))),
+            Action::SetServiceSelector { service, hash } => {
+                self.set_service_selector(service, hash).await
+            }
+            Action::ScaleWorkload { name, replicas } => self.scale_workload(name, *replicas).await,
+            Action::SetCanaryWeight { weight } => self.set_canary_weight(*weight).await,
+            Action::CreateAnalysisRun {
+                name,
+                analysis_type,
+                step_index,
+                analysis,
+                pod_template_hash,
+            } => {
+                let run = build_analysis_run(
+                    self.client,
+                    self.rollout,
+                    name,
+                    *analysis_type,
+                    *step_index,
+                    analysis,
+                    pod_template_hash,
+                )
+                .await?;
+                ignore_already_exists(
+                    self.analysis_runs()
+                        .create(&PostParams::default(), &run)
+                        .await,
+                )
+                .map_err(Self::kube_err(format!("creating AnalysisRun {name}")))
+            }
+            Action::TerminateAnalysisRun { name } => {
+                let patch = json!({"spec": {"terminate": true}});
+                ignore_not_found(
+                    self.analysis_runs()
+                        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await,
+                )
+                .map_err(Self::kube_err(format!("terminating AnalysisRun {name}")))
+            }
+            Action::RecordEvent(event) => {
+                self.record(event).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn replica_sets(&self) -> Api<ReplicaSet> {
+        Api::namespaced(self.client.clone(), &self.namespace())
+    }
+
+    fn analysis_runs(&self) -> Api<AnalysisRun> {
+        Api::namespaced(self.client.clone(), &self.namespace())
+    }
+
+    async fn create_replica_set(
+        &self,
+        hash: &str,
+        revision: i64,
+        replicas: i32,
+    ) -> Result<(), ActError> {
+        let rs = new_replica_set(self.rollout, self.template, hash, revision, replicas)?;
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        ignore_already_exists(self.replica_sets().create(&params, &rs).await)
+            .map_err(Self::kube_err(format!("creating the ReplicaSet of {hash}")))
+    }
+
+    async fn scale_replica_set(&self, name: &str, replicas: i32) -> Result<(), ActError> {
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas}
+        });
+        self.replica_sets()
+            .patch(name, &Self::apply_params(), &Patch::Apply(body))
+            .await
+            .map(drop)
+            .map_err(Self::kube_err(format!(
+                "scaling ReplicaSet {name} to {replicas}"
+            )))
+    }
+
+    /// The Deployment a workloadRef names is scaled per its `scaleDown`; the engine owns its
+    /// `spec.replicas` from then on (G15), the rest stays Git's.
+    async fn scale_workload(&self, name: &str, replicas: i32) -> Result<(), ActError> {
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas}
+        });
+        Api::<Deployment>::namespaced(self.client.clone(), &self.namespace())
+            .patch(name, &Self::apply_params(), &Patch::Apply(body))
+            .await
+            .map(drop)
+            .map_err(Self::kube_err(format!(
+                "scaling Deployment {name} to {replicas}"
+            )))
+    }
+
+    /// Only the hash key of the selector is ours: the selector is a map, so the keys Git declares
+    /// stay owned by the GitOps field manager.
+    async fn set_service_selector(&self, service: &str, hash: &str) -> Result<(), ActError> {
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": service},
+            "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}}
+        });
+        Api::<Service>::namespaced(self.client.clone(), &self.namespace())
+            .patch(service, &Self::apply_params(), &Patch::Apply(body))
+            .await
+            .map(drop)
+            .map_err(Self::kube_err(format!(
+                "pointing Service {service} at {hash}"
+            )))
+    }
+
+    async fn set_canary_weight(&self, weight: i32) -> Result<(), ActError> {
+        let router = router_for(self.rollout)?;
+        let mut live = LiveObjects::new();
+        for key in router.reads() {
+            if let Some(object) = self.get_dynamic(&key).await? {
+                live.insert(key, object);
+            }
+        }
+        let writes = if weight == 0 && self.fully_promoted() {
+            router.after_promotion(&live)?
+        } else {
+            router.desired(&live, weight)?
+        };
+        for write in writes {
+            self.write_traffic(write).await?;
+        }
+        Ok(())
+    }
+
+    fn fully_promoted(&self) -> bool {
+        let status = self.rollout.status.as_ref();
+        let stable = status.and_then(|s| s.stable_rs.as_deref());
+        stable.is_some() && stable == status.and_then(|s| s.current_pod_hash.as_deref())
+    }
+
+    fn dynamic_api(&self, key: &ObjectKey) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &key.namespace,
+            &ApiResource::from_gvk(&key.gvk()),
+        )
+    }
+
+    async fn get_dynamic(&self, key: &ObjectKey) -> Result<Option<Value>, ActError> {
+        let object = self
+            .dynamic_api(key)
+            .get_opt(&key.name)
+            .await
+            .map_err(Self::kube_err(format!("reading {key}")))?;
+        object
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ActError::Kube {
+                action: format!("reading {key}"),
+                source: kube::Error::SerdeError(e),
+            })
+    }
+
+    async fn write_traffic(&self, write: TrafficWrite) -> Result<(), ActError> {
+        match write {
+            TrafficWrite::Apply { key, body } => self
+                .dynamic_api(&key)
+                .patch(&key.name, &Self::apply_params(), &Patch::Apply(body))
+                .await
+                .map(drop)
+                .map_err(Self::kube_err(format!("setting weights on {key}"))),
+            TrafficWrite::Delete { key } => ignore_not_found(
+                self.dynamic_api(&key)
+                    .delete(&key.name, &DeleteParams::default())
+                    .await,
+            )
+            .map_err(Self::kube_err(format!("deleting {key}"))),
+        }
+    }
+
+    async fn record(&self, event: &Event) {
+        let reference: ObjectReference = self.rollout.object_ref(&());
+        let kube_event = KubeEvent {
+            type_: match event.type_ {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: event.reason.as_str().to_string(),
+            note: Some(event.message.clone()),
+            action: event.reason.as_str().to_string(),
+            secondary: None,
+        };
+        // Events are informative; failing to record one must not stop the rollout.
+        if let Err(e) = self.recorder.publish(&kube_event, &reference).await {
+            tracing::warn!(error = %e, reason = event.reason.as_str(), "cannot record event");
+        }
+    }
+
+    /// Writes the planned status when it differs, with the observed `resourceVersion`: a user's
+    /// control action (abort, promote) written meanwhile makes this fail with a conflict instead of
+    /// being overwritten, and the next reconcile plans with it.
+    async fn write_status(&self, plan: &Plan) -> Result<(), ActError> {
+        if self.rollout.status.as_ref() == Some(&plan.status) {
+            return Ok(());
+        }
+        let mut updated = self.rollout.clone();
+        updated.status = Some(plan.status.clone());
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        let api: Api<Rollout> = Api::namespaced(self.client.clone(), &self.namespace());
+        match api
+            .replace_status(&self.rollout.name_any(), &params, &updated)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(ActError::StatusConflict),
+            Err(source) => Err(ActError::Kube {
+                action: "writing the Rollout status".to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn ignore_already_exists<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,293 @@
+//! The Rollout reconciler: watches Rollouts and what they own or name (ReplicaSets, AnalysisRuns,
+//! Services), and for each change runs observe → plan → act. Timed steps come back through
+//! `requeue_after`, never by polling.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use thiserror::Error;
+
+use crate::api::analysis::AnalysisRun;
+use crate::api::rollout::Rollout;
+use crate::metrics::Metrics;
+use crate::rollout::act::{ActError, Actor};
+use crate::rollout::hash::pod_template_hash;
+use crate::rollout::observe::{Reads, observe, referenced_services};
+use crate::rollout::plan::plan;
+use crate::rollout::replicasets::{ReplicaSetError, workload_template};
+
+/// How long a Rollout with nothing timed waits before it is looked at again anyway.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Retry delay after a failed reconcile.
+const RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("reading the workloadRef Deployment {name}: {source}")]
+    Workload {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    ReplicaSet(#[from] ReplicaSetError),
+    #[error(transparent)]
+    Act(#[from] ActError),
+}
+
+/// Shared by every reconcile: the client, the watch caches and the metrics.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    replica_sets: Store<ReplicaSet>,
+    services: Store<Service>,
+    analysis_runs: Store<AnalysisRun>,
+    reconcile_seconds: Histogram,
+    reconcile_errors: Counter,
+}
+
+/// Runs the Rollout controller until the process stops. `namespace` limits it to one namespace.
+pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
+    let reconcile_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+    let reconcile_errors = Counter::default();
+    metrics.register(|r| {
+        r.register(
+            "rollout_reconcile_duration_seconds",
+            "Time to observe, plan and act on one Rollout",
+            reconcile_seconds.clone(),
+        );
+        r.register(
+            "rollout_reconcile_errors",
+            "Rollout reconciles that failed and were retried",
+            reconcile_errors.clone(),
+        );
+    });
+
+    let rollouts: Api<Rollout> = scoped(&client, namespace.as_deref());
+    let config = watcher::Config::default();
+    let (replica_sets, rs_writer) = reflector::store();
+    let (services, svc_writer) = reflector::store();
+    let (analysis_runs, run_writer) = reflector::store();
+    let rs_stream = reflector::reflector(
+        rs_writer,
+        watcher(
+            scoped::<ReplicaSet>(&client, namespace.as_deref()),
+            config.clone(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let svc_stream = reflector::reflector(
+        svc_writer,
+        watcher(
+            scoped::<Service>(&client, namespace.as_deref()),
+            config.clone(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let run_stream = reflector::reflector(
+        run_writer,
+        watcher(
+            scoped::<AnalysisRun>(&client, namespace.as_deref()),
+            config.clone(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let controller = Controller::new(rollouts, config.clone());
+    let rollout_store = controller.store();
+    let deployment_rollouts = rollout_store.clone();
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice-rollout".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client: client.clone(),
+        replica_sets,
+        services,
+        analysis_runs,
+        reconcile_seconds,
+        reconcile_errors,
+    });
+    controller
+        .owns_stream(rs_stream)
+        .owns_stream(run_stream)
+        .watches_stream(svc_stream, move |svc: Service| {
+            rollouts_naming_service(&rollout_store, &svc)
+        })
+        .watches(
+            scoped::<Deployment>(&client, namespace.as_deref()),
+            config,
+            move |deployment: Deployment| rollouts_referencing(&deployment_rollouts, &deployment),
+        )
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "rollout controller event");
+            }
+        })
+        .await;
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn rollouts_naming_service(rollouts: &Store<Rollout>, svc: &Service) -> Vec<ObjectRef<Rollout>> {
+    let name = svc.name_any();
+    rollouts
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == svc.namespace())
+        .filter(|r| referenced_services(r).contains(&name))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+fn rollouts_referencing(
+    rollouts: &Store<Rollout>,
+    deployment: &Deployment,
+) -> Vec<ObjectRef<Rollout>> {
+    let name = deployment.name_any();
+    rollouts
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == deployment.namespace())
+        .filter(|r| {
+            r.spec
+                .workload_ref
+                .as_ref()
+                .is_some_and(|w| w.kind == "Deployment" && w.name == name)
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    let namespace = rollout.namespace().unwrap_or_default();
+    let name = rollout.name_any();
+    let span = tracing::info_span!("reconcile", %namespace, rollout = %name);
+    let _entered = span.enter();
+
+    let (template, workload) = current_template(&ctx.client, &rollout).await?;
+    let hash = pod_template_hash(
+        &template,
+        rollout.status.as_ref().and_then(|s| s.collision_count),
+    );
+    let in_namespace = |ns: Option<String>| ns.as_deref() == Some(namespace.as_str());
+    let replica_sets: Vec<ReplicaSet> = ctx
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| in_namespace(rs.namespace()))
+        .map(|rs| rs.as_ref().clone())
+        .collect();
+    let wanted = referenced_services(&rollout);
+    let services: Vec<Service> = ctx
+        .services
+        .state()
+        .iter()
+        .filter(|svc| in_namespace(svc.namespace()) && wanted.contains(&svc.name_any()))
+        .map(|svc| svc.as_ref().clone())
+        .collect();
+    let analysis_runs: Vec<AnalysisRun> = ctx
+        .analysis_runs
+        .state()
+        .iter()
+        .filter(|run| in_namespace(run.namespace()))
+        .map(|run| run.as_ref().clone())
+        .collect();
+    let reads = Reads {
+        replica_sets: &replica_sets,
+        services: &services,
+        analysis_runs: &analysis_runs,
+        workload: workload.as_ref(),
+    };
+    let observed = observe(&rollout, hash, &reads, jiff::Timestamp::now());
+
+    let plan = plan(&observed);
+    tracing::debug!(actions = plan.actions.len(), "planned");
+    Actor {
+        client: &ctx.client,
+        recorder: &ctx.recorder,
+        rollout: &rollout,
+        template: &template,
+    }
+    .apply(&plan)
+    .await?;
+    ctx.reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Requeue::requeue(
+        plan.requeue_after.unwrap_or(RESYNC).min(RESYNC),
+    ))
+}
+
+fn error_policy(rollout: Arc<Rollout>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
+    ctx.reconcile_errors.inc();
+    match error {
+        // A concurrent status change (usually a user's promote or abort) is expected; plan again now.
+        ReconcileError::Act(ActError::StatusConflict) => {
+            Requeue::requeue(Duration::from_millis(100))
+        }
+        _ => {
+            tracing::warn!(
+                namespace = rollout.namespace().unwrap_or_default(),
+                rollout = %rollout.name_any(),
+                error = %error,
+                "reconcile failed"
+            );
+            Requeue::requeue(RETRY)
+        }
+    }
+}
+
+/// The pod template of the current revision (the Rollout's own, or its workloadRef Deployment's),
+/// and that Deployment.
+async fn current_template(
+    client: &Client,
+    rollout: &Rollout,
+) -> Result<(PodTemplateSpec, Option<Deployment>), ReconcileError> {
+    let Some(workload) = &rollout.spec.workload_ref else {
+        // Without a template either, the planner reports InvalidSpec; the empty one only feeds the hash.
+        return Ok((rollout.spec.template.clone().unwrap_or_default(), None));
+    };
+    let deployments: Api<Deployment> =
+        Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
+    let deployment =
+        deployments
+            .get(&workload.name)
+            .await
+            .map_err(|source| ReconcileError::Workload {
+                name: workload.name.clone(),
+                source,
+            })?;
+    if let Some(template) = &rollout.spec.template {
+        // Both set: invalid (R1), reported by the planner; nothing runs from the Deployment.
+        return Ok((template.clone(), Some(deployment)));
+    }
+    let template = workload_template(rollout, &deployment)?.template;
+    Ok((template, Some(deployment)))
+}

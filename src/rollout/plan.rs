@@ -1,0 +1,1668 @@
+//! The pure planner of the Rollout engine: [`plan`] turns an [`Observed`] snapshot into a [`Plan`].
+//!
+//! No client, no clock (`observed.now`), no randomness. Everything the planner must remember between
+//! reconciles is in the status it returns (and in ReplicaSet annotations such as the scale-down
+//! deadline), so planning the same observation twice gives the same plan, and planning again after
+//! the plan was applied creates nothing twice (SCENARIOS R10).
+//!
+//! This module holds the lifecycle rules shared by both strategies (R1–R8) and the helpers the
+//! strategies use ([`Ctx`]); `canary.rs` and `bluegreen.rs` hold the strategy rules and `phase.rs` the
+//! phase, message and conditions.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use thiserror::Error;
+
+use crate::api::analysis::AnalysisPhase;
+use crate::api::rollout::{
+    PauseCondition, PauseReason, RevisionRecord, RolloutAnalysis, RolloutAnalysisRunStatus,
+    RolloutPhase, RolloutSpec, RolloutStatus, ScaleDown,
+};
+use crate::rollout::action::{Action, Event, EventReason, Plan};
+use crate::rollout::observed::{AnalysisType, Observed, ObservedReplicaSet};
+use crate::rollout::{bluegreen, canary, phase};
+
+/// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
+pub const GIT_REVISION_LABEL: &str = "sluice.dev/revision";
+/// Label of the Rollout naming the Application (`<namespace>/<name>`) that applied it.
+pub const APPLICATION_LABEL: &str = "sluice.dev/application";
+
+/// A pod template value the API server would refuse when the ReplicaSet is created (R1b): it is
+/// reported as `InvalidSpec` rather than failing the create on every reconcile.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    /// A resource quantity that is not a Kubernetes quantity.
+    #[error(
+        "spec.template.spec.{containers}[{container}].resources.{kind}.{resource}: invalid quantity {value:?}"
+    )]
+    InvalidQuantity {
+        /// `containers` or `initContainers`.
+        containers: &'static str,
+        /// The container's name.
+        container: String,
+        /// `requests` or `limits`.
+        kind: &'static str,
+        /// The resource, e.g. `memory`.
+        resource: String,
+        /// The value as written.
+        value: String,
+    },
+}
+
+/// Plans one reconcile of a Rollout. See the module documentation.
+pub fn plan(observed: &Observed) -> Plan {
+    if let Err(error) = observed.spec().validate() {
+        return phase::invalid_spec_plan(observed, &error.to_string());
+    }
+    if let Err(error) = validate_template(observed.spec()) {
+        return phase::invalid_spec_plan(observed, &error.to_string());
+    }
+    let first = plan_valid(observed);
+    // R6: with `progressDeadlineAbort`, an exceeded deadline aborts; plan again as aborted so the
+    // abort takes effect in this reconcile instead of the next one.
+    if first.deadline_exceeded && observed.spec().progress_deadline_abort() && !first.aborted {
+        let mut aborted = observed.clone();
+        let mut status = aborted.status();
+        status.abort = Some(true);
+        aborted.rollout.status = Some(status);
+        return plan_valid(&aborted).plan;
+    }
+    first.plan
+}
+
+struct Planned {
+    plan: Plan,
+    deadline_exceeded: bool,
+    aborted: bool,
+}
+
+fn plan_valid(observed: &Observed) -> Planned {
+    let mut ctx = Ctx::new(observed);
+    ctx.reset_on_new_template();
+    ctx.acknowledge_retry();
+    if let Some(canary) = observed.spec().canary() {
+        canary::plan_canary(&mut ctx, canary);
+    } else if let Some(blue_green) = observed.spec().blue_green() {
+        bluegreen::plan_blue_green(&mut ctx, blue_green);
+    }
+    ctx.delete_beyond_history_limit();
+    ctx.record_revision();
+    ctx.fill_counts();
+    let outcome = phase::finish(&mut ctx);
+    ctx.scale_down_workload();
+    let aborted = ctx.status.aborted();
+    Planned {
+        plan: Plan {
+            actions: ctx.actions,
+            status: ctx.status,
+            requeue_after: ctx.requeue,
+        },
+        deadline_exceeded: outcome.deadline_exceeded,
+        aborted,
+    }
+}
+
+/// What a gate (pause, analysis) says about going on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Wait here.
+    Wait,
+    /// Go on.
+    Pass,
+}
+
+/// The verdict of an analysis the Rollout waits on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not finished.
+    Running,
+    /// Finished Successful.
+    Successful,
+    /// Finished Failed or Error: the Rollout aborts.
+    Failed,
+    /// Finished Inconclusive: the Rollout pauses.
+    Inconclusive,
+}
+
+/// Where in the status an analysis run is tracked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunSlot {
+    CanaryStep,
+    CanaryBackground,
+    PrePromotion,
+    PostPromotion,
+}
+
+impl RunSlot {
+    fn analysis_type(self) -> AnalysisType {
+        match self {
+            RunSlot::CanaryStep => AnalysisType::Step,
+            RunSlot::CanaryBackground => AnalysisType::Background,
+            RunSlot::PrePromotion => AnalysisType::PrePromotion,
+            RunSlot::PostPromotion => AnalysisType::PostPromotion,
+        }
+    }
+
+    pub(crate) fn get(self, status: &RolloutStatus) -> Option<&RolloutAnalysisRunStatus> {
+        match self {
+            RunSlot::CanaryStep => status
+                .canary
+                .as_ref()?
+                .current_step_analysis_run_status
+                .as_ref(),
+            RunSlot::CanaryBackground => status
+                .canary
+                .as_ref()?
+                .current_background_analysis_run_status
+                .as_ref(),
+            RunSlot::PrePromotion => status
+                .blue_green
+                .as_ref()?
+                .pre_promotion_analysis_run_status
+                .as_ref(),
+            RunSlot::PostPromotion => status
+                .blue_green
+                .as_ref()?
+                .post_promotion_analysis_run_status
+                .as_ref(),
+        }
+    }
+
+    pub(crate) fn set(self, status: &mut RolloutStatus, value: Option<RolloutAnalysisRunStatus>) {
+        match self {
+            RunSlot::CanaryStep => {
+                status
+                    .canary
+                    .get_or_insert_with(Default::default)
+                    .current_step_analysis_run_status = value;
+            }
+            RunSlot::CanaryBackground => {
+                status
+                    .canary
+                    .get_or_insert_with(Default::default)
+                    .current_background_analysis_run_status = value;
+            }
+            RunSlot::PrePromotion => {
+                status
+                    .blue_green
+                    .get_or_insert_with(Default::default)
+                    .pre_promotion_analysis_run_status = value;
+            }
+            RunSlot::PostPromotion => {
+                status
+                    .blue_green
+                    .get_or_insert_with(Default::default)
+                    .post_promotion_analysis_run_status = value;
+            }
+        }
+    }
+
+    pub(crate) const ALL: [RunSlot; 4] = [
+        RunSlot::CanaryStep,
+        RunSlot::CanaryBackground,
+        RunSlot::PrePromotion,
+        RunSlot::PostPromotion,
+    ];
+}
+
+/// The state of one reconcile while it is planned: what was observed, the status being built and
+/// the actions decided so far.
+pub(crate) struct Ctx<'a> {
+    pub obs: &'a Observed,
+    /// The status as last written.
+    pub old: RolloutStatus,
+    /// The status being built, starting from `old`.
+    pub status: RolloutStatus,
+    pub actions: Vec<Action>,
+    pub requeue: Option<Duration>,
+    /// A ReplicaSet was created or scaled, or a step completed: progress for R6.
+    pub progressed: bool,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(obs: &'a Observed) -> Self {
+        let old = obs.status();
+        Ctx {
+            obs,
+            status: old.clone(),
+            old,
+            actions: Vec::new(),
+            requeue: None,
+            progressed: false,
+        }
+    }
+
+    pub(crate) fn spec(&self) -> &'a RolloutSpec {
+        self.obs.spec()
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.obs.now
+    }
+
+    pub(crate) fn new_hash(&self) -> &'a str {
+        &self.obs.new_template_hash
+    }
+
+    pub(crate) fn replicas(&self) -> i32 {
+        self.spec().replicas()
+    }
+
+    pub(crate) fn event(&mut self, reason: EventReason, message: impl Into<String>) {
+        self.actions.push(Action::RecordEvent(Event {
+            type_: reason.event_type(),
+            reason,
+            message: message.into(),
+        }));
+    }
+
+    /// Asks to be reconciled again within `after`, keeping the soonest request.
+    pub(crate) fn requeue_within(&mut self, after: Duration) {
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    /// The revision number of the current template's ReplicaSet (the next one when it is still to
+    /// be created).
+    pub(crate) fn new_revision(&self) -> i64 {
+        self.obs
+            .new_replica_set()
+            .map_or(self.obs.max_revision() + 1, |rs| rs.revision)
+    }
+
+    /// The step an update starts at: 0 for a canary; blue-green has no steps (Argo leaves
+    /// `currentStepIndex` unset).
+    fn first_step(&self) -> Option<i32> {
+        self.spec().canary().map(|_| 0)
+    }
+
+    /// R2: a Rollout that never had a stable revision takes the current one as stable at once,
+    /// without steps or analysis.
+    pub(crate) fn adopt_first_revision_as_stable(&mut self) {
+        if self.status.stable_rs.is_none() {
+            self.status.stable_rs = Some(self.new_hash().to_string());
+        }
+    }
+
+    /// R3/R8: a template that differs from the one last seen starts a new update: per-update state
+    /// (abort, pauses, step, promote-full, analysis runs) is reset, as Argo's `resetRolloutStatus`
+    /// does. This is also what lets a Git revert to the stable template end an aborted update.
+    fn reset_on_new_template(&mut self) {
+        let new_hash = self.new_hash().to_string();
+        if self.old.current_pod_hash.as_deref() == Some(new_hash.as_str()) {
+            return;
+        }
+        if self.old.current_pod_hash.is_some() {
+            self.event(
+                EventReason::RolloutUpdated,
+                format!(
+                    "Rollout updated to revision {} ({new_hash})",
+                    self.new_revision()
+                ),
+            );
+        }
+        let first_step = self.first_step();
+        let status = &mut self.status;
+        status.current_pod_hash = Some(new_hash);
+        status.abort = None;
+        status.aborted_at = None;
+        status.pause_conditions.clear();
+        status.controller_pause = None;
+        status.promote_full = None;
+        status.current_step_index = first_step;
+        if let Some(blue_green) = status.blue_green.as_mut() {
+            blue_green.scale_up_preview_check_point = None;
+        }
+        for slot in RunSlot::ALL {
+            if slot.get(status).is_some() {
+                slot.set(status, None);
+            }
+        }
+        self.progressed = true;
+    }
+
+    /// Retry (`status.abort: false` after an abort) resumes the update from its first step with
+    /// fresh analysis runs.
+    fn acknowledge_retry(&mut self) {
+        if self.status.aborted() || self.status.aborted_at.is_none() {
+            return;
+        }
+        self.status.aborted_at = None;
+        self.status.abort = None;
+        self.status.current_step_index = self.first_step();
+        for slot in RunSlot::ALL {
+            if slot.get(&self.status).is_some() {
+                slot.set(&mut self.status, None);
+            }
+        }
+        self.event(EventReason::RolloutResumed, "Rollout is resumed (retry)");
+        self.progressed = true;
+    }
+
+    /// Records the abort the first time it is seen: clears pauses, restarts the step counter (as
+    /// Argo does, so a retry restarts the steps), stops running analysis.
+    pub(crate) fn acknowledge_abort(&mut self) {
+        if self.status.aborted_at.is_none() {
+            self.status.aborted_at = Some(Time(self.now()));
+            let message = format!("Rollout aborted update to revision {}", self.new_revision());
+            self.event(EventReason::RolloutAborted, message);
+            self.progressed = true;
+        }
+        self.status.pause_conditions.clear();
+        self.status.controller_pause = None;
+        self.status.promote_full = None;
+        self.status.current_step_index = self.first_step();
+        self.terminate_running_runs(|_| true);
+    }
+
+    /// Terminates every AnalysisRun still running that `stale` selects.
+    pub(crate) fn terminate_running_runs(&mut self, stale: impl Fn(&AnalysisType) -> bool) {
+        let names: Vec<String> = self
+            .obs
+            .analysis_runs
+            .iter()
+            .filter(|r| !r.phase.is_completed() && stale(&r.analysis_type))
+            .map(|r| r.name.clone())
+            .collect();
+        names.into_iter().for_each(|name| self.terminate(name));
+    }
+
+    /// Terminates running AnalysisRuns of other revisions (an update replaced them).
+    pub(crate) fn terminate_runs_of_other_revisions(&mut self) {
+        let new_hash = self.new_hash();
+        let names: Vec<String> = self
+            .obs
+            .analysis_runs
+            .iter()
+            .filter(|r| !r.phase.is_completed() && r.pod_template_hash != new_hash)
+            .map(|r| r.name.clone())
+            .collect();
+        names.into_iter().for_each(|name| self.terminate(name));
+    }
+
+    fn terminate(&mut self, name: String) {
+        let terminate = Action::TerminateAnalysisRun { name };
+        if !self.actions.contains(&terminate) {
+            self.actions.push(terminate);
+        }
+    }
+
+    /// Brings the ReplicaSet of `hash` to `replicas` pods: creates it when it does not exist (only
+    /// the current template's ReplicaSet is ever created), scales it otherwise, and removes a
+    /// scale-down deadline it no longer needs.
+    pub(crate) fn scale_to(&mut self, hash: &str, replicas: i32) {
+        match self.obs.replica_set(hash) {
+            Some(rs) => {
+                if rs.scale_down_deadline.is_some() && replicas > 0 {
+                    self.actions.push(Action::SetScaleDownDeadline {
+                        name: rs.name.clone(),
+                        at: None,
+                    });
+                }
+                self.scale_existing(rs, replicas);
+            }
+            None if hash == self.new_hash() => self.create_new_replica_set(replicas),
+            None => {}
+        }
+    }
+
+    pub(crate) fn scale_existing(&mut self, rs: &ObservedReplicaSet, replicas: i32) {
+        let scaling = Action::ScaleReplicaSet {
+            name: rs.name.clone(),
+            replicas,
+        };
+        if rs.spec_replicas == replicas || self.actions.contains(&scaling) {
+            return;
+        }
+        self.actions.push(scaling);
+        self.event(
+            EventReason::ScalingReplicaSet,
+            format!(
+                "Scaled ReplicaSet {} (revision {}) from {} to {replicas}",
+                rs.name, rs.revision, rs.spec_replicas
+            ),
+        );
+        self.progressed = true;
+    }
+
+    fn create_new_replica_set(&mut self, replicas: i32) {
+        let hash = self.new_hash().to_string();
+        let name = format!("{}-{hash}", self.obs.name());
+        let revision = self.new_revision();
+        self.actions.push(Action::CreateReplicaSet {
+            name: name.clone(),
+            hash,
+            revision,
+            replicas,
+        });
+        self.event(
+            EventReason::NewReplicaSetCreated,
+            format!("Created ReplicaSet {name} (revision {revision}) with size {replicas}"),
+        );
+        if replicas > 0 {
+            self.event(
+                EventReason::ScalingReplicaSet,
+                format!("Scaled up ReplicaSet {name} (revision {revision}) from 0 to {replicas}"),
+            );
+        }
+        self.progressed = true;
+    }
+
+    /// Scales an old ReplicaSet down once `delay_seconds` have passed, keeping the deadline in the
+    /// ReplicaSet's annotation so that a restarted controller waits the same time. `None` keeps it
+    /// running (an `abortScaleDownDelaySeconds` of 0); `Some(0)` scales it down at once.
+    pub(crate) fn scale_down_after(&mut self, rs: &ObservedReplicaSet, delay_seconds: Option<i32>) {
+        let Some(delay_seconds) = delay_seconds else {
+            return;
+        };
+        if rs.spec_replicas == 0 {
+            if rs.scale_down_deadline.is_some() {
+                self.actions.push(Action::SetScaleDownDeadline {
+                    name: rs.name.clone(),
+                    at: None,
+                });
+            }
+            return;
+        }
+        let delay = Duration::from_secs(u64::try_from(delay_seconds).unwrap_or(0));
+        if delay.is_zero() {
+            self.scale_existing(rs, 0);
+            return;
+        }
+        let now = self.now();
+        match rs.scale_down_deadline {
+            None => {
+                let at = now.checked_add(delay).unwrap_or(now);
+                self.actions.push(Action::SetScaleDownDeadline {
+                    name: rs.name.clone(),
+                    at: Some(at),
+                });
+                self.requeue_within(delay);
+            }
+            Some(at) if now >= at => {
+                self.scale_existing(rs, 0);
+                self.actions.push(Action::SetScaleDownDeadline {
+                    name: rs.name.clone(),
+                    at: None,
+                });
+            }
+            Some(at) => self.requeue_within(until(now, at)),
+        }
+    }
+
+    /// Points `service` at `hash` when it does not already, and only when that revision has ready
+    /// pods: a Service never selects a revision that cannot serve.
+    pub(crate) fn select(&mut self, service: Option<&str>, hash: &str) {
+        let Some(service) = service else {
+            return;
+        };
+        let switching = Action::SetServiceSelector {
+            service: service.to_string(),
+            hash: hash.to_string(),
+        };
+        if self.obs.service_hash(service) == Some(hash) || self.actions.contains(&switching) {
+            return;
+        }
+        let ready = self
+            .obs
+            .replica_set(hash)
+            .is_some_and(|rs| rs.ready_replicas > 0);
+        if ready {
+            self.actions.push(switching);
+        }
+    }
+
+    /// ReplicaSets of neither `keep` hash.
+    pub(crate) fn other_replica_sets(&self, keep: &[&str]) -> Vec<&'a ObservedReplicaSet> {
+        let mut others: Vec<&ObservedReplicaSet> = self
+            .obs
+            .replica_sets
+            .iter()
+            .filter(|rs| !keep.contains(&rs.pod_template_hash.as_str()))
+            .collect();
+        others.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
+        others
+    }
+
+    /// A pause the controller holds until `duration` has passed (when given) or until the user
+    /// promotes (clears `pauseConditions` while `controllerPause` is set).
+    pub(crate) fn pause_gate(&mut self, reason: PauseReason, duration: Option<Duration>) -> Gate {
+        let now = self.now();
+        if let Some(condition) = self
+            .status
+            .pause_conditions
+            .iter()
+            .find(|c| c.reason == reason)
+        {
+            let Some(duration) = duration else {
+                return Gate::Wait;
+            };
+            let ends = condition.start_time.0.checked_add(duration).unwrap_or(now);
+            if now < ends {
+                self.requeue_within(until(now, ends));
+                return Gate::Wait;
+            }
+            self.status.pause_conditions.retain(|c| c.reason != reason);
+            if self.status.pause_conditions.is_empty() {
+                self.status.controller_pause = None;
+            }
+            self.event(
+                EventReason::RolloutResumed,
+                "Rollout is resumed (pause ended)",
+            );
+            return Gate::Pass;
+        }
+        if self.status.controller_pause() && self.status.pause_conditions.is_empty() {
+            // The user promoted: the condition the controller added is gone.
+            self.status.controller_pause = None;
+            self.event(EventReason::RolloutResumed, "Rollout is resumed (promoted)");
+            return Gate::Pass;
+        }
+        self.status.pause_conditions.push(PauseCondition {
+            reason,
+            start_time: Time(now),
+        });
+        self.status.controller_pause = Some(true);
+        self.event(
+            EventReason::RolloutPaused,
+            format!("Rollout is paused ({reason:?})"),
+        );
+        if let Some(duration) = duration {
+            self.requeue_within(duration);
+        }
+        Gate::Wait
+    }
+
+    /// Runs (or keeps waiting on) the analysis tracked in `slot` for the current revision. The run
+    /// is created once: the status records its name, and a run of this revision, type and step
+    /// that is still running is adopted rather than duplicated (R10).
+    pub(crate) fn analysis_gate(
+        &mut self,
+        slot: RunSlot,
+        step_index: Option<i32>,
+        analysis: &RolloutAnalysis,
+    ) -> Verdict {
+        let analysis_type = slot.analysis_type();
+        let new_hash = self.new_hash();
+        let matches = |r: &&crate::rollout::observed::ObservedAnalysisRun| {
+            r.analysis_type == analysis_type
+                && r.step_index == step_index
+                && r.pod_template_hash == new_hash
+        };
+        let tracked = slot.get(&self.status).map(|s| s.name.clone());
+        let observed = match &tracked {
+            Some(name) => self.obs.analysis_run(name).filter(matches),
+            None => self
+                .obs
+                .analysis_runs
+                .iter()
+                .filter(matches)
+                .find(|r| !r.phase.is_completed()),
+        };
+        if let Some(run) = observed {
+            slot.set(
+                &mut self.status,
+                Some(RolloutAnalysisRunStatus {
+                    name: run.name.clone(),
+                    status: run.phase,
+                    message: run.message.clone(),
+                }),
+            );
+            return verdict(run.phase);
+        }
+        if tracked.is_some() {
+            // Created by an earlier reconcile and not in the cache yet.
+            return Verdict::Running;
+        }
+        let name = self.free_run_name(analysis_type, step_index);
+        self.actions.push(Action::CreateAnalysisRun {
+            name: name.clone(),
+            analysis_type,
+            step_index,
+            analysis: analysis.clone(),
+            pod_template_hash: new_hash.to_string(),
+        });
+        self.event(
+            EventReason::AnalysisRunCreated,
+            format!("Created {} AnalysisRun {name}", analysis_type.label()),
+        );
+        slot.set(
+            &mut self.status,
+            Some(RolloutAnalysisRunStatus {
+                name,
+                status: AnalysisPhase::Pending,
+                message: None,
+            }),
+        );
+        Verdict::Running
+    }
+
+    /// Argo's AnalysisRun names (`<rollout>-<hash>-<revision>[-<step>|-pre|-post]`), with a `.N`
+    /// suffix when an earlier attempt (before a retry) holds the name.
+    fn free_run_name(&self, analysis_type: AnalysisType, step_index: Option<i32>) -> String {
+        let suffix = match (analysis_type, step_index) {
+            (AnalysisType::Step, Some(i)) => format!("-{i}"),
+            (AnalysisType::PrePromotion, _) => "-pre".to_string(),
+            (AnalysisType::PostPromotion, _) => "-post".to_string(),
+            _ => String::new(),
+        };
+        let base = format!(
+            "{}-{}-{}{suffix}",
+            self.obs.name(),
+            self.new_hash(),
+            self.new_revision()
+        );
+        let taken = |name: &str| self.obs.analysis_runs.iter().any(|r| r.name == name);
+        if !taken(&base) {
+            return base;
+        }
+        (1..)
+            .map(|n| format!("{base}.{n}"))
+            .find(|name| !taken(name))
+            .unwrap_or(base)
+    }
+
+    /// R5: old ReplicaSets at 0 replicas beyond `revisionHistoryLimit` are deleted, oldest first.
+    fn delete_beyond_history_limit(&mut self) {
+        let limit = usize::try_from(self.spec().revision_history_limit()).unwrap_or(0);
+        let mut keep: Vec<&str> = vec![self.new_hash()];
+        if let Some(stable) = self.status.stable_rs.as_deref() {
+            keep.push(stable);
+        }
+        if let Some(active) = self
+            .status
+            .blue_green
+            .as_ref()
+            .and_then(|b| b.active_selector.as_deref())
+        {
+            keep.push(active);
+        }
+        let idle: Vec<&ObservedReplicaSet> = self
+            .other_replica_sets(&keep)
+            .into_iter()
+            .filter(|rs| rs.spec_replicas == 0 && rs.replicas == 0)
+            .collect();
+        let scaling_now: Vec<String> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ScaleReplicaSet { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        for rs in idle.into_iter().skip(limit) {
+            if !scaling_now.contains(&rs.name) {
+                self.actions.push(Action::DeleteReplicaSet {
+                    name: rs.name.clone(),
+                });
+            }
+        }
+    }
+
+    /// The hand-off: records the Git commit that introduced the current revision, and forgets
+    /// revisions whose ReplicaSet is gone.
+    fn record_revision(&mut self) {
+        let hash = self.new_hash().to_string();
+        let deleted: Vec<String> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeleteReplicaSet { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let obs = self.obs;
+        self.status.revisions.retain(|r| {
+            r.pod_template_hash == hash
+                || obs
+                    .replica_set(&r.pod_template_hash)
+                    .is_some_and(|rs| !deleted.contains(&rs.name))
+        });
+        if self.status.revision_for_hash(&hash).is_some() {
+            return;
+        }
+        let labels = self.obs.rollout.metadata.labels.as_ref();
+        let label = |key: &str| labels.and_then(|l| l.get(key)).cloned();
+        self.status.revisions.push(RevisionRecord {
+            pod_template_hash: hash,
+            revision: self.new_revision(),
+            git_revision: label(GIT_REVISION_LABEL),
+            application: label(APPLICATION_LABEL),
+        });
+        self.status.revisions.sort_by_key(|r| r.revision);
+    }
+
+    /// R9: the Deployment a `workloadRef` names is scaled down per `scaleDown`: `never` leaves it,
+    /// `onsuccess` scales it to 0 once the Rollout is Healthy, `progressively` takes away one of its
+    /// pods for each available pod of the Rollout.
+    fn scale_down_workload(&mut self) {
+        let (Some(workload_ref), Some(workload)) = (
+            self.spec().workload_ref.as_ref(),
+            self.obs.workload.as_ref(),
+        ) else {
+            return;
+        };
+        let target = match workload_ref.scale_down() {
+            ScaleDown::Never => return,
+            ScaleDown::OnSuccess if self.status.phase == Some(RolloutPhase::Healthy) => 0,
+            ScaleDown::OnSuccess => return,
+            ScaleDown::Progressively => {
+                let available = self.status.available_replicas.unwrap_or(0);
+                (self.replicas() - available).clamp(0, workload.spec_replicas)
+            }
+        };
+        if target != workload.spec_replicas {
+            self.actions.push(Action::ScaleWorkload {
+                name: workload.name.clone(),
+                replicas: target,
+            });
+        }
+    }
+
+    /// Pod counts, from the ReplicaSets as observed.
+    fn fill_counts(&mut self) {
+        let sets = &self.obs.replica_sets;
+        let sum = |f: fn(&ObservedReplicaSet) -> i32| sets.iter().map(f).sum::<i32>();
+        let new = self.obs.new_replica_set();
+        self.status.replicas = Some(sum(|rs| rs.replicas));
+        self.status.updated_replicas = Some(new.map_or(0, |rs| rs.replicas));
+        self.status.ready_replicas = Some(sum(|rs| rs.ready_replicas));
+        self.status.available_replicas = Some(sum(|rs| rs.available_replicas));
+        self.status.hpa_replicas = self.status.replicas;
+        self.status.observed_generation = Some(self.obs.generation().to_string());
+    }
+}
+
+/// R1b: checks what the API server checks in a pod template and the CRD schema cannot (resource
+/// quantities are plain strings to the schema).
+pub fn validate_template(spec: &RolloutSpec) -> Result<(), TemplateError> {
+    let Some(pod) = spec.template.as_ref().and_then(|t| t.spec.as_ref()) else {
+        return Ok(());
+    };
+    let groups = [
+        ("containers", pod.containers.as_slice()),
+        (
+            "initContainers",
+            pod.init_containers.as_deref().unwrap_or_default(),
+        ),
+    ];
+    for (containers, list) in groups {
+        for container in list {
+            let Some(resources) = &container.resources else {
+                continue;
+            };
+            for (kind, values) in [
+                ("requests", &resources.requests),
+                ("limits", &resources.limits),
+            ] {
+                for (resource, quantity) in values.iter().flatten() {
+                    if !is_quantity(&quantity.0) {
+                        return Err(TemplateError::InvalidQuantity {
+                            containers,
+                            container: container.name.clone(),
+                            kind,
+                            resource: resource.clone(),
+                            value: quantity.0.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes' quantity grammar: a signed decimal number, then an optional binary suffix (`Ki` …
+/// `Ei`), decimal suffix (`n`, `u`, `m`, `k`, `M` … `E`) or exponent (`e3`, `E-2`).
+fn is_quantity(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let number_end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    let valid_number = digits > 0 && number.matches('.').count() <= 1;
+    const SUFFIXES: [&str; 15] = [
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P",
+    ];
+    let valid_suffix = SUFFIXES.contains(&suffix) || suffix == "E" || is_exponent(suffix);
+    valid_number && valid_suffix
+}
+
+fn is_exponent(suffix: &str) -> bool {
+    let Some(rest) = suffix.strip_prefix(['e', 'E']) else {
+        return false;
+    };
+    let digits = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn verdict(phase: AnalysisPhase) -> Verdict {
+    match phase {
+        AnalysisPhase::Successful => Verdict::Successful,
+        AnalysisPhase::Failed | AnalysisPhase::Error => Verdict::Failed,
+        AnalysisPhase::Inconclusive => Verdict::Inconclusive,
+        AnalysisPhase::Pending | AnalysisPhase::Running => Verdict::Running,
+    }
+}
+
+/// Time from `now` to `at`, zero when `at` has passed.
+pub(crate) fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let millis = at.as_millisecond().saturating_sub(now.as_millisecond());
+    Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+/// Fixture builders and a tiny simulator of the act step, for the planner's tests.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::collections::BTreeMap;
+
+    use jiff::{SignedDuration, Timestamp};
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use kube::api::ObjectMeta;
+
+    use super::plan;
+    use crate::api::analysis::AnalysisPhase;
+    use crate::api::rollout::{
+        BlueGreenStrategy, CanaryStep, CanaryStrategy, GatewayApiTrafficRouting, Rollout,
+        RolloutAnalysis, RolloutAnalysisTemplate, RolloutPause, RolloutPhase, RolloutSpec,
+        RolloutStatus, RolloutStrategy, SetCanaryScale, TrafficRouting, TrafficRoutingPlugins,
+    };
+    use crate::rollout::action::{Action, Plan};
+    use crate::rollout::observed::{
+        AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet, ObservedService,
+    };
+
+    pub const T0: &str = "2026-01-01T00:00:00Z";
+
+    pub fn t0() -> Timestamp {
+        T0.parse().unwrap()
+    }
+
+    pub fn weight(weight: i32) -> CanaryStep {
+        CanaryStep {
+            set_weight: Some(weight),
+            ..Default::default()
+        }
+    }
+
+    pub fn pause() -> CanaryStep {
+        CanaryStep {
+            pause: Some(RolloutPause::default()),
+            ..Default::default()
+        }
+    }
+
+    pub fn pause_for(duration: &str) -> CanaryStep {
+        CanaryStep {
+            pause: Some(RolloutPause {
+                duration: Some(IntOrString::String(duration.to_string())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn analysis_step(template: &str) -> CanaryStep {
+        CanaryStep {
+            analysis: Some(analysis(template)),
+            ..Default::default()
+        }
+    }
+
+    pub fn canary_scale(scale: SetCanaryScale) -> CanaryStep {
+        CanaryStep {
+            set_canary_scale: Some(scale),
+            ..Default::default()
+        }
+    }
+
+    pub fn analysis(template: &str) -> RolloutAnalysis {
+        RolloutAnalysis {
+            templates: vec![RolloutAnalysisTemplate {
+                template_name: template.to_string(),
+                cluster_scope: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn rollout(replicas: i32, strategy: RolloutStrategy) -> Rollout {
+        let mut rollout = Rollout::new(
+            "web",
+            RolloutSpec {
+                replicas: Some(replicas),
+                selector: Some(LabelSelector::default()),
+                template: Some(PodTemplateSpec::default()),
+                strategy,
+                ..Default::default()
+            },
+        );
+        rollout.metadata = ObjectMeta {
+            name: Some("web".to_string()),
+            namespace: Some("shop".to_string()),
+            generation: Some(1),
+            ..Default::default()
+        };
+        rollout
+    }
+
+    /// A canary without a traffic router (replica ratio).
+    pub fn canary(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
+        rollout(
+            replicas,
+            RolloutStrategy {
+                canary: Some(CanaryStrategy {
+                    steps,
+                    ..Default::default()
+                }),
+                blue_green: None,
+            },
+        )
+    }
+
+    /// A canary with the Gateway API router and stable/canary Services.
+    pub fn canary_with_router(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
+        let mut r = canary(replicas, steps);
+        let c = canary_spec(&mut r);
+        c.stable_service = Some("web-stable".to_string());
+        c.canary_service = Some("web-canary".to_string());
+        c.traffic_routing = Some(TrafficRouting {
+            nginx: None,
+            plugins: Some(TrafficRoutingPlugins {
+                gateway_api: Some(GatewayApiTrafficRouting {
+                    http_route: Some("web".to_string()),
+                    ..Default::default()
+                }),
+                other: BTreeMap::new(),
+            }),
+        });
+        r
+    }
+
+    pub fn canary_spec(r: &mut Rollout) -> &mut CanaryStrategy {
+        r.spec.strategy.canary.as_mut().unwrap()
+    }
+
+    pub fn blue_green(replicas: i32) -> Rollout {
+        rollout(
+            replicas,
+            RolloutStrategy {
+                canary: None,
+                blue_green: Some(BlueGreenStrategy {
+                    active_service: "web-active".to_string(),
+                    preview_service: Some("web-preview".to_string()),
+                    ..Default::default()
+                }),
+            },
+        )
+    }
+
+    pub fn bg_spec(r: &mut Rollout) -> &mut BlueGreenStrategy {
+        r.spec.strategy.blue_green.as_mut().unwrap()
+    }
+
+    /// A new Rollout whose template hashes to `h1`, nothing created yet.
+    pub fn observed(rollout: Rollout) -> Observed {
+        Observed {
+            rollout,
+            replica_sets: Vec::new(),
+            new_template_hash: "h1".to_string(),
+            services: BTreeMap::new(),
+            analysis_runs: Vec::new(),
+            workload: None,
+            now: t0(),
+        }
+    }
+
+    /// Applies a plan as the act step would (pods are created but not ready yet), then writes the
+    /// status.
+    pub fn apply(obs: &mut Observed, plan: &Plan) {
+        for action in &plan.actions {
+            apply_action(obs, action);
+        }
+        obs.rollout.status = Some(plan.status.clone());
+    }
+
+    fn apply_action(obs: &mut Observed, action: &Action) {
+        let now = obs.now;
+        match action {
+            Action::CreateReplicaSet {
+                name,
+                hash,
+                revision,
+                replicas,
+            } => {
+                assert!(
+                    obs.replica_set(hash).is_none(),
+                    "ReplicaSet {hash} created twice"
+                );
+                obs.replica_sets.push(ObservedReplicaSet {
+                    name: name.clone(),
+                    pod_template_hash: hash.clone(),
+                    revision: *revision,
+                    spec_replicas: *replicas,
+                    replicas: *replicas,
+                    created: now,
+                    ..Default::default()
+                });
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                let rs = rs_mut(obs, name);
+                rs.spec_replicas = *replicas;
+                rs.replicas = *replicas;
+                rs.ready_replicas = rs.ready_replicas.min(*replicas);
+                rs.available_replicas = rs.available_replicas.min(*replicas);
+            }
+            Action::SetScaleDownDeadline { name, at } => {
+                rs_mut(obs, name).scale_down_deadline = *at;
+            }
+            Action::DeleteReplicaSet { name } => obs.replica_sets.retain(|rs| &rs.name != name),
+            Action::SetServiceSelector { service, hash } => {
+                obs.services.insert(
+                    service.clone(),
+                    ObservedService {
+                        selector_hash: Some(hash.clone()),
+                    },
+                );
+            }
+            Action::SetCanaryWeight { .. } | Action::RecordEvent(_) => {}
+            Action::ScaleWorkload { replicas, .. } => {
+                if let Some(w) = obs.workload.as_mut() {
+                    w.spec_replicas = *replicas;
+                }
+            }
+            Action::CreateAnalysisRun {
+                name,
+                analysis_type,
+                step_index,
+                pod_template_hash,
+                ..
+            } => {
+                assert!(
+                    obs.analysis_run(name).is_none(),
+                    "AnalysisRun {name} created twice"
+                );
+                obs.analysis_runs.push(ObservedAnalysisRun {
+                    name: name.clone(),
+                    analysis_type: *analysis_type,
+                    step_index: *step_index,
+                    pod_template_hash: pod_template_hash.clone(),
+                    phase: AnalysisPhase::Running,
+                    message: None,
+                });
+            }
+            Action::TerminateAnalysisRun { name } => {
+                if let Some(run) = obs.analysis_runs.iter_mut().find(|r| &r.name == name) {
+                    run.phase = AnalysisPhase::Successful;
+                }
+            }
+        }
+    }
+
+    fn rs_mut<'o>(obs: &'o mut Observed, name: &str) -> &'o mut ObservedReplicaSet {
+        obs.replica_sets
+            .iter_mut()
+            .find(|rs| rs.name == name)
+            .expect("the ReplicaSet exists")
+    }
+
+    /// Every pod becomes ready and available.
+    pub fn pods_ready(obs: &mut Observed) {
+        for rs in &mut obs.replica_sets {
+            rs.replicas = rs.spec_replicas;
+            rs.ready_replicas = rs.spec_replicas;
+            rs.available_replicas = rs.spec_replicas;
+        }
+    }
+
+    /// Plans, checks R10 (the same observation plans the same), applies.
+    pub fn step(obs: &mut Observed) -> Plan {
+        let plan = plan(obs);
+        assert_eq!(plan, super::plan(obs), "planning is not deterministic");
+        apply(obs, &plan);
+        plan
+    }
+
+    /// Plans and applies with pods becoming ready, until a plan changes nothing in the cluster;
+    /// returns every plan made. Also checks that re-planning right after applying creates nothing
+    /// twice (the simulator asserts on duplicate creates).
+    pub fn settle(obs: &mut Observed) -> Vec<Plan> {
+        let mut plans = Vec::new();
+        for _ in 0..30 {
+            let plan = step(obs);
+            pods_ready(obs);
+            let done = plan.changes().next().is_none() && plan.status == super::plan(obs).status;
+            plans.push(plan);
+            if done {
+                return plans;
+            }
+        }
+        panic!("did not settle: last plan {:#?}", plans.last());
+    }
+
+    /// A Rollout deployed and Healthy at `h1`.
+    pub fn deployed(rollout: Rollout) -> Observed {
+        let mut obs = observed(rollout);
+        settle(&mut obs);
+        assert_eq!(
+            phase(&obs),
+            RolloutPhase::Healthy,
+            "{:#?}",
+            obs.rollout.status
+        );
+        obs
+    }
+
+    /// The template changes to `hash` (a new generation).
+    pub fn update(obs: &mut Observed, hash: &str) {
+        obs.new_template_hash = hash.to_string();
+        obs.rollout.metadata.generation = Some(obs.generation() + 1);
+    }
+
+    pub fn advance(obs: &mut Observed, seconds: i64) {
+        obs.now += SignedDuration::from_secs(seconds);
+    }
+
+    pub fn status(obs: &Observed) -> RolloutStatus {
+        obs.status()
+    }
+
+    pub fn phase(obs: &Observed) -> RolloutPhase {
+        obs.status().phase.unwrap()
+    }
+
+    pub fn spec_replicas(obs: &Observed, hash: &str) -> i32 {
+        obs.replica_set(hash).map_or(0, |rs| rs.spec_replicas)
+    }
+
+    pub fn weight_action(plan: &Plan) -> Option<i32> {
+        plan.actions.iter().rev().find_map(|a| match a {
+            Action::SetCanaryWeight { weight } => Some(*weight),
+            _ => None,
+        })
+    }
+
+    pub fn creates(plans: &[Plan]) -> Vec<&Action> {
+        plans
+            .iter()
+            .flat_map(|p| &p.actions)
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::CreateReplicaSet { .. } | Action::CreateAnalysisRun { .. }
+                )
+            })
+            .collect()
+    }
+
+    /// The phase of the AnalysisRun of this type becomes `phase`.
+    pub fn finish_run(obs: &mut Observed, analysis_type: AnalysisType, phase: AnalysisPhase) {
+        let run = obs
+            .analysis_runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.analysis_type == analysis_type)
+            .expect("a run of that type exists");
+        run.phase = phase;
+        run.message = Some(format!("Metric \"success-rate\" assessed {phase:?}"));
+    }
+
+    /// The user promotes one step (clears the pause conditions).
+    pub fn user_promotes(obs: &mut Observed) {
+        let mut status = obs.status();
+        status.pause_conditions.clear();
+        obs.rollout.status = Some(status);
+    }
+
+    pub fn edit_status(obs: &mut Observed, edit: impl FnOnce(&mut RolloutStatus)) {
+        let mut status = obs.status();
+        edit(&mut status);
+        obs.rollout.status = Some(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    use super::testkit::*;
+    use super::*;
+    use crate::api::rollout::{RolloutAnalysisBackground, RolloutPhase, WorkloadRef};
+    use crate::rollout::action::Action;
+    use crate::rollout::phase::{PROGRESS_DEADLINE_EXCEEDED, PROGRESSING};
+
+    fn condition<'s>(status: &'s RolloutStatus, type_: &str) -> &'s crate::api::common::Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition in {:#?}", status.conditions))
+    }
+
+    #[test]
+    fn r1_template_and_workload_ref_both_set_is_invalid_spec_degraded_and_nothing_scaled() {
+        let mut rollout = canary(3, vec![weight(50)]);
+        rollout.spec.workload_ref = Some(WorkloadRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "web".into(),
+            scale_down: None,
+        });
+        let mut obs = observed(rollout);
+        let p = step(&mut obs);
+        assert_eq!(p.changes().count(), 0);
+        assert_eq!(p.event_reasons(), vec![EventReason::InvalidSpec]);
+        assert_eq!(p.status.phase, Some(RolloutPhase::Degraded));
+        assert!(
+            p.status
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("InvalidSpec: ")
+        );
+        let invalid = condition(&p.status, "InvalidSpec");
+        assert_eq!(invalid.status.as_deref(), Some("True"));
+        assert!(invalid.message.as_deref().unwrap().contains("workloadRef"));
+        // Reported once, and the status does not churn.
+        advance(&mut obs, 60);
+        let again = plan(&obs);
+        assert!(again.actions.is_empty());
+        assert_eq!(again.status, p.status);
+    }
+
+    #[test]
+    fn r1b_a_pod_template_the_api_server_would_refuse_is_invalid_spec_with_the_reason() {
+        use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        for (value, valid) in [
+            ("invalid", false),
+            ("1.2.3", false),
+            ("Mi", false),
+            ("128Mi", true),
+            ("0.5", true),
+            ("500m", true),
+            ("1e3", true),
+            ("2G", true),
+            ("-1", true),
+        ] {
+            let mut rollout = canary(1, vec![]);
+            rollout.spec.template.as_mut().unwrap().spec = Some(PodSpec {
+                containers: vec![Container {
+                    name: "app".into(),
+                    resources: Some(ResourceRequirements {
+                        requests: Some([("memory".to_string(), Quantity(value.into()))].into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let p = plan(&observed(rollout));
+            if valid {
+                assert_eq!(p.status.phase, Some(RolloutPhase::Progressing), "{value}");
+                continue;
+            }
+            assert_eq!(p.changes().count(), 0, "{value}");
+            assert_eq!(p.status.phase, Some(RolloutPhase::Degraded));
+            assert_eq!(
+                p.status.message.as_deref(),
+                Some(
+                    format!(
+                        "InvalidSpec: spec.template.spec.containers[app].resources.requests.memory: \
+                         invalid quantity {value:?}"
+                    )
+                    .as_str()
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn r2_first_deploy_has_no_steps_or_analysis_and_scales_stable_to_replicas() {
+        let mut rollout = canary(3, vec![weight(20), analysis_step("t"), pause()]);
+        canary_spec(&mut rollout).analysis = Some(RolloutAnalysisBackground {
+            analysis: analysis("t"),
+            starting_step: None,
+        });
+        let mut obs = observed(rollout);
+        let plans = settle(&mut obs);
+        assert_eq!(
+            plans[0].actions[0],
+            Action::CreateReplicaSet {
+                name: "web-h1".into(),
+                hash: "h1".into(),
+                revision: 1,
+                replicas: 3
+            }
+        );
+        assert_eq!(creates(&plans).len(), 1, "no AnalysisRun");
+        let s = status(&obs);
+        assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+        assert_eq!(s.stable_rs.as_deref(), Some("h1"));
+        assert_eq!(s.current_step_index, Some(3));
+        assert!(s.pause_conditions.is_empty());
+        assert_eq!(s.observed_generation.as_deref(), Some("1"));
+        assert_eq!(s.available_replicas, Some(3));
+    }
+
+    #[test]
+    fn r2_first_deploy_defaults_to_one_replica_and_blue_green_too() {
+        let mut rollout = canary(1, vec![]);
+        rollout.spec.replicas = None;
+        let obs = deployed(rollout);
+        assert_eq!(spec_replicas(&obs, "h1"), 1);
+        let obs = deployed(blue_green(2));
+        assert_eq!(spec_replicas(&obs, "h1"), 2);
+        assert_eq!(obs.service_hash("web-active"), Some("h1"));
+    }
+
+    #[test]
+    fn r3_a_template_change_creates_exactly_one_replica_set_with_the_next_revision() {
+        let mut obs = deployed(canary(2, vec![weight(50), pause()]));
+        update(&mut obs, "h2");
+        let p = step(&mut obs);
+        let created: Vec<_> = creates(std::slice::from_ref(&p));
+        assert_eq!(
+            created,
+            vec![&Action::CreateReplicaSet {
+                name: "web-h2".into(),
+                hash: "h2".into(),
+                revision: 2,
+                replicas: 1
+            }]
+        );
+        assert_eq!(
+            p.event_reasons()[..2],
+            [
+                EventReason::RolloutUpdated,
+                EventReason::NewReplicaSetCreated
+            ]
+        );
+        // Planning again after the create, before and after pods are ready: no second create.
+        assert!(creates(&[plan(&obs)]).is_empty());
+        pods_ready(&mut obs);
+        assert!(creates(&settle(&mut obs)).is_empty());
+        let record = status(&obs).revision_for_hash("h2").cloned().unwrap();
+        assert_eq!(record.revision, 2);
+    }
+
+    #[test]
+    fn r3_revision_records_the_git_commit_of_the_rollout() {
+        let mut rollout = canary(1, vec![]);
+        rollout.metadata.labels = Some(
+            [
+                (GIT_REVISION_LABEL.to_string(), "a".repeat(40)),
+                (APPLICATION_LABEL.to_string(), "shop/web".to_string()),
+            ]
+            .into(),
+        );
+        let obs = deployed(rollout);
+        let record = status(&obs).revision_for_hash("h1").cloned().unwrap();
+        assert_eq!(record.git_revision, Some("a".repeat(40)));
+        assert_eq!(record.application.as_deref(), Some("shop/web"));
+    }
+
+    #[test]
+    fn r5_old_replica_sets_kept_at_zero_up_to_the_history_limit_older_deleted() {
+        let mut rollout = canary(2, vec![]);
+        rollout.spec.revision_history_limit = Some(1);
+        let mut obs = deployed(rollout);
+        for hash in ["h2", "h3", "h4"] {
+            update(&mut obs, hash);
+            settle(&mut obs);
+        }
+        let mut left: Vec<(&str, i32)> = obs
+            .replica_sets
+            .iter()
+            .map(|rs| (rs.pod_template_hash.as_str(), rs.spec_replicas))
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![("h3", 0), ("h4", 2)]);
+        let hashes: Vec<_> = status(&obs)
+            .revisions
+            .iter()
+            .map(|r| r.pod_template_hash.clone())
+            .collect();
+        assert_eq!(hashes, vec!["h3", "h4"]);
+    }
+
+    #[test]
+    fn r6_progress_deadline_exceeded_sets_the_condition_and_degraded() {
+        let mut obs = deployed(canary(2, vec![weight(50), pause()]));
+        update(&mut obs, "h2");
+        step(&mut obs);
+        step(&mut obs); // the new ReplicaSet is observed; its pods never become ready
+        advance(&mut obs, 600);
+        assert_eq!(step(&mut obs).status.phase, Some(RolloutPhase::Progressing));
+        advance(&mut obs, 1);
+        let p = step(&mut obs);
+        assert_eq!(p.status.phase, Some(RolloutPhase::Degraded));
+        let progressing = condition(&p.status, PROGRESSING);
+        assert_eq!(
+            progressing.reason.as_deref(),
+            Some(PROGRESS_DEADLINE_EXCEEDED)
+        );
+        assert_eq!(progressing.status.as_deref(), Some("False"));
+        assert!(
+            p.event_reasons()
+                .contains(&EventReason::ProgressDeadlineExceeded)
+        );
+        assert!(
+            !p.status.aborted(),
+            "no abort without progressDeadlineAbort"
+        );
+        // It stays exceeded without churn, and clears on progress.
+        advance(&mut obs, 10);
+        let again = plan(&obs);
+        assert_eq!(again.status.phase, Some(RolloutPhase::Degraded));
+        assert!(again.event_reasons().is_empty());
+        pods_ready(&mut obs);
+        assert_eq!(plan(&obs).status.phase, Some(RolloutPhase::Progressing));
+    }
+
+    #[test]
+    fn r6_progress_deadline_is_not_counted_while_paused() {
+        let mut obs = deployed(canary(2, vec![weight(50), pause(), weight(100)]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Paused);
+        advance(&mut obs, 3600);
+        assert_eq!(plan(&obs).status.phase, Some(RolloutPhase::Paused));
+        user_promotes(&mut obs);
+        step(&mut obs); // resumed: the clock starts now
+        advance(&mut obs, 599);
+        assert_eq!(step(&mut obs).status.phase, Some(RolloutPhase::Progressing));
+    }
+
+    #[test]
+    fn r6_progress_deadline_is_not_counted_while_a_step_analysis_runs() {
+        let mut obs = deployed(canary(2, vec![weight(50), analysis_step("t"), pause()]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(status(&obs).current_step_index, Some(1));
+        advance(&mut obs, 3600);
+        let p = step(&mut obs);
+        assert_eq!(p.status.phase, Some(RolloutPhase::Progressing));
+        finish_run(
+            &mut obs,
+            AnalysisType::Step,
+            crate::api::analysis::AnalysisPhase::Successful,
+        );
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Paused);
+    }
+
+    #[test]
+    fn r6_progress_deadline_abort_aborts() {
+        let mut rollout = canary_with_router(2, vec![weight(50), pause()]);
+        rollout.spec.progress_deadline_abort = Some(true);
+        rollout.spec.progress_deadline_seconds = Some(60);
+        let mut obs = deployed(rollout);
+        update(&mut obs, "h2");
+        step(&mut obs);
+        step(&mut obs);
+        advance(&mut obs, 61);
+        let p = step(&mut obs);
+        assert!(p.status.aborted());
+        assert_eq!(p.status.phase, Some(RolloutPhase::Degraded));
+        assert!(p.event_reasons().contains(&EventReason::RolloutAborted));
+    }
+
+    #[test]
+    fn r7_template_back_to_stable_is_healthy_at_once_without_steps_or_analysis() {
+        for abort_first in [false, true] {
+            let mut obs = deployed(canary_with_router(
+                2,
+                vec![weight(50), analysis_step("t"), pause()],
+            ));
+            update(&mut obs, "h2");
+            settle(&mut obs);
+            if abort_first {
+                edit_status(&mut obs, |s| s.abort = Some(true));
+                settle(&mut obs);
+            }
+            let runs_before = obs.analysis_runs.len();
+            update(&mut obs, "h1");
+            let p = step(&mut obs);
+            assert_eq!(
+                p.status.phase,
+                Some(RolloutPhase::Healthy),
+                "abort first: {abort_first}"
+            );
+            assert_eq!(p.status.current_step_index, Some(3));
+            assert!(!p.status.aborted());
+            assert!(creates(std::slice::from_ref(&p)).is_empty());
+            let plans = settle(&mut obs);
+            assert!(creates(&plans).is_empty());
+            assert_eq!(obs.analysis_runs.len(), runs_before);
+            assert_eq!(phase(&obs), RolloutPhase::Healthy);
+            assert_eq!(obs.service_hash("web-canary"), Some("h1"));
+        }
+    }
+
+    #[test]
+    fn r8_update_during_a_paused_canary_scales_the_in_between_down_and_restarts_steps() {
+        let mut obs = deployed(canary_with_router(
+            4,
+            vec![weight(25), pause(), weight(50), pause()],
+        ));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        user_promotes(&mut obs);
+        settle(&mut obs);
+        assert_eq!(status(&obs).current_step_index, Some(3));
+        update(&mut obs, "h3");
+        let p = step(&mut obs);
+        assert_eq!(p.status.current_step_index, Some(0));
+        assert!(p.status.pause_conditions.is_empty() || p.status.pause_conditions.len() == 1);
+        assert_eq!(
+            weight_action(&p),
+            Some(0),
+            "no traffic to the replaced revision"
+        );
+        assert_eq!(spec_replicas(&obs, "h2"), 0);
+        assert_eq!(obs.service_hash("web-canary"), Some("h1"));
+        settle(&mut obs);
+        let s = status(&obs);
+        assert_eq!(s.current_step_index, Some(1));
+        assert_eq!(spec_replicas(&obs, "h3"), 1);
+        assert_eq!(s.stable_rs.as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn r9_workload_ref_scale_down_never_onsuccess_progressively() {
+        use crate::api::rollout::ScaleDown;
+        use crate::rollout::observed::ObservedWorkload;
+        let run = |scale_down: ScaleDown| {
+            let mut rollout = canary(4, vec![]);
+            rollout.spec.template = None;
+            rollout.spec.workload_ref = Some(WorkloadRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "web".into(),
+                scale_down: Some(scale_down),
+            });
+            let mut obs = observed(rollout);
+            obs.workload = Some(ObservedWorkload {
+                name: "web".into(),
+                spec_replicas: 4,
+            });
+            let first = step(&mut obs);
+            let during: Vec<i32> = first
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::ScaleWorkload { replicas, .. } => Some(*replicas),
+                    _ => None,
+                })
+                .collect();
+            pods_ready(&mut obs);
+            obs.replica_sets[0].available_replicas = 3;
+            let partly = step(&mut obs);
+            let partly = partly.actions.iter().find_map(|a| match a {
+                Action::ScaleWorkload { replicas, .. } => Some(*replicas),
+                _ => None,
+            });
+            pods_ready(&mut obs);
+            settle(&mut obs);
+            assert_eq!(phase(&obs), RolloutPhase::Healthy);
+            (during, partly, obs.workload.unwrap().spec_replicas)
+        };
+        assert_eq!(run(ScaleDown::Never), (vec![], None, 4));
+        assert_eq!(run(ScaleDown::OnSuccess), (vec![], None, 0));
+        assert_eq!(run(ScaleDown::Progressively), (vec![], Some(1), 0));
+    }
+
+    #[test]
+    fn r10_restart_at_any_point_replans_the_same_step_without_duplicates() {
+        let mut rollout =
+            canary_with_router(4, vec![weight(25), analysis_step("t"), pause(), weight(50)]);
+        canary_spec(&mut rollout).analysis = Some(RolloutAnalysisBackground {
+            analysis: analysis("bg"),
+            starting_step: Some(1),
+        });
+        let mut obs = deployed(rollout);
+        update(&mut obs, "h2");
+        // Walk step by step; at each point a "restarted controller" (a fresh plan from the same
+        // observation) must agree with the one that just ran, and after apply create nothing new.
+        for _ in 0..12 {
+            let p = step(&mut obs);
+            let after = plan(&obs);
+            assert!(
+                creates(std::slice::from_ref(&after)).is_empty(),
+                "{:#?}",
+                after.actions
+            );
+            pods_ready(&mut obs);
+            if p.status.current_step_index == Some(1)
+                && obs
+                    .analysis_runs
+                    .iter()
+                    .any(|r| r.analysis_type == AnalysisType::Step)
+            {
+                finish_run(
+                    &mut obs,
+                    AnalysisType::Step,
+                    crate::api::analysis::AnalysisPhase::Successful,
+                );
+            }
+        }
+        assert_eq!(status(&obs).current_step_index, Some(2));
+        assert_eq!(obs.analysis_runs.len(), 2, "{:#?}", obs.analysis_runs);
+    }
+
+    #[test]
+    fn r10_a_run_recorded_in_status_but_not_yet_in_the_cache_is_not_created_again() {
+        let mut obs = deployed(canary(2, vec![analysis_step("t"), pause()]));
+        update(&mut obs, "h2");
+        let p = plan(&obs);
+        assert_eq!(creates(std::slice::from_ref(&p)).len(), 2);
+        // The act step created both, but the watch cache has not seen the run yet.
+        apply(&mut obs, &p);
+        obs.analysis_runs.clear();
+        assert!(creates(&[plan(&obs)]).is_empty());
+    }
+}

@@ -1,0 +1,678 @@
+//! NGINX Ingress router (`trafficRouting.nginx`), as Argo Rollouts does it.
+//!
+//! ingress-nginx splits traffic between an Ingress and a second "canary" Ingress for the same host
+//! and path that carries `<prefix>/canary: "true"` and `<prefix>/canary-weight: "W"`. Sluice derives
+//! that canary Ingress, `<rollout>-<stableIngress>-canary`, from the stable Ingress: the paths that
+//! route to the stable Service, pointed at the canary Service; other paths are dropped (they are
+//! not the Rollout's to split). The stable Ingress itself is never written. The canary Ingress is
+//! owned by the Rollout and removed once the Rollout is fully promoted (SCENARIOS C3).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressRule, IngressSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::{
+    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite, check_weight,
+    invalid_rollout, namespace, services,
+};
+use crate::api::rollout::{NginxTrafficRouting, Rollout};
+use crate::rollout::replicasets::rollout_owner_reference;
+
+/// The Ingress API version Sluice reads and writes.
+pub const INGRESS_API_VERSION: &str = "networking.k8s.io/v1";
+/// The Ingress kind.
+pub const INGRESS_KIND: &str = "Ingress";
+/// The legacy class annotation: ingress-nginx picks Ingresses by class, so the canary must keep
+/// the stable's (Argo does the same).
+const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// Longest object name the API server accepts (DNS subdomain).
+const MAX_NAME_LENGTH: usize = 253;
+
+/// The name of the canary Ingress: `<rollout>-<stableIngress>-canary` (Argo's name).
+pub fn canary_ingress_name(rollout: &str, stable_ingress: &str) -> String {
+    format!("{rollout}-{stable_ingress}-canary")
+}
+
+/// The key of an Ingress.
+pub fn ingress_key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        api_version: INGRESS_API_VERSION.to_string(),
+        kind: INGRESS_KIND.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+/// The NGINX router of one Rollout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NginxRouter {
+    rollout: String,
+    owner: OwnerReference,
+    stable: ObjectKey,
+    canary: ObjectKey,
+    prefix: String,
+    additional_annotations: BTreeMap<String, String>,
+    stable_service: String,
+    canary_service: String,
+}
+
+impl NginxRouter {
+    /// The router for `rollout` with its `trafficRouting.nginx` configuration.
+    pub fn from_rollout(
+        rollout: &Rollout,
+        config: &NginxTrafficRouting,
+    ) -> Result<Self, TrafficError> {
+        let ns = namespace(rollout)?;
+        let (stable_service, canary_service) = services(rollout)?;
+        let owner = rollout_owner_reference(rollout).ok_or_else(|| {
+            invalid_rollout(
+                rollout,
+                "metadata.name or metadata.uid is not set; the canary Ingress needs an owner"
+                    .to_string(),
+            )
+        })?;
+        if config.stable_ingress.is_empty() {
+            return Err(invalid_rollout(
+                rollout,
+                "trafficRouting.nginx.stableIngress is empty".to_string(),
+            ));
+        }
+        let canary_name = canary_ingress_name(&rollout.name_any(), &config.stable_ingress);
+        if canary_name.len() > MAX_NAME_LENGTH {
+            return Err(invalid_rollout(
+                rollout,
+                format!(
+                    "canary Ingress name {canary_name:?} is longer than {MAX_NAME_LENGTH} characters"
+                ),
+            ));
+        }
+        Ok(Self {
+            rollout: rollout.name_any(),
+            owner,
+            stable: ingress_key(&ns, &config.stable_ingress),
+            canary: ingress_key(&ns, &canary_name),
+            prefix: config.annotation_prefix().to_string(),
+            additional_annotations: config.additional_ingress_annotations.clone(),
+            stable_service,
+            canary_service,
+        })
+    }
+
+    /// The stable Ingress (read only).
+    pub fn stable_ingress(&self) -> &ObjectKey {
+        &self.stable
+    }
+
+    /// The canary Ingress (created, updated, deleted).
+    pub fn canary_ingress(&self) -> &ObjectKey {
+        &self.canary
+    }
+
+    /// The canary Ingress for `stable` at `canary_weight`.
+    pub fn build_canary_ingress(
+        &self,
+        stable: &Ingress,
+        canary_weight: i32,
+    ) -> Result<Ingress, TrafficError> {
+        let weight = check_weight(canary_weight)?;
+        let spec = self.canary_spec(stable.spec.as_ref())?;
+        Ok(Ingress {
+            metadata: ObjectMeta {
+                name: Some(self.canary.name.clone()),
+                namespace: Some(self.canary.namespace.clone()),
+                annotations: Some(self.canary_annotations(stable, weight)),
+                owner_references: Some(vec![self.owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+            status: None,
+        })
+    }
+
+    /// The stable spec with the stable Service's paths pointed at the canary Service and every
+    /// other path dropped; an error when no path uses the stable Service.
+    fn canary_spec(&self, stable: Option<&IngressSpec>) -> Result<IngressSpec, TrafficError> {
+        let mut spec = stable.cloned().unwrap_or_default();
+        spec.default_backend = spec.default_backend.take().and_then(|b| self.retarget(b));
+        let rules: Vec<IngressRule> = spec
+            .rules
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|rule| self.retarget_rule(rule))
+            .collect();
+        if rules.is_empty() && spec.default_backend.is_none() {
+            return Err(TrafficError::Malformed {
+                key: Box::new(self.stable.clone()),
+                reason: format!(
+                    "no backend uses the stable Service {}, so there is nothing to split",
+                    self.stable_service
+                ),
+            });
+        }
+        spec.rules = (!rules.is_empty()).then_some(rules);
+        Ok(spec)
+    }
+
+    /// The rule with only its stable-Service paths, retargeted; `None` when it has none.
+    fn retarget_rule(&self, mut rule: IngressRule) -> Option<IngressRule> {
+        let mut http = rule.http.take()?;
+        http.paths = http
+            .paths
+            .into_iter()
+            .filter_map(|mut path| {
+                path.backend = self.retarget(path.backend)?;
+                Some(path)
+            })
+            .collect();
+        if http.paths.is_empty() {
+            return None;
+        }
+        rule.http = Some(http);
+        Some(rule)
+    }
+
+    /// The backend pointed at the canary Service when it uses the stable Service.
+    fn retarget(&self, mut backend: IngressBackend) -> Option<IngressBackend> {
+        let service = backend.service.as_mut()?;
+        if service.name != self.stable_service {
+            return None;
+        }
+        service.name = self.canary_service.clone();
+        Some(backend)
+    }
+
+    /// `additionalIngressAnnotations` (prefixed), then `canary` and `canary-weight`, which the
+    /// additional ones cannot override, plus the stable's class annotation.
+    fn canary_annotations(&self, stable: &Ingress, weight: i32) -> BTreeMap<String, String> {
+        let mut annotations: BTreeMap<String, String> = self
+            .additional_annotations
+            .iter()
+            .map(|(k, v)| (self.annotation(k), v.clone()))
+            .collect();
+        annotations.insert(self.annotation("canary"), "true".to_string());
+        annotations.insert(self.annotation("canary-weight"), weight.to_string());
+        if let Some(class) = stable.annotations().get(INGRESS_CLASS_ANNOTATION) {
+            annotations.insert(INGRESS_CLASS_ANNOTATION.to_string(), class.clone());
+        }
+        annotations
+    }
+
+    fn annotation(&self, name: &str) -> String {
+        format!("{}/{name}", self.prefix)
+    }
+
+    fn decode(&self, key: &ObjectKey, value: &Value) -> Result<Ingress, TrafficError> {
+        serde_json::from_value(value.clone()).map_err(|e| TrafficError::Malformed {
+            key: Box::new(key.clone()),
+            reason: format!("not an Ingress: {e}"),
+        })
+    }
+
+    /// The live canary Ingress, when it exists; an error when it is not this Rollout's.
+    fn live_canary(&self, live: &LiveObjects) -> Result<Option<Ingress>, TrafficError> {
+        let Some(value) = live.get(&self.canary) else {
+            return Ok(None);
+        };
+        let ingress = self.decode(&self.canary, value)?;
+        if !self.owns(&ingress) {
+            return Err(TrafficError::NotOwned {
+                key: Box::new(self.canary.clone()),
+                rollout: self.rollout.clone(),
+            });
+        }
+        Ok(Some(ingress))
+    }
+
+    fn owns(&self, ingress: &Ingress) -> bool {
+        ingress
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.uid == self.owner.uid)
+    }
+
+    /// Whether the live canary already is `desired`: same spec, same values for the annotations
+    /// Sluice writes, and no stale `<prefix>/...` annotation left over.
+    fn up_to_date(&self, live: &Ingress, desired: &Ingress) -> bool {
+        let prefix = format!("{}/", self.prefix);
+        let wanted = desired.annotations();
+        let managed: BTreeMap<&String, &String> = live
+            .annotations()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix) || wanted.contains_key(*k))
+            .collect();
+        live.spec == desired.spec && managed == wanted.iter().collect()
+    }
+}
+
+impl TrafficRouter for NginxRouter {
+    fn kind(&self) -> RouterKind {
+        RouterKind::Nginx
+    }
+
+    fn reads(&self) -> Vec<ObjectKey> {
+        vec![self.stable.clone(), self.canary.clone()]
+    }
+
+    fn desired(
+        &self,
+        live: &LiveObjects,
+        canary_weight: i32,
+    ) -> Result<Vec<TrafficWrite>, TrafficError> {
+        check_weight(canary_weight)?;
+        let stable_value = live
+            .get(&self.stable)
+            .ok_or_else(|| TrafficError::NotFound {
+                key: Box::new(self.stable.clone()),
+            })?;
+        let stable = self.decode(&self.stable, stable_value)?;
+        let desired = self.build_canary_ingress(&stable, canary_weight)?;
+        match self.live_canary(live)? {
+            // No canary Ingress already means weight 0: creating one to say so again would leave
+            // it behind in the steady state, where it must not exist (C3).
+            None if canary_weight == 0 => return Ok(Vec::new()),
+            Some(current) if self.up_to_date(&current, &desired) => return Ok(Vec::new()),
+            _ => {}
+        }
+        let body = serde_json::to_value(&desired).map_err(|e| TrafficError::Malformed {
+            key: Box::new(self.canary.clone()),
+            reason: format!("cannot serialize: {e}"),
+        })?;
+        Ok(vec![TrafficWrite::Apply {
+            key: self.canary.clone(),
+            body,
+        }])
+    }
+
+    /// The canary Ingress's weight; 0 when there is none (all traffic on the stable Ingress).
+    fn live_weight(&self, live: &LiveObjects) -> Result<Option<i32>, TrafficError> {
+        match self.live_canary(live)? {
+            None => Ok(Some(0)),
+            Some(ingress) => ingress_canary_weight(&ingress, &self.prefix).map(Some),
+        }
+    }
+
+    /// Deletes the canary Ingress: after promotion the stable Ingress serves the new pods.
+    fn after_promotion(&self, live: &LiveObjects) -> Result<Vec<TrafficWrite>, TrafficError> {
+        Ok(match self.live_canary(live) {
+            Ok(Some(_)) => vec![TrafficWrite::Delete {
+                key: self.canary.clone(),
+            }],
+            // Absent, or someone else's Ingress: nothing of ours to remove.
+            Ok(None) | Err(TrafficError::NotOwned { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        })
+    }
+}
+
+/// The weight an Ingress receives as an NGINX canary: `<prefix>/canary-weight` when
+/// `<prefix>/canary` is `"true"`, 0 otherwise (ingress-nginx's defaults).
+pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, TrafficError> {
+    let annotations = ingress.annotations();
+    if annotations
+        .get(&format!("{prefix}/canary"))
+        .map(String::as_str)
+        != Some("true")
+    {
+        return Ok(0);
+    }
+    let key = format!("{prefix}/canary-weight");
+    let Some(value) = annotations.get(&key) else {
+        return Ok(0);
+    };
+    value
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|w| (0..=100).contains(w))
+        .ok_or_else(|| TrafficError::Malformed {
+            key: Box::new(ingress_key(
+                &ingress.namespace().unwrap_or_default(),
+                &ingress.name_any(),
+            )),
+            reason: format!("annotation {key} is {value:?}, not a weight between 0 and 100"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    use super::*;
+
+    fn rollout() -> Rollout {
+        let mut r: Rollout = serde_saphyr::from_str(include_str!(
+            "../../../tests/fixtures/rollout/canary-nginx.yaml"
+        ))
+        .unwrap();
+        r.metadata.namespace = Some("shop".into());
+        r.metadata.uid = Some("uid-1".into());
+        r
+    }
+
+    fn router() -> NginxRouter {
+        let r = rollout();
+        let config = r
+            .spec
+            .canary()
+            .unwrap()
+            .traffic_routing
+            .as_ref()
+            .unwrap()
+            .nginx
+            .clone()
+            .unwrap();
+        NginxRouter::from_rollout(&r, &config).unwrap()
+    }
+
+    /// The stable Ingress: two hosts, a path to another service, TLS, class, other annotations.
+    fn stable() -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "web",
+                "namespace": "shop",
+                "resourceVersion": "7",
+                "annotations": {
+                    "kubernetes.io/ingress.class": "nginx",
+                    "custom.nginx.org/rewrite-target": "/",
+                },
+            },
+            "spec": {
+                "ingressClassName": "nginx",
+                "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
+                "rules": [
+                    {"host": "web.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}},
+                        {"path": "/static", "pathType": "Prefix",
+                         "backend": {"service": {"name": "cdn", "port": {"number": 80}}}},
+                    ]}},
+                    {"host": "other.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "other", "port": {"name": "http"}}}},
+                    ]}},
+                    {"host": "www.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Exact",
+                         "backend": {"service": {"name": "web-stable", "port": {"name": "http"}}}},
+                    ]}},
+                ],
+            },
+        })
+    }
+
+    fn expected_canary(weight: i32) -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "web-web-canary",
+                "namespace": "shop",
+                "annotations": {
+                    "custom.nginx.org/canary": "true",
+                    "custom.nginx.org/canary-weight": weight.to_string(),
+                    "custom.nginx.org/canary-by-header": "X-Canary",
+                    "custom.nginx.org/canary-by-header-value": "iwantsit",
+                    "kubernetes.io/ingress.class": "nginx",
+                },
+                "ownerReferences": [{
+                    "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": "web",
+                    "uid": "uid-1", "controller": true, "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": {
+                "ingressClassName": "nginx",
+                "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
+                "rules": [
+                    {"host": "web.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}},
+                    ]}},
+                    {"host": "www.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Exact",
+                         "backend": {"service": {"name": "web-canary", "port": {"name": "http"}}}},
+                    ]}},
+                ],
+            },
+        })
+    }
+
+    fn live_with(canary: Option<Value>) -> LiveObjects {
+        let r = router();
+        let mut live = LiveObjects::from([(r.stable_ingress().clone(), stable())]);
+        if let Some(c) = canary {
+            live.insert(r.canary_ingress().clone(), c);
+        }
+        live
+    }
+
+    #[test]
+    fn names_and_reads() {
+        let r = router();
+        assert_eq!(canary_ingress_name("web", "web"), "web-web-canary");
+        assert_eq!(
+            r.reads(),
+            vec![
+                ingress_key("shop", "web"),
+                ingress_key("shop", "web-web-canary")
+            ]
+        );
+    }
+
+    #[test]
+    fn canary_ingress_per_weight() {
+        // Without a canary Ingress the weight already is 0: nothing to create.
+        assert_eq!(router().desired(&live_with(None), 0), Ok(vec![]));
+        for weight in [0, 20, 50, 100] {
+            let from = if weight == 0 {
+                // Back to 0 (e.g. an abort) rewrites the existing canary Ingress.
+                live_with(Some(expected_canary(20)))
+            } else {
+                live_with(None)
+            };
+            let writes = router().desired(&from, weight).unwrap();
+            let [TrafficWrite::Apply { key, body }] = writes.as_slice() else {
+                panic!("{weight}: {writes:?}");
+            };
+            assert_eq!(key, &ingress_key("shop", "web-web-canary"));
+            assert_eq!(body, &expected_canary(weight), "weight {weight}");
+            // Written as is, it reads back as the weight and needs no further write.
+            let live = live_with(Some(body.clone()));
+            assert_eq!(router().live_weight(&live), Ok(Some(weight)));
+            assert_eq!(router().desired(&live, weight), Ok(vec![]));
+            // Another weight rewrites it.
+            assert_eq!(
+                router().desired(&live, (weight + 10) % 100).unwrap().len(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn the_stable_ingress_is_never_written_and_default_prefix_applies() {
+        let mut r = router();
+        r.prefix = "nginx.ingress.kubernetes.io".into();
+        r.additional_annotations.clear();
+        let writes = r.desired(&live_with(None), 30).unwrap();
+        assert!(writes.iter().all(|w| matches!(w,
+            TrafficWrite::Apply { key, .. } if key.name == "web-web-canary")));
+        let [TrafficWrite::Apply { body, .. }] = writes.as_slice() else {
+            panic!("{writes:?}");
+        };
+        assert_eq!(
+            body["metadata"]["annotations"],
+            json!({
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "30",
+                "kubernetes.io/ingress.class": "nginx",
+            })
+        );
+    }
+
+    #[test]
+    fn additional_annotations_cannot_override_the_weight() {
+        let mut r = router();
+        r.additional_annotations
+            .insert("canary-weight".into(), "99".into());
+        let stable: Ingress = serde_json::from_value(stable()).unwrap();
+        let canary = r.build_canary_ingress(&stable, 10).unwrap();
+        assert_eq!(ingress_canary_weight(&canary, "custom.nginx.org"), Ok(10));
+    }
+
+    #[test]
+    fn stale_annotation_or_changed_spec_forces_a_write() {
+        let mut stale = expected_canary(20);
+        stale["metadata"]["annotations"]["custom.nginx.org/canary-by-cookie"] = json!("c");
+        assert_eq!(
+            router().desired(&live_with(Some(stale)), 20).unwrap().len(),
+            1
+        );
+        let mut old_spec = expected_canary(20);
+        old_spec["spec"]["tls"] = json!([]);
+        assert_eq!(
+            router()
+                .desired(&live_with(Some(old_spec)), 20)
+                .unwrap()
+                .len(),
+            1
+        );
+        // Annotations of other tools on the canary Ingress do not matter.
+        let mut foreign = expected_canary(20);
+        foreign["metadata"]["annotations"]["example.com/note"] = json!("x");
+        assert_eq!(router().desired(&live_with(Some(foreign)), 20), Ok(vec![]));
+    }
+
+    #[test]
+    fn errors_are_explicit() {
+        let r = router();
+        assert_eq!(
+            r.desired(&LiveObjects::new(), 20).unwrap_err().to_string(),
+            "Ingress shop/web not found"
+        );
+        let mut no_stable_backend = stable();
+        no_stable_backend["spec"]["rules"] = json!([{"http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "x"}}}]}}]);
+        let live = LiveObjects::from([(r.stable_ingress().clone(), no_stable_backend)]);
+        assert_eq!(
+            r.desired(&live, 20).unwrap_err().to_string(),
+            "Ingress shop/web: no backend uses the stable Service web-stable, so there is nothing to split"
+        );
+        let mut foreign = expected_canary(20);
+        foreign["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
+        let live = live_with(Some(foreign));
+        assert_eq!(
+            r.desired(&live, 20).unwrap_err().to_string(),
+            "Ingress shop/web-web-canary exists and is not controlled by Rollout web; refusing to take it over"
+        );
+        // Never deleted either.
+        assert_eq!(r.after_promotion(&live), Ok(vec![]));
+        assert_eq!(
+            r.desired(&live_with(None), -5),
+            Err(TrafficError::WeightOutOfRange { weight: -5 })
+        );
+    }
+
+    #[test]
+    fn default_backend_is_retargeted() {
+        let mut only_default = stable();
+        only_default["spec"] =
+            json!({"defaultBackend": {"service": {"name": "web-stable", "port": {"number": 80}}}});
+        let r = router();
+        let stable: Ingress = serde_json::from_value(only_default).unwrap();
+        let canary = r.build_canary_ingress(&stable, 5).unwrap();
+        let spec = serde_json::to_value(canary.spec).unwrap();
+        assert_eq!(
+            spec,
+            json!({"defaultBackend": {"service": {"name": "web-canary", "port": {"number": 80}}}})
+        );
+    }
+
+    #[test]
+    fn removed_after_promotion() {
+        let r = router();
+        assert_eq!(
+            r.after_promotion(&live_with(Some(expected_canary(100)))),
+            Ok(vec![TrafficWrite::Delete {
+                key: ingress_key("shop", "web-web-canary")
+            }])
+        );
+        assert_eq!(r.after_promotion(&live_with(None)), Ok(vec![]));
+        assert_eq!(r.live_weight(&live_with(None)), Ok(Some(0)));
+    }
+
+    #[test]
+    fn live_weight_reads_ingress_nginx_annotations() {
+        let ingress = |annotations: Value| -> Ingress {
+            serde_json::from_value(json!({"metadata": {"name": "c", "annotations": annotations}}))
+                .unwrap()
+        };
+        let p = "custom.nginx.org";
+        let cases = [
+            (
+                json!({"custom.nginx.org/canary": "true", "custom.nginx.org/canary-weight": "35"}),
+                35,
+            ),
+            (json!({"custom.nginx.org/canary": "true"}), 0),
+            (
+                json!({"custom.nginx.org/canary": "false", "custom.nginx.org/canary-weight": "35"}),
+                0,
+            ),
+            (
+                json!({"nginx.ingress.kubernetes.io/canary": "true",
+                    "nginx.ingress.kubernetes.io/canary-weight": "35"}),
+                0,
+            ),
+        ];
+        for (annotations, weight) in cases {
+            assert_eq!(
+                ingress_canary_weight(&ingress(annotations.clone()), p),
+                Ok(weight),
+                "{annotations}"
+            );
+        }
+        for bad in ["x", "101", "-1"] {
+            let err = ingress_canary_weight(
+                &ingress(json!({"custom.nginx.org/canary": "true", "custom.nginx.org/canary-weight": bad})),
+                p,
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("not a weight between 0 and 100"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_rollout_needs_identity_and_services() {
+        let config = NginxTrafficRouting {
+            stable_ingress: "web".into(),
+            ..Default::default()
+        };
+        let mut no_uid = rollout();
+        no_uid.metadata.uid = None;
+        assert!(
+            NginxRouter::from_rollout(&no_uid, &config)
+                .unwrap_err()
+                .to_string()
+                .contains("needs an owner")
+        );
+        let empty = NginxTrafficRouting::default();
+        assert!(
+            NginxRouter::from_rollout(&rollout(), &empty)
+                .unwrap_err()
+                .to_string()
+                .contains("stableIngress is empty")
+        );
+        let long = NginxTrafficRouting {
+            stable_ingress: "x".repeat(250),
+            ..Default::default()
+        };
+        assert!(NginxRouter::from_rollout(&rollout(), &long).is_err());
+    }
+}
