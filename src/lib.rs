@@ -4,6 +4,7 @@
 //! by analysis; a failed analysis rolls traffic back and reverts the offending commit in Git.
 //! See `DESIGN.md` for the architecture and the public contract.
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod crdgen;

@@ -55,6 +55,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let controllers = Controllers {
         client: client.clone(),
         namespace: args.namespace.clone(),
+        prometheus_url: args.prometheus_url(),
         metrics: metrics.clone(),
     };
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));
@@ -91,6 +92,7 @@ fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String
 struct Controllers {
     client: kube::Client,
     namespace: Option<String>,
+    prometheus_url: Option<String>,
     metrics: Metrics,
 }
 
@@ -104,7 +106,15 @@ impl Controllers {
         }
         leader_gauge.set(1);
         tracing::info!("leading: controllers running");
-        crate::rollout::controller::run(self.client, self.namespace, self.metrics).await;
+        let analysis = crate::analysis::controller::run(
+            self.client.clone(),
+            crate::analysis::controller::AnalysisContext {
+                prometheus_url: self.prometheus_url,
+                namespace: self.namespace.clone(),
+            },
+        );
+        let rollouts = crate::rollout::controller::run(self.client, self.namespace, self.metrics);
+        tokio::join!(analysis, rollouts);
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await
     }

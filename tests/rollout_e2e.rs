@@ -3,194 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{ControllerProcess, E2eEnv, TestNamespace, apply_crds, wait_for};
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
-use kube::core::ApiResource;
-use kube::{Api, Client};
-use serde_json::{Value, json};
-use sluice::api::rollout::{Rollout, RolloutPhase};
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Harness {
-    client: Client,
-    ns: TestNamespace,
-    _controller: ControllerProcess,
-}
-
-impl Harness {
-    async fn start(prefix: &str) -> Self {
-        let env = E2eEnv::load();
-        let client = env.client().await;
-        apply_crds(&client).await;
-        let ns = TestNamespace::create(&client, prefix).await;
-        let controller = ControllerProcess::start(&env, &[&format!("--namespace={}", ns.name)]);
-        Self {
-            client,
-            ns,
-            _controller: controller,
-        }
-    }
-
-    fn rollouts(&self) -> Api<Rollout> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
-    }
-
-    fn replica_sets(&self) -> Api<ReplicaSet> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
-    }
-
-    fn services(&self) -> Api<Service> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
-    }
-
-    fn routes(&self) -> Api<DynamicObject> {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "gateway.networking.k8s.io",
-            "v1",
-            "HTTPRoute",
-        ));
-        Api::namespaced_with(self.client.clone(), &self.ns.name, &resource)
-    }
-
-    async fn create<K>(&self, api: &Api<K>, object: Value)
-    where
-        K: kube::Resource
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-    {
-        let typed: K = serde_json::from_value(object).expect("valid object");
-        api.create(&PostParams::default(), &typed)
-            .await
-            .expect("create object");
-    }
-
-    /// Waits until the Rollout's status satisfies `check`, returning the Rollout.
-    async fn wait_rollout(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
-        let api = self.rollouts();
-        wait_for(what, TIMEOUT, || async {
-            let rollout = api.get("web").await.ok()?;
-            check(&rollout).then_some(rollout)
-        })
-        .await
-    }
-
-    async fn set_image(&self, image: &str) {
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
-        self.rollouts()
-            .patch("web", &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("update image");
-    }
-
-    /// Promote one step, as `kubectl sluice promote` does: clear the pause conditions.
-    async fn promote(&self) {
-        let patch = json!({"status": {"pauseConditions": null}});
-        self.rollouts()
-            .patch_status("web", &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("promote");
-    }
-
-    /// `spec.replicas` per pod template hash of the Rollout's ReplicaSets.
-    async fn replicas_by_hash(&self) -> Vec<(String, i32, i32)> {
-        let list = self
-            .replica_sets()
-            .list(&ListParams::default())
-            .await
-            .expect("list replicasets");
-        let mut out: Vec<_> = list
-            .items
-            .iter()
-            .map(|rs| {
-                let hash = rs
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("rollouts-pod-template-hash"))
-                    .cloned()
-                    .unwrap_or_default();
-                let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                let ready = rs
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0);
-                (hash, spec, ready)
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    async fn route_weights(&self) -> (i64, i64) {
-        let route = self.routes().get("web").await.expect("route");
-        let refs = &route.data["spec"]["rules"][0]["backendRefs"];
-        let weight = |name: &str| {
-            refs.as_array()
-                .and_then(|a| a.iter().find(|r| r["name"] == name))
-                .and_then(|r| r["weight"].as_i64())
-                .unwrap_or(-1)
-        };
-        (weight("web-stable"), weight("web-canary"))
-    }
-
-    async fn selector_hash(&self, service: &str) -> Option<String> {
-        let svc = self.services().get(service).await.ok()?;
-        svc.spec?
-            .selector?
-            .get("rollouts-pod-template-hash")
-            .cloned()
-    }
-}
-
-fn phase(rollout: &Rollout) -> Option<RolloutPhase> {
-    rollout.status.as_ref().and_then(|s| s.phase)
-}
-
-fn step(rollout: &Rollout) -> Option<i32> {
-    rollout.status.as_ref().and_then(|s| s.current_step_index)
-}
-
-fn current_hash(rollout: &Rollout) -> String {
-    rollout
-        .status
-        .as_ref()
-        .and_then(|s| s.current_pod_hash.clone())
-        .unwrap_or_default()
-}
-
-fn observed_current(rollout: &Rollout) -> bool {
-    let status = rollout.status.as_ref();
-    status.and_then(|s| s.observed_generation.as_deref())
-        == rollout
-            .metadata
-            .generation
-            .map(|g| g.to_string())
-            .as_deref()
-}
-
-fn rollout_manifest(replicas: i32, strategy: Value) -> Value {
-    json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1.0"}]}
-            },
-            "strategy": strategy
-        }
-    })
-}
+use common::rollouts::{
+    Harness, TIMEOUT, current_hash, observed_current, phase, rollout_manifest, route_strategy, step,
+};
+use common::wait_for;
+use serde_json::json;
+use sluice::api::rollout::RolloutPhase;
 
 #[tokio::test]
 async fn canary_with_replica_ratio_pauses_promotes_and_scales_the_old_revision_down() {
@@ -247,30 +65,9 @@ async fn canary_with_replica_ratio_pauses_promotes_and_scales_the_old_revision_d
 #[tokio::test]
 async fn canary_with_an_httproute_moves_weights_exactly_per_step() {
     let h = Harness::start("ro-route").await;
-    for name in ["web-stable", "web-canary"] {
-        h.create(
-            &h.services(),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
-        )
-        .await;
-    }
-    h.create(
-        &h.routes(),
-        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web"},
-        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [
-            {"name": "web-stable", "port": 80, "weight": 100},
-            {"name": "web-canary", "port": 80, "weight": 0}
-        ]}]}}),
-    )
-    .await;
-    let strategy = json!({"canary": {
-        "stableService": "web-stable", "canaryService": "web-canary",
-        "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
-        "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
-                  {"setWeight": 100}, {"pause": {}}]
-    }});
+    h.create_services_and_route().await;
+    let strategy = route_strategy(json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 50},
+        {"pause": {}}, {"setWeight": 100}, {"pause": {}}]));
     h.create(&h.rollouts(), rollout_manifest(2, strategy)).await;
     let first = h
         .wait_rollout("first deploy Healthy", |r| {
@@ -323,6 +120,112 @@ async fn canary_with_an_httproute_moves_weights_exactly_per_step() {
             (moved && h.route_weights().await == (100, 0)).then_some(())
         },
     )
+    .await;
+    h.ns.delete().await;
+}
+
+/// Names of the Rollout's pods that are Ready and not terminating, and how many pods exist at all.
+async fn restart_ready_pods(h: &Harness) -> (Vec<String>, usize) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(h.client.clone(), &h.ns.name);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .expect("list pods");
+    let ready: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    (ready, list.items.len())
+}
+
+#[tokio::test]
+async fn restart_at_replaces_every_pod_and_records_restarted_at() {
+    use kube::api::{Patch, PatchParams};
+    let h = Harness::start("ro-restart").await;
+    h.create(
+        &h.rollouts(),
+        rollout_manifest(3, json!({"canary": {"steps": []}})),
+    )
+    .await;
+    h.wait_rollout("first deploy Healthy", |r| {
+        observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
+    })
+    .await;
+    let before = wait_for("3 pods Ready", TIMEOUT, || async {
+        let (ready, all) = restart_ready_pods(&h).await;
+        (ready.len() == 3 && all == 3).then_some(ready)
+    })
+    .await;
+
+    // restartAt has second precision and restarts pods created strictly before it: wait until the
+    // clock is past the second the pods were created in.
+    let created = {
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(h.client.clone(), &h.ns.name);
+        let mut latest = jiff::Timestamp::UNIX_EPOCH;
+        for name in &before {
+            let pod = pods.get(name).await.expect("get pod");
+            if let Some(t) = pod.metadata.creation_timestamp {
+                latest = latest.max(t.0);
+            }
+        }
+        latest
+    };
+    let restart_at = wait_for("a second after the pods were created", TIMEOUT, || async {
+        let now = jiff::Timestamp::now();
+        (now.as_second() > created.as_second()).then_some(now)
+    })
+    .await;
+    let restart_at = restart_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    h.rollouts()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"restartAt": restart_at}})),
+        )
+        .await
+        .expect("set restartAt");
+
+    let done = h
+        .wait_rollout("status.restartedAt set", |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.restarted_at.as_ref())
+                .is_some()
+        })
+        .await;
+    assert_eq!(
+        done.status
+            .as_ref()
+            .and_then(|s| s.restarted_at.as_ref())
+            .map(|t| t.0.as_second()),
+        restart_at
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.as_second())
+    );
+    wait_for(
+        "3 new pods Ready, none of the old ones left",
+        TIMEOUT,
+        || async {
+            let (ready, all) = restart_ready_pods(&h).await;
+            let replaced = ready.iter().all(|name| !before.contains(name));
+            (ready.len() == 3 && all == 3 && replaced).then_some(())
+        },
+    )
+    .await;
+    h.wait_rollout("Healthy after the restart", |r| {
+        observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
+    })
     .await;
     h.ns.delete().await;
 }

@@ -5,8 +5,10 @@
 //! and restarted re-plans and finishes the job without duplicates (R10).
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec, Service};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec, Service};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, EvictParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -18,8 +20,8 @@ use crate::rollout::FIELD_MANAGER;
 use crate::rollout::action::{Action, Event, EventType, Plan};
 use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
 use crate::rollout::replicasets::{
-    ReplicaSetError, SCALE_DOWN_DEADLINE_ANNOTATION, new_replica_set,
-    scale_down_deadline_annotation,
+    ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, ReplicaSetError, SCALE_DOWN_DEADLINE_ANNOTATION,
+    new_replica_set, scale_down_deadline_annotation,
 };
 use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
 
@@ -99,6 +101,21 @@ impl Actor<'_> {
                     .await,
             )
             .map_err(Self::kube_err(format!("deleting ReplicaSet {name}"))),
+            Action::SetReplicaSetRevision { name, revision } => {
+                let value = revision.to_string();
+                let patch = json!({"metadata": {"annotations": {
+                    REVISION_ANNOTATION: value,
+                    ARGO_REVISION_ANNOTATION: value,
+                }}});
+                self.replica_sets()
+                    .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map(drop)
+                    .map_err(Self::kube_err(format!(
+                        "setting the revision of ReplicaSet {name} to {revision}"
+                    )))
+            }
+            Action::EvictPod { name } => self.evict_pod(name).await,
             Action::SetServiceSelector { service, hash } => {
                 self.set_service_selector(service, hash).await
             }
@@ -146,6 +163,25 @@ impl Actor<'_> {
 
     fn replica_sets(&self) -> Api<ReplicaSet> {
         Api::namespaced(self.client.clone(), &self.namespace())
+    }
+
+    /// Evicts (rather than deletes) so that PodDisruptionBudgets are honoured, as Argo does. A pod
+    /// already gone is fine; one a budget protects now (429) is left for a later reconcile, which
+    /// plans the restart again.
+    async fn evict_pod(&self, name: &str) -> Result<(), ActError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
+        match pods.evict(name, &EvictParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 429 => {
+                tracing::info!(pod = name, reason = %status.message, "eviction refused for now");
+                Ok(())
+            }
+            Err(source) => Err(ActError::Kube {
+                action: format!("evicting Pod {name}"),
+                source,
+            }),
+        }
     }
 
     fn analysis_runs(&self) -> Api<AnalysisRun> {

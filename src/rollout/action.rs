@@ -25,6 +25,11 @@ pub enum Action {
     SetScaleDownDeadline { name: String, at: Option<Timestamp> },
     /// Delete an old ReplicaSet beyond `revisionHistoryLimit`.
     DeleteReplicaSet { name: String },
+    /// Set a ReplicaSet's revision annotations (`rollout.sluice.dev/revision` and Argo's): a
+    /// rollback to an older revision makes it the newest one again.
+    SetReplicaSetRevision { name: String, revision: i64 },
+    /// Evict a pod for `spec.restartAt` (its ReplicaSet replaces it); a pod already gone is fine.
+    EvictPod { name: String },
     /// Point a Service's `rollouts-pod-template-hash` selector at a revision.
     SetServiceSelector { service: String, hash: String },
     /// Set the `spec.replicas` of the Deployment `spec.workloadRef` names (its `scaleDown`).

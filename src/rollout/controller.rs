@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -18,13 +18,13 @@ use prometheus_client::metrics::histogram::Histogram;
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisRun;
-use crate::api::rollout::Rollout;
+use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
 use crate::rollout::act::{ActError, Actor};
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::observe::{Reads, observe, referenced_services};
 use crate::rollout::plan::plan;
-use crate::rollout::replicasets::{ReplicaSetError, workload_template};
+use crate::rollout::replicasets::{ReplicaSetError, is_owned_by, workload_template};
 
 /// How long a Rollout with nothing timed waits before it is looked at again anyway.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -52,6 +52,7 @@ pub struct Context {
     replica_sets: Store<ReplicaSet>,
     services: Store<Service>,
     analysis_runs: Store<AnalysisRun>,
+    pods: Store<Pod>,
     reconcile_seconds: Histogram,
     reconcile_errors: Counter,
 }
@@ -78,6 +79,7 @@ pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
     let (replica_sets, rs_writer) = reflector::store();
     let (services, svc_writer) = reflector::store();
     let (analysis_runs, run_writer) = reflector::store();
+    let (pods, pod_writer) = reflector::store();
     let rs_stream = reflector::reflector(
         rs_writer,
         watcher(
@@ -106,9 +108,26 @@ pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
     .default_backoff()
     .touched_objects();
 
+    // Only pods of Rollout revisions carry the hash label; their spec and managed fields are not
+    // read, so they are dropped from the cache.
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(
+            scoped::<Pod>(&client, namespace.as_deref()),
+            config.clone().labels(POD_TEMPLATE_HASH_LABEL),
+        )
+        .modify(|pod| {
+            pod.spec = None;
+            pod.managed_fields_mut().clear();
+        }),
+    )
+    .default_backoff()
+    .touched_objects();
+
     let controller = Controller::new(rollouts, config.clone());
     let rollout_store = controller.store();
     let deployment_rollouts = rollout_store.clone();
+    let pod_owners = replica_sets.clone();
     let context = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -121,12 +140,16 @@ pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
         replica_sets,
         services,
         analysis_runs,
+        pods,
         reconcile_seconds,
         reconcile_errors,
     });
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
+        .watches_stream(pod_stream, move |pod: Pod| {
+            rollout_of_pod(&pod_owners, &pod)
+        })
         .watches_stream(svc_stream, move |svc: Service| {
             rollouts_naming_service(&rollout_store, &svc)
         })
@@ -164,6 +187,24 @@ fn rollouts_naming_service(rollouts: &Store<Rollout>, svc: &Service) -> Vec<Obje
         .filter(|r| referenced_services(r).contains(&name))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// The Rollout owning the ReplicaSet that controls `pod`, if any.
+fn rollout_of_pod(replica_sets: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<Rollout>> {
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
+    let namespace = pod.namespace()?;
+    let rs = replica_sets.get(&ObjectRef::new(&owner.name).within(&namespace))?;
+    if rs.metadata.uid.as_deref() != Some(owner.uid.as_str()) {
+        return None;
+    }
+    let rollout = rs
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
+    Some(ObjectRef::new(&rollout.name).within(&namespace))
 }
 
 fn rollouts_referencing(
@@ -220,7 +261,25 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         .filter(|run| in_namespace(run.namespace()))
         .map(|run| run.as_ref().clone())
         .collect();
+    let owned_uids: Vec<&str> = replica_sets
+        .iter()
+        .filter(|rs| is_owned_by(rs, &rollout))
+        .filter_map(|rs| rs.metadata.uid.as_deref())
+        .collect();
+    let pods: Vec<Pod> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|pod| in_namespace(pod.namespace()))
+        .filter(|pod| {
+            pod.owner_references()
+                .iter()
+                .any(|o| owned_uids.contains(&o.uid.as_str()))
+        })
+        .map(|pod| pod.as_ref().clone())
+        .collect();
     let reads = Reads {
+        pods: &pods,
         replica_sets: &replica_sets,
         services: &services,
         analysis_runs: &analysis_runs,

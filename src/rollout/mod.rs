@@ -16,6 +16,7 @@ pub mod observed;
 pub mod phase;
 pub mod plan;
 pub mod replicasets;
+pub mod restart;
 pub mod traffic;
 
 /// Server-side apply field manager of everything the Rollout engine writes.

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 
 use crate::api::analysis::{AnalysisPhase, AnalysisRun};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::rollout::observed::{
-    AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet, ObservedService,
+    AnalysisType, Observed, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService,
     ObservedWorkload,
 };
 use crate::rollout::replicasets::{
@@ -30,6 +30,8 @@ pub struct Reads<'a> {
     pub replica_sets: &'a [ReplicaSet],
     pub services: &'a [Service],
     pub analysis_runs: &'a [AnalysisRun],
+    /// Pods; each is given to the owned ReplicaSet that controls it (ownerReference uid).
+    pub pods: &'a [Pod],
     /// The Deployment `spec.workloadRef` names, when set and found.
     pub workload: Option<&'a Deployment>,
 }
@@ -46,6 +48,7 @@ pub fn observe(
         replica_sets,
         services,
         analysis_runs,
+        pods,
         workload,
     } = reads;
     Observed {
@@ -53,7 +56,7 @@ pub fn observe(
         replica_sets: replica_sets
             .iter()
             .filter(|rs| is_owned_by(rs, rollout) && rs.metadata.deletion_timestamp.is_none())
-            .filter_map(observe_replica_set)
+            .filter_map(|rs| observe_replica_set(rs, pods))
             .collect(),
         new_template_hash,
         services: services
@@ -88,8 +91,15 @@ pub fn referenced_services(rollout: &Rollout) -> Vec<String> {
     names
 }
 
-fn observe_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
+fn observe_replica_set(rs: &ReplicaSet, pods: &[Pod]) -> Option<ObservedReplicaSet> {
     let hash = replica_set_hash(rs)?.to_string();
+    let uid = rs.metadata.uid.as_deref();
+    let mut owned: Vec<ObservedPod> = pods
+        .iter()
+        .filter(|pod| uid.is_some() && controller_uid(pod) == uid)
+        .map(observe_pod)
+        .collect();
+    owned.sort_by(|a, b| a.name.cmp(&b.name));
     let counts = replica_counts(rs);
     Some(ObservedReplicaSet {
         name: rs.name_any(),
@@ -106,7 +116,41 @@ fn observe_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
             .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
         // A malformed deadline is treated as none: the planner then sets a fresh one.
         scale_down_deadline: scale_down_deadline(rs).ok().flatten(),
+        pods: owned,
     })
+}
+
+/// The uid of the object controlling `pod` (its ReplicaSet).
+fn controller_uid(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+fn observe_pod(pod: &Pod) -> ObservedPod {
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+    ObservedPod {
+        name: pod.name_any(),
+        created: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        ready,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+    }
 }
 
 fn observe_service(svc: &Service) -> ObservedService {
@@ -183,6 +227,7 @@ mod tests {
             replica_sets,
             services,
             analysis_runs,
+            pods: &[],
             workload: None,
         }
     }

@@ -61,6 +61,21 @@ pub struct ObservedReplicaSet {
     pub created: Timestamp,
     /// When it is to be scaled down (Argo keeps this in the `scale-down-deadline` annotation).
     pub scale_down_deadline: Option<Timestamp>,
+    /// The pods it controls (from the Pod cache), for `spec.restartAt`.
+    pub pods: Vec<ObservedPod>,
+}
+
+/// A pod of an owned ReplicaSet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedPod {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// Its `Ready` condition is `True`.
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set: it is terminating.
+    pub deleting: bool,
 }
 
 /// A Service the strategy names.

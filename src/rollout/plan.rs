@@ -12,17 +12,17 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisPhase;
 use crate::api::rollout::{
-    PauseCondition, PauseReason, RevisionRecord, RolloutAnalysis, RolloutAnalysisRunStatus,
-    RolloutPhase, RolloutSpec, RolloutStatus, ScaleDown,
+    POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason, RevisionRecord, RolloutAnalysis,
+    RolloutAnalysisRunStatus, RolloutPhase, RolloutSpec, RolloutStatus, ScaleDown,
 };
 use crate::rollout::action::{Action, Event, EventReason, Plan};
 use crate::rollout::observed::{AnalysisType, Observed, ObservedReplicaSet};
-use crate::rollout::{bluegreen, canary, phase};
+use crate::rollout::{bluegreen, canary, phase, restart};
 
 /// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
 pub const GIT_REVISION_LABEL: &str = "sluice.dev/revision";
@@ -82,12 +82,14 @@ fn plan_valid(observed: &Observed) -> Planned {
     let mut ctx = Ctx::new(observed);
     ctx.reset_on_new_template();
     ctx.acknowledge_retry();
+    ctx.bump_rolled_back_revision();
     if let Some(canary) = observed.spec().canary() {
         canary::plan_canary(&mut ctx, canary);
     } else if let Some(blue_green) = observed.spec().blue_green() {
         bluegreen::plan_blue_green(&mut ctx, blue_green);
     }
     ctx.delete_beyond_history_limit();
+    restart::plan_restart(&mut ctx);
     ctx.record_revision();
     ctx.fill_counts();
     let outcome = phase::finish(&mut ctx);
@@ -266,9 +268,30 @@ impl<'a> Ctx<'a> {
     /// The revision number of the current template's ReplicaSet (the next one when it is still to
     /// be created).
     pub(crate) fn new_revision(&self) -> i64 {
-        self.obs
-            .new_replica_set()
-            .map_or(self.obs.max_revision() + 1, |rs| rs.revision)
+        match self.obs.new_replica_set() {
+            Some(rs) if !self.rolled_back_to(rs) => rs.revision,
+            _ => self.obs.max_revision() + 1,
+        }
+    }
+
+    /// Undo: the template went back to an older ReplicaSet that is not the stable one, so that
+    /// ReplicaSet becomes the newest revision again (Argo does the same).
+    fn rolled_back_to(&self, rs: &ObservedReplicaSet) -> bool {
+        rs.revision < self.obs.max_revision()
+            && self.old.stable_rs.as_deref() != Some(rs.pod_template_hash.as_str())
+    }
+
+    /// Writes the next revision number on the ReplicaSet an undo went back to.
+    fn bump_rolled_back_revision(&mut self) {
+        let Some(rs) = self.obs.new_replica_set() else {
+            return;
+        };
+        if self.rolled_back_to(rs) {
+            self.actions.push(Action::SetReplicaSetRevision {
+                name: rs.name.clone(),
+                revision: self.new_revision(),
+            });
+        }
     }
 
     /// The step an update starts at: 0 for a canary; blue-green has no steps (Argo leaves
@@ -719,7 +742,17 @@ impl<'a> Ctx<'a> {
                     .replica_set(&r.pod_template_hash)
                     .is_some_and(|rs| !deleted.contains(&rs.name))
         });
-        if self.status.revision_for_hash(&hash).is_some() {
+        let revision = self.new_revision();
+        if let Some(record) = self
+            .status
+            .revisions
+            .iter_mut()
+            .find(|r| r.pod_template_hash == hash)
+        {
+            if record.revision != revision {
+                record.revision = revision;
+                self.status.revisions.sort_by_key(|r| r.revision);
+            }
             return;
         }
         let labels = self.obs.rollout.metadata.labels.as_ref();
@@ -769,9 +802,77 @@ impl<'a> Ctx<'a> {
         self.status.updated_replicas = Some(new.map_or(0, |rs| rs.replicas));
         self.status.ready_replicas = Some(sum(|rs| rs.ready_replicas));
         self.status.available_replicas = Some(sum(|rs| rs.available_replicas));
-        self.status.hpa_replicas = self.status.replicas;
+        self.fill_scale_status();
         self.status.observed_generation = Some(self.obs.generation().to_string());
     }
+
+    /// `status.HPAReplicas` and `status.selector`, the scale subresource (as Argo): a canary counts
+    /// every pod of the Rollout's selector; a blue-green Rollout only the pods of the active
+    /// revision, once there is one.
+    fn fill_scale_status(&mut self) {
+        let selector = self.spec().selector.as_ref();
+        let active = self
+            .spec()
+            .blue_green()
+            .and(self.status.blue_green.as_ref())
+            .and_then(|b| b.active_selector.as_deref())
+            .and_then(|hash| self.obs.replica_set(hash));
+        match active {
+            Some(rs) => {
+                let mut labels = selector
+                    .and_then(|s| s.match_labels.clone())
+                    .unwrap_or_default();
+                labels.insert(
+                    POD_TEMPLATE_HASH_LABEL.to_string(),
+                    rs.pod_template_hash.clone(),
+                );
+                let with_hash = LabelSelector {
+                    match_labels: Some(labels),
+                    match_expressions: selector.and_then(|s| s.match_expressions.clone()),
+                };
+                self.status.hpa_replicas = Some(rs.replicas);
+                self.status.selector = Some(format_label_selector(&with_hash));
+            }
+            None => {
+                self.status.hpa_replicas = self.status.replicas;
+                self.status.selector = selector.map(format_label_selector);
+            }
+        }
+    }
+}
+
+/// A label selector in the string form `kubectl` and the HPA read (Kubernetes'
+/// `metav1.FormatLabelSelector`): requirements sorted by key, `key=value`, `key in (a,b)`,
+/// `key notin (a,b)`, `key`, `!key`; `<none>` for a selector without requirements.
+pub fn format_label_selector(selector: &LabelSelector) -> String {
+    let mut requirements: Vec<(String, String)> = Vec::new();
+    for (key, value) in selector.match_labels.iter().flatten() {
+        requirements.push((key.clone(), format!("{key}={value}")));
+    }
+    for expression in selector.match_expressions.iter().flatten() {
+        let key = &expression.key;
+        let mut values = expression.values.clone().unwrap_or_default();
+        values.sort();
+        values.dedup();
+        let text = match expression.operator.as_str() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other} ({})", values.join(",")),
+        };
+        requirements.push((key.clone(), text));
+    }
+    // Stable, as Kubernetes' sort by key.
+    requirements.sort_by(|a, b| a.0.cmp(&b.0));
+    if requirements.is_empty() {
+        return "<none>".to_string();
+    }
+    requirements
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// R1b: checks what the API server checks in a pod template and the CRD schema cannot (resource
@@ -1060,6 +1161,19 @@ pub(crate) mod testkit {
                 rs_mut(obs, name).scale_down_deadline = *at;
             }
             Action::DeleteReplicaSet { name } => obs.replica_sets.retain(|rs| &rs.name != name),
+            Action::SetReplicaSetRevision { name, revision } => {
+                rs_mut(obs, name).revision = *revision;
+            }
+            Action::EvictPod { name } => {
+                let pod = obs
+                    .replica_sets
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.pods)
+                    .find(|p| &p.name == name);
+                if let Some(pod) = pod {
+                    pod.deleting = true;
+                }
+            }
             Action::SetServiceSelector { service, hash } => {
                 obs.services.insert(
                     service.clone(),

@@ -1,6 +1,8 @@
 //! Helpers for the tests that run against the local cluster started by `e2e/cluster/up`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod rollouts;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;

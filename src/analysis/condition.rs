@@ -1,0 +1,302 @@
+//! Evaluation of `successCondition` / `failureCondition` (PURE).
+//!
+//! Argo Rollouts evaluates conditions with the expr language (antonmedv/expr, now expr-lang); the
+//! `expr-lang` crate implements the same language in Rust, so the forms users write work unchanged:
+//! `result[0] >= 0.95`, `len(result) == 0 || result[0] < 0.05`, `all(result, {# < 0.1})`, ...
+//! Argo adds a few functions of its own to the environment, registered here the same way:
+//! `isNaN`, `isInf`, `isNil`, `default`, `asInt`, `asFloat`.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use expr::{Context, Environment, Value};
+
+use crate::api::analysis::AnalysisPhase;
+
+/// What a provider measured: a number (Prometheus scalar) or a list of numbers (vector, matrix,
+/// scrape). Conditions see it as `result`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricValue {
+    Scalar(f64),
+    List(Vec<f64>),
+}
+
+impl fmt::Display for MetricValue {
+    /// The form stored in `Measurement.value`: `0.97` or `[0.97,0.5]` (Argo's).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricValue::Scalar(v) => write!(f, "{v}"),
+            MetricValue::List(values) => {
+                f.write_str("[")?;
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+impl MetricValue {
+    fn to_expr(&self) -> Value {
+        match self {
+            MetricValue::Scalar(v) => Value::Float(*v),
+            MetricValue::List(values) => {
+                Value::Array(values.iter().copied().map(Value::Float).collect())
+            }
+        }
+    }
+}
+
+/// A condition that could not be evaluated: the measurement is an Error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("condition {condition:?}: {message}")]
+    Eval { condition: String, message: String },
+    #[error("condition {condition:?} returned {got}, expected a bool")]
+    NotABool { condition: String, got: String },
+}
+
+static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.add_function("isNaN", |c| {
+        Ok(number_arg("isNaN", &c.args)?.is_nan().into())
+    });
+    env.add_function("isInf", |c| {
+        Ok(number_arg("isInf", &c.args)?.is_infinite().into())
+    });
+    env.add_function("isNil", |c| match c.args.as_slice() {
+        [v] => Ok(v.is_nil().into()),
+        _ => Err(arity("isNil", 1, c.args.len())),
+    });
+    // `default(value, fallback)`: the fallback when the value is nil or NaN (a 0/0 rate).
+    env.add_function("default", |c| match c.args.as_slice() {
+        [Value::Nil, fallback] => Ok(fallback.clone()),
+        [Value::Float(v), fallback] if v.is_nan() => Ok(fallback.clone()),
+        [value, _] => Ok(value.clone()),
+        _ => Err(arity("default", 2, c.args.len())),
+    });
+    env.add_function("asInt", |c| match c.args.as_slice() {
+        [Value::Integer(i)] => Ok(Value::Integer(*i)),
+        [Value::Float(f)] if f.is_finite() => Ok(Value::Integer(*f as i64)),
+        [Value::String(s)] => s
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| expr::Error::ExprError(format!("asInt: {s:?} is not an integer"))),
+        [other] => Err(expr::Error::ExprError(format!(
+            "asInt: cannot convert {other}"
+        ))),
+        _ => Err(arity("asInt", 1, c.args.len())),
+    });
+    env.add_function("asFloat", |c| match c.args.as_slice() {
+        [Value::String(s)] => s
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| expr::Error::ExprError(format!("asFloat: {s:?} is not a number"))),
+        [_] => Ok(Value::Float(number_arg("asFloat", &c.args)?)),
+        _ => Err(arity("asFloat", 1, c.args.len())),
+    });
+    env
+});
+
+fn arity(name: &str, want: usize, got: usize) -> expr::Error {
+    expr::Error::ExprError(format!("{name}() takes {want} argument(s), got {got}"))
+}
+
+fn number_arg(name: &str, args: &[Value]) -> Result<f64, expr::Error> {
+    match args {
+        [Value::Float(f)] => Ok(*f),
+        [Value::Integer(i)] => Ok(*i as f64),
+        [other] => Err(expr::Error::ExprError(format!(
+            "{name}: {other} is not a number"
+        ))),
+        _ => Err(arity(name, 1, args.len())),
+    }
+}
+
+/// Evaluates one condition against `result`; it must return a bool.
+pub fn eval_condition(condition: &str, result: &MetricValue) -> Result<bool, ConditionError> {
+    let mut ctx = Context::default();
+    ctx.insert("result".to_string(), result.to_expr());
+    let value = ENVIRONMENT
+        .eval(condition, &ctx)
+        .map_err(|e| ConditionError::Eval {
+            condition: condition.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+    match value {
+        Value::Bool(b) => Ok(b),
+        other => Err(ConditionError::NotABool {
+            condition: condition.to_string(),
+            got: other.to_string(),
+        }),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The verdict of one measurement (A1), exactly Argo's `EvaluateResult`:
+/// - neither condition → Successful;
+/// - only a success condition → Failed when it is false;
+/// - only a failure condition → Successful when it is false;
+/// - failure true → Failed (also when success is true); both false → Inconclusive;
+/// - an expression that cannot be evaluated → `Err` (an Error measurement).
+pub fn evaluate(
+    success_condition: Option<&str>,
+    failure_condition: Option<&str>,
+    result: &MetricValue,
+) -> Result<AnalysisPhase, ConditionError> {
+    let success_condition = success_condition.filter(|c| !c.trim().is_empty());
+    let failure_condition = failure_condition.filter(|c| !c.trim().is_empty());
+    let success = success_condition
+        .map(|c| eval_condition(c, result))
+        .transpose()?;
+    let failure = failure_condition
+        .map(|c| eval_condition(c, result))
+        .transpose()?;
+    let (success, failure) = match (success, failure) {
+        (None, None) => return Ok(AnalysisPhase::Successful),
+        (Some(s), None) => (s, !s),
+        (None, Some(f)) => (!f, f),
+        (Some(s), Some(f)) => (s, f),
+    };
+    Ok(if failure {
+        AnalysisPhase::Failed
+    } else if success {
+        AnalysisPhase::Successful
+    } else {
+        AnalysisPhase::Inconclusive
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AnalysisPhase::*;
+
+    fn list(v: &[f64]) -> MetricValue {
+        MetricValue::List(v.to_vec())
+    }
+
+    /// A9: every form users write, with the value it must give.
+    #[test]
+    fn a9_expression_forms_users_write() {
+        let cases: Vec<(&str, MetricValue, bool)> = vec![
+            ("result[0] >= 0.95", list(&[0.97]), true),
+            ("result[0] >= 0.95", list(&[0.9]), false),
+            ("result[0] >= 1", list(&[1.0]), true),
+            ("result >= 0.95", MetricValue::Scalar(0.99), true),
+            ("result >= 0.95", MetricValue::Scalar(0.5), false),
+            ("len(result) == 0 || result[0] < 0.05", list(&[]), true),
+            ("len(result) == 0 || result[0] < 0.05", list(&[0.01]), true),
+            ("len(result) == 0 || result[0] < 0.05", list(&[0.3]), false),
+            ("isNaN(result[0])", list(&[f64::NAN]), true),
+            ("isNaN(result[0])", list(&[1.0]), false),
+            ("isNaN(result)", MetricValue::Scalar(f64::NAN), true),
+            ("isInf(result[0])", list(&[f64::INFINITY]), true),
+            ("isInf(result[0])", list(&[f64::NEG_INFINITY]), true),
+            ("isInf(result[0])", list(&[3.0]), false),
+            ("default(result[0], 0) < 5", list(&[f64::NAN]), true),
+            ("default(result[0], 0) < 5", list(&[7.0]), false),
+            ("default(result[0], 0) < 5", list(&[2.0]), true),
+            ("all(result, {# < 0.1})", list(&[0.01, 0.05]), true),
+            ("all(result, {# < 0.1})", list(&[0.01, 0.5]), false),
+            ("all(result, # < 0.1)", list(&[0.01]), true),
+            ("any(result, {# > 10})", list(&[1.0, 11.0]), true),
+            ("any(result, {# > 10})", list(&[1.0, 2.0]), false),
+            ("asInt(result[0]) == 3", list(&[3.7]), true),
+            ("asInt(\"42\") == 42", list(&[]), true),
+            ("asFloat(result[0]) > 0.5", list(&[0.75]), true),
+            ("asFloat(\"0.25\") < 0.5", list(&[]), true),
+            ("isNil(nil)", list(&[]), true),
+            (
+                "result[0] * 100 > 90 && result[1] < 2",
+                list(&[0.95, 1.0]),
+                true,
+            ),
+        ];
+        for (condition, result, expected) in cases {
+            assert_eq!(
+                eval_condition(condition, &result),
+                Ok(expected),
+                "{condition} with result {result}"
+            );
+        }
+    }
+
+    #[test]
+    fn a8_index_into_empty_result_is_an_error() {
+        let err = eval_condition("result[0] >= 0.95", &list(&[])).unwrap_err();
+        assert!(matches!(err, ConditionError::Eval { .. }), "{err}");
+        assert_eq!(
+            evaluate(Some("result[0] >= 0.95"), None, &list(&[])).map_err(|_| ()),
+            Err(())
+        );
+    }
+
+    #[test]
+    fn non_bool_and_syntax_errors_are_errors() {
+        assert!(matches!(
+            eval_condition("result[0] + 1", &list(&[1.0])),
+            Err(ConditionError::NotABool { .. })
+        ));
+        let err = eval_condition("result[0] >=", &list(&[1.0])).unwrap_err();
+        assert!(err.to_string().contains("result[0] >="), "{err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+        assert!(eval_condition("nosuchfn(result)", &list(&[1.0])).is_err());
+        assert!(eval_condition("isNaN(\"x\")", &list(&[])).is_err());
+    }
+
+    /// A1: the verdict table.
+    #[test]
+    fn a1_measurement_verdicts() {
+        let r = list(&[0.5]);
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Result<AnalysisPhase, ()>);
+        let cases: Vec<Case> = vec![
+            (None, None, Ok(Successful)),
+            (Some(""), Some("  "), Ok(Successful)),
+            (Some("result[0] > 0.1"), None, Ok(Successful)),
+            (Some("result[0] > 0.9"), None, Ok(Failed)),
+            (None, Some("result[0] > 0.9"), Ok(Successful)),
+            (None, Some("result[0] > 0.1"), Ok(Failed)),
+            (
+                Some("result[0] > 0.9"),
+                Some("result[0] < 0.1"),
+                Ok(Inconclusive),
+            ),
+            (
+                Some("result[0] > 0.1"),
+                Some("result[0] > 0.9"),
+                Ok(Successful),
+            ),
+            (Some("result[0] > 0.9"), Some("result[0] > 0.1"), Ok(Failed)),
+            // Both true: failure wins, as in Argo.
+            (Some("result[0] > 0.1"), Some("result[0] > 0.2"), Ok(Failed)),
+            (Some("result[0] >"), None, Err(())),
+            (None, Some("result[5] > 1"), Err(())),
+            (Some("result[0] > 0.1"), Some("result[0] +"), Err(())),
+        ];
+        for (success, failure, expected) in cases {
+            assert_eq!(
+                evaluate(success, failure, &r).map_err(|_| ()),
+                expected,
+                "success={success:?} failure={failure:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_display_as_argo_stores_them() {
+        assert_eq!(list(&[0.97, 1.0]).to_string(), "[0.97,1]");
+        assert_eq!(list(&[]).to_string(), "[]");
+        assert_eq!(MetricValue::Scalar(0.5).to_string(), "0.5");
+        assert_eq!(list(&[f64::NAN]).to_string(), "[NaN]");
+    }
+}
