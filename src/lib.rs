@@ -10,6 +10,7 @@ pub mod cli;
 pub mod crdgen;
 pub mod duration;
 pub mod error;
+pub mod gitops;
 pub mod leader;
 pub mod manager;
 pub mod metrics;

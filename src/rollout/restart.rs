@@ -298,7 +298,13 @@ mod tests {
         let future = t0() + SignedDuration::from_secs(30);
         let past = t0() - SignedDuration::from_secs(30);
         // (case, restartAt, status.restartedAt, evictions, requeue within 30 s)
-        type Case = (&'static str, Option<Timestamp>, Option<Timestamp>, usize, bool);
+        type Case = (
+            &'static str,
+            Option<Timestamp>,
+            Option<Timestamp>,
+            usize,
+            bool,
+        );
         let cases: Vec<Case> = vec![
             ("unset", None, None, 0, false),
             ("in the future: waits for it", Some(future), None, 0, true),
