@@ -9,6 +9,7 @@ use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 use kube::core::ApiResource;
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use sluice::api::analysis::{AnalysisRun, AnalysisTemplate};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 use super::{ControllerProcess, E2eEnv, TestNamespace, apply_crds, wait_for};
@@ -82,6 +83,14 @@ impl Harness {
     }
 
     pub fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    pub fn analysis_templates(&self) -> Api<AnalysisTemplate> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    pub fn analysis_runs(&self) -> Api<AnalysisRun> {
         Api::namespaced(self.client.clone(), &self.ns.name)
     }
 
