@@ -277,7 +277,7 @@ async fn prometheus_lost_mid_analysis_errors_the_run_and_aborts() {
     assert_eq!(h.route_weights().await, (100, 0));
 }
 
-/// A4, C5: a condition pair neither value meets makes the run Inconclusive, which pauses the
+/// A1, A5: a condition pair neither value meets makes the run Inconclusive, which pauses the
 /// rollout; promote continues it to the end.
 #[tokio::test]
 async fn inconclusive_analysis_pauses_the_rollout_until_promoted() {
@@ -316,7 +316,7 @@ async fn inconclusive_analysis_pauses_the_rollout_until_promoted() {
     assert_eq!(stable_rs(&done), Some(current_hash(&done)));
 }
 
-/// B5, A5: blue-green with a pre-promotion analysis of the `:bad` preview: the analysis fails, the
+/// B4, A5: blue-green with a pre-promotion analysis of the `:bad` preview: the analysis fails, the
 /// rollout aborts, and the active Service never leaves the old revision, even with auto-promotion on.
 #[tokio::test]
 async fn blue_green_failing_pre_promotion_analysis_never_switches_active() {

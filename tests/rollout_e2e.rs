@@ -7,6 +7,8 @@ use common::rollouts::{
     Harness, TIMEOUT, current_hash, observed_current, phase, rollout_manifest, route_strategy, step,
 };
 use common::wait_for;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
 use serde_json::json;
 use sluice::api::rollout::RolloutPhase;
 
@@ -227,5 +229,104 @@ async fn restart_at_replaces_every_pod_and_records_restarted_at() {
         observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
     })
     .await;
+    h.ns.delete().await;
+}
+
+/// The canary Ingress of the NGINX router, if it exists: its `canary` and `canary-weight`
+/// annotations and the Service it sends to.
+async fn canary_ingress(h: &Harness) -> Option<(String, String, String)> {
+    let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let ingress = ingresses.get_opt("web-web-canary").await.ok()??;
+    let annotations = ingress.metadata.annotations.unwrap_or_default();
+    let annotation = |key: &str| {
+        annotations
+            .get(&format!("nginx.ingress.kubernetes.io/{key}"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let backend = ingress
+        .spec
+        .and_then(|s| s.rules)
+        .and_then(|rules| rules.into_iter().next())
+        .and_then(|rule| rule.http)
+        .and_then(|http| http.paths.into_iter().next())
+        .and_then(|path| path.backend.service)
+        .map(|svc| svc.name)
+        .unwrap_or_default();
+    Some((annotation("canary"), annotation("canary-weight"), backend))
+}
+
+/// C3: NGINX Ingress: a canary Ingress copying the stable one, pointed at the canary Service, with
+/// `canary: "true"` and the step's `canary-weight`; the stable Ingress is never written; the canary
+/// Ingress is removed after promotion.
+#[tokio::test]
+async fn canary_with_nginx_ingress_creates_weights_and_removes_the_canary_ingress() {
+    let h = Harness::start("ro-nginx").await;
+    for name in ["web-stable", "web-canary"] {
+        h.create(
+            &h.services(),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        )
+        .await;
+    }
+    let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let stable_ingress = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web"},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "web.example", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}
+        }]}}]}
+    });
+    h.create(&ingresses, stable_ingress).await;
+    let stable_version = ingresses
+        .get("web")
+        .await
+        .expect("stable Ingress")
+        .metadata
+        .resource_version;
+    let strategy = json!({"canary": {
+        "stableService": "web-stable", "canaryService": "web-canary",
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 30}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+    }});
+    h.create(&h.rollouts(), rollout_manifest(2, strategy)).await;
+    h.wait_rollout("first deploy Healthy", |r| {
+        observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
+    })
+    .await;
+    assert_eq!(canary_ingress(&h).await, None, "no canary Ingress at rest");
+
+    h.set_image("example/web:2.0").await;
+    for (index, weight) in [(1, "30"), (3, "60")] {
+        h.wait_rollout(&format!("paused at step {index}"), |r| {
+            observed_current(r) && phase(r) == Some(RolloutPhase::Paused) && step(r) == Some(index)
+        })
+        .await;
+        let expected = (
+            "true".to_string(),
+            weight.to_string(),
+            "web-canary".to_string(),
+        );
+        wait_for(&format!("canary Ingress at {weight}"), TIMEOUT, || async {
+            (canary_ingress(&h).await.as_ref() == Some(&expected)).then_some(())
+        })
+        .await;
+        h.promote().await;
+    }
+    h.wait_rollout("fully promoted", |r| {
+        observed_current(r) && phase(r) == Some(RolloutPhase::Healthy) && step(r) == Some(4)
+    })
+    .await;
+    wait_for("canary Ingress removed", TIMEOUT, || async {
+        canary_ingress(&h).await.is_none().then_some(())
+    })
+    .await;
+    let stable_now = ingresses.get("web").await.expect("stable Ingress");
+    assert_eq!(
+        stable_now.metadata.resource_version, stable_version,
+        "the stable Ingress is never written"
+    );
     h.ns.delete().await;
 }

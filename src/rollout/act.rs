@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisRun;
-use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutStatus};
 use crate::rollout::FIELD_MANAGER;
 use crate::rollout::action::{Action, Event, EventType, Plan};
 use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
@@ -69,12 +69,14 @@ impl Actor<'_> {
     /// Applies the actions in order, then writes the status if it changed.
     pub async fn apply(&self, plan: &Plan) -> Result<(), ActError> {
         for action in &plan.actions {
-            self.apply_action(action).await?;
+            self.apply_action(action, &plan.status).await?;
         }
         self.write_status(plan).await
     }
 
-    async fn apply_action(&self, action: &Action) -> Result<(), ActError> {
+    /// `planned` is the status this plan writes: whether the Rollout is fully promoted is judged
+    /// from it, since the weight goes to 0 in the same plan that makes the canary stable.
+    async fn apply_action(&self, action: &Action, planned: &RolloutStatus) -> Result<(), ActError> {
         match action {
             Action::CreateReplicaSet {
                 hash,
@@ -120,7 +122,10 @@ impl Actor<'_> {
                 self.set_service_selector(service, hash).await
             }
             Action::ScaleWorkload { name, replicas } => self.scale_workload(name, *replicas).await,
-            Action::SetCanaryWeight { weight } => self.set_canary_weight(*weight).await,
+            Action::SetCanaryWeight { weight } => {
+                self.set_canary_weight(*weight, fully_promoted(planned))
+                    .await
+            }
             Action::CreateAnalysisRun {
                 name,
                 analysis_type,
@@ -252,7 +257,7 @@ impl Actor<'_> {
             )))
     }
 
-    async fn set_canary_weight(&self, weight: i32) -> Result<(), ActError> {
+    async fn set_canary_weight(&self, weight: i32, promoted: bool) -> Result<(), ActError> {
         let router = router_for(self.rollout)?;
         let mut live = LiveObjects::new();
         for key in router.reads() {
@@ -260,7 +265,7 @@ impl Actor<'_> {
                 live.insert(key, object);
             }
         }
-        let writes = if weight == 0 && self.fully_promoted() {
+        let writes = if weight == 0 && promoted {
             router.after_promotion(&live)?
         } else {
             router.desired(&live, weight)?
@@ -269,12 +274,6 @@ impl Actor<'_> {
             self.write_traffic(write).await?;
         }
         Ok(())
-    }
-
-    fn fully_promoted(&self) -> bool {
-        let status = self.rollout.status.as_ref();
-        let stable = status.and_then(|s| s.stable_rs.as_deref());
-        stable.is_some() && stable == status.and_then(|s| s.current_pod_hash.as_deref())
     }
 
     fn dynamic_api(&self, key: &ObjectKey) -> Api<DynamicObject> {
@@ -377,4 +376,10 @@ fn ignore_already_exists<T>(result: Result<T, kube::Error>) -> Result<(), kube::
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The canary is the stable: no router needs a canary object any more.
+fn fully_promoted(status: &RolloutStatus) -> bool {
+    let stable = status.stable_rs.as_deref();
+    stable.is_some() && stable == status.current_pod_hash.as_deref()
 }

@@ -17,6 +17,7 @@ pub mod phase;
 pub mod plan;
 pub mod replicasets;
 pub mod restart;
+pub mod simulate;
 pub mod traffic;
 
 /// Server-side apply field manager of everything the Rollout engine writes.
