@@ -111,6 +111,7 @@ impl Controllers {
             crate::analysis::controller::AnalysisContext {
                 prometheus_url: self.prometheus_url,
                 namespace: self.namespace.clone(),
+                metrics: self.metrics.clone(),
             },
         );
         let rollouts = crate::rollout::controller::run(self.client, self.namespace, self.metrics);

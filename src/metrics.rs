@@ -6,11 +6,17 @@
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+/// The label set of one sample.
+pub type Labels = Vec<(String, String)>;
+
 /// The process-wide metrics registry, cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
 }
@@ -43,6 +49,33 @@ impl Metrics {
         encode(&mut out, &registry)?;
         Ok(out)
     }
+}
+
+/// Encodes a gauge family built at scrape time from `samples` (a collector's output): the samples
+/// exist only while the objects they describe do, so nothing goes stale.
+pub fn encode_gauge_family(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: Vec<(Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let family = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (labels, value) in samples {
+        family.get_or_create(&labels).set(value);
+    }
+    let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+    family.encode(metric)
+}
+
+/// An info-style gauge: one sample of value 1 per label set.
+pub fn encode_info_family(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: Vec<Labels>,
+) -> Result<(), std::fmt::Error> {
+    let samples = samples.into_iter().map(|labels| (labels, 1.0)).collect();
+    encode_gauge_family(encoder, name, help, samples)
 }
 
 impl Default for Metrics {

@@ -44,6 +44,7 @@ impl InProcessController {
         let ctx = AnalysisContext {
             prometheus_url,
             namespace: Some(namespace.to_string()),
+            metrics: sluice::metrics::Metrics::new(),
         };
         Self(tokio::spawn(run_analysis_controller(client.clone(), ctx)))
     }

@@ -162,6 +162,38 @@ async fn a_good_canary_passes_step_analysis_and_is_promoted() {
         .then_some(())
     })
     .await;
+
+    // The controller's /metrics describe the same: the Rollout Healthy, the run's metric
+    // Successful with its last value.
+    let ns = h.ns.name.as_str();
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let c = &h.controller;
+    wait_for("the Rollout's and the run's metrics", TIMEOUT, || async {
+        let info = [("namespace", ns), ("name", "web"), ("strategy", "canary")];
+        let healthy = c
+            .metric_with(
+                "sluice_rollout_info",
+                &[info.as_slice(), &[("phase", "Healthy")]].concat(),
+            )
+            .await;
+        let of_run = [
+            ("namespace", ns),
+            ("analysis_run", run_name.as_str()),
+            ("metric", "success-rate"),
+        ];
+        let phase = c
+            .metric_with(
+                "sluice_analysis_run_metric_phase",
+                &[of_run.as_slice(), &[("phase", "Successful")]].concat(),
+            )
+            .await;
+        let value = c
+            .metric_with("sluice_analysis_measurement_value", &of_run)
+            .await;
+        (healthy == Some(1.0) && phase == Some(1.0) && value.is_some_and(|v| v >= 0.95))
+            .then_some(())
+    })
+    .await;
 }
 
 /// A5, A8, A12: a `:bad` canary (30 % HTTP 500) fails its first measurement (failureLimit 0): the

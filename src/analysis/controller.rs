@@ -23,12 +23,14 @@ use tracing::Instrument;
 
 use super::args::{self, ArgContext, ArgsError, ResolvedArgs};
 use super::condition::{self, MetricValue};
+use super::metrics::AnalysisRunMetrics;
 use super::provider::{Measured, Provider, ProviderError, Providers};
 use super::verdict::{self, METADATA_FAILURE_CONDITION_MET};
 use crate::api::analysis::{
     AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric,
     MetricResult,
 };
+use crate::metrics::Metrics;
 
 /// Field manager of every write of this controller.
 pub const FIELD_MANAGER: &str = "sluice-analysis";
@@ -44,6 +46,8 @@ pub struct AnalysisContext {
     pub prometheus_url: Option<String>,
     /// `--namespace`: watch one namespace only.
     pub namespace: Option<String>,
+    /// Where the AnalysisRun metric families are registered.
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +91,12 @@ pub async fn run(client: Client, ctx: AnalysisContext) {
         namespace = ctx.namespace.as_deref().unwrap_or("<all>"),
         "analysis controller running"
     );
-    Controller::new(runs, watcher::Config::default())
+    let controller = Controller::new(runs, watcher::Config::default());
+    let cached = controller.store();
+    ctx.metrics.register(|r| {
+        r.register_collector(Box::new(AnalysisRunMetrics { runs: cached }));
+    });
+    controller
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -10,5 +10,6 @@
 pub mod args;
 pub mod condition;
 pub mod controller;
+pub mod metrics;
 pub mod provider;
 pub mod verdict;

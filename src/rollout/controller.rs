@@ -22,6 +22,7 @@ use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
 use crate::rollout::act::{ActError, Actor};
 use crate::rollout::hash::pod_template_hash;
+use crate::rollout::metrics::RolloutInfo;
 use crate::rollout::observe::{Reads, observe, referenced_services};
 use crate::rollout::plan::plan;
 use crate::rollout::replicasets::{ReplicaSetError, is_owned_by, workload_template};
@@ -126,6 +127,10 @@ pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
 
     let controller = Controller::new(rollouts, config.clone());
     let rollout_store = controller.store();
+    let info = RolloutInfo {
+        rollouts: rollout_store.clone(),
+    };
+    metrics.register(|r| r.register_collector(Box::new(info)));
     let deployment_rollouts = rollout_store.clone();
     let pod_owners = replica_sets.clone();
     let context = Arc::new(Context {

@@ -11,6 +11,7 @@ pub mod bluegreen;
 pub mod canary;
 pub mod controller;
 pub mod hash;
+pub mod metrics;
 pub mod observe;
 pub mod observed;
 pub mod phase;

@@ -204,6 +204,11 @@ impl ControllerProcess {
 
     /// The value of a sample of the controller's `/metrics`, if it answers.
     pub async fn metric(&self, name: &str) -> Option<f64> {
+        self.metric_with(name, &[]).await
+    }
+
+    /// The value of the first sample of `name` carrying every label of `labels`.
+    pub async fn metric_with(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let body = http_get(&format!("{}/metrics", self.metrics_url))
             .await
             .filter(|(status, _)| *status == 200)?
@@ -213,7 +218,12 @@ impl ControllerProcess {
         scrape
             .samples
             .iter()
-            .find(|s| s.metric == name)
+            .find(|s| {
+                s.metric == name
+                    && labels
+                        .iter()
+                        .all(|(key, value)| s.labels.get(key) == Some(*value))
+            })
             .map(|s| match s.value {
                 prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Counter(v)
