@@ -18,9 +18,13 @@ lint:
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-## crds: regenerate crds/ from the Rust types.
+## crds: regenerate crds/ from the Rust types, and the Helm chart's copy (tests/chart.rs checks they agree).
+CHART_CRDS := charts/sluice/crds
 crds:
 	$(CARGO) run --quiet --bin sluice -- crdgen --out-dir crds
+	mkdir -p $(CHART_CRDS)
+	rm -f $(CHART_CRDS)/*.yaml
+	cp crds/*.yaml $(CHART_CRDS)/
 
 ## demo: the main job on the local cluster.
 demo:

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod plugin;
+pub mod revert;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;

@@ -57,6 +57,20 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         namespace: args.namespace.clone(),
         prometheus_url: args.prometheus_url(),
         metrics: metrics.clone(),
+        gitops: crate::gitops::controller::GitopsSettings {
+            namespace: args.namespace.clone(),
+            poll_interval: args.repo_poll_interval,
+            cache_dir: args.git_cache_dir(),
+            webhook_addr: args.webhook_addr,
+        },
+        revert: crate::revert::controller::RevertSettings {
+            namespace: args.namespace.clone(),
+            cache_dir: args.git_cache_dir(),
+            author: args.git_author.clone(),
+            credentials_namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .or_else(|| args.namespace.clone()),
+        },
     };
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));
     let campaign = async {
@@ -94,6 +108,8 @@ struct Controllers {
     namespace: Option<String>,
     prometheus_url: Option<String>,
     metrics: Metrics,
+    gitops: crate::gitops::controller::GitopsSettings,
+    revert: crate::revert::controller::RevertSettings,
 }
 
 impl Controllers {
@@ -114,8 +130,12 @@ impl Controllers {
                 metrics: self.metrics.clone(),
             },
         );
+        let applications =
+            crate::gitops::controller::run(self.client.clone(), self.gitops, self.metrics.clone());
+        let reverts =
+            crate::revert::controller::run(self.client.clone(), self.revert, self.metrics.clone());
         let rollouts = crate::rollout::controller::run(self.client, self.namespace, self.metrics);
-        tokio::join!(analysis, rollouts);
+        tokio::join!(analysis, rollouts, applications, reverts);
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await
     }

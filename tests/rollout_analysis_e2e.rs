@@ -7,8 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
-use jiff::Timestamp;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::ListParams;
@@ -20,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use common::rollouts::{
-    Harness, current_hash, observed_current, phase, rollout_manifest, route_strategy,
+    Harness, WeightZeroWatch, current_hash, observed_current, phase, rollout_manifest,
+    route_strategy,
 };
 use common::{E2eEnv, wait_for};
 
@@ -401,47 +401,6 @@ async fn blue_green_failing_pre_promotion_analysis_never_switches_active() {
             .all(|hash| hash.as_deref() == Some(blue.as_str())),
         "active Service only ever selected {blue}: {seen:?}"
     );
-}
-
-/// Watches the HTTPRoute and notes when its canary weight first returns to 0 after being above 0.
-struct WeightZeroWatch {
-    task: JoinHandle<Option<Timestamp>>,
-}
-
-impl WeightZeroWatch {
-    fn start(h: &Harness) -> Self {
-        let routes = h.routes();
-        let task = tokio::spawn(async move {
-            let mut events = std::pin::pin!(
-                watcher(
-                    routes,
-                    watcher::Config::default().fields("metadata.name=web")
-                )
-                .applied_objects()
-            );
-            let mut had_canary_traffic = false;
-            while let Ok(Some(route)) = events.try_next().await {
-                let canary = route.data["spec"]["rules"][0]["backendRefs"][1]["weight"]
-                    .as_i64()
-                    .unwrap_or(0);
-                if canary > 0 {
-                    had_canary_traffic = true;
-                } else if had_canary_traffic {
-                    return Some(Timestamp::now());
-                }
-            }
-            None
-        });
-        Self { task }
-    }
-
-    async fn first_zero_after_canary_traffic(self) -> Timestamp {
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("the route's canary weight back to 0 in time")
-            .expect("route watch task")
-            .expect("the route watch saw canary traffic, then weight 0")
-    }
 }
 
 /// Records every `rollouts-pod-template-hash` a Service's selector takes while the test runs.

@@ -12,8 +12,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{CustomResource, KubeSchema};
+use std::borrow::Cow;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::core::object::{HasSpec, HasStatus};
+use kube::core::{ApiResource, Resource};
+use kube::{CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -57,44 +63,201 @@ pub enum ApplicationSpecError {
 // Spec
 // ---------------------------------------------------------------------------------------------------
 
+/// The Application object. Written by hand rather than derived because Argo CD keeps `operation` at
+/// the top level, beside `spec` and `status`, which `#[derive(CustomResource)]` cannot express; the
+/// CRD is generated from [`schema::Application`], whose flattened [`schema::ApplicationFields`]
+/// give the same shape.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    pub metadata: ObjectMeta,
+    pub spec: ApplicationSpec,
+    /// A sync, rollback or refresh requested by a user (Argo CD's `operation`); the controller
+    /// removes it once it has acted on it and records the outcome in `status.operationState`.
+    #[serde(default)]
+    pub operation: Option<Operation>,
+    #[serde(default)]
+    pub status: Option<ApplicationStatus>,
+}
+
+impl Application {
+    /// An Application named `name` with `spec`, no operation and no status.
+    pub fn new(name: &str, spec: ApplicationSpec) -> Self {
+        Self {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec,
+            operation: None,
+            status: None,
+        }
+    }
+}
+
+impl Serialize for Application {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Repr<'a> {
+            api_version: &'a str,
+            kind: &'a str,
+            metadata: &'a ObjectMeta,
+            spec: &'a ApplicationSpec,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            operation: Option<&'a Operation>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            status: Option<&'a ApplicationStatus>,
+        }
+        Repr {
+            api_version: &<Application as Resource>::api_version(&()),
+            kind: &<Application as Resource>::kind(&()),
+            metadata: &self.metadata,
+            spec: &self.spec,
+            operation: self.operation.as_ref(),
+            status: self.status.as_ref(),
+        }
+        .serialize(ser)
+    }
+}
+
+impl Resource for Application {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        <schema::Application as Resource>::kind(&())
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        <schema::Application as Resource>::group(&())
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        <schema::Application as Resource>::version(&())
+    }
+
+    fn api_version(_: &()) -> Cow<'_, str> {
+        <schema::Application as Resource>::api_version(&())
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        <schema::Application as Resource>::plural(&())
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl HasSpec for Application {
+    type Spec = ApplicationSpec;
+
+    fn spec(&self) -> &ApplicationSpec {
+        &self.spec
+    }
+
+    fn spec_mut(&mut self) -> &mut ApplicationSpec {
+        &mut self.spec
+    }
+}
+
+impl HasStatus for Application {
+    type Status = ApplicationStatus;
+
+    fn status(&self) -> Option<&ApplicationStatus> {
+        self.status.as_ref()
+    }
+
+    fn status_mut(&mut self) -> &mut Option<ApplicationStatus> {
+        &mut self.status
+    }
+}
+
+impl CustomResourceExt for Application {
+    fn crd() -> CustomResourceDefinition {
+        schema::Application::crd()
+    }
+
+    fn crd_name() -> &'static str {
+        schema::Application::crd_name()
+    }
+
+    fn api_resource() -> ApiResource {
+        schema::Application::api_resource()
+    }
+
+    fn shortnames() -> &'static [&'static str] {
+        schema::Application::shortnames()
+    }
+}
+
+/// The CRD's schema source: the derived root is named `Application` here (the CRD's title), apart
+/// from the hand-written [`Application`](super::Application) everyone uses.
+pub mod schema {
+    use super::{ApplicationSpec, ApplicationStatus, Operation};
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// The top-level fields of an Application besides `metadata` and `status`: the schema source of the
+    /// CRD (see [`Application`]).
+    // Clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
+    #[allow(clippy::duplicated_attributes)]
+    #[derive(
+        CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema,
+    )]
+    #[kube(
+        group = "sluice.dev",
+        version = "v1alpha1",
+        kind = "Application",
+        no_spec,
+        namespaced,
+        shortname = "app",
+        shortname = "apps",
+        status = "ApplicationStatus",
+        derive = "PartialEq",
+        doc = "A set of manifests in Git, kept in sync with the cluster.",
+        printcolumn(
+            name = "Sync",
+            type_ = "string",
+            json_path = ".status.sync.status",
+            description = "Sync status"
+        ),
+        printcolumn(
+            name = "Health",
+            type_ = "string",
+            json_path = ".status.health.status",
+            description = "Health status"
+        ),
+        printcolumn(
+            name = "Revision",
+            type_ = "string",
+            json_path = ".status.sync.revision",
+            description = "Synced revision"
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
+    )]
+    #[serde(rename_all = "camelCase")]
+    pub struct ApplicationFields {
+        #[doc = "What to deploy (a path of a Git repository at a revision) and where, and how to keep it in sync."]
+        pub spec: ApplicationSpec,
+        /// A requested operation (sync, rollback, refresh); removed by the controller once acted on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub operation: Option<Operation>,
+    }
+}
+
 /// What to deploy (a path of a Git repository at a revision) and where, and how to keep it in sync.
-// Clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "sluice.dev",
-    version = "v1alpha1",
-    kind = "Application",
-    namespaced,
-    shortname = "app",
-    shortname = "apps",
-    status = "ApplicationStatus",
-    derive = "PartialEq",
-    doc = "A set of manifests in Git, kept in sync with the cluster.",
-    printcolumn(
-        name = "Sync",
-        type_ = "string",
-        json_path = ".status.sync.status",
-        description = "Sync status"
-    ),
-    printcolumn(
-        name = "Health",
-        type_ = "string",
-        json_path = ".status.health.status",
-        description = "Health status"
-    ),
-    printcolumn(
-        name = "Revision",
-        type_ = "string",
-        json_path = ".status.sync.revision",
-        description = "Synced revision"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// Argo CD project; accepted for compatibility (default `default`), Sluice has no projects.
@@ -788,6 +951,9 @@ pub struct ResourceStatus {
     /// The object's sync wave.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sync_wave: i64,
+    /// Sluice: how the live object differs from Git (one line per field, capped), when OutOfSync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<String>,
 }
 
 /// A successful sync.
@@ -842,21 +1008,44 @@ pub struct OperationState {
     pub retry_count: i64,
 }
 
-/// An operation on the Application.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// An operation on the Application: Argo CD's top-level `operation` (and, as recorded, the
+/// `operation` of `status.operationState`). Exactly one of `sync`, `rollback` and `refresh` is
+/// expected; a sync is what Argo CD runs, `rollback` and `refresh` are Sluice's requests for what Argo
+/// CD's API server and `argocd.argoproj.io/refresh` annotation do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncOperation>,
+    /// Sluice: sync the revision of a `status.history` entry and turn automated sync off
+    /// (`spec.syncPolicy.automated.enabled: false`) so that it is not synced away again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackOperation>,
+    /// Sluice: compare with Git now (`normal`), also rendering again (`hard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initiated_by: Option<OperationInitiator>,
+    /// Free-form notes about the operation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub info: Vec<Info>,
+    /// Retry of this operation when it fails (default: `spec.syncPolicy.retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStrategy>,
+}
+
+/// A note attached to an operation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Info {
+    pub name: String,
+    pub value: String,
 }
 
 /// A sync request.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncOperation {
-    /// The commit to sync (full sha).
+    /// The revision to sync: a commit sha, branch or tag (default: `spec.source.targetRevision`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     /// Delete objects no longer in Git.
@@ -865,6 +1054,33 @@ pub struct SyncOperation {
     /// Sync options for this operation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_options: Vec<String>,
+    /// The source to sync instead of `spec.source` (a rollback syncs the source of its history entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ApplicationSource>,
+    /// Consecutive self-heal syncs of the same revision, for the self-heal backoff.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub auto_heal_attempts_count: i64,
+}
+
+/// A rollback request: sync the revision and source of `status.history[id]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackOperation {
+    /// The `id` of the history entry.
+    pub id: i64,
+    /// Delete objects that are not in that revision.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prune: bool,
+}
+
+/// How thoroughly to refresh (Argo CD's refresh annotation values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RefreshType {
+    /// Fetch the repository and compare again.
+    Normal,
+    /// Also render the manifests again instead of using the cached rendering.
+    Hard,
 }
 
 /// Phase of an operation.
@@ -1140,6 +1356,44 @@ mod tests {
     }
 
     #[test]
+    fn operation_is_a_top_level_field_beside_spec_and_status() {
+        let wire = json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "sluice"},
+            "spec": {"source": {"repoURL": "r"}, "destination": {}},
+            "operation": {"sync": {"revision": "main", "prune": true},
+                          "initiatedBy": {"username": "alice"}}
+        });
+        let app: Application = serde_json::from_value(wire.clone()).unwrap();
+        let sync = app.operation.as_ref().unwrap().sync.as_ref().unwrap();
+        assert_eq!(sync.revision.as_deref(), Some("main"));
+        assert!(sync.prune);
+        assert_eq!(serde_json::to_value(&app).unwrap(), wire);
+
+        let rollback: Operation =
+            serde_json::from_value(json!({"rollback": {"id": 3}, "refresh": "hard"})).unwrap();
+        assert_eq!(
+            rollback.rollback,
+            Some(RollbackOperation {
+                id: 3,
+                prune: false
+            })
+        );
+        assert_eq!(rollback.refresh, Some(RefreshType::Hard));
+
+        let mut bare = Application::new("shop", app.spec.clone());
+        bare.metadata.namespace = Some("sluice".into());
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+                   "metadata": {"name": "shop", "namespace": "sluice"},
+                   "spec": {"source": {"repoURL": "r"}, "destination": {}}})
+        );
+        assert_eq!(Application::kind(&()), "Application");
+        assert_eq!(Application::plural(&()), "applications");
+    }
+
+    #[test]
     fn spec_defaults_are_argo_cds() {
         let s = spec(
             json!({"source": {"repoURL": "https://git.example.com/shop.git"}, "destination": {}}),
@@ -1308,6 +1562,12 @@ mod tests {
     fn application_schema() {
         let schema = version(&Application::crd())["schema"]["openAPIV3Schema"].clone();
         assert_structural(&schema, "");
+        assert_eq!(schema["required"], json!(["spec"]));
+        assert_eq!(schema["title"], "Application");
+        let operation = &schema["properties"]["operation"]["properties"];
+        assert_eq!(operation["refresh"]["enum"], json!(["normal", "hard"]));
+        assert_eq!(operation["rollback"]["required"], json!(["id"]));
+        assert!(operation["sync"]["properties"]["source"].is_object());
         let spec = &schema["properties"]["spec"];
         assert_eq!(spec["required"], json!(["destination", "source"]));
         let source = &spec["properties"]["source"];

@@ -1,1 +1,23 @@
 //! The GitOps sync core: Git sources, rendering, diff, apply, health and the Application reconciler.
+
+pub mod app_writes;
+pub mod apply;
+pub mod compare;
+pub mod conditions;
+pub mod controller;
+pub mod credentials;
+pub mod diff;
+pub mod engine_fields;
+pub mod health;
+pub mod ignore;
+pub mod kinds;
+pub mod live;
+pub mod metrics;
+pub mod object;
+pub mod observe;
+pub mod order;
+pub mod plan;
+pub mod refresh;
+pub mod render;
+pub mod source;
+pub mod webhook;

@@ -755,13 +755,21 @@ impl<'a> Ctx<'a> {
             }
             return;
         }
-        let labels = self.obs.rollout.metadata.labels.as_ref();
-        let label = |key: &str| labels.and_then(|l| l.get(key)).cloned();
+        // The GitOps apply stamps annotations (`<ns>/<name>` is no valid label value); labels
+        // are read too, for Rollouts applied by other tools that label them.
+        let meta = &self.obs.rollout.metadata;
+        let stamp = |key: &str| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .or_else(|| meta.labels.as_ref().and_then(|l| l.get(key)))
+                .cloned()
+        };
         self.status.revisions.push(RevisionRecord {
             pod_template_hash: hash,
             revision: self.new_revision(),
-            git_revision: label(GIT_REVISION_LABEL),
-            application: label(APPLICATION_LABEL),
+            git_revision: stamp(GIT_REVISION_LABEL),
+            application: stamp(APPLICATION_LABEL),
         });
         self.status.revisions.sort_by_key(|r| r.revision);
     }

@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
+use jiff::Timestamp;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::task::JoinHandle;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
@@ -95,12 +100,7 @@ impl Harness {
     }
 
     pub fn routes(&self) -> Api<DynamicObject> {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "gateway.networking.k8s.io",
-            "v1",
-            "HTTPRoute",
-        ));
-        Api::namespaced_with(self.client.clone(), &self.ns.name, &resource)
+        routes(&self.client, &self.ns.name)
     }
 
     pub async fn create<K>(&self, api: &Api<K>, object: Value)
@@ -258,4 +258,60 @@ pub fn route_strategy(steps: Value) -> Value {
         "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
         "steps": steps
     }})
+}
+
+/// Watches the HTTPRoute and notes when its canary weight first returns to 0 after being above 0.
+pub struct WeightZeroWatch {
+    task: JoinHandle<Option<Timestamp>>,
+}
+
+/// The HTTPRoutes of `namespace`.
+pub fn routes(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+    ));
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+impl WeightZeroWatch {
+    pub fn start(h: &Harness) -> Self {
+        Self::start_in(&h.client, &h.ns.name)
+    }
+
+    /// Watches the HTTPRoute `web` of `namespace`.
+    pub fn start_in(client: &Client, namespace: &str) -> Self {
+        let routes = routes(client, namespace);
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(
+                watcher(
+                    routes,
+                    watcher::Config::default().fields("metadata.name=web")
+                )
+                .applied_objects()
+            );
+            let mut had_canary_traffic = false;
+            while let Ok(Some(route)) = events.try_next().await {
+                let canary = route.data["spec"]["rules"][0]["backendRefs"][1]["weight"]
+                    .as_i64()
+                    .unwrap_or(0);
+                if canary > 0 {
+                    had_canary_traffic = true;
+                } else if had_canary_traffic {
+                    return Some(Timestamp::now());
+                }
+            }
+            None
+        });
+        Self { task }
+    }
+
+    pub async fn first_zero_after_canary_traffic(self) -> Timestamp {
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("the route's canary weight back to 0 in time")
+            .expect("route watch task")
+            .expect("the route watch saw canary traffic, then weight 0")
+    }
 }

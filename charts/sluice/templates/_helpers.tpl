@@ -1,0 +1,165 @@
+{{/* Names, labels and shared RBAC rules of the Sluice chart. */}}
+
+{{- define "sluice.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name; names of cluster-scoped objects start with it, so it must be unique in
+the cluster (the release name is, within its namespace). */}}
+{{- define "sluice.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sluice.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sluice.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sluice.labels" -}}
+helm.sh/chart: {{ include "sluice.chart" . }}
+{{ include "sluice.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sluice
+{{- end }}
+
+{{- define "sluice.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sluice.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Where the leader Lease lives: the controller uses --namespace, else $POD_NAMESPACE. */}}
+{{- define "sluice.leaseNamespace" -}}
+{{- default .Release.Namespace .Values.watchNamespace }}
+{{- end }}
+
+{{/* The subject of every binding. */}}
+{{- define "sluice.subjects" -}}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "sluice.serviceAccountName" . }}
+    namespace: {{ .Release.Namespace }}
+{{- end }}
+
+{{/*
+What the Rollout and analysis controllers call on namespaced resources, verb by verb. Keep in step with
+the code and with the list in tests/chart.rs, which fails when the two differ.
+*/}}
+{{- define "sluice.controllerRules" -}}
+# src/rollout/controller.rs watches Rollouts; src/rollout/act.rs replaces their status.
+- apiGroups: ["sluice.dev"]
+  resources: ["rollouts"]
+  verbs: ["list", "watch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["rollouts/status"]
+  verbs: ["update"]
+# ReplicaSets and AnalysisRuns carry an ownerReference with blockOwnerDeletion to their Rollout; clusters
+# with the OwnerReferencesPermissionEnforcement admission plugin require this for that.
+- apiGroups: ["sluice.dev"]
+  resources: ["rollouts/finalizers"]
+  verbs: ["update"]
+# src/rollout/act.rs creates, scales (server-side apply), annotates and deletes revisions' ReplicaSets.
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# A workloadRef Deployment: read for its template, watched, scaled per `scaleDown`.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# Stable/canary/active/preview Services: watched, their selector's pod-template-hash applied.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch", "patch"]
+# Pods of Rollout revisions (readiness) and their eviction for `restartAt`.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
+# Traffic routing: Gateway API HTTPRoute weights; the NGINX canary Ingress, created beside the stable
+# one and deleted after promotion.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "create", "patch", "delete"]
+# AnalysisRuns: created and terminated by the Rollout controller, measured by the analysis controller
+# (src/analysis/controller.rs), which writes their status.
+- apiGroups: ["sluice.dev"]
+  resources: ["analysisruns"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["analysisruns/status"]
+  verbs: ["patch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["analysistemplates"]
+  verbs: ["get"]
+# `secretKeyRef` analysis arguments and Prometheus authentication.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# kube's event Recorder (events.k8s.io/v1): created, then patched when repeated.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Cluster-scoped reads: a ClusterRole even when watchNamespace is set. */}}
+{{- define "sluice.clusterScopedRules" -}}
+# src/rollout/analysis_runs.rs reads the ClusterAnalysisTemplates a Rollout names.
+- apiGroups: ["sluice.dev"]
+  resources: ["clusteranalysistemplates"]
+  verbs: ["get"]
+{{- end }}
+
+{{/* The GitOps core (src/gitops/): Applications and their repository credentials, plus the kinds the
+user lists when it is not cluster admin. */}}
+{{- define "sluice.gitopsRules" -}}
+{{- if .Values.gitops.clusterAdmin }}
+# Applications deploy arbitrary kinds from Git (as Argo CD's application-controller does).
+- apiGroups: ["*"]
+  resources: ["*"]
+  verbs: ["*"]
+{{- else }}
+# src/gitops/controller.rs watches Applications; src/gitops/app_writes.rs patches their operation,
+# automated policy and finalizers, and their status.
+- apiGroups: ["sluice.dev"]
+  resources: ["applications"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["applications/status"]
+  verbs: ["patch"]
+# Repository credentials: a watch of the Secrets labelled sluice.dev/secret-type=repository (RBAC cannot
+# select by label).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+{{- range .Values.gitops.resources }}
+- apiGroups: {{ toJson .apiGroups }}
+  resources: {{ toJson .resources }}
+  verbs: {{ toJson (default $.Values.gitops.defaultVerbs .verbs) }}
+{{- end }}
+{{- end }}
+{{- end }}

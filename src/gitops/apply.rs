@@ -1,0 +1,246 @@
+//! Runs a sync: server-side apply of every object in order under the field manager
+//! `sluice-gitops`, then the prune in reverse order (SCENARIOS G5, G7).
+//!
+//! As Argo CD does, every object is first applied as a server-side dry run: if any is refused
+//! (admission, validation, immutable field), nothing is applied and the sync fails with the
+//! reason. Objects whose namespace or CRD the same sync creates cannot be dry-run and are checked
+//! by the real apply. A CRD is applied and waited for until Established before its resources.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
+use kube::core::GroupVersionKind;
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{Value, json};
+
+use super::kinds::{Kind, KindResolver, kinds_defined_by_crds};
+use super::object::{FIELD_MANAGER, ResourceKey, gvk, key_of, split_api_version, str_at};
+use super::plan::{SyncOutcome, SyncTask};
+use crate::api::application::{ResourceResult, ResultCode, SyncPhase};
+
+/// How long a CRD applied by a sync may take to be Established, and its kind to be served.
+const CRD_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The message of a Kubernetes error without the wrapping (`Forbidden: ...`).
+pub fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn result(obj: &Value, status: ResultCode, message: impl Into<String>) -> ResourceResult {
+    let (group, version) = split_api_version(str_at(obj, "/apiVersion").unwrap_or_default());
+    let text = |p: &str| str_at(obj, p).unwrap_or_default().to_string();
+    ResourceResult {
+        group: group.to_string(),
+        version: version.to_string(),
+        kind: text("/kind"),
+        namespace: text("/metadata/namespace"),
+        name: text("/metadata/name"),
+        status: Some(status),
+        message: Some(message.into()),
+        sync_phase: Some(SyncPhase::Sync),
+    }
+}
+
+/// Applies and deletes objects for the GitOps core.
+pub struct Applier<'a> {
+    pub client: &'a Client,
+    pub kinds: &'a KindResolver,
+}
+
+impl Applier<'_> {
+    /// Runs `task`, reporting per object what happened; stops at the first failure.
+    pub async fn run(&self, task: &SyncTask) -> SyncOutcome {
+        let mut outcome = SyncOutcome::default();
+        if let Some(ns) = &task.create_namespace
+            && let Err(e) = self.ensure_namespace(ns).await
+        {
+            outcome.error = Some(format!("creating namespace {ns}: {}", kube_message(&e)));
+            return outcome;
+        }
+        if let Err((obj, message)) = self.dry_run(task).await {
+            outcome
+                .results
+                .push(result(&obj, ResultCode::SyncFailed, message.clone()));
+            outcome.error = Some(message);
+            return outcome;
+        }
+        for obj in &task.apply {
+            match self.apply(obj, false).await {
+                Ok(()) => outcome
+                    .results
+                    .push(result(obj, ResultCode::Synced, "applied")),
+                Err(message) => {
+                    outcome
+                        .results
+                        .push(result(obj, ResultCode::SyncFailed, message.clone()));
+                    outcome.error = Some(message);
+                    return outcome;
+                }
+            }
+        }
+        for obj in &task.prune {
+            match self.delete(obj).await {
+                Ok(()) => outcome
+                    .results
+                    .push(result(obj, ResultCode::Pruned, "pruned")),
+                Err(message) => {
+                    outcome
+                        .results
+                        .push(result(obj, ResultCode::SyncFailed, message.clone()));
+                    outcome.error = Some(message);
+                    return outcome;
+                }
+            }
+        }
+        for obj in &task.prune_skipped {
+            outcome.results.push(result(
+                obj,
+                ResultCode::PruneSkipped,
+                "ignored (requires pruning)",
+            ));
+        }
+        outcome
+    }
+
+    /// Dry-runs every object that can be checked before anything is created.
+    async fn dry_run(&self, task: &SyncTask) -> Result<(), (Value, String)> {
+        let mut created_namespaces: BTreeSet<String> =
+            task.create_namespace.iter().cloned().collect();
+        created_namespaces.extend(
+            task.apply
+                .iter()
+                .filter(|o| str_at(o, "/kind") == Some("Namespace"))
+                .filter_map(|o| str_at(o, "/metadata/name").map(String::from)),
+        );
+        let defined: Vec<GroupVersionKind> = kinds_defined_by_crds(&task.apply)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        for obj in &task.apply {
+            let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
+            let from_new_crd = gvk(obj).is_some_and(|g| defined.contains(&g));
+            if created_namespaces.contains(namespace) || from_new_crd {
+                continue;
+            }
+            if let Err(message) = self.apply(obj, true).await {
+                return Err((
+                    obj.clone(),
+                    format!("{message} (dry run: nothing was applied)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn kind_of(&self, obj: &Value) -> Result<Kind, String> {
+        let gvk = gvk(obj).ok_or_else(|| "a manifest has no apiVersion or kind".to_string())?;
+        let deadline = tokio::time::Instant::now() + CRD_READY_TIMEOUT;
+        loop {
+            match self.kinds.resolve(&gvk).await {
+                Ok(Some(kind)) => return Ok(kind),
+                Ok(None) if tokio::time::Instant::now() < deadline => {
+                    // Served a moment after its CRD is Established.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "kind {} of {} is not served by the cluster",
+                        gvk.kind,
+                        str_at(obj, "/apiVersion").unwrap_or_default()
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn api(&self, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
+        if kind.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &kind.resource)
+        } else {
+            Api::all_with(self.client.clone(), &kind.resource)
+        }
+    }
+
+    /// Server-side apply (force: Git wins over other managers for the fields it declares).
+    async fn apply(&self, obj: &Value, dry_run: bool) -> Result<(), String> {
+        let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
+        let kind = self.kind_of(obj).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        self.api(&kind, &key.namespace)
+            .patch(&key.name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
+        if !dry_run && is_crd(obj) {
+            self.wait_established(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_established(&self, key: &ResourceKey) -> Result<(), String> {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let established = await_condition(crds, &key.name, conditions::is_crd_established());
+        match tokio::time::timeout(CRD_READY_TIMEOUT, established).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("{key}: waiting for Established: {e}")),
+            Err(_) => Err(format!(
+                "{key}: not Established within {}s",
+                CRD_READY_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// Deletes a live object, if it is still the one observed (same uid).
+    pub async fn delete(&self, live: &Value) -> Result<(), String> {
+        let key = key_of(live).ok_or_else(|| "an object has no name".to_string())?;
+        let kind = self.kind_of(live).await?;
+        let params = DeleteParams {
+            preconditions: str_at(live, "/metadata/uid").map(|uid| Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match self
+            .api(&kind, &key.namespace)
+            .delete(&key.name, &params)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(format!("deleting {key}: {}", kube_message(&e))),
+        }
+    }
+
+    async fn ensure_namespace(&self, name: &str) -> Result<(), kube::Error> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if namespaces.get_opt(name).await?.is_some() {
+            return Ok(());
+        }
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        namespaces
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+fn is_crd(obj: &Value) -> bool {
+    gvk(obj)
+        .is_some_and(|g| g.group == "apiextensions.k8s.io" && g.kind == "CustomResourceDefinition")
+}

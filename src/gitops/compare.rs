@@ -1,0 +1,245 @@
+//! Comparison of what Git declares with the live objects: per-object sync status and health, the
+//! objects that require pruning, and the Application's sync status and health (pure).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::diff::diff;
+use super::health::{aggregate, health_of};
+use super::ignore::strip_ignored;
+use super::object::{ResourceKey, key_of, split_api_version, str_at};
+use super::order::{sort_for_prune, sync_wave};
+use crate::api::application::{
+    HealthStatus, HealthStatusCode, ResourceIgnoreDifferences, ResourceStatus, SyncStatusCode,
+};
+
+/// Lines of diff kept per object in `status.resources[].diff`.
+const MAX_DIFF_LINES: usize = 10;
+
+/// The outcome of a comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// Declared objects in apply order, then the objects that require pruning.
+    pub resources: Vec<ResourceStatus>,
+    /// OutOfSync when any object is missing, differs or requires pruning.
+    pub sync_status: SyncStatusCode,
+    /// The worst health of the declared objects.
+    pub health: HealthStatus,
+    /// Live objects of the Application that Git no longer declares, in prune order.
+    pub requires_pruning: Vec<Value>,
+}
+
+/// Compares `desired` (normalised, in apply order) with `live` (by key) and `tracked` (every live
+/// object carrying the Application's tracking annotation).
+pub fn compare(
+    desired: &[Value],
+    live: &BTreeMap<ResourceKey, Value>,
+    tracked: &[Value],
+    ignore: &[ResourceIgnoreDifferences],
+) -> Comparison {
+    let mut resources = Vec::new();
+    let mut healths = Vec::new();
+    let mut declared = BTreeSet::new();
+    for obj in desired {
+        let Some(key) = key_of(obj) else {
+            continue;
+        };
+        let status = declared_status(obj, &key, live.get(&key), ignore);
+        if let Some(h) = &status.health {
+            healths.push(h.clone());
+        }
+        resources.push(status);
+        declared.insert(key);
+    }
+    let mut requires_pruning: Vec<Value> = tracked
+        .iter()
+        .filter(|o| key_of(o).is_some_and(|k| !declared.contains(&k)))
+        .cloned()
+        .collect();
+    sort_for_prune(&mut requires_pruning);
+    for obj in &requires_pruning {
+        let mut status = identity(obj);
+        status.status = Some(SyncStatusCode::OutOfSync);
+        status.requires_pruning = true;
+        status.health = health_of(obj);
+        resources.push(status);
+    }
+    let in_sync = resources
+        .iter()
+        .all(|r| r.status == Some(SyncStatusCode::Synced));
+    Comparison {
+        resources,
+        sync_status: if in_sync {
+            SyncStatusCode::Synced
+        } else {
+            SyncStatusCode::OutOfSync
+        },
+        health: aggregate(&healths),
+        requires_pruning,
+    }
+}
+
+fn identity(obj: &Value) -> ResourceStatus {
+    let (group, version) = split_api_version(str_at(obj, "/apiVersion").unwrap_or_default());
+    ResourceStatus {
+        group: group.to_string(),
+        version: version.to_string(),
+        kind: str_at(obj, "/kind").unwrap_or_default().to_string(),
+        namespace: str_at(obj, "/metadata/namespace")
+            .unwrap_or_default()
+            .to_string(),
+        name: str_at(obj, "/metadata/name")
+            .unwrap_or_default()
+            .to_string(),
+        sync_wave: sync_wave(obj),
+        ..ResourceStatus::default()
+    }
+}
+
+fn declared_status(
+    desired: &Value,
+    key: &ResourceKey,
+    live: Option<&Value>,
+    ignore: &[ResourceIgnoreDifferences],
+) -> ResourceStatus {
+    let mut status = identity(desired);
+    let Some(live) = live else {
+        status.status = Some(SyncStatusCode::OutOfSync);
+        status.health = Some(HealthStatus {
+            status: HealthStatusCode::Missing,
+            message: None,
+            last_transition_time: None,
+        });
+        status.diff = vec!["(not in the cluster)".to_string()];
+        return status;
+    };
+    let (mut d, mut l) = (desired.clone(), live.clone());
+    strip_ignored(ignore, key, &mut d, &mut l);
+    let drift = diff(&d, &l);
+    status.status = Some(if drift.is_empty() {
+        SyncStatusCode::Synced
+    } else {
+        SyncStatusCode::OutOfSync
+    });
+    status.diff = drift
+        .iter()
+        .take(MAX_DIFF_LINES)
+        .map(ToString::to_string)
+        .collect();
+    if drift.len() > MAX_DIFF_LINES {
+        status
+            .diff
+            .push(format!("... {} more", drift.len() - MAX_DIFF_LINES));
+    }
+    status.health = health_of(live);
+    status
+}
+
+/// The container images of the declared workloads, sorted and deduplicated (`status.summary`).
+pub fn images(desired: &[Value]) -> Vec<String> {
+    let mut images = BTreeSet::new();
+    for obj in desired {
+        for pod_spec in [obj.pointer("/spec/template/spec"), obj.pointer("/spec")]
+            .into_iter()
+            .flatten()
+        {
+            for list in ["containers", "initContainers"] {
+                for container in pod_spec
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(image) = container.get("image").and_then(Value::as_str) {
+                        images.insert(image.to_string());
+                    }
+                }
+            }
+        }
+    }
+    images.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cm(name: &str, value: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "shop",
+                            "annotations": {"sluice.dev/application": "argocd/shop"}},
+               "data": {"v": value}})
+    }
+
+    fn by_key(objects: &[Value]) -> BTreeMap<ResourceKey, Value> {
+        objects
+            .iter()
+            .map(|o| (key_of(o).unwrap(), o.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn per_object_status_missing_drift_and_pruning() {
+        let desired = vec![cm("a", "1"), cm("b", "2"), cm("c", "3")];
+        let live = vec![cm("a", "1"), cm("b", "changed"), cm("old", "x")];
+        let cmp = compare(&desired, &by_key(&live), &live, &[]);
+        let summary: Vec<(&str, Option<SyncStatusCode>, bool)> = cmp
+            .resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.status, r.requires_pruning))
+            .collect();
+        use SyncStatusCode::*;
+        assert_eq!(
+            summary,
+            [
+                ("a", Some(Synced), false),
+                ("b", Some(OutOfSync), false),
+                ("c", Some(OutOfSync), false),
+                ("old", Some(OutOfSync), true),
+            ]
+        );
+        assert_eq!(
+            cmp.resources[1].diff,
+            ["data.v: Git \"2\", live \"changed\""]
+        );
+        assert_eq!(
+            cmp.resources[2].health.as_ref().unwrap().status,
+            HealthStatusCode::Missing
+        );
+        assert_eq!(cmp.health.status, HealthStatusCode::Missing);
+        assert_eq!(cmp.sync_status, OutOfSync);
+        assert_eq!(cmp.requires_pruning, [cm("old", "x")]);
+    }
+
+    #[test]
+    fn everything_matching_is_synced_and_healthy() {
+        let desired = vec![cm("a", "1")];
+        let cmp = compare(&desired, &by_key(&desired), &desired, &[]);
+        assert_eq!(cmp.sync_status, SyncStatusCode::Synced);
+        assert_eq!(cmp.health.status, HealthStatusCode::Healthy);
+        assert!(cmp.resources[0].diff.is_empty());
+    }
+
+    #[test]
+    fn ignored_differences_do_not_count() {
+        let desired = vec![cm("a", "1")];
+        let live = vec![cm("a", "2")];
+        let ignore: ResourceIgnoreDifferences =
+            serde_json::from_value(json!({"kind": "ConfigMap", "jsonPointers": ["/data/v"]}))
+                .unwrap();
+        let cmp = compare(&desired, &by_key(&live), &live, &[ignore]);
+        assert_eq!(cmp.sync_status, SyncStatusCode::Synced);
+    }
+
+    #[test]
+    fn images_of_workloads() {
+        let objects = vec![
+            json!({"kind": "Deployment", "spec": {"template": {"spec": {
+                "containers": [{"image": "web:2"}], "initContainers": [{"image": "init:1"}]}}}}),
+            json!({"kind": "Pod", "spec": {"containers": [{"image": "web:2"}]}}),
+        ];
+        assert_eq!(images(&objects), ["init:1", "web:2"]);
+    }
+}

@@ -1,0 +1,264 @@
+//! The Application reconciler: observe → plan → act for each Application, triggered by
+//! - changes to the Application itself (spec, operation, refresh annotation);
+//! - changes to any object it applied (watch caches of the kinds it manages: drift, health);
+//! - webhook push events of its repository (`POST /api/webhook` on `--webhook-addr`);
+//! - its poll slot (`--repo-poll-interval`, with a per-Application jitter), through `requeue_after`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{self, Action as Requeue, Controller};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use thiserror::Error;
+use tracing::Instrument;
+
+use super::app_writes::{
+    WriteError, clear_operation, clear_refresh_annotations, disable_automated, remove_finalizers,
+    write_status,
+};
+use super::apply::Applier;
+use super::credentials::REPOSITORY_SECRET_LABEL;
+use super::kinds::KindResolver;
+use super::live::LiveCache;
+use super::metrics::GitopsMetrics;
+use super::observe::{FetchCounter, ObserveError, Reader, refresh_request};
+use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan};
+use super::render::RenderCache;
+use super::source::RepoCache;
+use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
+use crate::api::application::{Application, ApplicationStatus, OperationPhase};
+use crate::metrics::Metrics;
+
+/// Retry delay after a failed reconcile.
+const RETRY: Duration = Duration::from_secs(5);
+/// Triggers closer together than this are merged into one reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Applications reconciled at the same time.
+const CONCURRENCY: u16 = 16;
+/// The shortest requeue (a plan never asks for an immediate one).
+const MIN_REQUEUE: Duration = Duration::from_millis(200);
+
+/// The GitOps controller's settings, from the command line.
+#[derive(Clone, Debug)]
+pub struct GitopsSettings {
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+    pub poll_interval: Duration,
+    pub cache_dir: PathBuf,
+    pub webhook_addr: SocketAddr,
+}
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+struct Context {
+    client: Client,
+    reader: Reader,
+    metrics: GitopsMetrics,
+}
+
+/// Runs the Application controller and its webhook until the process stops.
+pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics) {
+    let (trigger, triggers) = futures::channel::mpsc::unbounded();
+    let config = watcher::Config::default();
+    let applications: Api<Application> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let controller = Controller::new(applications, config.clone()).with_config(
+        controller::Config::default()
+            .debounce(DEBOUNCE)
+            .concurrency(CONCURRENCY),
+    );
+    let store = controller.store();
+    let gitops_metrics = GitopsMetrics::register(&metrics, store.clone());
+
+    let secrets_api: Api<Secret> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (secrets, secrets_writer) = reflector::store();
+    let secrets_watch = watcher(secrets_api, config.labels(REPOSITORY_SECRET_LABEL))
+        .default_backoff()
+        .reflect(secrets_writer)
+        .for_each(|_| async {});
+
+    let pushes = PushLog::default();
+    let reader = Reader {
+        repos: RepoCache::new(settings.cache_dir.clone()),
+        renders: RenderCache::new(),
+        kinds: KindResolver::new(client.clone()),
+        live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
+        secrets,
+        credentials_namespace: settings
+            .namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok()),
+        pushes: pushes.clone(),
+        poll_interval: settings.poll_interval,
+        fetches: FetchCounter::new(gitops_metrics.fetches()),
+    };
+    let webhook_state = WebhookState {
+        secrets: WebhookSecrets::from_env(),
+        applications: store,
+        pushes,
+        trigger,
+    };
+    let webhook = async {
+        if let Err(e) = webhook::serve(settings.webhook_addr, webhook_state).await {
+            tracing::error!(addr = %settings.webhook_addr, error = %e, "the Git webhook cannot be served");
+        }
+    };
+    let context = Arc::new(Context {
+        client,
+        reader,
+        metrics: gitops_metrics,
+    });
+    let controller = controller
+        .reconcile_on(triggers)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "application controller event");
+            }
+        });
+    tracing::info!(
+        poll_interval = ?settings.poll_interval,
+        "application controller running"
+    );
+    tokio::join!(controller, webhook, secrets_watch);
+}
+
+async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = app.namespace().unwrap_or_default(),
+        application = %app.name_any()
+    );
+    reconcile_app(&app, &ctx).instrument(span).await
+}
+
+async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let observed = ctx.reader.observe(app, Timestamp::now()).await?;
+    let plan = plan(&observed);
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    if let Some(finalize) = &plan.finalize {
+        finalize_app(app, &api, ctx, finalize).await?;
+        return Ok(Requeue::requeue(plan.requeue_after.max(MIN_REQUEUE)));
+    }
+    if plan.disable_automated {
+        disable_automated(&api, app).await?;
+        tracing::info!(
+            "rollback: automated sync suspended (set spec.syncPolicy.automated.enabled: true to resume)"
+        );
+    }
+    let status = match &plan.sync {
+        Some(task) => run_sync(app, ctx, &plan, task).await,
+        None => plan.status.clone(),
+    };
+    write_status(&api, app, &status).await?;
+    if plan.clear_operation {
+        clear_operation(&api, app).await?;
+    }
+    if observed.refreshed && refresh_request(app).is_some() {
+        clear_refresh_annotations(&api, app).await?;
+    }
+    Ok(Requeue::requeue(plan.requeue_after.max(MIN_REQUEUE)))
+}
+
+async fn run_sync(
+    app: &Application,
+    ctx: &Context,
+    plan: &Plan,
+    task: &SyncTask,
+) -> ApplicationStatus {
+    let started = Timestamp::now();
+    let drift: Vec<String> = plan
+        .status
+        .resources
+        .iter()
+        .filter(|r| !r.diff.is_empty())
+        .map(|r| format!("{} {}: {}", r.kind, r.name, r.diff.join("; ")))
+        .collect();
+    tracing::info!(
+        drift = %drift.join(" | "),
+        revision = %task.revision,
+        kind = ?task.kind,
+        apply = task.apply.len(),
+        prune = task.prune.len(),
+        "syncing"
+    );
+    let outcome = Applier {
+        client: &ctx.client,
+        kinds: &ctx.reader.kinds,
+    }
+    .run(task)
+    .await;
+    let status = finish_sync(
+        plan.status.clone(),
+        &app.spec,
+        task,
+        &outcome,
+        started,
+        Timestamp::now(),
+    );
+    let phase = status
+        .operation_state
+        .as_ref()
+        .map_or(OperationPhase::Error, |s| s.phase);
+    ctx.metrics.sync_finished(phase);
+    match &outcome.error {
+        None => tracing::info!(revision = %task.revision, "synced"),
+        Some(error) => {
+            tracing::warn!(revision = %task.revision, phase = ?phase, %error, "sync failed");
+        }
+    }
+    status
+}
+
+async fn finalize_app(
+    app: &Application,
+    api: &Api<Application>,
+    ctx: &Context,
+    finalize: &Finalize,
+) -> Result<(), ReconcileError> {
+    match finalize {
+        Finalize::Delete(objects) => {
+            let applier = Applier {
+                client: &ctx.client,
+                kinds: &ctx.reader.kinds,
+            };
+            for obj in objects {
+                if let Err(e) = applier.delete(obj).await {
+                    tracing::warn!(error = %e, "cascade delete");
+                }
+            }
+            Ok(())
+        }
+        Finalize::RemoveFinalizers => Ok(remove_finalizers(api, app).await?),
+    }
+}
+
+fn error_policy(app: Arc<Application>, error: &ReconcileError, _ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(
+        namespace = app.namespace().unwrap_or_default(),
+        application = %app.name_any(),
+        error = %error,
+        "reconcile failed"
+    );
+    Requeue::requeue(RETRY)
+}

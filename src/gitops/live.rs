@@ -1,0 +1,224 @@
+//! The live objects of every kind Applications manage, from watch caches started on first use.
+//!
+//! Each watched kind also feeds the reconciler: a change to an object carrying
+//! `sluice.dev/application: <ns>/<name>` queues that Application at once, which is how drift is
+//! seen (and self-healed) in seconds rather than at the next poll (SCENARIOS G4).
+//!
+//! With `--namespace`, namespaced kinds are watched in that namespace only; objects an Application
+//! puts elsewhere are read with a GET.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
+use kube::api::{Api, DynamicObject};
+use kube::core::{GroupVersionKind, TypeMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use thiserror::Error;
+
+use super::kinds::Kind;
+use super::object::{APPLICATION_ANNOTATION, is_tracked_by};
+use crate::api::application::Application;
+
+/// How long the first list of a newly watched kind may take.
+const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum LiveError {
+    #[error(
+        "the watch of {kind} did not list its objects within {seconds}s (is it readable by Sluice?)"
+    )]
+    NotReady { kind: String, seconds: u64 },
+    #[error("reading {kind} {namespace}/{name}: {source}")]
+    Get {
+        kind: String,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+struct Watched {
+    kind: Kind,
+    store: Store<DynamicObject>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watch caches by kind, shared by every reconcile.
+#[derive(Clone)]
+pub struct LiveCache {
+    client: Client,
+    namespace: Option<String>,
+    watched: Arc<Mutex<HashMap<GroupVersionKind, Arc<Watched>>>>,
+    trigger: UnboundedSender<ObjectRef<Application>>,
+}
+
+impl LiveCache {
+    /// `namespace` limits the watches of namespaced kinds; changes of tracked objects are sent to
+    /// `trigger`.
+    pub fn new(
+        client: Client,
+        namespace: Option<String>,
+        trigger: UnboundedSender<ObjectRef<Application>>,
+    ) -> Self {
+        Self {
+            client,
+            namespace,
+            watched: Arc::default(),
+            trigger,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupVersionKind, Arc<Watched>>> {
+        // Holds only handles; a panic elsewhere leaves it usable.
+        self.watched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn gvk(kind: &Kind) -> GroupVersionKind {
+        GroupVersionKind::gvk(
+            &kind.resource.group,
+            &kind.resource.version,
+            &kind.resource.kind,
+        )
+    }
+
+    /// The watch cache of `kind`, started and listed if it was not already.
+    pub async fn watch(&self, kind: &Kind) -> Result<Store<DynamicObject>, LiveError> {
+        let gvk = Self::gvk(kind);
+        let existing = self.lock().get(&gvk).cloned();
+        let watched = match existing {
+            Some(w) => w,
+            None => {
+                let started = Arc::new(self.start(kind));
+                self.lock()
+                    .entry(gvk)
+                    .or_insert_with(|| started.clone())
+                    .clone()
+            }
+        };
+        tokio::time::timeout(FIRST_LIST_TIMEOUT, watched.store.wait_until_ready())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| LiveError::NotReady {
+                kind: kind.resource.kind.clone(),
+                seconds: FIRST_LIST_TIMEOUT.as_secs(),
+            })?;
+        Ok(watched.store.clone())
+    }
+
+    fn start(&self, kind: &Kind) -> Watched {
+        let resource = kind.resource.clone();
+        let api: Api<DynamicObject> = match (&self.namespace, kind.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            _ => Api::all_with(self.client.clone(), &resource),
+        };
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let trigger = self.trigger.clone();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects();
+        let kind_name = resource.kind.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(obj) => {
+                        if let Some(app) = application_of(&obj) {
+                            // The receiver lives as long as the controller.
+                            let _ = trigger.unbounded_send(app);
+                        }
+                    }
+                    Err(e) => tracing::debug!(kind = %kind_name, error = %e, "watch error"),
+                }
+            }
+        });
+        Watched {
+            kind: kind.clone(),
+            store,
+            task,
+        }
+    }
+
+    fn in_scope(&self, kind: &Kind, namespace: &str) -> bool {
+        !kind.namespaced || self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// The live object, as JSON with `apiVersion` and `kind` set.
+    pub async fn get(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, LiveError> {
+        if !self.in_scope(kind, namespace) {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, &kind.resource);
+            let obj = api.get_opt(name).await.map_err(|source| LiveError::Get {
+                kind: kind.resource.kind.clone(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                source,
+            })?;
+            return Ok(obj.map(|o| to_value(&o, kind)));
+        }
+        let store = self.watch(kind).await?;
+        let mut key = ObjectRef::new_with(name, kind.resource.clone());
+        if kind.namespaced {
+            key = key.within(namespace);
+        }
+        Ok(store.get(&key).map(|o| to_value(&o, kind)))
+    }
+
+    /// Every watched object the Application `tracking_id` (`<ns>/<name>`) applied.
+    pub fn tracked_by(&self, tracking_id: &str) -> Vec<Value> {
+        let watched: Vec<Arc<Watched>> = self.lock().values().cloned().collect();
+        watched
+            .iter()
+            .flat_map(|w| {
+                w.store
+                    .state()
+                    .into_iter()
+                    .map(|o| to_value(&o, &w.kind))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|o| is_tracked_by(o, tracking_id))
+            .collect()
+    }
+}
+
+/// The Application an object names in its tracking annotation (objects another object controls
+/// inherit annotations and are left out).
+fn application_of(obj: &DynamicObject) -> Option<ObjectRef<Application>> {
+    let id = obj.annotations().get(APPLICATION_ANNOTATION)?;
+    let (namespace, name) = id.split_once('/')?;
+    let owned = obj
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true));
+    (!owned && !name.is_empty()).then(|| ObjectRef::new(name).within(namespace))
+}
+
+/// A cached object as JSON; list responses leave `apiVersion` and `kind` out of items.
+pub fn to_value(obj: &DynamicObject, kind: &Kind) -> Value {
+    let mut obj = obj.clone();
+    obj.types = Some(TypeMeta {
+        api_version: kind.resource.api_version.clone(),
+        kind: kind.resource.kind.clone(),
+    });
+    serde_json::to_value(&obj).unwrap_or(Value::Null)
+}

@@ -1,0 +1,813 @@
+//! The planner of an Application reconcile (pure: no client, no clock, no randomness).
+//!
+//! From what the observe step read ([`Observed`]) it computes the complete status and decides
+//! whether to sync, following Argo CD's rules:
+//! - a requested `operation` (sync, rollback) runs once and is removed;
+//! - automated sync runs only when OutOfSync, never for a quarantined revision, never twice for a
+//!   revision whose sync failed unless `retry` allows it (G10); with `selfHeal` it re-applies after
+//!   drift with a backoff (G4); without, drift stays OutOfSync;
+//! - an automated sync that would delete every object is refused without `allowEmpty` (G5);
+//! - a Git or render error is a `ComparisonError` and nothing is applied (G11).
+//!
+//! [`finish_sync`] folds a sync's outcome into the status (operation state, history G9, SyncError).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::Value;
+
+use super::compare::{Comparison, compare, images};
+use super::conditions::{
+    COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SYNC_ERROR, replace_condition,
+    set_owned_conditions,
+};
+use super::object::{ResourceKey, has_object_sync_option, key_of};
+use super::order::sort_for_prune;
+use crate::api::application::{
+    Application, ApplicationSource, ApplicationSourceType, ApplicationSpec, ApplicationStatus,
+    ApplicationSummary, ComparedTo, HealthStatus, Operation, OperationInitiator, OperationPhase,
+    OperationState, ResourceResult, RetryStrategy, RevisionHistory, SyncOperation,
+    SyncOperationResult, SyncStatus, SyncStatusCode,
+};
+
+/// Finalizers that make deleting the Application delete its objects first (Argo CD's and Sluice's).
+pub const RESOURCES_FINALIZERS: &[&str] = &[
+    "resources-finalizer.argocd.argoproj.io",
+    "sluice.dev/resources-finalizer",
+];
+/// Self-heal backoff: the first re-apply is immediate, then 2 s × 3ⁿ, at most 5 min (Argo CD's).
+const SELF_HEAL_BACKOFF_BASE: Duration = Duration::from_secs(2);
+const SELF_HEAL_BACKOFF_FACTOR: u32 = 3;
+const SELF_HEAL_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// After this long without self-heal the backoff starts over (Argo CD's cooldown).
+const SELF_HEAL_COOLDOWN: Duration = Duration::from_secs(330);
+/// Look again soon after a sync, for the health and sync status of what was applied.
+const AFTER_SYNC: Duration = Duration::from_secs(2);
+
+/// The manifests of one revision of a source, ready to compare and apply: namespaces defaulted,
+/// tracking annotations set, the Rollout engine's fields carried over, in apply order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Full commit sha.
+    pub revision: String,
+    pub source: ApplicationSource,
+    pub source_type: Option<ApplicationSourceType>,
+    pub objects: Vec<Value>,
+}
+
+/// Why Git could not be compared with the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComparisonFailure {
+    /// The commit, when the revision was resolved.
+    pub revision: Option<String>,
+    pub message: String,
+}
+
+/// Everything a reconcile read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub app: Application,
+    pub now: Timestamp,
+    /// The revision was resolved from Git in this reconcile (`status.reconciledAt` = now).
+    pub refreshed: bool,
+    /// `spec.source` at the tracked revision.
+    pub target: Result<Desired, ComparisonFailure>,
+    /// What [`operation_request`] asked for, rendered (`None` when nothing was asked).
+    pub requested: Option<Result<Desired, ComparisonFailure>>,
+    /// Live objects by key, for the keys of `target` and `requested`.
+    pub live: BTreeMap<ResourceKey, Value>,
+    /// Live objects carrying the Application's tracking annotation.
+    pub tracked: Vec<Value>,
+    /// Until the next poll slot.
+    pub next_refresh_in: Duration,
+}
+
+/// The revision and source an operation (or a pending retry) needs rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationRequest {
+    /// A commit sha, branch or tag.
+    pub revision: String,
+    pub source: ApplicationSource,
+}
+
+/// What started a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    Automated,
+    SelfHeal,
+    Retry,
+    Manual,
+    Rollback,
+}
+
+/// A sync to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncTask {
+    pub kind: SyncKind,
+    /// Full commit sha.
+    pub revision: String,
+    pub source: ApplicationSource,
+    /// Objects to apply, in apply order.
+    pub apply: Vec<Value>,
+    /// Live objects to delete, in prune order.
+    pub prune: Vec<Value>,
+    /// Live objects Git no longer declares that are kept (pruning off, or `Prune=false`).
+    pub prune_skipped: Vec<Value>,
+    /// Create this namespace first (`CreateNamespace=true`).
+    pub create_namespace: Option<String>,
+    /// As recorded in `status.operationState.operation`.
+    pub operation: Operation,
+    pub retry: Option<RetryStrategy>,
+    /// Retries already made for this operation.
+    pub retry_count: i64,
+}
+
+/// Deleting the Application with a resources finalizer: delete its objects, then the finalizer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finalize {
+    Delete(Vec<Value>),
+    RemoveFinalizers,
+}
+
+/// The outcome of planning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The complete status (before the sync's outcome, if any).
+    pub status: ApplicationStatus,
+    pub sync: Option<SyncTask>,
+    /// Remove the top-level `operation`: it has been acted on.
+    pub clear_operation: bool,
+    /// Set `spec.syncPolicy.automated.enabled: false` (a rollback suspends automated sync).
+    pub disable_automated: bool,
+    pub finalize: Option<Finalize>,
+    pub requeue_after: Duration,
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncOutcome {
+    /// One entry per object applied, pruned or kept.
+    pub results: Vec<ResourceResult>,
+    /// Why the sync failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The revision and source to render for the Application's operation or pending retry.
+pub fn operation_request(app: &Application) -> Option<OperationRequest> {
+    let spec_source = &app.spec.source;
+    if let Some(op) = &app.operation {
+        if let Some(rollback) = &op.rollback {
+            let entry = history_entry(app, rollback.id)?;
+            return Some(OperationRequest {
+                revision: entry.revision.clone(),
+                source: entry.source.clone().unwrap_or_else(|| spec_source.clone()),
+            });
+        }
+        let sync = op.sync.as_ref()?;
+        return Some(OperationRequest {
+            revision: sync
+                .revision
+                .clone()
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| spec_source.target_revision().to_string()),
+            source: sync.source.clone().unwrap_or_else(|| spec_source.clone()),
+        });
+    }
+    let state = pending_retry(app.status.as_ref()?)?;
+    let sync = state.operation.sync.as_ref()?;
+    Some(OperationRequest {
+        revision: operation_revision(state)?.to_string(),
+        source: sync.source.clone().unwrap_or_else(|| spec_source.clone()),
+    })
+}
+
+fn history_entry(app: &Application, id: i64) -> Option<&RevisionHistory> {
+    app.status.as_ref()?.history.iter().find(|h| h.id == id)
+}
+
+/// The operation state when it waits for a retry (Argo CD keeps it Running between attempts).
+fn pending_retry(status: &ApplicationStatus) -> Option<&OperationState> {
+    status
+        .operation_state
+        .as_ref()
+        .filter(|s| s.phase == OperationPhase::Running)
+}
+
+/// The commit an operation synced (or was asked to).
+fn operation_revision(state: &OperationState) -> Option<&str> {
+    state
+        .sync_result
+        .as_ref()
+        .map(|r| r.revision.as_str())
+        .filter(|r| !r.is_empty())
+        .or_else(|| state.operation.sync.as_ref()?.revision.as_deref())
+}
+
+fn is_automated_operation(op: &Operation) -> bool {
+    op.initiated_by.as_ref().is_some_and(|i| i.automated)
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// What to do about syncing.
+enum Decision {
+    Nothing,
+    Wait(Duration),
+    Sync(Box<SyncTask>),
+    /// Automated sync refused, with the reason shown as SyncError.
+    Refuse(String),
+    /// The operation could not start; recorded as a failed operation.
+    OperationError(Box<OperationState>),
+}
+
+/// Plans one reconcile.
+pub fn plan(obs: &Observed) -> Plan {
+    let app = &obs.app;
+    let previous = app.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    if obs.refreshed {
+        status.reconciled_at = Some(Time(obs.now));
+    }
+    let mut plan = Plan {
+        status: ApplicationStatus::default(),
+        sync: None,
+        clear_operation: app.operation.is_some(),
+        disable_automated: false,
+        finalize: None,
+        requeue_after: obs.next_refresh_in,
+    };
+    if app.metadata.deletion_timestamp.is_some() {
+        plan.clear_operation = false;
+        plan.finalize = finalize(app, &obs.tracked);
+        plan.requeue_after = AFTER_SYNC;
+        plan.status = status;
+        return plan;
+    }
+    let mut conditions: Vec<(&str, String)> = Vec::new();
+    if !app.spec.destination.is_in_cluster() {
+        conditions.push((
+            INVALID_SPEC_ERROR,
+            format!(
+                "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
+                app.spec.destination.server(),
+                crate::api::application::IN_CLUSTER_SERVER
+            ),
+        ));
+        set_owned_conditions(&mut status.conditions, &conditions, obs.now);
+        plan.status = status;
+        return plan;
+    }
+    let comparison = record_comparison(&mut status, obs, &mut conditions);
+
+    let decision = match &app.operation {
+        Some(op) => decide_operation(obs, op),
+        None => match decide_retry(obs) {
+            Some(decision) => decision,
+            None => decide_automated(obs, comparison.as_ref()),
+        },
+    };
+    let mut sync_error = None;
+    match decision {
+        Decision::Nothing => {}
+        Decision::Wait(d) => plan.requeue_after = plan.requeue_after.min(d),
+        Decision::Refuse(message) => sync_error = Some(message),
+        // Reported as SyncError from the failed operation state, below.
+        Decision::OperationError(state) => status.operation_state = Some(*state),
+        Decision::Sync(task) => {
+            plan.disable_automated = task.kind == SyncKind::Rollback && app.spec.is_automated();
+            plan.requeue_after = AFTER_SYNC;
+            plan.sync = Some(*task);
+        }
+    }
+    if sync_error.is_none() && plan.sync.is_none() {
+        sync_error = failed_operation_message(&status);
+    }
+    if let Some(message) = sync_error {
+        conditions.push((SYNC_ERROR, message));
+    }
+    if let Some(message) = comparison
+        .as_ref()
+        .and_then(|c| orphan_warning(&app.spec, c))
+    {
+        conditions.push((ORPHANED_RESOURCE_WARNING, message));
+    }
+    set_owned_conditions(&mut status.conditions, &conditions, obs.now);
+    plan.status = status;
+    plan
+}
+
+/// Writes the comparison (or its failure) into `status`; returns it when it succeeded.
+fn record_comparison(
+    status: &mut ApplicationStatus,
+    obs: &Observed,
+    conditions: &mut Vec<(&str, String)>,
+) -> Option<Comparison> {
+    let spec = &obs.app.spec;
+    let compared_to = Some(ComparedTo {
+        source: Some(spec.source.clone()),
+        destination: Some(spec.destination.clone()),
+    });
+    match &obs.target {
+        Err(failure) => {
+            conditions.push((COMPARISON_ERROR, failure.message.clone()));
+            let previous_revision = status.sync.as_ref().and_then(|s| s.revision.clone());
+            status.sync = Some(SyncStatus {
+                status: SyncStatusCode::Unknown,
+                revision: failure.revision.clone().or(previous_revision),
+                compared_to,
+            });
+            None
+        }
+        Ok(desired) => {
+            let comparison = compare(
+                &desired.objects,
+                &obs.live,
+                &obs.tracked,
+                &spec.ignore_differences,
+            );
+            status.sync = Some(SyncStatus {
+                status: comparison.sync_status,
+                revision: Some(desired.revision.clone()),
+                compared_to,
+            });
+            status.resources = comparison.resources.clone();
+            status.health = Some(with_transition(
+                status.health.as_ref(),
+                comparison.health.clone(),
+                obs.now,
+            ));
+            status.source_type = desired.source_type;
+            let images = images(&desired.objects);
+            status.summary = (!images.is_empty()).then(|| ApplicationSummary {
+                images,
+                ..ApplicationSummary::default()
+            });
+            Some(comparison)
+        }
+    }
+}
+
+/// `health` with `lastTransitionTime` kept when the code did not change.
+fn with_transition(
+    previous: Option<&HealthStatus>,
+    mut health: HealthStatus,
+    now: Timestamp,
+) -> HealthStatus {
+    health.last_transition_time = match previous {
+        Some(p) if p.status == health.status => p.last_transition_time.clone(),
+        _ => Some(Time(now)),
+    };
+    health
+}
+
+fn finalize(app: &Application, tracked: &[Value]) -> Option<Finalize> {
+    let has_finalizer = app
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| RESOURCES_FINALIZERS.contains(&f.as_str()));
+    if !has_finalizer {
+        return None;
+    }
+    if tracked.is_empty() {
+        return Some(Finalize::RemoveFinalizers);
+    }
+    let mut objects = tracked.to_vec();
+    sort_for_prune(&mut objects);
+    Some(Finalize::Delete(objects))
+}
+
+fn requested_desired(obs: &Observed) -> Result<&Desired, String> {
+    match &obs.requested {
+        Some(Ok(desired)) => Ok(desired),
+        Some(Err(failure)) => Err(failure.message.clone()),
+        None => Err("the requested revision could not be read".to_string()),
+    }
+}
+
+fn error_state(op: &Operation, message: String, now: Timestamp) -> Box<OperationState> {
+    Box::new(OperationState {
+        operation: op.clone(),
+        phase: OperationPhase::Error,
+        message: Some(message),
+        sync_result: None,
+        started_at: Time(now),
+        finished_at: Some(Time(now)),
+        retry_count: 0,
+    })
+}
+
+fn decide_operation(obs: &Observed, op: &Operation) -> Decision {
+    let app = &obs.app;
+    if let Some(rollback) = &op.rollback {
+        let Some(entry) = history_entry(app, rollback.id) else {
+            let ids: Vec<String> = app
+                .status
+                .iter()
+                .flat_map(|s| s.history.iter().map(|h| h.id.to_string()))
+                .collect();
+            return Decision::OperationError(error_state(
+                op,
+                format!(
+                    "rollback: history has no id {} (ids: {}); pick one from status.history",
+                    rollback.id,
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.join(", ")
+                    }
+                ),
+                obs.now,
+            ));
+        };
+        let desired = match requested_desired(obs) {
+            Ok(d) => d,
+            Err(message) => {
+                return Decision::OperationError(error_state(
+                    op,
+                    format!("rollback to {}: {message}", short(&entry.revision)),
+                    obs.now,
+                ));
+            }
+        };
+        let recorded = Operation {
+            sync: Some(SyncOperation {
+                revision: Some(entry.revision.clone()),
+                prune: rollback.prune,
+                source: entry.source.clone(),
+                ..SyncOperation::default()
+            }),
+            ..op.clone()
+        };
+        let task = sync_task(
+            obs,
+            desired,
+            SyncKind::Rollback,
+            rollback.prune,
+            &[],
+            recorded,
+        );
+        return Decision::Sync(Box::new(task));
+    }
+    let Some(sync) = &op.sync else {
+        // A refresh only: the observe step did it.
+        return Decision::Nothing;
+    };
+    match requested_desired(obs) {
+        Ok(desired) => {
+            let task = sync_task(
+                obs,
+                desired,
+                SyncKind::Manual,
+                sync.prune,
+                &sync.sync_options,
+                op.clone(),
+            );
+            Decision::Sync(Box::new(task))
+        }
+        Err(message) => Decision::OperationError(error_state(op, message, obs.now)),
+    }
+}
+
+/// A failed operation waiting for its next attempt; `None` when there is none to consider.
+fn decide_retry(obs: &Observed) -> Option<Decision> {
+    let app = &obs.app;
+    let state = pending_retry(app.status.as_ref()?)?;
+    let revision = operation_revision(state)?;
+    if is_automated_operation(&state.operation) {
+        let moved = obs.target.as_ref().is_ok_and(|t| t.revision != revision);
+        if moved || !app.spec.is_automated() {
+            // A new commit is tried instead (G10); or automated sync was turned off.
+            return None;
+        }
+    }
+    let retry = state
+        .operation
+        .retry
+        .clone()
+        .or_else(|| app.spec.retry().cloned())?;
+    let delay = retry
+        .delay(u32::try_from(state.retry_count).unwrap_or(u32::MAX))
+        .unwrap_or(crate::api::application::DEFAULT_BACKOFF_DURATION);
+    let finished = state.finished_at.as_ref().map_or(obs.now, |t| t.0);
+    let due = plus(finished, delay);
+    if obs.now < due {
+        return Some(Decision::Wait(until(obs.now, due)));
+    }
+    let desired = match requested_desired(obs) {
+        Ok(d) => d,
+        Err(message) => {
+            return Some(Decision::OperationError(error_state(
+                &state.operation,
+                message,
+                obs.now,
+            )));
+        }
+    };
+    let sync = state.operation.sync.clone().unwrap_or_default();
+    let mut task = sync_task(
+        obs,
+        desired,
+        SyncKind::Retry,
+        sync.prune,
+        &sync.sync_options,
+        state.operation.clone(),
+    );
+    task.retry = Some(retry);
+    task.retry_count = state.retry_count + 1;
+    Some(Decision::Sync(Box::new(task)))
+}
+
+fn decide_automated(obs: &Observed, comparison: Option<&Comparison>) -> Decision {
+    let app = &obs.app;
+    let Some(automated) = app.spec.automated() else {
+        return Decision::Nothing;
+    };
+    let (Ok(desired), Some(comparison)) = (&obs.target, comparison) else {
+        return Decision::Nothing;
+    };
+    if comparison.sync_status != SyncStatusCode::OutOfSync {
+        return Decision::Nothing;
+    }
+    let status = app.status.clone().unwrap_or_default();
+    if status.is_quarantined(&desired.revision) {
+        return Decision::Refuse(format!(
+            "automated sync of {} skipped: the revision is quarantined (its rollout failed; see status.revert) until its revert is synced; request a sync to apply it anyway",
+            short(&desired.revision)
+        ));
+    }
+    let mut heal_attempts = 0;
+    let mut kind = SyncKind::Automated;
+    if let Some(last) = status
+        .operation_state
+        .as_ref()
+        .filter(|s| operation_revision(s) == Some(desired.revision.as_str()))
+    {
+        match last.phase {
+            // Reported as SyncError from the failed operation (G10).
+            OperationPhase::Failed | OperationPhase::Error => return Decision::Nothing,
+            OperationPhase::Running | OperationPhase::Terminating => return Decision::Nothing,
+            OperationPhase::Succeeded => {
+                if !automated.self_heal() {
+                    return Decision::Nothing;
+                }
+                let finished = last.finished_at.as_ref().map_or(obs.now, |t| t.0);
+                let since =
+                    Duration::try_from(obs.now.duration_since(finished)).unwrap_or(Duration::ZERO);
+                let attempts = if since >= SELF_HEAL_COOLDOWN {
+                    0
+                } else {
+                    last.operation
+                        .sync
+                        .as_ref()
+                        .map_or(0, |s| s.auto_heal_attempts_count)
+                };
+                let due = plus(finished, self_heal_backoff(attempts));
+                if obs.now < due {
+                    return Decision::Wait(until(obs.now, due));
+                }
+                heal_attempts = attempts + 1;
+                kind = SyncKind::SelfHeal;
+            }
+        }
+    }
+    let only_pruning = comparison
+        .resources
+        .iter()
+        .filter(|r| r.status != Some(SyncStatusCode::Synced))
+        .all(|r| r.requires_pruning);
+    if only_pruning && !automated.prune() {
+        // Reported as OrphanedResourceWarning.
+        return Decision::Nothing;
+    }
+    if automated.prune()
+        && !automated.allow_empty()
+        && desired.objects.is_empty()
+        && !comparison.requires_pruning.is_empty()
+    {
+        return Decision::Refuse(format!(
+            "automated sync of {} refused: it would delete every object of the Application ({} of them); set syncPolicy.automated.allowEmpty: true if that is intended",
+            short(&desired.revision),
+            comparison.requires_pruning.len()
+        ));
+    }
+    let sync_options = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .map(|p| p.sync_options.clone())
+        .unwrap_or_default();
+    let operation = Operation {
+        sync: Some(SyncOperation {
+            revision: Some(desired.revision.clone()),
+            prune: automated.prune(),
+            sync_options: sync_options.clone(),
+            auto_heal_attempts_count: heal_attempts,
+            ..SyncOperation::default()
+        }),
+        initiated_by: Some(OperationInitiator {
+            username: None,
+            automated: true,
+        }),
+        retry: app.spec.retry().cloned(),
+        ..Operation::default()
+    };
+    Decision::Sync(Box::new(sync_task(
+        obs,
+        desired,
+        kind,
+        automated.prune(),
+        &[],
+        operation,
+    )))
+}
+
+/// The delay before self-heal attempt `attempts + 1`.
+fn self_heal_backoff(attempts: i64) -> Duration {
+    if attempts <= 0 {
+        return Duration::ZERO;
+    }
+    let mut delay = SELF_HEAL_BACKOFF_BASE;
+    for _ in 1..attempts {
+        delay = delay.saturating_mul(SELF_HEAL_BACKOFF_FACTOR);
+        if delay >= SELF_HEAL_BACKOFF_MAX {
+            return SELF_HEAL_BACKOFF_MAX;
+        }
+    }
+    delay.min(SELF_HEAL_BACKOFF_MAX)
+}
+
+fn sync_task(
+    obs: &Observed,
+    desired: &Desired,
+    kind: SyncKind,
+    prune: bool,
+    extra_options: &[String],
+    operation: Operation,
+) -> SyncTask {
+    let spec = &obs.app.spec;
+    let declared: BTreeSet<ResourceKey> = desired.objects.iter().filter_map(key_of).collect();
+    let mut extra: Vec<Value> = obs
+        .tracked
+        .iter()
+        .filter(|o| key_of(o).is_some_and(|k| !declared.contains(&k)))
+        .cloned()
+        .collect();
+    sort_for_prune(&mut extra);
+    let (to_prune, kept): (Vec<Value>, Vec<Value>) = extra
+        .into_iter()
+        .partition(|o| prune && !has_object_sync_option(o, "Prune=false"));
+    let create_namespace = create_namespace(spec, extra_options)
+        .then(|| spec.destination.namespace.clone())
+        .flatten()
+        .filter(|ns| !ns.is_empty());
+    let retry = operation.retry.clone();
+    SyncTask {
+        kind,
+        revision: desired.revision.clone(),
+        source: desired.source.clone(),
+        apply: desired.objects.clone(),
+        prune: to_prune,
+        prune_skipped: kept,
+        create_namespace,
+        operation,
+        retry,
+        retry_count: 0,
+    }
+}
+
+fn create_namespace(spec: &ApplicationSpec, extra_options: &[String]) -> bool {
+    let in_spec = spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.has_sync_option("CreateNamespace"));
+    let in_operation = extra_options.iter().any(|o| {
+        o.split_once('=').is_some_and(|(k, v)| {
+            k.trim() == "CreateNamespace" && v.trim().eq_ignore_ascii_case("true")
+        })
+    });
+    in_spec || in_operation
+}
+
+/// The SyncError message of the last operation when it failed for good.
+fn failed_operation_message(status: &ApplicationStatus) -> Option<String> {
+    let state = status.operation_state.as_ref()?;
+    if !matches!(state.phase, OperationPhase::Failed | OperationPhase::Error) {
+        return None;
+    }
+    let revision = operation_revision(state).unwrap_or("the requested revision");
+    let message = state.message.as_deref().unwrap_or("unknown error");
+    Some(format!(
+        "sync of {} failed: {message}. Automated sync does not retry a failed revision without syncPolicy.retry: push a fix or request a sync",
+        short(revision)
+    ))
+}
+
+fn orphan_warning(spec: &ApplicationSpec, comparison: &Comparison) -> Option<String> {
+    if comparison.requires_pruning.is_empty() || spec.automated().is_some_and(|a| a.prune()) {
+        return None;
+    }
+    let names: Vec<String> = comparison
+        .requires_pruning
+        .iter()
+        .filter_map(key_of)
+        .map(|k| k.to_string())
+        .collect();
+    Some(format!(
+        "{} object(s) are no longer in Git but are kept because pruning is off: {}. Set syncPolicy.automated.prune: true, or request a sync with prune, to delete them",
+        names.len(),
+        names.join(", ")
+    ))
+}
+
+/// Folds the outcome of `task` into `status`: operation state (Running while a retry is due,
+/// Argo CD's way), history on success (not for self-heal, which re-applies what is there), and the
+/// SyncError condition.
+pub fn finish_sync(
+    mut status: ApplicationStatus,
+    spec: &ApplicationSpec,
+    task: &SyncTask,
+    outcome: &SyncOutcome,
+    started_at: Timestamp,
+    now: Timestamp,
+) -> ApplicationStatus {
+    let retry_due = outcome.error.as_ref().and_then(|_| {
+        let retry = task.retry.as_ref()?;
+        retry.allows_retry(task.retry_count).then(|| {
+            retry
+                .delay(u32::try_from(task.retry_count).unwrap_or(u32::MAX))
+                .unwrap_or(crate::api::application::DEFAULT_BACKOFF_DURATION)
+        })
+    });
+    let (phase, message) = match (&outcome.error, retry_due) {
+        (None, _) => (
+            OperationPhase::Succeeded,
+            "successfully synced (all tasks run)".to_string(),
+        ),
+        (Some(error), Some(delay)) => (
+            OperationPhase::Running,
+            format!(
+                "{error}; retrying attempt #{} in {}s",
+                task.retry_count + 1,
+                delay.as_secs()
+            ),
+        ),
+        (Some(error), None) => (OperationPhase::Failed, error.clone()),
+    };
+    status.operation_state = Some(OperationState {
+        operation: task.operation.clone(),
+        phase,
+        message: Some(message.clone()),
+        sync_result: Some(SyncOperationResult {
+            revision: task.revision.clone(),
+            resources: outcome.results.clone(),
+            source: Some(task.source.clone()),
+        }),
+        started_at: Time(started_at),
+        finished_at: Some(Time(now)),
+        retry_count: task.retry_count,
+    });
+    let sync_error = match phase {
+        OperationPhase::Succeeded => {
+            if task.kind != SyncKind::SelfHeal {
+                let entry = RevisionHistory {
+                    id: status.next_history_id(),
+                    revision: task.revision.clone(),
+                    deployed_at: Time(now),
+                    deploy_started_at: Some(Time(started_at)),
+                    source: Some(task.source.clone()),
+                    initiated_by: task.operation.initiated_by.clone(),
+                };
+                status.push_history(entry, spec.revision_history_limit());
+            }
+            None
+        }
+        OperationPhase::Running => Some(format!(
+            "sync of {} failed: {message}",
+            short(&task.revision)
+        )),
+        _ => failed_operation_message(&status),
+    };
+    replace_condition(&mut status.conditions, SYNC_ERROR, sync_error, now);
+    status
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

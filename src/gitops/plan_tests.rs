@@ -1,0 +1,730 @@
+//! Planner tests, one or more per line of SCENARIOS.md G1–G12 that the planner decides.
+
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use super::*;
+use crate::api::application::{HealthStatusCode, ResultCode};
+use crate::gitops::conditions::message_of;
+
+const SHA_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const SHA_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const T0: i64 = 1_750_000_000;
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(s).unwrap()
+}
+
+fn app(sync_policy: Value) -> Application {
+    serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {"source": {"repoURL": "git://git.example/shop.git", "targetRevision": "main"},
+                 "destination": {"namespace": "shop"},
+                 "syncPolicy": sync_policy}
+    }))
+    .unwrap()
+}
+
+fn automated(options: Value) -> Application {
+    app(json!({"automated": options}))
+}
+
+fn cm(name: &str, value: &str, revision: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": "shop", "annotations": {
+               "sluice.dev/application": "argocd/shop", "sluice.dev/revision": revision}},
+           "data": {"v": value}})
+}
+
+fn desired(revision: &str, objects: Vec<Value>) -> Desired {
+    Desired {
+        revision: revision.to_string(),
+        source: app(json!({})).spec.source,
+        source_type: Some(ApplicationSourceType::Directory),
+        objects,
+    }
+}
+
+/// An observation of `app` whose Git holds `target`, with `live` the Application's objects.
+fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
+    Observed {
+        requested: operation_request(&app).map(|_| Ok(target.clone())),
+        app,
+        now: at(T0),
+        refreshed: true,
+        live: live
+            .iter()
+            .map(|o| (key_of(o).unwrap(), o.clone()))
+            .collect(),
+        tracked: live,
+        target: Ok(target),
+        next_refresh_in: Duration::from_secs(60),
+    }
+}
+
+fn succeeded(revision: &str, finished: i64, heal_attempts: i64) -> OperationState {
+    OperationState {
+        operation: Operation {
+            sync: Some(SyncOperation {
+                revision: Some(revision.to_string()),
+                auto_heal_attempts_count: heal_attempts,
+                ..SyncOperation::default()
+            }),
+            initiated_by: Some(OperationInitiator {
+                username: None,
+                automated: true,
+            }),
+            ..Operation::default()
+        },
+        phase: OperationPhase::Succeeded,
+        message: None,
+        sync_result: Some(SyncOperationResult {
+            revision: revision.to_string(),
+            ..SyncOperationResult::default()
+        }),
+        started_at: Time(at(finished - 1)),
+        finished_at: Some(Time(at(finished))),
+        retry_count: 0,
+    }
+}
+
+fn failed(revision: &str, finished: i64, retry_count: i64) -> OperationState {
+    OperationState {
+        phase: OperationPhase::Failed,
+        message: Some("ConfigMap shop/a: admission webhook denied it".into()),
+        retry_count,
+        ..succeeded(revision, finished, 0)
+    }
+}
+
+fn with_state(mut app: Application, state: OperationState) -> Application {
+    app.status
+        .get_or_insert_with(Default::default)
+        .operation_state = Some(state);
+    app
+}
+
+fn kind(plan: &Plan) -> Option<SyncKind> {
+    plan.sync.as_ref().map(|t| t.kind)
+}
+
+fn names(objects: &[Value]) -> Vec<&str> {
+    objects
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect()
+}
+
+fn condition<'a>(plan: &'a Plan, type_: &str) -> Option<&'a str> {
+    message_of(&plan.status.conditions, type_)
+}
+
+#[test]
+fn g1_first_sync_of_an_automated_application_applies_everything() {
+    let target = desired(SHA_A, vec![cm("a", "1", SHA_A), cm("b", "2", SHA_A)]);
+    let plan = plan(&observed(automated(json!({})), target, vec![]));
+    let task = plan.sync.as_ref().expect("sync");
+    assert_eq!(task.kind, SyncKind::Automated);
+    assert_eq!(task.revision, SHA_A);
+    assert_eq!(names(&task.apply), ["a", "b"]);
+    assert!(task.prune.is_empty());
+    let op = task.operation.sync.as_ref().unwrap();
+    assert_eq!(op.revision.as_deref(), Some(SHA_A));
+    assert!(task.operation.initiated_by.as_ref().unwrap().automated);
+    let sync = plan.status.sync.as_ref().unwrap();
+    assert_eq!(sync.status, SyncStatusCode::OutOfSync);
+    assert_eq!(sync.revision.as_deref(), Some(SHA_A));
+    assert_eq!(plan.status.health_status(), HealthStatusCode::Missing);
+    assert_eq!(plan.status.reconciled_at, Some(Time(at(T0))));
+    assert!(!plan.clear_operation);
+}
+
+#[test]
+fn g1_in_sync_means_nothing_to_do() {
+    let objects = vec![cm("a", "1", SHA_A)];
+    let plan = plan(&observed(
+        automated(json!({"selfHeal": true})),
+        desired(SHA_A, objects.clone()),
+        objects,
+    ));
+    assert_eq!(plan.sync, None);
+    assert_eq!(plan.status.sync_status(), SyncStatusCode::Synced);
+    assert_eq!(plan.status.health_status(), HealthStatusCode::Healthy);
+    assert!(plan.status.conditions.is_empty());
+    assert_eq!(plan.requeue_after, Duration::from_secs(60));
+}
+
+#[test]
+fn g3_manual_policy_shows_the_diff_and_applies_nothing() {
+    let live = vec![cm("a", "1", SHA_A)];
+    let plan = plan(&observed(
+        app(json!({})),
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        live,
+    ));
+    assert_eq!(plan.sync, None);
+    assert_eq!(plan.status.sync_status(), SyncStatusCode::OutOfSync);
+    assert_eq!(
+        plan.status.resources[0].diff,
+        ["data.v: Git \"2\", live \"1\""]
+    );
+}
+
+#[test]
+fn g3_a_requested_sync_runs_once_and_is_recorded() {
+    let mut a = app(json!({}));
+    a.operation = Some(
+        serde_json::from_value(
+            json!({"sync": {"prune": true}, "initiatedBy": {"username": "alice"}}),
+        )
+        .unwrap(),
+    );
+    let plan = plan(&observed(
+        a,
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        vec![cm("a", "1", SHA_A), cm("old", "x", SHA_A)],
+    ));
+    assert!(plan.clear_operation);
+    let task = plan.sync.as_ref().unwrap();
+    assert_eq!(task.kind, SyncKind::Manual);
+    assert_eq!(names(&task.prune), ["old"]);
+    let status = finish_sync(
+        plan.status.clone(),
+        &app(json!({})).spec,
+        task,
+        &SyncOutcome::default(),
+        at(T0),
+        at(T0 + 2),
+    );
+    let state = status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Succeeded);
+    assert_eq!(
+        state
+            .operation
+            .initiated_by
+            .as_ref()
+            .unwrap()
+            .username
+            .as_deref(),
+        Some("alice")
+    );
+    assert_eq!(status.history.len(), 1);
+    assert_eq!(status.history[0].revision, SHA_B);
+}
+
+#[test]
+fn refresh_only_operation_is_cleared_without_a_sync() {
+    let mut a = app(json!({}));
+    a.operation = Some(serde_json::from_value(json!({"refresh": "normal"})).unwrap());
+    let plan = plan(&observed(a, desired(SHA_A, vec![]), vec![]));
+    assert!(plan.clear_operation);
+    assert_eq!(plan.sync, None);
+}
+
+#[test]
+fn g4_self_heal_reapplies_drift_with_backoff() {
+    let live = vec![cm("a", "edited", SHA_A)];
+    let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    let heal = automated(json!({"selfHeal": true}));
+
+    // Right after a regular sync: immediate.
+    let a = with_state(heal.clone(), succeeded(SHA_A, T0 - 1, 0));
+    let p = plan(&observed(a, target(), live.clone()));
+    assert_eq!(kind(&p), Some(SyncKind::SelfHeal));
+    assert_eq!(
+        p.sync
+            .as_ref()
+            .unwrap()
+            .operation
+            .sync
+            .as_ref()
+            .unwrap()
+            .auto_heal_attempts_count,
+        1
+    );
+
+    // Drift again 1 s after the first heal: wait until 2 s after it.
+    let a = with_state(heal.clone(), succeeded(SHA_A, T0 - 1, 1));
+    let p = plan(&observed(a, target(), live.clone()));
+    assert_eq!(p.sync, None);
+    assert_eq!(p.requeue_after, Duration::from_secs(1));
+
+    // Backoff grows 2, 6, 18, 54, 162 s, capped at 300 s.
+    let delays: Vec<u64> = (1..=7).map(|n| self_heal_backoff(n).as_secs()).collect();
+    assert_eq!(delays, [2, 6, 18, 54, 162, 300, 300]);
+    let a = with_state(heal.clone(), succeeded(SHA_A, T0 - 20, 3));
+    assert_eq!(
+        kind(&plan(&observed(a, target(), live.clone()))),
+        Some(SyncKind::SelfHeal)
+    );
+
+    // Quiet for longer than the cooldown: immediate again.
+    let a = with_state(heal, succeeded(SHA_A, T0 - 400, 6));
+    let p = plan(&observed(a, target(), live));
+    assert_eq!(
+        p.sync
+            .as_ref()
+            .unwrap()
+            .operation
+            .sync
+            .as_ref()
+            .unwrap()
+            .auto_heal_attempts_count,
+        1
+    );
+}
+
+#[test]
+fn g4_without_self_heal_drift_stays_out_of_sync() {
+    let a = with_state(automated(json!({})), succeeded(SHA_A, T0 - 1, 0));
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![cm("a", "edited", SHA_A)],
+    ));
+    assert_eq!(p.sync, None);
+    assert_eq!(p.status.sync_status(), SyncStatusCode::OutOfSync);
+    assert!(!p.status.resources[0].diff.is_empty());
+}
+
+#[test]
+fn g5_prune_only_with_prune_on_and_warn_otherwise() {
+    let live = vec![cm("a", "1", SHA_A), cm("old", "x", SHA_A)];
+    let target = || desired(SHA_B, vec![cm("a", "1", SHA_B)]);
+
+    let p = plan(&observed(
+        automated(json!({"prune": true})),
+        target(),
+        live.clone(),
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(names(&task.prune), ["old"]);
+    assert_eq!(condition(&p, ORPHANED_RESOURCE_WARNING), None);
+
+    // Prune off and nothing else to change: no sync, the object is reported.
+    let p = plan(&observed(automated(json!({})), target(), live.clone()));
+    assert_eq!(p.sync, None);
+    let old = p.status.resources.iter().find(|r| r.name == "old").unwrap();
+    assert!(old.requires_pruning);
+    assert!(
+        condition(&p, ORPHANED_RESOURCE_WARNING)
+            .unwrap()
+            .contains("ConfigMap shop/old")
+    );
+
+    // Prune off with another change: synced, the object kept.
+    let p = plan(&observed(
+        automated(json!({})),
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        live.clone(),
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert!(task.prune.is_empty());
+    assert_eq!(names(&task.prune_skipped), ["old"]);
+
+    // Prune=false on the object keeps it even with prune on.
+    let mut keep = cm("old", "x", SHA_A);
+    keep["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] = json!("Prune=false");
+    let p = plan(&observed(
+        automated(json!({"prune": true})),
+        target(),
+        vec![cm("a", "1", SHA_A), keep],
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert!(task.prune.is_empty());
+    assert_eq!(names(&task.prune_skipped), ["old"]);
+}
+
+#[test]
+fn g5_an_automated_sync_that_would_delete_everything_needs_allow_empty() {
+    let live = vec![cm("a", "1", SHA_A)];
+    let p = plan(&observed(
+        automated(json!({"prune": true})),
+        desired(SHA_B, vec![]),
+        live.clone(),
+    ));
+    assert_eq!(p.sync, None);
+    assert!(
+        condition(&p, SYNC_ERROR)
+            .unwrap()
+            .contains("allowEmpty: true")
+    );
+    let p = plan(&observed(
+        automated(json!({"prune": true, "allowEmpty": true})),
+        desired(SHA_B, vec![]),
+        live,
+    ));
+    assert_eq!(names(&p.sync.as_ref().unwrap().prune), ["a"]);
+}
+
+#[test]
+fn g7_create_namespace_option() {
+    let a = app(json!({"automated": {}, "syncOptions": ["CreateNamespace=true"]}));
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    assert_eq!(
+        p.sync.as_ref().unwrap().create_namespace.as_deref(),
+        Some("shop")
+    );
+    let p = plan(&observed(
+        automated(json!({})),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    assert_eq!(p.sync.as_ref().unwrap().create_namespace, None);
+}
+
+#[test]
+fn g9_history_is_appended_per_sync_and_capped_but_not_for_self_heal() {
+    let mut a = automated(json!({}));
+    a.spec.revision_history_limit = Some(2);
+    let mut status = ApplicationStatus::default();
+    for (n, sha) in [SHA_A, SHA_B, SHA_A].iter().enumerate() {
+        let p = plan(&observed(
+            a.clone(),
+            desired(sha, vec![cm("a", &n.to_string(), sha)]),
+            vec![],
+        ));
+        status = finish_sync(
+            status,
+            &a.spec,
+            p.sync.as_ref().unwrap(),
+            &SyncOutcome::default(),
+            at(T0),
+            at(T0 + 1),
+        );
+    }
+    let ids: Vec<i64> = status.history.iter().map(|h| h.id).collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(status.history[1].revision, SHA_A);
+    assert_eq!(status.history[1].deployed_at, Time(at(T0 + 1)));
+
+    let heal = SyncTask {
+        kind: SyncKind::SelfHeal,
+        ..plan(&observed(
+            a.clone(),
+            desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+            vec![],
+        ))
+        .sync
+        .unwrap()
+    };
+    let after = finish_sync(
+        status.clone(),
+        &a.spec,
+        &heal,
+        &SyncOutcome::default(),
+        at(T0),
+        at(T0),
+    );
+    assert_eq!(after.history, status.history);
+}
+
+fn with_history(mut a: Application) -> Application {
+    let status = a.status.get_or_insert_with(Default::default);
+    for (id, sha) in [SHA_A, SHA_B].iter().enumerate() {
+        status.history.push(RevisionHistory {
+            id: i64::try_from(id).unwrap(),
+            revision: sha.to_string(),
+            deployed_at: Time(at(T0 - 100)),
+            deploy_started_at: None,
+            source: None,
+            initiated_by: None,
+        });
+    }
+    a
+}
+
+#[test]
+fn g9_rollback_applies_the_history_revision_and_suspends_automated_sync() {
+    let mut a = with_history(automated(json!({"prune": true})));
+    a.operation = Some(serde_json::from_value(json!({"rollback": {"id": 0}})).unwrap());
+    assert_eq!(
+        operation_request(&a),
+        Some(OperationRequest {
+            revision: SHA_A.into(),
+            source: a.spec.source.clone()
+        })
+    );
+    let mut obs = observed(a, desired(SHA_B, vec![cm("a", "2", SHA_B)]), vec![]);
+    obs.requested = Some(Ok(desired(SHA_A, vec![cm("a", "1", SHA_A)])));
+    let p = plan(&obs);
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(task.kind, SyncKind::Rollback);
+    assert_eq!(task.revision, SHA_A);
+    assert_eq!(task.apply[0]["data"]["v"], "1");
+    assert!(p.disable_automated);
+    assert!(p.clear_operation);
+    assert_eq!(
+        task.operation.sync.as_ref().unwrap().revision.as_deref(),
+        Some(SHA_A)
+    );
+    assert_eq!(task.operation.rollback.as_ref().unwrap().id, 0);
+
+    // Once automated sync is off, the rolled-back Application stays OutOfSync.
+    let mut after = app(json!({"automated": {"enabled": false, "prune": true}}));
+    after = with_state(after, succeeded(SHA_A, T0, 0));
+    let p = plan(&observed(
+        after,
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        vec![cm("a", "1", SHA_A)],
+    ));
+    assert_eq!(p.sync, None);
+    assert_eq!(p.status.sync_status(), SyncStatusCode::OutOfSync);
+}
+
+#[test]
+fn g9_rollback_to_an_unknown_id_is_an_error() {
+    let mut a = with_history(app(json!({})));
+    a.operation = Some(serde_json::from_value(json!({"rollback": {"id": 9}})).unwrap());
+    assert_eq!(operation_request(&a), None);
+    let mut obs = observed(a, desired(SHA_B, vec![]), vec![]);
+    obs.requested = None;
+    let p = plan(&obs);
+    assert_eq!(p.sync, None);
+    assert!(p.clear_operation);
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Error);
+    assert!(state.message.as_deref().unwrap().contains("ids: 0, 1"));
+    assert!(condition(&p, SYNC_ERROR).is_some());
+}
+
+#[test]
+fn g10_a_failed_revision_is_not_retried_but_a_new_commit_is() {
+    let live = vec![cm("a", "1", SHA_A)];
+    let a = with_state(
+        automated(json!({"selfHeal": true})),
+        failed(SHA_B, T0 - 1, 0),
+    );
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        live.clone(),
+    ));
+    assert_eq!(p.sync, None);
+    assert!(
+        condition(&p, SYNC_ERROR)
+            .unwrap()
+            .starts_with("sync of bbbbbbb failed: ConfigMap shop/a")
+    );
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "3", SHA_A)]),
+        live,
+    ));
+    assert_eq!(kind(&p), Some(SyncKind::Automated));
+}
+
+#[test]
+fn g10_retry_backs_off_and_gives_up_after_the_limit() {
+    let mut a = automated(json!({}));
+    a.spec.sync_policy.as_mut().unwrap().retry =
+        Some(serde_json::from_value(json!({"limit": 2})).unwrap());
+    let target = || desired(SHA_B, vec![cm("a", "2", SHA_B)]);
+    let live = vec![cm("a", "1", SHA_A)];
+    let p = plan(&observed(a.clone(), target(), live.clone()));
+    let first = p.sync.clone().unwrap();
+    let failure = SyncOutcome {
+        results: vec![],
+        error: Some("apply failed".into()),
+    };
+
+    // First failure: Running, retry #1 in 5 s.
+    let status = finish_sync(p.status.clone(), &a.spec, &first, &failure, at(T0), at(T0));
+    let state = status.operation_state.clone().unwrap();
+    assert_eq!(state.phase, OperationPhase::Running);
+    assert_eq!(
+        state.message.as_deref(),
+        Some("apply failed; retrying attempt #1 in 5s")
+    );
+    let mut waiting = a.clone();
+    waiting.status = Some(status);
+    let mut obs = observed(waiting.clone(), target(), live.clone());
+    obs.now = at(T0 + 2);
+    let p = plan(&obs);
+    assert_eq!(p.sync, None);
+    assert_eq!(p.requeue_after, Duration::from_secs(3));
+
+    obs.now = at(T0 + 5);
+    let p = plan(&obs);
+    let second = p.sync.clone().unwrap();
+    assert_eq!((second.kind, second.retry_count), (SyncKind::Retry, 1));
+
+    // Second failure: retry #2 in 10 s; the third attempt fails for good.
+    let status = finish_sync(
+        p.status.clone(),
+        &a.spec,
+        &second,
+        &failure,
+        at(T0 + 5),
+        at(T0 + 5),
+    );
+    assert_eq!(
+        status.operation_state.as_ref().unwrap().phase,
+        OperationPhase::Running
+    );
+    let third = SyncTask {
+        retry_count: 2,
+        ..second
+    };
+    let status = finish_sync(status, &a.spec, &third, &failure, at(T0 + 15), at(T0 + 15));
+    assert_eq!(
+        status.operation_state.as_ref().unwrap().phase,
+        OperationPhase::Failed
+    );
+    assert!(message_of(&status.conditions, SYNC_ERROR).is_some());
+    waiting.status = Some(status);
+    assert_eq!(plan(&observed(waiting, target(), live)).sync, None);
+}
+
+#[test]
+fn g10_a_pending_automated_retry_gives_way_to_a_new_commit() {
+    let mut a = automated(json!({}));
+    a.spec.sync_policy.as_mut().unwrap().retry = Some(RetryStrategy::default());
+    let mut state = failed(SHA_A, T0, 0);
+    state.phase = OperationPhase::Running;
+    let a = with_state(a, state);
+    let p = plan(&observed(
+        a,
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        vec![],
+    ));
+    let task = p.sync.unwrap();
+    assert_eq!(
+        (task.kind, task.revision.as_str()),
+        (SyncKind::Automated, SHA_B)
+    );
+}
+
+#[test]
+fn g11_comparison_errors_apply_nothing() {
+    let mut obs = observed(
+        automated(json!({"prune": true})),
+        desired(SHA_A, vec![]),
+        vec![],
+    );
+    obs.target = Err(ComparisonFailure {
+        revision: Some(SHA_B.into()),
+        message: "apps/web.yaml:3:1: invalid YAML: mapping values are not allowed".into(),
+    });
+    let p = plan(&obs);
+    assert_eq!(p.sync, None);
+    assert_eq!(p.status.sync_status(), SyncStatusCode::Unknown);
+    assert_eq!(
+        p.status.sync.as_ref().unwrap().revision.as_deref(),
+        Some(SHA_B)
+    );
+    assert!(
+        condition(&p, COMPARISON_ERROR)
+            .unwrap()
+            .contains("invalid YAML")
+    );
+}
+
+#[test]
+fn g12_child_applications_are_objects_whose_health_counts() {
+    let child = |name: &str, health: &str| {
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+               "metadata": {"name": name, "namespace": "shop"},
+               "spec": {"source": {"repoURL": "r"}, "destination": {}},
+               "status": {"health": {"status": health}}})
+    };
+    let declared = |name: &str| {
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+               "metadata": {"name": name, "namespace": "shop"},
+               "spec": {"source": {"repoURL": "r"}, "destination": {}}})
+    };
+    let p = plan(&observed(
+        automated(json!({})),
+        desired(SHA_A, vec![declared("one"), declared("two")]),
+        vec![child("one", "Healthy"), child("two", "Degraded")],
+    ));
+    assert_eq!(p.sync, None);
+    assert_eq!(p.status.sync_status(), SyncStatusCode::Synced);
+    assert_eq!(p.status.health_status(), HealthStatusCode::Degraded);
+}
+
+#[test]
+fn quarantined_revisions_are_never_synced_automatically() {
+    let mut a = automated(json!({}));
+    a.status = Some(ApplicationStatus {
+        quarantined_revisions: vec![SHA_B.into()],
+        ..ApplicationStatus::default()
+    });
+    let p = plan(&observed(
+        a,
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        vec![],
+    ));
+    assert_eq!(p.sync, None);
+    assert!(condition(&p, SYNC_ERROR).unwrap().contains("quarantined"));
+}
+
+#[test]
+fn destinations_outside_the_cluster_are_refused() {
+    let mut a = automated(json!({}));
+    a.spec.destination.server = Some("https://prod.example.com:6443".into());
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    assert_eq!(p.sync, None);
+    assert!(condition(&p, INVALID_SPEC_ERROR).is_some());
+}
+
+#[test]
+fn deleting_with_the_resources_finalizer_deletes_the_objects_first() {
+    let mut a = automated(json!({}));
+    a.metadata.deletion_timestamp = Some(Time(at(T0)));
+    a.metadata.finalizers = Some(vec!["resources-finalizer.argocd.argoproj.io".into()]);
+    let live = vec![cm("a", "1", SHA_A)];
+    let p = plan(&observed(a.clone(), desired(SHA_A, vec![]), live));
+    assert_eq!(
+        p.finalize,
+        Some(Finalize::Delete(vec![cm("a", "1", SHA_A)]))
+    );
+    assert_eq!(p.sync, None);
+    let p = plan(&observed(a.clone(), desired(SHA_A, vec![]), vec![]));
+    assert_eq!(p.finalize, Some(Finalize::RemoveFinalizers));
+    a.metadata.finalizers = None;
+    assert_eq!(
+        plan(&observed(a, desired(SHA_A, vec![]), vec![])).finalize,
+        None
+    );
+}
+
+#[test]
+fn failed_objects_are_recorded_in_the_sync_result() {
+    let a = automated(json!({}));
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    let outcome = SyncOutcome {
+        results: vec![ResourceResult {
+            kind: "ConfigMap".into(),
+            name: "a".into(),
+            status: Some(ResultCode::SyncFailed),
+            ..ResourceResult::default()
+        }],
+        error: Some("ConfigMap shop/a: denied".into()),
+    };
+    let status = finish_sync(
+        p.status,
+        &a.spec,
+        p.sync.as_ref().unwrap(),
+        &outcome,
+        at(T0),
+        at(T0),
+    );
+    let state = status.operation_state.unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    assert_eq!(state.sync_result.unwrap().resources, outcome.results);
+    assert!(status.history.is_empty());
+}

@@ -1,0 +1,218 @@
+//! Blocking git2 work on a bare cache repository: fetch and revision resolution.
+
+use std::path::Path;
+
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
+    RemoteCallbacks, Repository,
+};
+
+use super::known_hosts::KnownHosts;
+use super::{SourceError, is_full_sha};
+use crate::gitops::credentials::{Credentials, scrub_message, scrub_url};
+
+const REMOTE: &str = "origin";
+/// Every branch, every tag, and the remote's HEAD (its default branch) as a plain ref, so `HEAD`
+/// resolves without another connection.
+const REFSPECS: [&str; 3] = [
+    "+refs/heads/*:refs/remotes/origin/*",
+    "+refs/tags/*:refs/tags/*",
+    "+HEAD:refs/remotes/origin/HEAD",
+];
+/// libgit2 calls the credentials callback again and again while the server refuses them.
+const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
+
+/// Fetches `url` into the bare repository `git_dir`, creating it on first use.
+pub(super) fn fetch(
+    git_dir: &Path,
+    url: &str,
+    creds: Option<&Credentials>,
+) -> Result<(), SourceError> {
+    let fetch_error = |e: git2::Error| SourceError::Fetch {
+        url: scrub_url(url),
+        message: scrub_message(
+            e.message(),
+            &creds.map(Credentials::secrets).unwrap_or_default(),
+        ),
+    };
+    let repo = open_or_init(git_dir, url)?;
+    let mut remote = repo.find_remote(REMOTE).map_err(fetch_error)?;
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(remote_callbacks(creds))
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::All);
+    remote
+        .fetch(&[] as &[&str], Some(&mut options), Some("sluice: fetch"))
+        .map_err(fetch_error)
+}
+
+/// Opens the cache repository, or (re)creates it when it is missing or unreadable: the cache holds
+/// nothing that a fetch cannot bring back.
+fn open_or_init(git_dir: &Path, url: &str) -> Result<Repository, SourceError> {
+    if let Ok(repo) = Repository::open_bare(git_dir)
+        && repo.find_remote(REMOTE).is_ok()
+    {
+        return Ok(repo);
+    }
+    let cache_error = |message: String| SourceError::Cache {
+        path: git_dir.to_path_buf(),
+        message,
+    };
+    if git_dir.exists() {
+        std::fs::remove_dir_all(git_dir).map_err(|e| cache_error(e.to_string()))?;
+    }
+    let repo = Repository::init_bare(git_dir).map_err(|e| cache_error(e.message().to_string()))?;
+    {
+        let [first, rest @ ..] = REFSPECS;
+        repo.remote_with_fetch(REMOTE, url, first)
+            .map_err(|e| cache_error(scrub_message(e.message(), &[])))?;
+        for refspec in rest {
+            repo.remote_add_fetch(REMOTE, refspec)
+                .map_err(|e| cache_error(e.message().to_string()))?;
+        }
+    }
+    Ok(repo)
+}
+
+/// Callbacks authenticating with `creds` (HTTPS user + password/token, or an SSH key checked against
+/// the Secret's `knownHosts`), giving up after a few refusals instead of letting libgit2 retry the
+/// same credentials forever. For every git2 network operation on a repository (the revert's push too).
+pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    let mut attempts = 0;
+    callbacks.credentials(move |_url, _user_from_url, allowed| {
+        attempts += 1;
+        if attempts > MAX_CREDENTIAL_ATTEMPTS {
+            return Err(git2::Error::from_str(
+                "authentication failed: the server rejected the credentials",
+            ));
+        }
+        credential(creds, allowed)
+    });
+    if let Some(Credentials::Ssh {
+        known_hosts: Some(known_hosts),
+        ..
+    }) = creds
+    {
+        let known_hosts = KnownHosts::parse(known_hosts);
+        callbacks.certificate_check(move |cert, host| match cert.as_hostkey() {
+            Some(key) if known_hosts.accepts(host, key) => {
+                Ok(CertificateCheckStatus::CertificateOk)
+            }
+            Some(_) => Err(git2::Error::from_str(&format!(
+                "the SSH host key of {host} is not in the credentials Secret's knownHosts"
+            ))),
+            None => Ok(CertificateCheckStatus::CertificatePassthrough),
+        });
+    }
+    callbacks
+}
+
+fn credential(creds: Option<&Credentials>, allowed: CredentialType) -> Result<Cred, git2::Error> {
+    match creds {
+        None => Err(git2::Error::from_str(
+            "the repository requires authentication and no Secret labelled \
+             sluice.dev/secret-type=repository matches its URL",
+        )),
+        Some(Credentials::Https { username, password })
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+        {
+            Cred::userpass_plaintext(username, password)
+        }
+        Some(Credentials::Ssh { username, .. }) if allowed.contains(CredentialType::USERNAME) => {
+            Cred::username(username)
+        }
+        Some(Credentials::Ssh {
+            username,
+            private_key,
+            ..
+        }) if allowed.intersects(CredentialType::SSH_KEY | CredentialType::SSH_MEMORY) => {
+            Cred::ssh_key_from_memory(username, None, private_key, None)
+        }
+        Some(_) => Err(git2::Error::from_str(&format!(
+            "the server asks for {allowed:?} credentials, which the matching Secret does not hold"
+        ))),
+    }
+}
+
+/// Resolves `revision` in the cache repository `git_dir` to a full commit sha.
+pub(super) fn resolve(git_dir: &Path, url: &str, revision: &str) -> Result<String, SourceError> {
+    let git_error = |e: git2::Error| SourceError::Git {
+        url: scrub_url(url),
+        message: scrub_message(e.message(), &[]),
+    };
+    let repo = Repository::open_bare(git_dir).map_err(git_error)?;
+    match find_commit(&repo, revision.trim()).map_err(git_error)? {
+        Some(oid) => Ok(oid.to_string()),
+        None => Err(SourceError::UnknownRevision {
+            url: scrub_url(url),
+            revision: revision.to_string(),
+        }),
+    }
+}
+
+/// As Argo CD: `HEAD`/empty is the remote's default branch; then a branch, then a tag (annotated tags
+/// peeled); then a full or abbreviated commit sha known to the cache.
+fn find_commit(repo: &Repository, revision: &str) -> Result<Option<Oid>, git2::Error> {
+    for name in ref_candidates(revision) {
+        if let Ok(reference) = repo.find_reference(&name) {
+            return reference.peel_to_commit().map(|c| Some(c.id()));
+        }
+    }
+    if !is_abbreviated_sha(revision) {
+        return Ok(None);
+    }
+    match repo.revparse_single(revision) {
+        Ok(object) => object.peel_to_commit().map(|c| Some(c.id())),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn ref_candidates(revision: &str) -> Vec<String> {
+    if revision.is_empty() || revision == "HEAD" {
+        return vec![format!("refs/remotes/{REMOTE}/HEAD")];
+    }
+    if let Some(branch) = revision.strip_prefix("refs/heads/") {
+        return vec![format!("refs/remotes/{REMOTE}/{branch}")];
+    }
+    if revision.starts_with("refs/tags/") {
+        return vec![revision.to_string()];
+    }
+    if is_full_sha(revision) {
+        return Vec::new();
+    }
+    vec![
+        format!("refs/remotes/{REMOTE}/{revision}"),
+        format!("refs/tags/{revision}"),
+    ]
+}
+
+fn is_abbreviated_sha(revision: &str) -> bool {
+    (4..=40).contains(&revision.len()) && revision.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_map_to_refs_as_argo_cd() {
+        assert_eq!(ref_candidates(""), ["refs/remotes/origin/HEAD"]);
+        assert_eq!(ref_candidates("HEAD"), ["refs/remotes/origin/HEAD"]);
+        assert_eq!(
+            ref_candidates("main"),
+            ["refs/remotes/origin/main", "refs/tags/main"]
+        );
+        assert_eq!(
+            ref_candidates("refs/heads/dev"),
+            ["refs/remotes/origin/dev"]
+        );
+        assert_eq!(ref_candidates("refs/tags/v1"), ["refs/tags/v1"]);
+        assert!(ref_candidates(&"a".repeat(40)).is_empty());
+        assert!(is_abbreviated_sha("abc1234"));
+        assert!(!is_abbreviated_sha("abc"));
+        assert!(!is_abbreviated_sha("v1.2.3"));
+    }
+}

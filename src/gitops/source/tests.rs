@@ -1,0 +1,350 @@
+//! The cache against real repositories: bare "upstream" repositories built with git2 in a temporary
+//! directory and fetched over `file://`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use git2::build::TreeUpdateBuilder;
+use git2::{FileMode, Oid, Repository, Signature};
+use tempfile::TempDir;
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// A bare upstream repository to commit to directly.
+struct Upstream {
+    _dir: TempDir,
+    repo: Repository,
+    url: String,
+}
+
+impl Upstream {
+    fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("upstream.git");
+        let repo = Repository::init_bare(&path).unwrap();
+        repo.set_head("refs/heads/main").unwrap();
+        let url = format!("file://{}", path.display());
+        Self {
+            _dir: dir,
+            repo,
+            url,
+        }
+    }
+
+    /// Commits `files` (path, content, mode) on top of `branch` and returns the commit.
+    fn commit_files(&self, branch: &str, files: &[(&str, &str, FileMode)]) -> Oid {
+        let refname = format!("refs/heads/{branch}");
+        let parent = self
+            .repo
+            .find_reference(&refname)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
+        let base = match &parent {
+            Some(c) => c.tree().unwrap(),
+            None => {
+                let empty = self.repo.treebuilder(None).unwrap().write().unwrap();
+                self.repo.find_tree(empty).unwrap()
+            }
+        };
+        let mut update = TreeUpdateBuilder::new();
+        for (path, content, mode) in files {
+            let blob = self.repo.blob(content.as_bytes()).unwrap();
+            update.upsert(*path, blob, *mode);
+        }
+        let tree_id = update.create_updated(&self.repo, &base).unwrap();
+        let tree = self.repo.find_tree(tree_id).unwrap();
+        let sig = Signature::now("Test", "test@localhost").unwrap();
+        let parents: Vec<_> = parent.iter().collect();
+        self.repo
+            .commit(Some(&refname), &sig, &sig, "change", &tree, &parents)
+            .unwrap()
+    }
+
+    fn commit(&self, branch: &str, files: &[(&str, &str)]) -> Oid {
+        let files: Vec<_> = files
+            .iter()
+            .map(|(p, c)| (*p, *c, FileMode::Blob))
+            .collect();
+        self.commit_files(branch, &files)
+    }
+
+    fn annotated_tag(&self, name: &str, target: Oid) {
+        let object = self.repo.find_object(target, None).unwrap();
+        let sig = Signature::now("Test", "test@localhost").unwrap();
+        self.repo
+            .tag(name, &object, &sig, "release", false)
+            .unwrap();
+    }
+}
+
+fn cache() -> (TempDir, RepoCache) {
+    let dir = TempDir::new().unwrap();
+    let cache = RepoCache::new(dir.path().to_path_buf());
+    (dir, cache)
+}
+
+#[tokio::test]
+async fn resolves_branches_tags_shas_and_head() {
+    let up = Upstream::new();
+    let first = up.commit("main", &[("app.yaml", "a: 1\n")]);
+    let second = up.commit("main", &[("app.yaml", "a: 2\n")]);
+    let dev = up.commit("dev", &[("dev.yaml", "d: 1\n")]);
+    up.annotated_tag("v1.0.0", first);
+    up.repo
+        .reference("refs/tags/light", second, false, "lightweight tag")
+        .unwrap();
+    let (_dir, cache) = cache();
+
+    let cases = [
+        ("HEAD", second),
+        ("", second),
+        ("main", second),
+        ("refs/heads/main", second),
+        ("dev", dev),
+        ("v1.0.0", first),
+        ("refs/tags/v1.0.0", first),
+        ("light", second),
+    ];
+    for (revision, want) in cases {
+        let got = cache.resolve(&up.url, revision, None, LONG).await.unwrap();
+        assert_eq!(got, want.to_string(), "{revision:?}");
+    }
+    let full = first.to_string();
+    assert_eq!(
+        cache.resolve(&up.url, &full, None, LONG).await.unwrap(),
+        full
+    );
+    assert_eq!(
+        cache
+            .resolve(&up.url, &full[..8], None, LONG)
+            .await
+            .unwrap(),
+        full
+    );
+    assert_eq!(cache.fetch_count(&up.url), 1);
+}
+
+#[tokio::test]
+async fn unknown_revision_is_a_clear_error() {
+    let up = Upstream::new();
+    up.commit("main", &[("app.yaml", "a: 1\n")]);
+    let (_dir, cache) = cache();
+    for revision in ["nope", "deadbeef", &"0".repeat(40)] {
+        let err = cache
+            .resolve(&up.url, revision, None, LONG)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SourceError::UnknownRevision {
+                url: up.url.clone(),
+                revision: revision.to_string()
+            }
+        );
+        assert!(err.to_string().contains(&format!(
+            "revision {revision:?} is not a branch, tag or commit"
+        )));
+    }
+}
+
+#[tokio::test]
+async fn new_commits_are_seen_once_the_cache_is_stale() {
+    let up = Upstream::new();
+    let first = up.commit("main", &[("app.yaml", "a: 1\n")]);
+    let (_dir, cache) = cache();
+    assert_eq!(
+        cache.resolve(&up.url, "main", None, LONG).await.unwrap(),
+        first.to_string()
+    );
+
+    let second = up.commit("main", &[("app.yaml", "a: 2\n")]);
+    // Fresh enough: no fetch, the old commit.
+    assert_eq!(
+        cache.resolve(&up.url, "main", None, LONG).await.unwrap(),
+        first.to_string()
+    );
+    assert_eq!(cache.fetch_count(&up.url), 1);
+    // Forced (a webhook push): fetched again.
+    assert_eq!(
+        cache
+            .resolve(&up.url, "main", None, Duration::ZERO)
+            .await
+            .unwrap(),
+        second.to_string()
+    );
+    assert_eq!(cache.fetch_count(&up.url), 2);
+}
+
+#[tokio::test]
+async fn deleted_branches_are_pruned() {
+    let up = Upstream::new();
+    up.commit("main", &[("app.yaml", "a: 1\n")]);
+    up.commit("feature", &[("f.yaml", "f: 1\n")]);
+    let (_dir, cache) = cache();
+    cache.resolve(&up.url, "feature", None, LONG).await.unwrap();
+    up.repo
+        .find_reference("refs/heads/feature")
+        .unwrap()
+        .delete()
+        .unwrap();
+    let err = cache
+        .resolve(&up.url, "feature", None, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::UnknownRevision { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_share_one_fetch() {
+    let up = Upstream::new();
+    let head = up.commit("main", &[("app.yaml", "a: 1\n")]);
+    let (_dir, cache) = cache();
+    let calls = (0..20).map(|_| {
+        let (cache, url) = (cache.clone(), up.url.clone());
+        tokio::spawn(async move {
+            cache
+                .resolve(&url, "main", None, Duration::from_secs(60))
+                .await
+        })
+    });
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.unwrap().unwrap(), head.to_string());
+    }
+    assert_eq!(cache.fetch_count(&up.url), 1);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_remembered_for_max_age() {
+    let dir = TempDir::new().unwrap();
+    let url = format!("file://{}/missing.git", dir.path().display());
+    let (_cache_dir, cache) = cache();
+    let err = cache.resolve(&url, "main", None, LONG).await.unwrap_err();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot fetch {url}: ")),
+        "{err}"
+    );
+    let again = cache.resolve(&url, "main", None, LONG).await.unwrap_err();
+    assert_eq!(again, err);
+    assert_eq!(cache.fetch_count(&url), 1);
+}
+
+#[tokio::test]
+async fn fetch_errors_never_show_credentials() {
+    let (_dir, cache) = cache();
+    // Nothing listens on port 9 of localhost: the connection is refused at once.
+    let url = "http://bot:s3cr3t-token@127.0.0.1:9/shop.git";
+    let creds = Credentials::Https {
+        username: "bot".into(),
+        password: "s3cr3t-token".into(),
+    };
+    let err = cache
+        .resolve(url, "main", Some(&creds), LONG)
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("s3cr3t-token") && !text.contains("bot:"),
+        "{text}"
+    );
+    assert!(text.contains("http://127.0.0.1:9/shop.git"), "{text}");
+}
+
+#[tokio::test]
+async fn checkout_writes_the_tree_once() {
+    let up = Upstream::new();
+    let sha = up
+        .commit_files(
+            "main",
+            &[
+                ("app/deploy.yaml", "kind: Deployment\n", FileMode::Blob),
+                ("app/nested/svc.yaml", "kind: Service\n", FileMode::Blob),
+                ("hooks/run.sh", "#!/bin/sh\n", FileMode::BlobExecutable),
+                ("app/link.yaml", "deploy.yaml", FileMode::Link),
+            ],
+        )
+        .to_string();
+    let (dir, cache) = cache();
+    cache.resolve(&up.url, "main", None, LONG).await.unwrap();
+
+    let tree = cache.checkout(&up.url, &sha).await.unwrap();
+    assert_eq!(tree, dir.path().join("trees").join(&sha));
+    let read = |p: &str| std::fs::read_to_string(tree.join(p)).unwrap();
+    assert_eq!(read("app/deploy.yaml"), "kind: Deployment\n");
+    assert_eq!(read("app/nested/svc.yaml"), "kind: Service\n");
+    assert_eq!(read("app/link.yaml"), "kind: Deployment\n");
+    let mode = std::fs::metadata(tree.join("hooks/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+
+    // A second checkout reuses the tree; no staging directory is left behind.
+    std::fs::write(tree.join("marker"), "kept").unwrap();
+    let again = cache.checkout(&up.url, &sha).await.unwrap();
+    assert_eq!(again, tree);
+    assert!(again.join("marker").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("trees"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from(&sha)]);
+}
+
+#[tokio::test]
+async fn checkout_refuses_symlinks_out_of_the_tree() {
+    let up = Upstream::new();
+    let sha = up
+        .commit_files(
+            "main",
+            &[("leak.yaml", "../../../etc/passwd", FileMode::Link)],
+        )
+        .to_string();
+    let (dir, cache) = cache();
+    cache.resolve(&up.url, "main", None, LONG).await.unwrap();
+    let err = cache.checkout(&up.url, &sha).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("leak.yaml: symlink to ../../../etc/passwd points outside"),
+        "{err}"
+    );
+    assert!(!dir.path().join("trees").join(&sha).exists());
+}
+
+#[tokio::test]
+async fn checkout_validates_the_sha() {
+    let (_dir, cache) = cache();
+    let err = cache
+        .checkout("file:///nowhere.git", "../../etc")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SourceError::InvalidSha {
+            sha: "../../etc".into()
+        }
+    );
+    let unknown = "1".repeat(40);
+    let err = cache
+        .checkout("file:///nowhere.git", &unknown)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::UnknownCommit { .. }), "{err}");
+}
+
+#[test]
+fn cache_paths_are_stable_hashes() {
+    let cache = RepoCache::new("/cache".into());
+    let dir = cache.git_dir("https://git.example.com/shop.git");
+    assert_eq!(dir.parent(), Some(Path::new("/cache/repos")));
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    assert_eq!(name.len(), 44);
+    assert!(name.ends_with(".git"));
+    assert_eq!(dir, cache.git_dir("https://git.example.com/shop.git"));
+    assert_ne!(dir, cache.git_dir("https://git.example.com/web.git"));
+}

@@ -1,0 +1,151 @@
+//! Sync and rollback requests (pure): Argo CD's top-level `operation` field, written as a merge
+//! patch guarded by the `resourceVersion` read, and the check that the controller has carried one
+//! out.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::api::application::{Application, OperationPhase};
+use crate::plugin::error::PluginError;
+
+/// `operation.sync`, initiated by `username`.
+pub fn sync_request(app: &Application, prune: bool, username: &str) -> Result<Value, PluginError> {
+    refuse_if_busy(app)?;
+    let mut sync = json!({});
+    if prune {
+        sync["prune"] = json!(true);
+    }
+    Ok(request(app, json!({"sync": sync}), username))
+}
+
+/// `operation.rollback` to history entry `id`, initiated by `username`.
+pub fn rollback_request(app: &Application, id: i64, username: &str) -> Result<Value, PluginError> {
+    refuse_if_busy(app)?;
+    let history = app
+        .status
+        .as_ref()
+        .map(|s| s.history.as_slice())
+        .unwrap_or_default();
+    if !history.iter().any(|h| h.id == id) {
+        let ids: Vec<String> = history.iter().map(|h| h.id.to_string()).collect();
+        return Err(PluginError::Invalid(format!(
+            "Application {:?} has no history entry {id} (ids: {})",
+            app.metadata.name.clone().unwrap_or_default(),
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        )));
+    }
+    Ok(request(app, json!({"rollback": {"id": id}}), username))
+}
+
+fn refuse_if_busy(app: &Application) -> Result<(), PluginError> {
+    if app.operation.is_some() {
+        return Err(PluginError::Invalid(format!(
+            "another operation is already in progress for Application {:?}",
+            app.metadata.name.clone().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+fn request(app: &Application, mut operation: Value, username: &str) -> Value {
+    operation["initiatedBy"] = json!({"username": username});
+    json!({
+        "metadata": {"resourceVersion": app.metadata.resource_version},
+        "operation": operation
+    })
+}
+
+/// The outcome of an operation requested at `requested_at`, once the controller has finished it
+/// (it removed `operation` and recorded a completed `status.operationState` started since).
+pub fn finished_operation(
+    app: &Application,
+    requested_at: Timestamp,
+) -> Option<(OperationPhase, String)> {
+    if app.operation.is_some() {
+        return None;
+    }
+    let state = app.status.as_ref()?.operation_state.as_ref()?;
+    // The request time is truncated to the second the API server stores timestamps in.
+    let since = requested_at.as_second();
+    (state.phase.is_completed() && state.started_at.0.as_second() >= since)
+        .then(|| (state.phase, state.message.clone().unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(extra: Value) -> Application {
+        let mut base = json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "sluice", "resourceVersion": "7"},
+            "spec": {"source": {"repoURL": "git://h/r.git", "path": "apps/shop"},
+                     "destination": {"namespace": "shop"}},
+            "status": {"history": [
+                {"id": 0, "revision": "aaaa", "deployedAt": "2025-03-03T09:00:10Z"},
+                {"id": 1, "revision": "bbbb", "deployedAt": "2025-03-04T09:00:10Z"}]}
+        });
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn sync_writes_argo_cds_operation_with_the_user() {
+        let patch = sync_request(&app(json!({})), true, "alice").unwrap();
+        assert_eq!(
+            patch,
+            json!({"metadata": {"resourceVersion": "7"},
+                   "operation": {"sync": {"prune": true}, "initiatedBy": {"username": "alice"}}})
+        );
+        let plain = sync_request(&app(json!({})), false, "alice").unwrap();
+        assert_eq!(plain["operation"]["sync"], json!({}));
+    }
+
+    #[test]
+    fn rollback_needs_a_known_history_id() {
+        let patch = rollback_request(&app(json!({})), 0, "alice").unwrap();
+        assert_eq!(patch["operation"]["rollback"], json!({"id": 0}));
+        let err = rollback_request(&app(json!({})), 5, "alice").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Application \"shop\" has no history entry 5 (ids: 0, 1)"
+        );
+    }
+
+    #[test]
+    fn a_pending_operation_blocks_another() {
+        let busy = app(json!({"operation": {"sync": {}}}));
+        let err = sync_request(&busy, false, "alice").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "another operation is already in progress for Application \"shop\""
+        );
+    }
+
+    #[test]
+    fn an_operation_is_finished_once_removed_and_recorded_as_completed() {
+        let requested: Timestamp = "2025-03-04T10:00:00.500Z".parse().unwrap();
+        let state = |phase: &str, started: &str| {
+            json!({"operationState": {"operation": {"sync": {}}, "phase": phase,
+                                      "message": "done", "startedAt": started}})
+        };
+        let done = app(json!({"status": state("Succeeded", "2025-03-04T10:00:00Z")}));
+        assert_eq!(
+            finished_operation(&done, requested),
+            Some((OperationPhase::Succeeded, "done".to_string()))
+        );
+        let older = app(json!({"status": state("Succeeded", "2025-03-04T09:59:59Z")}));
+        assert_eq!(finished_operation(&older, requested), None);
+        let running = app(json!({"status": state("Running", "2025-03-04T10:00:01Z")}));
+        assert_eq!(finished_operation(&running, requested), None);
+        let mut pending = done.clone();
+        pending.operation = Some(Default::default());
+        assert_eq!(finished_operation(&pending, requested), None);
+    }
+}

@@ -1,0 +1,539 @@
+//! The revert loop's reconciler: watches Rollouts, and for one whose failed revision came from Git
+//! (see [`plan`](super::plan)) records the revert as Pending and quarantines the commit on the
+//! Application, reverts and pushes it (off the async runtime), records the outcome on both objects
+//! with an Event and a metric, and asks the Application for a hard refresh so it syncs the revert at
+//! once rather than on its next poll.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde_json::json;
+use thiserror::Error;
+
+use crate::api::application::{
+    Application, RevertPhase as AppRevertPhase, RevertStatus as AppRevertStatus,
+};
+use crate::api::common::Condition;
+use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
+use crate::cli::GitAuthor;
+use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for};
+use crate::metrics::Metrics;
+use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
+use crate::revert::plan::{Decision, Revert, current_record, decide};
+
+/// Field manager of the revert loop's writes.
+pub const FIELD_MANAGER: &str = "sluice-revert";
+/// Application condition set when a revert cannot be made.
+pub const REVERT_FAILED: &str = "RevertFailed";
+/// Pushes tried before a revert is given up as refused.
+const PUSH_ATTEMPTS: u32 = 5;
+const RETRY: Duration = Duration::from_secs(10);
+
+/// What the revert loop needs from the command line.
+#[derive(Clone, Debug)]
+pub struct RevertSettings {
+    pub namespace: Option<String>,
+    /// Work repositories live under `<cache_dir>/revert/`.
+    pub cache_dir: PathBuf,
+    pub author: GitAuthor,
+    /// Namespace whose repository Secrets every Application may use (the controller's).
+    pub credentials_namespace: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reverting {sha}: {source}")]
+    Git {
+        sha: String,
+        #[source]
+        source: RevertError,
+    },
+    #[error("the revert task stopped: {0}")]
+    Task(String),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+struct Context {
+    client: Client,
+    settings: RevertSettings,
+    recorder: Recorder,
+    reverts: Family<ResultLabel, Counter>,
+}
+
+/// Runs the revert loop until the process stops.
+pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics) {
+    let reverts = Family::<ResultLabel, Counter>::default();
+    metrics.register(|r| {
+        r.register(
+            "git_reverts",
+            "Git reverts of failed revisions, by result (pushed, already, conflict, failed)",
+            reverts.clone(),
+        );
+    });
+    let rollouts: Api<Rollout> = match settings.namespace.as_deref() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: None,
+            },
+        ),
+        client,
+        settings,
+        reverts,
+    });
+    Controller::new(rollouts, watcher::Config::default())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "revert loop event");
+            }
+        })
+        .await;
+}
+
+fn error_policy(rollout: Arc<Rollout>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        namespace = rollout.namespace().unwrap_or_default(),
+        rollout = %rollout.name_any(),
+        error = %error,
+        "revert loop: will retry"
+    );
+    Action::requeue(RETRY)
+}
+
+async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let application = match rollout.status.as_ref().and_then(current_record) {
+        Some(record) => match record
+            .application
+            .as_deref()
+            .and_then(|a| a.split_once('/'))
+        {
+            Some((ns, name)) => Api::<Application>::namespaced(ctx.client.clone(), ns)
+                .get_opt(name)
+                .await
+                .map_err(kube_err(format!("reading Application {ns}/{name}")))?,
+            None => None,
+        },
+        None => None,
+    };
+    match decide(&rollout, application.as_ref()) {
+        Decision::Nothing => Ok(Action::await_change()),
+        Decision::Synced { sha, revert_commit } => {
+            mark_synced(&ctx, &rollout, application.as_ref(), &sha, &revert_commit).await?;
+            Ok(Action::await_change())
+        }
+        Decision::Fail { sha, message } => {
+            record_failure(&ctx, &rollout, application.as_ref(), &sha, &message).await?;
+            Ok(Action::await_change())
+        }
+        Decision::Revert(revert) => {
+            let Some(app) = application else {
+                return Ok(Action::await_change());
+            };
+            revert_now(&ctx, &rollout, &app, &revert).await?;
+            Ok(Action::requeue(RETRY))
+        }
+    }
+}
+
+fn kube_err(what: String) -> impl FnOnce(kube::Error) -> ReconcileError {
+    move |source| ReconcileError::Kube { what, source }
+}
+
+async fn revert_now(
+    ctx: &Context,
+    rollout: &Rollout,
+    app: &Application,
+    revert: &Revert,
+) -> Result<(), ReconcileError> {
+    let ns = rollout.namespace().unwrap_or_default();
+    let name = rollout.name_any();
+    tracing::info!(namespace = %ns, rollout = %name, sha = %revert.sha, "reverting the commit of the failed revision");
+    let pending = RevertStatus {
+        sha: revert.sha.clone(),
+        revert_commit: None,
+        phase: RevertPhase::Pending,
+        message: None,
+    };
+    set_rollout_revert(ctx, rollout, &pending).await?;
+    quarantine(ctx, app, revert).await?;
+
+    let url = app.spec.source.repo_url.clone();
+    let branch = app.spec.source.target_revision.clone().unwrap_or_default();
+    let branch = branch.trim_start_matches("refs/heads/").to_string();
+    if branch.is_empty() || branch == "HEAD" {
+        let message = format!(
+            "cannot revert on {}: targetRevision must name a branch (HEAD / unset is not supported for reverts)",
+            crate::gitops::credentials::scrub_url(&url)
+        );
+        return record_failure(ctx, rollout, Some(app), &revert.sha, &message).await;
+    }
+    let secrets = repository_secrets(ctx, app).await?;
+    let creds = credentials_for(&url, &secrets).map_err(|e| ReconcileError::Task(e.to_string()))?;
+    let work_dir = ctx
+        .settings
+        .cache_dir
+        .join("revert")
+        .join(format!("{:016x}", url_key(&url)));
+    let author = ctx.settings.author.clone();
+    let job_revert = revert.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let job = RevertJob {
+            url: &url,
+            branch: &branch,
+            sha: &job_revert.sha,
+            reason: &job_revert.reason,
+            author: &author,
+            creds: creds.as_ref(),
+        };
+        revert_and_push(&work_dir, &job, PUSH_ATTEMPTS)
+    })
+    .await
+    .map_err(|e| ReconcileError::Task(e.to_string()))?;
+
+    match outcome {
+        Ok(RevertOutcome::Pushed { revert_commit }) => {
+            count(ctx, "pushed");
+            mark_pushed(ctx, rollout, app, revert, &revert_commit).await
+        }
+        Ok(RevertOutcome::AlreadyReverted { revert_commit }) => {
+            count(ctx, "already");
+            mark_pushed(ctx, rollout, app, revert, &revert_commit).await
+        }
+        Ok(RevertOutcome::Conflict { paths }) => {
+            count(ctx, "conflict");
+            let message = format!(
+                "the revert of {} conflicts with later commits in {}; nothing was pushed and traffic stays on the stable revision: revert it by hand",
+                revert.sha,
+                paths.join(", ")
+            );
+            record_failure(ctx, rollout, Some(app), &revert.sha, &message).await
+        }
+        Err(e @ (RevertError::NotOnBranch { .. } | RevertError::Rejected { .. })) => {
+            count(ctx, "failed");
+            record_failure(ctx, rollout, Some(app), &revert.sha, &e.to_string()).await
+        }
+        // Network or server trouble: stays Pending and is retried.
+        Err(source) => Err(ReconcileError::Git {
+            sha: revert.sha.clone(),
+            source,
+        }),
+    }
+}
+
+fn count(ctx: &Context, result: &str) {
+    ctx.reverts
+        .get_or_create(&ResultLabel {
+            result: result.to_string(),
+        })
+        .inc();
+}
+
+/// A stable key of the URL for the work repository's directory name.
+fn url_key(url: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut hasher);
+    hasher.finish()
+}
+
+async fn repository_secrets(
+    ctx: &Context,
+    app: &Application,
+) -> Result<Vec<Secret>, ReconcileError> {
+    let mut namespaces = vec![app.namespace().unwrap_or_default()];
+    namespaces.extend(ctx.settings.credentials_namespace.clone());
+    namespaces.dedup();
+    let mut secrets = Vec::new();
+    for ns in namespaces {
+        let list = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default().labels(REPOSITORY_SECRET_LABEL))
+            .await
+            .map_err(kube_err(format!("listing repository Secrets in {ns}")))?;
+        secrets.extend(list.items);
+    }
+    Ok(secrets)
+}
+
+async fn set_rollout_revert(
+    ctx: &Context,
+    rollout: &Rollout,
+    revert: &RevertStatus,
+) -> Result<(), ReconcileError> {
+    if rollout.status.as_ref().and_then(|s| s.revert.as_ref()) == Some(revert) {
+        return Ok(());
+    }
+    let api: Api<Rollout> =
+        Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    api.patch_status(
+        &rollout.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"revert": revert}})),
+    )
+    .await
+    .map(drop)
+    .map_err(kube_err(format!(
+        "recording the revert on Rollout {}",
+        rollout.name_any()
+    )))
+}
+
+/// Applies `edit` to the Application's status fields of the revert loop (`revert`,
+/// `quarantinedRevisions`, its `RevertFailed` condition), with optimistic concurrency.
+async fn edit_app_status(
+    ctx: &Context,
+    app: &Application,
+    edit: impl Fn(&mut crate::api::application::ApplicationStatus),
+) -> Result<(), ReconcileError> {
+    let ns = app.namespace().unwrap_or_default();
+    let name = app.name_any();
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut current = app.clone();
+    for _ in 0..3 {
+        let before = current.status.clone().unwrap_or_default();
+        let mut after = before.clone();
+        edit(&mut after);
+        if after == before {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": current.resource_version()},
+            "status": {
+                "revert": after.revert,
+                "quarantinedRevisions": after.quarantined_revisions,
+                "conditions": after.conditions,
+            }
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                current = api
+                    .get(&name)
+                    .await
+                    .map_err(kube_err(format!("reading Application {ns}/{name}")))?;
+            }
+            Err(source) => {
+                return Err(ReconcileError::Kube {
+                    what: format!("recording the revert on Application {ns}/{name}"),
+                    source,
+                });
+            }
+        }
+    }
+    Err(ReconcileError::Task(format!(
+        "Application {ns}/{name} kept changing while the revert was recorded"
+    )))
+}
+
+async fn quarantine(
+    ctx: &Context,
+    app: &Application,
+    revert: &Revert,
+) -> Result<(), ReconcileError> {
+    let now = Time(Timestamp::now());
+    edit_app_status(ctx, app, |status| {
+        if !status.is_quarantined(&revert.sha) {
+            status.quarantined_revisions.push(revert.sha.clone());
+        }
+        let same = status.revert.as_ref().is_some_and(|r| r.sha == revert.sha);
+        if !same {
+            status.revert = Some(AppRevertStatus {
+                sha: revert.sha.clone(),
+                revert_commit: None,
+                phase: AppRevertPhase::Pending,
+                message: None,
+                rollout: Some(revert.reason.rollout.clone()),
+                analysis_run: revert.reason.analysis_run.clone(),
+                started_at: Some(now.clone()),
+            });
+        }
+    })
+    .await
+}
+
+async fn mark_pushed(
+    ctx: &Context,
+    rollout: &Rollout,
+    app: &Application,
+    revert: &Revert,
+    revert_commit: &str,
+) -> Result<(), ReconcileError> {
+    edit_app_status(ctx, app, |status| {
+        if let Some(r) = status.revert.as_mut().filter(|r| r.sha == revert.sha) {
+            r.phase = AppRevertPhase::Pushed;
+            r.revert_commit = Some(revert_commit.to_string());
+            r.message = Some(format!("revert commit {revert_commit} pushed"));
+        }
+    })
+    .await?;
+    set_rollout_revert(
+        ctx,
+        rollout,
+        &RevertStatus {
+            sha: revert.sha.clone(),
+            revert_commit: Some(revert_commit.to_string()),
+            phase: RevertPhase::Pushed,
+            message: None,
+        },
+    )
+    .await?;
+    // A hard refresh fetches at once: the Application syncs the revert without waiting for a poll.
+    Api::<Application>::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default())
+        .patch(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/refresh": "hard"}}})),
+        )
+        .await
+        .map_err(kube_err(format!(
+            "asking Application {} to refresh",
+            app.name_any()
+        )))?;
+    publish(
+        ctx,
+        rollout,
+        EventType::Normal,
+        "GitRevertPushed",
+        format!("Reverted {} in Git with {revert_commit}", revert.sha),
+    )
+    .await;
+    Ok(())
+}
+
+async fn mark_synced(
+    ctx: &Context,
+    rollout: &Rollout,
+    app: Option<&Application>,
+    sha: &str,
+    revert_commit: &str,
+) -> Result<(), ReconcileError> {
+    if let Some(app) = app {
+        edit_app_status(ctx, app, |status| {
+            if let Some(r) = status.revert.as_mut().filter(|r| r.sha == sha) {
+                r.phase = AppRevertPhase::Completed;
+            }
+        })
+        .await?;
+    }
+    set_rollout_revert(
+        ctx,
+        rollout,
+        &RevertStatus {
+            sha: sha.to_string(),
+            revert_commit: Some(revert_commit.to_string()),
+            phase: RevertPhase::Synced,
+            message: None,
+        },
+    )
+    .await?;
+    publish(
+        ctx,
+        rollout,
+        EventType::Normal,
+        "GitRevertSynced",
+        format!("The revert {revert_commit} of {sha} is synced"),
+    )
+    .await;
+    Ok(())
+}
+
+async fn record_failure(
+    ctx: &Context,
+    rollout: &Rollout,
+    app: Option<&Application>,
+    sha: &str,
+    message: &str,
+) -> Result<(), ReconcileError> {
+    tracing::warn!(namespace = rollout.namespace().unwrap_or_default(), rollout = %rollout.name_any(), sha, message, "revert failed");
+    if let Some(app) = app {
+        let now = Time(Timestamp::now());
+        edit_app_status(ctx, app, |status| {
+            if let Some(r) = status.revert.as_mut().filter(|r| r.sha == sha) {
+                r.phase = AppRevertPhase::Failed;
+                r.message = Some(message.to_string());
+            }
+            let condition = Condition {
+                type_: REVERT_FAILED.to_string(),
+                status: Some("True".to_string()),
+                reason: Some(REVERT_FAILED.to_string()),
+                message: Some(message.to_string()),
+                last_transition_time: Some(now.clone()),
+                ..Default::default()
+            };
+            match status
+                .conditions
+                .iter_mut()
+                .find(|c| c.type_ == REVERT_FAILED)
+            {
+                Some(c) if c.message == condition.message => {}
+                Some(c) => *c = condition,
+                None => status.conditions.push(condition),
+            }
+        })
+        .await?;
+    }
+    set_rollout_revert(
+        ctx,
+        rollout,
+        &RevertStatus {
+            sha: sha.to_string(),
+            revert_commit: None,
+            phase: RevertPhase::Failed,
+            message: Some(message.to_string()),
+        },
+    )
+    .await?;
+    publish(
+        ctx,
+        rollout,
+        EventType::Warning,
+        REVERT_FAILED,
+        message.to_string(),
+    )
+    .await;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "GitRevert".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        tracing::debug!(error = %e, "revert event not recorded");
+    }
+}

@@ -1,0 +1,63 @@
+//! `kubectl sluice lint`: problems reported at their lines, and no false alarms on valid manifests.
+
+use pretty_assertions::assert_eq;
+use sluice::plugin::lint::lint;
+
+const INVALID: &str = include_str!("fixtures/plugin/lint-invalid.yaml");
+
+#[test]
+fn every_mistake_is_reported_at_its_line() {
+    let report = lint(INVALID);
+    assert_eq!(
+        report.render("lint-invalid.yaml"),
+        r#"lint-invalid.yaml:9: Rollout "web": apiVersion is argoproj.io/v1alpha1: change it to sluice.dev/v1alpha1
+lint-invalid.yaml:26: Rollout "web": spec.template.spec.containers[web].resources.requests.memory: invalid quantity "lots"
+lint-invalid.yaml:31: Rollout "web": spec.strategy.canary.steps[1].setWieght: unknown field
+lint-invalid.yaml:31: Rollout "web": spec.strategy.canary.steps[1]: a step sets exactly one of setWeight, pause, setCanaryScale and analysis
+lint-invalid.yaml:43: AnalysisTemplate "success-rate": spec.metrics[0].interval: invalid duration "5x" (expected e.g. 30s, 5m, 1h)
+lint-invalid.yaml:44: AnalysisTemplate "success-rate": spec.metrics[0].successCondition: "result[0] >=" is not a valid expression (column 13: expected conditional_if, negation_op, sign_op, value, array, map, or ident)
+lint-invalid.yaml:47: AnalysisTemplate "success-rate": spec.metrics[0].provider.prometheus.query: {{args.namespace}} is not declared in spec.args
+lint-invalid.yaml:48: AnalysisTemplate "success-rate": spec.metrics[1]: metric name "success-rate" is used twice
+lint-invalid.yaml:50: AnalysisTemplate "success-rate": spec.metrics[1].provider: set one provider: prometheus or scrape
+lint-invalid.yaml:57: Rollout "typed": spec.replicas: invalid i32
+lint-invalid.yaml: 3 objects checked, 10 problems
+"#
+    );
+}
+
+#[test]
+fn valid_fixtures_have_no_findings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let files = [
+        "rollout/canary-replicas.yaml",
+        "rollout/canary-gatewayapi.yaml",
+        "rollout/canary-nginx.yaml",
+        "rollout/bluegreen-analysis.yaml",
+        "rollout/workloadref.yaml",
+        "rollout/canary-status.yaml",
+        "analysis/success-rate-template.yaml",
+        "analysis/error-rate-cluster-template.yaml",
+        "plugin/canary-paused.yaml",
+    ];
+    for file in files {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let report = lint(&text);
+        assert_eq!(report.findings, vec![], "{file}");
+        assert!(report.checked >= 1, "{file}: nothing checked");
+    }
+}
+
+#[test]
+fn a_yaml_syntax_error_is_reported_at_its_line() {
+    let text = "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: web\n spec: [\n";
+    let report = lint(text);
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    let finding = &report.findings[0];
+    assert!(
+        (4..=5).contains(&finding.line),
+        "line {} for {}",
+        finding.line,
+        finding.message
+    );
+    assert_eq!(finding.object, "document 1");
+}

@@ -1,0 +1,267 @@
+//! The loop (SCENARIOS L1, L2, L6) on the local cluster: an Application syncs a canary Rollout from
+//! the local git server; a `:bad` commit fails its analysis on real Prometheus data; traffic returns
+//! to stable, the commit is reverted in Git by the controller, the Application syncs the revert and
+//! everything is Healthy again; a good commit afterwards rolls out normally.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
+use sluice::api::rollout::{RevertPhase, Rollout, RolloutPhase};
+
+use common::gitops::{GitRepo, GitopsHarness, TIMEOUT};
+use common::rollouts::{WeightZeroWatch, current_hash, observed_current, phase};
+use common::wait_for;
+
+const APP: &str = "demo";
+
+fn manifest(value: Value) -> String {
+    value.to_string()
+}
+
+/// The app's files: the two Services, the HTTPRoute, the success-rate template (measured every 2 s
+/// after 4 s, twice) and the Rollout running `image`.
+fn app_files(ns: &str, image: &str) -> Vec<(String, String)> {
+    let service = |name: &str| {
+        manifest(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        )
+    };
+    let route = manifest(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [
+            {"name": "web-stable", "port": 80, "weight": 100},
+            {"name": "web-canary", "port": 80, "weight": 0}
+        ]}]}
+    }));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/analysis-templates/success-rate.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read the success-rate template");
+    let mut template: Value = serde_saphyr::from_str(&text).expect("parse the template");
+    let metric = &mut template["spec"]["metrics"][0];
+    metric["interval"] = json!("2s");
+    metric["initialDelay"] = json!("4s");
+    metric["count"] = json!(2);
+    let rollout = manifest(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": image}]}},
+            "strategy": {"canary": {
+                "stableService": "web-stable", "canaryService": "web-canary",
+                "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
+                "steps": [
+                    {"setWeight": 20},
+                    {"analysis": {"templates": [{"templateName": "success-rate"}], "args": [
+                        {"name": "namespace", "value": ns},
+                        {"name": "rollout", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "revision", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                        {"name": "window", "value": "10s"}
+                    ]}}
+                ]
+            }}
+        }
+    }));
+    vec![
+        ("app/stable-service.yaml".into(), service("web-stable")),
+        ("app/canary-service.yaml".into(), service("web-canary")),
+        ("app/route.yaml".into(), route),
+        ("app/template.yaml".into(), manifest(template)),
+        ("app/rollout.yaml".into(), rollout),
+    ]
+}
+
+fn commit(repo: &GitRepo, message: &str, files: &[(String, String)]) -> String {
+    let changes: Vec<(&str, Option<&str>)> = files
+        .iter()
+        .map(|(path, content)| (path.as_str(), Some(content.as_str())))
+        .collect();
+    repo.commit(message, &changes)
+}
+
+/// The bare repository behind `repo`'s URL, for `git log`.
+fn git_dir(h: &GitopsHarness, repo: &GitRepo) -> PathBuf {
+    let name = repo.url.rsplit('/').next().expect("repository name");
+    PathBuf::from(h.env.get("GIT_ROOT")).join(name)
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg(format!("--git-dir={}", dir.display()))
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn wait_rollout(h: &GitopsHarness, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
+    let api: Api<Rollout> = Api::namespaced(h.client.clone(), &h.ns.name);
+    wait_for(what, TIMEOUT, || async {
+        let r = api.get_opt("web").await.ok()??;
+        check(&r).then_some(r)
+    })
+    .await
+}
+
+fn healthy(r: &Rollout) -> bool {
+    observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
+}
+
+fn stable_rs(r: &Rollout) -> Option<String> {
+    r.status.as_ref()?.stable_rs.clone()
+}
+
+fn revert_phase(r: &Rollout) -> Option<RevertPhase> {
+    Some(r.status.as_ref()?.revert.as_ref()?.phase)
+}
+
+#[tokio::test]
+async fn l1_a_failed_canary_is_rolled_back_and_its_commit_reverted_in_git() {
+    let h = GitopsHarness::start("loop", "2s").await;
+    let repo = GitRepo::create(&h.env, "loop");
+    let ns = h.ns.name.clone();
+    let v1 = commit(&repo, "web v1", &app_files(&ns, "example/web:1.0"));
+    h.create_app(
+        APP,
+        &repo,
+        "app",
+        json!({"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}),
+    )
+    .await;
+    h.wait_synced(APP, &v1).await;
+    let blue = stable_rs(&wait_rollout(&h, "v1 Healthy", healthy).await).expect("stable");
+
+    // The bad release: the analysis fails at 20 %, traffic goes back at once, the commit is reverted.
+    let routes = WeightZeroWatch::start_in(&h.client, &ns);
+    let bad = commit(
+        &repo,
+        "web: release bad",
+        &app_files(&ns, "example/web:bad"),
+    );
+    let aborted = wait_rollout(&h, "the bad canary aborted", |r| {
+        r.status.as_ref().is_some_and(|s| s.abort == Some(true))
+    })
+    .await;
+    let record = aborted
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.revisions
+                .iter()
+                .find(|r| Some(&r.pod_template_hash) == s.current_pod_hash.as_ref())
+        })
+        .cloned()
+        .expect("the bad revision's record");
+    assert_eq!(record.git_revision.as_deref(), Some(bad.as_str()));
+    assert_eq!(record.application, Some(format!("{ns}/{APP}")));
+    let zero_at = routes.first_zero_after_canary_traffic().await;
+    let runs: Api<AnalysisRun> = Api::namespaced(h.client.clone(), &ns);
+    let failed_run = runs
+        .list(&ListParams::default().labels("sluice.dev/analysis-type=step"))
+        .await
+        .expect("list runs")
+        .items
+        .into_iter()
+        .find(|r| r.status.as_ref().and_then(|s| s.phase) == Some(AnalysisPhase::Failed))
+        .expect("a failed step run");
+    let failed_at = failed_run
+        .status
+        .as_ref()
+        .and_then(|s| s.metric_results.first())
+        .and_then(|m| {
+            m.measurements
+                .iter()
+                .find(|x| x.phase == AnalysisPhase::Failed)
+        })
+        .and_then(|m| m.finished_at.as_ref())
+        .map(|t| t.0)
+        .expect("the failing measurement's time");
+
+    let pushed = wait_rollout(&h, "the revert pushed", |r| {
+        matches!(
+            revert_phase(r),
+            Some(RevertPhase::Pushed | RevertPhase::Synced)
+        )
+    })
+    .await;
+    let pushed_at = jiff::Timestamp::now();
+    let revert_commit = pushed
+        .status
+        .as_ref()
+        .and_then(|s| s.revert.as_ref())
+        .and_then(|r| r.revert_commit.clone())
+        .expect("the revert commit");
+    let dir = git_dir(&h, &repo);
+    assert_eq!(git(&dir, &["rev-parse", "main"]), revert_commit);
+    assert_eq!(git(&dir, &["rev-parse", "main^"]), bad);
+    let message = git(&dir, &["log", "-1", "--format=%B", "main"]);
+    let run_name = failed_run.metadata.name.clone().unwrap_or_default();
+    for expected in [
+        format!("Sluice-Reverts: {bad}"),
+        format!("Sluice-Rollout: {ns}/web"),
+        format!("AnalysisRun {run_name} failed"),
+        "success-rate".to_string(),
+    ] {
+        assert!(message.contains(&expected), "{expected:?} in:\n{message}");
+    }
+    assert_eq!(
+        git(&dir, &["log", "-1", "--format=%an <%ae>", "main"]),
+        "Sluice <sluice@localhost>"
+    );
+    assert_eq!(
+        git(&dir, &["show", "main:app/rollout.yaml"]),
+        app_files(&ns, "example/web:1.0")[4].1
+    );
+
+    // L2 + L1 end: the quarantine holds the bad commit; the revert syncs; all Healthy on stable.
+    let app = h.wait_synced(APP, &revert_commit).await;
+    let synced_at = jiff::Timestamp::now();
+    let status = app.status.expect("status");
+    assert!(
+        status.is_quarantined(&bad),
+        "{:?}",
+        status.quarantined_revisions
+    );
+    let done = wait_rollout(&h, "Healthy on the stable revision, revert Synced", |r| {
+        healthy(r) && revert_phase(r) == Some(RevertPhase::Synced)
+    })
+    .await;
+    assert_eq!(stable_rs(&done).as_deref(), Some(blue.as_str()));
+    assert_eq!(current_hash(&done), blue);
+    println!(
+        "figure: failing measurement -> route weight 0: {} ms; -> revert pushed (seen): {} ms; -> Application Synced+Healthy at the revert (seen): {} ms",
+        zero_at.duration_since(failed_at).as_millis(),
+        pushed_at.duration_since(failed_at).as_millis(),
+        synced_at.duration_since(failed_at).as_millis(),
+    );
+    let start = Instant::now();
+
+    // L6: a good commit afterwards rolls out and is promoted.
+    let v2 = commit(&repo, "web v2", &app_files(&ns, "example/web:2.0"));
+    h.wait_synced(APP, &v2).await;
+    let promoted = wait_rollout(&h, "v2 promoted", |r| {
+        healthy(r) && stable_rs(r).is_some_and(|s| s != blue)
+    })
+    .await;
+    assert_eq!(stable_rs(&promoted), Some(current_hash(&promoted)));
+    println!(
+        "v2 promoted {} ms after its commit",
+        start.elapsed().as_millis()
+    );
+}
