@@ -28,7 +28,7 @@ crds:
 
 ## demo: the main job on the local cluster.
 demo:
-	@echo "make demo: not yet available — it arrives with the Git-revert loop (see the issues)."
+	scripts/demo
 
 ## bench: performance figures, printed (release build, in its own target dir so that it never waits
 ## for the test builds' lock).
