@@ -28,6 +28,12 @@ fn manifest(value: Value) -> String {
 /// The app's files: the two Services, the HTTPRoute, the success-rate template (measured every 2 s
 /// after 4 s, twice) and the Rollout running `image`.
 fn app_files(ns: &str, image: &str) -> Vec<(String, String)> {
+    app_files_labelled(ns, image, json!({}))
+}
+
+/// As [`app_files`], with `labels` on the Rollout's metadata (not its pod template, so no new
+/// revision; but the same line of `app/rollout.yaml`, which is one JSON line).
+fn app_files_labelled(ns: &str, image: &str, labels: Value) -> Vec<(String, String)> {
     let service = |name: &str| {
         manifest(
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
@@ -52,7 +58,8 @@ fn app_files(ns: &str, image: &str) -> Vec<(String, String)> {
     metric["initialDelay"] = json!("4s");
     metric["count"] = json!(2);
     let rollout = manifest(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "labels": labels},
         "spec": {
             "replicas": 4,
             "selector": {"matchLabels": {"app": "web"}},
@@ -129,6 +136,46 @@ fn stable_rs(r: &Rollout) -> Option<String> {
 
 fn revert_phase(r: &Rollout) -> Option<RevertPhase> {
     Some(r.status.as_ref()?.revert.as_ref()?.phase)
+}
+
+/// An Application syncing the demo app at 1.0, Healthy; returns the repo and the stable hash.
+async fn app_at_v1(h: &GitopsHarness, prefix: &str) -> (GitRepo, String) {
+    let repo = GitRepo::create(&h.env, prefix);
+    let v1 = commit(&repo, "web v1", &app_files(&h.ns.name, "example/web:1.0"));
+    h.create_app(
+        APP,
+        &repo,
+        "app",
+        json!({"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}),
+    )
+    .await;
+    h.wait_synced(APP, &v1).await;
+    let blue = stable_rs(&wait_rollout(h, "v1 Healthy", healthy).await).expect("stable");
+    (repo, blue)
+}
+
+/// Waits until the Application is Synced at `sha`, whatever its health (a canary is Progressing).
+async fn synced_at(h: &GitopsHarness, sha: &str) {
+    h.wait_app(APP, &format!("Synced at {sha}"), |a| {
+        common::gitops::sync_status(a) == sluice::api::application::SyncStatusCode::Synced
+            && common::gitops::revision(a).as_deref() == Some(sha)
+    })
+    .await;
+}
+
+/// Commits whose message carries `Sluice-Reverts: <sha>` on main.
+fn reverts_of(dir: &Path, sha: &str) -> usize {
+    git(
+        dir,
+        &[
+            "log",
+            "--format=%H",
+            &format!("--grep=Sluice-Reverts: {sha}"),
+            "main",
+        ],
+    )
+    .lines()
+    .count()
 }
 
 #[tokio::test]
@@ -264,4 +311,119 @@ async fn l1_a_failed_canary_is_rolled_back_and_its_commit_reverted_in_git() {
         "v2 promoted {} ms after its commit",
         start.elapsed().as_millis()
     );
+}
+
+/// L3: someone changes the same line after the bad commit: the revert conflicts, nothing is pushed,
+/// the Application and the Rollout say why (naming the file), traffic stays on stable.
+#[tokio::test]
+async fn l3_a_conflicting_later_commit_pushes_nothing_and_says_why() {
+    let h = GitopsHarness::start("loop-conflict", "2s").await;
+    let (repo, _) = app_at_v1(&h, "loop-conflict").await;
+    let ns = h.ns.name.clone();
+    let dir = git_dir(&h, &repo);
+    let bad = commit(&repo, "web bad", &app_files(&ns, "example/web:bad"));
+    synced_at(&h, &bad).await;
+    // Before the analysis fails (it measures after 4 s), a person labels the Rollout: the same
+    // line of app/rollout.yaml, no new revision.
+    let later = commit(
+        &repo,
+        "label the rollout",
+        &app_files_labelled(&ns, "example/web:bad", json!({"team": "shop"})),
+    );
+    synced_at(&h, &later).await;
+    let r = wait_rollout(&h, "the revert refused", |r| {
+        revert_phase(r) == Some(RevertPhase::Failed)
+    })
+    .await;
+    assert!(r.status.as_ref().is_some_and(|s| s.abort == Some(true)));
+    assert_eq!(git(&dir, &["rev-parse", "main"]), later, "nothing pushed");
+    assert_eq!(reverts_of(&dir, &bad), 0);
+    let message = r
+        .status
+        .as_ref()
+        .and_then(|s| s.revert.as_ref())
+        .and_then(|v| v.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("app/rollout.yaml"), "{message}");
+    let app = h
+        .wait_app(APP, "RevertFailed", |a| {
+            common::gitops::condition(a, "RevertFailed").is_some()
+        })
+        .await;
+    let condition = common::gitops::condition(&app, "RevertFailed").unwrap_or_default();
+    assert!(condition.contains("app/rollout.yaml"), "{condition}");
+    assert_eq!(
+        h_route_weights(&h).await,
+        (100, 0),
+        "traffic stays on stable"
+    );
+}
+
+/// L4: the server refuses the first push (a pre-receive hook): the push is retried and lands once.
+#[tokio::test]
+async fn l4_a_refused_push_is_retried_and_lands_exactly_once() {
+    let h = GitopsHarness::start("loop-refuse", "2s").await;
+    let (repo, blue) = app_at_v1(&h, "loop-refuse").await;
+    let dir = git_dir(&h, &repo);
+    let marker = dir.join("refused-once");
+    let hook = dir.join("hooks").join("pre-receive");
+    std::fs::create_dir_all(dir.join("hooks")).expect("hooks dir");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nif [ ! -f '{m}' ]; then touch '{m}'; echo 'busy: try again' >&2; exit 1; fi\nexit 0\n",
+            m = marker.display()
+        ),
+    )
+    .expect("write hook");
+    Command::new("chmod")
+        .args(["+x"])
+        .arg(&hook)
+        .status()
+        .expect("chmod");
+    let bad = commit(&repo, "web bad", &app_files(&h.ns.name, "example/web:bad"));
+    let r = wait_rollout(&h, "the revert synced", |r| {
+        healthy(r) && revert_phase(r) == Some(RevertPhase::Synced)
+    })
+    .await;
+    assert!(marker.exists(), "the hook refused a first push");
+    assert_eq!(reverts_of(&dir, &bad), 1);
+    assert_eq!(stable_rs(&r).as_deref(), Some(blue.as_str()));
+}
+
+/// L4, R10: the controller is killed right after the revert reached the server; the new one finds
+/// it by its trailer: one revert commit, and the loop completes.
+#[tokio::test]
+async fn l4_a_controller_killed_after_pushing_makes_no_second_revert() {
+    let mut h = GitopsHarness::start("loop-kill", "2s").await;
+    let (repo, blue) = app_at_v1(&h, "loop-kill").await;
+    let dir = git_dir(&h, &repo);
+    let bad = commit(&repo, "web bad", &app_files(&h.ns.name, "example/web:bad"));
+    wait_for("the revert on the server", TIMEOUT, || async {
+        (reverts_of(&dir, &bad) == 1).then_some(())
+    })
+    .await;
+    h.controller.signal("KILL");
+    let cache = tempfile::tempdir().expect("cache");
+    let (controller, _) = common::gitops::start_controller(&h.env, &h.ns.name, "2s", cache.path());
+    h.controller = controller;
+    let r = wait_rollout(&h, "the revert synced after the restart", |r| {
+        healthy(r) && revert_phase(r) == Some(RevertPhase::Synced)
+    })
+    .await;
+    assert_eq!(reverts_of(&dir, &bad), 1, "exactly one revert commit");
+    assert_eq!(stable_rs(&r).as_deref(), Some(blue.as_str()));
+}
+
+async fn h_route_weights(h: &GitopsHarness) -> (i64, i64) {
+    let route = common::rollouts::routes(&h.client, &h.ns.name)
+        .get("web")
+        .await
+        .expect("route");
+    let weight = |i: usize| {
+        route.data["spec"]["rules"][0]["backendRefs"][i]["weight"]
+            .as_i64()
+            .unwrap_or(-1)
+    };
+    (weight(0), weight(1))
 }

@@ -240,16 +240,23 @@ impl Actor<'_> {
             )))
     }
 
-    /// Only the hash key of the selector is ours: the selector is a map, so the keys Git declares
-    /// stay owned by the GitOps field manager.
+    /// A Service's `spec.selector` is an atomic map: an apply replaces it whole. So the live
+    /// selector is written back with the hash key set, keeping the keys Git declares (the GitOps
+    /// apply carries the hash over in turn, SCENARIOS G15).
     async fn set_service_selector(&self, service: &str, hash: &str) -> Result<(), ActError> {
+        let api = Api::<Service>::namespaced(self.client.clone(), &self.namespace());
+        let live = api
+            .get(service)
+            .await
+            .map_err(Self::kube_err(format!("reading Service {service}")))?;
+        let mut selector = live.spec.and_then(|s| s.selector).unwrap_or_default();
+        selector.insert(POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
         let body = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": service},
-            "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}}
+            "spec": {"selector": selector}
         });
-        Api::<Service>::namespaced(self.client.clone(), &self.namespace())
-            .patch(service, &Self::apply_params(), &Patch::Apply(body))
+        api.patch(service, &Self::apply_params(), &Patch::Apply(body))
             .await
             .map(drop)
             .map_err(Self::kube_err(format!(
