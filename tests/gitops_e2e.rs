@@ -126,6 +126,26 @@ async fn g1_g6_directory_kustomize_and_helm_applications_sync_and_become_healthy
     let history = &plain.status.as_ref().unwrap().history;
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].revision, sha);
+
+    // Metrics: one info sample per Application with its statuses, and the syncs counted.
+    let info = h
+        .controller
+        .metric_with(
+            "sluice_application_info",
+            &[
+                ("namespace", h.ns.name.as_str()),
+                ("name", "charted"),
+                ("sync_status", "Synced"),
+                ("health_status", "Healthy"),
+            ],
+        )
+        .await;
+    assert_eq!(info, Some(1.0));
+    let syncs = h
+        .controller
+        .metric_with("sluice_application_sync_total", &[("phase", "Succeeded")])
+        .await;
+    assert!(syncs.is_some_and(|n| n >= 3.0), "{syncs:?}");
     h.ns.delete().await;
 }
 
@@ -756,6 +776,10 @@ async fn g15_syncs_keep_the_weights_and_selectors_the_rollout_engine_set() {
         sync_status(a) == SyncStatusCode::Synced && revision(a).as_deref() == Some(third.as_str())
     })
     .await;
+    // No fight with the engine: the last sync was the commit's, not a self-heal.
+    let app = h.apps().get("web").await.expect("application");
+    let state = app.status.unwrap().operation_state.unwrap();
+    assert_eq!(state.operation.sync.unwrap().auto_heal_attempts_count, 0);
     let route = routes.get("web").await.expect("route");
     assert_eq!(
         route
@@ -767,5 +791,97 @@ async fn g15_syncs_keep_the_weights_and_selectors_the_rollout_engine_set() {
     );
     assert_eq!(weights().await, Some((80, 20)));
     assert_eq!(selector_hash("web-canary").await, Some(canary_hash));
+    h.ns.delete().await;
+}
+
+#[tokio::test]
+async fn g7_a_later_wave_waits_until_the_earlier_one_is_healthy() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use kube::api::{DeleteParams, PostParams};
+
+    let h = GitopsHarness::start("go-wave", "60s").await;
+    let repo = GitRepo::create(&h.env, "wave");
+    let pv_name = format!("{}-data", h.ns.name);
+    // Wave -1: a claim only a volume created by hand can bind (no provisioner); wave 1: a ConfigMap.
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "annotations": {"argocd.argoproj.io/sync-wave": "-1"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv_name,
+                 "resources": {"requests": {"storage": "1Mi"}}}});
+    let mut late: Value = serde_json::from_str(&config_map("late", "1")).unwrap();
+    late["metadata"]["annotations"] = json!({"sluice.dev/sync-wave": "1"});
+    let sha = repo.commit(
+        "waves",
+        &[
+            ("app/claim.yaml", Some(&claim.to_string())),
+            ("app/late.yaml", Some(&late.to_string())),
+        ],
+    );
+    h.create_app("wave", &repo, "app", automated(json!({})))
+        .await;
+
+    // The claim is applied and stays Pending; the sync records that it waits for it, and the
+    // ConfigMap of the next wave is not applied meanwhile.
+    let waiting = h
+        .wait_app("wave", "waiting for wave -1", |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.operation_state.as_ref())
+                .is_some_and(|o| {
+                    o.phase == OperationPhase::Running
+                        && o.message.as_deref().is_some_and(|m| {
+                            m.starts_with("waiting for sync wave -1 to be healthy")
+                        })
+                })
+        })
+        .await;
+    let message = waiting
+        .status
+        .unwrap()
+        .operation_state
+        .unwrap()
+        .message
+        .unwrap();
+    assert!(message.contains("PersistentVolumeClaim"), "{message}");
+    assert_eq!(h.config_value("late").await, None);
+
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "", "hostPath": {"path": "/tmp/sluice-e2e"},
+                 "claimRef": {"namespace": h.ns.name, "name": "data"}}
+    }))
+    .unwrap();
+    let volumes: kube::Api<PersistentVolume> = kube::Api::all(h.client.clone());
+    volumes
+        .create(&PostParams::default(), &volume)
+        .await
+        .expect("create volume");
+    h.wait_config("late", Some("1")).await;
+    let app = h
+        .wait_app("wave", "Synced at the commit", |a| {
+            sync_status(a) == SyncStatusCode::Synced && revision(a).as_deref() == Some(sha.as_str())
+        })
+        .await;
+    let claims: kube::Api<PersistentVolumeClaim> =
+        kube::Api::namespaced(h.client.clone(), &h.ns.name);
+    let phase = claims
+        .get("data")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.phase);
+    assert_eq!(phase.as_deref(), Some("Bound"));
+    let waves: Vec<(String, i64)> = app
+        .status
+        .unwrap()
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.sync_wave))
+        .collect();
+    assert_eq!(waves, [("data".to_string(), -1), ("late".to_string(), 1)]);
+    volumes
+        .delete(&pv_name, &DeleteParams::default())
+        .await
+        .expect("delete volume");
     h.ns.delete().await;
 }

@@ -26,18 +26,22 @@ lint-invalid.yaml: 3 objects checked, 10 problems
 }
 
 #[test]
-fn valid_fixtures_have_no_findings() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+fn valid_fixtures_and_shipped_templates_have_no_findings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let files = [
-        "rollout/canary-replicas.yaml",
-        "rollout/canary-gatewayapi.yaml",
-        "rollout/canary-nginx.yaml",
-        "rollout/bluegreen-analysis.yaml",
-        "rollout/workloadref.yaml",
-        "rollout/canary-status.yaml",
-        "analysis/success-rate-template.yaml",
-        "analysis/error-rate-cluster-template.yaml",
-        "plugin/canary-paused.yaml",
+        "tests/fixtures/rollout/canary-replicas.yaml",
+        "tests/fixtures/rollout/canary-gatewayapi.yaml",
+        "tests/fixtures/rollout/canary-nginx.yaml",
+        "tests/fixtures/rollout/bluegreen-analysis.yaml",
+        "tests/fixtures/rollout/workloadref.yaml",
+        "tests/fixtures/rollout/canary-status.yaml",
+        "tests/fixtures/analysis/success-rate-template.yaml",
+        "tests/fixtures/analysis/error-rate-cluster-template.yaml",
+        "tests/fixtures/plugin/canary-paused.yaml",
+        "analysis-templates/success-rate.yaml",
+        "analysis-templates/error-rate.yaml",
+        "analysis-templates/latency-p95.yaml",
+        "analysis-templates/latency-p99.yaml",
     ];
     for file in files {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();

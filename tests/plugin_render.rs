@@ -271,3 +271,30 @@ in the cluster, no longer in Git (requires pruning)
         });
     assert_eq!(render_diff(&synced), None);
 }
+
+#[test]
+fn a_replica_set_kept_for_its_scale_down_delay_shows_the_time_left() {
+    let mut objects = objects(CANARY_PAUSED);
+    let stable = objects
+        .replica_sets
+        .iter_mut()
+        .find(|rs| rs.metadata.name.as_deref() == Some("web-6c5b7d9f8"))
+        .unwrap();
+    stable.metadata.annotations.get_or_insert_default().insert(
+        "rollout.sluice.dev/scale-down-deadline".to_string(),
+        "2025-03-01T10:05:25Z".to_string(),
+    );
+    let text = render_rollout(&rollout_info(&objects), now(), Style::PLAIN);
+    let line = text
+        .lines()
+        .find(|l| l.contains("⧉ web-6c5b7d9f8"))
+        .unwrap();
+    assert!(line.ends_with("ready:3/3,delay:25s"), "{line}");
+    let later: Timestamp = "2025-03-01T10:06:00Z".parse().unwrap();
+    let text = render_rollout(&rollout_info(&objects), later, Style::PLAIN);
+    let line = text
+        .lines()
+        .find(|l| l.contains("⧉ web-6c5b7d9f8"))
+        .unwrap();
+    assert!(line.ends_with("ready:3/3"), "past the deadline: {line}");
+}

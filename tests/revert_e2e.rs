@@ -427,3 +427,64 @@ async fn h_route_weights(h: &GitopsHarness) -> (i64, i64) {
     };
     (weight(0), weight(1))
 }
+
+/// L5: a manual abort leaves Git alone; `kubectl sluice abort --revert` asks for the revert, which
+/// is pushed and synced like an automatic one.
+#[tokio::test]
+async fn l5_a_manual_abort_reverts_only_when_asked() {
+    let h = GitopsHarness::start("loop-manual", "2s").await;
+    let (repo, blue) = app_at_v1(&h, "loop-manual").await;
+    let dir = git_dir(&h, &repo);
+    let ns = h.ns.name.clone();
+    // A good release, aborted by hand while its analysis waits for its first measurement.
+    let v2 = commit(&repo, "web v2", &app_files(&ns, "example/web:2.0"));
+    wait_rollout(&h, "v2 at its analysis step", |r| {
+        r.status.as_ref().and_then(|s| s.current_step_index) == Some(1)
+    })
+    .await;
+    let kubectl = |args: &[&str]| {
+        let plugin_dir = Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
+            .parent()
+            .expect("plugin dir")
+            .to_path_buf();
+        let out = Command::new("kubectl")
+            .args(args)
+            .arg(format!("--namespace={ns}"))
+            .env("KUBECONFIG", h.env.get("KUBECONFIG"))
+            .env(
+                "PATH",
+                format!("{}:{}", plugin_dir.display(), h.env.get("PATH")),
+            )
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl(&["sluice", "abort", "web"]);
+    let aborted = wait_rollout(&h, "aborted by hand", |r| {
+        observed_current(r) && phase(r) == Some(RolloutPhase::Degraded)
+    })
+    .await;
+    assert_eq!(
+        revert_phase(&aborted),
+        None,
+        "a manual abort asks for no revert"
+    );
+    assert_eq!(stable_rs(&aborted).as_deref(), Some(blue.as_str()));
+    assert_eq!(git(&dir, &["rev-parse", "main"]), v2);
+
+    let said = kubectl(&["sluice", "abort", "web", "--revert"]);
+    assert!(said.contains("revert"), "{said}");
+    let done = wait_rollout(&h, "the requested revert synced", |r| {
+        healthy(r) && revert_phase(r) == Some(RevertPhase::Synced)
+    })
+    .await;
+    assert_eq!(reverts_of(&dir, &v2), 1);
+    assert_eq!(stable_rs(&done).as_deref(), Some(blue.as_str()));
+    let message = git(&dir, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains("the rollout was aborted"), "{message}");
+}

@@ -3,8 +3,11 @@
 //! Field names and shapes are Argo CD's (`pkg/apis/application/v1alpha1/types.go`) for the features
 //! Sluice has: one Git `source` rendered as a plain directory, Kustomize or Helm; the in-cluster
 //! `destination`; `syncPolicy` (automated, options, retry); `ignoreDifferences`; and the status Argo CD
-//! reports. Sluice adds `spec.syncPolicy.rollback.gitRevert` and, in status, `revert` and
-//! `quarantinedRevisions` (the Git write-back of the hand-off described in DESIGN.md).
+//! reports; and Argo CD's top-level `operation` (a requested sync, recorded in
+//! `status.operationState`). Sluice adds `spec.syncPolicy.rollback.gitRevert`; in `operation`,
+//! `rollback` (to a `status.history` id; it turns automated sync off) and `refresh`; in status,
+//! `revert`, `quarantinedRevisions` (the Git write-back of the hand-off described in DESIGN.md) and
+//! `resources[].diff`.
 //!
 //! Defaults are not in the schema (what a user wrote round-trips unchanged); they are applied through the
 //! accessor methods here, with Argo CD's values.

@@ -5,10 +5,12 @@
 //! (admission, validation, immutable field), nothing is applied and the sync fails with the
 //! reason. Objects whose namespace or CRD the same sync creates cannot be dry-run and are checked
 //! by the real apply. A CRD is applied and waited for until Established before its resources.
+//! Between sync waves the sync waits for what it applied to be healthy (Degraded fails it).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
@@ -19,11 +21,20 @@ use kube::core::GroupVersionKind;
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 
+use super::health::{WaveGate, health_of, wave_gate};
 use super::kinds::{Kind, KindResolver, kinds_defined_by_crds};
+use super::live::to_value;
 use super::object::{FIELD_MANAGER, ResourceKey, gvk, key_of, split_api_version, str_at};
+use super::order::{sync_wave, wave_groups};
 use super::plan::{SyncOutcome, SyncTask};
-use crate::api::application::{ResourceResult, ResultCode, SyncPhase};
+use crate::api::application::{
+    HealthStatus, HealthStatusCode, ResourceResult, ResultCode, SyncPhase,
+};
 
+/// How long a sync waits for a wave to be healthy before the next one.
+const WAVE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often the health of a wave is read while waiting.
+const WAVE_POLL: Duration = Duration::from_secs(1);
 /// How long a CRD applied by a sync may take to be Established, and its kind to be served.
 const CRD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,10 +61,14 @@ fn result(obj: &Value, status: ResultCode, message: impl Into<String>) -> Resour
     }
 }
 
+/// Told what a sync waits for (to record it in the status while it waits).
+pub type ProgressFn = dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync;
+
 /// Applies and deletes objects for the GitOps core.
 pub struct Applier<'a> {
     pub client: &'a Client,
     pub kinds: &'a KindResolver,
+    pub progress: Option<&'a ProgressFn>,
 }
 
 impl Applier<'_> {
@@ -73,18 +88,29 @@ impl Applier<'_> {
             outcome.error = Some(message);
             return outcome;
         }
-        for obj in &task.apply {
-            match self.apply(obj, false).await {
-                Ok(()) => outcome
-                    .results
-                    .push(result(obj, ResultCode::Synced, "applied")),
-                Err(message) => {
-                    outcome
+        let groups = wave_groups(&task.apply);
+        let mut applied = 0;
+        for (index, group) in groups.iter().enumerate() {
+            for obj in *group {
+                match self.apply(obj, false).await {
+                    Ok(()) => outcome
                         .results
-                        .push(result(obj, ResultCode::SyncFailed, message.clone()));
-                    outcome.error = Some(message);
-                    return outcome;
+                        .push(result(obj, ResultCode::Synced, "applied")),
+                    Err(message) => {
+                        outcome
+                            .results
+                            .push(result(obj, ResultCode::SyncFailed, message.clone()));
+                        outcome.error = Some(message);
+                        return outcome;
+                    }
                 }
+            }
+            applied += group.len();
+            if index + 1 < groups.len()
+                && let Err(message) = self.wait_healthy(&task.apply[..applied]).await
+            {
+                outcome.error = Some(message);
+                return outcome;
             }
         }
         for obj in &task.prune {
@@ -139,6 +165,55 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the objects applied so far are healthy enough for the next wave.
+    async fn wait_healthy(&self, applied: &[Value]) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + WAVE_TIMEOUT;
+        let wave = applied.last().map_or(0, sync_wave);
+        let mut reported = None;
+        loop {
+            let mut healths = Vec::new();
+            for obj in applied {
+                let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
+                let kind = self.kind_of(obj).await?;
+                let live = self
+                    .api(&kind, &key.namespace)
+                    .get_opt(&key.name)
+                    .await
+                    .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
+                let health = match live {
+                    Some(live) => health_of(&to_value(&live, &kind)),
+                    None => Some(HealthStatus {
+                        status: HealthStatusCode::Missing,
+                        message: None,
+                        last_transition_time: None,
+                    }),
+                };
+                healths.push((key.to_string(), health));
+            }
+            match wave_gate(healths.iter().map(|(k, h)| (k.clone(), h.as_ref()))) {
+                WaveGate::Proceed => return Ok(()),
+                WaveGate::Fail(why) => return Err(format!("sync wave {wave}: {why}")),
+                WaveGate::Wait(why) if tokio::time::Instant::now() >= deadline => {
+                    return Err(format!(
+                        "sync wave {wave} did not become healthy within {}s: {why}",
+                        WAVE_TIMEOUT.as_secs()
+                    ));
+                }
+                WaveGate::Wait(why) => {
+                    if reported.as_ref() != Some(&why) {
+                        tracing::info!(wave, waiting_for = %why, "waiting for the wave to be healthy");
+                        if let Some(progress) = self.progress {
+                            progress(format!("waiting for sync wave {wave} to be healthy: {why}"))
+                                .await;
+                        }
+                        reported = Some(why);
+                    }
+                    tokio::time::sleep(WAVE_POLL).await;
+                }
+            }
+        }
     }
 
     async fn kind_of(&self, obj: &Value) -> Result<Kind, String> {

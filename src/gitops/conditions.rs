@@ -13,6 +13,8 @@ pub const COMPARISON_ERROR: &str = "ComparisonError";
 pub const SYNC_ERROR: &str = "SyncError";
 /// Objects left in the cluster that Git no longer declares, kept because pruning is off (G5).
 pub const ORPHANED_RESOURCE_WARNING: &str = "OrphanedResourceWarning";
+/// Objects Git declares that another Application applied (both would fight over them).
+pub const SHARED_RESOURCE_WARNING: &str = "SharedResourceWarning";
 /// The Application cannot be processed as specified (e.g. a destination outside the cluster).
 pub const INVALID_SPEC_ERROR: &str = "InvalidSpecError";
 
@@ -21,6 +23,7 @@ const OWNED: &[&str] = &[
     COMPARISON_ERROR,
     SYNC_ERROR,
     ORPHANED_RESOURCE_WARNING,
+    SHARED_RESOURCE_WARNING,
     INVALID_SPEC_ERROR,
 ];
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -30,7 +31,7 @@ use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{FetchCounter, ObserveError, Reader, refresh_request};
-use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan};
+use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
 use super::render::RenderCache;
 use super::source::RepoCache;
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
@@ -167,7 +168,7 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
         );
     }
     let status = match &plan.sync {
-        Some(task) => run_sync(app, ctx, &plan, task).await,
+        Some(task) => run_sync(app, &api, ctx, &plan, task).await,
         None => plan.status.clone(),
     };
     write_status(&api, app, &status).await?;
@@ -182,6 +183,7 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
 
 async fn run_sync(
     app: &Application,
+    api: &Api<Application>,
     ctx: &Context,
     plan: &Plan,
     task: &SyncTask,
@@ -202,9 +204,22 @@ async fn run_sync(
         prune = task.prune.len(),
         "syncing"
     );
+    let progress = {
+        let (api, app, base, task) = (api.clone(), app.clone(), plan.status.clone(), task.clone());
+        move |message: String| -> BoxFuture<'static, ()> {
+            let (api, app) = (api.clone(), app.clone());
+            let status = sync_in_progress(base.clone(), &task, message, started);
+            Box::pin(async move {
+                if let Err(e) = write_status(&api, &app, &status).await {
+                    tracing::warn!(error = %e, "recording the sync's progress");
+                }
+            })
+        }
+    };
     let outcome = Applier {
         client: &ctx.client,
         kinds: &ctx.reader.kinds,
+        progress: Some(&progress),
     }
     .run(task)
     .await;
@@ -241,6 +256,7 @@ async fn finalize_app(
             let applier = Applier {
                 client: &ctx.client,
                 kinds: &ctx.reader.kinds,
+                progress: None,
             };
             for obj in objects {
                 if let Err(e) = applier.delete(obj).await {

@@ -349,6 +349,42 @@ pub fn aggregate<'a>(healths: impl IntoIterator<Item = &'a HealthStatus>) -> Hea
     }
 }
 
+/// Whether a sync may go on to the next wave, given the health of what it applied so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaveGate {
+    Proceed,
+    /// Waiting for the named object.
+    Wait(String),
+    /// The named object is Degraded: the sync fails.
+    Fail(String),
+}
+
+/// Objects without a health check, Healthy and Suspended ones (a paused Rollout) let the sync go
+/// on; Degraded fails it; anything else is waited for.
+pub fn wave_gate<'a>(
+    objects: impl IntoIterator<Item = (String, Option<&'a HealthStatus>)>,
+) -> WaveGate {
+    let mut waiting = None;
+    for (name, health) in objects {
+        let Some(health) = health else { continue };
+        let detail = health
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        match health.status {
+            HealthStatusCode::Healthy | HealthStatusCode::Suspended => {}
+            HealthStatusCode::Degraded => {
+                return WaveGate::Fail(format!("{name} is Degraded{detail}"));
+            }
+            other => {
+                waiting.get_or_insert_with(|| format!("{name} is {other}{detail}"));
+            }
+        }
+    }
+    waiting.map_or(WaveGate::Proceed, WaveGate::Wait)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +595,29 @@ mod tests {
             Some(Healthy)
         );
         assert_eq!(code(app(json!({}))), Some(Progressing));
+    }
+
+    #[test]
+    fn g7_the_next_wave_waits_for_health() {
+        let ok = healthy();
+        let paused = health(Suspended, "paused");
+        let rolling = progressing("rolling");
+        let broken = degraded("crash");
+        let gate = |items: Vec<(&str, Option<&HealthStatus>)>| {
+            wave_gate(items.into_iter().map(|(n, h)| (n.to_string(), h)))
+        };
+        assert_eq!(
+            gate(vec![("a", Some(&ok)), ("b", None), ("c", Some(&paused))]),
+            WaveGate::Proceed
+        );
+        assert_eq!(
+            gate(vec![("a", Some(&ok)), ("b", Some(&rolling))]),
+            WaveGate::Wait("b is Progressing: rolling".into())
+        );
+        assert_eq!(
+            gate(vec![("a", Some(&rolling)), ("b", Some(&broken))]),
+            WaveGate::Fail("b is Degraded: crash".into())
+        );
     }
 
     #[test]

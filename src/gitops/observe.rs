@@ -147,12 +147,12 @@ impl Reader {
             self.poll_interval,
         );
         let creds = self.credentials(app);
-        let (target_sha, refreshed) = match (decision.resolve_max_age, last_revision) {
+        let (target_sha, refreshed) = match (decision.fetched_since, last_revision) {
             (None, Some(sha)) => (Ok(sha), false),
-            (max_age, _) => {
-                let max_age = max_age.unwrap_or(Duration::ZERO);
+            (since, _) => {
+                let since = since.unwrap_or(now);
                 let sha = self
-                    .resolve(&creds, source, source.target_revision(), max_age)
+                    .resolve(&creds, source, source.target_revision(), since)
                     .await;
                 (sha, true)
             }
@@ -173,13 +173,14 @@ impl Reader {
                 if same_source && same_revision {
                     Some(target.clone())
                 } else {
-                    let max_age = if is_full_sha(&req.revision) {
-                        self.poll_interval
+                    // A commit is in any recent fetch; a branch or tag is fetched anew.
+                    let since = if is_full_sha(&req.revision) {
+                        self.a_poll_ago()
                     } else {
-                        Duration::ZERO
+                        now
                     };
                     let desired = match self
-                        .resolve(&creds, &req.source, &req.revision, max_age)
+                        .resolve(&creds, &req.source, &req.revision, since)
                         .await
                     {
                         Ok(sha) => self.desired(app, &creds, &sha, &req.source, false).await,
@@ -244,15 +245,26 @@ impl Reader {
         credentials_for(&app.spec.source.repo_url, &secrets).map_err(|e| e.to_string())
     }
 
+    fn a_poll_ago(&self) -> Timestamp {
+        jiff::SignedDuration::try_from(self.poll_interval)
+            .ok()
+            .and_then(|d| Timestamp::now().checked_sub(d).ok())
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Resolves `revision` with a fetch that started at `fetched_since` or later; the age is taken
+    /// now, at the call, so that time spent earlier in the reconcile does not cause a second fetch.
     async fn resolve(
         &self,
         creds: &Result<Option<Credentials>, String>,
         source: &ApplicationSource,
         revision: &str,
-        max_age: Duration,
+        fetched_since: Timestamp,
     ) -> Result<String, String> {
         let creds = creds.as_ref().map_err(Clone::clone)?;
         let url = &source.repo_url;
+        let max_age = Duration::try_from(Timestamp::now().duration_since(fetched_since))
+            .unwrap_or(Duration::ZERO);
         let resolved = self
             .repos
             .resolve(url, revision, creds.as_ref(), max_age)
@@ -272,7 +284,7 @@ impl Reader {
             return Ok(root);
         }
         // Not in this process's cache yet (e.g. after a restart with a new cache): fetch it.
-        self.resolve(creds, source, sha, self.poll_interval).await?;
+        self.resolve(creds, source, sha, self.a_poll_ago()).await?;
         self.repos
             .checkout(url, sha)
             .await

@@ -99,6 +99,21 @@ pub fn sort_for_prune(objects: &mut [Value]) {
     objects.reverse();
 }
 
+/// Splits objects in apply order into runs of the same sync wave: the sync waits for each run to be
+/// healthy before it applies the next (Argo CD's waves).
+pub fn wave_groups(objects: &[Value]) -> Vec<&[Value]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=objects.len() {
+        let boundary = i == objects.len() || sync_wave(&objects[i]) != sync_wave(&objects[i - 1]);
+        if boundary && i > start {
+            groups.push(&objects[start..i]);
+            start = i;
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +170,20 @@ mod tests {
         sort_for_prune(&mut objects);
         assert_eq!(names(&objects)[0], "late-config");
         assert_eq!(names(&objects)[8], "ns");
+    }
+
+    #[test]
+    fn g7_objects_are_grouped_by_wave_in_apply_order() {
+        let mut objects = vec![
+            obj("v1", "ConfigMap", "late", Some("1")),
+            obj("batch/v1", "Job", "migrate", Some("-1")),
+            obj("v1", "ConfigMap", "a", None),
+            obj("apps/v1", "Deployment", "web", None),
+        ];
+        sort_for_apply(&mut objects);
+        let groups: Vec<Vec<&str>> = wave_groups(&objects).into_iter().map(names).collect();
+        assert_eq!(groups, [vec!["migrate"], vec!["a", "web"], vec!["late"]]);
+        assert!(wave_groups(&[]).is_empty());
     }
 
     #[test]

@@ -20,10 +20,12 @@ use serde_json::Value;
 
 use super::compare::{Comparison, compare, images};
 use super::conditions::{
-    COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SYNC_ERROR, replace_condition,
-    set_owned_conditions,
+    COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
+    SYNC_ERROR, replace_condition, set_owned_conditions,
 };
-use super::object::{ResourceKey, has_object_sync_option, key_of};
+use super::object::{
+    APPLICATION_ANNOTATION, ResourceKey, annotation, has_object_sync_option, key_of, tracking_id,
+};
 use super::order::sort_for_prune;
 use crate::api::application::{
     Application, ApplicationSource, ApplicationSourceType, ApplicationSpec, ApplicationStatus,
@@ -306,9 +308,37 @@ pub fn plan(obs: &Observed) -> Plan {
     {
         conditions.push((ORPHANED_RESOURCE_WARNING, message));
     }
+    if let Some(message) = shared_warning(obs) {
+        conditions.push((SHARED_RESOURCE_WARNING, message));
+    }
     set_owned_conditions(&mut status.conditions, &conditions, obs.now);
     plan.status = status;
     plan
+}
+
+/// Declared objects whose live copy another Application applied.
+fn shared_warning(obs: &Observed) -> Option<String> {
+    let desired = obs.target.as_ref().ok()?;
+    let me = tracking_id(
+        obs.app.metadata.namespace.as_deref().unwrap_or_default(),
+        obs.app.metadata.name.as_deref().unwrap_or_default(),
+    );
+    let shared: Vec<String> = desired
+        .objects
+        .iter()
+        .filter_map(key_of)
+        .filter_map(|key| {
+            let owner = annotation(obs.live.get(&key)?, APPLICATION_ANNOTATION)?;
+            (owner != me).then(|| format!("{key} (applied by {owner})"))
+        })
+        .collect();
+    (!shared.is_empty()).then(|| {
+        format!(
+            "{} object(s) are also declared by another Application: {}. Declare each object in one Application only",
+            shared.len(),
+            shared.join(", ")
+        )
+    })
 }
 
 /// Writes the comparison (or its failure) into `status`; returns it when it succeeded.
@@ -485,7 +515,9 @@ fn decide_operation(obs: &Observed, op: &Operation) -> Decision {
     }
 }
 
-/// A failed operation waiting for its next attempt; `None` when there is none to consider.
+/// A Running operation: one interrupted mid-sync (no `finishedAt`, e.g. the controller restarted
+/// while a wave was waited for) is resumed at once; a failed one waiting for its next attempt
+/// runs when its backoff is over. `None` when there is none to consider.
 fn decide_retry(obs: &Observed) -> Option<Decision> {
     let app = &obs.app;
     let state = pending_retry(app.status.as_ref()?)?;
@@ -501,14 +533,18 @@ fn decide_retry(obs: &Observed) -> Option<Decision> {
         .operation
         .retry
         .clone()
-        .or_else(|| app.spec.retry().cloned())?;
-    let delay = retry
-        .delay(u32::try_from(state.retry_count).unwrap_or(u32::MAX))
-        .unwrap_or(crate::api::application::DEFAULT_BACKOFF_DURATION);
-    let finished = state.finished_at.as_ref().map_or(obs.now, |t| t.0);
-    let due = plus(finished, delay);
-    if obs.now < due {
-        return Some(Decision::Wait(until(obs.now, due)));
+        .or_else(|| app.spec.retry().cloned());
+    let interrupted = state.finished_at.is_none();
+    if !interrupted {
+        let retry = retry.as_ref()?;
+        let delay = retry
+            .delay(u32::try_from(state.retry_count).unwrap_or(u32::MAX))
+            .unwrap_or(crate::api::application::DEFAULT_BACKOFF_DURATION);
+        let finished = state.finished_at.as_ref().map_or(obs.now, |t| t.0);
+        let due = plus(finished, delay);
+        if obs.now < due {
+            return Some(Decision::Wait(until(obs.now, due)));
+        }
     }
     let desired = match requested_desired(obs) {
         Ok(d) => d,
@@ -529,9 +565,33 @@ fn decide_retry(obs: &Observed) -> Option<Decision> {
         &sync.sync_options,
         state.operation.clone(),
     );
-    task.retry = Some(retry);
-    task.retry_count = state.retry_count + 1;
+    task.retry = retry;
+    task.retry_count = state.retry_count + i64::from(!interrupted);
     Some(Decision::Sync(Box::new(task)))
+}
+
+/// The status while `task` waits for a sync wave to be healthy: its operation Running, without
+/// `finishedAt` (so a restarted controller resumes it), with `message` saying what it waits for.
+pub fn sync_in_progress(
+    mut status: ApplicationStatus,
+    task: &SyncTask,
+    message: String,
+    started_at: Timestamp,
+) -> ApplicationStatus {
+    status.operation_state = Some(OperationState {
+        operation: task.operation.clone(),
+        phase: OperationPhase::Running,
+        message: Some(message),
+        sync_result: Some(SyncOperationResult {
+            revision: task.revision.clone(),
+            resources: Vec::new(),
+            source: Some(task.source.clone()),
+        }),
+        started_at: Time(started_at),
+        finished_at: None,
+        retry_count: task.retry_count,
+    });
+    status
 }
 
 fn decide_automated(obs: &Observed, comparison: Option<&Comparison>) -> Decision {
@@ -785,7 +845,14 @@ pub fn finish_sync(
     });
     let sync_error = match phase {
         OperationPhase::Succeeded => {
-            if task.kind != SyncKind::SelfHeal {
+            // An automated sync never runs twice for a revision; a second entry could only come
+            // from a reconcile that read the Application before its first sync was recorded.
+            let repeated = task.kind == SyncKind::Automated
+                && status
+                    .history
+                    .last()
+                    .is_some_and(|h| h.revision == task.revision);
+            if task.kind != SyncKind::SelfHeal && !repeated {
                 let entry = RevisionHistory {
                     id: status.next_history_id(),
                     revision: task.revision.clone(),

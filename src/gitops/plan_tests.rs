@@ -400,6 +400,21 @@ fn g9_history_is_appended_per_sync_and_capped_but_not_for_self_heal() {
     }
     let ids: Vec<i64> = status.history.iter().map(|h| h.id).collect();
     assert_eq!(ids, [1, 2]);
+    // The same automated sync recorded twice (a stale read) makes one entry.
+    let again = plan(&observed(
+        a.clone(),
+        desired(SHA_A, vec![cm("a", "9", SHA_A)]),
+        vec![],
+    ));
+    let same = finish_sync(
+        status.clone(),
+        &a.spec,
+        again.sync.as_ref().unwrap(),
+        &SyncOutcome::default(),
+        at(T0),
+        at(T0 + 2),
+    );
+    assert_eq!(same.history, status.history);
     assert_eq!(status.history[1].revision, SHA_A);
     assert_eq!(status.history[1].deployed_at, Time(at(T0 + 1)));
 
@@ -727,4 +742,39 @@ fn failed_objects_are_recorded_in_the_sync_result() {
     assert_eq!(state.phase, OperationPhase::Failed);
     assert_eq!(state.sync_result.unwrap().resources, outcome.results);
     assert!(status.history.is_empty());
+}
+
+#[test]
+fn g7_a_sync_interrupted_while_waiting_for_a_wave_is_resumed() {
+    let a = automated(json!({}));
+    let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    let p = plan(&observed(a.clone(), target(), vec![]));
+    let task = p.sync.clone().unwrap();
+    let waiting = sync_in_progress(p.status, &task, "waiting for sync wave -1".into(), at(T0));
+    assert_eq!(
+        waiting.operation_state.as_ref().unwrap().phase,
+        OperationPhase::Running
+    );
+    let mut restarted = a;
+    restarted.status = Some(waiting);
+    let p = plan(&observed(restarted, target(), vec![]));
+    let resumed = p.sync.unwrap();
+    assert_eq!((resumed.kind, resumed.retry_count), (SyncKind::Retry, 0));
+    assert_eq!(resumed.operation, task.operation);
+}
+
+#[test]
+fn objects_another_application_applied_are_reported() {
+    let mut theirs = cm("a", "1", SHA_A);
+    theirs["metadata"]["annotations"]["sluice.dev/application"] = json!("argocd/other");
+    let p = plan(&observed(
+        app(json!({})),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![theirs],
+    ));
+    assert!(
+        condition(&p, crate::gitops::conditions::SHARED_RESOURCE_WARNING)
+            .unwrap()
+            .contains("ConfigMap shop/a (applied by argocd/other)")
+    );
 }

@@ -32,8 +32,10 @@ pub struct RefreshInput {
 /// Whether to resolve the revision from Git now, and when the next comparison is due.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefreshDecision {
-    /// `Some(max_age)`: resolve with a fetch no older than this. `None`: reuse `status.sync.revision`.
-    pub resolve_max_age: Option<Duration>,
+    /// `Some(t)`: resolve with a fetch that started at `t` or later (the caller turns it into a
+    /// maximum age at the moment it asks, however long the reconcile took to get there).
+    /// `None`: reuse `status.sync.revision`.
+    pub fetched_since: Option<Timestamp>,
     /// Render again rather than use the cached rendering.
     pub hard: bool,
     /// Time from `now` until the next slot.
@@ -66,24 +68,21 @@ pub fn decide(input: &RefreshInput, now: Timestamp, interval: Duration) -> Refre
         now.subsec_nanosecond().unsigned_abs(),
     )));
     let reconciled_s = input.reconciled_at.map(Timestamp::as_second);
-    let since = |t: i64| now.duration_since(Timestamp::from_second(t).unwrap_or(now));
-    let unsigned = |d: jiff::SignedDuration| Duration::try_from(d).unwrap_or(Duration::ZERO);
-
     // Same second counts as before the push: `reconciledAt` is truncated to whole seconds.
     let pushed_since_last = input
         .pushed_at
         .is_some_and(|p| reconciled_s.is_none_or(|r| r <= p.as_second()));
-    let resolve_max_age = if input.requested.is_some() {
-        Some(Duration::ZERO)
+    let fetched_since = if input.requested.is_some() {
+        Some(now)
     } else if pushed_since_last {
-        input.pushed_at.map(|p| unsigned(now.duration_since(p)))
+        input.pushed_at
     } else if !input.has_current_comparison || reconciled_s.is_none_or(|r| r < slot) {
-        Some(unsigned(since(tick_start)))
+        Some(Timestamp::from_second(tick_start).unwrap_or(now))
     } else {
         None
     };
     RefreshDecision {
-        resolve_max_age,
+        fetched_since,
         hard: input.requested == Some(RefreshType::Hard),
         next_in,
     }
@@ -117,15 +116,15 @@ mod tests {
     #[test]
     fn g2_poll_once_per_slot_reusing_the_ticks_fetch() {
         let d = decide(&input(Some(1_000_027)), at(1_000_030), MINUTE);
-        assert_eq!(d.resolve_max_age, None);
+        assert_eq!(d.fetched_since, None);
         assert_eq!(d.next_in, Duration::from_secs(57));
         // Past the slot of the next tick: due, with a fetch no older than the tick's start.
         let d = decide(&input(Some(1_000_027)), at(1_000_089), MINUTE);
-        assert_eq!(d.resolve_max_age, Some(Duration::from_secs(9)));
+        assert_eq!(d.fetched_since, Some(at(1_000_080)));
         assert_eq!(d.next_in, Duration::from_secs(58));
         // Reconciled in this slot already (whole seconds): not due again.
         let d = decide(&input(Some(1_000_087)), at(1_000_089), MINUTE);
-        assert_eq!(d.resolve_max_age, None);
+        assert_eq!(d.fetched_since, None);
     }
 
     #[test]
@@ -137,11 +136,7 @@ mod tests {
                 ..input(Some(1_000_000))
             };
             let d = decide(&i, at(1_000_100), MINUTE);
-            assert_eq!(
-                d.resolve_max_age,
-                Some(Duration::from_secs(20)),
-                "seed {seed}"
-            );
+            assert_eq!(d.fetched_since, Some(at(1_000_080)), "seed {seed}");
         }
     }
 
@@ -149,24 +144,24 @@ mod tests {
     fn first_comparison_webhook_pushes_and_requests_resolve_now() {
         let mut i = input(None);
         i.has_current_comparison = false;
-        assert!(decide(&i, at(1_000_030), MINUTE).resolve_max_age.is_some());
+        assert!(decide(&i, at(1_000_030), MINUTE).fetched_since.is_some());
 
         let mut i = input(Some(1_000_027));
         i.has_current_comparison = false;
-        assert!(decide(&i, at(1_000_030), MINUTE).resolve_max_age.is_some());
+        assert!(decide(&i, at(1_000_030), MINUTE).fetched_since.is_some());
 
         let mut i = input(Some(1_000_027));
         i.pushed_at = Some(Timestamp::new(1_000_029, 500_000_000).unwrap());
         let d = decide(&i, at(1_000_030), MINUTE);
-        assert_eq!(d.resolve_max_age, Some(Duration::from_millis(500)));
+        assert_eq!(d.fetched_since, i.pushed_at);
         // Once reconciled after the push, the push is done with.
         i.reconciled_at = Some(at(1_000_030));
-        assert_eq!(decide(&i, at(1_000_031), MINUTE).resolve_max_age, None);
+        assert_eq!(decide(&i, at(1_000_031), MINUTE).fetched_since, None);
 
         let mut i = input(Some(1_000_029));
         i.requested = Some(RefreshType::Hard);
         let d = decide(&i, at(1_000_030), MINUTE);
-        assert_eq!(d.resolve_max_age, Some(Duration::ZERO));
+        assert_eq!(d.fetched_since, Some(at(1_000_030)));
         assert!(d.hard);
     }
 

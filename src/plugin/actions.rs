@@ -56,6 +56,32 @@ pub fn abort() -> Patches {
     }
 }
 
+/// Abort and ask for the Git revert of the commit behind the current revision (L5): `status.abort:
+/// true` with `status.revert: {sha, phase: Pending}`, which the revert loop acts on. An error when
+/// the current revision was not applied from Git.
+pub fn abort_and_revert(rollout: &Rollout) -> Result<Patches, String> {
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let record = rollout
+        .status
+        .as_ref()
+        .and_then(crate::revert::plan::current_record);
+    let (Some(sha), Some(_)) = (
+        record.and_then(|r| r.git_revision.clone()),
+        record.and_then(|r| r.application.clone()),
+    ) else {
+        return Err(format!(
+            "rollout {name:?}: its current revision was not applied by an Application from Git, so \
+             there is no commit to revert; abort without --revert"
+        ));
+    };
+    Ok(Patches {
+        spec: None,
+        status: Some(
+            json!({"status": {"abort": true, "revert": {"sha": sha, "phase": "Pending"}}}),
+        ),
+    })
+}
+
 /// Retry an aborted update: `status.abort: false`.
 pub fn retry() -> Patches {
     Patches {
@@ -240,6 +266,45 @@ status:
         assert_eq!(
             err,
             "Rollout \"web\" has no container \"api\" (containers: web, sidecar)"
+        );
+    }
+
+    #[test]
+    fn l5_abort_revert_names_the_commit_of_the_current_revision() {
+        let from_git = rollout(
+            r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec: {strategy: {canary: {}}}
+status:
+  currentPodHash: h2
+  revisions:
+    - {podTemplateHash: h1, revision: 1, gitRevision: aaaa, application: shop/app}
+    - {podTemplateHash: h2, revision: 2, gitRevision: bbbb, application: shop/app}
+"#,
+        );
+        let patches = abort_and_revert(&from_git).unwrap();
+        assert_eq!(patches.spec, None);
+        assert_eq!(
+            patches.status,
+            Some(json!({"status": {"abort": true, "revert": {"sha": "bbbb", "phase": "Pending"}}}))
+        );
+        let by_hand = rollout(
+            r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec: {strategy: {canary: {}}}
+status:
+  currentPodHash: h2
+  revisions: [{podTemplateHash: h2, revision: 2}]
+"#,
+        );
+        let refused = abort_and_revert(&by_hand).unwrap_err();
+        assert!(
+            refused.contains("not applied by an Application from Git"),
+            "{refused}"
         );
     }
 }

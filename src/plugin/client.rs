@@ -12,6 +12,25 @@ use crate::api::rollout::Rollout;
 use crate::plugin::cli::GlobalArgs;
 use crate::plugin::error::PluginError;
 
+/// Attempts of a read-modify-write refused because the object changed in between.
+const CONFLICT_ATTEMPTS: usize = 5;
+
+/// Runs a read-modify-write `attempt` again when it ends in a conflict: the controllers write
+/// status all the time, which changes the `resourceVersion` a guarded write was based on.
+pub async fn retry_on_conflict<T, F, Fut>(mut attempt: F) -> Result<T, PluginError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PluginError>>,
+{
+    let mut attempts = 1;
+    loop {
+        match attempt().await {
+            Err(PluginError::Conflict { .. }) if attempts < CONFLICT_ATTEMPTS => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
 /// How long to wait for a TCP connection to the API server before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -278,6 +297,38 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn conflicts_are_retried_a_few_times_other_errors_at_once() {
+        let conflict = || PluginError::Conflict {
+            kind: "Rollout",
+            name: "web".to_string(),
+        };
+        let mut calls = 0;
+        let result: Result<u8, _> = retry_on_conflict(|| {
+            calls += 1;
+            let outcome = if calls < 3 { Err(conflict()) } else { Ok(7) };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!((result.unwrap(), calls), (7, 3));
+        let mut calls = 0;
+        let result: Result<u8, _> = retry_on_conflict(|| {
+            calls += 1;
+            async { Err(conflict()) }
+        })
+        .await;
+        assert!(matches!(result, Err(PluginError::Conflict { .. })));
+        assert_eq!(calls, CONFLICT_ATTEMPTS);
+        let mut calls = 0;
+        let result: Result<u8, _> = retry_on_conflict(|| {
+            calls += 1;
+            async { Err(PluginError::Invalid("no".to_string())) }
+        })
+        .await;
+        assert!(matches!(result, Err(PluginError::Invalid(_))));
+        assert_eq!(calls, 1);
     }
 
     #[test]

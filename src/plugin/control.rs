@@ -8,7 +8,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 
 use crate::plugin::actions::{self, Patches};
 use crate::plugin::cli::{AbortArgs, PromoteArgs, SetImageArgs, UndoArgs};
-use crate::plugin::client::Kube;
+use crate::plugin::client::{Kube, retry_on_conflict};
 use crate::plugin::error::{EXIT_OK, PluginError};
 use crate::plugin::undo::undo_target;
 
@@ -45,16 +45,18 @@ pub async fn promote(
 }
 
 pub async fn abort(kube: &Kube, args: &AbortArgs, out: &mut dyn Write) -> Result<u8, PluginError> {
+    let rollout = kube.get_rollout(&args.name).await?;
     if args.revert {
         // Checked before anything is written: a half-done `abort --revert` would be worse than none.
-        return Err(PluginError::Unsupported(
-            "abort --revert is not available: the Rollout API has no field to request a Git revert \
-             (status.revert is the controller's record of one); abort without --revert and revert \
-             the commit in Git"
-                .to_string(),
-        ));
+        let patches = actions::abort_and_revert(&rollout).map_err(PluginError::Unsupported)?;
+        apply(kube, &args.name, &patches).await?;
+        writeln!(
+            out,
+            "rollout '{}' aborted; Sluice will revert its commit in Git",
+            args.name
+        )?;
+        return Ok(EXIT_OK);
     }
-    kube.get_rollout(&args.name).await?;
     apply(kube, &args.name, &actions::abort()).await?;
     writeln!(out, "rollout '{}' aborted", args.name)?;
     Ok(EXIT_OK)
@@ -91,19 +93,22 @@ pub async fn set_image(
     args: &SetImageArgs,
     out: &mut dyn Write,
 ) -> Result<u8, PluginError> {
-    let rollout = kube.get_rollout(&args.name).await?;
-    let patch = actions::set_image(&rollout, &args.container_image)?;
-    kube.rollouts()
-        .patch(&args.name, &patch_params(), &Patch::Merge(patch))
-        .await
-        .map_err(|e| {
-            kube.error(
-                e,
-                "Rollout",
-                &args.name,
-                &format!("set the image of Rollout {:?}", args.name),
-            )
-        })?;
+    retry_on_conflict(|| async move {
+        let rollout = kube.get_rollout(&args.name).await?;
+        let patch = actions::set_image(&rollout, &args.container_image)?;
+        kube.rollouts()
+            .patch(&args.name, &patch_params(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| {
+                kube.error(
+                    e,
+                    "Rollout",
+                    &args.name,
+                    &format!("set the image of Rollout {:?}", args.name),
+                )
+            })
+    })
+    .await?;
     writeln!(
         out,
         "rollout '{}' image updated: {}={}",
@@ -115,33 +120,37 @@ pub async fn set_image(
 /// Puts the template of an earlier revision back in `spec.template`. A replace (not a merge patch)
 /// so that fields the old template lacks are removed, guarded by the `resourceVersion` read.
 pub async fn undo(kube: &Kube, args: &UndoArgs, out: &mut dyn Write) -> Result<u8, PluginError> {
-    let mut rollout = kube.get_rollout(&args.name).await?;
-    let replica_sets = kube
-        .namespaced::<ReplicaSet>()
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kube.error(e, "ReplicaSet", "", "list ReplicaSets"))?;
-    let target = undo_target(&rollout, &replica_sets.items, args.to_revision)?;
-    rollout.spec.template = Some(target.template);
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    kube.rollouts()
-        .replace(&args.name, &params, &rollout)
-        .await
-        .map_err(|e| {
-            kube.error(
-                e,
-                "Rollout",
-                &args.name,
-                &format!("undo Rollout {:?}", args.name),
-            )
-        })?;
+    let revision = retry_on_conflict(|| async move {
+        let mut rollout = kube.get_rollout(&args.name).await?;
+        let replica_sets = kube
+            .namespaced::<ReplicaSet>()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| kube.error(e, "ReplicaSet", "", "list ReplicaSets"))?;
+        let target = undo_target(&rollout, &replica_sets.items, args.to_revision)?;
+        rollout.spec.template = Some(target.template);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        kube.rollouts()
+            .replace(&args.name, &params, &rollout)
+            .await
+            .map_err(|e| {
+                kube.error(
+                    e,
+                    "Rollout",
+                    &args.name,
+                    &format!("undo Rollout {:?}", args.name),
+                )
+            })?;
+        Ok(target.revision)
+    })
+    .await?;
     writeln!(
         out,
-        "rollout '{}' rolled back to revision {}",
-        args.name, target.revision
+        "rollout '{}' rolled back to revision {revision}",
+        args.name
     )?;
     Ok(EXIT_OK)
 }

@@ -15,6 +15,7 @@ use crate::rollout::observe::ROLLOUT_LABEL;
 use crate::rollout::phase::observed_phase;
 use crate::rollout::replicasets::{
     git_provenance, is_owned_by, replica_counts, replica_set_hash, replica_set_revision,
+    scale_down_deadline,
 };
 
 /// Everything `get rollout` reads: the Rollout and the objects of its namespace (those it does not
@@ -108,6 +109,8 @@ pub struct ReplicaSetInfo {
     pub created: Option<Time>,
     pub desired: i32,
     pub ready: i32,
+    /// When a ReplicaSet kept after promotion or abort is scaled down.
+    pub scale_down_deadline: Option<jiff::Timestamp>,
     pub pods: Vec<PodInfo>,
 }
 
@@ -446,6 +449,7 @@ fn replica_set_info(rs: &ReplicaSet, pods: &[Pod]) -> ReplicaSetInfo {
         created: rs.metadata.creation_timestamp.clone(),
         desired: counts.desired,
         ready: counts.ready,
+        scale_down_deadline: scale_down_deadline(rs).ok().flatten(),
         pods: owned,
     }
 }

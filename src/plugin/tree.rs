@@ -8,7 +8,7 @@ use crate::plugin::info::{
     StrategyInfo,
 };
 use crate::plugin::style::{Color, Style};
-use crate::plugin::table::{age_of, align, short_sha};
+use crate::plugin::table::{age_of, align, human_age, short_sha};
 
 const ICON_ROLLOUT: &str = "⟳";
 const ICON_REVISION: &str = "#";
@@ -189,12 +189,20 @@ fn replica_set_rows(
     now: Timestamp,
     style: Style,
 ) {
+    let mut info = format!("ready:{}/{}", rs.ready, rs.desired);
+    // Argo's `delay:`: how long a ReplicaSet kept for its scale-down delay still runs.
+    if let Some(deadline) = rs
+        .scale_down_deadline
+        .filter(|d| *d > now && rs.desired > 0)
+    {
+        info.push_str(&format!(",delay:{}", human_age(now, deadline)));
+    }
     rows.push(row(
         format!("{prefix}{ICON_REPLICA_SET} {}", rs.name),
         "ReplicaSet",
         style.status(&rs.status),
         age_of(rs.created.as_ref(), now),
-        format!("ready:{}/{}", rs.ready, rs.desired),
+        info,
     ));
     for (i, pod) in rs.pods.iter().enumerate() {
         let (prefix, _) = branch(i + 1 == rs.pods.len(), indent);

@@ -24,6 +24,8 @@ pub fn kubectl(env: &E2eEnv) -> std::process::Command {
 /// What one `kubectl sluice` run printed and returned.
 #[derive(Debug)]
 pub struct Run {
+    /// The command line, for failure messages.
+    pub command: String,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -34,8 +36,8 @@ impl Run {
     pub fn expect_code(self, code: i32) -> Self {
         assert_eq!(
             self.code, code,
-            "exit code\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
+            "exit code of {}\nstdout:\n{}\nstderr:\n{}",
+            self.command, self.stdout, self.stderr
         );
         self
     }
@@ -66,6 +68,7 @@ pub async fn kubectl_sluice(env: &E2eEnv, namespace: Option<&str>, args: &[&str]
         .await
         .expect("run kubectl");
     Run {
+        command: format!("kubectl sluice {}", args.join(" ")),
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

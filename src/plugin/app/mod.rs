@@ -11,14 +11,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
 use serde_json::Value;
 
 use crate::api::application::{Application, OperationPhase};
 use crate::plugin::cli::{AppCommand, OperationWait};
-use crate::plugin::client::Kube;
+use crate::plugin::client::{Kube, retry_on_conflict};
 use crate::plugin::control::FIELD_MANAGER;
 use crate::plugin::error::{EXIT_DEGRADED, EXIT_OK, EXIT_TIMEOUT, PluginError};
 use crate::plugin::style::Style;
@@ -67,17 +67,15 @@ pub async fn run(
             }
         }
         AppCommand::Sync(args) => {
-            let app = get(kube, &args.name).await?;
             let user = username(kube).await;
-            let patch = operation::sync_request(&app, args.prune, &user)?;
-            request(kube, &app, patch, "sync", args.wait, out, err).await
+            let build = |app: &Application| operation::sync_request(app, args.prune, &user);
+            request(kube, &args.name, build, "sync", args.wait, out, err).await
         }
         AppCommand::Rollback(args) => {
-            let app = get(kube, &args.name).await?;
             let user = username(kube).await;
-            let patch = operation::rollback_request(&app, args.id, &user)?;
+            let build = |app: &Application| operation::rollback_request(app, args.id, &user);
             let what = format!("rollback to history entry {}", args.id);
-            request(kube, &app, patch, &what, args.wait, out, err).await
+            request(kube, &args.name, build, &what, args.wait, out, err).await
         }
     }
 }
@@ -96,39 +94,46 @@ async fn username(kube: &Kube) -> String {
         .unwrap_or_else(|| FIELD_MANAGER.to_string())
 }
 
-/// Writes the operation request and, unless `--async`, waits for its outcome: exit 0 when it
+/// Writes the operation request (built from the Application as read, so a conflict with a status
+/// write is retried on a fresh read) and, unless `--async`, waits for its outcome: exit 0 when it
 /// succeeded, 1 when it failed, 2 when the wait timed out.
 async fn request(
     kube: &Kube,
-    app: &Application,
-    patch: Value,
+    name: &str,
+    build: impl Fn(&Application) -> Result<Value, PluginError>,
     what: &str,
     wait: OperationWait,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, PluginError> {
-    let name = app.name_any();
     let requested_at = Timestamp::now();
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    kube.namespaced::<Application>()
-        .patch(&name, &params, &Patch::Merge(patch))
-        .await
-        .map_err(|e| {
-            kube.error(
-                e,
-                "Application",
-                &name,
-                &format!("request a {what} of Application {name:?}"),
-            )
-        })?;
+    let build = &build;
+    let params = &params;
+    retry_on_conflict(|| async move {
+        let app = get(kube, name).await?;
+        let patch = build(&app)?;
+        kube.namespaced::<Application>()
+            .patch(name, params, &Patch::Merge(patch))
+            .await
+            .map_err(|e| {
+                kube.error(
+                    e,
+                    "Application",
+                    name,
+                    &format!("request a {what} of Application {name:?}"),
+                )
+            })
+    })
+    .await?;
     writeln!(out, "application '{name}': {what} requested")?;
     if wait.no_wait {
         return Ok(EXIT_OK);
     }
-    match wait_for_outcome(kube, &name, requested_at, wait.timeout).await? {
+    match wait_for_outcome(kube, name, requested_at, wait.timeout).await? {
         Some((phase, message)) => {
             writeln!(out, "application '{name}': {what} {phase:?}: {message}")?;
             Ok(if phase == OperationPhase::Succeeded {
