@@ -16,7 +16,9 @@ use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice::api::rollout::{RevertPhase, Rollout, RolloutPhase};
 
 use common::gitops::{GitRepo, GitopsHarness, TIMEOUT};
-use common::rollouts::{WeightZeroWatch, current_hash, observed_current, phase};
+use common::rollouts::{
+    WeightZeroWatch, current_hash, observed_current, phase, success_rate_template,
+};
 use common::wait_for;
 
 const APP: &str = "demo";
@@ -47,16 +49,7 @@ fn app_files_labelled(ns: &str, image: &str, labels: Value) -> Vec<(String, Stri
             {"name": "web-canary", "port": 80, "weight": 0}
         ]}]}
     }));
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/analysis-templates/success-rate.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("read the success-rate template");
-    let mut template: Value = serde_saphyr::from_str(&text).expect("parse the template");
-    let metric = &mut template["spec"]["metrics"][0];
-    metric["interval"] = json!("2s");
-    metric["initialDelay"] = json!("4s");
-    metric["count"] = json!(2);
+    let template = success_rate_template(2, |_| ());
     let rollout = manifest(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "web", "labels": labels},
@@ -181,18 +174,8 @@ fn reverts_of(dir: &Path, sha: &str) -> usize {
 #[tokio::test]
 async fn l1_a_failed_canary_is_rolled_back_and_its_commit_reverted_in_git() {
     let h = GitopsHarness::start("loop", "2s").await;
-    let repo = GitRepo::create(&h.env, "loop");
+    let (repo, blue) = app_at_v1(&h, "loop").await;
     let ns = h.ns.name.clone();
-    let v1 = commit(&repo, "web v1", &app_files(&ns, "example/web:1.0"));
-    h.create_app(
-        APP,
-        &repo,
-        "app",
-        json!({"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}),
-    )
-    .await;
-    h.wait_synced(APP, &v1).await;
-    let blue = stable_rs(&wait_rollout(&h, "v1 Healthy", healthy).await).expect("stable");
 
     // The bad release: the analysis fails at 20 %, traffic goes back at once, the commit is reverted.
     let routes = WeightZeroWatch::start_in(&h.client, &ns);

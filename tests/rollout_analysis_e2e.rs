@@ -20,29 +20,12 @@ use tokio::task::JoinHandle;
 
 use common::rollouts::{
     Harness, WeightZeroWatch, current_hash, observed_current, phase, rollout_manifest,
-    route_strategy,
+    route_strategy, success_rate_template,
 };
 use common::{E2eEnv, wait_for};
 
 /// Analysis runs take several measurements a few seconds apart on top of a rollout.
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The shipped success-rate template, measured every 2 s after a 4 s delay (so that Prometheus has
-/// two scrapes of the canary's new series), `count` times; `edit` adjusts its metric further.
-fn success_rate_template(count: i64, edit: impl FnOnce(&mut Value)) -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/analysis-templates/success-rate.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("read the success-rate template");
-    let mut template: Value = serde_saphyr::from_str(&text).expect("parse the template");
-    let metric = &mut template["spec"]["metrics"][0];
-    metric["interval"] = json!("2s");
-    metric["initialDelay"] = json!("4s");
-    metric["count"] = json!(count);
-    edit(metric);
-    template
-}
 
 /// The arguments every test gives the template: this namespace's `web` Rollout, the latest revision.
 fn analysis_args(ns: &str) -> Value {
@@ -353,14 +336,7 @@ async fn inconclusive_analysis_pauses_the_rollout_until_promoted() {
 #[tokio::test]
 async fn blue_green_failing_pre_promotion_analysis_never_switches_active() {
     let h = Harness::start("ra-bluegreen").await;
-    for name in ["web-active", "web-preview"] {
-        h.create(
-            &h.services(),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
-        )
-        .await;
-    }
+    h.create_web_services(&["web-active", "web-preview"]).await;
     h.create(&h.analysis_templates(), success_rate_template(4, |_| ()))
         .await;
     let strategy = json!({"blueGreen": {

@@ -27,14 +27,7 @@ fn spec_replicas(sets: &[(String, i32, i32)], hash: &str) -> Option<i32> {
 #[tokio::test]
 async fn blue_green_waits_for_promote_then_switches_active_and_scales_the_old_down_later() {
     let h = Harness::start("ro-bg").await;
-    for name in ["web-active", "web-preview"] {
-        h.create(
-            &h.services(),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
-        )
-        .await;
-    }
+    h.create_web_services(&["web-active", "web-preview"]).await;
     let strategy = json!({"blueGreen": {
         "activeService": "web-active", "previewService": "web-preview",
         "autoPromotionEnabled": false, "scaleDownDelaySeconds": 5

@@ -262,14 +262,7 @@ async fn canary_ingress(h: &Harness) -> Option<(String, String, String)> {
 #[tokio::test]
 async fn canary_with_nginx_ingress_creates_weights_and_removes_the_canary_ingress() {
     let h = Harness::start("ro-nginx").await;
-    for name in ["web-stable", "web-canary"] {
-        h.create(
-            &h.services(),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
-        )
-        .await;
-    }
+    h.create_web_services(&["web-stable", "web-canary"]).await;
     let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), &h.ns.name);
     let stable_ingress = json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",

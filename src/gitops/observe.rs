@@ -146,6 +146,12 @@ impl Reader {
             now,
             self.poll_interval,
         );
+        tracing::debug!(
+            fetched_since = ?decision.fetched_since,
+            reconciled_at = ?status.reconciled_at.as_ref().map(|t| t.0),
+            next_in = ?decision.next_in,
+            "refresh decision"
+        );
         let creds = self.credentials(app);
         let (target_sha, refreshed) = match (decision.fetched_since, last_revision) {
             (None, Some(sha)) => (Ok(sha), false),

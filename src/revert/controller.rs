@@ -24,7 +24,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::api::application::{
-    Application, RevertPhase as AppRevertPhase, RevertStatus as AppRevertStatus,
+    Application, ApplicationStatus, RevertPhase as AppRevertPhase, RevertStatus as AppRevertStatus,
 };
 use crate::api::common::Condition;
 use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
@@ -311,7 +311,7 @@ async fn set_rollout_revert(
 async fn edit_app_status(
     ctx: &Context,
     app: &Application,
-    edit: impl Fn(&mut crate::api::application::ApplicationStatus),
+    edit: impl Fn(&mut ApplicationStatus),
 ) -> Result<(), ReconcileError> {
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
@@ -382,6 +382,30 @@ async fn quarantine(
     .await
 }
 
+/// An Event of the revert loop on the Rollout.
+struct Note {
+    type_: EventType,
+    reason: &'static str,
+    text: String,
+}
+
+/// Records an outcome on the Application (when there is one), on the Rollout, then as an Event.
+async fn record(
+    ctx: &Context,
+    rollout: &Rollout,
+    app: Option<&Application>,
+    edit_app: impl Fn(&mut ApplicationStatus),
+    revert: RevertStatus,
+    note: Note,
+) -> Result<(), ReconcileError> {
+    if let Some(app) = app {
+        edit_app_status(ctx, app, edit_app).await?;
+    }
+    set_rollout_revert(ctx, rollout, &revert).await?;
+    publish(ctx, rollout, note.type_, note.reason, note.text).await;
+    Ok(())
+}
+
 async fn mark_pushed(
     ctx: &Context,
     rollout: &Rollout,
@@ -389,22 +413,27 @@ async fn mark_pushed(
     revert: &Revert,
     revert_commit: &str,
 ) -> Result<(), ReconcileError> {
-    edit_app_status(ctx, app, |status| {
-        if let Some(r) = status.revert.as_mut().filter(|r| r.sha == revert.sha) {
-            r.phase = AppRevertPhase::Pushed;
-            r.revert_commit = Some(revert_commit.to_string());
-            r.message = Some(format!("revert commit {revert_commit} pushed"));
-        }
-    })
-    .await?;
-    set_rollout_revert(
+    record(
         ctx,
         rollout,
-        &RevertStatus {
+        Some(app),
+        |status| {
+            if let Some(r) = status.revert.as_mut().filter(|r| r.sha == revert.sha) {
+                r.phase = AppRevertPhase::Pushed;
+                r.revert_commit = Some(revert_commit.to_string());
+                r.message = Some(format!("revert commit {revert_commit} pushed"));
+            }
+        },
+        RevertStatus {
             sha: revert.sha.clone(),
             revert_commit: Some(revert_commit.to_string()),
             phase: RevertPhase::Pushed,
             message: None,
+        },
+        Note {
+            type_: EventType::Normal,
+            reason: "GitRevertPushed",
+            text: format!("Reverted {} in Git with {revert_commit}", revert.sha),
         },
     )
     .await?;
@@ -416,19 +445,11 @@ async fn mark_pushed(
             &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/refresh": "hard"}}})),
         )
         .await
+        .map(drop)
         .map_err(kube_err(format!(
             "asking Application {} to refresh",
             app.name_any()
-        )))?;
-    publish(
-        ctx,
-        rollout,
-        EventType::Normal,
-        "GitRevertPushed",
-        format!("Reverted {} in Git with {revert_commit}", revert.sha),
-    )
-    .await;
-    Ok(())
+        )))
 }
 
 async fn mark_synced(
@@ -438,34 +459,28 @@ async fn mark_synced(
     sha: &str,
     revert_commit: &str,
 ) -> Result<(), ReconcileError> {
-    if let Some(app) = app {
-        edit_app_status(ctx, app, |status| {
+    record(
+        ctx,
+        rollout,
+        app,
+        |status| {
             if let Some(r) = status.revert.as_mut().filter(|r| r.sha == sha) {
                 r.phase = AppRevertPhase::Completed;
             }
-        })
-        .await?;
-    }
-    set_rollout_revert(
-        ctx,
-        rollout,
-        &RevertStatus {
+        },
+        RevertStatus {
             sha: sha.to_string(),
             revert_commit: Some(revert_commit.to_string()),
             phase: RevertPhase::Synced,
             message: None,
         },
+        Note {
+            type_: EventType::Normal,
+            reason: "GitRevertSynced",
+            text: format!("The revert {revert_commit} of {sha} is synced"),
+        },
     )
-    .await?;
-    publish(
-        ctx,
-        rollout,
-        EventType::Normal,
-        "GitRevertSynced",
-        format!("The revert {revert_commit} of {sha} is synced"),
-    )
-    .await;
-    Ok(())
+    .await
 }
 
 async fn record_failure(
@@ -476,9 +491,12 @@ async fn record_failure(
     message: &str,
 ) -> Result<(), ReconcileError> {
     tracing::warn!(namespace = rollout.namespace().unwrap_or_default(), rollout = %rollout.name_any(), sha, message, "revert failed");
-    if let Some(app) = app {
-        let now = Time(Timestamp::now());
-        edit_app_status(ctx, app, |status| {
+    let now = Time(Timestamp::now());
+    record(
+        ctx,
+        rollout,
+        app,
+        |status| {
             if let Some(r) = status.revert.as_mut().filter(|r| r.sha == sha) {
                 r.phase = AppRevertPhase::Failed;
                 r.message = Some(message.to_string());
@@ -500,29 +518,20 @@ async fn record_failure(
                 Some(c) => *c = condition,
                 None => status.conditions.push(condition),
             }
-        })
-        .await?;
-    }
-    set_rollout_revert(
-        ctx,
-        rollout,
-        &RevertStatus {
+        },
+        RevertStatus {
             sha: sha.to_string(),
             revert_commit: None,
             phase: RevertPhase::Failed,
             message: Some(message.to_string()),
         },
+        Note {
+            type_: EventType::Warning,
+            reason: REVERT_FAILED,
+            text: message.to_string(),
+        },
     )
-    .await?;
-    publish(
-        ctx,
-        rollout,
-        EventType::Warning,
-        REVERT_FAILED,
-        message.to_string(),
-    )
-    .await;
-    Ok(())
+    .await
 }
 
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, note: String) {

@@ -57,9 +57,9 @@ impl Harness {
             .expect("patch rollout status");
     }
 
-    /// Services `web-stable` and `web-canary` and the HTTPRoute `web` sending all traffic to stable.
-    pub async fn create_services_and_route(&self) {
-        for name in ["web-stable", "web-canary"] {
+    /// Services named `names` selecting the app's pods (the engine adds the revision hash).
+    pub async fn create_web_services(&self, names: &[&str]) {
+        for name in names {
             self.create(
                 &self.services(),
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
@@ -67,6 +67,12 @@ impl Harness {
             )
             .await;
         }
+    }
+
+    /// Services `web-stable` and `web-canary` and the HTTPRoute `web` sending all traffic to stable.
+    pub async fn create_services_and_route(&self) {
+        self.create_web_services(&["web-stable", "web-canary"])
+            .await;
         self.create(
             &self.routes(),
             json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -314,4 +320,21 @@ impl WeightZeroWatch {
             .expect("route watch task")
             .expect("the route watch saw canary traffic, then weight 0")
     }
+}
+
+/// The shipped success-rate template, measured every 2 s after a 4 s delay (so that Prometheus has
+/// two scrapes of the canary's new series), `count` times; `edit` adjusts its metric further.
+pub fn success_rate_template(count: i64, edit: impl FnOnce(&mut Value)) -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/analysis-templates/success-rate.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read the success-rate template");
+    let mut template: Value = serde_saphyr::from_str(&text).expect("parse the template");
+    let metric = &mut template["spec"]["metrics"][0];
+    metric["interval"] = json!("2s");
+    metric["initialDelay"] = json!("4s");
+    metric["count"] = json!(count);
+    edit(metric);
+    template
 }
