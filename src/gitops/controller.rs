@@ -30,7 +30,7 @@ use super::credentials::REPOSITORY_SECRET_LABEL;
 use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
-use super::observe::{FetchCounter, ObserveError, Reader, refresh_request};
+use super::observe::{FetchCounter, ObserveError, Reader, ResolveTurns, refresh_request};
 use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
 use super::render::RenderCache;
 use super::source::RepoCache;
@@ -111,6 +111,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics) {
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
         fetches: FetchCounter::new(gitops_metrics.fetches()),
+        resolve_turns: ResolveTurns::default(),
     };
     let webhook_state = WebhookState {
         secrets: WebhookSecrets::from_env(),

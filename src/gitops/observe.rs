@@ -78,6 +78,19 @@ impl FetchCounter {
     }
 }
 
+/// One turn at a time per repository for resolving revisions (see [`Reader::resolve`]).
+#[derive(Clone, Default)]
+pub struct ResolveTurns {
+    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl ResolveTurns {
+    fn turn(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        turns.entry(url.to_string()).or_default().clone()
+    }
+}
+
 /// What the observe step reads from.
 #[derive(Clone)]
 pub struct Reader {
@@ -92,6 +105,7 @@ pub struct Reader {
     pub pushes: PushLog,
     pub poll_interval: Duration,
     pub fetches: FetchCounter,
+    pub resolve_turns: ResolveTurns,
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -269,6 +283,11 @@ impl Reader {
     ) -> Result<String, String> {
         let creds = creds.as_ref().map_err(Clone::clone)?;
         let url = &source.repo_url;
+        // The cache measures a fetch's age once its own lock is free; taking the turn here first
+        // means the age is computed at that moment, not before a wait behind another fetch
+        // (which would make a fetch this tick already made look too old).
+        let turn = self.resolve_turns.turn(url);
+        let _turn = turn.lock().await;
         let max_age = Duration::try_from(Timestamp::now().duration_since(fetched_since))
             .unwrap_or(Duration::ZERO);
         let resolved = self

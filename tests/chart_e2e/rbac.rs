@@ -106,8 +106,8 @@ pub const CONTROLLERS: &[Need] = &[
     need(
         "",
         "services",
-        &["patch"],
-        "src/rollout/act.rs: set_service_selector (apply)",
+        &["get", "patch"],
+        "src/rollout/act.rs: set_service_selector (get, then apply of the whole selector)",
     ),
     need(
         "",
@@ -198,19 +198,19 @@ pub const GITOPS: &[Need] = &[
         "sluice.dev",
         "applications",
         &["get", "patch"],
-        "src/gitops/app_writes.rs: re-read after a status conflict; operation, automated, finalizers (merge/json patch)",
+        "src/gitops/app_writes.rs: re-read after a status conflict; operation, automated, finalizers (merge/json patch); src/revert/controller.rs: get, refresh annotation",
     ),
     need(
         "sluice.dev",
         "applications/status",
         &["patch"],
-        "src/gitops/app_writes.rs: patch_status",
+        "src/gitops/app_writes.rs: patch_status; src/revert/controller.rs: revert, quarantinedRevisions, RevertFailed",
     ),
     need(
         "",
         "secrets",
         &["list", "watch"],
-        "src/gitops/controller.rs: watcher(Secret) labelled sluice.dev/secret-type (repository credentials)",
+        "src/gitops/controller.rs: watcher(Secret) labelled sluice.dev/secret-type (repository credentials); src/revert/controller.rs: list for the push",
     ),
 ];
 

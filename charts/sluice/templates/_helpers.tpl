@@ -86,10 +86,11 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
-# Stable/canary/active/preview Services: watched, their selector's pod-template-hash applied.
+# Stable/canary/active/preview Services: watched, read and their selector applied with the
+# pod-template-hash set (the selector is an atomic map: the live keys are written back).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Pods of Rollout revisions (readiness) and their eviction for `restartAt`.
 - apiGroups: [""]
   resources: ["pods"]
