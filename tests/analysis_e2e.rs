@@ -301,8 +301,10 @@ async fn success_rate_passes_for_the_good_revision_and_fails_for_the_bad_one() {
         .as_deref()
         .and_then(|v| v.trim_matches(['[', ']']).parse().ok())
         .expect("a number in the value");
+    // Only the verdict's side of the threshold is certain: the emulator's error share per window
+    // varies with the machine's load.
     assert!(
-        (0.4..0.95).contains(&value),
+        value > 0.0 && value < 0.95,
         "bad revision success rate {value}"
     );
     eprintln!("bad run Failed {bad_elapsed:?} after creation: {message}");
