@@ -152,11 +152,12 @@ async fn abort_ends_degraded_then_retry_and_full_promotion_recover() {
         .expect_code(0);
     h.wait_rollout("paused at step 1", paused_at(1)).await;
 
-    // --revert needs an API field that does not exist yet: refused before anything is written.
+    // --revert needs a revision applied from Git (this one was not): refused before anything is
+    // written. The revert itself is covered by tests/revert_e2e.rs (L5).
     plugin(&h, &["abort", "web", "--revert"])
         .await
         .expect_code(EXIT_ERROR)
-        .expect_one_line_error("abort --revert is not available");
+        .expect_one_line_error("not applied by an Application from Git");
     let still = h.rollouts().get("web").await.expect("rollout");
     assert!(!still.status.as_ref().is_some_and(|s| s.aborted()));
 
