@@ -11,6 +11,7 @@ pub mod crdgen;
 pub mod duration;
 pub mod error;
 pub mod gitops;
+pub mod kube_requests;
 pub mod leader;
 pub mod manager;
 pub mod metrics;

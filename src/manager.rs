@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use crate::cli::ControllerArgs;
 use crate::error::Result;
+use crate::kube_requests::KubeRequestCounter;
 use crate::leader::{LeaderElector, Timings, holder_identity};
 use crate::metrics::Metrics;
 use crate::server::{self, Readiness};
@@ -25,7 +26,12 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         )
     });
 
-    let client = kube::Client::try_default().await?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&KubeRequestCounter::register(&metrics))
+        .build();
     let version = client.apiserver_version().await?;
     tracing::info!(
         server_version = %version.git_version,
@@ -52,6 +58,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let (_always_leading, always) = watch::channel(true);
     let leading = elector.as_ref().map_or(always, LeaderElector::subscribe);
 
+    let git_requests = crate::gitops::source::GitRequestMetrics::register(&metrics);
     let controllers = Controllers {
         client: client.clone(),
         namespace: args.namespace.clone(),
@@ -62,6 +69,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             poll_interval: args.repo_poll_interval,
             cache_dir: args.git_cache_dir(),
             webhook_addr: args.webhook_addr,
+            git_requests: git_requests.clone(),
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),
@@ -70,6 +78,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             credentials_namespace: std::env::var("POD_NAMESPACE")
                 .ok()
                 .or_else(|| args.namespace.clone()),
+            git_requests,
         },
     };
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));

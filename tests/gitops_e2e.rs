@@ -427,6 +427,8 @@ async fn g11_broken_yaml_applies_nothing_and_the_next_good_commit_syncs() {
     assert_eq!(sync_status(&failed), SyncStatusCode::Unknown);
     let message = condition(&failed, "ComparisonError").unwrap();
     assert!(message.contains("b.yaml"), "{message}");
+    h.wait_event("yaml", "Warning", "ComparisonError", "b.yaml")
+        .await;
     // Nothing of the commit was applied, not even the valid file.
     assert_eq!(h.config_value("a").await.as_deref(), Some("1"));
     assert_eq!(h.config_value("b").await.as_deref(), Some("1"));
@@ -440,6 +442,13 @@ async fn g11_broken_yaml_applies_nothing_and_the_next_good_commit_syncs() {
     );
     let synced = h.wait_synced("yaml", &fixed).await;
     assert!(condition(&synced, "ComparisonError").is_none());
+    h.wait_event(
+        "yaml",
+        "Normal",
+        "OperationCompleted",
+        &format!("Sync operation to {fixed} succeeded"),
+    )
+    .await;
     assert_eq!(h.config_value("a").await.as_deref(), Some("3"));
     h.ns.delete().await;
 }
@@ -652,6 +661,27 @@ async fn g14_fifty_applications_on_one_repository_fetch_once_per_tick() {
     );
     assert!(made >= 1.0, "the commit was fetched");
     assert!(made <= ticks as f64, "{made} fetches in {ticks} ticks");
+    // Every fetch is timed too, and the API requests the syncs made are counted.
+    let timed = h
+        .controller
+        .metric_with(
+            "sluice_git_request_duration_seconds_count",
+            &[("type", "fetch")],
+        )
+        .await;
+    assert_eq!(timed, Some(fetches().await), "one duration per fetch");
+    let applies = h
+        .controller
+        .metric_with(
+            "sluice_kube_requests_total",
+            &[("method", "PATCH"), ("code", "200")],
+        )
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        applies >= 2.0 * APPS as f64,
+        "two syncs of {APPS} Applications made {applies} PATCH requests"
+    );
     h.ns.delete().await;
 }
 

@@ -9,7 +9,6 @@ mod http_git;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, Oid, Repository, Signature};
@@ -20,9 +19,12 @@ use common::E2eEnv;
 use sluice::api::application::{ApplicationSource, ApplicationSourceType};
 use sluice::gitops::credentials::Credentials;
 use sluice::gitops::render::{RenderCache, RenderContext, RenderError, Rendered, Tools};
-use sluice::gitops::source::{RepoCache, SourceError};
+use sluice::gitops::source::{GitRequestMetrics, RepoCache, SourceError};
 
-const TICK: Duration = Duration::from_secs(60);
+/// A poll tick ago: any fetch since then will do.
+fn a_tick_ago() -> jiff::Timestamp {
+    jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)
+}
 
 /// A bare repository on a Git server, committed to directly (as a push would).
 struct ServedRepo {
@@ -118,9 +120,9 @@ async fn fetch_and_render(
     source: &ApplicationSource,
 ) -> Result<Rendered, RenderError> {
     let cache_dir = TempDir::new().unwrap();
-    let repos = RepoCache::new(cache_dir.path().to_path_buf());
+    let repos = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
     let sha = repos
-        .resolve(&repo.url, "main", None, TICK)
+        .resolve(&repo.url, "main", None, a_tick_ago())
         .await
         .expect("resolve");
     let tree = repos.checkout(&repo.url, &sha).await.expect("checkout");
@@ -162,10 +164,13 @@ async fn fetches_over_git_and_sees_new_commits() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
     )]);
     let cache_dir = TempDir::new().unwrap();
-    let cache = RepoCache::new(cache_dir.path().to_path_buf());
+    let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
 
     assert_eq!(
-        cache.resolve(&repo.url, "HEAD", None, TICK).await.unwrap(),
+        cache
+            .resolve(&repo.url, "HEAD", None, a_tick_ago())
+            .await
+            .unwrap(),
         first
     );
     let tree = cache.checkout(&repo.url, &first).await.unwrap();
@@ -180,12 +185,15 @@ async fn fetches_over_git_and_sees_new_commits() {
     )]);
     // Within the tick nobody fetches again; a forced fetch (a webhook) sees the push.
     assert_eq!(
-        cache.resolve(&repo.url, "main", None, TICK).await.unwrap(),
+        cache
+            .resolve(&repo.url, "main", None, a_tick_ago())
+            .await
+            .unwrap(),
         first
     );
     assert_eq!(
         cache
-            .resolve(&repo.url, "main", None, Duration::ZERO)
+            .resolve(&repo.url, "main", None, jiff::Timestamp::now())
             .await
             .unwrap(),
         second
@@ -205,10 +213,10 @@ async fn many_applications_on_one_repository_fetch_once_per_tick() {
     let repo = ServedRepo::on_git_daemon(&env);
     let head = repo.commit(&[("a.yaml", "x: 1\n")]);
     let cache_dir = TempDir::new().unwrap();
-    let cache = RepoCache::new(cache_dir.path().to_path_buf());
+    let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
     let apps = (0..20).map(|_| {
         let (cache, url) = (cache.clone(), repo.url.clone());
-        tokio::spawn(async move { cache.resolve(&url, "main", None, TICK).await })
+        tokio::spawn(async move { cache.resolve(&url, "main", None, a_tick_ago()).await })
     });
     for result in futures::future::join_all(apps).await {
         assert_eq!(result.unwrap().unwrap(), head);
@@ -432,8 +440,11 @@ async fn renders_a_kustomization_with_real_kubectl_kustomize() {
     );
     // The shared checked-out tree was not modified by the options.
     let cache_dir = TempDir::new().unwrap();
-    let repos = RepoCache::new(cache_dir.path().to_path_buf());
-    let sha = repos.resolve(&repo.url, "main", None, TICK).await.unwrap();
+    let repos = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
+    let sha = repos
+        .resolve(&repo.url, "main", None, a_tick_ago())
+        .await
+        .unwrap();
     let tree = repos.checkout(&repo.url, &sha).await.unwrap();
     assert_eq!(
         std::fs::read_to_string(tree.join("overlays/prod/kustomization.yaml")).unwrap(),
@@ -471,11 +482,11 @@ async fn private_repository_over_https_with_a_token() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
     )]);
     let cache_dir = TempDir::new().unwrap();
-    let cache = RepoCache::new(cache_dir.path().to_path_buf());
+    let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
 
     // Without credentials: refused, with a message saying what is missing.
     let err = cache
-        .resolve(&repo.url, "main", None, Duration::ZERO)
+        .resolve(&repo.url, "main", None, jiff::Timestamp::now())
         .await
         .unwrap_err();
     assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
@@ -492,7 +503,7 @@ async fn private_repository_over_https_with_a_token() {
     };
     let refused_before = server.unauthorized.load(Ordering::SeqCst);
     let err = cache
-        .resolve(&repo.url, "main", Some(&wrong), Duration::ZERO)
+        .resolve(&repo.url, "main", Some(&wrong), jiff::Timestamp::now())
         .await
         .unwrap_err();
     let text = format!("{err} {err:?}");
@@ -506,7 +517,7 @@ async fn private_repository_over_https_with_a_token() {
         password: "tok_9f8e7d6c".into(),
     };
     let sha = cache
-        .resolve(&repo.url, "main", Some(&good), Duration::ZERO)
+        .resolve(&repo.url, "main", Some(&good), jiff::Timestamp::now())
         .await
         .unwrap();
     assert_eq!(sha, head);

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControllerProcess, E2eEnv, TestNamespace, wait_for};
+use common::{ControllerProcess, E2eEnv, TestNamespace, sole_leader, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -19,22 +19,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
-}
-
-/// Waits until exactly one of `controllers` reports leading, and returns its index.
-async fn sole_leader(controllers: &[&ControllerProcess], timeout: Duration) -> usize {
-    wait_for("exactly one leader", timeout, || async {
-        let mut leaders = Vec::new();
-        for (i, c) in controllers.iter().enumerate() {
-            match c.metric("sluice_leader").await {
-                Some(1.0) => leaders.push(i),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-        (leaders.len() == 1).then(|| leaders[0])
-    })
-    .await
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
@@ -19,7 +20,7 @@ use common::gitops::{GitRepo, GitopsHarness, TIMEOUT};
 use common::rollouts::{
     WeightZeroWatch, current_hash, observed_current, phase, success_rate_template,
 };
-use common::wait_for;
+use common::{ControllerProcess, sole_leader, wait_for};
 
 const APP: &str = "demo";
 
@@ -258,6 +259,14 @@ async fn l1_a_failed_canary_is_rolled_back_and_its_commit_reverted_in_git() {
         git(&dir, &["show", "main:app/rollout.yaml"]),
         app_files(&ns, "example/web:1.0")[4].1
     );
+    // The push is in the controller's Git request metrics, counted and timed.
+    for family in [
+        "sluice_git_requests_total",
+        "sluice_git_request_duration_seconds_count",
+    ] {
+        let pushes = h.controller.metric_with(family, &[("type", "push")]).await;
+        assert_eq!(pushes, Some(1.0), "{family}{{type=\"push\"}}");
+    }
 
     // L2 + L1 end: the quarantine holds the bad commit; the revert syncs; all Healthy on stable.
     let app = h.wait_synced(APP, &revert_commit).await;
@@ -470,4 +479,120 @@ async fn l5_a_manual_abort_reverts_only_when_asked() {
     assert_eq!(stable_rs(&done).as_deref(), Some(blue.as_str()));
     let message = git(&dir, &["log", "-1", "--format=%B", "main"]);
     assert!(message.contains("the rollout was aborted"), "{message}");
+}
+
+/// The AnalysisRuns of the revision `hash`.
+async fn runs_of(h: &GitopsHarness, hash: &str) -> Vec<AnalysisRun> {
+    Api::<AnalysisRun>::namespaced(h.client.clone(), &h.ns.name)
+        .list(&ListParams::default().labels(&format!("rollouts-pod-template-hash={hash}")))
+        .await
+        .expect("list AnalysisRuns")
+        .items
+}
+
+/// The ReplicaSets the Rollout owns, by pod-template hash.
+async fn replica_set_hashes(h: &GitopsHarness) -> Vec<String> {
+    let sets: Api<ReplicaSet> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let mut hashes: Vec<String> = sets
+        .list(&ListParams::default())
+        .await
+        .expect("list ReplicaSets")
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Rollout" && o.name == "web")
+        })
+        .filter_map(|rs| rs.metadata.labels?.remove("rollouts-pod-template-hash"))
+        .collect();
+    hashes.sort();
+    hashes
+}
+
+/// Waits for the canary of a new revision (not `old`) to have its AnalysisRun, then kills the
+/// leader among `alive` — mid-rollout, before the run's first measurement (4 s in) — and returns
+/// the canary's hash and the index of the killed process in `alive`.
+async fn kill_leader_mid_analysis(
+    h: &GitopsHarness,
+    old: &str,
+    alive: &[&ControllerProcess],
+) -> (String, usize) {
+    let canary = wait_rollout(h, "a new canary revision", |r| {
+        let hash = current_hash(r);
+        !hash.is_empty() && hash != old
+    })
+    .await;
+    let hash = current_hash(&canary);
+    wait_for("the canary's AnalysisRun", TIMEOUT, || async {
+        (!runs_of(h, &hash).await.is_empty()).then_some(())
+    })
+    .await;
+    let leader = sole_leader(alive, TIMEOUT).await;
+    alive[leader].signal("KILL");
+    (hash, leader)
+}
+
+/// Issue 9, R10: two controllers with `--leader-elect`. The leader is killed while a good canary's
+/// analysis runs; the standby leads once the 15 s lease expires and promotes it. A third process
+/// stands by; a bad release, the leader killed again while its analysis runs: the new leader fails
+/// the analysis, rolls back and reverts the commit. One ReplicaSet per revision, one AnalysisRun per
+/// canary, one revert commit.
+#[tokio::test]
+async fn failover_a_standby_finishes_rollouts_and_reverts_without_duplicates() {
+    let elect = ["--leader-elect"];
+    let h = GitopsHarness::start_with("failover", "2s", &elect).await;
+    let caches = [
+        tempfile::tempdir().expect("cache"),
+        tempfile::tempdir().expect("cache"),
+    ];
+    let standby = |cache: &tempfile::TempDir| {
+        common::gitops::start_controller_with(&h.env, &h.ns.name, "2s", cache.path(), &elect).0
+    };
+    let second = standby(&caches[0]);
+    let mut alive = vec![&h.controller, &second];
+    let (repo, blue) = app_at_v1(&h, "failover").await;
+    let dir = git_dir(&h, &repo);
+
+    // A good release, its leader killed mid-analysis: the standby finishes it.
+    commit(&repo, "web v2", &app_files(&h.ns.name, "example/web:2.0"));
+    let (green, killed) = kill_leader_mid_analysis(&h, &blue, &alive).await;
+    alive.remove(killed);
+    let promoted = wait_rollout(&h, "v2 promoted by the standby", |r| {
+        healthy(r) && stable_rs(r).as_deref() == Some(green.as_str())
+    })
+    .await;
+    assert_eq!(current_hash(&promoted), green);
+    let runs = runs_of(&h, &green).await;
+    assert_eq!(runs.len(), 1, "one AnalysisRun for the canary");
+    assert_eq!(
+        runs[0].status.as_ref().and_then(|s| s.phase),
+        Some(AnalysisPhase::Successful)
+    );
+    let mut want = vec![blue.clone(), green.clone()];
+    want.sort();
+    assert_eq!(replica_set_hashes(&h).await, want);
+
+    // A bad release, the new leader killed mid-analysis: the third process reverts it, once.
+    let third = standby(&caches[1]);
+    alive.push(&third);
+    let bad = commit(&repo, "web bad", &app_files(&h.ns.name, "example/web:bad"));
+    let (red, _) = kill_leader_mid_analysis(&h, &green, &alive).await;
+    let reverted = wait_rollout(&h, "the bad canary reverted and synced", |r| {
+        healthy(r) && revert_phase(r) == Some(RevertPhase::Synced)
+    })
+    .await;
+    assert_eq!(stable_rs(&reverted).as_deref(), Some(green.as_str()));
+    assert_eq!(reverts_of(&dir, &bad), 1, "exactly one revert commit");
+    let runs = runs_of(&h, &red).await;
+    assert_eq!(runs.len(), 1, "one AnalysisRun for the bad canary");
+    assert_eq!(
+        runs[0].status.as_ref().and_then(|s| s.phase),
+        Some(AnalysisPhase::Failed)
+    );
+    want.push(red);
+    want.sort();
+    assert_eq!(replica_set_hashes(&h).await, want);
 }

@@ -27,13 +27,14 @@ use super::app_writes::{
 };
 use super::apply::Applier;
 use super::credentials::REPOSITORY_SECRET_LABEL;
+use super::events::{self, transitions};
 use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
-use super::observe::{FetchCounter, ObserveError, Reader, ResolveTurns, refresh_request};
+use super::observe::{ObserveError, Reader, refresh_request};
 use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
 use super::render::RenderCache;
-use super::source::RepoCache;
+use super::source::{GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, OperationPhase};
 use crate::metrics::Metrics;
@@ -55,6 +56,8 @@ pub struct GitopsSettings {
     pub poll_interval: Duration,
     pub cache_dir: PathBuf,
     pub webhook_addr: SocketAddr,
+    /// Counts and times the sync cache's fetches (shared with the revert loop).
+    pub git_requests: GitRequestMetrics,
 }
 
 #[derive(Debug, Error)]
@@ -99,7 +102,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics) {
 
     let pushes = PushLog::default();
     let reader = Reader {
-        repos: RepoCache::new(settings.cache_dir.clone()),
+        repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone()),
         renders: RenderCache::new(),
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
@@ -110,8 +113,6 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics) {
             .or_else(|| std::env::var("POD_NAMESPACE").ok()),
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
-        fetches: FetchCounter::new(gitops_metrics.fetches()),
-        resolve_turns: ResolveTurns::default(),
     };
     let webhook_state = WebhookState {
         secrets: WebhookSecrets::from_env(),
@@ -173,6 +174,8 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
         None => plan.status.clone(),
     };
     write_status(&api, app, &status).await?;
+    let before = app.status.clone().unwrap_or_default();
+    events::publish(&ctx.client, app, transitions(&before, &status)).await;
     if plan.clear_operation {
         clear_operation(&api, app).await?;
     }

@@ -1,8 +1,9 @@
 //! The GitOps core's metrics:
 //! - `sluice_application_info{namespace,name,sync_status,health_status}`, read from the Application
 //!   cache at scrape time (no stale series for deleted Applications or old statuses);
-//! - `sluice_application_sync_total{phase}`: finished sync operations by phase;
-//! - `sluice_git_requests_total{type}`: network requests to Git servers (`type="fetch"`).
+//! - `sluice_application_sync_total{phase}`: finished sync operations by phase.
+//!
+//! Git requests are counted where they are made ([`crate::gitops::source::GitRequestMetrics`]).
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
@@ -19,16 +20,10 @@ struct PhaseLabels {
     phase: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GitRequestLabels {
-    r#type: String,
-}
-
 /// The counters the reconciler updates.
 #[derive(Clone, Default)]
 pub struct GitopsMetrics {
     syncs: Family<PhaseLabels, Counter>,
-    git_requests: Family<GitRequestLabels, Counter>,
 }
 
 impl GitopsMetrics {
@@ -40,11 +35,6 @@ impl GitopsMetrics {
                 "application_sync",
                 "Finished Application sync operations by phase",
                 me.syncs.clone(),
-            );
-            r.register(
-                "git_requests",
-                "Network requests to Git servers by type",
-                me.git_requests.clone(),
             );
             r.register_collector(Box::new(ApplicationInfo { applications }));
         });
@@ -58,15 +48,6 @@ impl GitopsMetrics {
                 phase: format!("{phase:?}"),
             })
             .inc();
-    }
-
-    /// The counter of Git fetches.
-    pub fn fetches(&self) -> Counter {
-        self.git_requests
-            .get_or_create(&GitRequestLabels {
-                r#type: "fetch".into(),
-            })
-            .clone()
     }
 }
 
@@ -126,17 +107,12 @@ mod tests {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(app));
         let gitops = GitopsMetrics::register(&metrics, store);
         gitops.sync_finished(OperationPhase::Succeeded);
-        gitops.fetches().inc_by(2);
         let text = metrics.encode().unwrap();
         assert!(text.contains(
             r#"sluice_application_info{namespace="argocd",name="shop",sync_status="Synced",health_status="Degraded"} 1"#
         ), "{text}");
         assert!(
             text.contains(r#"sluice_application_sync_total{phase="Succeeded"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"sluice_git_requests_total{type="fetch"} 2"#),
             "{text}"
         );
     }

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod credentials;
 pub mod diff;
 pub mod engine_fields;
+pub mod events;
 pub mod health;
 pub mod ignore;
 pub mod kinds;

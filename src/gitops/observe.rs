@@ -4,9 +4,8 @@
 //! Everything Git or rendering gets wrong becomes a [`ComparisonFailure`] shown to the user
 //! (SCENARIOS G11); only infrastructure trouble (a watch that cannot list) fails the reconcile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -14,7 +13,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::core::GroupVersionKind;
 use kube::runtime::reflector::Store;
-use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -55,42 +53,6 @@ pub enum ObserveError {
     Live(#[from] LiveError),
 }
 
-/// Counts the network fetches of the Git cache in `sluice_git_requests_total{type="fetch"}`.
-#[derive(Clone, Default)]
-pub struct FetchCounter {
-    counter: Counter,
-    seen: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl FetchCounter {
-    pub fn new(counter: Counter) -> Self {
-        Self {
-            counter,
-            seen: Arc::default(),
-        }
-    }
-
-    fn update(&self, repos: &RepoCache, url: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let total = repos.fetch_count(url);
-        let previous = seen.insert(url.to_string(), total).unwrap_or(0);
-        self.counter.inc_by(total.saturating_sub(previous));
-    }
-}
-
-/// One turn at a time per repository for resolving revisions (see [`Reader::resolve`]).
-#[derive(Clone, Default)]
-pub struct ResolveTurns {
-    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-}
-
-impl ResolveTurns {
-    fn turn(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
-        turns.entry(url.to_string()).or_default().clone()
-    }
-}
-
 /// What the observe step reads from.
 #[derive(Clone)]
 pub struct Reader {
@@ -104,8 +66,6 @@ pub struct Reader {
     pub credentials_namespace: Option<String>,
     pub pushes: PushLog,
     pub poll_interval: Duration,
-    pub fetches: FetchCounter,
-    pub resolve_turns: ResolveTurns,
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -272,8 +232,7 @@ impl Reader {
             .unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
-    /// Resolves `revision` with a fetch that started at `fetched_since` or later; the age is taken
-    /// now, at the call, so that time spent earlier in the reconcile does not cause a second fetch.
+    /// Resolves `revision` with a fetch that started at `fetched_since` or later.
     async fn resolve(
         &self,
         creds: &Result<Option<Credentials>, String>,
@@ -282,20 +241,10 @@ impl Reader {
         fetched_since: Timestamp,
     ) -> Result<String, String> {
         let creds = creds.as_ref().map_err(Clone::clone)?;
-        let url = &source.repo_url;
-        // The cache measures a fetch's age once its own lock is free; taking the turn here first
-        // means the age is computed at that moment, not before a wait behind another fetch
-        // (which would make a fetch this tick already made look too old).
-        let turn = self.resolve_turns.turn(url);
-        let _turn = turn.lock().await;
-        let max_age = Duration::try_from(Timestamp::now().duration_since(fetched_since))
-            .unwrap_or(Duration::ZERO);
-        let resolved = self
-            .repos
-            .resolve(url, revision, creds.as_ref(), max_age)
-            .await;
-        self.fetches.update(&self.repos, url);
-        resolved.map_err(|e| e.to_string())
+        self.repos
+            .resolve(&source.repo_url, revision, creds.as_ref(), fetched_since)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn checkout(

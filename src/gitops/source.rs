@@ -9,19 +9,22 @@
 
 mod git;
 mod known_hosts;
+mod requests;
 mod tree;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use jiff::Timestamp;
 use thiserror::Error;
 use tracing::{debug, warn};
 
 use super::credentials::{Credentials, scrub_message, scrub_url};
 pub use git::remote_callbacks;
+pub use requests::{GitRequest, GitRequestMetrics};
 pub(crate) use tree::stays_inside as tree_path_stays_inside;
 
 /// Why a source could not be fetched, resolved or checked out. Messages never hold credentials.
@@ -63,6 +66,7 @@ pub struct RepoCache {
 struct Inner {
     cache_dir: PathBuf,
     repos: Mutex<HashMap<String, Arc<RepoState>>>,
+    requests: GitRequestMetrics,
 }
 
 /// Per-URL fetch bookkeeping; the async mutex makes concurrent callers wait for one fetch.
@@ -74,16 +78,18 @@ struct RepoState {
 
 /// The last fetch of a repository: when it started and, if it failed, why (already scrubbed).
 struct FetchOutcome {
-    started: Instant,
+    started: Timestamp,
     error: Option<String>,
 }
 
 impl RepoCache {
-    pub fn new(cache_dir: PathBuf) -> Self {
+    /// A cache under `cache_dir` whose fetches are counted and timed in `requests`.
+    pub fn new(cache_dir: PathBuf, requests: GitRequestMetrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cache_dir,
                 repos: Mutex::new(HashMap::new()),
+                requests,
             }),
         }
     }
@@ -93,19 +99,21 @@ impl RepoCache {
         &self.inner.cache_dir
     }
 
-    /// Fetches `url` (all branches and tags, pruning) unless a fetch of it started less than `max_age`
-    /// ago or after this call began (so callers queued behind a running fetch share it; pass
-    /// `Duration::ZERO` to force a fetch, e.g. after a webhook push), then resolves `revision` (branch,
-    /// tag, full or short sha, `HEAD` or empty = the remote's HEAD) to a full 40-hex commit sha. A failed
-    /// fetch is remembered for `max_age` too, so a broken repository costs one attempt per tick.
+    /// Fetches `url` (all branches and tags, pruning) unless a fetch of it started at or after
+    /// `fresh_since`, then resolves `revision` (branch, tag, full or short sha, `HEAD` or empty = the
+    /// remote's HEAD) to a full 40-hex commit sha. `fresh_since` is a point in time, not an age, so a
+    /// caller that waited behind another caller's fetch still shares it: every Application of a repo
+    /// asking "fetched since the last tick?" costs one fetch per tick, and a webhook push asks "fetched
+    /// since now?". A failed fetch counts as a fetch too, so a broken repository costs one attempt per
+    /// tick.
     pub async fn resolve(
         &self,
         url: &str,
         revision: &str,
         creds: Option<&Credentials>,
-        max_age: Duration,
+        fresh_since: Timestamp,
     ) -> Result<String, SourceError> {
-        self.fetch_if_stale(url, creds, max_age).await?;
+        self.fetch_if_stale(url, creds, fresh_since).await?;
         let git_dir = self.git_dir(url);
         let (url, revision) = (url.to_string(), revision.to_string());
         run_blocking(move || git::resolve(&git_dir, &url, &revision)).await
@@ -129,7 +137,7 @@ impl RepoCache {
         run_blocking(move || tree::extract(&git_dir, &url, &sha, &dest).map(|()| dest)).await
     }
 
-    /// How many network fetches were made for `url` (tests and `sluice_git_requests_total`).
+    /// How many network fetches were made for `url`.
     pub fn fetch_count(&self, url: &str) -> u64 {
         self.state(url).fetches.load(Ordering::Relaxed)
     }
@@ -138,29 +146,33 @@ impl RepoCache {
         &self,
         url: &str,
         creds: Option<&Credentials>,
-        max_age: Duration,
+        fresh_since: Timestamp,
     ) -> Result<(), SourceError> {
-        let requested = Instant::now();
         let state = self.state(url);
         let mut last = state.last_fetch.lock().await;
         if let Some(outcome) = last.as_ref()
-            && (outcome.started >= requested || outcome.started.elapsed() < max_age)
+            && outcome.started >= fresh_since
         {
             return outcome.result(url);
         }
         state.fetches.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
+        let (started, clock) = (Timestamp::now(), Instant::now());
         let git_dir = self.git_dir(url);
         let (owned_url, owned_creds) = (url.to_string(), creds.cloned());
-        let result =
-            run_blocking(move || git::fetch(&git_dir, &owned_url, owned_creds.as_ref())).await;
+        let requests = self.inner.requests.clone();
+        let result = run_blocking(move || {
+            requests.record(GitRequest::Fetch, || {
+                git::fetch(&git_dir, &owned_url, owned_creds.as_ref())
+            })
+        })
+        .await;
         let error = result.err().map(|e| {
             let secrets = creds.map(Credentials::secrets).unwrap_or_default();
             scrub_message(&fetch_message(e), &secrets)
         });
         match &error {
             Some(message) => warn!(url = %scrub_url(url), %message, "git fetch failed"),
-            None => debug!(url = %scrub_url(url), elapsed = ?started.elapsed(), "git fetch done"),
+            None => debug!(url = %scrub_url(url), elapsed = ?clock.elapsed(), "git fetch done"),
         }
         let outcome = FetchOutcome { started, error };
         let result = outcome.result(url);

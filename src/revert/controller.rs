@@ -30,6 +30,7 @@ use crate::api::common::Condition;
 use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
 use crate::cli::GitAuthor;
 use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for};
+use crate::gitops::source::GitRequestMetrics;
 use crate::metrics::Metrics;
 use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
 use crate::revert::plan::{Decision, Revert, current_record, decide};
@@ -51,6 +52,8 @@ pub struct RevertSettings {
     pub author: GitAuthor,
     /// Namespace whose repository Secrets every Application may use (the controller's).
     pub credentials_namespace: Option<String>,
+    /// Counts and times the fetches and pushes (shared with the sync cache).
+    pub git_requests: GitRequestMetrics,
 }
 
 #[derive(Debug, Error)]
@@ -204,6 +207,7 @@ async fn revert_now(
         .join("revert")
         .join(format!("{:016x}", url_key(&url)));
     let author = ctx.settings.author.clone();
+    let requests = ctx.settings.git_requests.clone();
     let job_revert = revert.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let job = RevertJob {
@@ -213,6 +217,7 @@ async fn revert_now(
             reason: &job_revert.reason,
             author: &author,
             creds: creds.as_ref(),
+            requests: &requests,
         };
         revert_and_push(&work_dir, &job, PUSH_ATTEMPTS)
     })

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::cli::GitAuthor;
 use crate::gitops::credentials::{Credentials, scrub_message, scrub_url};
-use crate::gitops::source::remote_callbacks;
+use crate::gitops::source::{GitRequest, GitRequestMetrics, remote_callbacks};
 use crate::revert::message::{RevertReason, revert_message, reverted_sha};
 
 const REMOTE: &str = "origin";
@@ -28,6 +28,8 @@ pub struct RevertJob<'a> {
     pub reason: &'a RevertReason,
     pub author: &'a GitAuthor,
     pub creds: Option<&'a Credentials>,
+    /// Counts and times the fetches and pushes.
+    pub requests: &'a GitRequestMetrics,
 }
 
 /// How a revert ended.
@@ -169,11 +171,13 @@ fn fetch_branch(repo: &Repository, job: &RevertJob<'_>) -> Result<Oid, git2::Err
     let refspec = format!("+refs/heads/{}:{}", job.branch, tracking_ref(job.branch));
     let mut options = FetchOptions::new();
     options.remote_callbacks(remote_callbacks(job.creds));
-    remote.fetch(
-        &[refspec.as_str()],
-        Some(&mut options),
-        Some("sluice: revert fetch"),
-    )?;
+    job.requests.record(GitRequest::Fetch, || {
+        remote.fetch(
+            &[refspec.as_str()],
+            Some(&mut options),
+            Some("sluice: revert fetch"),
+        )
+    })?;
     repo.refname_to_id(&tracking_ref(job.branch))
 }
 
@@ -288,7 +292,9 @@ fn push(repo: &Repository, revert: Oid, job: &RevertJob<'_>) -> Result<(), Push>
     options.remote_callbacks(callbacks);
     let refspec = format!("{local}:refs/heads/{}", job.branch);
     let mut remote = repo.find_remote(REMOTE).map_err(Push::Failed)?;
-    let pushed = remote.push(&[refspec.as_str()], Some(&mut options));
+    let pushed = job.requests.record(GitRequest::Push, || {
+        remote.push(&[refspec.as_str()], Some(&mut options))
+    });
     drop(options);
     match (pushed, refusal.into_inner()) {
         (Ok(()), None) => Ok(()),

@@ -10,6 +10,7 @@ use super::git::{
 };
 use super::message::RevertReason;
 use crate::cli::GitAuthor;
+use crate::gitops::source::GitRequestMetrics;
 
 /// A bare "server" repository and a person's clone of it.
 struct Remote {
@@ -125,6 +126,7 @@ fn run(remote: &Remote, sha: &str, attempts: u32) -> Result<RevertOutcome, Rever
         reason: &reason,
         author: &author,
         creds: None,
+        requests: &GitRequestMetrics::default(),
     };
     revert_and_push(&remote.work, &job, attempts)
 }
@@ -235,6 +237,7 @@ fn l1_a_push_landing_between_fetch_and_push_is_retried_on_the_new_head() {
         reason: &reason,
         author: &author,
         creds: None,
+        requests: &GitRequestMetrics::default(),
     };
     let mut racing = None;
     let outcome = revert_and_push_observed(&remote.work, &job, 3, |attempt| {
@@ -265,6 +268,7 @@ fn l1_refused_every_time_gives_up_after_the_attempts_without_forcing() {
         reason: &reason,
         author: &author,
         creds: None,
+        requests: &GitRequestMetrics::default(),
     };
     let mut n = 0;
     let outcome = revert_and_push_observed(&remote.work, &job, 2, |_| {

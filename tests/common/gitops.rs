@@ -9,7 +9,8 @@ use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, Repository, Signature};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use sluice::api::application::{Application, HealthStatusCode, SyncStatusCode};
@@ -109,12 +110,18 @@ pub struct GitopsHarness {
 impl GitopsHarness {
     /// Starts a controller watching a new namespace, polling Git every `poll`.
     pub async fn start(prefix: &str, poll: &str) -> Self {
+        Self::start_with(prefix, poll, &[]).await
+    }
+
+    /// As [`GitopsHarness::start`], the controller started with `extra` flags.
+    pub async fn start_with(prefix: &str, poll: &str, extra: &[&str]) -> Self {
         let env = E2eEnv::load();
         let client = env.client().await;
         apply_crds(&client).await;
         let ns = TestNamespace::create(&client, prefix).await;
         let cache = tempfile::tempdir().expect("cache dir");
-        let (controller, webhook_url) = start_controller(&env, &ns.name, poll, cache.path());
+        let (controller, webhook_url) =
+            start_controller_with(&env, &ns.name, poll, cache.path(), extra);
         Self {
             env,
             client,
@@ -180,6 +187,24 @@ impl GitopsHarness {
             sync_status(a) == SyncStatusCode::Synced
                 && health(a) == HealthStatusCode::Healthy
                 && revision(a).as_deref() == Some(sha)
+        })
+        .await
+    }
+
+    /// Waits for an Event of `type_` and `reason` on the Application whose note contains `note`.
+    pub async fn wait_event(&self, app: &str, type_: &str, reason: &str, note: &str) -> Event {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let what = format!("{app}: a {type_} Event {reason} saying {note:?}");
+        wait_for(&what, TIMEOUT, || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                let about = e.regarding.as_ref();
+                about.and_then(|r| r.kind.as_deref()) == Some("Application")
+                    && about.and_then(|r| r.name.as_deref()) == Some(app)
+                    && e.type_.as_deref() == Some(type_)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.note.as_deref().is_some_and(|n| n.contains(note))
+            })
         })
         .await
     }
@@ -265,16 +290,30 @@ fn github_signature(body: &str) -> String {
 
 /// Starts `sluice controller --namespace=<ns> --repo-poll-interval=<poll>` with its own Git cache,
 /// the cluster's PATH (helm, kustomize) and the webhook secret; logs go to
-/// `$TMPDIR/sluice-gitops-e2e-<ns>.log`. Returns the process and the webhook URL.
+/// `$TMPDIR/sluice-gitops-e2e-<ns>-<metrics port>.log`. Returns the process and the webhook URL.
 pub fn start_controller(
     env: &E2eEnv,
     namespace: &str,
     poll: &str,
     cache: &Path,
 ) -> (ControllerProcess, String) {
+    start_controller_with(env, namespace, poll, cache, &[])
+}
+
+/// As [`start_controller`], with `extra` flags (e.g. `--leader-elect`).
+pub fn start_controller_with(
+    env: &E2eEnv,
+    namespace: &str,
+    poll: &str,
+    cache: &Path,
+    extra: &[&str],
+) -> (ControllerProcess, String) {
     let metrics_addr = free_local_addr();
     let webhook_addr = free_local_addr();
-    let log_path = std::env::temp_dir().join(format!("sluice-gitops-e2e-{namespace}.log"));
+    let log_path = std::env::temp_dir().join(format!(
+        "sluice-gitops-e2e-{namespace}-{}.log",
+        metrics_addr.port()
+    ));
     let log = std::fs::File::create(&log_path).expect("controller log");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
@@ -284,6 +323,7 @@ pub fn start_controller(
             &format!("--namespace={namespace}"),
             &format!("--repo-poll-interval={poll}"),
         ])
+        .args(extra)
         .env("KUBECONFIG", env.get("KUBECONFIG"))
         .env("PATH", env.get("PATH"))
         .env("SLUICE_GIT_CACHE_DIR", cache)

@@ -241,6 +241,23 @@ impl Drop for ControllerProcess {
     }
 }
 
+/// Waits until exactly one of `controllers` reports leading (`sluice_leader 1`), and returns its
+/// index.
+pub async fn sole_leader(controllers: &[&ControllerProcess], timeout: Duration) -> usize {
+    wait_for("exactly one leader", timeout, || async {
+        let mut leaders = Vec::new();
+        for (i, c) in controllers.iter().enumerate() {
+            match c.metric("sluice_leader").await {
+                Some(1.0) => leaders.push(i),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        (leaders.len() == 1).then(|| leaders[0])
+    })
+    .await
+}
+
 pub fn free_local_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr")

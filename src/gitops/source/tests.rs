@@ -2,7 +2,6 @@
 //! directory and fetched over `file://`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, Oid, Repository, Signature};
@@ -12,7 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
-const LONG: Duration = Duration::from_secs(3600);
+/// "Any fetch of the last hour will do": the first call fetches, later ones reuse it.
+fn an_hour_ago() -> Timestamp {
+    Timestamp::now() - jiff::SignedDuration::from_hours(1)
+}
 
 /// A bare upstream repository to commit to directly.
 struct Upstream {
@@ -83,7 +85,7 @@ impl Upstream {
 
 fn cache() -> (TempDir, RepoCache) {
     let dir = TempDir::new().unwrap();
-    let cache = RepoCache::new(dir.path().to_path_buf());
+    let cache = RepoCache::new(dir.path().to_path_buf(), GitRequestMetrics::default());
     (dir, cache)
 }
 
@@ -110,17 +112,23 @@ async fn resolves_branches_tags_shas_and_head() {
         ("light", second),
     ];
     for (revision, want) in cases {
-        let got = cache.resolve(&up.url, revision, None, LONG).await.unwrap();
+        let got = cache
+            .resolve(&up.url, revision, None, an_hour_ago())
+            .await
+            .unwrap();
         assert_eq!(got, want.to_string(), "{revision:?}");
     }
     let full = first.to_string();
     assert_eq!(
-        cache.resolve(&up.url, &full, None, LONG).await.unwrap(),
+        cache
+            .resolve(&up.url, &full, None, an_hour_ago())
+            .await
+            .unwrap(),
         full
     );
     assert_eq!(
         cache
-            .resolve(&up.url, &full[..8], None, LONG)
+            .resolve(&up.url, &full[..8], None, an_hour_ago())
             .await
             .unwrap(),
         full
@@ -135,7 +143,7 @@ async fn unknown_revision_is_a_clear_error() {
     let (_dir, cache) = cache();
     for revision in ["nope", "deadbeef", &"0".repeat(40)] {
         let err = cache
-            .resolve(&up.url, revision, None, LONG)
+            .resolve(&up.url, revision, None, an_hour_ago())
             .await
             .unwrap_err();
         assert_eq!(
@@ -157,21 +165,27 @@ async fn new_commits_are_seen_once_the_cache_is_stale() {
     let first = up.commit("main", &[("app.yaml", "a: 1\n")]);
     let (_dir, cache) = cache();
     assert_eq!(
-        cache.resolve(&up.url, "main", None, LONG).await.unwrap(),
+        cache
+            .resolve(&up.url, "main", None, an_hour_ago())
+            .await
+            .unwrap(),
         first.to_string()
     );
 
     let second = up.commit("main", &[("app.yaml", "a: 2\n")]);
     // Fresh enough: no fetch, the old commit.
     assert_eq!(
-        cache.resolve(&up.url, "main", None, LONG).await.unwrap(),
+        cache
+            .resolve(&up.url, "main", None, an_hour_ago())
+            .await
+            .unwrap(),
         first.to_string()
     );
     assert_eq!(cache.fetch_count(&up.url), 1);
     // Forced (a webhook push): fetched again.
     assert_eq!(
         cache
-            .resolve(&up.url, "main", None, Duration::ZERO)
+            .resolve(&up.url, "main", None, Timestamp::now())
             .await
             .unwrap(),
         second.to_string()
@@ -185,14 +199,17 @@ async fn deleted_branches_are_pruned() {
     up.commit("main", &[("app.yaml", "a: 1\n")]);
     up.commit("feature", &[("f.yaml", "f: 1\n")]);
     let (_dir, cache) = cache();
-    cache.resolve(&up.url, "feature", None, LONG).await.unwrap();
+    cache
+        .resolve(&up.url, "feature", None, an_hour_ago())
+        .await
+        .unwrap();
     up.repo
         .find_reference("refs/heads/feature")
         .unwrap()
         .delete()
         .unwrap();
     let err = cache
-        .resolve(&up.url, "feature", None, Duration::ZERO)
+        .resolve(&up.url, "feature", None, Timestamp::now())
         .await
         .unwrap_err();
     assert!(matches!(err, SourceError::UnknownRevision { .. }), "{err}");
@@ -203,13 +220,12 @@ async fn concurrent_callers_share_one_fetch() {
     let up = Upstream::new();
     let head = up.commit("main", &[("app.yaml", "a: 1\n")]);
     let (_dir, cache) = cache();
+    // Every Application of a tick asks for a fetch made since the tick began; those queued behind
+    // the first caller's fetch must take it, however long they waited.
+    let tick = Timestamp::now();
     let calls = (0..20).map(|_| {
         let (cache, url) = (cache.clone(), up.url.clone());
-        tokio::spawn(async move {
-            cache
-                .resolve(&url, "main", None, Duration::from_secs(60))
-                .await
-        })
+        tokio::spawn(async move { cache.resolve(&url, "main", None, tick).await })
     });
     for result in futures::future::join_all(calls).await {
         assert_eq!(result.unwrap().unwrap(), head.to_string());
@@ -222,14 +238,20 @@ async fn a_failed_fetch_is_remembered_for_max_age() {
     let dir = TempDir::new().unwrap();
     let url = format!("file://{}/missing.git", dir.path().display());
     let (_cache_dir, cache) = cache();
-    let err = cache.resolve(&url, "main", None, LONG).await.unwrap_err();
+    let err = cache
+        .resolve(&url, "main", None, an_hour_ago())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
     assert!(
         err.to_string()
             .starts_with(&format!("cannot fetch {url}: ")),
         "{err}"
     );
-    let again = cache.resolve(&url, "main", None, LONG).await.unwrap_err();
+    let again = cache
+        .resolve(&url, "main", None, an_hour_ago())
+        .await
+        .unwrap_err();
     assert_eq!(again, err);
     assert_eq!(cache.fetch_count(&url), 1);
 }
@@ -244,7 +266,7 @@ async fn fetch_errors_never_show_credentials() {
         password: "s3cr3t-token".into(),
     };
     let err = cache
-        .resolve(url, "main", Some(&creds), LONG)
+        .resolve(url, "main", Some(&creds), an_hour_ago())
         .await
         .unwrap_err();
     let text = format!("{err} {err:?}");
@@ -270,7 +292,10 @@ async fn checkout_writes_the_tree_once() {
         )
         .to_string();
     let (dir, cache) = cache();
-    cache.resolve(&up.url, "main", None, LONG).await.unwrap();
+    cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap();
 
     let tree = cache.checkout(&up.url, &sha).await.unwrap();
     assert_eq!(tree, dir.path().join("trees").join(&sha));
@@ -306,7 +331,10 @@ async fn checkout_refuses_symlinks_out_of_the_tree() {
         )
         .to_string();
     let (dir, cache) = cache();
-    cache.resolve(&up.url, "main", None, LONG).await.unwrap();
+    cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap();
     let err = cache.checkout(&up.url, &sha).await.unwrap_err();
     assert!(
         err.to_string()
@@ -339,7 +367,7 @@ async fn checkout_validates_the_sha() {
 
 #[test]
 fn cache_paths_are_stable_hashes() {
-    let cache = RepoCache::new("/cache".into());
+    let cache = RepoCache::new("/cache".into(), GitRequestMetrics::default());
     let dir = cache.git_dir("https://git.example.com/shop.git");
     assert_eq!(dir.parent(), Some(Path::new("/cache/repos")));
     let name = dir.file_name().unwrap().to_str().unwrap();
