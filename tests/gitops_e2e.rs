@@ -245,7 +245,20 @@ async fn g3_manual_policy_shows_out_of_sync_until_a_sync_is_requested() {
         })
         .await;
     let resource = &out.status.as_ref().unwrap().resources[0];
-    assert_eq!(resource.diff, ["data.v: Git \"2\", live \"1\""]);
+    // A unified diff from live (`-`) to Git (`+`), the tracking annotation in its context.
+    assert_eq!(
+        resource.diff,
+        [
+            "@@ -1,6 +1,6 @@",
+            " apiVersion: v1",
+            " data:",
+            "-  v: \"1\"",
+            "+  v: \"2\"",
+            " kind: ConfigMap",
+            " metadata:",
+            "   annotations:",
+        ]
+    );
     assert_eq!(h.config_value("config").await.as_deref(), Some("1"));
     h.request("manual", json!({"sync": {}})).await;
     h.wait_synced("manual", &second).await;
@@ -308,9 +321,11 @@ async fn g4_a_live_scale_is_self_healed_and_stays_out_of_sync_without_self_heal(
         .wait_app("drifted", "OutOfSync with the replicas drift shown", |a| {
             sync_status(a) == SyncStatusCode::OutOfSync
                 && a.status.as_ref().is_some_and(|s| {
-                    s.resources
-                        .iter()
-                        .any(|r| r.diff.contains(&"spec.replicas: Git 2, live 5".to_string()))
+                    s.resources.iter().any(|r| {
+                        r.diff
+                            .windows(2)
+                            .any(|w| w == ["-  replicas: 5", "+  replicas: 2"])
+                    })
                 })
         })
         .await;

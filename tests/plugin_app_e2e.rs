@@ -8,9 +8,10 @@ mod common;
 mod plugin_support;
 
 use common::E2eEnv;
-use common::gitops::{GitRepo, GitopsHarness, config_map};
-use plugin_support::kubectl_sluice;
+use common::gitops::{GitRepo, GitopsHarness, config_map, deployment, sync_status};
+use plugin_support::{kubectl_sluice, kubectl_sluice_on_tty};
 use serde_json::json;
+use sluice::api::application::SyncStatusCode;
 
 const EXIT_DIFF: i32 = 1;
 const EXIT_ERROR: i32 = 3;
@@ -23,7 +24,13 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
     let repo = GitRepo::create(&h.env, "plugin-app");
     let first = repo.commit(
         "v1",
-        &[("app/config.yaml", Some(&config_map("config", "1")))],
+        &[
+            ("app/config.yaml", Some(&config_map("config", "1"))),
+            (
+                "app/web.yaml",
+                Some(&deployment("web", 2, "example/web:1.0")),
+            ),
+        ],
     );
     h.create_app("shop", &repo, "app", json!({})).await;
     let ns = h.ns.name.clone();
@@ -57,7 +64,8 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
         format!("Name:               {ns}/shop"),
         format!("Sync Status:        ⚠ OutOfSync to main ({})", &first[..7]),
         format!("Repo:               {}", repo.url),
-        format!("ConfigMap  {ns}  config"),
+        format!("ConfigMap   {ns}  config  ⚠ OutOfSync"),
+        format!("Deployment  {ns}  web     ⚠ OutOfSync"),
     ] {
         assert!(get.contains(&text), "{text:?} missing in\n{get}");
     }
@@ -65,10 +73,15 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
         .await
         .expect_code(EXIT_DIFF)
         .stdout;
-    assert!(
-        diff.contains(&format!("===== ConfigMap {ns}/config ======")),
-        "{diff}"
-    );
+    // Nothing applied yet: each object is all added from Git.
+    for text in [
+        format!("===== ConfigMap {ns}/config ======\n--- live\n+++ git\n@@ -0,0 +1,"),
+        "\n+  v: \"1\"\n".to_string(),
+        format!("===== apps/Deployment {ns}/web ======\n--- live\n+++ git\n@@ -0,0 +1,"),
+        "\n+spec:\n+  replicas: 2\n".to_string(),
+    ] {
+        assert!(diff.contains(&text), "{text:?} missing in\n{diff}");
+    }
     let sync = run(words("app sync shop --timeout 90s"))
         .await
         .expect_code(0);
@@ -85,6 +98,50 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
         .unwrap_or_default();
     let first_id = history.last().expect("history entry").id;
     run(words("app diff shop")).await.expect_code(0);
+
+    // A live scale: the Deployment's diff is its replicas, live `-` and Git `+`, in context.
+    h.kubectl(&["scale", "deployment/web", "--replicas=5"]);
+    h.wait_app("shop", "OutOfSync after the live scale", |a| {
+        sync_status(a) == SyncStatusCode::OutOfSync
+    })
+    .await;
+    let diff = run(words("app diff shop"))
+        .await
+        .expect_code(EXIT_DIFF)
+        .stdout;
+    let expected = format!(
+        "===== apps/Deployment {ns}/web ======
+--- live
++++ git
+@@ -6,7 +6,7 @@
+   name: web
+   namespace: {ns}
+ spec:
+-  replicas: 5
++  replicas: 2
+   selector:
+     matchLabels:
+       app: web
+"
+    );
+    assert_eq!(diff, expected);
+    // Red and green on a terminal only, and never with --no-color.
+    let env = E2eEnv::load();
+    let tty = kubectl_sluice_on_tty(&env, &ns, &["app", "diff", "shop"])
+        .await
+        .expect_code(EXIT_DIFF)
+        .stdout;
+    for line in [
+        "\x1b[31m-  replicas: 5\x1b[0m",
+        "\x1b[32m+  replicas: 2\x1b[0m",
+    ] {
+        assert!(tty.contains(line), "{line:?} missing in {tty:?}");
+    }
+    let plain = kubectl_sluice_on_tty(&env, &ns, &["app", "diff", "shop", "--no-color"])
+        .await
+        .expect_code(EXIT_DIFF)
+        .stdout;
+    assert_eq!(plain.replace("\r\n", "\n"), expected);
     run(words("app rollback shop 7"))
         .await
         .expect_code(EXIT_ERROR)
@@ -106,7 +163,21 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
         .await
         .expect_code(EXIT_DIFF)
         .stdout;
-    assert!(diff.contains("data.v: Git \"2\", live \"1\""), "{diff}");
+    assert!(
+        diff.contains(&format!(
+            "===== ConfigMap {ns}/config ======
+--- live
++++ git
+@@ -1,6 +1,6 @@
+ apiVersion: v1
+ data:
+-  v: \"1\"
++  v: \"2\"
+ kind: ConfigMap
+"
+        )),
+        "{diff}"
+    );
     let history = run(words("app history shop")).await.expect_code(0).stdout;
     assert!(history.contains(&first), "{history}");
 

@@ -250,10 +250,20 @@ ID  DATE                  AGE   REVISION                                  INITIA
 "
     );
     assert_eq!(
-        render_diff(&app).unwrap(),
+        render_diff(&app, Style::PLAIN).unwrap(),
         "\
 ===== sluice.dev/Rollout shop/shop ======
-differs from Git (no details recorded)
+--- live
++++ git
+@@ -20,7 +20,7 @@
+         app: shop
+     spec:
+       containers:
+-      - image: ghcr.io/example/shop:1.4.3
++      - image: ghcr.io/example/shop:1.4.2
+         name: shop
+         ports:
+         - containerPort: 8080
 ===== ConfigMap shop/shop-legacy ======
 in the cluster, no longer in Git (requires pruning)
 "
@@ -269,7 +279,46 @@ in the cluster, no longer in Git (requires pruning)
             r.status = Some(sluice::api::application::SyncStatusCode::Synced);
             r.requires_pruning = false;
         });
-    assert_eq!(render_diff(&synced), None);
+    assert_eq!(render_diff(&synced, Style::PLAIN), None);
+}
+
+#[test]
+fn app_diff_colours_only_changed_lines_and_hunk_headers() {
+    let diff = render_diff(&application(), Style { color: true }).unwrap();
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "===== sluice.dev/Rollout shop/shop ======",
+            "\x1b[31m--- live\x1b[0m",
+            "\x1b[32m+++ git\x1b[0m",
+            "\x1b[36m@@ -20,7 +20,7 @@\x1b[0m",
+            "         app: shop",
+            "     spec:",
+        ]
+    );
+    assert_eq!(
+        lines[7..9],
+        [
+            "\x1b[31m-      - image: ghcr.io/example/shop:1.4.3\x1b[0m",
+            "\x1b[32m+      - image: ghcr.io/example/shop:1.4.2\x1b[0m",
+        ]
+    );
+}
+
+#[test]
+fn app_diff_of_an_object_without_recorded_lines_says_so() {
+    let mut app = application();
+    for r in &mut app.status.as_mut().unwrap().resources {
+        r.diff.clear();
+    }
+    let diff = render_diff(&app, Style::PLAIN).unwrap();
+    assert!(
+        diff.starts_with(
+            "===== sluice.dev/Rollout shop/shop ======\ndiffers from Git (no details recorded)\n"
+        ),
+        "{diff}"
+    );
 }
 
 #[test]

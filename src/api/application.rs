@@ -954,7 +954,11 @@ pub struct ResourceStatus {
     /// The object's sync wave.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sync_wave: i64,
-    /// Sluice: how the live object differs from Git (one line per field, capped), when OutOfSync.
+    /// Sluice: how the live object differs from Git, when OutOfSync: the hunks of a unified diff
+    /// (`@@` lines, 3 lines of context) from the live object (`-`) to what Git declares (`+`),
+    /// both as YAML restricted to the fields Git declares (Secret values masked). An object
+    /// missing from the cluster is all `+`. At most 50 lines per object and 1000 for all objects
+    /// of the Application, the last one `... N more lines` when cut.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<String>,
 }

@@ -10,12 +10,16 @@ use super::health::{aggregate, health_of};
 use super::ignore::strip_ignored;
 use super::object::{ResourceKey, key_of, split_api_version, str_at};
 use super::order::{sort_for_prune, sync_wave};
+use super::unified::{cap, missing_object, object_diff};
 use crate::api::application::{
     HealthStatus, HealthStatusCode, ResourceIgnoreDifferences, ResourceStatus, SyncStatusCode,
 };
 
-/// Lines of diff kept per object in `status.resources[].diff`.
-const MAX_DIFF_LINES: usize = 10;
+/// Lines of unified diff kept per object in `status.resources[].diff`, and for all objects of an
+/// Application together: the status stays small however many objects differ (an Application
+/// created with a manual sync policy has every object missing, each one all `+` lines).
+const MAX_DIFF_LINES_PER_OBJECT: usize = 50;
+const MAX_DIFF_LINES: usize = 1000;
 
 /// The outcome of a comparison.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +62,12 @@ pub fn compare(
         .cloned()
         .collect();
     sort_for_prune(&mut requires_pruning);
+    let mut budget = MAX_DIFF_LINES;
+    for status in &mut resources {
+        let keep = MAX_DIFF_LINES_PER_OBJECT.min(budget);
+        budget -= keep.min(status.diff.len());
+        cap(&mut status.diff, keep);
+    }
     for obj in &requires_pruning {
         let mut status = identity(obj);
         status.status = Some(SyncStatusCode::OutOfSync);
@@ -111,7 +121,7 @@ fn declared_status(
             message: None,
             last_transition_time: None,
         });
-        status.diff = vec!["(not in the cluster)".to_string()];
+        status.diff = missing_object(desired);
         return status;
     };
     let (mut d, mut l) = (desired.clone(), live.clone());
@@ -122,16 +132,7 @@ fn declared_status(
     } else {
         SyncStatusCode::OutOfSync
     });
-    status.diff = drift
-        .iter()
-        .take(MAX_DIFF_LINES)
-        .map(ToString::to_string)
-        .collect();
-    if drift.len() > MAX_DIFF_LINES {
-        status
-            .diff
-            .push(format!("... {} more", drift.len() - MAX_DIFF_LINES));
-    }
+    status.diff = object_diff(&d, &drift);
     status.health = health_of(live);
     status
 }
@@ -202,8 +203,22 @@ mod tests {
         );
         assert_eq!(
             cmp.resources[1].diff,
-            ["data.v: Git \"2\", live \"changed\""]
+            [
+                "@@ -1,6 +1,6 @@",
+                " apiVersion: v1",
+                " data:",
+                "-  v: changed",
+                "+  v: \"2\"",
+                " kind: ConfigMap",
+                " metadata:",
+                "   annotations:",
+            ]
         );
+        assert_eq!(cmp.resources[2].diff[0], "@@ -0,0 +1,9 @@");
+        assert_eq!(cmp.resources[2].diff[3], "+  v: \"3\"");
+        // What requires pruning is said by `requiresPruning`, and a Synced object has no diff.
+        assert!(cmp.resources[3].diff.is_empty());
+        assert!(cmp.resources[0].diff.is_empty());
         assert_eq!(
             cmp.resources[2].health.as_ref().unwrap().status,
             HealthStatusCode::Missing
@@ -231,6 +246,28 @@ mod tests {
                 .unwrap();
         let cmp = compare(&desired, &by_key(&live), &live, &[ignore]);
         assert_eq!(cmp.sync_status, SyncStatusCode::Synced);
+    }
+
+    #[test]
+    fn diffs_are_capped_per_object_and_for_the_application() {
+        let big = |name: &str| {
+            let mut obj = cm(name, "1");
+            for i in 0..60 {
+                obj["data"][format!("k{i:02}")] = json!("x");
+            }
+            obj
+        };
+        // 20 missing objects use up the Application's 1000 lines; the others keep their count.
+        let desired: Vec<Value> = (0..22).map(|i| big(&format!("c{i:02}"))).collect();
+        let cmp = compare(&desired, &BTreeMap::new(), &[], &[]);
+        let first = &cmp.resources[0].diff;
+        assert_eq!(first.len(), MAX_DIFF_LINES_PER_OBJECT + 1);
+        assert_eq!(first[0], "@@ -0,0 +1,69 @@");
+        assert_eq!(first[MAX_DIFF_LINES_PER_OBJECT], "... 20 more lines");
+        assert_eq!(cmp.resources[19].diff.len(), MAX_DIFF_LINES_PER_OBJECT + 1);
+        assert_eq!(cmp.resources[20].diff, ["... 70 more lines"]);
+        assert_eq!(cmp.resources[21].diff, ["... 70 more lines"]);
+        assert_eq!(cmp.sync_status, SyncStatusCode::OutOfSync);
     }
 
     #[test]

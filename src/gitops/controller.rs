@@ -36,7 +36,7 @@ use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress}
 use super::render::RenderCache;
 use super::source::{GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
-use crate::api::application::{Application, ApplicationStatus, OperationPhase};
+use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
 use crate::metrics::Metrics;
 
 /// Retry delay after a failed reconcile.
@@ -193,12 +193,28 @@ async fn run_sync(
     task: &SyncTask,
 ) -> ApplicationStatus {
     let started = Timestamp::now();
+    // The changed lines only: the hunk headers and context would drown them in a log line.
     let drift: Vec<String> = plan
         .status
         .resources
         .iter()
         .filter(|r| !r.diff.is_empty())
-        .map(|r| format!("{} {}: {}", r.kind, r.name, r.diff.join("; ")))
+        .map(|r| {
+            if r.health
+                .as_ref()
+                .is_some_and(|h| h.status == HealthStatusCode::Missing)
+            {
+                return format!("{} {}: not in the cluster", r.kind, r.name);
+            }
+            let changed: Vec<&str> = r
+                .diff
+                .iter()
+                .map(String::as_str)
+                .filter(|l| l.starts_with(['-', '+']))
+                .map(str::trim_end)
+                .collect();
+            format!("{} {}: {}", r.kind, r.name, changed.join("; "))
+        })
         .collect();
     tracing::info!(
         drift = %drift.join(" | "),

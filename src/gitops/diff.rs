@@ -10,6 +10,10 @@
 //!
 //! The `sluice.dev/revision` annotation is not compared: a commit that does not touch an object
 //! leaves it Synced.
+//!
+//! Each drift carries a structured [`FieldPath`], so [`live_view`] can put the live values into a
+//! copy of what Git declares: the live side of the unified diff (`super::unified`), which then
+//! differs from Git exactly where drift was found.
 
 use std::fmt;
 
@@ -17,11 +21,49 @@ use serde_json::{Map, Value};
 
 use super::object::{FIELD_MANAGER, REVISION_ANNOTATION, gvk};
 
+/// One step from an object down to one of its fields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Segment {
+    /// A field of an object.
+    Field(String),
+    /// An element of a list, by position.
+    Index(usize),
+    /// An element of a list, by the values of its key fields (`name`, or the fields of a
+    /// `managedFields` `k:` key).
+    Item(Map<String, Value>),
+    /// A value of a list kept as a set (`finalizers`; a `managedFields` `v:` entry).
+    Member(Value),
+}
+
+/// Where a field is, e.g. `spec.template.spec.containers[name=web].image`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FieldPath(pub Vec<Segment>);
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Field(name) if i == 0 => write!(f, "{name}")?,
+                Segment::Field(name) => write!(f, ".{name}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+                Segment::Item(key) => {
+                    let label: Vec<String> = key
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", key_label(v)))
+                        .collect();
+                    write!(f, "[{}]", label.join(","))?;
+                }
+                Segment::Member(value) => write!(f, "[{}]", key_label(value))?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One field that differs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Drift {
-    /// e.g. `spec.template.spec.containers[name=web].image`.
-    pub path: String,
+    pub path: FieldPath,
     /// The value Git declares; `None` when Git no longer declares the field.
     pub git: Option<Value>,
     /// The live value; `None` when the field is not live.
@@ -68,7 +110,7 @@ pub fn diff(desired: &Value, live: &Value) -> Vec<Drift> {
 
 /// Rewrites what the API server stores differently from how it is written: a Secret's
 /// `stringData` is stored base64-encoded in `data`.
-fn normalize_desired(desired: &Value) -> Value {
+pub fn normalize_desired(desired: &Value) -> Value {
     let mut out = desired.clone();
     let is_secret = gvk(desired).is_some_and(|g| g.group.is_empty() && g.kind == "Secret");
     if !is_secret {
@@ -106,7 +148,12 @@ pub fn declared_drift(desired: &Value, live: &Value) -> Vec<Drift> {
         match key.as_str() {
             "apiVersion" | "kind" | "status" => {}
             "metadata" => compare_metadata(git, live.get("metadata"), &mut out),
-            _ => compare(&mut vec![key.clone()], git, live.get(key), &mut out),
+            _ => compare(
+                &mut vec![Segment::Field(key.clone())],
+                git,
+                live.get(key),
+                &mut out,
+            ),
         }
     }
     out
@@ -122,25 +169,17 @@ fn compare_metadata(git: &Value, live: Option<&Value>, out: &mut Vec<Drift>) {
         {
             map.remove(REVISION_ANNOTATION);
         }
-        let mut path = vec!["metadata".to_string(), field.to_string()];
+        let mut path = vec![
+            Segment::Field("metadata".to_string()),
+            Segment::Field(field.to_string()),
+        ];
         compare(&mut path, &declared, live.and_then(|m| m.get(field)), out);
     }
 }
 
-fn join(path: &[String]) -> String {
-    let mut text = String::new();
-    for segment in path {
-        if !text.is_empty() && !segment.starts_with('[') {
-            text.push('.');
-        }
-        text.push_str(segment);
-    }
-    text
-}
-
-fn drift(path: &[String], git: &Value, live: Option<&Value>) -> Drift {
+fn drift(path: &[Segment], git: &Value, live: Option<&Value>) -> Drift {
     Drift {
-        path: join(path),
+        path: FieldPath(path.to_vec()),
         git: Some(git.clone()),
         live: live.filter(|v| !v.is_null()).cloned(),
     }
@@ -158,7 +197,7 @@ fn is_vacuous(value: &Value) -> bool {
     }
 }
 
-fn compare(path: &mut Vec<String>, git: &Value, live: Option<&Value>, out: &mut Vec<Drift>) {
+fn compare(path: &mut Vec<Segment>, git: &Value, live: Option<&Value>, out: &mut Vec<Drift>) {
     let live = live.filter(|v| !v.is_null());
     match (git, live) {
         // A null in Git states no value.
@@ -170,7 +209,7 @@ fn compare(path: &mut Vec<String>, git: &Value, live: Option<&Value>, out: &mut 
         }
         (Value::Object(g), Some(Value::Object(l))) => {
             for (key, value) in g {
-                path.push(key.clone());
+                path.push(Segment::Field(key.clone()));
                 compare(path, value, l.get(key), out);
                 path.pop();
             }
@@ -215,12 +254,14 @@ fn key_label(value: &Value) -> String {
         .map_or_else(|| value.to_string(), String::from)
 }
 
-fn compare_lists(path: &mut Vec<String>, git: &[Value], live: &[Value], out: &mut Vec<Drift>) {
+fn compare_lists(path: &mut Vec<Segment>, git: &[Value], live: &[Value], out: &mut Vec<Drift>) {
     if let Some(key) = merge_key(git) {
         // Keyed: each element Git declares must be live; elements other managers added are theirs.
         for item in git {
             let id = &item[key];
-            path.push(format!("[{key}={}]", key_label(id)));
+            let mut item_key = Map::new();
+            item_key.insert(key.to_string(), id.clone());
+            path.push(Segment::Item(item_key));
             let found = live
                 .iter()
                 .find(|l| l.get(key).is_some_and(|v| scalar_eq(path, id, v)));
@@ -234,14 +275,14 @@ fn compare_lists(path: &mut Vec<String>, git: &[Value], live: &[Value], out: &mu
     }
     if git.len() != live.len() {
         out.push(Drift {
-            path: join(path),
+            path: FieldPath(path.clone()),
             git: Some(Value::Array(git.to_vec())),
             live: Some(Value::Array(live.to_vec())),
         });
         return;
     }
     for (index, (g, l)) in git.iter().zip(live).enumerate() {
-        path.push(format!("[{index}]"));
+        path.push(Segment::Index(index));
         compare(path, g, Some(l), out);
         path.pop();
     }
@@ -258,18 +299,18 @@ const QUANTITY_MAPS: &[&str] = &[
 ];
 const QUANTITY_FIELDS: &[&str] = &["storage", "sizeLimit"];
 
-fn is_quantity_path(path: &[String]) -> bool {
-    let leaf = path.last().map(String::as_str).unwrap_or_default();
-    let parent = path
-        .len()
-        .checked_sub(2)
-        .and_then(|i| path.get(i))
-        .map(String::as_str)
-        .unwrap_or_default();
+fn is_quantity_path(path: &[Segment]) -> bool {
+    let name = |segment: Option<&Segment>| match segment {
+        Some(Segment::Field(name)) => name.clone(),
+        _ => String::new(),
+    };
+    let leaf = name(path.last());
+    let parent = name(path.len().checked_sub(2).and_then(|i| path.get(i)));
+    let (leaf, parent) = (leaf.as_str(), parent.as_str());
     QUANTITY_MAPS.contains(&parent) || QUANTITY_FIELDS.contains(&leaf)
 }
 
-fn scalar_eq(path: &[String], git: &Value, live: &Value) -> bool {
+fn scalar_eq(path: &[Segment], git: &Value, live: &Value) -> bool {
     if git == live {
         return true;
     }
@@ -375,26 +416,20 @@ fn find_item<'a>(list: Option<&'a Value>, key: &Map<String, Value>) -> Option<&'
 /// The element Git declares for a `k:{...}` key. Key fields Git leaves out were defaulted by the
 /// API server (a Service port's `protocol: TCP`), so only the fields Git writes must match.
 fn find_declared_item<'a>(list: Option<&'a Value>, key: &Map<String, Value>) -> Option<&'a Value> {
-    list.and_then(Value::as_array)?.iter().find(|item| {
-        let declared: Map<String, Value> = key
-            .iter()
-            .filter(|(field, _)| item.get(field.as_str()).is_some())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        !declared.is_empty() && matches_item_key(item, &declared)
-    })
+    let list = list.and_then(Value::as_array)?;
+    list.get(declared_item_index(list, key)?)
 }
 
-fn is_skipped_owned_field(path: &[String], name: &str) -> bool {
+fn is_skipped_owned_field(path: &[Segment], name: &str) -> bool {
     match path {
         [] => matches!(name, "status" | "apiVersion" | "kind"),
-        [only] if only == "metadata" => !matches!(name, "labels" | "annotations"),
+        [Segment::Field(only)] if only == "metadata" => !matches!(name, "labels" | "annotations"),
         _ => false,
     }
 }
 
 fn walk_owned(
-    path: &mut Vec<String>,
+    path: &mut Vec<Segment>,
     fields: &Map<String, Value>,
     desired: Option<&Value>,
     live: Option<&Value>,
@@ -408,12 +443,12 @@ fn walk_owned(
             }
             let d = desired.and_then(|d| d.get(name)).filter(|v| !v.is_null());
             let l = live.and_then(|l| l.get(name)).filter(|v| !v.is_null());
-            path.push(name.to_string());
+            path.push(Segment::Field(name.to_string()));
             match (d, l) {
                 (None, Some(l)) => out.push(Drift {
-                    path: join(path),
+                    path: FieldPath(path.clone()),
                     git: None,
-                    live: Some(l.clone()),
+                    live: Some(restrict_to_fields(l, children)),
                 }),
                 (Some(_), Some(_)) => {
                     if let Some(children) = children {
@@ -428,16 +463,12 @@ fn walk_owned(
                 continue;
             };
             let (d, l) = (find_declared_item(desired, &key), find_item(live, &key));
-            let label: Vec<String> = key
-                .iter()
-                .map(|(k, v)| format!("{k}={}", key_label(v)))
-                .collect();
-            path.push(format!("[{}]", label.join(",")));
+            path.push(Segment::Item(key.clone()));
             match (d, l) {
                 (None, Some(l)) => out.push(Drift {
-                    path: join(path),
+                    path: FieldPath(path.clone()),
                     git: None,
-                    live: Some(l.clone()),
+                    live: Some(restrict_item(l, &key, children)),
                 }),
                 (Some(_), Some(_)) => {
                     if let Some(children) = children {
@@ -456,13 +487,190 @@ fn walk_owned(
                     .is_some_and(|a| a.contains(&value))
             };
             if !contains(desired) && contains(live) {
+                let mut at = path.clone();
+                at.push(Segment::Member(value.clone()));
                 out.push(Drift {
-                    path: join(path),
+                    path: FieldPath(at),
                     git: None,
-                    live: Some(value.clone()),
+                    live: Some(value),
                 });
             }
         }
+    }
+}
+
+/// `live` restricted to a `managedFields` field set: what an apply owned, without what the API
+/// server defaulted or other managers added inside it. A leaf (no child fields) is kept whole.
+fn restrict_to_fields(live: &Value, fields: Option<&Map<String, Value>>) -> Value {
+    let Some(fields) = fields.filter(|f| f.keys().any(|k| k != ".")) else {
+        return live.clone();
+    };
+    match live {
+        Value::Object(object) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|(entry, children)| {
+                    let name = entry.strip_prefix("f:")?;
+                    let value = object.get(name)?;
+                    Some((
+                        name.to_string(),
+                        restrict_to_fields(value, children.as_object()),
+                    ))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter_map(|item| {
+                    fields.iter().find_map(|(entry, children)| {
+                        if let Some(key) = entry.strip_prefix("k:") {
+                            let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
+                                return None;
+                            };
+                            matches_item_key(item, &key)
+                                .then(|| restrict_item(item, &key, children.as_object()))
+                        } else {
+                            let value = entry.strip_prefix("v:")?;
+                            let value = serde_json::from_str::<Value>(value).ok()?;
+                            (&value == item).then(|| item.clone())
+                        }
+                    })
+                })
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
+}
+
+/// A list element restricted to its field set, with the key fields that identify it (a field set
+/// need not list them).
+fn restrict_item(
+    item: &Value,
+    key: &Map<String, Value>,
+    fields: Option<&Map<String, Value>>,
+) -> Value {
+    let mut out = restrict_to_fields(item, fields);
+    if let (Some(out), Some(item)) = (out.as_object_mut(), item.as_object()) {
+        for field in key.keys() {
+            if let Some(value) = item.get(field) {
+                out.insert(field.clone(), value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The live counterpart of `desired` (as [`normalize_desired`] returns it) for showing a diff:
+/// `desired` with each drift's live value put in its place, so it holds exactly the fields Git
+/// declares plus those Git no longer declares, and the two differ only where [`diff`] found drift.
+/// Values equal after normalisation (`500m` and `0.5`) therefore read as Git writes them.
+pub fn live_view(desired: &Value, drifts: &[Drift]) -> Value {
+    let mut view = desired.clone();
+    for drift in drifts {
+        let Some((last, parents)) = drift.path.0.split_last() else {
+            continue;
+        };
+        let mut parent = Some(&mut view);
+        for segment in parents {
+            parent = parent.and_then(|p| child_mut(p, segment));
+        }
+        if let Some(parent) = parent {
+            let live = match (&drift.git, &drift.live) {
+                (Some(git), Some(live)) => Some(restrict_to_shape(git, live)),
+                (_, live) => live.clone(),
+            };
+            put(parent, last, live);
+        }
+    }
+    view
+}
+
+/// The live value restricted to the fields Git declares, element by element for lists: an atomic
+/// list whose length changed is drift as a whole, but the defaults the API server filled into
+/// its elements are not.
+fn restrict_to_shape(git: &Value, live: &Value) -> Value {
+    match (git, live) {
+        (Value::Object(g), Value::Object(l)) => Value::Object(
+            l.iter()
+                .filter_map(|(k, v)| Some((k.clone(), restrict_to_shape(g.get(k)?, v))))
+                .collect(),
+        ),
+        (Value::Array(g), Value::Array(l)) => Value::Array(
+            l.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    g.get(i)
+                        .map_or_else(|| v.clone(), |g| restrict_to_shape(g, v))
+                })
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
+}
+
+fn declared_item_index(list: &[Value], key: &Map<String, Value>) -> Option<usize> {
+    list.iter().position(|item| {
+        let declared: Map<String, Value> = key
+            .iter()
+            .filter(|(field, _)| item.get(field.as_str()).is_some())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        !declared.is_empty() && matches_item_key(item, &declared)
+    })
+}
+
+fn child_mut<'a>(value: &'a mut Value, segment: &Segment) -> Option<&'a mut Value> {
+    match (value, segment) {
+        (Value::Object(map), Segment::Field(name)) => map.get_mut(name),
+        (Value::Array(list), Segment::Index(index)) => list.get_mut(*index),
+        (Value::Array(list), Segment::Item(key)) => {
+            let index = declared_item_index(list, key)?;
+            list.get_mut(index)
+        }
+        _ => None,
+    }
+}
+
+/// Sets (or, for `None`, removes) the field `segment` of `parent`.
+fn put(parent: &mut Value, segment: &Segment, value: Option<Value>) {
+    match (parent, segment) {
+        (Value::Object(map), Segment::Field(name)) => match value {
+            Some(value) => {
+                map.insert(name.clone(), value);
+            }
+            None => {
+                map.remove(name);
+            }
+        },
+        (Value::Array(list), Segment::Index(index)) => match value {
+            Some(value) => match list.get_mut(*index) {
+                Some(slot) => *slot = value,
+                None => list.push(value),
+            },
+            None if *index < list.len() => {
+                list.remove(*index);
+            }
+            None => {}
+        },
+        (Value::Array(list), Segment::Item(key)) => match (declared_item_index(list, key), value) {
+            (Some(index), Some(value)) => {
+                if let Some(slot) = list.get_mut(index) {
+                    *slot = value;
+                }
+            }
+            (Some(index), None) => {
+                list.remove(index);
+            }
+            (None, Some(value)) => list.push(value),
+            (None, None) => {}
+        },
+        (Value::Array(list), Segment::Member(member))
+            if value.is_some() && !list.contains(member) =>
+        {
+            list.push(member.clone());
+        }
+        _ => {}
     }
 }
 
@@ -471,8 +679,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn paths(drifts: &[Drift]) -> Vec<&str> {
-        drifts.iter().map(|d| d.path.as_str()).collect()
+    fn paths(drifts: &[Drift]) -> Vec<String> {
+        drifts.iter().map(|d| d.path.to_string()).collect()
     }
 
     fn deployment(replicas: i64, image: &str) -> Value {
@@ -618,6 +826,53 @@ mod tests {
         assert_eq!(
             paths(&removed_fields(&other_port, &live)),
             ["spec.ports[port=80,protocol=TCP]"]
+        );
+    }
+
+    #[test]
+    fn live_view_puts_each_drift_where_git_declares_it() {
+        let desired = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "finalizers": ["a"]},
+            "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "web"}}});
+        let live = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "finalizers": ["a", "b"], "managedFields": [
+                {"manager": "sluice-gitops", "operation": "Apply", "fieldsV1": {
+                    "f:metadata": {"f:finalizers": {"v:\"a\"": {}, "v:\"b\"": {}}},
+                    "f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {
+                        ".": {}, "f:port": {}, "f:targetPort": {}}},
+                        "f:selector": {}, "f:type": {}}}}]},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 9090}],
+                     "selector": {"app": "web", "extra": "x"}, "type": "NodePort",
+                     "clusterIP": "10.0.0.1"}});
+        let drifts = diff(&desired, &live);
+        assert_eq!(
+            paths(&drifts),
+            [
+                "metadata.finalizers",
+                "spec.ports[port=80].targetPort",
+                "spec.type",
+            ]
+        );
+        assert_eq!(
+            live_view(&desired, &drifts),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "s", "finalizers": ["a", "b"]},
+                "spec": {"ports": [{"port": 80, "targetPort": 9090}], "selector": {"app": "web"},
+                         "type": "NodePort"}})
+        );
+        // A value of a set list (a `v:` entry) Git no longer declares joins the list.
+        let member = Drift {
+            path: FieldPath(vec![
+                Segment::Field("spec".to_string()),
+                Segment::Field("finalizers".to_string()),
+                Segment::Member(json!("b")),
+            ]),
+            git: None,
+            live: Some(json!("b")),
+        };
+        assert_eq!(
+            live_view(&json!({"spec": {"finalizers": ["a"]}}), &[member]),
+            json!({"spec": {"finalizers": ["a", "b"]}})
         );
     }
 

@@ -21,4 +21,5 @@ pub mod plan;
 pub mod refresh;
 pub mod render;
 pub mod source;
+pub mod unified;
 pub mod webhook;

@@ -167,7 +167,16 @@ fn g3_manual_policy_shows_the_diff_and_applies_nothing() {
     assert_eq!(plan.status.sync_status(), SyncStatusCode::OutOfSync);
     assert_eq!(
         plan.status.resources[0].diff,
-        ["data.v: Git \"2\", live \"1\""]
+        [
+            "@@ -1,6 +1,6 @@",
+            " apiVersion: v1",
+            " data:",
+            "-  v: \"1\"",
+            "+  v: \"2\"",
+            " kind: ConfigMap",
+            " metadata:",
+            "   annotations:",
+        ]
     );
 }
 

@@ -16,6 +16,7 @@ pub enum Color {
     Yellow,
     Red,
     Blue,
+    Cyan,
     Gray,
 }
 
@@ -26,6 +27,7 @@ impl Color {
             Color::Yellow => "33",
             Color::Red => "31",
             Color::Blue => "34",
+            Color::Cyan => "36",
             Color::Gray => "90",
         }
     }

@@ -74,3 +74,30 @@ pub async fn kubectl_sluice(env: &E2eEnv, namespace: Option<&str>, args: &[&str]
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// `kubectl sluice <args>` in `namespace`, its output a terminal (a pseudo-terminal from
+/// `script`), to see what a user at a terminal sees: colours, and `\r\n` line ends.
+pub async fn kubectl_sluice_on_tty(env: &E2eEnv, namespace: &str, args: &[&str]) -> Run {
+    let kubectl = kubectl(env);
+    let words: Vec<&str> = ["kubectl", "sluice"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["-n", namespace])
+        .collect();
+    let mut cmd = std::process::Command::new("script");
+    // -e: the command's exit code; -q: no "Script started" lines; the log goes nowhere.
+    cmd.args(["-qec", &words.join(" "), "/dev/null"])
+        .envs(kubectl.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    let out = tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .expect("run script");
+    Run {
+        command: format!("(on a terminal) {}", words.join(" ")),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

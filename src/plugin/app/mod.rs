@@ -58,7 +58,7 @@ pub async fn run(
         AppCommand::Diff(args) => {
             let app = get(kube, &args.name).await?;
             // As `argocd app diff`: exit 1 when there are differences.
-            match render::render_diff(&app) {
+            match render::render_diff(&app, style) {
                 Some(diff) => {
                     out.write_all(diff.as_bytes())?;
                     Ok(EXIT_DEGRADED)

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::application::{Application, ApplicationStatus, ResourceStatus, SyncStatusCode};
-use crate::plugin::style::Style;
+use crate::plugin::style::{Color, Style};
 use crate::plugin::table::{align, human_age, short_sha};
 
 /// `app list`: one line per Application, sorted by namespace and name.
@@ -234,8 +234,10 @@ pub fn render_history(app: &Application, now: Timestamp) -> String {
 }
 
 /// `app diff`: for each object that differs from Git, a header naming it (Argo CD's `=====` form)
-/// and the differences the controller recorded. `None` when nothing differs.
-pub fn render_diff(app: &Application) -> Option<String> {
+/// and the unified diff the controller recorded, from the live object (`---`, `-` lines) to Git
+/// (`+++`, `+` lines), as `argocd app diff` shows live against target. `-` lines red, `+` green
+/// when colouring. `None` when nothing differs.
+pub fn render_diff(app: &Application, style: Style) -> Option<String> {
     let status = app.status.clone().unwrap_or_default();
     let differing: Vec<&ResourceStatus> = status
         .resources
@@ -258,13 +260,36 @@ pub fn render_diff(app: &Application) -> Option<String> {
         ));
         if r.requires_pruning {
             out.push_str("in the cluster, no longer in Git (requires pruning)\n");
-        } else if r.diff.is_empty() {
+            continue;
+        }
+        if r.diff.is_empty() {
             out.push_str("differs from Git (no details recorded)\n");
+            continue;
+        }
+        // Lines from a controller that recorded one line per field have no hunks to head.
+        if r.diff.first().is_some_and(|l| l.starts_with("@@")) {
+            out.push_str(&style.paint(Color::Red, "--- live"));
+            out.push('\n');
+            out.push_str(&style.paint(Color::Green, "+++ git"));
+            out.push('\n');
         }
         for line in &r.diff {
-            out.push_str(line);
+            out.push_str(&diff_line(line, style));
             out.push('\n');
         }
     }
     Some(out)
+}
+
+fn diff_line(line: &str, style: Style) -> String {
+    let color = if line.starts_with('-') {
+        Color::Red
+    } else if line.starts_with('+') {
+        Color::Green
+    } else if line.starts_with("@@") {
+        Color::Cyan
+    } else {
+        return line.to_string();
+    };
+    style.paint(color, line)
 }
