@@ -53,10 +53,13 @@ impl E2eEnv {
     }
 }
 
-/// A namespace of its own per test, so tests run in parallel without seeing each other.
+/// A namespace of its own per test, so tests run in parallel without seeing each other. Deleted
+/// when dropped at the end of a passing test (so a long session's leftovers do not fill the KWOK
+/// node); a failing test leaves it for inspection until `e2e/cluster/down`.
 pub struct TestNamespace {
     pub name: String,
     client: Client,
+    deleted: bool,
 }
 
 impl TestNamespace {
@@ -73,16 +76,34 @@ impl TestNamespace {
         Self {
             name,
             client: client.clone(),
+            deleted: false,
         }
     }
 
-    /// Deletes the namespace (and so everything in it). Call at the end of a passing test; a failing
-    /// test leaves it for inspection until `e2e/cluster/down`.
-    pub async fn delete(self) {
-        Api::<Namespace>::all(self.client)
+    /// Deletes the namespace (and so everything in it) now.
+    pub async fn delete(mut self) {
+        Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::default())
             .await
             .expect("delete namespace");
+        self.deleted = true;
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted || std::thread::panicking() {
+            return;
+        }
+        // Drop cannot await: kubectl deletes it without waiting for the namespace to be gone.
+        let env = E2eEnv::load();
+        let _ = std::process::Command::new("kubectl")
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .env("KUBECONFIG", env.get("KUBECONFIG"))
+            .env("PATH", env.get("PATH"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
