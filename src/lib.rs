@@ -16,6 +16,7 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod plugin;
+pub mod readiness;
 pub mod revert;
 pub mod rollout;
 pub mod server;

@@ -40,7 +40,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         prometheus_url = args.prometheus_url().as_deref().unwrap_or("<none>"),
         "connected to the cluster"
     );
-    readiness.set_ready(true);
+    readiness.set_connected(true);
 
     let elector = args.leader_elect.then(|| {
         let namespace = lease_namespace(
@@ -61,6 +61,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let git_requests = crate::gitops::source::GitRequestMetrics::register(&metrics);
     let controllers = Controllers {
         client: client.clone(),
+        readiness: readiness.clone(),
         namespace: args.namespace.clone(),
         prometheus_url: args.prometheus_url(),
         metrics: metrics.clone(),
@@ -111,9 +112,13 @@ fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String
         .to_string()
 }
 
+/// The watch caches of the controllers, each reported to `/readyz` once synced.
+const CACHES: [&str; 4] = ["rollouts", "analysisruns", "applications", "reverts"];
+
 /// What the reconcilers share.
 struct Controllers {
     client: kube::Client,
+    readiness: Readiness,
     namespace: Option<String>,
     prometheus_url: Option<String>,
     metrics: Metrics,
@@ -131,6 +136,8 @@ impl Controllers {
         }
         leader_gauge.set(1);
         tracing::info!("leading: controllers running");
+        let ready = self.readiness;
+        ready.expect_caches(&CACHES);
         let analysis = crate::analysis::controller::run(
             self.client.clone(),
             crate::analysis::controller::AnalysisContext {
@@ -138,12 +145,22 @@ impl Controllers {
                 namespace: self.namespace.clone(),
                 metrics: self.metrics.clone(),
             },
+            ready.clone(),
         );
-        let applications =
-            crate::gitops::controller::run(self.client.clone(), self.gitops, self.metrics.clone());
-        let reverts =
-            crate::revert::controller::run(self.client.clone(), self.revert, self.metrics.clone());
-        let rollouts = crate::rollout::controller::run(self.client, self.namespace, self.metrics);
+        let applications = crate::gitops::controller::run(
+            self.client.clone(),
+            self.gitops,
+            self.metrics.clone(),
+            ready.clone(),
+        );
+        let reverts = crate::revert::controller::run(
+            self.client.clone(),
+            self.revert,
+            self.metrics.clone(),
+            ready.clone(),
+        );
+        let rollouts =
+            crate::rollout::controller::run(self.client, self.namespace, self.metrics, ready);
         tokio::join!(analysis, rollouts, applications, reverts);
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await

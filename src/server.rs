@@ -1,8 +1,6 @@
 //! The controller's HTTP endpoints on `--metrics-addr`: `/metrics`, `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -13,20 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-
-/// Whether the controller is ready to serve: set once its caches are synced.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::readiness::Readiness;
 
 #[derive(Clone)]
 struct AppState {
@@ -69,9 +54,8 @@ async fn serve_metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn serve_readiness(State(state): State<AppState>) -> Response {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()
+    match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(missing) => (StatusCode::SERVICE_UNAVAILABLE, missing).into_response(),
     }
 }

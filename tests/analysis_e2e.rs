@@ -46,7 +46,12 @@ impl InProcessController {
             namespace: Some(namespace.to_string()),
             metrics: sluice::metrics::Metrics::new(),
         };
-        Self(tokio::spawn(run_analysis_controller(client.clone(), ctx)))
+        let ready = sluice::readiness::Readiness::default();
+        Self(tokio::spawn(run_analysis_controller(
+            client.clone(),
+            ctx,
+            ready,
+        )))
     }
 }
 

@@ -13,12 +13,14 @@ async fn controller_serves_health_and_metrics_and_stops_on_sigterm() {
     let mut controller = ControllerProcess::start(&env, &["--repo-poll-interval=5s"]);
     let base = controller.metrics_url.clone();
 
-    wait_for("/readyz to answer 200", Duration::from_secs(30), || async {
+    // Ready once connected and every controller's watch cache has listed its objects.
+    let (_, body) = wait_for("/readyz to answer 200", Duration::from_secs(30), || async {
         http_get(&format!("{base}/readyz"))
             .await
             .filter(|(status, _)| *status == 200)
     })
     .await;
+    assert_eq!(body, "ready");
     let (status, _) = http_get(&format!("{base}/healthz")).await.expect("healthz");
     assert_eq!(status, 200);
 

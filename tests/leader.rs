@@ -63,6 +63,9 @@ async fn one_leader_at_a_time_and_the_standby_takes_over() {
         || async { (third.metric("sluice_leader").await == Some(0.0)).then_some(()) },
     )
     .await;
+    // A standby has no caches to sync: it is ready, able to take over at any moment.
+    let ready = common::http_get(&format!("{}/readyz", third.metrics_url)).await;
+    assert_eq!(ready.map(|(status, _)| status), Some(200));
     standby.signal("TERM");
     wait_for(
         "the released lease to be taken at once",

@@ -31,6 +31,7 @@ use crate::api::analysis::{
     MetricResult,
 };
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
 /// Field manager of every write of this controller.
 pub const FIELD_MANAGER: &str = "sluice-analysis";
@@ -74,7 +75,7 @@ struct Context {
 }
 
 /// Runs the AnalysisRun reconciler until the process stops.
-pub async fn run(client: Client, ctx: AnalysisContext) {
+pub async fn run(client: Client, ctx: AnalysisContext, readiness: Readiness) {
     let providers = match Providers::new(ctx.prometheus_url.clone(), Some(client.clone())) {
         Ok(p) => p,
         Err(e) => {
@@ -91,8 +92,8 @@ pub async fn run(client: Client, ctx: AnalysisContext) {
         namespace = ctx.namespace.as_deref().unwrap_or("<all>"),
         "analysis controller running"
     );
-    let controller = Controller::new(runs, watcher::Config::default());
-    let cached = controller.store();
+    let (cached, changed) = readiness.watch("analysisruns", runs, watcher::Config::default());
+    let controller = Controller::for_stream(changed, cached.clone());
     ctx.metrics.register(|r| {
         r.register_collector(Box::new(AnalysisRunMetrics { runs: cached }));
     });

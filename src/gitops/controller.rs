@@ -38,6 +38,7 @@ use super::source::{GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
 /// Retry delay after a failed reconcile.
 const RETRY: Duration = Duration::from_secs(5);
@@ -75,19 +76,19 @@ struct Context {
 }
 
 /// Runs the Application controller and its webhook until the process stops.
-pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics) {
+pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, readiness: Readiness) {
     let (trigger, triggers) = futures::channel::mpsc::unbounded();
     let config = watcher::Config::default();
     let applications: Api<Application> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let controller = Controller::new(applications, config.clone()).with_config(
+    let (store, changed) = readiness.watch("applications", applications, config.clone());
+    let controller = Controller::for_stream(changed, store.clone()).with_config(
         controller::Config::default()
             .debounce(DEBOUNCE)
             .concurrency(CONCURRENCY),
     );
-    let store = controller.store();
     let gitops_metrics = GitopsMetrics::register(&metrics, store.clone());
 
     let secrets_api: Api<Secret> = match &settings.namespace {

@@ -27,6 +27,8 @@ use crate::api::application::Application;
 
 /// How long the first list of a newly watched kind may take.
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a reconcile waiting for a cache's first list looks again.
+const LIST_RECHECK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 pub enum LiveError {
@@ -108,14 +110,12 @@ impl LiveCache {
                     .clone()
             }
         };
-        tokio::time::timeout(FIRST_LIST_TIMEOUT, watched.store.wait_until_ready())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| LiveError::NotReady {
+        if !listed(&watched.store).await {
+            return Err(LiveError::NotReady {
                 kind: kind.resource.kind.clone(),
                 seconds: FIRST_LIST_TIMEOUT.as_secs(),
-            })?;
+            });
+        }
         Ok(watched.store.clone())
     }
 
@@ -221,4 +221,18 @@ pub fn to_value(obj: &DynamicObject, kind: &Kind) -> Value {
         kind: kind.resource.kind.clone(),
     });
     serde_json::to_value(&obj).unwrap_or(Value::Null)
+}
+
+/// Whether `store` has its first complete list within [`FIRST_LIST_TIMEOUT`]. A store's
+/// `wait_until_ready` wakes only the last task that polled it, and several reconciles wait on the
+/// same cache: each asks again every [`LIST_RECHECK`] rather than sleep through the wake-up.
+async fn listed(store: &Store<DynamicObject>) -> bool {
+    let deadline = tokio::time::Instant::now() + FIRST_LIST_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(LIST_RECHECK, store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
+    }
+    false
 }

@@ -32,6 +32,7 @@ use crate::cli::GitAuthor;
 use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for};
 use crate::gitops::source::GitRequestMetrics;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
 use crate::revert::plan::{Decision, Revert, current_record, decide};
 
@@ -87,7 +88,7 @@ struct Context {
 }
 
 /// Runs the revert loop until the process stops.
-pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics) {
+pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics, readiness: Readiness) {
     let reverts = Family::<ResultLabel, Counter>::default();
     metrics.register(|r| {
         r.register(
@@ -112,7 +113,8 @@ pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics) {
         settings,
         reverts,
     });
-    Controller::new(rollouts, watcher::Config::default())
+    let (cached, changed) = readiness.watch("reverts", rollouts, watcher::Config::default());
+    Controller::for_stream(changed, cached)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::rollout::act::{ActError, Actor};
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::metrics::RolloutInfo;
@@ -59,7 +60,12 @@ pub struct Context {
 }
 
 /// Runs the Rollout controller until the process stops. `namespace` limits it to one namespace.
-pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    metrics: Metrics,
+    readiness: Readiness,
+) {
     let reconcile_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
     let reconcile_errors = Counter::default();
     metrics.register(|r| {
@@ -125,8 +131,8 @@ pub async fn run(client: Client, namespace: Option<String>, metrics: Metrics) {
     .default_backoff()
     .touched_objects();
 
-    let controller = Controller::new(rollouts, config.clone());
-    let rollout_store = controller.store();
+    let (rollout_store, changed) = readiness.watch("rollouts", rollouts, config.clone());
+    let controller = Controller::for_stream(changed, rollout_store.clone());
     let info = RolloutInfo {
         rollouts: rollout_store.clone(),
     };
