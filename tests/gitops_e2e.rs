@@ -3,7 +3,10 @@
 //! the Deployments become Ready on the KWOK node. Each test names the SCENARIOS.md lines it shows.
 
 mod common;
+#[path = "gitops_source_e2e/ssh_git.rs"]
+mod ssh_git;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::gitops::{
@@ -928,5 +931,77 @@ async fn g7_a_later_wave_waits_until_the_earlier_one_is_healthy() {
         .delete(&pv_name, &DeleteParams::default())
         .await
         .expect("delete volume");
+    h.ns.delete().await;
+}
+
+#[tokio::test]
+async fn g13_an_ssh_key_repository_syncs_and_the_key_is_in_no_log_event_or_status() {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{ListParams, Patch, PatchParams, PostParams};
+
+    let h = GitopsHarness::start("go-ssh", "2s").await;
+    let server = ssh_git::PrivateSshServer::start();
+    let mut repo = GitRepo::create(&h.env, "ssh");
+    // The same bare repository, reached through the private sshd instead of the git daemon.
+    let ssh_base = server.base_url(Path::new(h.env.get("GIT_ROOT")));
+    repo.url = repo.url.replace(h.env.get("GIT_BASE_URL"), &ssh_base);
+    let sha = repo.commit("v1", &[("app/cm.yaml", Some(&config_map("over-ssh", "1")))]);
+
+    // First a key the server refuses, with the user GitHub and GitLab use (the URL's user wins).
+    let wrong_key = ssh_git::KeyPair::generate("not-authorized");
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(h.client.clone(), &h.ns.name);
+    let secret = |key: &ssh_git::KeyPair| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "repo-ssh", "labels": {"sluice.dev/secret-type": "repository"}},
+            "stringData": {"url": ssh_base, "username": "git", "sshPrivateKey": key.private,
+                           "knownHosts": server.known_hosts_line()}
+        }))
+        .expect("secret")
+    };
+    secrets
+        .create(&PostParams::default(), &secret(&wrong_key))
+        .await
+        .expect("create Secret");
+    h.create_app("ssh", &repo, "app", automated(json!({})))
+        .await;
+    let refused = h
+        .wait_app("ssh", "a ComparisonError for the refused key", |a| {
+            condition(a, "ComparisonError").is_some()
+        })
+        .await;
+    let message = condition(&refused, "ComparisonError").unwrap();
+    assert!(message.contains("authentication"), "{message}");
+    h.wait_event("ssh", "Warning", "ComparisonError", "authentication")
+        .await;
+
+    // The right key: the next poll fetches with it.
+    let right_key = json!({"stringData": {"sshPrivateKey": server.client_key.private}});
+    secrets
+        .patch(
+            "repo-ssh",
+            &PatchParams::default(),
+            &Patch::Merge(right_key),
+        )
+        .await
+        .expect("patch Secret");
+    let synced = h.wait_synced("ssh", &sha).await;
+    assert_eq!(h.config_value("over-ssh").await.as_deref(), Some("1"));
+
+    let events: kube::Api<Event> = kube::Api::namespaced(h.client.clone(), &h.ns.name);
+    let events = events.list(&ListParams::default()).await.unwrap();
+    let places = [
+        ("the controller log", h.controller_log()),
+        ("the Events", serde_json::to_string(&events.items).unwrap()),
+        ("the Application", serde_json::to_string(&synced).unwrap()),
+    ];
+    for (place, text) in &places {
+        for key in [&wrong_key, &server.client_key] {
+            assert!(!text.contains("PRIVATE KEY"), "{place} holds a private key");
+            for line in key.private.lines().filter(|l| !l.starts_with("-----")) {
+                assert!(!text.contains(line), "{place} holds private key material");
+            }
+        }
+    }
     h.ns.delete().await;
 }

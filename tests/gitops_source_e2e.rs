@@ -1,11 +1,14 @@
 //! GitOps sources against real servers and tools: repositories fetched from the local git daemon
-//! (`$GIT_BASE_URL`, git://) and from a private smart-HTTP server with a token; Helm charts and
-//! Kustomize overlays rendered by the real `helm` and `kubectl kustomize` of the cluster's PATH.
+//! (`$GIT_BASE_URL`, git://), from a private smart-HTTP server with a token and from a private sshd
+//! with a key; Helm charts and Kustomize overlays rendered by the real `helm` and `kubectl kustomize`
+//! of the cluster's PATH.
 //! Needs `e2e/cluster/up` (for the env file, the git daemon and the tools).
 
 mod common;
 #[path = "gitops_source_e2e/http_git.rs"]
 mod http_git;
+#[path = "gitops_source_e2e/ssh_git.rs"]
+mod ssh_git;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -523,4 +526,108 @@ async fn private_repository_over_https_with_a_token() {
     assert_eq!(sha, head);
     let tree = cache.checkout(&repo.url, &sha).await.unwrap();
     assert!(tree.join("app/cm.yaml").is_file());
+}
+
+#[tokio::test]
+async fn private_repository_over_ssh_with_a_key() {
+    let root = TempDir::new().unwrap();
+    let server = ssh_git::PrivateSshServer::start();
+    let repo = ServedRepo::create(root.path(), &server.base_url(root.path()));
+    let head = repo.commit(&[(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+    )]);
+    let cache_dir = TempDir::new().unwrap();
+    let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
+    let ssh = |username: &str, key: &ssh_git::KeyPair, known_hosts: String| Credentials::Ssh {
+        username: username.into(),
+        private_key: key.private.clone(),
+        known_hosts: Some(known_hosts),
+    };
+    let counts = || {
+        (
+            server.refused.load(Ordering::SeqCst),
+            server.accepted.load(Ordering::SeqCst),
+        )
+    };
+
+    // Without credentials: refused, with a message saying what is missing.
+    let err = cache
+        .resolve(&repo.url, "main", None, jiff::Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no Secret labelled sluice.dev/secret-type=repository"),
+        "{err}"
+    );
+
+    // A key the server does not know: refused after a bounded number of attempts, no key material in
+    // any message.
+    let wrong_key = ssh_git::KeyPair::generate("not-authorized");
+    let wrong = ssh(&server.user, &wrong_key, server.known_hosts_line());
+    let (refused_before, _) = counts();
+    let err = cache
+        .resolve(&repo.url, "main", Some(&wrong), jiff::Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    for line in wrong_key
+        .private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+    {
+        assert!(!text.contains(line), "{text}");
+    }
+    let attempts = counts().0 - refused_before;
+    assert!(
+        (1..=5).contains(&attempts),
+        "{attempts} refused keys:\n{}",
+        server.log()
+    );
+
+    // knownHosts naming another host key: refused before the key is ever offered to the server.
+    let impostor = ssh_git::KeyPair::generate("other-host");
+    let untrusted = ssh(
+        &server.user,
+        &server.client_key,
+        format!("[127.0.0.1]:{} {}", server.port, impostor.type_and_key()),
+    );
+    let before = counts();
+    let err = cache
+        .resolve(&repo.url, "main", Some(&untrusted), jiff::Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("SSH host key is not trusted")
+            && err.to_string().contains("knownHosts"),
+        "{err}"
+    );
+    assert_eq!(counts(), before, "{}", server.log());
+
+    // The right key and host key: fetched, resolved and checked out.
+    let good = ssh(&server.user, &server.client_key, server.known_hosts_line());
+    let sha = cache
+        .resolve(&repo.url, "main", Some(&good), jiff::Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(sha, head);
+    let tree = cache.checkout(&repo.url, &sha).await.unwrap();
+    assert!(tree.join("app/cm.yaml").is_file());
+
+    // A Secret naming the hosted services' usual user while the URL names another: the URL's wins
+    // (libgit2 refuses a credential for a different user than the URL's).
+    let next = repo.commit(&[(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
+    )]);
+    let git_user = ssh("git", &server.client_key, server.known_hosts_line());
+    let sha = cache
+        .resolve(&repo.url, "main", Some(&git_user), jiff::Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(sha, next);
 }

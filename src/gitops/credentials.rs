@@ -2,9 +2,10 @@
 //!
 //! A Secret labelled `sluice.dev/secret-type: repository` holds `url` (a URL prefix) and either
 //! `username` + `password` (HTTPS, the password usually being a token) or `sshPrivateKey` (+ optional
-//! `knownHosts`, in OpenSSH `known_hosts` format). The Secret with the longest `url` prefix of the
-//! repository URL wins. Nothing here logs or prints a secret value: [`Credentials`]' `Debug` redacts them,
-//! and [`scrub_url`] / [`scrub_message`] strip them from text that leaves the process.
+//! `knownHosts`, in OpenSSH `known_hosts` format, and `username`, used when the URL names no user).
+//! The Secret with the longest `url` prefix of the repository URL wins. Nothing here logs or prints a
+//! secret value: [`Credentials`]' `Debug` redacts them, and [`scrub_url`] / [`scrub_message`] strip them
+//! from text that leaves the process.
 
 use std::fmt;
 
@@ -117,9 +118,10 @@ fn is_scp_like(url: &str) -> bool {
 /// Picks the Secret whose `url` is the longest prefix of `repo_url` (Argo CD's `repo-creds` matching;
 /// the prefix must end at a path boundary, so `https://git.example.com/team` does not match
 /// `https://git.example.com/team-other/app.git`) and reads the credentials the URL's transport needs:
-/// `username` + `password` for HTTP(S), `sshPrivateKey` (+ `knownHosts`) for SSH. Secrets without the
-/// repository label are ignored, so a caller may pass every Secret of a namespace. `git://` and `file://`
-/// URLs take no credentials.
+/// `username` + `password` for HTTP(S), `sshPrivateKey` (+ `knownHosts`) for SSH, logging in as the
+/// URL's user, else the Secret's `username`, else `git`. Secrets without the repository label are
+/// ignored, so a caller may pass every Secret of a namespace. `git://` and `file://` URLs take no
+/// credentials.
 pub fn credentials_for(
     repo_url: &str,
     secrets: &[Secret],
@@ -229,9 +231,11 @@ fn https_credentials(data: &SecretData<'_>) -> Result<Credentials, CredentialsEr
 fn ssh_credentials(data: &SecretData<'_>, repo_url: &str) -> Result<Credentials, CredentialsError> {
     let private_key =
         data.required(SSH_PRIVATE_KEY_KEY, "an SSH repository needs a private key")?;
-    let username = match data.optional(USERNAME_KEY)? {
-        Some(user) => user,
-        None => url_username(repo_url).unwrap_or_else(|| DEFAULT_SSH_USER.to_string()),
+    // libgit2 logs in as the URL's user whatever the credential says (and refuses a credential naming
+    // another), so the Secret's `username` only counts for a URL without one.
+    let username = match (url_username(repo_url), data.optional(USERNAME_KEY)?) {
+        (Some(user), _) | (None, Some(user)) => user,
+        (None, None) => DEFAULT_SSH_USER.to_string(),
     };
     Ok(Credentials::Ssh {
         username,
@@ -422,6 +426,46 @@ mod tests {
             Some(Credentials::Ssh {
                 username: "deploy".into(),
                 private_key: "KEY2".into(),
+                known_hosts: None,
+            })
+        );
+    }
+
+    #[test]
+    fn the_ssh_user_is_the_urls_then_the_secrets_then_git() {
+        let secrets = [
+            secret(
+                "with-url-user",
+                &[
+                    ("url", "ssh://deploy@git.example.com"),
+                    ("username", "bot"),
+                    ("sshPrivateKey", "KEY"),
+                ],
+            ),
+            secret(
+                "host",
+                &[
+                    ("url", "ssh://git.example.com"),
+                    ("username", "bot"),
+                    ("sshPrivateKey", "KEY"),
+                ],
+            ),
+        ];
+        let user = |url: &str| match credentials_for(url, &secrets).unwrap() {
+            Some(Credentials::Ssh { username, .. }) => username,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(user("ssh://deploy@git.example.com/shop/api.git"), "deploy");
+        assert_eq!(user("ssh://git.example.com/shop/api.git"), "bot");
+        let unnamed = [secret(
+            "unnamed",
+            &[("url", "ssh://git.example.com"), ("sshPrivateKey", "KEY")],
+        )];
+        assert_eq!(
+            credentials_for("ssh://git.example.com/shop/api.git", &unnamed).unwrap(),
+            Some(Credentials::Ssh {
+                username: "git".into(),
+                private_key: "KEY".into(),
                 known_hosts: None,
             })
         );

@@ -23,7 +23,7 @@ use thiserror::Error;
 use tracing::{debug, warn};
 
 use super::credentials::{Credentials, scrub_message, scrub_url};
-pub use git::remote_callbacks;
+pub use git::{network_error_message, remote_callbacks};
 pub use requests::{GitRequest, GitRequestMetrics};
 pub(crate) use tree::stays_inside as tree_path_stays_inside;
 

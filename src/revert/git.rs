@@ -12,7 +12,9 @@ use thiserror::Error;
 
 use crate::cli::GitAuthor;
 use crate::gitops::credentials::{Credentials, scrub_message, scrub_url};
-use crate::gitops::source::{GitRequest, GitRequestMetrics, remote_callbacks};
+use crate::gitops::source::{
+    GitRequest, GitRequestMetrics, network_error_message, remote_callbacks,
+};
 use crate::revert::message::{RevertReason, revert_message, reverted_sha};
 
 const REMOTE: &str = "origin";
@@ -121,26 +123,29 @@ pub fn revert_and_push_observed(
 /// Turns git2 errors into [`RevertError::Git`] with the URL and secrets scrubbed.
 struct GitErrors<'a> {
     url: &'a str,
-    secrets: Vec<&'a str>,
+    creds: Option<&'a Credentials>,
 }
 
 impl<'a> GitErrors<'a> {
     fn new(job: &RevertJob<'a>) -> Self {
         Self {
             url: job.url,
-            secrets: job.creds.map(Credentials::secrets).unwrap_or_default(),
+            creds: job.creds,
         }
     }
 
     fn scrub(&self, message: &str) -> String {
-        scrub_message(message, &self.secrets)
+        scrub_message(
+            message,
+            &self.creds.map(Credentials::secrets).unwrap_or_default(),
+        )
     }
 
     fn err(&self, action: &'static str) -> impl Fn(git2::Error) -> RevertError + '_ {
         move |e| RevertError::Git {
             action,
             url: scrub_url(self.url),
-            message: self.scrub(e.message()),
+            message: network_error_message(&e, self.creds),
         }
     }
 }

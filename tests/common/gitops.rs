@@ -263,6 +263,18 @@ impl GitopsHarness {
             .as_u16()
     }
 
+    /// What the harness's controller has logged so far.
+    pub fn controller_log(&self) -> String {
+        let port = self
+            .controller
+            .metrics_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("metrics URL ends with its port");
+        std::fs::read_to_string(controller_log_path(&self.ns.name, port)).expect("controller log")
+    }
+
     /// Runs `kubectl` against the cluster in the test namespace.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("kubectl")
@@ -279,6 +291,10 @@ impl GitopsHarness {
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
+}
+
+fn controller_log_path(namespace: &str, metrics_port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sluice-gitops-e2e-{namespace}-{metrics_port}.log"))
 }
 
 fn github_signature(body: &str) -> String {
@@ -310,10 +326,7 @@ pub fn start_controller_with(
 ) -> (ControllerProcess, String) {
     let metrics_addr = free_local_addr();
     let webhook_addr = free_local_addr();
-    let log_path = std::env::temp_dir().join(format!(
-        "sluice-gitops-e2e-{namespace}-{}.log",
-        metrics_addr.port()
-    ));
+    let log_path = controller_log_path(namespace, metrics_addr.port());
     let log = std::fs::File::create(&log_path).expect("controller log");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([

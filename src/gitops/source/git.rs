@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
-    RemoteCallbacks, Repository,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, FetchOptions,
+    FetchPrune, Oid, RemoteCallbacks, Repository,
 };
 
 use super::known_hosts::KnownHosts;
@@ -21,6 +21,9 @@ const REFSPECS: [&str; 3] = [
 ];
 /// libgit2 calls the credentials callback again and again while the server refuses them.
 const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
+/// libgit2's message whenever an SSH host key is not trusted. It overwrites the error the certificate
+/// callback returned, so [`network_error_message`] puts the reason back.
+const LIBGIT2_UNTRUSTED_HOST_KEY: &str = "invalid or unknown remote ssh hostkey";
 
 /// Fetches `url` into the bare repository `git_dir`, creating it on first use.
 pub(super) fn fetch(
@@ -30,10 +33,7 @@ pub(super) fn fetch(
 ) -> Result<(), SourceError> {
     let fetch_error = |e: git2::Error| SourceError::Fetch {
         url: scrub_url(url),
-        message: scrub_message(
-            e.message(),
-            &creds.map(Credentials::secrets).unwrap_or_default(),
-        ),
+        message: network_error_message(&e, creds),
     };
     let repo = open_or_init(git_dir, url)?;
     let mut remote = repo.find_remote(REMOTE).map_err(fetch_error)?;
@@ -81,14 +81,14 @@ fn open_or_init(git_dir: &Path, url: &str) -> Result<Repository, SourceError> {
 pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0;
-    callbacks.credentials(move |_url, _user_from_url, allowed| {
+    callbacks.credentials(move |_url, user_from_url, allowed| {
         attempts += 1;
         if attempts > MAX_CREDENTIAL_ATTEMPTS {
             return Err(git2::Error::from_str(
                 "authentication failed: the server rejected the credentials",
             ));
         }
-        credential(creds, allowed)
+        credential(creds, user_from_url, allowed)
     });
     if let Some(Credentials::Ssh {
         known_hosts: Some(known_hosts),
@@ -100,6 +100,7 @@ pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
             Some(key) if known_hosts.accepts(host, key) => {
                 Ok(CertificateCheckStatus::CertificateOk)
             }
+            // libgit2 replaces this message with its own (see network_error_message).
             Some(_) => Err(git2::Error::from_str(&format!(
                 "the SSH host key of {host} is not in the credentials Secret's knownHosts"
             ))),
@@ -109,7 +110,55 @@ pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
     callbacks
 }
 
-fn credential(creds: Option<&Credentials>, allowed: CredentialType) -> Result<Cred, git2::Error> {
+/// The message of a git2 error from a network operation with `creds`, scrubbed of their secrets. An
+/// untrusted SSH host key gets a message saying where the key was looked for, instead of libgit2's
+/// generic one.
+pub fn network_error_message(error: &git2::Error, creds: Option<&Credentials>) -> String {
+    if error.class() == ErrorClass::Ssh && error.message() == LIBGIT2_UNTRUSTED_HOST_KEY {
+        return untrusted_host_key_message(creds).to_string();
+    }
+    scrub_message(
+        error.message(),
+        &creds.map(Credentials::secrets).unwrap_or_default(),
+    )
+}
+
+fn untrusted_host_key_message(creds: Option<&Credentials>) -> &'static str {
+    match creds {
+        Some(Credentials::Ssh {
+            known_hosts: Some(_),
+            ..
+        }) => {
+            "the server's SSH host key is not trusted: it is not in the knownHosts of the \
+             credentials Secret"
+        }
+        Some(Credentials::Ssh {
+            known_hosts: None, ..
+        }) => {
+            "the server's SSH host key is not trusted: the credentials Secret has no knownHosts \
+             and the controller's ~/.ssh/known_hosts does not list it"
+        }
+        _ => {
+            "the server's SSH host key is not trusted and no Secret labelled \
+             sluice.dev/secret-type=repository matches the URL (one with sshPrivateKey and \
+             knownHosts is needed)"
+        }
+    }
+}
+
+/// The user to log in as over SSH. libgit2 refuses a credential whose user differs from the URL's
+/// ("username does not match previous request"), so a user written in the URL wins over the Secret's.
+fn ssh_user<'a>(user_from_url: Option<&'a str>, secret_user: &'a str) -> &'a str {
+    user_from_url
+        .filter(|u| !u.is_empty())
+        .unwrap_or(secret_user)
+}
+
+fn credential(
+    creds: Option<&Credentials>,
+    user_from_url: Option<&str>,
+    allowed: CredentialType,
+) -> Result<Cred, git2::Error> {
     match creds {
         None => Err(git2::Error::from_str(
             "the repository requires authentication and no Secret labelled \
@@ -121,14 +170,14 @@ fn credential(creds: Option<&Credentials>, allowed: CredentialType) -> Result<Cr
             Cred::userpass_plaintext(username, password)
         }
         Some(Credentials::Ssh { username, .. }) if allowed.contains(CredentialType::USERNAME) => {
-            Cred::username(username)
+            Cred::username(ssh_user(user_from_url, username))
         }
         Some(Credentials::Ssh {
             username,
             private_key,
             ..
         }) if allowed.intersects(CredentialType::SSH_KEY | CredentialType::SSH_MEMORY) => {
-            Cred::ssh_key_from_memory(username, None, private_key, None)
+            Cred::ssh_key_from_memory(ssh_user(user_from_url, username), None, private_key, None)
         }
         Some(_) => Err(git2::Error::from_str(&format!(
             "the server asks for {allowed:?} credentials, which the matching Secret does not hold"
@@ -214,5 +263,47 @@ mod tests {
         assert!(is_abbreviated_sha("abc1234"));
         assert!(!is_abbreviated_sha("abc"));
         assert!(!is_abbreviated_sha("v1.2.3"));
+    }
+
+    #[test]
+    fn the_url_user_wins_over_the_secret_user_over_ssh() {
+        assert_eq!(ssh_user(Some("deploy"), "git"), "deploy");
+        assert_eq!(ssh_user(None, "git"), "git");
+        assert_eq!(ssh_user(Some(""), "git"), "git");
+    }
+
+    #[test]
+    fn an_untrusted_host_key_says_where_it_was_looked_for() {
+        let untrusted = git2::Error::new(
+            git2::ErrorCode::Certificate,
+            ErrorClass::Ssh,
+            LIBGIT2_UNTRUSTED_HOST_KEY,
+        );
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE\n";
+        let ssh = |known_hosts: Option<&str>| Credentials::Ssh {
+            username: "git".into(),
+            private_key: key.into(),
+            known_hosts: known_hosts.map(str::to_string),
+        };
+        let with_known_hosts = network_error_message(&untrusted, Some(&ssh(Some("h k AAAA"))));
+        assert!(
+            with_known_hosts.contains("not in the knownHosts of the credentials Secret"),
+            "{with_known_hosts}"
+        );
+        let without = network_error_message(&untrusted, Some(&ssh(None)));
+        assert!(without.contains("~/.ssh/known_hosts"), "{without}");
+        let no_secret = network_error_message(&untrusted, None);
+        assert!(
+            no_secret.contains("no Secret labelled sluice.dev/secret-type=repository"),
+            "{no_secret}"
+        );
+
+        let echoing = git2::Error::new(
+            git2::ErrorCode::Auth,
+            ErrorClass::Ssh,
+            format!("bad key {key}"),
+        );
+        let scrubbed = network_error_message(&echoing, Some(&ssh(None)));
+        assert!(!scrubbed.contains("b3BlbnNzaC1rZXktdjE"), "{scrubbed}");
     }
 }
