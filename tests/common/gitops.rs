@@ -18,6 +18,8 @@ use tempfile::TempDir;
 use super::{ControllerProcess, E2eEnv, TestNamespace, apply_crds, free_local_addr, wait_for};
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
+/// The controller's `RUST_LOG` in tests: the debug lines are what explains a failure.
+const DEBUG_LOG: &str = "info,sluice=debug";
 /// The GitHub webhook secret the harness's controllers are started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
 
@@ -109,12 +111,18 @@ pub struct GitopsHarness {
 impl GitopsHarness {
     /// Starts a controller watching a new namespace, polling Git every `poll`.
     pub async fn start(prefix: &str, poll: &str) -> Self {
+        Self::start_logging(prefix, poll, DEBUG_LOG).await
+    }
+
+    /// [`GitopsHarness::start`] with the controller's `RUST_LOG` set to `log_filter`.
+    pub async fn start_logging(prefix: &str, poll: &str, log_filter: &str) -> Self {
         let env = E2eEnv::load();
         let client = env.client().await;
         apply_crds(&client).await;
         let ns = TestNamespace::create(&client, prefix).await;
         let cache = tempfile::tempdir().expect("cache dir");
-        let (controller, webhook_url) = start_controller(&env, &ns.name, poll, cache.path());
+        let (controller, webhook_url) =
+            start_controller_logging(&env, &ns.name, poll, cache.path(), log_filter);
         Self {
             env,
             client,
@@ -272,6 +280,18 @@ pub fn start_controller(
     poll: &str,
     cache: &Path,
 ) -> (ControllerProcess, String) {
+    start_controller_logging(env, namespace, poll, cache, DEBUG_LOG)
+}
+
+/// [`start_controller`] with `RUST_LOG=<log_filter>` (the scale bench runs the default level, so
+/// that debug logging does not inflate the CPU it measures).
+pub fn start_controller_logging(
+    env: &E2eEnv,
+    namespace: &str,
+    poll: &str,
+    cache: &Path,
+    log_filter: &str,
+) -> (ControllerProcess, String) {
     let metrics_addr = free_local_addr();
     let webhook_addr = free_local_addr();
     let log_path = std::env::temp_dir().join(format!("sluice-gitops-e2e-{namespace}.log"));
@@ -289,7 +309,7 @@ pub fn start_controller(
         .env("SLUICE_GIT_CACHE_DIR", cache)
         .env("SLUICE_WEBHOOK_GITHUB_SECRET", WEBHOOK_SECRET)
         .env("PROMETHEUS_URL", env.get("PROMETHEUS_URL"))
-        .env("RUST_LOG", "info,sluice=debug")
+        .env("RUST_LOG", log_filter)
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
