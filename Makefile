@@ -30,11 +30,12 @@ crds:
 demo:
 	scripts/demo
 
-## bench: performance figures, printed (release build, in its own target dir so that it never waits
-## for the test builds' lock).
+## bench: performance figures, printed: the Rollout planner, and GitOps at scale on the local cluster
+## (brought up, and down at the end unless it was already running). Release build, in its own target
+## dir so that it never waits for the test builds' lock.
 BENCH_TARGET_DIR ?= $(HOME)/.cache/sluice-build/bench-target
 bench:
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) bench --bench rollout_engine
+	BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) CARGO=$(CARGO) scripts/bench
 
 cluster-up:
 	e2e/cluster/up

@@ -543,13 +543,21 @@ async fn kill_leader_mid_analysis(
 #[tokio::test]
 async fn failover_a_standby_finishes_rollouts_and_reverts_without_duplicates() {
     let elect = ["--leader-elect"];
-    let h = GitopsHarness::start_with("failover", "2s", &elect).await;
+    let h = GitopsHarness::start_with("failover", "2s", &elect, common::gitops::DEBUG_LOG).await;
     let caches = [
         tempfile::tempdir().expect("cache"),
         tempfile::tempdir().expect("cache"),
     ];
     let standby = |cache: &tempfile::TempDir| {
-        common::gitops::start_controller_with(&h.env, &h.ns.name, "2s", cache.path(), &elect).0
+        common::gitops::start_controller_with(
+            &h.env,
+            &h.ns.name,
+            "2s",
+            cache.path(),
+            &elect,
+            common::gitops::DEBUG_LOG,
+        )
+        .0
     };
     let second = standby(&caches[0]);
     let mut alive = vec![&h.controller, &second];

@@ -19,6 +19,8 @@ use tempfile::TempDir;
 use super::{ControllerProcess, E2eEnv, TestNamespace, apply_crds, free_local_addr, wait_for};
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
+/// The controller's `RUST_LOG` in tests: the debug lines are what explains a failure.
+pub const DEBUG_LOG: &str = "info,sluice=debug";
 /// The GitHub webhook secret the harness's controllers are started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
 
@@ -110,18 +112,19 @@ pub struct GitopsHarness {
 impl GitopsHarness {
     /// Starts a controller watching a new namespace, polling Git every `poll`.
     pub async fn start(prefix: &str, poll: &str) -> Self {
-        Self::start_with(prefix, poll, &[]).await
+        Self::start_with(prefix, poll, &[], DEBUG_LOG).await
     }
 
-    /// As [`GitopsHarness::start`], the controller started with `extra` flags.
-    pub async fn start_with(prefix: &str, poll: &str, extra: &[&str]) -> Self {
+    /// [`GitopsHarness::start`] with `extra` controller flags (e.g. `--leader-elect`) and the
+    /// controller's `RUST_LOG` set to `log_filter`.
+    pub async fn start_with(prefix: &str, poll: &str, extra: &[&str], log_filter: &str) -> Self {
         let env = E2eEnv::load();
         let client = env.client().await;
         apply_crds(&client).await;
         let ns = TestNamespace::create(&client, prefix).await;
         let cache = tempfile::tempdir().expect("cache dir");
         let (controller, webhook_url) =
-            start_controller_with(&env, &ns.name, poll, cache.path(), extra);
+            start_controller_with(&env, &ns.name, poll, cache.path(), extra, log_filter);
         Self {
             env,
             client,
@@ -313,16 +316,18 @@ pub fn start_controller(
     poll: &str,
     cache: &Path,
 ) -> (ControllerProcess, String) {
-    start_controller_with(env, namespace, poll, cache, &[])
+    start_controller_with(env, namespace, poll, cache, &[], DEBUG_LOG)
 }
 
-/// As [`start_controller`], with `extra` flags (e.g. `--leader-elect`).
+/// [`start_controller`] with `extra` flags (e.g. `--leader-elect`) and `RUST_LOG=<log_filter>` (the
+/// scale bench runs the default level, so that debug logging does not inflate the CPU it measures).
 pub fn start_controller_with(
     env: &E2eEnv,
     namespace: &str,
     poll: &str,
     cache: &Path,
     extra: &[&str],
+    log_filter: &str,
 ) -> (ControllerProcess, String) {
     let metrics_addr = free_local_addr();
     let webhook_addr = free_local_addr();
@@ -342,7 +347,7 @@ pub fn start_controller_with(
         .env("SLUICE_GIT_CACHE_DIR", cache)
         .env("SLUICE_WEBHOOK_GITHUB_SECRET", WEBHOOK_SECRET)
         .env("PROMETHEUS_URL", env.get("PROMETHEUS_URL"))
-        .env("RUST_LOG", "info,sluice=debug")
+        .env("RUST_LOG", log_filter)
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
