@@ -4,6 +4,7 @@
 //! - webhook push events of its repository (`POST /api/webhook` on `--webhook-addr`);
 //! - its poll slot (`--repo-poll-interval`, with a per-Application jitter), through `requeue_after`.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 use tracing::Instrument;
@@ -84,6 +85,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         None => Api::all(client.clone()),
     };
     let (store, changed) = readiness.watch("applications", applications, config.clone());
+    let changed = changed.predicate_filter(reconcile_trigger, PredicateConfig::default());
     let controller = Controller::for_stream(changed, store.clone()).with_config(
         controller::Config::default()
             .debounce(DEBOUNCE)
@@ -144,6 +146,24 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         "application controller running"
     );
     tokio::join!(controller, webhook, secrets_watch);
+}
+
+/// What of an Application asks for a reconcile when it changes: what users and the other loops
+/// write (spec, `operation`, labels, annotations such as the refresh request, finalizers,
+/// deletion). Not its status: the reconcile's own status write would otherwise queue a second
+/// reconcile of every Application after each one, doubling the queue; the next comparison is
+/// scheduled by the reconcile's requeue, and live objects trigger through the live caches.
+fn reconcile_trigger(app: &Application) -> Option<u64> {
+    let mut hasher = std::hash::DefaultHasher::new();
+    app.metadata.generation.hash(&mut hasher);
+    app.metadata.labels.hash(&mut hasher);
+    app.metadata.annotations.hash(&mut hasher);
+    app.metadata.finalizers.hash(&mut hasher);
+    app.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    // Hashed as written, not trusting `generation` to cover fields outside `spec`.
+    serde_json::to_string(&app.spec).ok().hash(&mut hasher);
+    serde_json::to_string(&app.operation).ok().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
@@ -298,4 +318,40 @@ fn error_policy(app: Arc<Application>, error: &ReconcileError, _ctx: Arc<Context
         "reconcile failed"
     );
     Requeue::requeue(RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app(extra: serde_json::Value) -> Application {
+        let mut value = json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "team", "generation": 3},
+            "spec": {"source": {"repoURL": "r", "path": "a"}, "destination": {}},
+        });
+        for (key, v) in extra.as_object().cloned().unwrap_or_default() {
+            value[key] = v;
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_status_write_alone_triggers_no_reconcile() {
+        let base = reconcile_trigger(&app(json!({})));
+        let status_only = app(json!({"status": {"sync": {"status": "Synced"},
+                                                "reconciledAt": "2026-11-23T10:00:00Z"}}));
+        assert_eq!(reconcile_trigger(&status_only), base);
+        for changed in [
+            json!({"operation": {"sync": {"prune": true}}}),
+            json!({"spec": {"source": {"repoURL": "r", "path": "b"}, "destination": {}}}),
+            json!({"metadata": {"name": "shop", "namespace": "team", "generation": 3,
+                                "annotations": {"sluice.dev/refresh": "hard"}}}),
+            json!({"metadata": {"name": "shop", "namespace": "team", "generation": 3,
+                                "deletionTimestamp": "2026-11-23T10:00:00Z"}}),
+        ] {
+            assert_ne!(reconcile_trigger(&app(changed.clone())), base, "{changed}");
+        }
+    }
 }

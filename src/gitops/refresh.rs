@@ -32,8 +32,8 @@ pub struct RefreshInput {
 /// Whether to resolve the revision from Git now, and when the next comparison is due.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefreshDecision {
-    /// `Some(t)`: resolve with a fetch that started at `t` or later (the caller turns it into a
-    /// maximum age at the moment it asks, however long the reconcile took to get there).
+    /// `Some(t)`: resolve with a fetch that started at `t` or later, however long the reconcile
+    /// took to get to the fetch.
     /// `None`: reuse `status.sync.revision`.
     pub fetched_since: Option<Timestamp>,
     /// Render again rather than use the cached rendering.
@@ -42,8 +42,12 @@ pub struct RefreshDecision {
     pub next_in: Duration,
 }
 
-/// The largest slot offset, as a fraction of the interval: slots spread over the first quarter.
-const JITTER_FRACTION: u64 = 4;
+/// The largest slot offset, as a fraction of the interval: slots spread over the whole tick, so
+/// 200 Applications polled every 10 s come due 20 a second rather than 80 in the first 2.5 s (which
+/// kept the reconcile queue full, and the queue serves waiting Applications in a fixed order: the
+/// same few waited minutes). A commit is still seen within one interval: every slot of a tick reuses
+/// the tick's first fetch.
+const JITTER_FRACTION: u64 = 1;
 
 /// The seed of an Application's slot: FNV-1a of `<namespace>/<name>` (stable across processes).
 pub fn jitter_seed(namespace: &str, name: &str) -> u64 {

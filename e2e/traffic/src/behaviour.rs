@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// Every status code [`respond`] can answer.
+pub const ANSWER_CODES: [u16; 3] = [200, 500, 503];
+
 /// Share of requests a `:bad` revision answers with HTTP 500.
 pub const BAD_ERROR_RATE: f64 = 0.30;
 

@@ -15,6 +15,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::behaviour;
+
 /// Histogram buckets (seconds), suited to 5 ms – 2 s.
 pub const BUCKETS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
@@ -138,6 +140,15 @@ impl Metrics {
             revision: durations.revision.clone(),
             code: request.code.to_string(),
         };
+        // Every code a revision can answer gets its series at 0 with the first request: a series
+        // that first appears with a value already above 0 loses that value to rate(), so a canary's
+        // first errors would be missing from its error rate.
+        for code in behaviour::ANSWER_CODES {
+            let _ = self.requests.get_or_create(&RequestLabels {
+                code: code.to_string(),
+                ..requests.clone()
+            });
+        }
         self.requests.get_or_create(&requests).inc();
         self.durations
             .get_or_create(&durations)
@@ -245,6 +256,19 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_revisions_error_series_exists_at_zero_from_its_first_request() {
+        let metrics = Metrics::new();
+        metrics.record(&request(200, 20));
+        let text = metrics.encode().unwrap();
+        for (code, value) in [("200", 1), ("500", 0), ("503", 0)] {
+            let line = format!(
+                r#"http_requests_total{{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="{code}"}} {value}"#
+            );
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
     }
 
     #[test]

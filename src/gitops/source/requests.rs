@@ -82,9 +82,10 @@ impl GitRequestMetrics {
         let labels = TypeLabels {
             r#type: kind.label(),
         };
-        self.requests.get_or_create(&labels).inc();
         let started = Instant::now();
         let result = request();
+        // Counted once done, next to its duration, so that the two families agree in a scrape.
+        self.requests.get_or_create(&labels).inc();
         self.durations
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
