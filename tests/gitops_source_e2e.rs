@@ -475,6 +475,21 @@ async fn invalid_yaml_in_git_names_the_file_and_line() {
     assert!(matches!(err, RenderError::Yaml { line: 5.., .. }), "{err}");
 }
 
+/// A private repository fetched without credentials is refused with a message saying what is
+/// missing.
+async fn refused_without_credentials(cache: &RepoCache, url: &str) {
+    let err = cache
+        .resolve(url, "main", None, jiff::Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no Secret labelled sluice.dev/secret-type=repository"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn private_repository_over_https_with_a_token() {
     let root = TempDir::new().unwrap();
@@ -487,17 +502,7 @@ async fn private_repository_over_https_with_a_token() {
     let cache_dir = TempDir::new().unwrap();
     let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
 
-    // Without credentials: refused, with a message saying what is missing.
-    let err = cache
-        .resolve(&repo.url, "main", None, jiff::Timestamp::now())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("no Secret labelled sluice.dev/secret-type=repository"),
-        "{err}"
-    );
+    refused_without_credentials(&cache, &repo.url).await;
 
     // A wrong token: refused after a bounded number of attempts, the token in no message.
     let wrong = Credentials::Https {
@@ -551,17 +556,7 @@ async fn private_repository_over_ssh_with_a_key() {
         )
     };
 
-    // Without credentials: refused, with a message saying what is missing.
-    let err = cache
-        .resolve(&repo.url, "main", None, jiff::Timestamp::now())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("no Secret labelled sluice.dev/secret-type=repository"),
-        "{err}"
-    );
+    refused_without_credentials(&cache, &repo.url).await;
 
     // A key the server does not know: refused after a bounded number of attempts, no key material in
     // any message.
