@@ -46,6 +46,30 @@ pub fn kube_message(error: &kube::Error) -> String {
     }
 }
 
+/// Records the result of applying or pruning `obj`; on failure also the sync's error. Whether the
+/// sync goes on.
+fn record(
+    outcome: &mut SyncOutcome,
+    obj: &Value,
+    done: Result<(), String>,
+    ok: ResultCode,
+    ok_message: &str,
+) -> bool {
+    match done {
+        Ok(()) => {
+            outcome.results.push(result(obj, ok, ok_message));
+            true
+        }
+        Err(message) => {
+            outcome
+                .results
+                .push(result(obj, ResultCode::SyncFailed, message.clone()));
+            outcome.error = Some(message);
+            false
+        }
+    }
+}
+
 fn result(obj: &Value, status: ResultCode, message: impl Into<String>) -> ResourceResult {
     let (group, version) = split_api_version(str_at(obj, "/apiVersion").unwrap_or_default());
     let text = |p: &str| str_at(obj, p).unwrap_or_default().to_string();
@@ -92,17 +116,9 @@ impl Applier<'_> {
         let mut applied = 0;
         for (index, group) in groups.iter().enumerate() {
             for obj in *group {
-                match self.apply(obj, false).await {
-                    Ok(()) => outcome
-                        .results
-                        .push(result(obj, ResultCode::Synced, "applied")),
-                    Err(message) => {
-                        outcome
-                            .results
-                            .push(result(obj, ResultCode::SyncFailed, message.clone()));
-                        outcome.error = Some(message);
-                        return outcome;
-                    }
+                let done = self.apply(obj, false).await;
+                if !record(&mut outcome, obj, done, ResultCode::Synced, "applied") {
+                    return outcome;
                 }
             }
             applied += group.len();
@@ -114,17 +130,9 @@ impl Applier<'_> {
             }
         }
         for obj in &task.prune {
-            match self.delete(obj).await {
-                Ok(()) => outcome
-                    .results
-                    .push(result(obj, ResultCode::Pruned, "pruned")),
-                Err(message) => {
-                    outcome
-                        .results
-                        .push(result(obj, ResultCode::SyncFailed, message.clone()));
-                    outcome.error = Some(message);
-                    return outcome;
-                }
+            let done = self.delete(obj).await;
+            if !record(&mut outcome, obj, done, ResultCode::Pruned, "pruned") {
+                return outcome;
             }
         }
         for obj in &task.prune_skipped {

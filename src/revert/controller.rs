@@ -30,6 +30,7 @@ use crate::api::common::Condition;
 use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
 use crate::cli::GitAuthor;
 use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for};
+use crate::gitops::observe::REFRESH_ANNOTATION;
 use crate::gitops::source::GitRequestMetrics;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -449,7 +450,7 @@ async fn mark_pushed(
         .patch(
             &app.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/refresh": "hard"}}})),
+            &Patch::Merge(json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "hard"}}})),
         )
         .await
         .map(drop)
