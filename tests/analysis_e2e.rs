@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{E2eEnv, TestNamespace, apply_crds, free_local_addr, prometheus_query, wait_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Api, Client, Resource};
 use serde_json::json;
@@ -182,36 +182,55 @@ async fn traffic_with_a_bad_canary(client: &Client, env: &E2eEnv, ns: &str) {
             .await
             .expect("create replicaset");
     }
-    // Wait until the rates are steady enough that the verdicts are certain: the stable revision
-    // answers, and the canary's success rate over the analysis window is clearly below 0.95.
+    wait_for("both ReplicaSets' pods Ready", TIMEOUT, || async {
+        let list = replicasets.list(&ListParams::default()).await.ok()?;
+        let ready = |name: &str| {
+            list.items.iter().any(|rs| {
+                rs.metadata.name.as_deref() == Some(name)
+                    && rs.status.as_ref().and_then(|s| s.ready_replicas) == Some(1)
+            })
+        };
+        (ready("web-stablehash") && ready("web-canaryhash")).then_some(())
+    })
+    .await;
+    // Wait until the verdicts are certain: over the analysis window the stable revision's success rate
+    // is exactly 1 (the 503s it answered before the emulator saw its pod Ready have left the window; it
+    // only gets better from here), and the canary's is clearly below 0.95.
     let prometheus = env.get("PROMETHEUS_URL");
     let rate = |revision: &str, codes: &str| {
         format!(
-            "sum(rate(http_requests_total{{namespace=\"{ns}\", rollout=\"web\", revision=\"{revision}\", code=~\"{codes}\"}}[30s]))"
+            "sum(rate(http_requests_total{{namespace=\"{ns}\", rollout=\"web\", revision=\"{revision}\", code=~\"{codes}\"}}[{ANALYSIS_WINDOW}]))"
         )
     };
-    let stable = rate("stablehash", ".*");
-    let canary_ok = format!(
-        "{} / {}",
-        rate("canaryhash", "[^5].*"),
-        rate("canaryhash", ".*")
-    );
+    let success_rate = |revision: &str| {
+        format!(
+            "{} / {}",
+            rate(revision, "[^5].*"),
+            rate(revision, ".*")
+        )
+    };
+    let (stable_ok, canary_ok) = (success_rate("stablehash"), success_rate("canaryhash"));
     wait_for(
-        "Prometheus to see traffic on both revisions, the canary's success rate below 0.9",
-        TIMEOUT,
+        "Prometheus to see traffic on both revisions: the stable's success rate 1, the canary's below 0.9",
+        STEADY_TRAFFIC_TIMEOUT,
         || async {
             let value = |result: Vec<serde_json::Value>| {
                 result
                     .first()
                     .and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok())
             };
-            let stable = value(prometheus_query(prometheus, &stable).await)?;
+            let stable = value(prometheus_query(prometheus, &stable_ok).await)?;
             let canary = value(prometheus_query(prometheus, &canary_ok).await)?;
-            (stable > 0.0 && canary < 0.9).then_some(())
+            (stable >= 1.0 && canary < 0.9).then_some(())
         },
     )
     .await;
 }
+
+/// The `window` argument of every success-rate run here, and of the readiness wait above.
+const ANALYSIS_WINDOW: &str = "30s";
+/// Start-up 503s leave the analysis window after it has passed once.
+const STEADY_TRAFFIC_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn templates_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("analysis-templates")
@@ -232,7 +251,7 @@ fn success_rate_run(ns: &str, revision: &str) -> AnalysisRunSpec {
             {"name": "namespace", "value": ns},
             {"name": "rollout", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "revision", "valueFrom": {"podTemplateHashValue": "Latest"}},
-            {"name": "window", "value": "30s"}
+            {"name": "window", "value": ANALYSIS_WINDOW}
         ]
     }));
     let rollout = json!({"metadata": {"name": "web", "namespace": ns}});

@@ -237,45 +237,87 @@ async fn traffic_follows_the_route_into_prometheus(
             .expect("create replicaset");
     }
 
+    // Start counting only once both revisions' pods are Ready: until the emulator sees a Ready pod
+    // behind a Service it answers 503 for that revision ("no endpoints"), which is start-up timing,
+    // not the revision's behaviour.
+    wait_for("both ReplicaSets' pods Ready", TIMEOUT, || async {
+        let list = replicasets.list(&ListParams::default()).await.ok()?;
+        let ready = |name: &str| {
+            list.items.iter().any(|rs| {
+                rs.metadata.name.as_deref() == Some(name)
+                    && rs.status.as_ref().and_then(|s| s.ready_replicas) == Some(1)
+            })
+        };
+        (ready("smoke-stablehash") && ready("smoke-canaryhash")).then_some(())
+    })
+    .await;
+
     let prometheus = env.get("PROMETHEUS_URL");
     let query = format!(
         "sum by (revision, code) (http_requests_total{{namespace=\"{ns}\", rollout=\"smoke\"}})"
     );
-    let series = wait_for(
-        "Prometheus to scrape both revisions, with errors on the bad one",
+    // The emulator routes to a revision only once it has seen that revision's Ready pod, and never
+    // goes back: from the first scrape where both revisions answered 200, every later request of the
+    // healthy revision is served.
+    let baseline = wait_for(
+        "Prometheus to scrape a 200 from both revisions",
         TIMEOUT,
         || async {
             let result = prometheus_query(prometheus, &query).await;
-            let seen = |revision: &str, code: &str| {
-                result.iter().any(|s| {
-                    s["metric"]["revision"] == revision
-                        && s["metric"]["code"] == code
-                        && sample_value(s) > 0.0
-                })
-            };
-            (seen("stablehash", "200") && seen("canaryhash", "200") && seen("canaryhash", "500"))
+            (count(&result, "stablehash", "200") > 0.0 && count(&result, "canaryhash", "200") > 0.0)
                 .then_some(result)
         },
     )
     .await;
-    // Every revision has its 5xx series from its first request (at 0, so rate() sees the first
-    // errors); the healthy one must never count any.
-    assert!(
-        !series
-            .iter()
-            .any(|s| s["metric"]["revision"] == "stablehash"
-                && s["metric"]["code"]
-                    .as_str()
-                    .is_some_and(|c| c.starts_with('5'))
-                && sample_value(s) > 0.0),
-        "the healthy revision must not answer 5xx: {series:?}"
+    let series = wait_for(
+        "more traffic on both revisions, with errors on the bad one",
+        TIMEOUT,
+        || async {
+            let result = prometheus_query(prometheus, &query).await;
+            let grew = |revision: &str, code: &str| {
+                count(&result, revision, code) > count(&baseline, revision, code)
+            };
+            (grew("stablehash", "200") && grew("canaryhash", "200") && grew("canaryhash", "500"))
+                .then_some(result)
+        },
+    )
+    .await;
+    assert_eq!(
+        server_errors(&series, "stablehash"),
+        server_errors(&baseline, "stablehash"),
+        "the healthy revision must not answer 5xx once its pod is Ready: before {baseline:?}, after {series:?}"
     );
+    // Every revision has its 5xx series from its first request (at 0, so rate() sees the first
+    // errors).
     assert!(
         series
             .iter()
             .any(|s| s["metric"]["revision"] == "stablehash" && s["metric"]["code"] == "500"),
-        "the healthy revision's 500 series exists at 0: {series:?}"
+        "the healthy revision's 500 series exists: {series:?}"
     );
+}
+
+/// The value of the `revision`/`code` series of a `sum by (revision, code)` result (0 when absent).
+fn count(result: &[serde_json::Value], revision: &str, code: &str) -> f64 {
+    result
+        .iter()
+        .filter(|s| s["metric"]["revision"] == revision && s["metric"]["code"] == code)
+        .map(sample_value)
+        .sum()
+}
+
+/// All 5xx answers of `revision` in a `sum by (revision, code)` result.
+fn server_errors(result: &[serde_json::Value], revision: &str) -> f64 {
+    result
+        .iter()
+        .filter(|s| {
+            s["metric"]["revision"] == revision
+                && s["metric"]["code"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with('5'))
+        })
+        .map(sample_value)
+        .sum()
 }
 
 fn sample_value(series: &serde_json::Value) -> f64 {

@@ -34,7 +34,15 @@ free_port() {
   die "no free port found on 127.0.0.1"
 }
 
-module_dir() { (cd "$CLUSTER_DIR" && go list -m -f '{{.Dir}}' "$1"); }
+# The source dir of a module that go.mod requires, downloading it first: `go list -m` alone prints nothing
+# for a module that is not in the module cache yet (a fresh machine, or binaries built on another one).
+module_dir() {
+  local dir
+  (cd "$CLUSTER_DIR" && go mod download "$1") || die "cannot download Go module $1 (needed for its files; see the go error above)"
+  dir=$(cd "$CLUSTER_DIR" && go list -m -f '{{.Dir}}' "$1") || die "go list failed for module $1"
+  [ -n "$dir" ] && [ -d "$dir" ] || die "Go module $1 has no source dir in the module cache after download"
+  echo "$dir"
+}
 
 # The pid recorded for a component, if that process is still alive.
 alive_pid() {

@@ -1,0 +1,1 @@
+//! Attacks of this area; see tests/hostile_e2e.rs.
