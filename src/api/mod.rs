@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod application;
 pub mod common;
+pub mod project;
 pub mod rollout;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -18,6 +18,7 @@ pub mod object;
 pub mod observe;
 pub mod order;
 pub mod plan;
+pub mod project;
 pub mod refresh;
 pub mod render;
 pub mod source;
