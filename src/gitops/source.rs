@@ -6,6 +6,11 @@
 //! so it runs on tokio's blocking pool. Credentials are passed in per call (they come from Secrets that
 //! may change) and never written to disk or to a message: errors are scrubbed of URL userinfo and of
 //! the secret values themselves (SCENARIOS G13).
+//!
+//! Servers and repositories may be hostile ([`GitLimits`]): only remote transports are fetched, a
+//! fetch is bounded in time, bytes and objects, an extracted tree in files and bytes, and a fetch
+//! that hangs holds neither the reconcile that started it nor any other repository's fetch.
+//! Extracted trees no checkout asked for during `tree_ttl` are removed.
 
 mod git;
 mod known_hosts;

@@ -180,8 +180,29 @@ async fn a_tarpit_git_server_delays_no_other_application() {
             .expect("stuck Application");
         assert_ne!(sync_status(&app), SyncStatusCode::Synced, "stuck-{i}");
     }
+
+    // From now on the stuck repositories are known to be slow: their retries hold no reconcile
+    // slot, and a new commit of a healthy one is synced within its poll (10 s) and a margin.
+    let (name, repo, _) = &healthy[0];
+    let second = repo.commit("second", &[("cm.yaml", Some(&config_map("cm-0", "v2")))]);
+    let pushed = Instant::now();
+    wait_for(
+        &format!("{name} Synced at the second commit"),
+        Duration::from_secs(25),
+        || async {
+            let app = api.get(name).await.ok()?;
+            (revision(&app).as_deref() == Some(second.as_str())
+                && sync_status(&app) == SyncStatusCode::Synced)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(h.config_value("cm-0").await.as_deref(), Some("v2"));
     assert_controller_up(&mut h).await;
-    eprintln!("healthy Applications converged in {converged:?} next to 16 stuck ones");
+    eprintln!(
+        "healthy Applications converged in {converged:?} next to 16 stuck ones; a later commit in {:?}",
+        pushed.elapsed()
+    );
 }
 
 /// A bare repository under `$GIT_ROOT` whose `main` is a git bomb: `width` entries per tree level,
