@@ -259,7 +259,10 @@ async fn a_failed_fetch_is_remembered_for_max_age() {
 
 #[tokio::test]
 async fn fetch_errors_never_show_credentials() {
-    let (_dir, cache) = cache();
+    let (_dir, cache) = limited_cache(GitLimits {
+        allow_insecure_http: true,
+        ..GitLimits::default()
+    });
     // Nothing listens on port 9 of localhost: the connection is refused at once.
     let url = "http://bot:s3cr3t-token@127.0.0.1:9/shop.git";
     let creds = Credentials::Https {
@@ -276,6 +279,8 @@ async fn fetch_errors_never_show_credentials() {
         "{text}"
     );
     assert!(text.contains("http://127.0.0.1:9/shop.git"), "{text}");
+    assert!(matches!(err, SourceError::Fetch { .. }), "{text}");
+    assert_eq!(cache.fetch_count(url), 1);
 }
 
 #[tokio::test]
