@@ -26,6 +26,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: the size of the controller's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controllers against the cluster of KUBECONFIG (or the in-cluster config).
@@ -71,6 +73,88 @@ pub struct ControllerArgs {
     /// Prometheus address for analysis templates that name none [env: SLUICE_PROMETHEUS_URL, PROMETHEUS_URL].
     #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+
+    #[command(flatten)]
+    pub git_limits: GitLimitArgs,
+}
+
+/// Bounds on what a Git server or a repository may cost (hostile or broken ones included).
+#[derive(Debug, Args)]
+pub struct GitLimitArgs {
+    /// Give up connecting to a Git server after this long.
+    #[arg(long, env = "SLUICE_GIT_CONNECT_TIMEOUT", default_value = "15s", value_parser = parse_interval)]
+    pub git_connect_timeout: Duration,
+
+    /// Fail a Git request when the server sends (or accepts) nothing for this long.
+    #[arg(long, env = "SLUICE_GIT_TIMEOUT", default_value = "60s", value_parser = parse_interval)]
+    pub git_timeout: Duration,
+
+    /// Stop a fetch that is not done after this long, however steadily the server sends.
+    #[arg(long, env = "SLUICE_GIT_FETCH_TIMEOUT", default_value = "5m", value_parser = parse_interval)]
+    pub git_fetch_timeout: Duration,
+
+    /// Stop a fetch that receives more than this (e.g. 512Mi, 2Gi).
+    #[arg(long, env = "SLUICE_GIT_MAX_FETCH_BYTES", default_value = "512Mi", value_parser = parse_bytes)]
+    pub git_max_fetch_bytes: u64,
+
+    /// Stop a fetch that receives more objects than this.
+    #[arg(long, env = "SLUICE_GIT_MAX_FETCH_OBJECTS", default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub git_max_fetch_objects: u64,
+
+    /// Refuse a commit whose tree holds more files and directories than this.
+    #[arg(long, env = "SLUICE_GIT_MAX_TREE_FILES", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub git_max_tree_files: u64,
+
+    /// Refuse a commit whose files hold more bytes than this (e.g. 256Mi).
+    #[arg(long, env = "SLUICE_GIT_MAX_TREE_BYTES", default_value = "256Mi", value_parser = parse_bytes)]
+    pub git_max_tree_bytes: u64,
+
+    /// Accept plain http:// repository URLs (unencrypted, unauthenticated server).
+    #[arg(long, env = "SLUICE_GIT_ALLOW_INSECURE_HTTP")]
+    pub git_allow_insecure_http: bool,
+}
+
+impl GitLimitArgs {
+    /// The limits the Git cache runs with; trees unused for three poll intervals (at least an
+    /// hour) are removed.
+    pub fn limits(&self, poll_interval: Duration) -> crate::gitops::source::GitLimits {
+        let defaults = crate::gitops::source::GitLimits::default();
+        crate::gitops::source::GitLimits {
+            connect_timeout: self.git_connect_timeout,
+            server_timeout: self.git_timeout,
+            fetch_timeout: self.git_fetch_timeout,
+            max_fetch_bytes: self.git_max_fetch_bytes,
+            max_fetch_objects: self.git_max_fetch_objects,
+            max_tree_files: self.git_max_tree_files,
+            max_tree_bytes: self.git_max_tree_bytes,
+            allow_insecure_http: self.git_allow_insecure_http,
+            fetch_wait: defaults.fetch_wait.min(self.git_fetch_timeout),
+            tree_ttl: defaults.tree_ttl.max(poll_interval.saturating_mul(3)),
+        }
+    }
+}
+
+/// A byte count: a whole number, optionally with a binary suffix `Ki`, `Mi` or `Gi`; at least 1.
+fn parse_bytes(input: &str) -> Result<u64, String> {
+    let (digits, unit) = match input.trim().find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => input.trim().split_at(at),
+        None => (input.trim(), ""),
+    };
+    let factor: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("unknown unit {unit:?}: use Ki, Mi or Gi")),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| "expected a whole number of bytes, e.g. 512Mi".to_string())?;
+    match number.checked_mul(factor) {
+        Some(0) => Err("must be greater than zero".to_string()),
+        Some(bytes) => Ok(bytes),
+        None => Err("too large".to_string()),
+    }
 }
 
 impl ControllerArgs {
@@ -173,6 +257,48 @@ mod tests {
         );
         assert!(!args.leader_elect);
         assert_eq!(args.namespace, None);
+        let limits = args.git_limits.limits(args.repo_poll_interval);
+        assert_eq!(
+            limits,
+            crate::gitops::source::GitLimits::default(),
+            "the flags' defaults are the library's"
+        );
+    }
+
+    #[test]
+    fn git_limit_flags() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "controller",
+            "--git-timeout=5s",
+            "--git-connect-timeout=2s",
+            "--git-max-fetch-bytes=1Gi",
+            "--git-max-tree-files=10",
+            "--git-allow-insecure-http",
+        ])
+        .unwrap();
+        let Command::Controller(args) = cli.command else {
+            panic!("expected the controller command");
+        };
+        let limits = args.git_limits.limits(Duration::from_secs(7200));
+        assert_eq!(limits.server_timeout, Duration::from_secs(5));
+        assert_eq!(limits.connect_timeout, Duration::from_secs(2));
+        assert_eq!(limits.max_fetch_bytes, 1 << 30);
+        assert_eq!(limits.max_tree_files, 10);
+        assert!(limits.allow_insecure_http);
+        assert_eq!(limits.tree_ttl, Duration::from_secs(6 * 3600));
+        for bad in [
+            "--git-max-fetch-bytes=0",
+            "--git-max-fetch-bytes=12MB",
+            "--git-max-tree-files=0",
+            "--git-timeout=0s",
+        ] {
+            let err = Cli::try_parse_from(["sluice", "controller", bad]).unwrap_err();
+            assert!(err.to_string().contains("invalid value"), "{bad}: {err}");
+        }
+        assert_eq!(parse_bytes("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_bytes("3Ki"), Ok(3072));
+        assert_eq!(parse_bytes("100"), Ok(100));
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::server::{self, Readiness};
 /// Runs the controller process until it is asked to stop or loses the leader lease.
 pub async fn run(args: ControllerArgs) -> Result<()> {
     crate::tls::install_crypto_provider();
+    let git_limits = args.git_limits.limits(args.repo_poll_interval);
+    if let Err(e) = crate::gitops::source::set_process_limits(&git_limits) {
+        tracing::warn!(error = %e, "cannot set the Git network timeouts");
+    }
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let leader_gauge = Gauge::<i64>::default();
@@ -71,6 +75,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             cache_dir: args.git_cache_dir(),
             webhook_addr: args.webhook_addr,
             git_requests: git_requests.clone(),
+            git_limits,
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),

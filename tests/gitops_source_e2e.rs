@@ -22,7 +22,7 @@ use common::E2eEnv;
 use sluice::api::application::{ApplicationSource, ApplicationSourceType};
 use sluice::gitops::credentials::Credentials;
 use sluice::gitops::render::{RenderCache, RenderContext, RenderError, Rendered, Tools};
-use sluice::gitops::source::{GitRequestMetrics, RepoCache, SourceError};
+use sluice::gitops::source::{GitLimits, GitRequestMetrics, RepoCache, SourceError};
 
 /// A poll tick ago: any fetch since then will do.
 fn a_tick_ago() -> jiff::Timestamp {
@@ -500,7 +500,12 @@ async fn private_repository_over_https_with_a_token() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
     )]);
     let cache_dir = TempDir::new().unwrap();
-    let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default());
+    // The test server speaks plain HTTP on 127.0.0.1.
+    let cache = RepoCache::new(cache_dir.path().to_path_buf(), GitRequestMetrics::default())
+        .with_limits(GitLimits {
+            allow_insecure_http: true,
+            ..GitLimits::default()
+        });
 
     refused_without_credentials(&cache, &repo.url).await;
 

@@ -35,7 +35,7 @@ use super::metrics::GitopsMetrics;
 use super::observe::{ObserveError, Reader, refresh_request};
 use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
 use super::render::RenderCache;
-use super::source::{GitRequestMetrics, RepoCache};
+use super::source::{GitLimits, GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
 use crate::metrics::Metrics;
@@ -60,6 +60,8 @@ pub struct GitopsSettings {
     pub webhook_addr: SocketAddr,
     /// Counts and times the sync cache's fetches (shared with the revert loop).
     pub git_requests: GitRequestMetrics,
+    /// Accepted repository URLs, fetch and extracted-tree bounds.
+    pub git_limits: GitLimits,
 }
 
 #[derive(Debug, Error)]
@@ -105,7 +107,8 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
 
     let pushes = PushLog::default();
     let reader = Reader {
-        repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone()),
+        repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone())
+            .with_limits(settings.git_limits.clone()),
         renders: RenderCache::new(),
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),

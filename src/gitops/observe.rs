@@ -28,7 +28,7 @@ use super::order::sort_for_apply;
 use super::plan::{ComparisonFailure, Desired, Observed, operation_request};
 use super::refresh::{RefreshInput, decide, jitter_seed};
 use super::render::{RenderCache, RenderContext, RenderKey, render};
-use super::source::RepoCache;
+use super::source::{RepoCache, SourceError};
 use super::webhook::PushLog;
 use crate::api::application::{Application, ApplicationSource, RefreshType};
 
@@ -254,8 +254,11 @@ impl Reader {
         sha: &str,
     ) -> Result<PathBuf, String> {
         let url = &source.repo_url;
-        if let Ok(root) = self.repos.checkout(url, sha).await {
-            return Ok(root);
+        match self.repos.checkout(url, sha).await {
+            Ok(root) => return Ok(root),
+            Err(SourceError::UnknownCommit { .. }) => {}
+            // A fetch would not change a tree over a limit or a path out of it.
+            Err(e) => return Err(e.to_string()),
         }
         // Not in this process's cache yet (e.g. after a restart with a new cache): fetch it.
         self.resolve(creds, source, sha, self.a_poll_ago()).await?;

@@ -1,13 +1,17 @@
 //! Blocking git2 work on a bare cache repository: fetch and revision resolution.
 
+use std::cell::Cell;
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, FetchOptions,
-    FetchPrune, Oid, RemoteCallbacks, Repository,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
+    FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository,
 };
 
 use super::known_hosts::KnownHosts;
+use super::limits::{FetchBudget, FetchLimit, GitLimits, set_network_timeouts};
 use super::{SourceError, is_full_sha};
 use crate::gitops::credentials::{Credentials, scrub_message, scrub_url};
 
@@ -25,11 +29,14 @@ const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
 /// callback returned, so [`network_error_message`] puts the reason back.
 const LIBGIT2_UNTRUSTED_HOST_KEY: &str = "invalid or unknown remote ssh hostkey";
 
-/// Fetches `url` into the bare repository `git_dir`, creating it on first use.
+/// Fetches `url` into the bare repository `git_dir`, creating it on first use, within `limits`:
+/// a fetch that receives too many bytes or objects, or runs past `--git-fetch-timeout`, is aborted
+/// with a message naming the limit.
 pub(super) fn fetch(
     git_dir: &Path,
     url: &str,
     creds: Option<&Credentials>,
+    limits: &GitLimits,
 ) -> Result<(), SourceError> {
     let fetch_error = |e: git2::Error| SourceError::Fetch {
         url: scrub_url(url),
@@ -39,12 +46,69 @@ pub(super) fn fetch(
     let mut remote = repo.find_remote(REMOTE).map_err(fetch_error)?;
     let mut options = FetchOptions::new();
     options
-        .remote_callbacks(remote_callbacks(creds))
+        .remote_callbacks(remote_callbacks_within(creds, limits))
         .prune(FetchPrune::On)
         .download_tags(AutotagOption::All);
     remote
         .fetch(&[] as &[&str], Some(&mut options), Some("sluice: fetch"))
         .map_err(fetch_error)
+}
+
+/// The limits of the process (`--git-*` flags), for network operations made outside the cache
+/// (the revert loop's fetches and pushes).
+static PROCESS_LIMITS: OnceLock<GitLimits> = OnceLock::new();
+
+thread_local! {
+    /// The limit the last transfer started on this thread ran into. git2 runs the callbacks on
+    /// the calling thread, and a callback can only say "abort", so the reason waits here for
+    /// [`network_error_message`].
+    static EXCEEDED: Cell<Option<FetchLimit>> = const { Cell::new(None) };
+}
+
+/// Applies `limits` to every later network operation of the process: libgit2's connect and server
+/// timeouts (its git://, smart HTTP(S) and SSH transports), and the fetch budget of
+/// [`remote_callbacks`]. Call once at start-up, before any Git operation.
+pub fn set_process_limits(limits: &GitLimits) -> Result<(), git2::Error> {
+    set_network_timeouts(limits.connect_timeout, limits.server_timeout)?;
+    // Set once; a second call keeps the first limits (the timeouts above are global anyway).
+    let _ = PROCESS_LIMITS.set(limits.clone());
+    Ok(())
+}
+
+/// Callbacks authenticating with `creds` (HTTPS user + password/token, or an SSH key checked against
+/// the Secret's `knownHosts`), giving up after a few refusals instead of letting libgit2 retry the
+/// same credentials forever, and aborting a transfer over the process's fetch limits. For every
+/// git2 network operation on a repository (the revert's fetch and push too).
+pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
+    let defaults = GitLimits::default();
+    remote_callbacks_within(creds, PROCESS_LIMITS.get().unwrap_or(&defaults))
+}
+
+/// [`remote_callbacks`] with the fetch budget of `limits`, counted from now.
+fn remote_callbacks_within<'a>(
+    creds: Option<&'a Credentials>,
+    limits: &GitLimits,
+) -> RemoteCallbacks<'a> {
+    let mut callbacks = authenticating_callbacks(creds);
+    EXCEEDED.set(None);
+    let budget = FetchBudget::new(limits, Instant::now());
+    callbacks.transfer_progress(move |progress| {
+        let bytes = progress.received_bytes() as u64;
+        let objects = progress.total_objects().max(progress.received_objects()) as u64;
+        within_budget(budget.exceeded(bytes, objects, Instant::now()))
+    });
+    // Sideband messages arrive while the server prepares the pack: a server that talks forever
+    // is stopped at the deadline too. A silent one is stopped by libgit2's server timeout.
+    callbacks.sideband_progress(move |_| within_budget(budget.exceeded(0, 0, Instant::now())));
+    callbacks
+}
+
+/// `true` (go on) unless a limit was passed, which is kept for [`network_error_message`].
+fn within_budget(limit: Option<FetchLimit>) -> bool {
+    if limit.is_some() {
+        EXCEEDED.set(limit);
+    }
+    limit.is_none()
 }
 
 /// Opens the cache repository, or (re)creates it when it is missing or unreadable: the cache holds
@@ -75,10 +139,7 @@ fn open_or_init(git_dir: &Path, url: &str) -> Result<Repository, SourceError> {
     Ok(repo)
 }
 
-/// Callbacks authenticating with `creds` (HTTPS user + password/token, or an SSH key checked against
-/// the Secret's `knownHosts`), giving up after a few refusals instead of letting libgit2 retry the
-/// same credentials forever. For every git2 network operation on a repository (the revert's push too).
-pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
+fn authenticating_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0;
     callbacks.credentials(move |_url, user_from_url, allowed| {
@@ -114,13 +175,42 @@ pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
 /// untrusted SSH host key gets a message saying where the key was looked for, instead of libgit2's
 /// generic one.
 pub fn network_error_message(error: &git2::Error, creds: Option<&Credentials>) -> String {
+    if let Some(limit) = EXCEEDED.take() {
+        return limit.message();
+    }
+    let secrets = creds.map(Credentials::secrets).unwrap_or_default();
+    if is_timeout(error) {
+        return format!(
+            "{} ({})",
+            scrub_message(error.message(), &secrets),
+            timeout_hint(error)
+        );
+    }
     if error.class() == ErrorClass::Ssh && error.message() == LIBGIT2_UNTRUSTED_HOST_KEY {
         return untrusted_host_key_message(creds).to_string();
     }
-    scrub_message(
-        error.message(),
-        &creds.map(Credentials::secrets).unwrap_or_default(),
-    )
+    scrub_message(error.message(), &secrets)
+}
+
+fn is_timeout(error: &git2::Error) -> bool {
+    error.code() == ErrorCode::Timeout || error.message().contains("timed out")
+}
+
+/// Which bound a timed-out request ran into, with the flag that sets it.
+fn timeout_hint(error: &git2::Error) -> String {
+    let defaults = GitLimits::default();
+    let limits = PROCESS_LIMITS.get().unwrap_or(&defaults);
+    if error.message().contains("failed to connect") {
+        format!(
+            "the server did not accept a connection within {}s: --git-connect-timeout",
+            limits.connect_timeout.as_secs()
+        )
+    } else {
+        format!(
+            "the server did not answer for {}s: --git-timeout",
+            limits.server_timeout.as_secs()
+        )
+    }
 }
 
 fn untrusted_host_key_message(creds: Option<&Credentials>) -> &'static str {

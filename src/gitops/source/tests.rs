@@ -85,7 +85,8 @@ impl Upstream {
 
 fn cache() -> (TempDir, RepoCache) {
     let dir = TempDir::new().unwrap();
-    let cache = RepoCache::new(dir.path().to_path_buf(), GitRequestMetrics::default());
+    let cache = RepoCache::new(dir.path().to_path_buf(), GitRequestMetrics::default())
+        .allowing_local_repositories();
     (dir, cache)
 }
 
@@ -258,7 +259,10 @@ async fn a_failed_fetch_is_remembered_for_max_age() {
 
 #[tokio::test]
 async fn fetch_errors_never_show_credentials() {
-    let (_dir, cache) = cache();
+    let (_dir, cache) = limited_cache(GitLimits {
+        allow_insecure_http: true,
+        ..GitLimits::default()
+    });
     // Nothing listens on port 9 of localhost: the connection is refused at once.
     let url = "http://bot:s3cr3t-token@127.0.0.1:9/shop.git";
     let creds = Credentials::Https {
@@ -275,6 +279,8 @@ async fn fetch_errors_never_show_credentials() {
         "{text}"
     );
     assert!(text.contains("http://127.0.0.1:9/shop.git"), "{text}");
+    assert!(matches!(err, SourceError::Fetch { .. }), "{text}");
+    assert_eq!(cache.fetch_count(url), 1);
 }
 
 #[tokio::test]
@@ -375,4 +381,302 @@ fn cache_paths_are_stable_hashes() {
     assert!(name.ends_with(".git"));
     assert_eq!(dir, cache.git_dir("https://git.example.com/shop.git"));
     assert_ne!(dir, cache.git_dir("https://git.example.com/web.git"));
+}
+
+impl Upstream {
+    /// Commits a "git bomb" on `main`: `width` entries per level, all the same subtree, `depth`
+    /// levels deep over one small file: width^depth files from a few KiB of objects.
+    fn commit_bomb(&self, width: usize, depth: usize) -> Oid {
+        let blob = self.repo.blob(b"kind: ConfigMap\n").unwrap();
+        let mut leaf = self.repo.treebuilder(None).unwrap();
+        leaf.insert("cm.yaml", blob, 0o100_644).unwrap();
+        let mut subtree = leaf.write().unwrap();
+        for _ in 0..depth {
+            let mut level = self.repo.treebuilder(None).unwrap();
+            for i in 0..width {
+                level.insert(format!("d{i}"), subtree, 0o040_000).unwrap();
+            }
+            subtree = level.write().unwrap();
+        }
+        let tree = self.repo.find_tree(subtree).unwrap();
+        let sig = Signature::now("Test", "test@localhost").unwrap();
+        self.repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "bomb", &tree, &[])
+            .unwrap()
+    }
+}
+
+fn limited_cache(limits: GitLimits) -> (TempDir, RepoCache) {
+    let (dir, cache) = cache();
+    (dir, cache.with_limits(limits).allowing_local_repositories())
+}
+
+fn tree_entries(dir: &Path) -> usize {
+    walk_count(dir)
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                1 + if e.path().is_dir() {
+                    walk_count(&e.path())
+                } else {
+                    0
+                }
+            })
+            .sum()
+    })
+}
+
+#[tokio::test]
+async fn a_git_bomb_stops_at_the_file_limit_and_leaves_nothing() {
+    let up = Upstream::new();
+    // 10^6 files and 111110 directories in Git.
+    let sha = up.commit_bomb(10, 6).to_string();
+    let (dir, cache) = limited_cache(GitLimits {
+        max_tree_files: 2000,
+        ..GitLimits::default()
+    });
+    cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = cache.checkout(&up.url, &sha).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the tree holds more than 2000 files and directories (--git-max-tree-files)"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!dir.path().join("trees").join(&sha).exists());
+    assert_eq!(
+        tree_entries(&dir.path().join("trees")),
+        0,
+        "staging left behind"
+    );
+    // Refused once, refused again without a second walk.
+    assert_eq!(cache.checkout(&up.url, &sha).await.unwrap_err(), err);
+}
+
+#[tokio::test]
+async fn a_tree_over_the_byte_limit_is_refused_before_its_content_is_read() {
+    let up = Upstream::new();
+    let big = "x".repeat(4096);
+    let sha = up
+        .commit(
+            "main",
+            &[("a.yaml", big.as_str()), ("b.yaml", big.as_str())],
+        )
+        .to_string();
+    let (_dir, cache) = limited_cache(GitLimits {
+        max_tree_bytes: 6 * 1024,
+        ..GitLimits::default()
+    });
+    cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap();
+    let err = cache.checkout(&up.url, &sha).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("b.yaml: the tree holds more than 6Ki of files (--git-max-tree-bytes)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_fetch_over_the_object_limit_is_stopped_with_the_limit_named() {
+    let up = Upstream::new();
+    for i in 0..5 {
+        up.commit("main", &[(&format!("f{i}.yaml"), &format!("v: {i}\n"))]);
+    }
+    let (_dir, cache) = limited_cache(GitLimits {
+        max_fetch_objects: 3,
+        ..GitLimits::default()
+    });
+    let err = cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("more than 3 objects (--git-max-fetch-objects)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn local_and_insecure_urls_are_refused_without_a_fetch() {
+    let dir = TempDir::new().unwrap();
+    let cache = RepoCache::new(dir.path().to_path_buf(), GitRequestMetrics::default());
+    for url in [
+        "file:///etc",
+        "/var/lib/repo.git",
+        "http://127.0.0.1:9/r.git",
+    ] {
+        let err = cache
+            .resolve(url, "main", None, an_hour_ago())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Url(_)), "{url}: {err}");
+        assert!(err.to_string().contains("is refused"), "{err}");
+        assert_eq!(cache.fetch_count(url), 0);
+    }
+    assert!(!dir.path().join("repos").exists());
+}
+
+/// A server on 127.0.0.1 that accepts connections and never answers, until released.
+struct Tarpit {
+    url_base: String,
+    release: std::sync::mpsc::Sender<()>,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Tarpit {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url_base = format!("git://{}", listener.local_addr().unwrap());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&accepted);
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Err(std::sync::mpsc::TryRecvError::Empty) = released.try_recv() {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        held.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self {
+            url_base,
+            release,
+            accepted,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_fetch_frees_its_callers_and_delays_no_other_repository() {
+    let tarpit = Tarpit::start();
+    let stuck = format!("{}/stuck.git", tarpit.url_base);
+    let up = Upstream::new();
+    let head = up.commit("main", &[("app.yaml", "a: 1\n")]);
+    let (_dir, cache) = limited_cache(GitLimits {
+        fetch_wait: Duration::from_millis(500),
+        ..GitLimits::default()
+    });
+
+    let started = Instant::now();
+    let err = cache
+        .resolve(&stuck, "main", None, an_hour_ago())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::FetchInProgress { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("fetch of {stuck} in progress")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Later callers neither wait nor start a second fetch while the first one hangs.
+    let again = Instant::now();
+    let calls = (0..8).map(|_| {
+        let (cache, url) = (cache.clone(), stuck.clone());
+        tokio::spawn(async move { cache.resolve(&url, "main", None, an_hour_ago()).await })
+    });
+    for result in futures::future::join_all(calls).await {
+        assert!(matches!(
+            result.unwrap(),
+            Err(SourceError::FetchInProgress { .. })
+        ));
+    }
+    assert!(
+        again.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        again.elapsed()
+    );
+    assert_eq!(cache.fetch_count(&stuck), 1);
+    assert_eq!(tarpit.accepted.load(Ordering::SeqCst), 1);
+
+    // Another repository is fetched meanwhile as if nothing happened.
+    let healthy = Instant::now();
+    let sha = cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap();
+    assert_eq!(sha, head.to_string());
+    assert!(healthy.elapsed() < Duration::from_secs(5));
+
+    // The server hangs up: the fetch ends, its failure is what callers see from then on.
+    tarpit.release.send(()).unwrap();
+    let failure = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match cache.resolve(&stuck, "main", None, an_hour_ago()).await {
+                Err(SourceError::FetchInProgress { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the fetch ends once the server hangs up");
+    assert!(
+        matches!(failure, Err(SourceError::Fetch { .. })),
+        "{failure:?}"
+    );
+    assert_eq!(cache.fetch_count(&stuck), 1);
+
+    // Its server is known to be slow now: the next tick's fetch starts, and is not waited for.
+    let quick = Instant::now();
+    let err = cache
+        .resolve(&stuck, "main", None, Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
+    assert!(
+        quick.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        quick.elapsed()
+    );
+    assert_eq!(cache.fetch_count(&stuck), 2);
+}
+
+#[tokio::test]
+async fn checkouts_mark_their_tree_used() {
+    let up = Upstream::new();
+    let sha = up.commit("main", &[("app.yaml", "a: 1\n")]).to_string();
+    let (dir, cache) = cache();
+    cache
+        .resolve(&up.url, "main", None, an_hour_ago())
+        .await
+        .unwrap();
+    let tree = cache.checkout(&up.url, &sha).await.unwrap();
+    let long_ago = SystemTime::now() - Duration::from_secs(7200);
+    tree::mark_used(&tree, long_ago).unwrap();
+    cache.checkout(&up.url, &sha).await.unwrap();
+    let used = std::fs::metadata(&tree).unwrap().modified().unwrap();
+    assert!(used > long_ago + Duration::from_secs(3600));
+    // Unused for longer than the TTL: collected; the next checkout extracts it again.
+    tree::mark_used(&tree, long_ago).unwrap();
+    assert_eq!(
+        tree::remove_unused(
+            &dir.path().join("trees"),
+            SystemTime::now(),
+            Duration::from_secs(3600)
+        ),
+        1
+    );
+    assert!(!tree.exists());
+    assert_eq!(cache.checkout(&up.url, &sha).await.unwrap(), tree);
+    assert!(tree.join("app.yaml").is_file());
 }

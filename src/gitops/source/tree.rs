@@ -5,14 +5,26 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
 use super::SourceError;
+use super::limits::human_bytes;
 use crate::gitops::credentials::{scrub_message, scrub_url};
 
 const MODE_EXECUTABLE: i32 = 0o100_755;
 const MODE_SYMLINK: i32 = 0o120_000;
+
+/// How much one extracted tree may hold. A "git bomb" (trees whose entries all point at the same
+/// subtree, a few KiB in Git and billions of files on disk) stops at the first entry over the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TreeLimits {
+    /// Files, directories and links.
+    pub max_entries: u64,
+    /// Bytes of file content.
+    pub max_bytes: u64,
+}
 
 /// Extracts commit `sha` of the cache repository `git_dir` to `dest` unless it is already there.
 pub(super) fn extract(
@@ -20,6 +32,7 @@ pub(super) fn extract(
     url: &str,
     sha: &str,
     dest: &Path,
+    limits: TreeLimits,
 ) -> Result<(), SourceError> {
     if dest.is_dir() {
         return Ok(());
@@ -47,10 +60,12 @@ pub(super) fn extract(
         .prefix(".partial-")
         .tempdir_in(parent)
         .map_err(cache_error)?;
-    write_tree(&repo, &tree, staging.path()).map_err(|(path, message)| SourceError::Tree {
-        sha: sha.to_string(),
-        path,
-        message,
+    write_tree(&repo, &tree, staging.path(), limits).map_err(|(path, message)| {
+        SourceError::Tree {
+            sha: sha.to_string(),
+            path,
+            message,
+        }
     })?;
     match std::fs::rename(staging.path(), dest) {
         Ok(()) => {
@@ -64,15 +79,49 @@ pub(super) fn extract(
     }
 }
 
+/// Records that the extracted tree `dir` is in use (its modification time is the last use), so that
+/// [`remove_unused`] keeps it.
+pub(super) fn mark_used(dir: &Path, now: SystemTime) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.set_modified(now)
+}
+
+/// Removes the extracted trees (and staging directories a crash left behind) under `trees_dir`
+/// not used for `ttl` before `now`; returns how many were removed. A tree still needed is
+/// extracted again, so removing too much costs time, never correctness.
+pub(super) fn remove_unused(trees_dir: &Path, now: SystemTime, ttl: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(trees_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let unused_since = entry.metadata().and_then(|m| m.modified());
+        let stale = unused_since.is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > ttl));
+        if stale && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A failure while writing the tree: the path in the repository and why.
 type TreeError = (String, String);
 
-fn write_tree(repo: &Repository, tree: &git2::Tree<'_>, root: &Path) -> Result<(), TreeError> {
+fn write_tree(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    root: &Path,
+    limits: TreeLimits,
+) -> Result<(), TreeError> {
+    let odb = repo
+        .odb()
+        .map_err(|e| (String::new(), e.message().to_string()))?;
+    let mut usage = TreeUsage::default();
     let mut failure = None;
     let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let name = OsStr::from_bytes(entry.name_bytes());
         let rel = Path::new(dir).join(name);
-        match write_entry(repo, entry, root, &rel) {
+        let counted = usage.count(&odb, entry, limits);
+        match counted.and_then(|()| write_entry(repo, entry, root, &rel)) {
             Ok(()) => TreeWalkResult::Ok,
             Err(message) => {
                 failure = Some((rel.display().to_string(), message));
@@ -84,6 +133,45 @@ fn write_tree(repo: &Repository, tree: &git2::Tree<'_>, root: &Path) -> Result<(
         (Some(failure), _) => Err(failure),
         (None, Err(e)) => Err((String::new(), e.message().to_string())),
         (None, Ok(())) => Ok(()),
+    }
+}
+
+/// What the tree written so far holds.
+#[derive(Default)]
+struct TreeUsage {
+    entries: u64,
+    bytes: u64,
+}
+
+impl TreeUsage {
+    /// Counts `entry` (a blob by the size in its object header, before its content is read) and
+    /// fails once a limit is passed.
+    fn count(
+        &mut self,
+        odb: &git2::Odb<'_>,
+        entry: &git2::TreeEntry<'_>,
+        limits: TreeLimits,
+    ) -> Result<(), String> {
+        self.entries += 1;
+        if self.entries > limits.max_entries {
+            return Err(format!(
+                "the tree holds more than {} files and directories (--git-max-tree-files)",
+                limits.max_entries
+            ));
+        }
+        if entry.kind() == Some(ObjectType::Blob) {
+            let (size, _) = odb
+                .read_header(entry.id())
+                .map_err(|e| e.message().to_string())?;
+            self.bytes = self.bytes.saturating_add(size as u64);
+            if self.bytes > limits.max_bytes {
+                return Err(format!(
+                    "the tree holds more than {} of files (--git-max-tree-bytes)",
+                    human_bytes(limits.max_bytes)
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -175,5 +263,34 @@ mod tests {
         assert!(is_plain_relative(Path::new("a/b.yaml")));
         assert!(!is_plain_relative(Path::new("a/../b.yaml")));
         assert!(!is_plain_relative(Path::new(".git/config")));
+    }
+
+    #[test]
+    fn trees_unused_for_the_ttl_are_removed_and_used_ones_kept() {
+        let trees = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        for (name, last_use) in [
+            ("old", now - 2 * hour),
+            (".partial-crashed", now - 2 * hour),
+            ("recent", now - hour / 2),
+            ("in-use", now - 5 * hour),
+        ] {
+            let dir = trees.path().join(name);
+            std::fs::create_dir_all(dir.join("app")).unwrap();
+            std::fs::write(dir.join("app/cm.yaml"), "kind: ConfigMap\n").unwrap();
+            mark_used(&dir, last_use).unwrap();
+        }
+        // Checked out again just now: kept whatever its age.
+        mark_used(&trees.path().join("in-use"), now).unwrap();
+
+        assert_eq!(remove_unused(trees.path(), now, hour), 2);
+        let mut left: Vec<_> = std::fs::read_dir(trees.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["in-use", "recent"]);
+        assert_eq!(remove_unused(&trees.path().join("missing"), now, hour), 0);
     }
 }
