@@ -7,10 +7,13 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{E2eEnv, TestNamespace, apply_crds, free_local_addr, prometheus_query, wait_for};
+use common::{
+    E2eEnv, TestNamespace, apply_crds, free_local_addr, prometheus_query, wait_for,
+    wait_replica_sets_ready,
+};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Api, Client, Resource};
 use serde_json::json;
@@ -182,17 +185,7 @@ async fn traffic_with_a_bad_canary(client: &Client, env: &E2eEnv, ns: &str) {
             .await
             .expect("create replicaset");
     }
-    wait_for("both ReplicaSets' pods Ready", TIMEOUT, || async {
-        let list = replicasets.list(&ListParams::default()).await.ok()?;
-        let ready = |name: &str| {
-            list.items.iter().any(|rs| {
-                rs.metadata.name.as_deref() == Some(name)
-                    && rs.status.as_ref().and_then(|s| s.ready_replicas) == Some(1)
-            })
-        };
-        (ready("web-stablehash") && ready("web-canaryhash")).then_some(())
-    })
-    .await;
+    wait_replica_sets_ready(client, ns, &["web-stablehash", "web-canaryhash"], 1).await;
     // Wait until the verdicts are certain: over the analysis window the stable revision's success rate
     // is exactly 1 (the 503s it answered before the emulator saw its pod Ready have left the window; it
     // only gets better from here), and the canary's is clearly below 0.95.

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{E2eEnv, TestNamespace, apply_crds, prometheus_query, wait_for};
+use common::{
+    E2eEnv, TestNamespace, apply_crds, prometheus_query, wait_for, wait_replica_sets_ready,
+};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
@@ -240,17 +242,7 @@ async fn traffic_follows_the_route_into_prometheus(
     // Start counting only once both revisions' pods are Ready: until the emulator sees a Ready pod
     // behind a Service it answers 503 for that revision ("no endpoints"), which is start-up timing,
     // not the revision's behaviour.
-    wait_for("both ReplicaSets' pods Ready", TIMEOUT, || async {
-        let list = replicasets.list(&ListParams::default()).await.ok()?;
-        let ready = |name: &str| {
-            list.items.iter().any(|rs| {
-                rs.metadata.name.as_deref() == Some(name)
-                    && rs.status.as_ref().and_then(|s| s.ready_replicas) == Some(1)
-            })
-        };
-        (ready("smoke-stablehash") && ready("smoke-canaryhash")).then_some(())
-    })
-    .await;
+    wait_replica_sets_ready(client, ns, &["smoke-stablehash", "smoke-canaryhash"], 1).await;
 
     let prometheus = env.get("PROMETHEUS_URL");
     let query = format!(

@@ -134,6 +134,26 @@ where
     }
 }
 
+/// Waits until each ReplicaSet named in `names` (namespace `ns`) has `ready` Ready pods.
+pub async fn wait_replica_sets_ready(client: &Client, ns: &str, names: &[&str], ready: i32) {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::api::ListParams;
+
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let what = format!("ReplicaSets {names:?} with {ready} Ready pods each");
+    wait_for(&what, Duration::from_secs(60), || async {
+        let list = api.list(&ListParams::default()).await.ok()?;
+        let is_ready = |name: &&str| {
+            list.items.iter().any(|rs| {
+                rs.metadata.name.as_deref() == Some(*name)
+                    && rs.status.as_ref().and_then(|s| s.ready_replicas) == Some(ready)
+            })
+        };
+        names.iter().all(is_ready).then_some(())
+    })
+    .await;
+}
+
 /// Applies `crds/` server-side (as a user would with `kubectl apply --server-side -f crds/`) and waits
 /// until every CRD is established.
 pub async fn apply_crds(client: &Client) {
