@@ -323,8 +323,16 @@ impl ApplicationSpec {
         self.sync_policy
             .as_ref()
             .and_then(|p| p.rollback.as_ref())
-            .and_then(|r| r.git_revert)
-            .unwrap_or(true)
+            .is_none_or(RollbackPolicy::git_revert_enabled)
+    }
+
+    /// `syncPolicy.rollback.gitRevert.onError`, default false: revert also when the analysis
+    /// ended in Error (no verdict, e.g. the metric provider was down).
+    pub fn git_revert_on_error(&self) -> bool {
+        self.sync_policy
+            .as_ref()
+            .and_then(|p| p.rollback.as_ref())
+            .is_some_and(RollbackPolicy::git_revert_on_error)
     }
 }
 
@@ -704,9 +712,67 @@ fn parse_backoff_duration(
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackPolicy {
-    /// Push a `git revert` of the commit that introduced the failed revision (default true).
+    /// `true` / `false`, or `{enabled, onError}`: push a `git revert` of the commit that
+    /// introduced the failed revision (default true); when the analysis ended in Error (e.g. its
+    /// metric provider was unreachable) only with `onError: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_revert: Option<bool>,
+    #[schemars(schema_with = "git_revert_schema")]
+    pub git_revert: Option<GitRevert>,
+}
+
+impl RollbackPolicy {
+    /// Whether a failed analysis reverts its commit in Git (default true).
+    pub fn git_revert_enabled(&self) -> bool {
+        match &self.git_revert {
+            None => true,
+            Some(GitRevert::Enabled(enabled)) => *enabled,
+            Some(GitRevert::Policy(policy)) => policy.enabled.unwrap_or(true),
+        }
+    }
+
+    /// Whether an analysis that ended in Error (no verdict) reverts too (default false).
+    pub fn git_revert_on_error(&self) -> bool {
+        match &self.git_revert {
+            Some(GitRevert::Policy(policy)) => {
+                policy.on_error.unwrap_or(false) && policy.enabled.unwrap_or(true)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `syncPolicy.rollback.gitRevert`: a switch, or the policy with its options.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GitRevert {
+    Enabled(bool),
+    Policy(GitRevertPolicy),
+}
+
+/// `syncPolicy.rollback.gitRevert` as an object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRevertPolicy {
+    /// Revert at all (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Also revert when the analysis ended in Error rather than Failed (default false: traffic
+    /// goes back to stable and Git stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<bool>,
+}
+
+/// A boolean or an object: a structural schema has no "one of two types" but keeping the value
+/// and checking it with CEL.
+fn git_revert_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "`true` / `false`, or `{enabled, onError}`: push a `git revert` of the commit that introduced the failed revision (default true); when the analysis ended in Error (e.g. its metric provider was unreachable) only with `onError: true`.",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": [{
+            "rule": "type(self) == bool || (type(self) == map && (!has(self.enabled) || type(self.enabled) == bool) && (!has(self.onError) || type(self.onError) == bool))",
+            "message": "gitRevert must be true, false or {enabled: <bool>, onError: <bool>}"
+        }]
+    })
 }
 
 /// Differences to ignore for the matching objects.
@@ -1225,6 +1291,12 @@ pub struct RevertStatus {
     /// When the revert was decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// Attempts that failed on a Git or network error (retried with a growing delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    /// When the last failed attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<Time>,
 }
 
 /// Progress of a Git revert.
@@ -1239,6 +1311,9 @@ pub enum RevertPhase {
     Completed,
     /// The revert could not be made or pushed (e.g. a conflict); nothing was pushed.
     Failed,
+    /// No revert: the analysis ended in Error (no verdict) and `gitRevert.onError` is not set;
+    /// traffic is on the stable revision and Git stays as it is.
+    Skipped,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -1609,13 +1684,53 @@ mod tests {
         );
         assert_eq!(
             status["revert"]["properties"]["phase"]["enum"],
-            json!(["Pending", "Pushed", "Completed", "Failed"])
+            json!(["Pending", "Pushed", "Completed", "Failed", "Skipped"])
+        );
+        let git_revert = &schema["properties"]["spec"]["properties"]["syncPolicy"]["properties"]
+            ["rollback"]["properties"]["gitRevert"];
+        assert_eq!(git_revert["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(
+            git_revert["x-kubernetes-validations"][0]["rule"]
+                .as_str()
+                .is_some_and(|r| r.contains("type(self) == bool")),
+            "{git_revert}"
         );
         assert_eq!(status["quarantinedRevisions"]["items"]["type"], "string");
         assert!(
             !serde_json::to_string(&schema)
                 .unwrap()
                 .contains("\"default\"")
+        );
+    }
+
+    #[test]
+    fn git_revert_is_a_switch_or_a_policy() {
+        let rollback = |value: serde_json::Value| -> RollbackPolicy {
+            serde_json::from_value(json!({"gitRevert": value})).unwrap()
+        };
+        let cases = [
+            (json!(null), true, false),
+            (json!(true), true, false),
+            (json!(false), false, false),
+            (json!({}), true, false),
+            (json!({"onError": true}), true, true),
+            (json!({"enabled": false, "onError": true}), false, false),
+            (json!({"enabled": true, "onError": false}), true, false),
+        ];
+        for (value, enabled, on_error) in cases {
+            let policy = rollback(value.clone());
+            assert_eq!(policy.git_revert_enabled(), enabled, "{value}");
+            assert_eq!(policy.git_revert_on_error(), on_error, "{value}");
+        }
+        // Written back as it was given.
+        let policy = rollback(json!({"onError": true}));
+        assert_eq!(
+            serde_json::to_value(&policy).unwrap(),
+            json!({"gitRevert": {"onError": true}})
+        );
+        assert_eq!(
+            serde_json::to_value(rollback(json!(false))).unwrap(),
+            json!({"gitRevert": false})
         );
     }
 }
