@@ -326,6 +326,14 @@ impl ApplicationSpec {
             .is_none_or(RollbackPolicy::git_revert_enabled)
     }
 
+    /// What is wrong with `syncPolicy.rollback.gitRevert`, if anything.
+    pub fn git_revert_error(&self) -> Option<String> {
+        self.sync_policy
+            .as_ref()
+            .and_then(|p| p.rollback.as_ref())
+            .and_then(RollbackPolicy::git_revert_error)
+    }
+
     /// `syncPolicy.rollback.gitRevert.onError`, default false: revert also when the analysis
     /// ended in Error (no verdict, e.g. the metric provider was down).
     pub fn git_revert_on_error(&self) -> bool {
@@ -724,7 +732,7 @@ impl RollbackPolicy {
     /// Whether a failed analysis reverts its commit in Git (default true).
     pub fn git_revert_enabled(&self) -> bool {
         match &self.git_revert {
-            None => true,
+            None | Some(GitRevert::Invalid(_)) => true,
             Some(GitRevert::Enabled(enabled)) => *enabled,
             Some(GitRevert::Policy(policy)) => policy.enabled.unwrap_or(true),
         }
@@ -739,19 +747,47 @@ impl RollbackPolicy {
             _ => false,
         }
     }
+
+    /// What is wrong with `gitRevert`, if it is neither a boolean nor `{enabled, onError}`.
+    pub fn git_revert_error(&self) -> Option<String> {
+        match &self.git_revert {
+            Some(GitRevert::Invalid(value)) => Some(format!(
+                "spec.syncPolicy.rollback.gitRevert must be true, false or {{enabled: <bool>, onError: <bool>}}, not {}",
+                shorten(&value.to_string())
+            )),
+            _ => None,
+        }
+    }
 }
 
-/// `syncPolicy.rollback.gitRevert`: a switch, or the policy with its options.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `syncPolicy.rollback.gitRevert`: a switch, or the policy with its options. Anything else is
+/// kept as [`GitRevert::Invalid`] (reported when a revert is due) rather than refused: a value the
+/// schema cannot check must not make the Application unreadable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum GitRevert {
     Enabled(bool),
     Policy(GitRevertPolicy),
+    Invalid(Value),
+}
+
+impl<'de> Deserialize<'de> for GitRevert {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Ok(match value {
+            Value::Bool(enabled) => Self::Enabled(enabled),
+            Value::Object(_) => match serde_json::from_value(value.clone()) {
+                Ok(policy) => Self::Policy(policy),
+                Err(_) => Self::Invalid(value),
+            },
+            other => Self::Invalid(other),
+        })
+    }
 }
 
 /// `syncPolicy.rollback.gitRevert` as an object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitRevertPolicy {
     /// Revert at all (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -762,17 +798,22 @@ pub struct GitRevertPolicy {
     pub on_error: Option<bool>,
 }
 
-/// A boolean or an object: a structural schema has no "one of two types" but keeping the value
-/// and checking it with CEL.
+/// A boolean or an object: a structural schema has no "one of two types", and the API server
+/// cannot run CEL on a value of no declared type, so the value is kept and checked in code.
 fn git_revert_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "description": "`true` / `false`, or `{enabled, onError}`: push a `git revert` of the commit that introduced the failed revision (default true); when the analysis ended in Error (e.g. its metric provider was unreachable) only with `onError: true`.",
         "x-kubernetes-preserve-unknown-fields": true,
-        "x-kubernetes-validations": [{
-            "rule": "type(self) == bool || (type(self) == map && (!has(self.enabled) || type(self.enabled) == bool) && (!has(self.onError) || type(self.onError) == bool))",
-            "message": "gitRevert must be true, false or {enabled: <bool>, onError: <bool>}"
-        }]
     })
+}
+
+/// At most 80 characters of `text`, for messages quoting user input.
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= 80 {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(77).collect();
+    format!("{cut}...")
 }
 
 /// Differences to ignore for the matching objects.
@@ -1686,15 +1727,10 @@ mod tests {
             status["revert"]["properties"]["phase"]["enum"],
             json!(["Pending", "Pushed", "Completed", "Failed", "Skipped"])
         );
-        let git_revert = &schema["properties"]["spec"]["properties"]["syncPolicy"]["properties"]
-            ["rollback"]["properties"]["gitRevert"];
+        let git_revert = &schema["properties"]["spec"]["properties"]["syncPolicy"]["properties"]["rollback"]
+            ["properties"]["gitRevert"];
         assert_eq!(git_revert["x-kubernetes-preserve-unknown-fields"], true);
-        assert!(
-            git_revert["x-kubernetes-validations"][0]["rule"]
-                .as_str()
-                .is_some_and(|r| r.contains("type(self) == bool")),
-            "{git_revert}"
-        );
+        assert_eq!(git_revert.get("x-kubernetes-validations"), None);
         assert_eq!(status["quarantinedRevisions"]["items"]["type"], "string");
         assert!(
             !serde_json::to_string(&schema)
@@ -1732,5 +1768,23 @@ mod tests {
             serde_json::to_value(rollback(json!(false))).unwrap(),
             json!({"gitRevert": false})
         );
+        // Anything else is kept, read, and named when a revert is due.
+        for bad in [
+            json!("yes"),
+            json!({"onError": "yes"}),
+            json!({"onErorr": true}),
+            json!([true]),
+        ] {
+            let policy = rollback(bad.clone());
+            let error = policy
+                .git_revert_error()
+                .unwrap_or_else(|| panic!("{bad}: {policy:?}"));
+            assert!(
+                error.contains("spec.syncPolicy.rollback.gitRevert"),
+                "{bad}: {error}"
+            );
+            assert!(!policy.git_revert_on_error());
+        }
+        assert_eq!(rollback(json!({"onError": true})).git_revert_error(), None);
     }
 }

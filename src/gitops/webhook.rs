@@ -33,14 +33,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use futures::channel::mpsc::UnboundedSender;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::Value;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::api::application::Application;
 
@@ -414,6 +414,13 @@ impl PushDebounce {
     }
 }
 
+/// A pushed repository's Applications.
+struct PushedRepo {
+    /// The repository URL as one of them spells it.
+    repo_url: String,
+    applications: Vec<ObjectRef<Application>>,
+}
+
 /// What the webhook handler needs.
 #[derive(Clone)]
 pub struct WebhookState {
@@ -446,9 +453,12 @@ impl WebhookState {
         self.debounce.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records the push of `repo` at `at` and queues its Applications; how many were queued.
-    fn refresh(&self, repo: &str, apps: &[ObjectRef<Application>], at: Timestamp) -> usize {
-        self.pushes.record(repo, at);
+    /// Records the push of the repository at `at` and queues its Applications; how many were
+    /// queued.
+    fn refresh(&self, pushed: &PushedRepo, at: Timestamp) -> usize {
+        // Recorded under an Application's own URL: the log normalises what it is given.
+        self.pushes.record(&pushed.repo_url, at);
+        let apps = &pushed.applications;
         apps.iter()
             .filter(|app| self.trigger.unbounded_send((*app).clone()).is_ok())
             .count()
@@ -597,8 +607,8 @@ async fn handle(State(state): State<WebhookState>, headers: HeaderMap, body: Byt
         .iter()
         .map(|u| normalize_repo_url(u))
         .collect();
-    // The Applications of each pushed repository.
-    let mut by_repo: HashMap<String, Vec<ObjectRef<Application>>> = HashMap::new();
+    // The Applications of each pushed repository, by normalised URL.
+    let mut by_repo: HashMap<String, PushedRepo> = HashMap::new();
     for app in state.applications.state() {
         let repo = normalize_repo_url(&app.spec.source.repo_url);
         if !pushed.contains(&repo) {
@@ -612,20 +622,24 @@ async fn handle(State(state): State<WebhookState>, headers: HeaderMap, body: Byt
         );
         by_repo
             .entry(repo)
-            .or_default()
+            .or_insert_with(|| PushedRepo {
+                repo_url: app.spec.source.repo_url.clone(),
+                applications: Vec::new(),
+            })
+            .applications
             .push(ObjectRef::from_obj(app.as_ref()));
     }
     let now = Timestamp::now();
     let (mut refreshed, mut debounced) = (0, 0);
-    for (repo, apps) in by_repo {
+    for (repo, pushed) in by_repo {
         let admission = state.debounce().admit(&repo, now, PUSH_DEBOUNCE);
         match admission {
-            PushAdmission::Now => refreshed += state.refresh(&repo, &apps, now),
+            PushAdmission::Now => refreshed += state.refresh(&pushed, now),
             PushAdmission::At(at) => {
-                debounced += apps.len();
-                schedule_refresh(state.clone(), repo, apps, at, now);
+                debounced += pushed.applications.len();
+                schedule_refresh(state.clone(), repo, pushed, at, now);
             }
-            PushAdmission::Covered => debounced += apps.len(),
+            PushAdmission::Covered => debounced += pushed.applications.len(),
         }
     }
     (
@@ -640,14 +654,11 @@ async fn handle(State(state): State<WebhookState>, headers: HeaderMap, body: Byt
 fn schedule_refresh(
     state: WebhookState,
     repo: String,
-    apps: Vec<ObjectRef<Application>>,
+    pushed: PushedRepo,
     at: Timestamp,
     now: Timestamp,
 ) {
-    let wait = now
-        .duration_until(at)
-        .try_into()
-        .unwrap_or(Duration::ZERO);
+    let wait = now.duration_until(at).try_into().unwrap_or(Duration::ZERO);
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
         // Read under the lock: a push admitted as Covered took the lock earlier, so it came
@@ -658,7 +669,7 @@ fn schedule_refresh(
             debounce.fire(&repo, fired);
             fired
         };
-        state.refresh(&repo, &apps, fired);
+        state.refresh(&pushed, fired);
     });
 }
 
@@ -821,10 +832,7 @@ mod tests {
         // The header picks the provider, but the GitHub secret does not vouch for GitLab events.
         let gitlab = headers(&[("x-gitlab-event", "Push Hook")]);
         let refused = parse_push(&gitlab, body.as_bytes(), &github_only);
-        assert_eq!(
-            refused,
-            Err(WebhookError::NotConfigured(Provider::GitLab))
-        );
+        assert_eq!(refused, Err(WebhookError::NotConfigured(Provider::GitLab)));
         let refused = refused.unwrap_err();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         assert!(

@@ -161,7 +161,15 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, R
             reason,
             message,
         } => {
-            record_skip(&ctx, &rollout, application.as_ref(), &sha, &reason, &message).await?;
+            record_skip(
+                &ctx,
+                &rollout,
+                application.as_ref(),
+                &sha,
+                &reason,
+                &message,
+            )
+            .await?;
             Ok(Action::await_change())
         }
         Decision::Synced { sha, revert_commit } => {

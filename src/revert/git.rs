@@ -60,7 +60,9 @@ pub enum RevertError {
         branch: String,
         url: String,
     },
-    #[error("branch {branch:?} does not exist in {url} (spec.source.targetRevision must name a branch to revert on)")]
+    #[error(
+        "branch {branch:?} does not exist in {url} (spec.source.targetRevision must name a branch to revert on)"
+    )]
     NoSuchBranch { branch: String, url: String },
     #[error("{0}")]
     RevertOfRevert(String),

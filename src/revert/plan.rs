@@ -142,6 +142,9 @@ pub fn decide(rollout: &Rollout, application: Option<&Application>, now: Timesta
             ),
         };
     };
+    if let Some(message) = app.spec.git_revert_error() {
+        return Decision::Fail { sha, message };
+    }
     if !app.spec.git_revert() && !requested {
         return Decision::Nothing;
     }
@@ -193,10 +196,10 @@ fn app_revert_of<'a>(
 }
 
 fn skip_message(sha: &str, reason: &RevertReason) -> String {
-    let run = reason
-        .analysis_run
-        .as_deref()
-        .map_or_else(|| "the analysis".to_string(), |r| format!("AnalysisRun {r}"));
+    let run = reason.analysis_run.as_deref().map_or_else(
+        || "the analysis".to_string(),
+        |r| format!("AnalysisRun {r}"),
+    );
     let detail = reason.detail.trim();
     let detail = if detail.is_empty() {
         String::new()
@@ -221,8 +224,7 @@ pub fn not_a_branch(target_revision: Option<&str>) -> Option<String> {
         "is a tag"
     } else if revision.starts_with("refs/") && !revision.starts_with("refs/heads/") {
         "is not a branch ref"
-    } else if matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    } else if matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
         "is a commit sha"
     } else {
         return None;
@@ -245,9 +247,7 @@ pub fn refuse_to_revert(sha: &str, message: &str) -> Option<String> {
 /// 10 min.
 pub fn retry_delay(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
-    FIRST_RETRY
-        .saturating_mul(1 << doublings)
-        .min(MAX_RETRY)
+    FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
 }
 
 /// How long to wait before retrying the revert of `sha`, when an attempt failed recently.
@@ -399,10 +399,11 @@ mod tests {
             json!({"syncPolicy": {"rollback": {"gitRevert": {"enabled": false, "onError": true}}}}),
             json!({}),
         );
-        let skipped_app = app(
+        let misspelt = app(
+            json!({"syncPolicy": {"rollback": {"gitRevert": {"onErorr": true}}}}),
             json!({}),
-            json!({"revert": {"sha": X, "phase": "Skipped"}}),
         );
+        let skipped_app = app(json!({}), json!({"revert": {"sha": X, "phase": "Skipped"}}));
         let manual_request = json!({"abort": true, "revert": {"sha": X, "phase": "Pending"}});
         let deadline = json!({"abort": true, "conditions": [{"type": "Progressing", "status": "False",
             "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-h2\" has timed out progressing."}]});
@@ -499,6 +500,15 @@ mod tests {
                 rollout(manual_request),
                 Some(&disabled),
                 revert_of_x(true, None, ""),
+            ),
+            (
+                "gitRevert of neither shape",
+                rollout(failed_step_analysis()),
+                Some(&misspelt),
+                Decision::Fail {
+                    sha: X.into(),
+                    message: "spec.syncPolicy.rollback.gitRevert must be true, false or {enabled: <bool>, onError: <bool>}, not {\"onErorr\":true}".into(),
+                },
             ),
             (
                 "not aborted",
@@ -639,7 +649,10 @@ mod tests {
             refusal.contains(R) && refusal.contains(X) && refusal.contains("Sluice-Reverts"),
             "{refusal}"
         );
-        assert_eq!(refuse_to_revert(R, "web: v2\n\nSigned-off-by: a <a@b>\n"), None);
+        assert_eq!(
+            refuse_to_revert(R, "web: v2\n\nSigned-off-by: a <a@b>\n"),
+            None
+        );
         // Quoting the trailer in a body paragraph is not carrying it.
         assert_eq!(
             refuse_to_revert(R, &format!("fix\n\nSluice-Reverts: {X} was wrong\n\nx: y")),
@@ -656,7 +669,9 @@ mod tests {
         assert_eq!(retry_delay(u32::MAX), Duration::from_secs(600));
 
         let pending = |attempts: u32, seconds_ago: i64| {
-            let last = now().checked_sub(jiff::SignedDuration::from_secs(seconds_ago)).unwrap();
+            let last = now()
+                .checked_sub(jiff::SignedDuration::from_secs(seconds_ago))
+                .unwrap();
             app(
                 json!({}),
                 json!({"revert": {"sha": X, "phase": "Pending", "attempts": attempts,
@@ -682,6 +697,9 @@ mod tests {
             json!({"revert": {"sha": R, "phase": "Pending", "attempts": 9,
                               "lastAttemptAt": now().to_string()}}),
         );
-        assert!(matches!(decide(&r, Some(&other), now()), Decision::Revert(_)));
+        assert!(matches!(
+            decide(&r, Some(&other), now()),
+            Decision::Revert(_)
+        ));
     }
 }

@@ -111,7 +111,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-pub async fn wait_rollout(h: &GitopsHarness, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
+pub async fn wait_rollout(
+    h: &GitopsHarness,
+    what: &str,
+    check: impl Fn(&Rollout) -> bool,
+) -> Rollout {
     let api: Api<Rollout> = Api::namespaced(h.client.clone(), &h.ns.name);
     wait_for(what, TIMEOUT, || async {
         let r = api.get_opt("web").await.ok()??;
@@ -184,4 +188,3 @@ pub fn reverts_of(dir: &Path, sha: &str) -> usize {
     .lines()
     .count()
 }
-

@@ -58,8 +58,13 @@ async fn an_unsigned_gitlab_push_is_refused_when_only_the_github_secret_is_set()
     let h = GitopsHarness::start("hostile-webhook", "1h").await;
     let repo = GitRepo::create(&h.env, "hostile-webhook");
     let v1 = repo.commit("v1", &[("app/cm.yaml", Some(&config_map("cfg", "v1")))]);
-    h.create_app("app", &repo, "app", json!({"syncPolicy": {"automated": {}}}))
-        .await;
+    h.create_app(
+        "app",
+        &repo,
+        "app",
+        json!({"syncPolicy": {"automated": {}}}),
+    )
+    .await;
     h.wait_synced("app", &v1).await;
     repo.commit("v2", &[("app/cm.yaml", Some(&config_map("cfg", "v2")))]);
     let before = fetches(&h).await;
@@ -127,9 +132,9 @@ fn rss_bytes(controller: &ControllerProcess) -> u64 {
 }
 
 const UNRELATED_SECRETS: usize = 2_000;
-const SECRET_BYTES: usize = 16 * 1024;
+const SECRET_BYTES: usize = 24 * 1024;
 
-/// An Application declares one Secret while 2,000 unrelated Secrets of 16 KiB each (31 MiB, 42 MiB
+/// An Application declares one Secret while 2,000 unrelated Secrets of 24 KiB each (47 MiB, 62 MiB
 /// as the base64 a cache holds) sit in its namespace, the one the controller watches. The watch of
 /// Secrets selects `sluice.dev/tracked=true`, so the controller's resident memory grows by far less
 /// than caching them would take (observable from outside without trusting the controller's own
@@ -276,17 +281,16 @@ async fn a_prometheus_outage_during_a_canary_reverts_nothing_in_git() {
         .await;
     let skipped = condition(&app, "RevertSkipped").expect("the RevertSkipped condition");
     let run_name = errored.metadata.name.clone().unwrap_or_default();
-    for expected in [
-        run_name.as_str(),
-        "Error",
-        v2.as_str(),
-        "gitRevert.onError",
-    ] {
+    for expected in [run_name.as_str(), "Error", v2.as_str(), "gitRevert.onError"] {
         assert!(skipped.contains(expected), "{expected:?} in {skipped:?}");
     }
     assert_eq!(condition(&app, "RevertFailed"), None);
     let dir = git_dir(&h, &repo);
-    assert_eq!(git(&dir, &["rev-parse", "main"]), v2, "Git keeps the commit");
+    assert_eq!(
+        git(&dir, &["rev-parse", "main"]),
+        v2,
+        "Git keeps the commit"
+    );
     assert_eq!(reverts_of(&dir, &v2), 0);
     assert_healthy(&h.controller).await;
 }
