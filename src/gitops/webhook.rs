@@ -891,4 +891,53 @@ mod tests {
         assert_eq!(d.admit("git/a", at(9), interval), PushAdmission::Now);
         assert_eq!(d.admit("git/b", at(4), interval), PushAdmission::Now);
     }
+
+    #[tokio::test]
+    async fn a_client_trickling_its_headers_is_cut_off_at_the_connection_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (applications, _writer) = kube::runtime::reflector::store::<Application>();
+        let (trigger, _receiver) = futures::channel::mpsc::unbounded();
+        let state = WebhookState::new(
+            WebhookSecrets::default(),
+            applications,
+            PushLog::default(),
+            trigger,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(
+                DeadlineListener {
+                    inner: listener,
+                    lifetime: Duration::from_millis(300),
+                },
+                router(state),
+            )
+            .await
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"POST /api/webhook HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // The rest of the headers never comes: the server closes the connection, it does not wait.
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection is still open after 5 s");
+
+        // A whole request on a new connection is still served (403: no secret is configured).
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(
+                b"POST /api/webhook HTTP/1.1\r\nHost: x\r\nX-Gitlab-Event: Push Hook\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        server.abort();
+    }
 }
