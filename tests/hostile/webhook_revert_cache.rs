@@ -12,9 +12,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice::api::application::RevertPhase as AppRevertPhase;
+use sluice::api::rollout::RevertPhase;
 
 use crate::common::canary_app::{
-    APP, app_at_v1_with, app_files_with, commit, git, git_dir, reverts_of, wait_rollout,
+    APP, app_at_v1_with, app_files_with, commit, git, git_dir, revert_phase, reverts_of,
+    wait_rollout,
 };
 use crate::common::gitops::{GitRepo, GitopsHarness, TIMEOUT, condition, config_map};
 use crate::common::rollouts::{routes, success_rate_template};
@@ -225,27 +227,27 @@ async fn declaring_one_secret_does_not_cache_every_secret() {
     assert_healthy(&h.controller).await;
 }
 
-/// The Prometheus of the analysis is unreachable (its address is a 127.0.0.1 port nobody listens
-/// on; the shared Prometheus is left alone) while a good release is at 20 %: the analysis ends in
-/// Error, traffic goes back to stable, the Application records `RevertSkipped` naming
-/// `gitRevert.onError`, and Git keeps the commit.
-#[tokio::test]
-async fn a_prometheus_outage_during_a_canary_reverts_nothing_in_git() {
-    let h = GitopsHarness::start("hostile-outage", "2s").await;
+/// A canary of a good release (2.0) whose analysis cannot reach its Prometheus (a 127.0.0.1 port
+/// nobody listens on; the shared Prometheus is left alone), aborted with all traffic back on
+/// stable. The repository, the commit of 2.0 and the AnalysisRun that ended in Error.
+async fn canary_during_an_outage(
+    h: &GitopsHarness,
+    prefix: &str,
+    rollback: Value,
+) -> (GitRepo, String, AnalysisRun) {
     let nowhere = free_local_addr();
     let template = success_rate_template(2, |metric| {
         metric["provider"]["prometheus"]["address"] = json!(format!("http://{nowhere}"));
         metric["consecutiveErrorLimit"] = json!(1);
     });
-    let (repo, _stable) = app_at_v1_with(&h, "hostile-outage", &template, json!({})).await;
+    let (repo, _stable) = app_at_v1_with(h, prefix, &template, rollback).await;
     let ns = h.ns.name.clone();
     let v2 = commit(
         &repo,
         "web v2",
         &app_files_with(&ns, "example/web:2.0", json!({}), &template),
     );
-
-    wait_rollout(&h, "the canary aborted on the errored analysis", |r| {
+    wait_rollout(h, "the canary aborted on the errored analysis", |r| {
         r.status.as_ref().is_some_and(|s| s.abort == Some(true))
     })
     .await;
@@ -270,6 +272,15 @@ async fn a_prometheus_outage_during_a_canary_reverts_nothing_in_git() {
         (weight("web-stable") == Some(100) && weight("web-canary") == Some(0)).then_some(())
     })
     .await;
+    (repo, v2, errored)
+}
+
+/// The analysis ends in Error during a Prometheus outage: traffic goes back to stable, the
+/// Application records `RevertSkipped` naming `gitRevert.onError`, and Git keeps the commit.
+#[tokio::test]
+async fn a_prometheus_outage_during_a_canary_reverts_nothing_in_git() {
+    let h = GitopsHarness::start("hostile-outage", "2s").await;
+    let (repo, v2, errored) = canary_during_an_outage(&h, "hostile-outage", json!({})).await;
 
     let app = h
         .wait_app(APP, "RevertSkipped recorded", |a| {
@@ -292,5 +303,29 @@ async fn a_prometheus_outage_during_a_canary_reverts_nothing_in_git() {
         "Git keeps the commit"
     );
     assert_eq!(reverts_of(&dir, &v2), 0);
+    assert_healthy(&h.controller).await;
+}
+
+/// With `gitRevert.onError: true` the Application opted in: the same outage reverts the commit.
+#[tokio::test]
+async fn a_prometheus_outage_reverts_the_commit_when_the_application_opts_in() {
+    let h = GitopsHarness::start("hostile-onerror", "2s").await;
+    let (repo, v2, _errored) = canary_during_an_outage(
+        &h,
+        "hostile-onerror",
+        json!({"gitRevert": {"onError": true}}),
+    )
+    .await;
+    wait_rollout(&h, "the revert pushed", |r| {
+        matches!(
+            revert_phase(r),
+            Some(RevertPhase::Pushed | RevertPhase::Synced)
+        )
+    })
+    .await;
+    let dir = git_dir(&h, &repo);
+    assert_eq!(reverts_of(&dir, &v2), 1);
+    let app = h.apps().get(APP).await.expect("the Application");
+    assert_eq!(condition(&app, "RevertSkipped"), None);
     assert_healthy(&h.controller).await;
 }
