@@ -46,6 +46,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "SLUICE_WEBHOOK_ADDR", default_value = "0.0.0.0:8091")]
     pub webhook_addr: SocketAddr,
 
+    /// Accept webhook events of a provider whose secret is not configured, unverified (without
+    /// it they get 403).
+    #[arg(long, env = "SLUICE_WEBHOOK_INSECURE")]
+    pub webhook_insecure: bool,
+
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SLUICE_NAMESPACE")]
     pub namespace: Option<String>,

@@ -74,6 +74,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             poll_interval: args.repo_poll_interval,
             cache_dir: args.git_cache_dir(),
             webhook_addr: args.webhook_addr,
+            webhook_insecure: args.webhook_insecure,
             git_requests: git_requests.clone(),
             git_limits,
         },

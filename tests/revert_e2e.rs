@@ -5,172 +5,24 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Api;
 use kube::api::ListParams;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
-use sluice::api::rollout::{RevertPhase, Rollout, RolloutPhase};
+use sluice::api::rollout::{RevertPhase, RolloutPhase};
 
-use common::gitops::{GitRepo, GitopsHarness, TIMEOUT};
-use common::rollouts::{
-    WeightZeroWatch, current_hash, observed_current, phase, success_rate_template,
+use common::canary_app::{
+    APP, app_at_v1, app_files, app_files_labelled, commit, git, git_dir, healthy, revert_phase,
+    reverts_of, stable_rs, synced_at, wait_rollout,
 };
+use common::gitops::{GitopsHarness, TIMEOUT};
+use common::rollouts::{WeightZeroWatch, current_hash, observed_current, phase};
 use common::{ControllerProcess, sole_leader, wait_for};
-
-const APP: &str = "demo";
-
-fn manifest(value: Value) -> String {
-    value.to_string()
-}
-
-/// The app's files: the two Services, the HTTPRoute, the success-rate template (measured every 2 s
-/// after 4 s, twice) and the Rollout running `image`.
-fn app_files(ns: &str, image: &str) -> Vec<(String, String)> {
-    app_files_labelled(ns, image, json!({}))
-}
-
-/// As [`app_files`], with `labels` on the Rollout's metadata (not its pod template, so no new
-/// revision; but the same line of `app/rollout.yaml`, which is one JSON line).
-fn app_files_labelled(ns: &str, image: &str, labels: Value) -> Vec<(String, String)> {
-    let service = |name: &str| {
-        manifest(
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
-        )
-    };
-    let route = manifest(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
-        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [
-            {"name": "web-stable", "port": 80, "weight": 100},
-            {"name": "web-canary", "port": 80, "weight": 0}
-        ]}]}
-    }));
-    let template = success_rate_template(2, |_| ());
-    let rollout = manifest(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "labels": labels},
-        "spec": {
-            "replicas": 4,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": image}]}},
-            "strategy": {"canary": {
-                "stableService": "web-stable", "canaryService": "web-canary",
-                "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
-                "steps": [
-                    {"setWeight": 20},
-                    {"analysis": {"templates": [{"templateName": "success-rate"}], "args": [
-                        {"name": "namespace", "value": ns},
-                        {"name": "rollout", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        {"name": "revision", "valueFrom": {"podTemplateHashValue": "Latest"}},
-                        {"name": "window", "value": "10s"}
-                    ]}}
-                ]
-            }}
-        }
-    }));
-    vec![
-        ("app/stable-service.yaml".into(), service("web-stable")),
-        ("app/canary-service.yaml".into(), service("web-canary")),
-        ("app/route.yaml".into(), route),
-        ("app/template.yaml".into(), manifest(template)),
-        ("app/rollout.yaml".into(), rollout),
-    ]
-}
-
-fn commit(repo: &GitRepo, message: &str, files: &[(String, String)]) -> String {
-    let changes: Vec<(&str, Option<&str>)> = files
-        .iter()
-        .map(|(path, content)| (path.as_str(), Some(content.as_str())))
-        .collect();
-    repo.commit(message, &changes)
-}
-
-/// The bare repository behind `repo`'s URL, for `git log`.
-fn git_dir(h: &GitopsHarness, repo: &GitRepo) -> PathBuf {
-    let name = repo.url.rsplit('/').next().expect("repository name");
-    PathBuf::from(h.env.get("GIT_ROOT")).join(name)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg(format!("--git-dir={}", dir.display()))
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-async fn wait_rollout(h: &GitopsHarness, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
-    let api: Api<Rollout> = Api::namespaced(h.client.clone(), &h.ns.name);
-    wait_for(what, TIMEOUT, || async {
-        let r = api.get_opt("web").await.ok()??;
-        check(&r).then_some(r)
-    })
-    .await
-}
-
-fn healthy(r: &Rollout) -> bool {
-    observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
-}
-
-fn stable_rs(r: &Rollout) -> Option<String> {
-    r.status.as_ref()?.stable_rs.clone()
-}
-
-fn revert_phase(r: &Rollout) -> Option<RevertPhase> {
-    Some(r.status.as_ref()?.revert.as_ref()?.phase)
-}
-
-/// An Application syncing the demo app at 1.0, Healthy; returns the repo and the stable hash.
-async fn app_at_v1(h: &GitopsHarness, prefix: &str) -> (GitRepo, String) {
-    let repo = GitRepo::create(&h.env, prefix);
-    let v1 = commit(&repo, "web v1", &app_files(&h.ns.name, "example/web:1.0"));
-    h.create_app(
-        APP,
-        &repo,
-        "app",
-        json!({"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}),
-    )
-    .await;
-    h.wait_synced(APP, &v1).await;
-    let blue = stable_rs(&wait_rollout(h, "v1 Healthy", healthy).await).expect("stable");
-    (repo, blue)
-}
-
-/// Waits until the Application is Synced at `sha`, whatever its health (a canary is Progressing).
-async fn synced_at(h: &GitopsHarness, sha: &str) {
-    h.wait_app(APP, &format!("Synced at {sha}"), |a| {
-        common::gitops::sync_status(a) == sluice::api::application::SyncStatusCode::Synced
-            && common::gitops::revision(a).as_deref() == Some(sha)
-    })
-    .await;
-}
-
-/// Commits whose message carries `Sluice-Reverts: <sha>` on main.
-fn reverts_of(dir: &Path, sha: &str) -> usize {
-    git(
-        dir,
-        &[
-            "log",
-            "--format=%H",
-            &format!("--grep=Sluice-Reverts: {sha}"),
-            "main",
-        ],
-    )
-    .lines()
-    .count()
-}
 
 #[tokio::test]
 async fn l1_a_failed_canary_is_rolled_back_and_its_commit_reverted_in_git() {

@@ -323,8 +323,24 @@ impl ApplicationSpec {
         self.sync_policy
             .as_ref()
             .and_then(|p| p.rollback.as_ref())
-            .and_then(|r| r.git_revert)
-            .unwrap_or(true)
+            .is_none_or(RollbackPolicy::git_revert_enabled)
+    }
+
+    /// What is wrong with `syncPolicy.rollback.gitRevert`, if anything.
+    pub fn git_revert_error(&self) -> Option<String> {
+        self.sync_policy
+            .as_ref()
+            .and_then(|p| p.rollback.as_ref())
+            .and_then(RollbackPolicy::git_revert_error)
+    }
+
+    /// `syncPolicy.rollback.gitRevert.onError`, default false: revert also when the analysis
+    /// ended in Error (no verdict, e.g. the metric provider was down).
+    pub fn git_revert_on_error(&self) -> bool {
+        self.sync_policy
+            .as_ref()
+            .and_then(|p| p.rollback.as_ref())
+            .is_some_and(RollbackPolicy::git_revert_on_error)
     }
 }
 
@@ -704,9 +720,100 @@ fn parse_backoff_duration(
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackPolicy {
-    /// Push a `git revert` of the commit that introduced the failed revision (default true).
+    /// `true` / `false`, or `{enabled, onError}`: push a `git revert` of the commit that
+    /// introduced the failed revision (default true); when the analysis ended in Error (e.g. its
+    /// metric provider was unreachable) only with `onError: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_revert: Option<bool>,
+    #[schemars(schema_with = "git_revert_schema")]
+    pub git_revert: Option<GitRevert>,
+}
+
+impl RollbackPolicy {
+    /// Whether a failed analysis reverts its commit in Git (default true).
+    pub fn git_revert_enabled(&self) -> bool {
+        match &self.git_revert {
+            None | Some(GitRevert::Invalid(_)) => true,
+            Some(GitRevert::Enabled(enabled)) => *enabled,
+            Some(GitRevert::Policy(policy)) => policy.enabled.unwrap_or(true),
+        }
+    }
+
+    /// Whether an analysis that ended in Error (no verdict) reverts too (default false).
+    pub fn git_revert_on_error(&self) -> bool {
+        match &self.git_revert {
+            Some(GitRevert::Policy(policy)) => {
+                policy.on_error.unwrap_or(false) && policy.enabled.unwrap_or(true)
+            }
+            _ => false,
+        }
+    }
+
+    /// What is wrong with `gitRevert`, if it is neither a boolean nor `{enabled, onError}`.
+    pub fn git_revert_error(&self) -> Option<String> {
+        match &self.git_revert {
+            Some(GitRevert::Invalid(value)) => Some(format!(
+                "spec.syncPolicy.rollback.gitRevert must be true, false or {{enabled: <bool>, onError: <bool>}}, not {}",
+                shorten(&value.to_string())
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// `syncPolicy.rollback.gitRevert`: a switch, or the policy with its options. Anything else is
+/// kept as [`GitRevert::Invalid`] (reported when a revert is due) rather than refused: a value the
+/// schema cannot check must not make the Application unreadable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum GitRevert {
+    Enabled(bool),
+    Policy(GitRevertPolicy),
+    Invalid(Value),
+}
+
+impl<'de> Deserialize<'de> for GitRevert {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Ok(match value {
+            Value::Bool(enabled) => Self::Enabled(enabled),
+            Value::Object(_) => match serde_json::from_value(value.clone()) {
+                Ok(policy) => Self::Policy(policy),
+                Err(_) => Self::Invalid(value),
+            },
+            other => Self::Invalid(other),
+        })
+    }
+}
+
+/// `syncPolicy.rollback.gitRevert` as an object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitRevertPolicy {
+    /// Revert at all (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Also revert when the analysis ended in Error rather than Failed (default false: traffic
+    /// goes back to stable and Git stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<bool>,
+}
+
+/// A boolean or an object: a structural schema has no "one of two types", and the API server
+/// cannot run CEL on a value of no declared type, so the value is kept and checked in code.
+fn git_revert_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "`true` / `false`, or `{enabled, onError}`: push a `git revert` of the commit that introduced the failed revision (default true); when the analysis ended in Error (e.g. its metric provider was unreachable) only with `onError: true`.",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// At most 80 characters of `text`, for messages quoting user input.
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= 80 {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(77).collect();
+    format!("{cut}...")
 }
 
 /// Differences to ignore for the matching objects.
@@ -1225,6 +1332,12 @@ pub struct RevertStatus {
     /// When the revert was decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// Attempts that failed on a Git or network error (retried with a growing delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    /// When the last failed attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<Time>,
 }
 
 /// Progress of a Git revert.
@@ -1239,6 +1352,9 @@ pub enum RevertPhase {
     Completed,
     /// The revert could not be made or pushed (e.g. a conflict); nothing was pushed.
     Failed,
+    /// No revert: the analysis ended in Error (no verdict) and `gitRevert.onError` is not set;
+    /// traffic is on the stable revision and Git stays as it is.
+    Skipped,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -1609,13 +1725,66 @@ mod tests {
         );
         assert_eq!(
             status["revert"]["properties"]["phase"]["enum"],
-            json!(["Pending", "Pushed", "Completed", "Failed"])
+            json!(["Pending", "Pushed", "Completed", "Failed", "Skipped"])
         );
+        let git_revert = &schema["properties"]["spec"]["properties"]["syncPolicy"]["properties"]["rollback"]
+            ["properties"]["gitRevert"];
+        assert_eq!(git_revert["x-kubernetes-preserve-unknown-fields"], true);
+        assert_eq!(git_revert.get("x-kubernetes-validations"), None);
         assert_eq!(status["quarantinedRevisions"]["items"]["type"], "string");
         assert!(
             !serde_json::to_string(&schema)
                 .unwrap()
                 .contains("\"default\"")
         );
+    }
+
+    #[test]
+    fn git_revert_is_a_switch_or_a_policy() {
+        let rollback = |value: serde_json::Value| -> RollbackPolicy {
+            serde_json::from_value(json!({"gitRevert": value})).unwrap()
+        };
+        let cases = [
+            (json!(null), true, false),
+            (json!(true), true, false),
+            (json!(false), false, false),
+            (json!({}), true, false),
+            (json!({"onError": true}), true, true),
+            (json!({"enabled": false, "onError": true}), false, false),
+            (json!({"enabled": true, "onError": false}), true, false),
+        ];
+        for (value, enabled, on_error) in cases {
+            let policy = rollback(value.clone());
+            assert_eq!(policy.git_revert_enabled(), enabled, "{value}");
+            assert_eq!(policy.git_revert_on_error(), on_error, "{value}");
+        }
+        // Written back as it was given.
+        let policy = rollback(json!({"onError": true}));
+        assert_eq!(
+            serde_json::to_value(&policy).unwrap(),
+            json!({"gitRevert": {"onError": true}})
+        );
+        assert_eq!(
+            serde_json::to_value(rollback(json!(false))).unwrap(),
+            json!({"gitRevert": false})
+        );
+        // Anything else is kept, read, and named when a revert is due.
+        for bad in [
+            json!("yes"),
+            json!({"onError": "yes"}),
+            json!({"onErorr": true}),
+            json!([true]),
+        ] {
+            let policy = rollback(bad.clone());
+            let error = policy
+                .git_revert_error()
+                .unwrap_or_else(|| panic!("{bad}: {policy:?}"));
+            assert!(
+                error.contains("spec.syncPolicy.rollback.gitRevert"),
+                "{bad}: {error}"
+            );
+            assert!(!policy.git_revert_on_error());
+        }
+        assert_eq!(rollback(json!({"onError": true})).git_revert_error(), None);
     }
 }

@@ -58,6 +58,8 @@ pub struct GitopsSettings {
     pub poll_interval: Duration,
     pub cache_dir: PathBuf,
     pub webhook_addr: SocketAddr,
+    /// `--webhook-insecure`: take webhook events of a provider without a secret unverified.
+    pub webhook_insecure: bool,
     /// Counts and times the sync cache's fetches (shared with the revert loop).
     pub git_requests: GitRequestMetrics,
     /// Accepted repository URLs, fetch and extracted-tree bounds.
@@ -120,12 +122,12 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
     };
-    let webhook_state = WebhookState {
-        secrets: WebhookSecrets::from_env(),
-        applications: store,
+    let webhook_state = WebhookState::new(
+        WebhookSecrets::from_env(settings.webhook_insecure),
+        store,
         pushes,
         trigger,
-    };
+    );
     let webhook = async {
         if let Err(e) = webhook::serve(settings.webhook_addr, webhook_state).await {
             tracing::error!(addr = %settings.webhook_addr, error = %e, "the Git webhook cannot be served");

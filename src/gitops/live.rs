@@ -1,5 +1,11 @@
 //! The live objects of every kind Applications manage, from watch caches started on first use.
 //!
+//! A cache holds only the objects Sluice applied: its watch selects the label
+//! `sluice.dev/tracked=true` that every applied object carries, so declaring one Secret does not
+//! cache every Secret of the cluster. A declared object missing from the cache (not created yet,
+//! or applied by a version of Sluice that did not label it: its next sync adds the label) is read
+//! with a GET.
+//!
 //! Each watched kind also feeds the reconciler: a change to an object carrying
 //! `sluice.dev/application: <ns>/<name>` queues that Application at once, which is how drift is
 //! seen (and self-healed) in seconds rather than at the next poll (SCENARIOS G4).
@@ -22,7 +28,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::kinds::Kind;
-use super::object::{APPLICATION_ANNOTATION, is_tracked_by};
+use super::object::{APPLICATION_ANNOTATION, TRACKING_LABEL, TRACKING_LABEL_VALUE, is_tracked_by};
 use crate::api::application::Application;
 
 /// How long the first list of a newly watched kind may take.
@@ -128,7 +134,7 @@ impl LiveCache {
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
         let trigger = self.trigger.clone();
-        let stream = watcher(api, watcher::Config::default())
+        let stream = watcher(api, tracked_objects())
             .default_backoff()
             .reflect(writer)
             .touched_objects();
@@ -166,22 +172,39 @@ impl LiveCache {
         name: &str,
     ) -> Result<Option<Value>, LiveError> {
         if !self.in_scope(kind, namespace) {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), namespace, &kind.resource);
-            let obj = api.get_opt(name).await.map_err(|source| LiveError::Get {
-                kind: kind.resource.kind.clone(),
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                source,
-            })?;
-            return Ok(obj.map(|o| to_value(&o, kind)));
+            return self.read(kind, namespace, name).await;
         }
         let store = self.watch(kind).await?;
         let mut key = ObjectRef::new_with(name, kind.resource.clone());
         if kind.namespaced {
             key = key.within(namespace);
         }
-        Ok(store.get(&key).map(|o| to_value(&o, kind)))
+        match store.get(&key) {
+            Some(obj) => Ok(Some(to_value(&obj, kind))),
+            // Not labelled (yet): the cache cannot tell whether it exists.
+            None => self.read(kind, namespace, name).await,
+        }
+    }
+
+    /// The object read with a GET.
+    async fn read(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, LiveError> {
+        let api: Api<DynamicObject> = if kind.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &kind.resource)
+        } else {
+            Api::all_with(self.client.clone(), &kind.resource)
+        };
+        let obj = api.get_opt(name).await.map_err(|source| LiveError::Get {
+            kind: kind.resource.kind.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(obj.map(|o| to_value(&o, kind)))
     }
 
     /// Every watched object the Application `tracking_id` (`<ns>/<name>`) applied.
@@ -208,6 +231,11 @@ impl LiveCache {
             .filter(|o| is_tracked_by(o, tracking_id))
             .collect()
     }
+}
+
+/// The watch of a kind: only the objects Sluice applied.
+fn tracked_objects() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{TRACKING_LABEL}={TRACKING_LABEL_VALUE}"))
 }
 
 /// The Application an object names in its tracking annotation (objects another object controls

@@ -13,6 +13,11 @@ pub const FIELD_MANAGER: &str = "sluice-gitops";
 pub const APPLICATION_ANNOTATION: &str = "sluice.dev/application";
 /// The commit an object was last applied from.
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+/// Label on every object the GitOps core applies, with the value [`TRACKING_LABEL_VALUE`]: the live
+/// cache watches only objects carrying it, never every object of a kind (a fixed value, since an
+/// Application's `<namespace>/<name>` is not a valid label value).
+pub const TRACKING_LABEL: &str = "sluice.dev/tracked";
+pub const TRACKING_LABEL_VALUE: &str = "true";
 /// Per-object sync options, e.g. `Prune=false` (also read under Argo CD's name).
 pub const SYNC_OPTIONS_ANNOTATION: &str = "sluice.dev/sync-options";
 /// Argo CD's per-object sync options annotation.
@@ -108,6 +113,11 @@ pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 /// Sets `metadata.annotations[key]`, creating the maps on the way.
 pub fn set_annotation(obj: &mut Value, key: &str, value: &str) {
     set_metadata_map_entry(obj, "annotations", key, value);
+}
+
+/// Sets `metadata.labels[key]`, creating the maps on the way.
+pub fn set_label(obj: &mut Value, key: &str, value: &str) {
+    set_metadata_map_entry(obj, "labels", key, value);
 }
 
 fn set_metadata_map_entry(obj: &mut Value, map: &str, key: &str, value: &str) {

@@ -21,8 +21,8 @@ use super::engine_fields::carry_over_engine_fields;
 use super::kinds::{KindResolver, kinds_defined_by_crds};
 use super::live::{LiveCache, LiveError};
 use super::object::{
-    APPLICATION_ANNOTATION, REVISION_ANNOTATION, ResourceKey, check_manifests, gvk, key_of,
-    set_annotation, set_namespace, str_at, tracking_id,
+    APPLICATION_ANNOTATION, REVISION_ANNOTATION, ResourceKey, TRACKING_LABEL, TRACKING_LABEL_VALUE,
+    check_manifests, gvk, key_of, set_annotation, set_label, set_namespace, str_at, tracking_id,
 };
 use super::order::sort_for_apply;
 use super::plan::{ComparisonFailure, Desired, Observed, operation_request};
@@ -363,6 +363,7 @@ impl Reader {
             }
             set_annotation(obj, APPLICATION_ANNOTATION, &id);
             set_annotation(obj, REVISION_ANNOTATION, sha);
+            set_label(obj, TRACKING_LABEL, TRACKING_LABEL_VALUE);
         }
         check_manifests(&objects).map_err(|e| e.to_string())?;
         sort_for_apply(&mut objects);

@@ -8,17 +8,29 @@
 //!   `X-Hub-Signature-256` (HMAC-SHA256 of the body).
 //! - `SLUICE_WEBHOOK_GITLAB_SECRET`: GitLab's secret token; events must carry it in `X-Gitlab-Token`.
 //!
-//! A provider whose variable is unset or empty is accepted without verification (a warning is
-//! logged at start-up): a push event only triggers a refresh, the revision still comes from Git.
+//! The provider a request claims (its event header) is never trusted on its own: the request is
+//! verified with that provider's secret, and a provider whose variable is unset or empty is refused
+//! with 403, unless the controller runs with `--webhook-insecure` (then its events are taken
+//! unverified: a push only triggers a refresh, the revision still comes from Git).
+//!
+//! Bounds: a body over [`MAX_BODY_BYTES`] gets 413; a request not handled within
+//! [`REQUEST_TIMEOUT`] gets 408; a connection lives at most [`CONNECTION_LIFETIME`] (headers that
+//! trickle in are cut off); pushes of one repository start at most one fetch per
+//! [`PUSH_DEBOUNCE`]: a push within it is served by one fetch at its end.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::channel::mpsc::UnboundedSender;
@@ -27,6 +39,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::Value;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::api::application::Application;
 
@@ -36,12 +50,23 @@ pub const GITHUB_SECRET_ENV: &str = "SLUICE_WEBHOOK_GITHUB_SECRET";
 pub const GITLAB_SECRET_ENV: &str = "SLUICE_WEBHOOK_GITLAB_SECRET";
 /// The webhook's path.
 pub const WEBHOOK_PATH: &str = "/api/webhook";
+/// The largest body taken (GitHub caps its payloads at 25 MB, but a push of a few commits is a few
+/// KiB; larger ones are refused with 413 before they are buffered).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long reading the body and handling one request may take (408 after).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may stay open at all, headers and keep-alive included.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Pushes of one repository start at most one fetch per this interval.
+pub const PUSH_DEBOUNCE: Duration = Duration::from_secs(3);
 
-/// The configured secrets; `None` accepts that provider's events unverified.
+/// The configured secrets; a provider without one is refused unless `insecure`.
 #[derive(Clone, Default)]
 pub struct WebhookSecrets {
     pub github: Option<String>,
     pub gitlab: Option<String>,
+    /// `--webhook-insecure`: take the events of a provider without a secret unverified.
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for WebhookSecrets {
@@ -49,18 +74,58 @@ impl std::fmt::Debug for WebhookSecrets {
         f.debug_struct("WebhookSecrets")
             .field("github", &self.github.as_ref().map(|_| "<set>"))
             .field("gitlab", &self.gitlab.as_ref().map(|_| "<set>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
 
 impl WebhookSecrets {
-    /// Reads [`GITHUB_SECRET_ENV`] and [`GITLAB_SECRET_ENV`].
-    pub fn from_env() -> Self {
+    /// Reads [`GITHUB_SECRET_ENV`] and [`GITLAB_SECRET_ENV`]; `insecure` is `--webhook-insecure`.
+    pub fn from_env(insecure: bool) -> Self {
         let read = |key: &str| std::env::var(key).ok().filter(|s| !s.is_empty());
         Self {
             github: read(GITHUB_SECRET_ENV),
             gitlab: read(GITLAB_SECRET_ENV),
+            insecure,
         }
+    }
+
+    /// The secret of `provider`; `Ok(None)` when it has none and unverified events are allowed.
+    fn of(&self, provider: Provider) -> Result<Option<&str>, WebhookError> {
+        let secret = match provider {
+            Provider::GitHub => self.github.as_deref(),
+            Provider::GitLab => self.gitlab.as_deref(),
+        };
+        match secret {
+            Some(secret) => Ok(Some(secret)),
+            None if self.insecure => Ok(None),
+            None => Err(WebhookError::NotConfigured(provider)),
+        }
+    }
+}
+
+/// The sender a request claims to come from (by its event header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    GitHub,
+    GitLab,
+}
+
+impl Provider {
+    fn secret_env(self) -> &'static str {
+        match self {
+            Self::GitHub => GITHUB_SECRET_ENV,
+            Self::GitLab => GITLAB_SECRET_ENV,
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::GitHub => "GitHub",
+            Self::GitLab => "GitLab",
+        })
     }
 }
 
@@ -69,8 +134,23 @@ impl WebhookSecrets {
 pub enum WebhookError {
     #[error("signature check failed: {0}")]
     Unauthorized(&'static str),
+    #[error(
+        "{0} events are refused: no secret is configured for them (set {env}, or run with --webhook-insecure)",
+        env = .0.secret_env()
+    )]
+    NotConfigured(Provider),
     #[error("{0}")]
     BadRequest(String),
+}
+
+impl WebhookError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotConfigured(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// A push to a repository.
@@ -93,7 +173,7 @@ pub fn parse_push(
     secrets: &WebhookSecrets,
 ) -> Result<Option<PushEvent>, WebhookError> {
     if let Some(event) = header(headers, "x-github-event") {
-        if let Some(secret) = &secrets.github {
+        if let Some(secret) = secrets.of(Provider::GitHub)? {
             verify_github(header(headers, "x-hub-signature-256"), body, secret)?;
         }
         if event != "push" {
@@ -115,7 +195,7 @@ pub fn parse_push(
         return Ok(Some(push(urls, &payload)));
     }
     if let Some(event) = header(headers, "x-gitlab-event") {
-        if let Some(secret) = &secrets.gitlab {
+        if let Some(secret) = secrets.of(Provider::GitLab)? {
             let token = header(headers, "x-gitlab-token")
                 .ok_or(WebhookError::Unauthorized("X-Gitlab-Token is missing"))?;
             if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
@@ -271,6 +351,76 @@ impl PushLog {
     }
 }
 
+/// When a repository's pushes may start a fetch, per [`PUSH_DEBOUNCE`] (PURE: `now` is given).
+#[derive(Clone, Debug, Default)]
+pub struct PushDebounce {
+    repos: HashMap<String, DebounceState>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DebounceState {
+    /// When pushes of the repository last started a refresh.
+    last_fired: Timestamp,
+    /// Whether a refresh is scheduled at the end of the interval (it serves every push until then).
+    scheduled: bool,
+}
+
+/// What to do with a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushAdmission {
+    /// Refresh now.
+    Now,
+    /// Refresh at this instant (the end of the interval); call [`PushDebounce::fire`] then.
+    At(Timestamp),
+    /// A refresh is already scheduled, and it fetches after this push.
+    Covered,
+}
+
+impl PushDebounce {
+    /// Decides for a push of `repo` (a normalised URL) at `now`.
+    pub fn admit(&mut self, repo: &str, now: Timestamp, interval: Duration) -> PushAdmission {
+        let Some(state) = self.repos.get_mut(repo) else {
+            self.repos.insert(
+                repo.to_string(),
+                DebounceState {
+                    last_fired: now,
+                    scheduled: false,
+                },
+            );
+            return PushAdmission::Now;
+        };
+        if state.scheduled {
+            return PushAdmission::Covered;
+        }
+        let end = state.last_fired.checked_add(interval).unwrap_or(now);
+        if now >= end {
+            state.last_fired = now;
+            PushAdmission::Now
+        } else {
+            state.scheduled = true;
+            PushAdmission::At(end)
+        }
+    }
+
+    /// Records the scheduled refresh of `repo` as started at `now`.
+    pub fn fire(&mut self, repo: &str, now: Timestamp) {
+        self.repos.insert(
+            repo.to_string(),
+            DebounceState {
+                last_fired: now,
+                scheduled: false,
+            },
+        );
+    }
+}
+
+/// A pushed repository's Applications.
+struct PushedRepo {
+    /// The repository URL as one of them spells it.
+    repo_url: String,
+    applications: Vec<ObjectRef<Application>>,
+}
+
 /// What the webhook handler needs.
 #[derive(Clone)]
 pub struct WebhookState {
@@ -278,58 +428,191 @@ pub struct WebhookState {
     pub applications: Store<Application>,
     pub pushes: PushLog,
     pub trigger: UnboundedSender<ObjectRef<Application>>,
+    /// Shared by every request; holds only repositories some Application tracks.
+    pub debounce: Arc<Mutex<PushDebounce>>,
 }
 
-/// The router serving [`WEBHOOK_PATH`].
+impl WebhookState {
+    pub fn new(
+        secrets: WebhookSecrets,
+        applications: Store<Application>,
+        pushes: PushLog,
+        trigger: UnboundedSender<ObjectRef<Application>>,
+    ) -> Self {
+        Self {
+            secrets,
+            applications,
+            pushes,
+            trigger,
+            debounce: Arc::default(),
+        }
+    }
+
+    fn debounce(&self) -> std::sync::MutexGuard<'_, PushDebounce> {
+        // Plain values; a panic elsewhere leaves them usable.
+        self.debounce.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the push of the repository at `at` and queues its Applications; how many were
+    /// queued.
+    fn refresh(&self, pushed: &PushedRepo, at: Timestamp) -> usize {
+        // Recorded under an Application's own URL: the log normalises what it is given.
+        self.pushes.record(&pushed.repo_url, at);
+        let apps = &pushed.applications;
+        apps.iter()
+            .filter(|app| self.trigger.unbounded_send((*app).clone()).is_ok())
+            .count()
+    }
+}
+
+/// The router serving [`WEBHOOK_PATH`], with its body limit and request timeout.
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, post(handle))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(within_request_timeout))
         .with_state(state)
+}
+
+async fn within_request_timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request was not read within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// Serves the webhook on `addr` until the future is dropped.
 pub async fn serve(addr: SocketAddr, state: WebhookState) -> std::io::Result<()> {
-    if state.secrets.github.is_none() || state.secrets.gitlab.is_none() {
-        tracing::warn!(
-            github_verified = state.secrets.github.is_some(),
-            gitlab_verified = state.secrets.gitlab.is_some(),
-            "webhook events of a provider without a secret are accepted unverified (set {GITHUB_SECRET_ENV} / {GITLAB_SECRET_ENV})"
-        );
+    let unverified: Vec<&str> = [
+        (state.secrets.github.is_none(), "GitHub"),
+        (state.secrets.gitlab.is_none(), "GitLab"),
+    ]
+    .into_iter()
+    .filter_map(|(missing, name)| missing.then_some(name))
+    .collect();
+    if !unverified.is_empty() {
+        if state.secrets.insecure {
+            tracing::warn!(providers = ?unverified, "--webhook-insecure: webhook events of these providers are accepted unverified");
+        } else {
+            tracing::info!(providers = ?unverified, "webhook events of these providers are refused (no secret: set {GITHUB_SECRET_ENV} / {GITLAB_SECRET_ENV})");
+        }
     }
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, path = WEBHOOK_PATH, "serving the Git webhook");
-    axum::serve(listener, router(state)).await
+    axum::serve(
+        DeadlineListener {
+            inner: listener,
+            lifetime: CONNECTION_LIFETIME,
+        },
+        router(state),
+    )
+    .await
+}
+
+/// A TCP listener whose connections fail their reads and writes after `lifetime`: a client that
+/// sends its headers or body a byte at a time cannot hold a connection (and its task) open.
+struct DeadlineListener {
+    inner: TcpListener,
+    lifetime: Duration,
+}
+
+impl axum::serve::Listener for DeadlineListener {
+    type Io = DeadlineStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let stream = DeadlineStream {
+            inner: stream,
+            deadline: Box::pin(tokio::time::sleep(self.lifetime)),
+        };
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+struct DeadlineStream {
+    inner: TcpStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineStream {
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        self.deadline.as_mut().poll(cx).is_ready().then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the webhook connection outlived its deadline",
+            )
+        })
+    }
+}
+
+impl AsyncRead for DeadlineStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(e) = self.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DeadlineStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Some(e) = self.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn handle(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
     let event = match parse_push(&headers, &body, &state.secrets) {
         Ok(Some(event)) => event,
         Ok(None) => return (StatusCode::OK, "ignored: not a push event").into_response(),
-        Err(e @ WebhookError::Unauthorized(_)) => {
-            tracing::warn!(error = %e, "webhook refused");
-            return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+        Err(e) => {
+            if e.status() != StatusCode::BAD_REQUEST {
+                tracing::warn!(error = %e, "webhook refused");
+            }
+            return (e.status(), e.to_string()).into_response();
         }
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let pushed: Vec<String> = event
         .repo_urls
         .iter()
         .map(|u| normalize_repo_url(u))
         .collect();
-    let now = Timestamp::now();
-    let mut refreshed = 0;
+    // The Applications of each pushed repository, by normalised URL.
+    let mut by_repo: HashMap<String, PushedRepo> = HashMap::new();
     for app in state.applications.state() {
-        let repo = &app.spec.source.repo_url;
-        if !pushed.contains(&normalize_repo_url(repo)) {
+        let repo = normalize_repo_url(&app.spec.source.repo_url);
+        if !pushed.contains(&repo) {
             continue;
-        }
-        state.pushes.record(repo, now);
-        if state
-            .trigger
-            .unbounded_send(ObjectRef::from_obj(app.as_ref()))
-            .is_ok()
-        {
-            refreshed += 1;
         }
         tracing::info!(
             namespace = app.namespace().unwrap_or_default(),
@@ -337,13 +620,57 @@ async fn handle(State(state): State<WebhookState>, headers: HeaderMap, body: Byt
             git_ref = event.git_ref.as_deref().unwrap_or_default(),
             "push event: refreshing"
         );
+        by_repo
+            .entry(repo)
+            .or_insert_with(|| PushedRepo {
+                repo_url: app.spec.source.repo_url.clone(),
+                applications: Vec::new(),
+            })
+            .applications
+            .push(ObjectRef::from_obj(app.as_ref()));
+    }
+    let now = Timestamp::now();
+    let (mut refreshed, mut debounced) = (0, 0);
+    for (repo, pushed) in by_repo {
+        let admission = state.debounce().admit(&repo, now, PUSH_DEBOUNCE);
+        match admission {
+            PushAdmission::Now => refreshed += state.refresh(&pushed, now),
+            PushAdmission::At(at) => {
+                debounced += pushed.applications.len();
+                schedule_refresh(state.clone(), repo, pushed, at, now);
+            }
+            PushAdmission::Covered => debounced += pushed.applications.len(),
+        }
     }
     (
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"refreshed": refreshed}).to_string(),
+        serde_json::json!({"refreshed": refreshed, "debounced": debounced}).to_string(),
     )
         .into_response()
+}
+
+/// Refreshes `apps` at `at`: one fetch for every push of the repository until then.
+fn schedule_refresh(
+    state: WebhookState,
+    repo: String,
+    pushed: PushedRepo,
+    at: Timestamp,
+    now: Timestamp,
+) {
+    let wait = now.duration_until(at).try_into().unwrap_or(Duration::ZERO);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        // Read under the lock: a push admitted as Covered took the lock earlier, so it came
+        // before `fired`, and the fetch this asks for (one starting after `fired`) includes it.
+        let fired = {
+            let mut debounce = state.debounce();
+            let fired = Timestamp::now();
+            debounce.fire(&repo, fired);
+            fired
+        };
+        state.refresh(&pushed, fired);
+    });
 }
 
 #[cfg(test)]
@@ -358,6 +685,13 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    fn insecure() -> WebhookSecrets {
+        WebhookSecrets {
+            insecure: true,
+            ..WebhookSecrets::default()
+        }
     }
 
     fn github_body() -> Vec<u8> {
@@ -381,7 +715,7 @@ mod tests {
         let body = github_body();
         let secrets = WebhookSecrets {
             github: Some("s3cret".into()),
-            gitlab: None,
+            ..WebhookSecrets::default()
         };
         let signed = headers(&[
             ("x-github-event", "push"),
@@ -403,17 +737,8 @@ mod tests {
             parse_push(&unsigned, &body, &secrets),
             Err(WebhookError::Unauthorized("X-Hub-Signature-256 is missing"))
         );
-        // Without a configured secret, events are taken as they come.
-        assert!(
-            parse_push(&unsigned, &body, &WebhookSecrets::default())
-                .unwrap()
-                .is_some()
-        );
         let ping = headers(&[("x-github-event", "ping")]);
-        assert_eq!(
-            parse_push(&ping, b"{}", &WebhookSecrets::default()),
-            Ok(None)
-        );
+        assert_eq!(parse_push(&ping, b"{}", &insecure()), Ok(None));
     }
 
     #[test]
@@ -423,7 +748,7 @@ mod tests {
             "%7B%22repository%22%3A%7B%22clone_url%22%3A%22https%3A%2F%2Fgit.example%2Fa.git%22%7D%7D"
         );
         let h = headers(&[("x-github-event", "push")]);
-        let event = parse_push(&h, body.as_bytes(), &WebhookSecrets::default())
+        let event = parse_push(&h, body.as_bytes(), &insecure())
             .unwrap()
             .unwrap();
         assert_eq!(event.repo_urls, ["https://git.example/a.git"]);
@@ -436,8 +761,8 @@ mod tests {
                         "git_ssh_url": "git@gitlab.example.com:team/shop.git"}})
         .to_string();
         let secrets = WebhookSecrets {
-            github: None,
             gitlab: Some("tok".into()),
+            ..WebhookSecrets::default()
         };
         let ok = headers(&[("x-gitlab-event", "Push Hook"), ("x-gitlab-token", "tok")]);
         let event = parse_push(&ok, body.as_bytes(), &secrets).unwrap().unwrap();
@@ -453,12 +778,12 @@ mod tests {
     #[test]
     fn unknown_senders_and_bad_payloads_are_bad_requests() {
         assert!(matches!(
-            parse_push(&HeaderMap::new(), b"{}", &WebhookSecrets::default()),
+            parse_push(&HeaderMap::new(), b"{}", &insecure()),
             Err(WebhookError::BadRequest(_))
         ));
         let h = headers(&[("x-github-event", "push")]);
         assert!(matches!(
-            parse_push(&h, b"not json", &WebhookSecrets::default()),
+            parse_push(&h, b"not json", &insecure()),
             Err(WebhookError::BadRequest(_))
         ));
     }
@@ -493,5 +818,126 @@ mod tests {
         log.record("https://github.com/org/shop.git", at);
         assert_eq!(log.pushed_at("git@github.com:org/shop"), Some(at));
         assert_eq!(log.pushed_at("https://github.com/org/other"), None);
+    }
+
+    #[test]
+    fn a_provider_without_a_secret_is_refused_unless_insecure() {
+        let github_only = WebhookSecrets {
+            github: Some("s3cret".into()),
+            ..WebhookSecrets::default()
+        };
+        let body = json!({"ref": "refs/heads/main",
+            "project": {"web_url": "https://gitlab.example.com/team/shop"}})
+        .to_string();
+        // The header picks the provider, but the GitHub secret does not vouch for GitLab events.
+        let gitlab = headers(&[("x-gitlab-event", "Push Hook")]);
+        let refused = parse_push(&gitlab, body.as_bytes(), &github_only);
+        assert_eq!(refused, Err(WebhookError::NotConfigured(Provider::GitLab)));
+        let refused = refused.unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(
+            refused.to_string().contains(GITLAB_SECRET_ENV)
+                && refused.to_string().contains("--webhook-insecure"),
+            "{refused}"
+        );
+        // Not even a non-push event of that provider is answered 200.
+        let note = headers(&[("x-gitlab-event", "Note Hook")]);
+        assert!(parse_push(&note, b"{}", &github_only).is_err());
+        let github = headers(&[("x-github-event", "push")]);
+        assert_eq!(
+            parse_push(&github, &github_body(), &WebhookSecrets::default()),
+            Err(WebhookError::NotConfigured(Provider::GitHub))
+        );
+        // With --webhook-insecure, the unconfigured provider is taken as it comes; the configured
+        // one is still verified.
+        let insecure_github_only = WebhookSecrets {
+            insecure: true,
+            ..github_only
+        };
+        assert!(
+            parse_push(&gitlab, body.as_bytes(), &insecure_github_only)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            parse_push(&github, &github_body(), &insecure_github_only),
+            Err(WebhookError::Unauthorized("X-Hub-Signature-256 is missing"))
+        );
+        assert_eq!(
+            WebhookError::Unauthorized("x").status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_000_000 + second).unwrap()
+    }
+
+    #[test]
+    fn a_burst_of_pushes_of_one_repository_fetches_once_per_interval() {
+        let interval = Duration::from_secs(3);
+        let mut d = PushDebounce::default();
+        assert_eq!(d.admit("git/a", at(0), interval), PushAdmission::Now);
+        // Another repository is not held back by the first.
+        assert_eq!(d.admit("git/b", at(1), interval), PushAdmission::Now);
+        // Within the interval: one refresh at its end serves every push until then.
+        assert_eq!(d.admit("git/a", at(1), interval), PushAdmission::At(at(3)));
+        assert_eq!(d.admit("git/a", at(2), interval), PushAdmission::Covered);
+        assert_eq!(d.admit("git/a", at(3), interval), PushAdmission::Covered);
+        d.fire("git/a", at(3));
+        // After the scheduled refresh, a new interval starts at it.
+        assert_eq!(d.admit("git/a", at(4), interval), PushAdmission::At(at(6)));
+        d.fire("git/a", at(6));
+        assert_eq!(d.admit("git/a", at(9), interval), PushAdmission::Now);
+        assert_eq!(d.admit("git/b", at(4), interval), PushAdmission::Now);
+    }
+
+    #[tokio::test]
+    async fn a_client_trickling_its_headers_is_cut_off_at_the_connection_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (applications, _writer) = kube::runtime::reflector::store::<Application>();
+        let (trigger, _receiver) = futures::channel::mpsc::unbounded();
+        let state = WebhookState::new(
+            WebhookSecrets::default(),
+            applications,
+            PushLog::default(),
+            trigger,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(
+                DeadlineListener {
+                    inner: listener,
+                    lifetime: Duration::from_millis(300),
+                },
+                router(state),
+            )
+            .await
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"POST /api/webhook HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // The rest of the headers never comes: the server closes the connection, it does not wait.
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection is still open after 5 s");
+
+        // A whole request on a new connection is still served (403: no secret is configured).
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(
+                b"POST /api/webhook HTTP/1.1\r\nHost: x\r\nX-Gitlab-Event: Push Hook\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        server.abort();
     }
 }

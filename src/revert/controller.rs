@@ -35,12 +35,15 @@ use crate::gitops::source::GitRequestMetrics;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
-use crate::revert::plan::{Decision, Revert, current_record, decide};
+use crate::revert::message::RevertReason;
+use crate::revert::plan::{Decision, Revert, current_record, decide, retry_delay};
 
 /// Field manager of the revert loop's writes.
 pub const FIELD_MANAGER: &str = "sluice-revert";
 /// Application condition set when a revert cannot be made.
 pub const REVERT_FAILED: &str = "RevertFailed";
+/// Application condition set when an errored analysis does not revert (no `gitRevert.onError`).
+pub const REVERT_SKIPPED: &str = "RevertSkipped";
 /// Pushes tried before a revert is given up as refused.
 const PUSH_ATTEMPTS: u32 = 5;
 const RETRY: Duration = Duration::from_secs(10);
@@ -150,8 +153,25 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, R
         },
         None => None,
     };
-    match decide(&rollout, application.as_ref()) {
+    match decide(&rollout, application.as_ref(), Timestamp::now()) {
         Decision::Nothing => Ok(Action::await_change()),
+        Decision::Wait(wait) => Ok(Action::requeue(wait)),
+        Decision::Skip {
+            sha,
+            reason,
+            message,
+        } => {
+            record_skip(
+                &ctx,
+                &rollout,
+                application.as_ref(),
+                &sha,
+                &reason,
+                &message,
+            )
+            .await?;
+            Ok(Action::await_change())
+        }
         Decision::Synced { sha, revert_commit } => {
             mark_synced(&ctx, &rollout, application.as_ref(), &sha, &revert_commit).await?;
             Ok(Action::await_change())
@@ -164,8 +184,14 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, R
             let Some(app) = application else {
                 return Ok(Action::await_change());
             };
-            revert_now(&ctx, &rollout, &app, &revert).await?;
-            Ok(Action::requeue(RETRY))
+            match revert_now(&ctx, &rollout, &app, &revert).await {
+                Ok(()) => Ok(Action::requeue(RETRY)),
+                Err(ReconcileError::Git { sha, source }) => {
+                    let attempts = record_attempt(&ctx, &app, &sha, &source).await?;
+                    Ok(Action::requeue(retry_delay(attempts)))
+                }
+                Err(other) => Err(other),
+            }
         }
     }
 }
@@ -193,15 +219,9 @@ async fn revert_now(
     quarantine(ctx, app, revert).await?;
 
     let url = app.spec.source.repo_url.clone();
+    // The plan refused what is plainly no branch; a name the server lacks fails at the fetch.
     let branch = app.spec.source.target_revision.clone().unwrap_or_default();
     let branch = branch.trim_start_matches("refs/heads/").to_string();
-    if branch.is_empty() || branch == "HEAD" {
-        let message = format!(
-            "cannot revert on {}: targetRevision must name a branch (HEAD / unset is not supported for reverts)",
-            crate::gitops::credentials::scrub_url(&url)
-        );
-        return record_failure(ctx, rollout, Some(app), &revert.sha, &message).await;
-    }
     let secrets = repository_secrets(ctx, app).await?;
     let creds = credentials_for(&url, &secrets).map_err(|e| ReconcileError::Task(e.to_string()))?;
     let work_dir = ctx
@@ -245,7 +265,12 @@ async fn revert_now(
             );
             record_failure(ctx, rollout, Some(app), &revert.sha, &message).await
         }
-        Err(e @ (RevertError::NotOnBranch { .. } | RevertError::Rejected { .. })) => {
+        Err(
+            e @ (RevertError::NotOnBranch { .. }
+            | RevertError::Rejected { .. }
+            | RevertError::NoSuchBranch { .. }
+            | RevertError::RevertOfRevert(_)),
+        ) => {
             count(ctx, "failed");
             record_failure(ctx, rollout, Some(app), &revert.sha, &e.to_string()).await
         }
@@ -384,6 +409,8 @@ async fn quarantine(
                 rollout: Some(revert.reason.rollout.clone()),
                 analysis_run: revert.reason.analysis_run.clone(),
                 started_at: Some(now.clone()),
+                attempts: None,
+                last_attempt_at: None,
             });
         }
     })
@@ -509,23 +536,7 @@ async fn record_failure(
                 r.phase = AppRevertPhase::Failed;
                 r.message = Some(message.to_string());
             }
-            let condition = Condition {
-                type_: REVERT_FAILED.to_string(),
-                status: Some("True".to_string()),
-                reason: Some(REVERT_FAILED.to_string()),
-                message: Some(message.to_string()),
-                last_transition_time: Some(now.clone()),
-                ..Default::default()
-            };
-            match status
-                .conditions
-                .iter_mut()
-                .find(|c| c.type_ == REVERT_FAILED)
-            {
-                Some(c) if c.message == condition.message => {}
-                Some(c) => *c = condition,
-                None => status.conditions.push(condition),
-            }
+            set_condition(status, REVERT_FAILED, message, &now);
         },
         RevertStatus {
             sha: sha.to_string(),
@@ -540,6 +551,96 @@ async fn record_failure(
         },
     )
     .await
+}
+
+/// Records a failed attempt on the Application (its count drives the retry delay); the count.
+async fn record_attempt(
+    ctx: &Context,
+    app: &Application,
+    sha: &str,
+    error: &RevertError,
+) -> Result<u32, ReconcileError> {
+    tracing::warn!(namespace = app.namespace().unwrap_or_default(), application = %app.name_any(), sha, error = %error, "revert attempt failed; will retry");
+    let earlier = app
+        .status
+        .as_ref()
+        .and_then(|s| s.revert.as_ref())
+        .filter(|r| r.sha == sha)
+        .and_then(|r| r.attempts)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    let attempts = earlier.saturating_add(1).min(i32::MAX.unsigned_abs());
+    let now = Time(Timestamp::now());
+    let message = format!(
+        "attempt {attempts} failed, retried in {}s: {error}",
+        retry_delay(attempts).as_secs()
+    );
+    edit_app_status(ctx, app, |status| {
+        if let Some(r) = status.revert.as_mut().filter(|r| r.sha == sha) {
+            r.attempts = i32::try_from(attempts).ok();
+            r.last_attempt_at = Some(now.clone());
+            r.message = Some(message.clone());
+        }
+    })
+    .await?;
+    Ok(attempts)
+}
+
+/// Records on the Application that the commit is not reverted, and why (condition
+/// `RevertSkipped`), with an Event on the Rollout.
+async fn record_skip(
+    ctx: &Context,
+    rollout: &Rollout,
+    app: Option<&Application>,
+    sha: &str,
+    reason: &RevertReason,
+    message: &str,
+) -> Result<(), ReconcileError> {
+    tracing::info!(namespace = rollout.namespace().unwrap_or_default(), rollout = %rollout.name_any(), sha, message, "revert skipped");
+    let now = Time(Timestamp::now());
+    if let Some(app) = app {
+        edit_app_status(ctx, app, |status| {
+            status.revert = Some(AppRevertStatus {
+                sha: sha.to_string(),
+                revert_commit: None,
+                phase: AppRevertPhase::Skipped,
+                message: Some(message.to_string()),
+                rollout: Some(reason.rollout.clone()),
+                analysis_run: reason.analysis_run.clone(),
+                started_at: Some(now.clone()),
+                attempts: None,
+                last_attempt_at: None,
+            });
+            set_condition(status, REVERT_SKIPPED, message, &now);
+        })
+        .await?;
+    }
+    publish(
+        ctx,
+        rollout,
+        EventType::Warning,
+        REVERT_SKIPPED,
+        message.to_string(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Sets the condition `type_` (True) with `message`, keeping its transition time when unchanged.
+fn set_condition(status: &mut ApplicationStatus, type_: &str, message: &str, now: &Time) {
+    let condition = Condition {
+        type_: type_.to_string(),
+        status: Some("True".to_string()),
+        reason: Some(type_.to_string()),
+        message: Some(message.to_string()),
+        last_transition_time: Some(now.clone()),
+        ..Default::default()
+    };
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) if c.message == condition.message => {}
+        Some(c) => *c = condition,
+        None => status.conditions.push(condition),
+    }
 }
 
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, note: String) {

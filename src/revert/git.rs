@@ -16,6 +16,7 @@ use crate::gitops::source::{
     GitRequest, GitRequestMetrics, network_error_message, remote_callbacks,
 };
 use crate::revert::message::{RevertReason, revert_message, reverted_sha};
+use crate::revert::plan::refuse_to_revert;
 
 const REMOTE: &str = "origin";
 /// How far back from the branch head an existing revert is looked for.
@@ -59,6 +60,12 @@ pub enum RevertError {
         branch: String,
         url: String,
     },
+    #[error(
+        "branch {branch:?} does not exist in {url} (spec.source.targetRevision must name a branch to revert on)"
+    )]
+    NoSuchBranch { branch: String, url: String },
+    #[error("{0}")]
+    RevertOfRevert(String),
     #[error("{url} refused the revert push {attempts} times; last: {message}")]
     Rejected {
         url: String,
@@ -89,12 +96,18 @@ pub fn revert_and_push_observed(
         open_work_repo(work_dir, job.url).map_err(git.err("opening the work repository for"))?;
     let mut last_refusal = String::new();
     for attempt in 1..=attempts.max(1) {
-        let head = fetch_branch(&repo, job).map_err(git.err("fetching"))?;
+        let head = fetch_branch(&repo, job)
+            .map_err(git.err("fetching"))?
+            .ok_or_else(|| RevertError::NoSuchBranch {
+                branch: job.branch.to_string(),
+                url: scrub_url(job.url),
+            })?;
         if let Some(existing) = find_existing_revert(&repo, head, job)? {
             return Ok(RevertOutcome::AlreadyReverted {
                 revert_commit: existing.to_string(),
             });
         }
+        refuse_a_revert_of_a_revert(&repo, job)?;
         let revert = match make_revert_commit(&repo, head, job).map_err(git.err("reverting on"))? {
             Ok(oid) => oid,
             Err(paths) => return Ok(RevertOutcome::Conflict { paths }),
@@ -170,8 +183,9 @@ fn tracking_ref(branch: &str) -> String {
     format!("refs/remotes/{REMOTE}/{branch}")
 }
 
-/// Fetches the branch and returns its head.
-fn fetch_branch(repo: &Repository, job: &RevertJob<'_>) -> Result<Oid, git2::Error> {
+/// Fetches the branch and returns its head; `None` when the server has no such branch (a tag or
+/// a commit named as `targetRevision`).
+fn fetch_branch(repo: &Repository, job: &RevertJob<'_>) -> Result<Option<Oid>, git2::Error> {
     let mut remote = repo.find_remote(REMOTE)?;
     let refspec = format!("+refs/heads/{}:{}", job.branch, tracking_ref(job.branch));
     let mut options = FetchOptions::new();
@@ -183,7 +197,23 @@ fn fetch_branch(repo: &Repository, job: &RevertJob<'_>) -> Result<Oid, git2::Err
             Some("sluice: revert fetch"),
         )
     })?;
-    repo.refname_to_id(&tracking_ref(job.branch))
+    match repo.refname_to_id(&tracking_ref(job.branch)) {
+        Ok(head) => Ok(Some(head)),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sluice's own revert commits are never reverted (see [`refuse_to_revert`]).
+fn refuse_a_revert_of_a_revert(repo: &Repository, job: &RevertJob<'_>) -> Result<(), RevertError> {
+    let git = GitErrors::new(job);
+    let commit = Oid::from_str(job.sha)
+        .and_then(|oid| repo.find_commit(oid))
+        .map_err(git.err("reading the commit to revert from"))?;
+    match refuse_to_revert(job.sha, &String::from_utf8_lossy(commit.message_bytes())) {
+        Some(message) => Err(RevertError::RevertOfRevert(message)),
+        None => Ok(()),
+    }
 }
 
 /// The commits after `job.sha` on the branch, newest first; errors when `job.sha` is not on it.

@@ -317,3 +317,46 @@ fn a_commit_not_on_the_branch_is_a_clear_error() {
         })
     );
 }
+
+#[test]
+fn sluice_does_not_revert_its_own_revert() {
+    let remote = Remote::new();
+    let bad = with_bad_commit(&remote);
+    let revert = pushed(run(&remote, &bad, 3));
+    // The stable revision failed too (say): its commit is Sluice's revert, which stays.
+    let outcome = run(&remote, &revert, 3);
+    let Err(RevertError::RevertOfRevert(message)) = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        message.contains(&revert) && message.contains(&bad),
+        "{message}"
+    );
+    assert_eq!(remote.head(), revert, "nothing was pushed");
+}
+
+#[test]
+fn a_target_revision_that_is_a_tag_fails_at_once() {
+    let remote = Remote::new();
+    let bad = with_bad_commit(&remote);
+    git(&remote.person, &["tag", "v1.0", &bad]);
+    git(&remote.person, &["push", "--quiet", "origin", "v1.0"]);
+    let reason = reason();
+    let author = author();
+    let job = RevertJob {
+        url: &remote.url,
+        branch: "v1.0",
+        sha: &bad,
+        reason: &reason,
+        author: &author,
+        creds: None,
+        requests: &GitRequestMetrics::default(),
+    };
+    assert_eq!(
+        revert_and_push(&remote.work, &job, 3),
+        Err(RevertError::NoSuchBranch {
+            branch: "v1.0".into(),
+            url: remote.url.clone(),
+        })
+    );
+}

@@ -1,19 +1,33 @@
 //! What the revert loop does for one Rollout now (PURE): nothing, revert the commit behind the
-//! aborted revision, or note that the Application has synced the revert.
+//! aborted revision, skip it, wait before retrying, or note that the Application has synced the
+//! revert.
 //!
 //! A revert is due when the Rollout is aborted on a revision that an Application applied from
 //! commit X, and either an analysis failed (or `progressDeadlineAbort` fired) with the Application's
 //! `syncPolicy.rollback.gitRevert` on [default], or a person asked for it (`kubectl sluice abort
 //! --revert` writes `status.revert: {sha: X, phase: Pending}`). A manual abort alone never reverts
-//! (L5). Everything is read from the two objects' status, so a restart resumes a Pending revert, and
-//! the push itself finds an earlier revert of X by its trailer (at most one revert commit).
+//! (L5). An analysis that ended in *Error* (no verdict: its provider was unreachable, say) says
+//! nothing about the commit: it reverts only with `gitRevert.onError: true`, otherwise the revert
+//! is recorded as Skipped (traffic is on stable already, Git stays). A `targetRevision` that is no
+//! branch fails at once; a revert that failed on a Git or network error is retried with a growing
+//! delay. Everything is read from the two objects' status, so a restart resumes a Pending revert,
+//! and the push itself finds an earlier revert of X by its trailer (at most one revert commit).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use crate::api::analysis::AnalysisPhase;
-use crate::api::application::Application;
+use crate::api::application::{Application, RevertPhase as AppRevertPhase};
 use crate::api::rollout::{RevertPhase, RevisionRecord, Rollout, RolloutStatus};
-use crate::revert::message::RevertReason;
+use crate::revert::message::{RevertReason, reverted_sha};
 use crate::rollout::phase::PROGRESS_DEADLINE_EXCEEDED;
 use crate::rollout::plan::RunSlot;
+
+/// The delay before the first retry of a revert that failed on a Git or network error.
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+/// The longest delay between retries.
+const MAX_RETRY: Duration = Duration::from_secs(600);
 
 /// The revert to make (or resume).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +56,15 @@ pub enum Decision {
         sha: String,
         message: String,
     },
+    /// The analysis ended in Error and the Application did not opt in to reverting then: record
+    /// `RevertSkipped` with `message`; Git stays.
+    Skip {
+        sha: String,
+        reason: RevertReason,
+        message: String,
+    },
+    /// An earlier attempt failed on a Git or network error: look again after this long.
+    Wait(Duration),
 }
 
 /// The commit and Application behind the Rollout's current revision.
@@ -53,8 +76,9 @@ pub fn current_record(status: &RolloutStatus) -> Option<&RevisionRecord> {
         .find(|r| r.pod_template_hash == hash)
 }
 
-/// Decides for `rollout`; `application` is the one its current revision names, if it exists.
-pub fn decide(rollout: &Rollout, application: Option<&Application>) -> Decision {
+/// Decides for `rollout` at `now`; `application` is the one its current revision names, if it
+/// exists.
+pub fn decide(rollout: &Rollout, application: Option<&Application>, now: Timestamp) -> Decision {
     let Some(status) = rollout.status.as_ref() else {
         return Decision::Nothing;
     };
@@ -118,51 +142,161 @@ pub fn decide(rollout: &Rollout, application: Option<&Application>) -> Decision 
             ),
         };
     };
-    let enabled = app
-        .spec
-        .sync_policy
-        .as_ref()
-        .and_then(|p| p.rollback.as_ref())
-        .and_then(|r| r.git_revert)
-        .unwrap_or(true);
-    if !enabled && !requested {
+    if let Some(message) = app.spec.git_revert_error() {
+        return Decision::Fail { sha, message };
+    }
+    if !app.spec.git_revert() && !requested {
         return Decision::Nothing;
     }
-    let (analysis_run, detail) = cause.unwrap_or((None, String::new()));
+    let cause = cause.unwrap_or_default();
+    let reason = RevertReason {
+        rollout: format!(
+            "{}/{}",
+            rollout.metadata.namespace.clone().unwrap_or_default(),
+            rollout.metadata.name.clone().unwrap_or_default()
+        ),
+        analysis_run: cause.analysis_run,
+        detail: cause.detail,
+    };
+    if cause.errored && !requested && !app.spec.git_revert_on_error() {
+        let recorded = app_revert_of(app, &sha).is_some_and(|r| r.phase == AppRevertPhase::Skipped);
+        if recorded {
+            return Decision::Nothing;
+        }
+        let message = skip_message(&sha, &reason);
+        return Decision::Skip {
+            sha,
+            reason,
+            message,
+        };
+    }
+    if let Some(message) = not_a_branch(app.spec.source.target_revision.as_deref()) {
+        return Decision::Fail { sha, message };
+    }
+    if let Some(wait) = retry_wait(app, &sha, now) {
+        return Decision::Wait(wait);
+    }
     Decision::Revert(Revert {
         sha,
         application: (namespace, name),
-        reason: RevertReason {
-            rollout: format!(
-                "{}/{}",
-                rollout.metadata.namespace.clone().unwrap_or_default(),
-                rollout.metadata.name.clone().unwrap_or_default()
-            ),
-            analysis_run,
-            detail,
-        },
+        reason,
         requested,
     })
 }
 
-/// Why the engine aborted by itself: a failed or errored analysis (its run and message), or the
-/// progress deadline with `progressDeadlineAbort`.
-fn automatic_cause(status: &RolloutStatus) -> Option<(Option<String>, String)> {
-    let failed = RunSlot::ALL.iter().find_map(|slot| {
-        slot.get(status)
-            .filter(|r| matches!(r.status, AnalysisPhase::Failed | AnalysisPhase::Error))
-    });
-    if let Some(run) = failed {
-        return Some((
-            Some(run.name.clone()),
-            run.message.clone().unwrap_or_default(),
-        ));
+fn app_revert_of<'a>(
+    app: &'a Application,
+    sha: &str,
+) -> Option<&'a crate::api::application::RevertStatus> {
+    app.status
+        .as_ref()?
+        .revert
+        .as_ref()
+        .filter(|r| r.sha == sha)
+}
+
+fn skip_message(sha: &str, reason: &RevertReason) -> String {
+    let run = reason.analysis_run.as_deref().map_or_else(
+        || "the analysis".to_string(),
+        |r| format!("AnalysisRun {r}"),
+    );
+    let detail = reason.detail.trim();
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
+    format!(
+        "{run} ended in Error{detail}: no verdict on commit {sha}, so it is not reverted in Git; \
+         {rollout} is back on its stable revision. Set syncPolicy.rollback.gitRevert.onError: true \
+         to revert on Error too",
+        rollout = reason.rollout
+    )
+}
+
+/// Why `targetRevision` cannot take a revert, when that shows without asking the server (a name
+/// that is not a branch there fails at the fetch).
+pub fn not_a_branch(target_revision: Option<&str>) -> Option<String> {
+    let revision = target_revision.map(str::trim).unwrap_or_default();
+    let why = if revision.is_empty() || revision == "HEAD" {
+        "is HEAD (or unset)"
+    } else if revision.starts_with("refs/tags/") {
+        "is a tag"
+    } else if revision.starts_with("refs/") && !revision.starts_with("refs/heads/") {
+        "is not a branch ref"
+    } else if matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+        "is a commit sha"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "cannot revert: spec.source.targetRevision {revision:?} {why}; a revert is pushed to a branch, so name one (or revert by hand)"
+    ))
+}
+
+/// Why the commit must not be reverted, from its message: Sluice never reverts its own revert
+/// (that would bring back the release it rolled back).
+pub fn refuse_to_revert(sha: &str, message: &str) -> Option<String> {
+    let reverted = reverted_sha(message)?;
+    Some(format!(
+        "commit {sha} is Sluice's revert of {reverted} (Sluice-Reverts trailer): a revert is never reverted; fix forward in Git"
+    ))
+}
+
+/// The delay before retry `attempts + 1`, after `attempts` failures: doubling from 10 s, at most
+/// 10 min.
+pub fn retry_delay(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
+}
+
+/// How long to wait before retrying the revert of `sha`, when an attempt failed recently.
+fn retry_wait(app: &Application, sha: &str, now: Timestamp) -> Option<Duration> {
+    let revert = app_revert_of(app, sha).filter(|r| r.phase == AppRevertPhase::Pending)?;
+    let attempts = revert
+        .attempts
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)?;
+    let last = revert.last_attempt_at.as_ref()?.0;
+    let due = last.checked_add(retry_delay(attempts)).ok()?;
+    let wait = Duration::try_from(now.duration_until(due)).ok()?;
+    (!wait.is_zero()).then_some(wait)
+}
+
+/// Why the engine aborted by itself.
+#[derive(Debug, Default)]
+struct Cause {
+    analysis_run: Option<String>,
+    detail: String,
+    /// The analysis ended in Error (no verdict), not Failed.
+    errored: bool,
+}
+
+/// Why the engine aborted by itself: a failed analysis, else an errored one (its run and
+/// message), else the progress deadline with `progressDeadlineAbort`.
+fn automatic_cause(status: &RolloutStatus) -> Option<Cause> {
+    let run_in = |phase: AnalysisPhase| {
+        RunSlot::ALL
+            .iter()
+            .find_map(|slot| slot.get(status).filter(|r| r.status == phase))
+    };
+    for (phase, errored) in [(AnalysisPhase::Failed, false), (AnalysisPhase::Error, true)] {
+        if let Some(run) = run_in(phase) {
+            return Some(Cause {
+                analysis_run: Some(run.name.clone()),
+                detail: run.message.clone().unwrap_or_default(),
+                errored,
+            });
+        }
     }
     status
         .conditions
         .iter()
         .find(|c| c.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED))
-        .map(|c| (None, c.message.clone().unwrap_or_default()))
+        .map(|c| Cause {
+            detail: c.message.clone().unwrap_or_default(),
+            ..Cause::default()
+        })
 }
 
 /// `<namespace>/<name>`, or a bare name in the Rollout's namespace.
@@ -229,17 +363,25 @@ mod tests {
         .unwrap()
     }
 
+    fn reason(run: Option<&str>, detail: &str) -> RevertReason {
+        RevertReason {
+            rollout: "shop/web".into(),
+            analysis_run: run.map(Into::into),
+            detail: detail.into(),
+        }
+    }
+
     fn revert_of_x(requested: bool, run: Option<&str>, detail: &str) -> Decision {
         Decision::Revert(Revert {
             sha: X.into(),
             application: ("shop".into(), "app".into()),
-            reason: RevertReason {
-                rollout: "shop/web".into(),
-                analysis_run: run.map(Into::into),
-                detail: detail.into(),
-            },
+            reason: reason(run, detail),
             requested,
         })
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
     }
 
     #[test]
@@ -249,11 +391,28 @@ mod tests {
             json!({"syncPolicy": {"rollback": {"gitRevert": false}}}),
             json!({}),
         );
+        let on_error = app(
+            json!({"syncPolicy": {"rollback": {"gitRevert": {"onError": true}}}}),
+            json!({}),
+        );
+        let on_error_disabled = app(
+            json!({"syncPolicy": {"rollback": {"gitRevert": {"enabled": false, "onError": true}}}}),
+            json!({}),
+        );
+        let misspelt = app(
+            json!({"syncPolicy": {"rollback": {"gitRevert": {"onErorr": true}}}}),
+            json!({}),
+        );
+        let skipped_app = app(json!({}), json!({"revert": {"sha": X, "phase": "Skipped"}}));
         let manual_request = json!({"abort": true, "revert": {"sha": X, "phase": "Pending"}});
         let deadline = json!({"abort": true, "conditions": [{"type": "Progressing", "status": "False",
             "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-h2\" has timed out progressing."}]});
         let errored = json!({"abort": true, "blueGreen": {"prePromotionAnalysisRunStatus": {
             "name": "web-h2-2-pre", "status": "Error", "message": "no data"}}});
+        let mut errored_and_requested = errored.clone();
+        errored_and_requested["revert"] = json!({"sha": X, "phase": "Pending"});
+        let mut failed_and_errored = failed_step_analysis();
+        failed_and_errored["blueGreen"] = errored["blueGreen"].clone();
         let analysis = revert_of_x(
             false,
             Some("web-h2-2-step"),
@@ -267,10 +426,46 @@ mod tests {
                 analysis.clone(),
             ),
             (
-                "errored pre-promotion analysis",
-                rollout(errored),
+                "errored pre-promotion analysis, no onError: skipped",
+                rollout(errored.clone()),
                 Some(&default_app),
+                Decision::Skip {
+                    sha: X.into(),
+                    reason: reason(Some("web-h2-2-pre"), "no data"),
+                    message: format!(
+                        "AnalysisRun web-h2-2-pre ended in Error (no data): no verdict on commit {X}, so it is not reverted in Git; shop/web is back on its stable revision. Set syncPolicy.rollback.gitRevert.onError: true to revert on Error too"
+                    ),
+                },
+            ),
+            (
+                "errored analysis, skip already recorded",
+                rollout(errored.clone()),
+                Some(&skipped_app),
+                Decision::Nothing,
+            ),
+            (
+                "errored analysis with onError",
+                rollout(errored.clone()),
+                Some(&on_error),
                 revert_of_x(false, Some("web-h2-2-pre"), "no data"),
+            ),
+            (
+                "errored analysis, onError but gitRevert disabled",
+                rollout(errored.clone()),
+                Some(&on_error_disabled),
+                Decision::Nothing,
+            ),
+            (
+                "errored analysis, asked by a person",
+                rollout(errored_and_requested),
+                Some(&default_app),
+                revert_of_x(true, Some("web-h2-2-pre"), "no data"),
+            ),
+            (
+                "a failed run beside an errored one: Failed counts",
+                rollout(failed_and_errored),
+                Some(&default_app),
+                analysis.clone(),
             ),
             (
                 "progress deadline abort",
@@ -307,6 +502,15 @@ mod tests {
                 revert_of_x(true, None, ""),
             ),
             (
+                "gitRevert of neither shape",
+                rollout(failed_step_analysis()),
+                Some(&misspelt),
+                Decision::Fail {
+                    sha: X.into(),
+                    message: "spec.syncPolicy.rollback.gitRevert must be true, false or {enabled: <bool>, onError: <bool>}, not {\"onErorr\":true}".into(),
+                },
+            ),
+            (
                 "not aborted",
                 rollout(json!({})),
                 Some(&default_app),
@@ -324,7 +528,7 @@ mod tests {
             ),
         ];
         for (name, r, a, expected) in cases {
-            assert_eq!(decide(&r, a), expected, "{name}");
+            assert_eq!(decide(&r, a, now()), expected, "{name}");
         }
     }
 
@@ -335,7 +539,7 @@ mod tests {
             s.revisions[1].git_revision = None;
         }
         assert_eq!(
-            decide(&r, Some(&app(json!({}), json!({})))),
+            decide(&r, Some(&app(json!({}), json!({}))), now()),
             Decision::Nothing
         );
     }
@@ -348,14 +552,14 @@ mod tests {
         let mut pending = failed_step_analysis();
         pending["revert"] = json!({"sha": X, "phase": "Pending"});
         assert!(matches!(
-            decide(&rollout(pending), Some(&a)),
+            decide(&rollout(pending), Some(&a), now()),
             Decision::Revert(_)
         ));
         for phase in ["Synced", "Failed"] {
             let mut done = failed_step_analysis();
             done["revert"] = json!({"sha": X, "phase": phase, "revertCommit": R});
             assert_eq!(
-                decide(&rollout(done), Some(&a)),
+                decide(&rollout(done), Some(&a), now()),
                 Decision::Nothing,
                 "{phase}"
             );
@@ -375,17 +579,127 @@ mod tests {
             json!({"sync": {"status": "Synced", "revision": R}}),
         );
         assert_eq!(
-            decide(&rollout(pushed.clone()), Some(&waiting)),
+            decide(&rollout(pushed.clone()), Some(&waiting), now()),
             Decision::Nothing
         );
         let done = Decision::Synced {
             sha: X.into(),
             revert_commit: R.into(),
         };
-        assert_eq!(decide(&rollout(pushed.clone()), Some(&synced)), done);
+        assert_eq!(decide(&rollout(pushed.clone()), Some(&synced), now()), done);
         // The Rollout went back to the stable template (its current revision is not X's).
         let mut moved = pushed;
         moved["currentPodHash"] = json!("h1");
-        assert_eq!(decide(&rollout(moved), Some(&waiting)), done);
+        assert_eq!(decide(&rollout(moved), Some(&waiting), now()), done);
+    }
+
+    #[test]
+    fn a_target_revision_that_is_no_branch_fails_at_once() {
+        let with_target = |target: serde_json::Value| {
+            app(
+                json!({"source": {"repoURL": "git://127.0.0.1/app.git", "targetRevision": target, "path": "."}}),
+                json!({}),
+            )
+        };
+        for (target, why) in [
+            (json!(X), "is a commit sha"),
+            (json!("refs/tags/v1.0"), "is a tag"),
+            (json!("refs/pull/7/head"), "is not a branch ref"),
+            (json!("HEAD"), "is HEAD (or unset)"),
+            (json!(""), "is HEAD (or unset)"),
+        ] {
+            let decision = decide(
+                &rollout(failed_step_analysis()),
+                Some(&with_target(target.clone())),
+                now(),
+            );
+            let Decision::Fail { sha, message } = decision else {
+                panic!("{target}: {decision:?}");
+            };
+            assert_eq!(sha, X);
+            assert!(
+                message.contains("spec.source.targetRevision") && message.contains(why),
+                "{target}: {message}"
+            );
+        }
+        for branch in ["main", "refs/heads/release/1.x", "v1.0", "abc1234"] {
+            assert!(
+                matches!(
+                    decide(
+                        &rollout(failed_step_analysis()),
+                        Some(&with_target(json!(branch))),
+                        now()
+                    ),
+                    Decision::Revert(_)
+                ),
+                "{branch}: may be a branch; the fetch tells"
+            );
+        }
+    }
+
+    #[test]
+    fn sluice_never_reverts_its_own_revert() {
+        let revert = crate::revert::message::revert_message(
+            X,
+            "web: bad",
+            &reason(Some("web-h2-2-step"), ""),
+        );
+        let refusal = refuse_to_revert(R, &revert).unwrap();
+        assert!(
+            refusal.contains(R) && refusal.contains(X) && refusal.contains("Sluice-Reverts"),
+            "{refusal}"
+        );
+        assert_eq!(
+            refuse_to_revert(R, "web: v2\n\nSigned-off-by: a <a@b>\n"),
+            None
+        );
+        // Quoting the trailer in a body paragraph is not carrying it.
+        assert_eq!(
+            refuse_to_revert(R, &format!("fix\n\nSluice-Reverts: {X} was wrong\n\nx: y")),
+            None
+        );
+    }
+
+    #[test]
+    fn failed_attempts_back_off() {
+        assert_eq!(retry_delay(1), Duration::from_secs(10));
+        assert_eq!(retry_delay(2), Duration::from_secs(20));
+        assert_eq!(retry_delay(4), Duration::from_secs(80));
+        assert_eq!(retry_delay(7), Duration::from_secs(600));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(600));
+
+        let pending = |attempts: u32, seconds_ago: i64| {
+            let last = now()
+                .checked_sub(jiff::SignedDuration::from_secs(seconds_ago))
+                .unwrap();
+            app(
+                json!({}),
+                json!({"revert": {"sha": X, "phase": "Pending", "attempts": attempts,
+                                  "lastAttemptAt": last.to_string()}}),
+            )
+        };
+        let r = rollout(failed_step_analysis());
+        assert_eq!(
+            decide(&r, Some(&pending(3, 15)), now()),
+            Decision::Wait(Duration::from_secs(25))
+        );
+        assert!(matches!(
+            decide(&r, Some(&pending(3, 40)), now()),
+            Decision::Revert(_)
+        ));
+        assert!(matches!(
+            decide(&r, Some(&pending(0, 0)), now()),
+            Decision::Revert(_)
+        ));
+        // Attempts of another commit's revert do not hold this one back.
+        let other = app(
+            json!({}),
+            json!({"revert": {"sha": R, "phase": "Pending", "attempts": 9,
+                              "lastAttemptAt": now().to_string()}}),
+        );
+        assert!(matches!(
+            decide(&r, Some(&other), now()),
+            Decision::Revert(_)
+        ));
     }
 }
