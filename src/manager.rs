@@ -86,6 +86,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
                 .ok()
                 .or_else(|| args.namespace.clone()),
             git_requests,
+            allow_insecure_http: args.git_limits.git_allow_insecure_http,
         },
     };
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));

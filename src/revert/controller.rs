@@ -29,9 +29,9 @@ use crate::api::application::{
 use crate::api::common::Condition;
 use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
 use crate::cli::GitAuthor;
-use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for};
+use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for, scrub_url};
 use crate::gitops::observe::REFRESH_ANNOTATION;
-use crate::gitops::source::GitRequestMetrics;
+use crate::gitops::source::{GitRequestMetrics, check_repo_url};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
@@ -59,6 +59,8 @@ pub struct RevertSettings {
     pub credentials_namespace: Option<String>,
     /// Counts and times the fetches and pushes (shared with the sync cache).
     pub git_requests: GitRequestMetrics,
+    /// `--git-allow-insecure-http`: push over plain `http://` too.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Error)]
@@ -219,6 +221,13 @@ async fn revert_now(
     quarantine(ctx, app, revert).await?;
 
     let url = app.spec.source.repo_url.clone();
+    // The same transports the sync fetches from: never a local path or `file://`, whatever a
+    // Rollout's annotations point at.
+    if let Err(refused) = check_repo_url(&scrub_url(&url), ctx.settings.allow_insecure_http) {
+        count(ctx, "failed");
+        let message = format!("cannot revert {}: {refused}", revert.sha);
+        return record_failure(ctx, rollout, Some(app), &revert.sha, &message).await;
+    }
     // The plan refused what is plainly no branch; a name the server lacks fails at the fetch.
     let branch = app.spec.source.target_revision.clone().unwrap_or_default();
     let branch = branch.trim_start_matches("refs/heads/").to_string();
