@@ -171,10 +171,7 @@ mod tests {
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1µs2ns"), Ok(Duration::from_nanos(1002)));
-        assert_eq!(
-            parse_duration("2562047h47m16.854775807s"),
-            Ok(MAX_DURATION)
-        );
+        assert_eq!(parse_duration("2562047h47m16.854775807s"), Ok(MAX_DURATION));
     }
 
     #[test]

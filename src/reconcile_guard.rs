@@ -214,11 +214,7 @@ where
                 action: "Reconcile".to_string(),
                 secondary: None,
             };
-            if let Err(e) = self
-                .recorder
-                .publish(&event, &object.object_ref(&()))
-                .await
-            {
+            if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
                 tracing::warn!(error = %e, "cannot record the panic's Event");
             }
             let Some(patch) = self.status.and_then(|f| f(object, panic, Timestamp::now())) else {
@@ -321,9 +317,8 @@ mod tests {
         let guard = ReconcileGuard::<Rollout>::new("rollout", &metrics);
         assert_eq!(panics_counted(&metrics), 0.0);
         let mut run = guard.reconcile(reconcile);
-        let policy = guard.error_policy(|_, _: &Ordinary, _: Arc<Ctx>| {
-            Action::requeue(Duration::from_secs(5))
-        });
+        let policy = guard
+            .error_policy(|_, _: &Ordinary, _: Arc<Ctx>| Action::requeue(Duration::from_secs(5)));
         let ctx = Arc::new(Ctx);
 
         let err = run(rollout("bad"), ctx.clone()).await.unwrap_err();
@@ -370,7 +365,10 @@ mod tests {
     #[test]
     fn the_build_unwinds_on_panic() {
         let manifest = include_str!("../Cargo.toml");
-        assert!(!manifest.contains("panic = \"abort\""), "Cargo.toml sets panic = \"abort\"");
+        assert!(
+            !manifest.contains("panic = \"abort\""),
+            "Cargo.toml sets panic = \"abort\""
+        );
         assert!(std::panic::catch_unwind(|| panic!("contained")).is_err());
     }
 }

@@ -202,13 +202,8 @@ async fn traffic_with_a_bad_canary(client: &Client, env: &E2eEnv, ns: &str) {
             "sum(rate(http_requests_total{{namespace=\"{ns}\", rollout=\"web\", revision=\"{revision}\", code=~\"{codes}\"}}[{ANALYSIS_WINDOW}]))"
         )
     };
-    let success_rate = |revision: &str| {
-        format!(
-            "{} / {}",
-            rate(revision, "[^5].*"),
-            rate(revision, ".*")
-        )
-    };
+    let success_rate =
+        |revision: &str| format!("{} / {}", rate(revision, "[^5].*"), rate(revision, ".*"));
     let (stable_ok, canary_ok) = (success_rate("stablehash"), success_rate("canaryhash"));
     wait_for(
         "Prometheus to see traffic on both revisions: the stable's success rate 1, the canary's below 0.9",

@@ -6,9 +6,9 @@ mod common;
 
 #[path = "hostile/crash.rs"]
 mod crash;
-#[path = "hostile/render.rs"]
-mod render;
 #[path = "hostile/git.rs"]
 mod git;
+#[path = "hostile/render.rs"]
+mod render;
 #[path = "hostile/webhook_revert_cache.rs"]
 mod webhook_revert_cache;

@@ -149,7 +149,9 @@ pub fn eval_condition(condition: &str, result: &MetricValue) -> Result<bool, Con
     };
     match evaluated {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) => Err(eval_err("the expression evaluator failed on it".to_string())),
+        Ok(Err(_)) => Err(eval_err(
+            "the expression evaluator failed on it".to_string(),
+        )),
         Err(e) => Err(eval_err(format!("cannot start its evaluation: {e}"))),
     }
 }
@@ -396,7 +398,10 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            eval_condition("-9223372036854775807 - 1 == -(-9223372036854775807 - 1)", &none),
+            eval_condition(
+                "-9223372036854775807 - 1 == -(-9223372036854775807 - 1)",
+                &none
+            ),
             Ok(true)
         );
         assert!(eval_condition("99999999999999999999 > 1", &none).is_err());
@@ -413,10 +418,20 @@ mod tests {
         };
         assert!(refused("len(0..9999999999) > 0"));
         assert!(refused("len(0 .. 9) > 0"));
-        assert!(refused(&format!("{}1{} > 0", "(".repeat(40), ")".repeat(40))));
-        assert!(refused(&format!("result > {}", "1".repeat(MAX_CONDITION_LENGTH))));
+        assert!(refused(&format!(
+            "{}1{} > 0",
+            "(".repeat(40),
+            ")".repeat(40)
+        )));
+        assert!(refused(&format!(
+            "result > {}",
+            "1".repeat(MAX_CONDITION_LENGTH)
+        )));
         // Dots in strings and numbers are fine.
-        assert_eq!(eval_condition("\"a..b\" != \"\" && 0.5 < 1.5", &none), Ok(true));
+        assert_eq!(
+            eval_condition("\"a..b\" != \"\" && 0.5 < 1.5", &none),
+            Ok(true)
+        );
         assert_eq!(
             eval_condition(&format!("{}1{} > 0", "(".repeat(30), ")".repeat(30)), &none),
             Ok(true)

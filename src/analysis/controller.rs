@@ -185,11 +185,7 @@ pub fn error_run(status: &AnalysisRunStatus, message: String, now: Timestamp) ->
 
 /// The status patch recording a contained reconcile panic: the run ends in Error with the panic
 /// as its message (it fails this run only; the Rollout treats it as any errored analysis).
-fn panic_status(
-    run: &AnalysisRun,
-    panic: &Panicked,
-    now: Timestamp,
-) -> Option<serde_json::Value> {
+fn panic_status(run: &AnalysisRun, panic: &Panicked, now: Timestamp) -> Option<serde_json::Value> {
     let current = run.status.clone().unwrap_or_default();
     if current.phase().is_completed() {
         return None;
@@ -380,7 +376,11 @@ async fn observe_args(
 ) -> Result<ResolvedArgs, ArgsError> {
     let mut ctx = ArgContext::default();
     for arg in spec.args.iter().filter(|a| a.value.is_none()) {
-        let Some(r) = arg.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) else {
+        let Some(r) = arg
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref())
+        else {
             continue;
         };
         let value = secrets::read(client, namespace, &r.name, &r.key)
@@ -683,8 +683,17 @@ mod tests {
         use proptest::prelude::*;
         proptest::option::of(prop_oneof![
             proptest::sample::select(vec![
-                "1s", "0s", "500ms", "10s", "1h", "2562047h", "2562047h47m16.854775807s", "inf",
-                "1e30", "é", ""
+                "1s",
+                "0s",
+                "500ms",
+                "10s",
+                "1h",
+                "2562047h",
+                "2562047h47m16.854775807s",
+                "inf",
+                "1e30",
+                "é",
+                ""
             ])
             .prop_map(str::to_string),
             "\\PC{0,8}",

@@ -108,7 +108,11 @@ mod tests {
     fn only_secrets_labelled_for_analysis_are_read() {
         let labelled = secret(json!({ANALYSIS_SECRET_LABEL: "true"}));
         assert_eq!(value_of(&labelled, "ns", "token"), Ok("tok".to_string()));
-        for labels in [json!({}), json!({ANALYSIS_SECRET_LABEL: "yes"}), json!({"other": "true"})] {
+        for labels in [
+            json!({}),
+            json!({ANALYSIS_SECRET_LABEL: "yes"}),
+            json!({"other": "true"}),
+        ] {
             let err = value_of(&secret(labels), "ns", "token").unwrap_err();
             assert_eq!(
                 err,
@@ -118,7 +122,10 @@ mod tests {
                 }
             );
             let text = err.to_string();
-            assert!(text.contains("ns/creds") && text.contains(ANALYSIS_SECRET_LABEL), "{text}");
+            assert!(
+                text.contains("ns/creds") && text.contains(ANALYSIS_SECRET_LABEL),
+                "{text}"
+            );
         }
         assert!(matches!(
             value_of(&labelled, "ns", "missing"),

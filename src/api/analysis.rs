@@ -192,6 +192,7 @@ pub struct Metric {
     pub initial_delay: Option<String>,
     /// Number of measurements to take (may be an `{{args.x}}` string in a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub count: Option<IntOrString>,
     /// Expression over `result` that makes a measurement Successful, e.g. `result[0] >= 0.95`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,15 +204,19 @@ pub struct Metric {
     pub failure_condition: Option<String>,
     /// Failed measurements tolerated before the metric fails (default 0; -1 disables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub failure_limit: Option<IntOrString>,
     /// Inconclusive measurements tolerated before the metric is Inconclusive (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub inconclusive_limit: Option<IntOrString>,
     /// Errors in a row tolerated before the metric is Error (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub consecutive_error_limit: Option<IntOrString>,
     /// Successes in a row after which the metric is Successful (default 0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub consecutive_success_limit: Option<IntOrString>,
     /// Where the measurement comes from.
     pub provider: MetricProvider,
@@ -321,6 +326,17 @@ impl Metric {
                 source,
             })
     }
+}
+
+/// An int-or-string whose integer form fits in an i32: a larger number would be stored by the API
+/// server and then fail to decode in the controller, hiding every object listed with it.
+fn int32_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": i32::MIN,
+        "maximum": i32::MAX,
+    })
 }
 
 /// The provider of a metric's measurements: exactly one must be set.

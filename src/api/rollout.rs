@@ -264,6 +264,8 @@ fn pause_duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
         "x-kubernetes-int-or-string": true,
         "nullable": true,
         "minimum": 0,
+        // Seconds in an i32, as the controller reads them: a larger number would not decode.
+        "maximum": i32::MAX,
         "maxLength": crate::duration::MAX_DURATION_LENGTH,
         "pattern": pattern,
     })
@@ -1113,7 +1115,10 @@ impl CanaryStrategy {
         }
         for (field, value) in [
             ("spec.strategy.canary.maxSurge", self.max_surge()),
-            ("spec.strategy.canary.maxUnavailable", self.max_unavailable()),
+            (
+                "spec.strategy.canary.maxUnavailable",
+                self.max_unavailable(),
+            ),
         ] {
             check_pod_budget(field, &value)?;
         }

@@ -140,7 +140,11 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     });
     let controller = controller
         .reconcile_on(triggers)
-        .run(guard.reconcile(reconcile), guard.error_policy(error_policy), context)
+        .run(
+            guard.reconcile(reconcile),
+            guard.error_policy(error_policy),
+            context,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "application controller event");

@@ -36,7 +36,15 @@ fn pause_duration() -> impl Strategy<Value = Option<IntOrString>> {
         Just(None),
         count().prop_map(|n| Some(IntOrString::Int(n))),
         prop::sample::select(vec![
-            "30s", "0", "1h", "inf", "1e30", "99999999999h", "-5s", "é", "2562047h47m16.854775807s"
+            "30s",
+            "0",
+            "1h",
+            "inf",
+            "1e30",
+            "99999999999h",
+            "-5s",
+            "é",
+            "2562047h47m16.854775807s"
         ])
         .prop_map(|s| Some(IntOrString::String(s.to_string()))),
         "\\PC{0,12}".prop_map(|s| Some(IntOrString::String(s))),

@@ -8,7 +8,7 @@
 //! panic, and the unrelated canary finishes.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::core::ApiResource;
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 use crate::common::rollouts::{Harness, TIMEOUT, current_hash, phase, rollout_manifest};
-use crate::common::{http_get, wait_for};
+use crate::common::{apply_crds, http_get, wait_for};
 
 fn sluice_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind));
@@ -28,21 +28,33 @@ async fn create(api: &Api<DynamicObject>, object: Value) -> Result<(), kube::Err
     api.create(&PostParams::default(), &object).await.map(drop)
 }
 
-/// Creating `object` is refused by the API server with a message naming `field`.
-async fn assert_refused(api: &Api<DynamicObject>, object: Value, field: &str) {
-    let name = object["metadata"]["name"].clone();
-    match create(api, object).await {
-        Ok(()) => panic!("{name} was accepted; the API server must refuse it naming {field}"),
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 422, "{name}: {status:?}");
-            assert!(
-                status.message.contains(field),
-                "{name}: the refusal does not name {field}: {}",
-                status.message
-            );
+/// Creating `object` is refused by the API server with a message naming `field`. The CRDs are
+/// applied again before each try: other tests on the shared cluster may have applied their own
+/// copies in between (an object the older schema let through is deleted, and tried again).
+async fn assert_refused(client: &Client, api: &Api<DynamicObject>, object: Value, field: &str) {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for _ in 0..5 {
+        apply_crds(client).await;
+        match create(api, object.clone()).await {
+            Ok(()) => {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            }
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{name}: {status:?}");
+                assert!(
+                    status.message.contains(field),
+                    "{name}: the refusal does not name {field}: {}",
+                    status.message
+                );
+                return;
+            }
+            Err(e) => panic!("{name}: {e}"),
         }
-        Err(e) => panic!("{name}: {e}"),
     }
+    panic!("{name} was accepted; the API server must refuse it naming {field}");
 }
 
 /// An AnalysisRun of one Prometheus metric with `prometheus` merged into its provider; the first
@@ -135,36 +147,53 @@ async fn crash_inputs_are_refused_or_reported_and_the_controller_stays_up() {
 
     // Refused at admission, naming the field.
     assert_refused(
+        &client,
         &rollouts,
         with_canary("surge-max-int", json!({"maxSurge": 2147483647})),
         "maxSurge",
     )
     .await;
     assert_refused(
+        &client,
         &rollouts,
         with_canary("surge-percent", json!({"maxSurge": "1000%"})),
         "maxSurge",
     )
     .await;
     assert_refused(
+        &client,
         &rollouts,
         with_canary("unavailable-negative", json!({"maxUnavailable": -1})),
         "maxUnavailable",
     )
     .await;
     assert_refused(
+        &client,
         &rollouts,
-        with_canary("pause-garbage", json!({"steps": [{"pause": {"duration": "now()é"}}]})),
+        with_canary(
+            "pause-garbage",
+            json!({"steps": [{"pause": {"duration": "now()é"}}]}),
+        ),
         "duration",
     )
     .await;
+    // An int beyond i32 would be stored, then fail to decode and hide every run listed with it.
     assert_refused(
+        &client,
+        &runs,
+        run("count-beyond-i32", json!({"count": 99_999_999_999i64})),
+        "count",
+    )
+    .await;
+    assert_refused(
+        &client,
         &runs,
         run("interval-too-fast", json!({"interval": "100ms"})),
         "interval",
     )
     .await;
     assert_refused(
+        &client,
         &runs,
         run(
             "condition-too-long",
@@ -179,7 +208,9 @@ async fn crash_inputs_are_refused_or_reported_and_the_controller_stays_up() {
         "pause-forever",
         json!({"steps": [{"setWeight": 50}, {"pause": {"duration": "99999999999999h"}}]}),
     );
-    create(&rollouts, huge_pause).await.expect("create pause-forever");
+    create(&rollouts, huge_pause)
+        .await
+        .expect("create pause-forever");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -252,10 +283,7 @@ async fn crash_inputs_are_refused_or_reported_and_the_controller_stays_up() {
         (phase(&r) == Some(RolloutPhase::Degraded)).then_some(r)
     })
     .await;
-    let message = degraded
-        .status
-        .and_then(|s| s.message)
-        .unwrap_or_default();
+    let message = degraded.status.and_then(|s| s.message).unwrap_or_default();
     assert!(message.contains("duration"), "{message}");
 
     // The controller stayed up throughout, and the unrelated canary finished its steps.
@@ -273,7 +301,10 @@ async fn crash_inputs_are_refused_or_reported_and_the_controller_stays_up() {
     for controller in ["rollout", "analysis", "application", "revert"] {
         assert_eq!(
             h.controller
-                .metric_with("sluice_reconcile_panics_total", &[("controller", controller)])
+                .metric_with(
+                    "sluice_reconcile_panics_total",
+                    &[("controller", controller)]
+                )
                 .await,
             Some(0.0),
             "{controller}"

@@ -265,7 +265,12 @@ mod tests {
 
     /// A 127.0.0.1 server answering every connection with `head` and then `body_chunks` chunks of
     /// `chunk` bytes, `pause` apart, and closing.
-    async fn server(head: &'static str, chunk: usize, body_chunks: usize, pause: Duration) -> String {
+    async fn server(
+        head: &'static str,
+        chunk: usize,
+        body_chunks: usize,
+        pause: Duration,
+    ) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -286,7 +291,11 @@ mod tests {
         format!("http://{addr}/metrics")
     }
 
-    async fn get(url: &str, timeout: Duration, limit: usize) -> Result<(u16, String), ProviderError> {
+    async fn get(
+        url: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(u16, String), ProviderError> {
         let client = HttpClients::new().unwrap();
         send_bounded("scrape", url, client.get(false).get(url), timeout, limit).await
     }
@@ -294,25 +303,58 @@ mod tests {
     #[tokio::test]
     async fn an_endless_body_stops_at_the_byte_cap() {
         // No Content-Length: the cap is found while reading.
-        let url = server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 4096, 1000, Duration::ZERO).await;
-        let err = get(&url, Duration::from_secs(10), 64 << 10).await.unwrap_err();
-        assert!(matches!(err, ProviderError::TooLarge { limit, .. } if limit == 64 << 10), "{err}");
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            4096,
+            1000,
+            Duration::ZERO,
+        )
+        .await;
+        let err = get(&url, Duration::from_secs(10), 64 << 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::TooLarge { limit, .. } if limit == 64 << 10),
+            "{err}"
+        );
         assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
         // A declared length over the cap is refused before reading.
-        let url = server("HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n", 1, 1, Duration::ZERO).await;
-        let err = get(&url, Duration::from_secs(10), 64 << 10).await.unwrap_err();
+        let url = server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n",
+            1,
+            1,
+            Duration::ZERO,
+        )
+        .await;
+        let err = get(&url, Duration::from_secs(10), 64 << 10)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::TooLarge { .. }), "{err}");
         // Within the cap, the body is read whole.
-        let url = server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 1000, 3, Duration::ZERO).await;
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            1000,
+            3,
+            Duration::ZERO,
+        )
+        .await;
         let (status, body) = get(&url, Duration::from_secs(10), 64 << 10).await.unwrap();
         assert_eq!((status, body.len()), (200, 3000));
     }
 
     #[tokio::test]
     async fn a_body_dripping_slowly_times_out_as_a_whole() {
-        let url = server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 1, 100, Duration::from_millis(100)).await;
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            1,
+            100,
+            Duration::from_millis(100),
+        )
+        .await;
         let started = std::time::Instant::now();
-        let err = get(&url, Duration::from_secs(1), 64 << 10).await.unwrap_err();
+        let err = get(&url, Duration::from_secs(1), 64 << 10)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::analysis::secrets;
 use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
-use crate::analysis::secrets;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -273,8 +273,11 @@ fn step_duration(text: &str) -> Result<Duration, ProviderError> {
         reason,
     };
     let step = match text.parse::<f64>() {
-        Ok(secs) => Duration::try_from_secs_f64(secs)
-            .map_err(|_| err(format!("{text:?} seconds is negative, infinite or too large")))?,
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+            err(format!(
+                "{text:?} seconds is negative, infinite or too large"
+            ))
+        })?,
         Err(_) => parse_duration(text).map_err(|e| err(e.to_string()))?,
     };
     if !(MIN_STEP..=MAX_STEP).contains(&step) {
@@ -443,17 +446,46 @@ mod tests {
             end: None,
             step: step.map(str::to_string),
         };
-        for start in ["now()é", "now()ééé", "now()-", "now()+duration(\"1x\")", "NaN", "inf"] {
+        for start in [
+            "now()é",
+            "now()ééé",
+            "now()-",
+            "now()+duration(\"1x\")",
+            "NaN",
+            "inf",
+        ] {
             let err = range_params(&with(Some(start), None), now).unwrap_err();
             assert!(
-                matches!(err, ProviderError::Spec { field: "rangeQuery.start", .. }),
+                matches!(
+                    err,
+                    ProviderError::Spec {
+                        field: "rangeQuery.start",
+                        ..
+                    }
+                ),
                 "{start}: {err}"
             );
         }
-        for step in ["inf", "1e30", "-1", "NaN", "0", "0s", "1e-9", "400d", "99999999999h"] {
+        for step in [
+            "inf",
+            "1e30",
+            "-1",
+            "NaN",
+            "0",
+            "0s",
+            "1e-9",
+            "400d",
+            "99999999999h",
+        ] {
             let err = range_params(&with(None, Some(step)), now).unwrap_err();
             assert!(
-                matches!(err, ProviderError::Spec { field: "rangeQuery.step", .. }),
+                matches!(
+                    err,
+                    ProviderError::Spec {
+                        field: "rangeQuery.step",
+                        ..
+                    }
+                ),
                 "{step}: {err}"
             );
         }
