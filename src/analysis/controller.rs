@@ -644,6 +644,31 @@ mod tests {
     }
 
     #[test]
+    fn a_contained_panic_ends_a_running_run_in_error_only() {
+        let run = |status: AnalysisRunStatus| {
+            let mut run = AnalysisRun::new(
+                "r",
+                spec(
+                    json!({"metrics": [{"name": "m", "provider": {"prometheus": {"query": "q"}}}]}),
+                ),
+            );
+            run.status = Some(status);
+            run
+        };
+        let panic = Panicked {
+            message: "boom".into(),
+        };
+        let patch = panic_status(&run(AnalysisRunStatus::default()), &panic, ts(7))
+            .expect("a status patch");
+        let status: AnalysisRunStatus =
+            serde_json::from_value(patch["status"].clone()).expect("a status");
+        assert_eq!(status.phase(), AnalysisPhase::Error);
+        assert_eq!(status.message.as_deref(), Some("reconcile panicked: boom"));
+        let done = error_run(&AnalysisRunStatus::default(), "finished".into(), ts(1));
+        assert_eq!(panic_status(&run(done), &panic, ts(7)), None);
+    }
+
+    #[test]
     fn a7_missing_arg_fails_the_run_clearly() {
         let s = error_run(
             &AnalysisRunStatus::default(),

@@ -746,4 +746,45 @@ mod tests {
             assert_eq!(kinds, vec![PROGRESSING, AVAILABLE, COMPLETED, HEALTHY]);
         }
     }
+
+    /// A contained panic shows on the Rollout (Degraded, a ReconcileError condition naming it);
+    /// the next reconcile that plans removes the condition.
+    #[test]
+    fn a_reconcile_panic_shows_until_a_plan_succeeds() {
+        let obs = testkit::deployed(testkit::canary(2, vec![testkit::weight(50)]));
+        let panic = crate::reconcile_guard::Panicked {
+            message: "index out of bounds".into(),
+        };
+        let patch = panic_status(&obs.rollout, &panic, t0()).expect("a status patch");
+        assert_eq!(patch["status"]["phase"], "Degraded");
+        let status: RolloutStatus =
+            serde_json::from_value(patch["status"].clone()).expect("a status");
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == RECONCILE_ERROR)
+            .expect("the ReconcileError condition");
+        assert_eq!(condition.status.as_deref(), Some("True"));
+        assert!(
+            condition
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("index out of bounds")),
+            "{condition:?}"
+        );
+        // The other conditions are kept.
+        assert!(status.conditions.iter().any(|c| c.type_ == HEALTHY));
+
+        let mut after = obs.clone();
+        testkit::edit_status(&mut after, |s| s.conditions = status.conditions.clone());
+        let planned = crate::rollout::plan::plan(&after);
+        assert!(
+            planned
+                .status
+                .conditions
+                .iter()
+                .all(|c| c.type_ != RECONCILE_ERROR)
+        );
+        assert_eq!(planned.status.phase, Some(RolloutPhase::Healthy));
+    }
 }
