@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test lint unit crds demo bench cluster-up cluster-down
+.PHONY: test lint unit fuzz crds demo bench cluster-up cluster-down
 
 ## test: everything CI runs — format and lint checks, unit tests, and the end-to-end suite on a real
 ## local cluster that this target brings up (and down at the end, even on failure).
@@ -17,6 +17,13 @@ lint:
 ## unit: the tests that need no cluster.
 unit:
 	$(CARGO) test --workspace --lib --bins
+
+## fuzz: the property tests of the parsers and planners that read user input (durations, conditions,
+## int-or-percent, Rollout and AnalysisRun plans) with FUZZ_CASES cases each instead of the 2,000 of
+## `make test`; a failure prints the smallest input that fails.
+FUZZ_CASES ?= 100000
+fuzz:
+	SLUICE_PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --lib
 
 ## crds: regenerate crds/ from the Rust types, and the Helm chart's copy (tests/chart.rs checks they agree).
 CHART_CRDS := charts/sluice/crds

@@ -17,6 +17,7 @@ pub mod manager;
 pub mod metrics;
 pub mod plugin;
 pub mod readiness;
+pub mod reconcile_guard;
 pub mod revert;
 pub mod rollout;
 pub mod server;
@@ -25,3 +26,18 @@ pub mod tls;
 
 /// The version of this build, as shown by `--version` and `sluice_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The property tests' settings: `SLUICE_PROPTEST_CASES` cases each (2,000 by default, `make fuzz`
+/// runs many more), no regression files written into the source tree.
+#[cfg(test)]
+pub(crate) fn proptest_config() -> proptest::prelude::ProptestConfig {
+    let cases = std::env::var("SLUICE_PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2000);
+    proptest::prelude::ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    }
+}

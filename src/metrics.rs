@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
@@ -19,6 +20,8 @@ pub type Labels = Vec<(String, String)>;
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
+    /// `sluice_reconcile_panics_total{controller}`, shared by every controller's reconcile guard.
+    reconcile_panics: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -30,9 +33,23 @@ impl Metrics {
             "Build information of the running Sluice",
             Info::new(vec![("version".to_string(), crate::VERSION.to_string())]),
         );
+        let reconcile_panics = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_panics",
+            "Reconciles that panicked, by controller; the panic failed that object only",
+            reconcile_panics.clone(),
+        );
         Self {
             registry: Arc::new(RwLock::new(registry)),
+            reconcile_panics,
         }
+    }
+
+    /// The panic counter of `controller`, created at 0 so that the series exists before any panic.
+    pub fn reconcile_panics(&self, controller: &str) -> Counter {
+        self.reconcile_panics
+            .get_or_create(&vec![("controller".to_string(), controller.to_string())])
+            .clone()
     }
 
     /// Lets a component add its metric families.

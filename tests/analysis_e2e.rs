@@ -651,8 +651,8 @@ async fn recording_prometheus() -> (
     (format!("http://{addr}"), heads, server)
 }
 
-/// Bearer token and headers reach Prometheus, the token read from a Secret; a `secretKeyRef` argument
-/// is templated into the query but masked in the measurement's metadata.
+/// Bearer token and headers reach Prometheus, the token read from a Secret (labelled for analysis);
+/// a `secretKeyRef` argument is templated into the query but masked in the measurement's metadata.
 #[tokio::test]
 async fn credentials_and_secret_args_come_from_secrets_and_stay_out_of_status() {
     use k8s_openapi::api::core::v1::Secret;
@@ -663,7 +663,7 @@ async fn credentials_and_secret_args_come_from_secrets_and_stay_out_of_status() 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let secret: Secret = from_json(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "prom-creds"},
+        "metadata": {"name": "prom-creds", "labels": {"sluice.dev/analysis-secret": "true"}},
         "stringData": {"token": "tok-e2e-123", "tenant": "tenant-secret-9"}
     }));
     secrets

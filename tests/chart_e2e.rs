@@ -159,7 +159,8 @@ async fn drive_canary(h: &Harness, template_ref: Value) {
     let secret: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
     h.create(
         &secret,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "analysis-args"},
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "analysis-args", "labels": {"sluice.dev/analysis-secret": "true"}},
                "stringData": {"expected": "1"}}),
     )
     .await;

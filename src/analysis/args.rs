@@ -43,6 +43,12 @@ pub enum ArgsError {
         secret: String,
         key: String,
     },
+    #[error("args.{name}: {source}")]
+    SecretUnusable {
+        name: String,
+        #[source]
+        source: super::secrets::SecretError,
+    },
     #[error("args.{name} is given two different values by templates {first:?} and {second:?}")]
     Conflict {
         name: String,
@@ -217,12 +223,24 @@ pub fn field_path(object: &Value, path: &str) -> Result<String, String> {
     })
 }
 
+/// The longest text a substitution may produce: a long value used many times would otherwise
+/// multiply into gigabytes.
+pub const MAX_SUBSTITUTED_BYTES: usize = 1 << 20;
+
 /// Replaces every `{{args.NAME}}` (spaces allowed inside the braces) in `text`. A name without a value
 /// is an error naming it; other `{{...}}` text is left alone.
 pub fn substitute(metric: &str, text: &str, args: &ResolvedArgs) -> Result<String, ArgsError> {
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len().min(MAX_SUBSTITUTED_BYTES));
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
+        if out.len() > MAX_SUBSTITUTED_BYTES {
+            return Err(ArgsError::Metric {
+                metric: metric.to_string(),
+                reason: format!(
+                    "a field is longer than {MAX_SUBSTITUTED_BYTES} bytes once its {{{{args}}}} are replaced"
+                ),
+            });
+        }
         let Some(len) = rest[start + 2..].find("}}") else {
             break;
         };
@@ -656,5 +674,44 @@ mod tests {
             dup,
             Err(ArgsError::Conflict { .. }) | Err(ArgsError::DuplicateMetric { .. })
         ));
+    }
+
+    fn cases() -> proptest::prelude::ProptestConfig {
+        crate::proptest_config()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn substitution_of_any_text_never_panics(
+            text in "(\\PC|\\{\\{ ?(args\\.)?[a-zé]{0,3} ?\\}\\}|\\{|\\}){0,20}",
+            value in "\\PC{0,10}",
+        ) {
+            let mut args = ResolvedArgs::default();
+            for name in ["a", "é", ""] {
+                args.values.insert(name.to_string(), value.clone());
+            }
+            if let Ok(out) = substitute("m", &text, &args) {
+                proptest::prop_assert!(out.len() <= text.len() * (value.len() + 1));
+            }
+        }
+
+        #[test]
+        fn field_paths_of_any_text_never_panic(path in "(\\PC|\\[|\\]|\\.|'|\"|[0-9]){0,20}") {
+            let object = json!({"metadata": {"name": "web", "labels": {"app": "web"}},
+                                "spec": {"containers": [{"image": "i"}]}});
+            let _ = field_path(&object, &path);
+        }
+    }
+
+    #[test]
+    fn a_long_value_used_many_times_is_refused_not_multiplied() {
+        let mut args = ResolvedArgs::default();
+        args.values.insert("x".into(), "v".repeat(100_000));
+        let text = "{{args.x}}".repeat(100);
+        let err = substitute("m", &text, &args).unwrap_err();
+        assert!(matches!(err, ArgsError::Metric { .. }), "{err}");
+        assert!(substitute("m", &"{{args.x}}".repeat(5), &args).is_ok());
     }
 }

@@ -51,11 +51,22 @@ impl MetricValue {
     }
 }
 
+/// The longest `successCondition` / `failureCondition` (also the CRDs' `maxLength`).
+pub const MAX_CONDITION_LENGTH: usize = 4096;
+/// Deepest nesting of brackets in a condition: the parser and evaluator recurse per level.
+const MAX_NESTING: usize = 32;
+/// Stack of the thread a condition is evaluated on: ample for [`MAX_CONDITION_LENGTH`] characters
+/// of the deepest expression (a chain of operators recurses once per operator), where a tokio
+/// worker's 2 MiB stack is not, and a stack overflow aborts the process.
+const EVAL_STACK_BYTES: usize = 32 << 20;
+
 /// A condition that could not be evaluated: the measurement is an Error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConditionError {
     #[error("condition {condition:?}: {message}")]
     Eval { condition: String, message: String },
+    #[error("condition {condition:?} refused: {reason}")]
+    Refused { condition: String, reason: String },
     #[error("condition {condition:?} returned {got}, expected a bool")]
     NotABool { condition: String, got: String },
 }
@@ -119,8 +130,87 @@ fn number_arg(name: &str, args: &[Value]) -> Result<f64, expr::Error> {
     }
 }
 
-/// Evaluates one condition against `result`; it must return a bool.
+/// Evaluates one condition against `result`; it must return a bool. The condition is written by
+/// whoever may create a template: it is bounded first ([`check_bounds`]), then evaluated on a
+/// thread of its own with a large stack, where a panic of the evaluator is an error of this
+/// condition only.
 pub fn eval_condition(condition: &str, result: &MetricValue) -> Result<bool, ConditionError> {
+    check_bounds(condition)?;
+    let evaluated = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sluice-condition".to_string())
+            .stack_size(EVAL_STACK_BYTES)
+            .spawn_scoped(scope, || eval_here(condition, result))
+            .map(|thread| thread.join())
+    });
+    let eval_err = |message: String| ConditionError::Eval {
+        condition: crate::reconcile_guard::truncate(condition, 200),
+        message,
+    };
+    match evaluated {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(eval_err(
+            "the expression evaluator failed on it".to_string(),
+        )),
+        Err(e) => Err(eval_err(format!("cannot start its evaluation: {e}"))),
+    }
+}
+
+/// Refuses what could exhaust the process rather than fail: overlong conditions, deep nesting,
+/// and the range operator `a..b` (it builds the whole list: `0..9999999999` would take all
+/// memory; Argo's expr stops such lists at a memory budget, expr-lang has none).
+fn check_bounds(condition: &str) -> Result<(), ConditionError> {
+    let refused = |reason: String| ConditionError::Refused {
+        condition: crate::reconcile_guard::truncate(condition, 200),
+        reason,
+    };
+    if condition.len() > MAX_CONDITION_LENGTH {
+        return Err(refused(format!(
+            "{} bytes, more than the {MAX_CONDITION_LENGTH} allowed",
+            condition.len()
+        )));
+    }
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut previous = '\0';
+    for c in condition.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' | '`' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(refused(format!(
+                            "brackets nested more than {MAX_NESTING} deep"
+                        )));
+                    }
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                '.' if previous == '.' => {
+                    return Err(refused(
+                        "the range operator `..` is not supported in conditions".to_string(),
+                    ));
+                }
+                _ => {}
+            },
+        }
+        // A dot inside a string, or the one closing it, never starts a range.
+        previous = if quote.is_some() { '\0' } else { c };
+    }
+    Ok(())
+}
+
+fn eval_here(condition: &str, result: &MetricValue) -> Result<bool, ConditionError> {
     let mut ctx = Context::default();
     ctx.insert("result".to_string(), result.to_expr());
     let value = ENVIRONMENT
@@ -289,6 +379,104 @@ mod tests {
                 expected,
                 "success={success:?} failure={failure:?}"
             );
+        }
+    }
+
+    /// expr-lang 2.1 itself: integer `%` by zero is an error, `/` is float division (Inf, NaN),
+    /// integer overflow wraps; none of them panics.
+    #[test]
+    fn expr_lang_arithmetic_edges_are_values_or_errors() {
+        let none = list(&[]);
+        assert!(matches!(
+            eval_condition("1 % 0 == 0", &none),
+            Err(ConditionError::Eval { .. })
+        ));
+        assert_eq!(eval_condition("isInf(1 / 0)", &none), Ok(true));
+        assert_eq!(eval_condition("isNaN(0 / 0)", &none), Ok(true));
+        assert_eq!(
+            eval_condition("9223372036854775807 + 1 < 0", &none),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_condition(
+                "-9223372036854775807 - 1 == -(-9223372036854775807 - 1)",
+                &none
+            ),
+            Ok(true)
+        );
+        assert!(eval_condition("99999999999999999999 > 1", &none).is_err());
+    }
+
+    #[test]
+    fn conditions_that_could_exhaust_the_process_are_refused() {
+        let none = list(&[]);
+        let refused = |c: &str| {
+            matches!(
+                eval_condition(c, &none),
+                Err(ConditionError::Refused { .. })
+            )
+        };
+        assert!(refused("len(0..9999999999) > 0"));
+        assert!(refused("len(0 .. 9) > 0"));
+        assert!(refused(&format!(
+            "{}1{} > 0",
+            "(".repeat(40),
+            ")".repeat(40)
+        )));
+        assert!(refused(&format!(
+            "result > {}",
+            "1".repeat(MAX_CONDITION_LENGTH)
+        )));
+        // Dots in strings and numbers are fine.
+        assert_eq!(
+            eval_condition("\"a..b\" != \"\" && 0.5 < 1.5", &none),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_condition(&format!("{}1{} > 0", "(".repeat(30), ")".repeat(30)), &none),
+            Ok(true)
+        );
+    }
+
+    /// The deepest expression within the bounds: a chain of operators as long as allowed.
+    #[test]
+    fn the_longest_operator_chain_evaluates() {
+        let chain = format!("{} > 0", vec!["1"; MAX_CONDITION_LENGTH / 2 - 4].join("+"));
+        assert!(chain.len() <= MAX_CONDITION_LENGTH);
+        assert_eq!(eval_condition(&chain, &list(&[])), Ok(true));
+        let negations = format!("{}true", "!".repeat(MAX_CONDITION_LENGTH - 4));
+        let outcome = eval_condition(&negations, &list(&[]));
+        assert!(
+            matches!(outcome, Ok(true) | Err(ConditionError::Eval { .. })),
+            "{outcome:?}"
+        );
+    }
+
+    fn cases() -> proptest::prelude::ProptestConfig {
+        crate::proptest_config()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn any_text_is_a_verdict_or_an_error(
+            condition in "\\PC{0,60}",
+            values in proptest::collection::vec(proptest::num::f64::ANY, 0..4),
+        ) {
+            let _ = eval_condition(&condition, &MetricValue::List(values));
+        }
+
+        #[test]
+        fn expression_like_text_is_a_verdict_or_an_error(
+            condition in "(result|len\\(result\\)|result\\[[0-9-]{1,3}\\]|[0-9]{1,25}|[0-9]\\.[0-9]e[0-9]{1,3}|isNaN\\(result\\[0\\]\\)|all\\(result, \\{# < 1\\}\\)|nil|\"x\")( ?(\\+|-|\\*|/|%|\\*\\*|\\^|<|>=|==|!=|&&|\\|\\||\\?|:|in) ?(result|[0-9]{1,20}|-[0-9]{1,20}|0|result\\[[0-9]\\]|\\[\\]|true|nil)){0,6}",
+            values in proptest::collection::vec(proptest::num::f64::ANY, 0..4),
+        ) {
+            let result = MetricValue::List(values);
+            let phase = evaluate(Some(&condition), None, &result);
+            if let Ok(phase) = phase {
+                proptest::prop_assert!(matches!(phase, Successful | Failed));
+            }
         }
     }
 

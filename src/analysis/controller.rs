@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -25,6 +24,7 @@ use super::args::{self, ArgContext, ArgsError, ResolvedArgs};
 use super::condition::{self, MetricValue};
 use super::metrics::AnalysisRunMetrics;
 use super::provider::{Measured, Provider, ProviderError, Providers};
+use super::secrets;
 use super::verdict::{self, METADATA_FAILURE_CONDITION_MET};
 use crate::api::analysis::{
     AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric,
@@ -32,6 +32,7 @@ use crate::api::analysis::{
 };
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::reconcile_guard::{Panicked, ReconcileGuard};
 
 /// Field manager of every write of this controller.
 pub const FIELD_MANAGER: &str = "sluice-analysis";
@@ -87,6 +88,11 @@ pub async fn run(client: Client, ctx: AnalysisContext, readiness: Readiness) {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let guard = ReconcileGuard::new("analysis", &ctx.metrics).reporting(
+        client.clone(),
+        FIELD_MANAGER,
+        Some(panic_status),
+    );
     let context = Arc::new(Context { client, providers });
     tracing::info!(
         namespace = ctx.namespace.as_deref().unwrap_or("<all>"),
@@ -98,7 +104,11 @@ pub async fn run(client: Client, ctx: AnalysisContext, readiness: Readiness) {
         r.register_collector(Box::new(AnalysisRunMetrics { runs: cached }));
     });
     controller
-        .run(reconcile, error_policy, context)
+        .run(
+            guard.reconcile(reconcile),
+            guard.error_policy(error_policy),
+            context,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "analysis controller event");
@@ -171,6 +181,17 @@ pub fn error_run(status: &AnalysisRunStatus, message: String, now: Timestamp) ->
     next.started_at.get_or_insert(Time(now));
     next.completed_at = Some(Time(now));
     next
+}
+
+/// The status patch recording a contained reconcile panic: the run ends in Error with the panic
+/// as its message (it fails this run only; the Rollout treats it as any errored analysis).
+fn panic_status(run: &AnalysisRun, panic: &Panicked, now: Timestamp) -> Option<serde_json::Value> {
+    let current = run.status.clone().unwrap_or_default();
+    if current.phase().is_completed() {
+        return None;
+    }
+    let status = error_run(&current, panic.to_string(), now);
+    Some(serde_json::json!({ "status": serde_json::to_value(status).ok()? }))
 }
 
 /// A finished measurement from what the provider answered (PURE): the conditions judge the value (A1);
@@ -346,22 +367,29 @@ async fn take_measurement(
     (metric.name.clone(), m)
 }
 
-/// Reads the Secrets the arguments name and resolves the arguments.
+/// Reads the Secrets the arguments name (only those labelled for analysis, see [`secrets`]) and
+/// resolves the arguments.
 async fn observe_args(
     client: &Client,
     namespace: &str,
     spec: &AnalysisRunSpec,
 ) -> Result<ResolvedArgs, ArgsError> {
     let mut ctx = ArgContext::default();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    for r in args::secret_refs(&spec.args) {
-        // A Secret that cannot be read is reported by resolve_args as that argument's error.
-        if let Ok(secret) = secrets.get(&r.name).await
-            && let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(&r.key))
-            && let Ok(value) = String::from_utf8(bytes.0.clone())
-        {
-            ctx.secrets.insert((r.name.clone(), r.key.clone()), value);
-        }
+    for arg in spec.args.iter().filter(|a| a.value.is_none()) {
+        let Some(r) = arg
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref())
+        else {
+            continue;
+        };
+        let value = secrets::read(client, namespace, &r.name, &r.key)
+            .await
+            .map_err(|source| ArgsError::SecretUnusable {
+                name: arg.name.clone(),
+                source,
+            })?;
+        ctx.secrets.insert((r.name.clone(), r.key.clone()), value);
     }
     args::resolve_args(&spec.args, &ctx)
 }
@@ -616,6 +644,31 @@ mod tests {
     }
 
     #[test]
+    fn a_contained_panic_ends_a_running_run_in_error_only() {
+        let run = |status: AnalysisRunStatus| {
+            let mut run = AnalysisRun::new(
+                "r",
+                spec(
+                    json!({"metrics": [{"name": "m", "provider": {"prometheus": {"query": "q"}}}]}),
+                ),
+            );
+            run.status = Some(status);
+            run
+        };
+        let panic = Panicked {
+            message: "boom".into(),
+        };
+        let patch = panic_status(&run(AnalysisRunStatus::default()), &panic, ts(7))
+            .expect("a status patch");
+        let status: AnalysisRunStatus =
+            serde_json::from_value(patch["status"].clone()).expect("a status");
+        assert_eq!(status.phase(), AnalysisPhase::Error);
+        assert_eq!(status.message.as_deref(), Some("reconcile panicked: boom"));
+        let done = error_run(&AnalysisRunStatus::default(), "finished".into(), ts(1));
+        assert_eq!(panic_status(&run(done), &panic, ts(7)), None);
+    }
+
+    #[test]
     fn a7_missing_arg_fails_the_run_clearly() {
         let s = error_run(
             &AnalysisRunStatus::default(),
@@ -635,5 +688,105 @@ mod tests {
                 "unable to resolve arguments: args.service has no value: give it a value in the Rollout's analysis args"
             )
         );
+    }
+
+    fn cases() -> proptest::prelude::ProptestConfig {
+        crate::proptest_config()
+    }
+
+    fn int_or_string() -> impl proptest::strategy::Strategy<Value = Option<serde_json::Value>> {
+        use proptest::prelude::*;
+        proptest::option::of(prop_oneof![
+            any::<i32>().prop_map(|n| json!(n)),
+            (-2..5i32).prop_map(|n| json!(n)),
+            "\\PC{0,6}".prop_map(|s| json!(s)),
+            "-?[0-9]{1,12}".prop_map(|s| json!(s)),
+        ])
+    }
+
+    fn duration_text() -> impl proptest::strategy::Strategy<Value = Option<String>> {
+        use proptest::prelude::*;
+        proptest::option::of(prop_oneof![
+            proptest::sample::select(vec![
+                "1s",
+                "0s",
+                "500ms",
+                "10s",
+                "1h",
+                "2562047h",
+                "2562047h47m16.854775807s",
+                "inf",
+                "1e30",
+                "é",
+                ""
+            ])
+            .prop_map(str::to_string),
+            "\\PC{0,8}",
+        ])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(cases())]
+
+        /// Any metric settings and any counters a user could write into the status: planning,
+        /// recording and scheduling never panic, the requeue is never a busy loop, and a run that
+        /// cannot be measured ends instead of spinning.
+        #[test]
+        fn analysis_runs_of_any_spec_plan_record_and_schedule(
+            interval in duration_text(),
+            initial_delay in duration_text(),
+            count in int_or_string(),
+            limits in (int_or_string(), int_or_string(), int_or_string(), int_or_string()),
+            counters in proptest::collection::vec(proptest::prelude::any::<i32>(), 6),
+            values in proptest::collection::vec(proptest::num::f64::ANY, 0..3),
+            now in 0..4_000_000_000i64,
+            retention in proptest::prelude::any::<i32>(),
+        ) {
+            let mut metric = json!({
+                "name": "m",
+                "successCondition": "result[0] >= 0.95",
+                "provider": {"prometheus": {"query": "q"}}
+            });
+            for (field, value) in [
+                ("interval", interval.map(|s| json!(s))),
+                ("initialDelay", initial_delay.map(|s| json!(s))),
+                ("count", count),
+                ("failureLimit", limits.0),
+                ("inconclusiveLimit", limits.1),
+                ("consecutiveErrorLimit", limits.2),
+                ("consecutiveSuccessLimit", limits.3),
+            ] {
+                if let Some(v) = value {
+                    metric[field] = v;
+                }
+            }
+            let spec = spec(json!({
+                "metrics": [metric],
+                "measurementRetention": [{"metricName": "*", "limit": retention}]
+            }));
+            let status = AnalysisRunStatus {
+                started_at: Some(Time(ts(now / 2))),
+                metric_results: vec![MetricResult {
+                    name: "m".into(),
+                    count: counters[0],
+                    successful: counters[1],
+                    failed: counters[2],
+                    inconclusive: counters[3],
+                    error: counters[4],
+                    consecutive_error: counters[5],
+                    ..MetricResult::default()
+                }],
+                ..AnalysisRunStatus::default()
+            };
+            let p = plan(&spec, &status, ts(now));
+            let m = measurement(&spec.metrics[0], measured(&values), ts(now), ts(now), &ResolvedArgs::default());
+            let recorded = record(&spec, &p.status, vec![("m".into(), m)], ts(now));
+            proptest::prop_assert!(recorded.metric_results[0].measurements.len() <= usize::try_from(retention.max(1)).unwrap_or(1));
+            for status in [&p.status, &recorded] {
+                if let Some(after) = requeue_after(&spec, status, ts(now)) {
+                    proptest::prop_assert!(after >= Duration::from_millis(50));
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`verdict`] (PURE): measurements → metric phase → run phase, retention, scheduling;
 //! - [`args`] (PURE): argument resolution, `{{args.x}}` templating, building a run from templates;
 //! - [`provider`]: the [`provider::Provider`] trait, Prometheus and scrape;
+//! - [`secrets`]: the Secrets analysis may read (labelled for it);
 //! - [`controller`]: the AnalysisRun reconciler.
 
 pub mod args;
@@ -12,4 +13,5 @@ pub mod condition;
 pub mod controller;
 pub mod metrics;
 pub mod provider;
+pub mod secrets;
 pub mod verdict;

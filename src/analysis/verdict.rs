@@ -25,26 +25,26 @@ pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, retention: i32) {
     match measurement.phase {
         AnalysisPhase::Successful => {
-            result.successful += 1;
-            result.count += 1;
+            bump(&mut result.successful);
+            bump(&mut result.count);
             result.consecutive_error = 0;
-            result.consecutive_success += 1;
+            bump(&mut result.consecutive_success);
         }
         AnalysisPhase::Failed => {
-            result.failed += 1;
-            result.count += 1;
+            bump(&mut result.failed);
+            bump(&mut result.count);
             result.consecutive_error = 0;
             result.consecutive_success = 0;
         }
         AnalysisPhase::Inconclusive => {
-            result.inconclusive += 1;
-            result.count += 1;
+            bump(&mut result.inconclusive);
+            bump(&mut result.count);
             result.consecutive_error = 0;
             result.consecutive_success = 0;
         }
         AnalysisPhase::Error => {
-            result.error += 1;
-            result.consecutive_error += 1;
+            bump(&mut result.error);
+            bump(&mut result.consecutive_error);
             result.consecutive_success = 0;
         }
         AnalysisPhase::Pending | AnalysisPhase::Running => {}
@@ -55,6 +55,11 @@ pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, r
         let excess = result.measurements.len() - keep;
         result.measurements.drain(..excess);
     }
+}
+
+/// Counters live in the status, which users can write: a hand-set `i32::MAX` stays there.
+fn bump(counter: &mut i32) {
+    *counter = counter.saturating_add(1);
 }
 
 /// The phase of a metric from its counters (A2), and why when it is final for a reason other than

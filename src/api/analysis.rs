@@ -32,6 +32,8 @@ pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i32 = 4;
 pub const DEFAULT_CONSECUTIVE_SUCCESS_LIMIT: i32 = 0;
 /// Timeout of a Prometheus query or a scrape when `timeout` is not set (or not positive).
 pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest provider `timeout` honoured; a longer one is cut to it.
+pub const MAX_PROVIDER_TIMEOUT: Duration = Duration::from_secs(300);
 /// Measurements kept per metric in an AnalysisRun's status when no `measurementRetention` applies.
 pub const DEFAULT_MEASUREMENT_RETENTION: i32 = 10;
 
@@ -51,7 +53,12 @@ pub enum AnalysisSpecError {
         #[source]
         source: DurationError,
     },
+    #[error("metric {metric:?}: interval {value:?} is shorter than the minimum of 1s")]
+    IntervalTooShort { metric: String, value: String },
 }
+
+/// The shortest `interval` between measurements: anything faster only loads the metrics server.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------------
 // AnalysisTemplate / ClusterAnalysisTemplate
@@ -165,38 +172,51 @@ impl AnalysisTemplateSpec {
 // ---------------------------------------------------------------------------------------------------
 
 /// One metric: a provider query, how often to run it, and the conditions that judge each result.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "!has(self.interval) || self.interval == '' || self.interval.contains('{{') || duration(self.interval) >= duration('1s')"
+).message("interval must be at least 1s").field_path(".interval"))]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
     /// Name of the metric, unique in its template or run.
     pub name: String,
-    /// Time between measurements (`30s`, `5m`, `1h`). Without it (and without `count`) there is one
-    /// measurement; with it and no `count`, measurements go on until the run is terminated.
+    /// Time between measurements (`30s`, `5m`, `1h`; at least `1s`). Without it (and without
+    /// `count`) there is one measurement; with it and no `count`, measurements go on until the run
+    /// is terminated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(crate::duration::DURATION_OR_ARG_PATTERN))]
     pub interval: Option<String>,
     /// Time to wait before the first measurement (`30s`, `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(crate::duration::DURATION_OR_ARG_PATTERN))]
     pub initial_delay: Option<String>,
     /// Number of measurements to take (may be an `{{args.x}}` string in a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub count: Option<IntOrString>,
     /// Expression over `result` that makes a measurement Successful, e.g. `result[0] >= 0.95`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub success_condition: Option<String>,
     /// Expression over `result` that makes a measurement Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub failure_condition: Option<String>,
     /// Failed measurements tolerated before the metric fails (default 0; -1 disables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub failure_limit: Option<IntOrString>,
     /// Inconclusive measurements tolerated before the metric is Inconclusive (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub inconclusive_limit: Option<IntOrString>,
     /// Errors in a row tolerated before the metric is Error (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub consecutive_error_limit: Option<IntOrString>,
     /// Successes in a row after which the metric is Successful (default 0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int32_or_string_schema")]
     pub consecutive_success_limit: Option<IntOrString>,
     /// Where the measurement comes from.
     pub provider: MetricProvider,
@@ -254,7 +274,14 @@ impl Metric {
 
     /// `interval` parsed; `None` when unset or empty.
     pub fn interval(&self) -> Result<Option<Duration>, AnalysisSpecError> {
-        self.duration_field("interval", self.interval.as_deref())
+        let interval = self.duration_field("interval", self.interval.as_deref())?;
+        match interval {
+            Some(d) if d < MIN_INTERVAL => Err(AnalysisSpecError::IntervalTooShort {
+                metric: self.name.clone(),
+                value: self.interval.clone().unwrap_or_default(),
+            }),
+            _ => Ok(interval),
+        }
     }
 
     /// `initialDelay` parsed; `None` when unset or empty.
@@ -301,6 +328,17 @@ impl Metric {
     }
 }
 
+/// An int-or-string whose integer form fits in an i32: a larger number would be stored by the API
+/// server and then fail to decode in the controller, hiding every object listed with it.
+fn int32_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": i32::MIN,
+        "maximum": i32::MAX,
+    })
+}
+
 /// The provider of a metric's measurements: exactly one must be set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.scrape) ? 1 : 0) == 1")
@@ -325,7 +363,7 @@ pub struct PrometheusMetric {
     pub address: Option<String>,
     /// The PromQL query; `{{args.NAME}}` is replaced by the argument's value.
     pub query: String,
-    /// Query timeout in seconds (default 30).
+    /// Query timeout in seconds (default 30, at most 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
     /// Skip TLS certificate verification.
@@ -395,10 +433,13 @@ pub struct BearerAuth {
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusRangeQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub start: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub end: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub step: Option<String>,
 }
 
@@ -414,7 +455,7 @@ pub struct ScrapeMetric {
     /// Label selector: only samples with all of these label values are taken.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// Timeout in seconds (default 30).
+    /// Timeout in seconds (default 30, at most 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
     /// Extra HTTP headers sent with the request.
@@ -437,9 +478,11 @@ impl ScrapeMetric {
     }
 }
 
+/// `timeout`: the default when unset or not positive, at most [`MAX_PROVIDER_TIMEOUT`] (a reconcile
+/// waits for its measurements).
 fn provider_timeout(seconds: Option<i64>) -> Duration {
     match seconds.and_then(|s| u64::try_from(s).ok()) {
-        Some(s) if s > 0 => Duration::from_secs(s),
+        Some(s) if s > 0 => Duration::from_secs(s).min(MAX_PROVIDER_TIMEOUT),
         _ => DEFAULT_PROVIDER_TIMEOUT,
     }
 }

@@ -234,6 +234,43 @@ pub struct RolloutSpec {
     pub strategy: RolloutStrategy,
 }
 
+/// Largest pod count `maxSurge` / `maxUnavailable` accept: beyond it a count is a typo, and the
+/// arithmetic on it need not be trusted.
+pub const MAX_POD_BUDGET: i64 = 1_000_000;
+
+/// `maxSurge` / `maxUnavailable`: an int-or-string whose integer form is a count
+/// `0..=`[`MAX_POD_BUDGET`] and whose string form a percentage `0%..=100%` (OpenAPI's `minimum`,
+/// `maximum` apply to numbers only, `pattern` and `maxLength` to strings only).
+fn pod_budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": 0,
+        "maximum": MAX_POD_BUDGET,
+        "maxLength": 4,
+        "pattern": "^(100|[1-9]?[0-9])%$",
+    })
+}
+
+/// `steps[].pause.duration`: whole seconds as an integer or digits, or a Go duration string.
+fn pause_duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let pattern = format!(
+        "^([0-9]{{1,10}}|{})$",
+        crate::duration::DURATION_PATTERN
+            .trim_start_matches('^')
+            .trim_end_matches('$')
+    );
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": 0,
+        // Seconds in an i32, as the controller reads them: a larger number would not decode.
+        "maximum": i32::MAX,
+        "maxLength": crate::duration::MAX_DURATION_LENGTH,
+        "pattern": pattern,
+    })
+}
+
 /// The schema of `spec.template`: Kubernetes' `PodTemplateSpec` without its descriptions, as Argo
 /// does, which keeps the CRD under the 256 KiB that client-side `kubectl apply` can store (with
 /// them it is about 380 KB). Validation is unchanged.
@@ -323,11 +360,15 @@ pub struct CanaryStrategy {
     /// The traffic router. Without one, weights are approximated by replica counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
-    /// Pods above `replicas` during the update: a count or a percentage [25%].
+    /// Pods above `replicas` during the update: a count (at most 1000000) or a percentage (at most
+    /// 100%) [25%].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_budget_schema")]
     pub max_surge: Option<IntOrString>,
-    /// Pods that may be unavailable during the update: a count or a percentage [25%].
+    /// Pods that may be unavailable during the update: a count (at most 1000000) or a percentage
+    /// (at most 100%) [25%].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_budget_schema")]
     pub max_unavailable: Option<IntOrString>,
     /// Delay before the old stable is scaled down after promotion, with a traffic router [30].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,6 +435,7 @@ pub struct RolloutPause {
     /// Whole seconds (`30`, `"30"`) or a duration string (`"30s"`, `"5m"`, `"1h"`). Unset: wait for
     /// promotion. See [`parse_duration`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pause_duration_schema")]
     pub duration: Option<IntOrString>,
 }
 
@@ -1071,6 +1113,15 @@ impl CanaryStrategy {
         for (index, step) in self.steps.iter().enumerate() {
             step.validate(index)?;
         }
+        for (field, value) in [
+            ("spec.strategy.canary.maxSurge", self.max_surge()),
+            (
+                "spec.strategy.canary.maxUnavailable",
+                self.max_unavailable(),
+            ),
+        ] {
+            check_pod_budget(field, &value)?;
+        }
         let surge = self.max_surge_for(100)?;
         let unavailable = self.max_unavailable_for(100)?;
         if surge == 0 && unavailable == 0 {
@@ -1423,8 +1474,10 @@ pub fn parse_duration_str(text: &str) -> Result<Duration, RolloutSpecError> {
     if trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return trimmed
             .parse::<u64>()
+            .ok()
             .map(Duration::from_secs)
-            .map_err(|_| invalid("too large"));
+            .filter(|d| *d <= crate::duration::MAX_DURATION)
+            .ok_or_else(|| invalid("too large (at most 2562047h47m16.854775807s)"));
     }
     crate::duration::parse_duration(trimmed).map_err(|e| invalid(&e.reason))
 }
@@ -1432,6 +1485,26 @@ pub fn parse_duration_str(text: &str) -> Result<Duration, RolloutSpecError> {
 /// Resolves an int-or-percent value (`maxSurge`, `maxUnavailable`, ...) against `total`, like
 /// Kubernetes' `GetScaledValueFromIntOrPercent`: `N` is N, `"P%"` is `total × P / 100` rounded up
 /// or down. `field` names the value in the error.
+/// What the CRD admits for `maxSurge` / `maxUnavailable` (checked again here for objects that
+/// were stored before, or bypass, the schema): a count up to [`MAX_POD_BUDGET`] or at most 100%.
+fn check_pod_budget(field: &str, value: &IntOrString) -> Result<(), RolloutSpecError> {
+    let resolved = i64::from(resolve_int_or_percent(field, value, 100, false)?);
+    let limit = match value {
+        IntOrString::Int(_) => MAX_POD_BUDGET,
+        IntOrString::String(_) => 100,
+    };
+    if resolved > limit {
+        return Err(RolloutSpecError::InvalidIntOrPercent {
+            field: field.to_string(),
+            value: match value {
+                IntOrString::Int(n) => format!("{n} (at most {MAX_POD_BUDGET})"),
+                IntOrString::String(s) => format!("{s} (at most 100%)"),
+            },
+        });
+    }
+    Ok(())
+}
+
 pub fn resolve_int_or_percent(
     field: &str,
     value: &IntOrString,
@@ -1454,9 +1527,11 @@ pub fn resolve_int_or_percent(
                 .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(invalid)?;
-            let scaled = i64::from(total.max(0)) * percent;
+            let scaled = i64::from(total.max(0))
+                .checked_mul(percent)
+                .ok_or_else(invalid)?;
             let value = if round_up {
-                (scaled + 99) / 100
+                scaled.checked_add(99).ok_or_else(invalid)? / 100
             } else {
                 scaled / 100
             };

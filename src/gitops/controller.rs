@@ -133,6 +133,11 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
             tracing::error!(addr = %settings.webhook_addr, error = %e, "the Git webhook cannot be served");
         }
     };
+    let guard = crate::reconcile_guard::ReconcileGuard::new("application", &metrics).reporting(
+        client.clone(),
+        super::object::FIELD_MANAGER,
+        None,
+    );
     let context = Arc::new(Context {
         client,
         reader,
@@ -140,7 +145,11 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     });
     let controller = controller
         .reconcile_on(triggers)
-        .run(reconcile, error_policy, context)
+        .run(
+            guard.reconcile(reconcile),
+            guard.error_policy(error_policy),
+            context,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "application controller event");

@@ -7,6 +7,8 @@ pub mod conditions;
 pub mod controller;
 pub mod credentials;
 pub mod diff;
+#[cfg(test)]
+mod diff_property_tests;
 pub mod engine_fields;
 pub mod events;
 pub mod health;

@@ -119,9 +119,18 @@ pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics, rea
         settings,
         reverts,
     });
+    let guard = crate::reconcile_guard::ReconcileGuard::new("revert", &metrics).reporting(
+        context.client.clone(),
+        FIELD_MANAGER,
+        None,
+    );
     let (cached, changed) = readiness.watch("reverts", rollouts, watcher::Config::default());
     Controller::for_stream(changed, cached)
-        .run(reconcile, error_policy, context)
+        .run(
+            guard.reconcile(reconcile),
+            guard.error_policy(error_policy),
+            context,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "revert loop event");

@@ -72,10 +72,14 @@ pub(crate) fn basic_canary_counts(
     canary: Counts,
     others: Counts,
 ) -> (i32, i32) {
-    let want_canary = replicas_for_weight(weight, budget.replicas);
-    let want_stable = budget.replicas - want_canary;
-    let max_total = budget.replicas + budget.max_surge;
-    let min_available = budget.replicas - budget.max_unavailable;
+    // In i64: `replicas + maxSurge` and the sums of pods overflow i32 for values the API accepts
+    // (e.g. `maxSurge: 2147483647`); every result lies between 0 and a count that fits in i32.
+    let replicas = i64::from(budget.replicas.max(0));
+    let want_canary = i64::from(replicas_for_weight(weight, budget.replicas));
+    let want_stable = replicas - want_canary;
+    let max_total = replicas + i64::from(budget.max_surge.max(0));
+    let min_available = replicas - i64::from(budget.max_unavailable.max(0));
+    let [stable, canary, others] = [stable, canary, others].map(Wide::from);
     let total = stable.spec + canary.spec + others.spec;
     let available = stable.available + canary.available + others.available;
     let removable = (available - min_available).max(0);
@@ -92,12 +96,33 @@ pub(crate) fn basic_canary_counts(
     } else {
         shrink(stable, want_stable, removable_after_canary)
     };
-    (stable_target, canary_target)
+    (narrow(stable_target), narrow(canary_target))
+}
+
+/// [`Counts`] widened to i64 for arithmetic that must not overflow; negative counts (which only a
+/// hand-written status could hold) count as 0.
+#[derive(Clone, Copy)]
+struct Wide {
+    spec: i64,
+    available: i64,
+}
+
+impl From<Counts> for Wide {
+    fn from(c: Counts) -> Self {
+        Wide {
+            spec: i64::from(c.spec.max(0)),
+            available: i64::from(c.available.max(0)),
+        }
+    }
+}
+
+fn narrow(n: i64) -> i32 {
+    i32::try_from(n.max(0)).unwrap_or(i32::MAX)
 }
 
 /// Shrinks towards `want`, removing unavailable pods first and then at most `removable` available
 /// ones.
-fn shrink(counts: Counts, want: i32, removable: i32) -> i32 {
+fn shrink(counts: Wide, want: i64, removable: i64) -> i64 {
     let unavailable = (counts.spec - counts.available).max(0);
     (counts.spec - unavailable - removable).max(want)
 }
@@ -338,7 +363,7 @@ fn at_step_targets(ctx: &Ctx<'_>, canary: &CanaryStrategy, stable: &str, index: 
     let stable = Counts::of(ctx.obs.replica_set(stable));
     new.spec == want_canary
         && new.available >= want_canary
-        && stable.spec == replicas - want_canary
+        && stable.spec == replicas.saturating_sub(want_canary)
         && others.spec == 0
 }
 
@@ -347,8 +372,8 @@ fn others_counts(ctx: &Ctx<'_>, stable: &str) -> Counts {
     ctx.other_replica_sets(&[stable, ctx.new_hash()])
         .iter()
         .fold(Counts::default(), |acc, rs| Counts {
-            spec: acc.spec + rs.spec_replicas,
-            available: acc.available + rs.available_replicas,
+            spec: acc.spec.saturating_add(rs.spec_replicas.max(0)),
+            available: acc.available.saturating_add(rs.available_replicas.max(0)),
         })
 }
 
@@ -420,7 +445,7 @@ fn converge_with_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str
     point_services(ctx, canary, stable);
     set_weight(ctx, canary, weight, new_hash, stable);
     let stable_target = if canary.dynamic_stable_scale() {
-        replicas - replicas_for_weight(weight, replicas)
+        replicas.saturating_sub(replicas_for_weight(weight, replicas))
     } else {
         replicas
     };
@@ -448,6 +473,8 @@ fn set_weight(
     canary_hash: &str,
     stable: &str,
 ) {
+    // A weight read back from a hand-written status may be anything.
+    let weight = weight.clamp(0, 100);
     let weights = TrafficWeights {
         canary: WeightDestination {
             weight,

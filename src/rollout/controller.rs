@@ -21,6 +21,7 @@ use crate::api::analysis::AnalysisRun;
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::reconcile_guard::ReconcileGuard;
 use crate::rollout::act::{ActError, Actor};
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::metrics::RolloutInfo;
@@ -137,6 +138,11 @@ pub async fn run(
         rollouts: rollout_store.clone(),
     };
     metrics.register(|r| r.register_collector(Box::new(info)));
+    let guard = ReconcileGuard::new("rollout", &metrics).reporting(
+        client.clone(),
+        crate::rollout::FIELD_MANAGER,
+        Some(crate::rollout::phase::panic_status),
+    );
     let deployment_rollouts = rollout_store.clone();
     let pod_owners = replica_sets.clone();
     let context = Arc::new(Context {
@@ -169,7 +175,11 @@ pub async fn run(
             config,
             move |deployment: Deployment| rollouts_referencing(&deployment_rollouts, &deployment),
         )
-        .run(reconcile, error_policy, context)
+        .run(
+            guard.reconcile(reconcile),
+            guard.error_policy(error_policy),
+            context,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "rollout controller event");

@@ -16,6 +16,8 @@ pub mod observe;
 pub mod observed;
 pub mod phase;
 pub mod plan;
+#[cfg(test)]
+mod property_tests;
 pub mod replicasets;
 pub mod restart;
 pub mod simulate;

@@ -24,6 +24,9 @@ pub const PAUSED: &str = "Paused";
 pub const HEALTHY: &str = "Healthy";
 pub const COMPLETED: &str = "Completed";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Set when a reconcile of the Rollout panicked (a bug in Sluice); the next reconcile that plans
+/// removes it.
+pub const RECONCILE_ERROR: &str = "ReconcileError";
 /// The `Progressing` reason (and Event reason) once the progress deadline has passed.
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 
@@ -151,6 +154,31 @@ pub fn observed_phase(rollout: &Rollout) -> (RolloutPhase, String) {
     }
 }
 
+/// The status patch recording a contained reconcile panic (see [`crate::reconcile_guard`]): phase
+/// Degraded, the message, and a `ReconcileError` condition naming the panic.
+pub fn panic_status(
+    rollout: &Rollout,
+    panic: &crate::reconcile_guard::Panicked,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
+    let mut conditions = rollout
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let message = panic.to_string();
+    set_condition(
+        &mut conditions,
+        condition(RECONCILE_ERROR, true, "ReconcilePanicked", message.clone()),
+        now,
+    );
+    Some(serde_json::json!({"status": {
+        "phase": RolloutPhase::Degraded,
+        "message": format!("ReconcileError: {message}"),
+        "conditions": conditions,
+    }}))
+}
+
 /// Sets (or replaces) a condition, keeping its times when nothing changed.
 pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition, now: Timestamp) {
     let old = conditions.iter().position(|c| c.type_ == new.type_);
@@ -263,7 +291,7 @@ pub(crate) fn finish(ctx: &mut Ctx<'_>) -> Finished {
         );
     }
     let mut conditions = std::mem::take(&mut ctx.status.conditions);
-    conditions.retain(|c| c.type_ != INVALID_SPEC);
+    conditions.retain(|c| c.type_ != INVALID_SPEC && c.type_ != RECONCILE_ERROR);
     set_condition(&mut conditions, progressing.condition, now);
     set_condition(&mut conditions, available_condition(spec, &ctx.status), now);
     let paused = phase == RolloutPhase::Paused;
@@ -444,7 +472,8 @@ fn available_condition(spec: &RolloutSpec, status: &RolloutStatus) -> Condition 
         .canary()
         .and_then(|c| c.max_unavailable_for(replicas).ok())
         .unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0) >= replicas - max_unavailable;
+    let available =
+        status.available_replicas.unwrap_or(0) >= replicas.saturating_sub(max_unavailable);
     let message = if available {
         "Rollout has minimum availability"
     } else {
@@ -716,5 +745,46 @@ mod tests {
             let kinds: Vec<&str> = before.conditions.iter().map(|c| c.type_.as_str()).collect();
             assert_eq!(kinds, vec![PROGRESSING, AVAILABLE, COMPLETED, HEALTHY]);
         }
+    }
+
+    /// A contained panic shows on the Rollout (Degraded, a ReconcileError condition naming it);
+    /// the next reconcile that plans removes the condition.
+    #[test]
+    fn a_reconcile_panic_shows_until_a_plan_succeeds() {
+        let obs = testkit::deployed(testkit::canary(2, vec![testkit::weight(50)]));
+        let panic = crate::reconcile_guard::Panicked {
+            message: "index out of bounds".into(),
+        };
+        let patch = panic_status(&obs.rollout, &panic, t0()).expect("a status patch");
+        assert_eq!(patch["status"]["phase"], "Degraded");
+        let status: RolloutStatus =
+            serde_json::from_value(patch["status"].clone()).expect("a status");
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == RECONCILE_ERROR)
+            .expect("the ReconcileError condition");
+        assert_eq!(condition.status.as_deref(), Some("True"));
+        assert!(
+            condition
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("index out of bounds")),
+            "{condition:?}"
+        );
+        // The other conditions are kept.
+        assert!(status.conditions.iter().any(|c| c.type_ == HEALTHY));
+
+        let mut after = obs.clone();
+        testkit::edit_status(&mut after, |s| s.conditions = status.conditions.clone());
+        let planned = crate::rollout::plan::plan(&after);
+        assert!(
+            planned
+                .status
+                .conditions
+                .iter()
+                .all(|c| c.type_ != RECONCILE_ERROR)
+        );
+        assert_eq!(planned.status.phase, Some(RolloutPhase::Healthy));
     }
 }

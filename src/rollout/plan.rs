@@ -270,7 +270,7 @@ impl<'a> Ctx<'a> {
     pub(crate) fn new_revision(&self) -> i64 {
         match self.obs.new_replica_set() {
             Some(rs) if !self.rolled_back_to(rs) => rs.revision,
-            _ => self.obs.max_revision() + 1,
+            _ => self.obs.max_revision().saturating_add(1),
         }
     }
 
@@ -561,7 +561,13 @@ impl<'a> Ctx<'a> {
             let Some(duration) = duration else {
                 return Gate::Wait;
             };
-            let ends = condition.start_time.0.checked_add(duration).unwrap_or(now);
+            // A pause too long to represent (or starting at a hand-written time near the end of
+            // time) lasts until promoted; it never ends at once.
+            let ends = condition
+                .start_time
+                .0
+                .checked_add(duration)
+                .unwrap_or(Timestamp::MAX);
             if now < ends {
                 self.requeue_within(until(now, ends));
                 return Gate::Wait;
@@ -790,7 +796,7 @@ impl<'a> Ctx<'a> {
             ScaleDown::OnSuccess => return,
             ScaleDown::Progressively => {
                 let available = self.status.available_replicas.unwrap_or(0);
-                (self.replicas() - available).clamp(0, workload.spec_replicas)
+                (self.replicas().saturating_sub(available)).clamp(0, workload.spec_replicas.max(0))
             }
         };
         if target != workload.spec_replicas {
@@ -804,7 +810,12 @@ impl<'a> Ctx<'a> {
     /// Pod counts, from the ReplicaSets as observed.
     fn fill_counts(&mut self) {
         let sets = &self.obs.replica_sets;
-        let sum = |f: fn(&ObservedReplicaSet) -> i32| sets.iter().map(f).sum::<i32>();
+        // Saturating: two revisions of `replicas: 2147483647` overflow an i32 sum.
+        let sum = |f: fn(&ObservedReplicaSet) -> i32| {
+            sets.iter()
+                .map(|rs| f(rs).max(0))
+                .fold(0i32, i32::saturating_add)
+        };
         let new = self.obs.new_replica_set();
         self.status.replicas = Some(sum(|rs| rs.replicas));
         self.status.updated_replicas = Some(new.map_or(0, |rs| rs.replicas));

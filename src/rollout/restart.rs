@@ -72,8 +72,11 @@ pub(crate) fn plan_restart(ctx: &mut Ctx<'_>) {
         }
         return;
     }
-    let unavailable: i32 = sets.iter().map(|rs| unavailable(rs)).sum();
-    let mut allowed = (max_unavailable(ctx) - unavailable).max(0);
+    let unavailable = sets
+        .iter()
+        .map(|rs| unavailable(rs))
+        .fold(0i32, i32::saturating_add);
+    let mut allowed = max_unavailable(ctx).saturating_sub(unavailable).max(0);
     for pod in old {
         if pod.ready {
             if allowed == 0 {
@@ -118,8 +121,9 @@ fn live_pods(rs: &ObservedReplicaSet) -> i32 {
 fn unavailable(rs: &ObservedReplicaSet) -> i32 {
     let ready_live = rs.pods.iter().filter(|p| p.ready && !p.deleting).count();
     let ready_live = i32::try_from(ready_live).unwrap_or(i32::MAX);
-    (rs.spec_replicas - rs.available_replicas)
-        .max(rs.spec_replicas - ready_live)
+    let spec = rs.spec_replicas.max(0);
+    spec.saturating_sub(rs.available_replicas.max(0))
+        .max(spec.saturating_sub(ready_live))
         .max(0)
 }
 

@@ -35,6 +35,12 @@ pub enum ProviderError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("{what} {url}: the answer is larger than {limit} bytes; narrow the query")]
+    TooLarge {
+        what: &'static str,
+        url: String,
+        limit: usize,
+    },
     #[error("{what} {url} timed out after {timeout:?}")]
     Timeout {
         what: &'static str,
@@ -61,6 +67,8 @@ pub enum ProviderError {
         name: String,
         reason: String,
     },
+    #[error("credentials: {0}")]
+    Credentials(#[source] crate::analysis::secrets::SecretError),
     #[error("{field}: {reason}")]
     Spec { field: &'static str, reason: String },
     #[error("scrape {url}: {reason}")]
@@ -160,36 +168,84 @@ pub(crate) fn with_headers(
     request
 }
 
-/// Sends `request` with `timeout`, mapping a timeout or a connection failure to a clear error.
+/// The largest response body a provider reads (a Prometheus answer, a scraped page); a larger
+/// one is an Error measurement, and reading stops there.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Why reading an answer stopped.
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+impl From<reqwest::Error> for ReadError {
+    fn from(e: reqwest::Error) -> Self {
+        ReadError::Http(e)
+    }
+}
+
+/// The body of `response`, read chunk by chunk up to `limit` bytes (also when the server sends no
+/// or a false `Content-Length`); not UTF-8 bytes are replaced.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<String, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends `request` with `timeout` (for the whole exchange, body included), mapping a timeout, a
+/// connection failure or an oversized body to a clear error.
 pub(crate) async fn send(
     what: &'static str,
     url: &str,
     request: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<(u16, String), ProviderError> {
+    send_bounded(what, url, request, timeout, MAX_RESPONSE_BYTES).await
+}
+
+async fn send_bounded(
+    what: &'static str,
+    url: &str,
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    limit: usize,
+) -> Result<(u16, String), ProviderError> {
     let fut = async {
         let response = request.timeout(timeout).send().await?;
         let status = response.status().as_u16();
-        let body = response.text().await?;
-        Ok::<_, reqwest::Error>((status, body))
+        let body = read_bounded(response, limit).await?;
+        Ok::<_, ReadError>((status, body))
+    };
+    let timed_out = || ProviderError::Timeout {
+        what,
+        url: url.to_string(),
+        timeout,
     };
     match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(ProviderError::Timeout {
+        Err(_) => Err(timed_out()),
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(ReadError::TooLarge)) => Err(ProviderError::TooLarge {
             what,
             url: url.to_string(),
-            timeout,
+            limit,
         }),
-        Ok(Err(source)) if source.is_timeout() => Err(ProviderError::Timeout {
-            what,
-            url: url.to_string(),
-            timeout,
-        }),
-        Ok(Err(source)) => Err(ProviderError::Http {
+        Ok(Err(ReadError::Http(source))) if source.is_timeout() => Err(timed_out()),
+        Ok(Err(ReadError::Http(source))) => Err(ProviderError::Http {
             what,
             url: url.to_string(),
             source: source.without_url(),
         }),
-        Ok(Ok(answer)) => Ok(answer),
     }
 }
 
@@ -199,5 +255,107 @@ pub(crate) fn snippet(s: &str, max: usize) -> String {
     match one_line.char_indices().nth(max) {
         Some((i, _)) => format!("{}...", &one_line[..i]),
         None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A 127.0.0.1 server answering every connection with `head` and then `body_chunks` chunks of
+    /// `chunk` bytes, `pause` apart, and closing.
+    async fn server(
+        head: &'static str,
+        chunk: usize,
+        body_chunks: usize,
+        pause: Duration,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    for _ in 0..body_chunks {
+                        if socket.write_all(&vec![b'x'; chunk]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/metrics")
+    }
+
+    async fn get(
+        url: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(u16, String), ProviderError> {
+        let client = HttpClients::new().unwrap();
+        send_bounded("scrape", url, client.get(false).get(url), timeout, limit).await
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_stops_at_the_byte_cap() {
+        // No Content-Length: the cap is found while reading.
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            4096,
+            1000,
+            Duration::ZERO,
+        )
+        .await;
+        let err = get(&url, Duration::from_secs(10), 64 << 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::TooLarge { limit, .. } if limit == 64 << 10),
+            "{err}"
+        );
+        assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+        // A declared length over the cap is refused before reading.
+        let url = server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n",
+            1,
+            1,
+            Duration::ZERO,
+        )
+        .await;
+        let err = get(&url, Duration::from_secs(10), 64 << 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::TooLarge { .. }), "{err}");
+        // Within the cap, the body is read whole.
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            1000,
+            3,
+            Duration::ZERO,
+        )
+        .await;
+        let (status, body) = get(&url, Duration::from_secs(10), 64 << 10).await.unwrap();
+        assert_eq!((status, body.len()), (200, 3000));
+    }
+
+    #[tokio::test]
+    async fn a_body_dripping_slowly_times_out_as_a_whole() {
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            1,
+            100,
+            Duration::from_millis(100),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let err = get(&url, Duration::from_secs(1), 64 << 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::analysis::secrets;
 use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -25,6 +25,10 @@ pub const METADATA_ADDRESS: &str = "address";
 /// Range query defaults when `rangeQuery` leaves a field out: the last 5 minutes in 1-minute steps.
 const DEFAULT_RANGE: Duration = Duration::from_secs(300);
 const DEFAULT_STEP: Duration = Duration::from_secs(60);
+/// Bounds of `rangeQuery.step`: finer or coarser steps are mistakes (Prometheus refuses more than
+/// 11,000 points per series anyway).
+const MIN_STEP: Duration = Duration::from_millis(1);
+const MAX_STEP: Duration = Duration::from_secs(366 * 24 * 3600);
 
 pub struct PrometheusProvider {
     default_address: Option<String>,
@@ -45,26 +49,16 @@ impl PrometheusProvider {
         })
     }
 
+    /// A credential from a Secret labelled for analysis (see [`crate::analysis::secrets`]).
     async fn secret(&self, namespace: &str, r: &SecretKeyRef) -> Result<String, ProviderError> {
-        let err = |reason: String| ProviderError::Secret {
+        let client = self.client.as_ref().ok_or_else(|| ProviderError::Secret {
             namespace: namespace.to_string(),
             name: r.name.clone(),
-            reason,
-        };
-        let client = self
-            .client
-            .clone()
-            .ok_or_else(|| err("no Kubernetes client to read it".into()))?;
-        let secret = kube::Api::<Secret>::namespaced(client, namespace)
-            .get(&r.name)
+            reason: "no Kubernetes client to read it".into(),
+        })?;
+        secrets::read(client, namespace, &r.name, &r.key)
             .await
-            .map_err(|e| err(e.to_string()))?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .ok_or_else(|| err(format!("no key {:?}", r.key)))?;
-        String::from_utf8(bytes.0.clone()).map_err(|_| err(format!("key {:?} is not UTF-8", r.key)))
+            .map_err(ProviderError::Credentials)
     }
 
     async fn query(
@@ -265,16 +259,35 @@ pub fn range_params(
         .filter(|s| !s.is_empty())
     {
         None => DEFAULT_STEP,
-        Some(s) => match s.parse::<f64>() {
-            Ok(secs) if secs > 0.0 => Duration::from_secs_f64(secs),
-            _ => parse_duration(s).map_err(|e| ProviderError::Spec {
-                field: "rangeQuery.step",
-                reason: e.to_string(),
-            })?,
-        },
+        Some(s) => step_duration(s)?,
     };
     let secs = |t: Timestamp| format!("{:.3}", t.as_millisecond() as f64 / 1000.0);
     Ok((secs(start), secs(end), format!("{}", step.as_secs_f64())))
+}
+
+/// `rangeQuery.step`: seconds (`15`, `0.5`) or a duration (`30s`), within
+/// [`MIN_STEP`]..=[`MAX_STEP`]. Infinite, NaN, negative or huge numbers are refused.
+fn step_duration(text: &str) -> Result<Duration, ProviderError> {
+    let err = |reason: String| ProviderError::Spec {
+        field: "rangeQuery.step",
+        reason,
+    };
+    let step = match text.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+            err(format!(
+                "{text:?} seconds is negative, infinite or too large"
+            ))
+        })?,
+        Err(_) => parse_duration(text).map_err(|e| err(e.to_string()))?,
+    };
+    if !(MIN_STEP..=MAX_STEP).contains(&step) {
+        return Err(err(format!(
+            "{text:?} is out of range: give between {}ms and {}s",
+            MIN_STEP.as_millis(),
+            MAX_STEP.as_secs()
+        )));
+    }
+    Ok(step)
 }
 
 fn time_expr(field: &'static str, text: &str, now: Timestamp) -> Result<Timestamp, ProviderError> {
@@ -284,10 +297,13 @@ fn time_expr(field: &'static str, text: &str, now: Timestamp) -> Result<Timestam
         if rest.is_empty() {
             return Ok(now);
         }
-        let (sign, rest) = match rest.split_at(1) {
-            ("-", r) => (-1, r),
-            ("+", r) => (1, r),
-            _ => return Err(err(format!("unsupported time expression {text:?}"))),
+        // By character, not by byte: the input may start with any character.
+        let (sign, rest) = if let Some(r) = rest.strip_prefix('-') {
+            (-1, r)
+        } else if let Some(r) = rest.strip_prefix('+') {
+            (1, r)
+        } else {
+            return Err(err(format!("unsupported time expression {text:?}")));
         };
         let d = rest
             .strip_prefix("duration(")
@@ -303,7 +319,9 @@ fn time_expr(field: &'static str, text: &str, now: Timestamp) -> Result<Timestam
     if let Ok(t) = compact.parse::<Timestamp>() {
         return Ok(t);
     }
-    if let Ok(secs) = compact.parse::<f64>() {
+    if let Ok(secs) = compact.parse::<f64>()
+        && secs.is_finite()
+    {
         return Timestamp::from_millisecond((secs * 1000.0) as i64).map_err(|e| err(e.to_string()));
     }
     Err(err(format!(
@@ -417,6 +435,63 @@ mod tests {
         assert_eq!(
             range_params(&rfc, now).unwrap(),
             ("7200.000".into(), "9000.000".into(), "15".into())
+        );
+    }
+
+    #[test]
+    fn hostile_range_queries_are_spec_errors_not_panics() {
+        let now = Timestamp::from_second(10_000).unwrap();
+        let with = |start: Option<&str>, step: Option<&str>| PrometheusRangeQuery {
+            start: start.map(str::to_string),
+            end: None,
+            step: step.map(str::to_string),
+        };
+        for start in [
+            "now()é",
+            "now()ééé",
+            "now()-",
+            "now()+duration(\"1x\")",
+            "NaN",
+            "inf",
+        ] {
+            let err = range_params(&with(Some(start), None), now).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ProviderError::Spec {
+                        field: "rangeQuery.start",
+                        ..
+                    }
+                ),
+                "{start}: {err}"
+            );
+        }
+        for step in [
+            "inf",
+            "1e30",
+            "-1",
+            "NaN",
+            "0",
+            "0s",
+            "1e-9",
+            "400d",
+            "99999999999h",
+        ] {
+            let err = range_params(&with(None, Some(step)), now).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ProviderError::Spec {
+                        field: "rangeQuery.step",
+                        ..
+                    }
+                ),
+                "{step}: {err}"
+            );
+        }
+        assert_eq!(
+            range_params(&with(Some("now()+duration('1m')"), Some("0.5")), now).unwrap(),
+            ("10060.000".into(), "10000.000".into(), "0.5".into())
         );
     }
 

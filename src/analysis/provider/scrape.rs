@@ -188,4 +188,24 @@ latency_seconds_count 2
         let err = provider.measure("ns", &metric).await.unwrap_err();
         assert!(err.to_string().contains("HTTP 503"), "{err}");
     }
+
+    fn cases() -> proptest::prelude::ProptestConfig {
+        crate::proptest_config()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn any_exposition_text_gives_values_or_an_error(
+            body in "(\\PC|[{}=\",# \n]|queue_depth|[0-9]|e|\\+Inf|NaN|# TYPE queue_depth (gauge|histogram|summary)\n){0,60}"
+        ) {
+            if let Ok(measured) = select(&scrape("queue_depth", &[]), &body) {
+                let MetricValue::List(values) = measured.value else {
+                    return Err(proptest::test_runner::TestCaseError::fail("a list"));
+                };
+                proptest::prop_assert_eq!(measured.metadata[METADATA_SAMPLES].clone(), values.len().to_string());
+            }
+        }
+    }
 }

@@ -177,6 +177,9 @@ fn metric_problems(metric: &Metric) -> Vec<(&'static str, String)> {
 fn spec_error_message(error: &AnalysisSpecError) -> String {
     match error {
         AnalysisSpecError::NotAnInteger { value, .. } => format!("{value:?} is not an integer"),
+        AnalysisSpecError::IntervalTooShort { value, .. } => {
+            format!("{value:?} is shorter than the minimum of 1s")
+        }
         AnalysisSpecError::InvalidDuration { source, .. } => {
             format!(
                 "invalid duration {:?} (expected e.g. 30s, 5m, 1h)",

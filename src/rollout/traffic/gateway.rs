@@ -322,7 +322,8 @@ fn missing_backend(
 /// The canary's share of traffic in percent, rounded to nearest; 0 when no traffic goes to
 /// either.
 pub fn canary_percent(stable: i64, canary: i64) -> i32 {
-    let (stable, canary) = (stable.max(0), canary.max(0));
+    // In i128: weights read from a live route may be any i64.
+    let (stable, canary) = (i128::from(stable.max(0)), i128::from(canary.max(0)));
     let total = stable + canary;
     if total == 0 {
         return 0;
