@@ -71,6 +71,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             cache_dir: args.git_cache_dir(),
             webhook_addr: args.webhook_addr,
             git_requests: git_requests.clone(),
+            render_remote: args.render_remote_policy(),
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),

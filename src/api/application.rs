@@ -436,7 +436,7 @@ pub struct ApplicationSourceKustomize {
 }
 
 /// Options for a Helm chart.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSourceHelm {
     /// Values files, relative to the chart (`-f`).
@@ -452,8 +452,13 @@ pub struct ApplicationSourceHelm {
     /// `--set` / `--set-string` parameters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<HelmParameter>,
-    /// Release name (default: the Application's name).
+    /// Release name (default: the Application's name): a DNS-1123 name of at most 53 characters, as
+    /// Helm requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 53))]
+    #[x_kube(validation = Rule::new(RELEASE_NAME_RULE).message(
+        "releaseName must be a DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit) of at most 53 characters"
+    ))]
     pub release_name: Option<String>,
     /// Do not install the chart's CRDs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,6 +467,11 @@ pub struct ApplicationSourceHelm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_missing_value_files: Option<bool>,
 }
+
+/// Helm's release name check (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`),
+/// empty meaning the default. Sluice checks it again before running helm.
+const RELEASE_NAME_RULE: &str =
+    "self == '' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 
 impl ApplicationSourceHelm {
     /// `skipCrds`, default false.
@@ -1584,6 +1594,12 @@ mod tests {
             json!([{"rule": "self != ''", "message": "repoURL must not be empty"}])
         );
         assert!(source["x-kubernetes-validations"].is_array());
+        let release_name = &source["properties"]["helm"]["properties"]["releaseName"];
+        assert_eq!(release_name["maxLength"], 53);
+        assert_eq!(
+            release_name["x-kubernetes-validations"][0]["rule"],
+            RELEASE_NAME_RULE
+        );
         let values_object = &source["properties"]["helm"]["properties"]["valuesObject"];
         assert_eq!(values_object["type"], "object");
         assert_eq!(values_object["x-kubernetes-preserve-unknown-fields"], true);

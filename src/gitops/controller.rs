@@ -34,7 +34,7 @@ use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{ObserveError, Reader, refresh_request};
 use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
-use super::render::RenderCache;
+use super::render::{RemotePolicy, RenderCache};
 use super::source::{GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
@@ -60,6 +60,8 @@ pub struct GitopsSettings {
     pub webhook_addr: SocketAddr,
     /// Counts and times the sync cache's fetches (shared with the revert loop).
     pub git_requests: GitRequestMetrics,
+    /// What renders may fetch from outside their repository.
+    pub render_remote: RemotePolicy,
 }
 
 #[derive(Debug, Error)]
@@ -106,7 +108,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let pushes = PushLog::default();
     let reader = Reader {
         repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone()),
-        renders: RenderCache::new(),
+        renders: RenderCache::new().with_remote_policy(settings.render_remote.clone()),
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
         secrets,
