@@ -30,7 +30,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controllers against the cluster of KUBECONFIG (or the in-cluster config).
-    Controller(ControllerArgs),
+    // Boxed: the controller's many flags would make every `Command` as large as they are.
+    Controller(Box<ControllerArgs>),
     /// Print every CRD as multi-document YAML, or write one file per kind with --out-dir.
     Crdgen(CrdgenArgs),
 }
@@ -214,7 +215,10 @@ mod tests {
                 kustomize_remote: true,
             }
         );
-        for bad in ["--helm-value-schemes=file", "--helm-value-schemes=https,oci"] {
+        for bad in [
+            "--helm-value-schemes=file",
+            "--helm-value-schemes=https,oci",
+        ] {
             let err = Cli::try_parse_from(["sluice", "controller", bad]).unwrap_err();
             assert!(err.to_string().contains("invalid value"), "{bad}: {err}");
         }

@@ -67,9 +67,16 @@ fn commit_with_symlinks(
         .unwrap();
     let sig = Signature::now("E2E", "e2e@localhost").unwrap();
     let parents: Vec<&git2::Commit> = parent.iter().collect();
-    git.commit(Some("refs/heads/main"), &sig, &sig, "attack", &tree, &parents)
-        .expect("commit")
-        .to_string()
+    git.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        "attack",
+        &tree,
+        &parents,
+    )
+    .expect("commit")
+    .to_string()
 }
 
 /// Waits for the Application's ComparisonError containing every one of `parts`; returns it.
@@ -248,7 +255,10 @@ async fn a_symlink_chain_out_of_the_tree_is_refused() {
         &["symlink \"chart/leak\"", "leads outside the repository"],
     )
     .await;
-    assert!(!message.contains("/trees/"), "the cache path leaks: {message}");
+    assert!(
+        !message.contains("/trees/"),
+        "the cache path leaks: {message}"
+    );
     // Any source of the repository is refused, not only the chart that uses the link.
     h.create_app("plain", &repo, "plain", json!({"syncPolicy": automated()}))
         .await;
@@ -290,12 +300,22 @@ async fn another_repositorys_tree_is_out_of_reach() {
             Some(&format!("namePrefix: stolen-\nresources: [{sibling:?}]\n")),
         )],
     );
-    h.create_app("attacker", &attacker, ".", json!({"syncPolicy": automated()}))
-        .await;
+    h.create_app(
+        "attacker",
+        &attacker,
+        ".",
+        json!({"syncPolicy": automated()}),
+    )
+    .await;
     wait_refused(
         &h,
         "attacker",
-        &["kustomization.yaml", "resources[0]", &sibling, "leads outside the repository"],
+        &[
+            "kustomization.yaml",
+            "resources[0]",
+            &sibling,
+            "leads outside the repository",
+        ],
     )
     .await;
 
@@ -321,11 +341,28 @@ async fn remote_value_files_and_resources_are_never_fetched() {
             tripwire.url("token")
         ),
     ));
+    // A legitimate overlay of the same repository still renders, options applied.
+    files.push((
+        "base/kustomization.yaml".into(),
+        "resources: [cm.yaml]\n".into(),
+    ));
+    files.push(("base/cm.yaml".into(), config_map("local", "1")));
+    files.push((
+        "overlay/kustomization.yaml".into(),
+        "resources: [../base]\n".into(),
+    ));
     let changes: Vec<(&str, Option<&str>)> = files
         .iter()
         .map(|(p, c)| (p.as_str(), Some(c.as_str())))
         .collect();
     repo.commit("remote", &changes);
+    h.create_app(
+        "overlay",
+        &repo,
+        "overlay",
+        json!({"source": {"kustomize": {"namePrefix": "ok-"}}, "syncPolicy": automated()}),
+    )
+    .await;
 
     let values_url = tripwire.url("values.yaml");
     h.create_app(
@@ -353,18 +390,28 @@ async fn remote_value_files_and_resources_are_never_fetched() {
     wait_refused(
         &h,
         "resource",
-        &[&tripwire.url("cm.yaml"), "resources[0]", "--kustomize-remote"],
+        &[
+            &tripwire.url("cm.yaml"),
+            "resources[0]",
+            "--kustomize-remote",
+        ],
     )
     .await;
     wait_refused(
         &h,
         "generator",
-        &[&tripwire.url("token"), "configMapGenerator[0].files[0]", "--kustomize-remote"],
+        &[
+            &tripwire.url("token"),
+            "configMapGenerator[0].files[0]",
+            "--kustomize-remote",
+        ],
     )
     .await;
 
+    h.wait_config("ok-local", Some("1")).await;
+
     assert_eq!(tripwire.requests(), 0, "the controller fetched a URL");
-    assert!(config_map_names(&h).await.is_empty());
+    assert_eq!(config_map_names(&h).await, ["ok-local"]);
     for app in ["values", "resource", "generator"] {
         assert!(status_resources(&h, app).await.is_empty(), "{app}");
     }

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{RemotePolicy, RenderContext, RenderError, RenderSettings, Rendered, Tools, render_with};
+use super::{
+    RemotePolicy, RenderContext, RenderError, RenderSettings, Rendered, Tools, render_with,
+};
 use crate::api::application::ApplicationSource;
 
 /// Bytes of rendered objects kept (as JSON text; in memory they take a few times more). Enough for

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::names::{dns1123_label_error, helm_release_name_error};
 use super::symlinks::resolve_inside;
 use super::workspace::Workspace;
 use super::{RenderContext, RenderError, RenderSettings, display_path, manifests};
 use crate::api::application::{ApplicationSourceHelm, HelmParameter};
-use super::names::{dns1123_label_error, helm_release_name_error};
 
 pub(super) fn render(
     workspace: &Workspace,
@@ -62,7 +62,10 @@ pub(super) fn render(
 }
 
 /// `helm.releaseName`, else the Application's name, as Helm accepts it.
-fn release_name(options: &ApplicationSourceHelm, ctx: &RenderContext) -> Result<String, RenderError> {
+fn release_name(
+    options: &ApplicationSourceHelm,
+    ctx: &RenderContext,
+) -> Result<String, RenderError> {
     let release = options
         .release_name
         .as_deref()
@@ -307,14 +310,27 @@ mod tests {
             skip_crds: Some(true),
             ..Default::default()
         };
-        let args = strings(arguments(Path::new("/c"), "web", &options, &ctx(), &[], None));
+        let args = strings(arguments(
+            Path::new("/c"),
+            "web",
+            &options,
+            &ctx(),
+            &[],
+            None,
+        ));
         assert_eq!(args, ["template", "--namespace=prod", "--", "web", "/c"]);
     }
 
     #[test]
     fn a_flag_in_the_release_name_is_refused_before_helm_runs() {
         let token = "--set-file=t=/var/run/secrets/kubernetes.io/serviceaccount/token";
-        for bad in [token, "--post-renderer=/bin/sh", "Shop", "a_b", &"x".repeat(54)] {
+        for bad in [
+            token,
+            "--post-renderer=/bin/sh",
+            "Shop",
+            "a_b",
+            &"x".repeat(54),
+        ] {
             let options = ApplicationSourceHelm {
                 release_name: Some(bad.to_string()),
                 ..Default::default()
@@ -462,8 +478,8 @@ mod tests {
             ("file:///var/run/secrets/token", &https_only, "file"),
             ("oci://registry/values", &https_only, "oci"),
         ] {
-            let err = value_files(root.path(), &chart, &options(&[file], false), settings)
-                .unwrap_err();
+            let err =
+                value_files(root.path(), &chart, &options(&[file], false), settings).unwrap_err();
             assert_eq!(
                 err,
                 RenderError::RemoteValueFile {
@@ -475,7 +491,13 @@ mod tests {
         }
         let allowed = "https://example.com/values.yaml";
         assert_eq!(
-            value_files(root.path(), &chart, &options(&[allowed], false), &https_only).unwrap(),
+            value_files(
+                root.path(),
+                &chart,
+                &options(&[allowed], false),
+                &https_only
+            )
+            .unwrap(),
             [ValueFile::Remote(allowed.into())]
         );
         // A colon in a plain file name is no scheme.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::symlinks::{Resolved, ResolveError, resolve};
+use super::symlinks::{ResolveError, Resolved, resolve};
 use super::workspace::Workspace;
 use super::{KUSTOMIZATION_FILES, RenderError, RenderSettings, Tools, display_path, manifests};
 use crate::api::application::ApplicationSourceKustomize;
@@ -61,7 +61,11 @@ pub(super) fn render(
 ) -> Result<Vec<Value>, RenderError> {
     let root = workspace.tree();
     let allow_remote = settings.remote.kustomize_remote;
-    check_references(root, app_dir.strip_prefix(root).unwrap_or(Path::new("")), allow_remote)?;
+    check_references(
+        root,
+        app_dir.strip_prefix(root).unwrap_or(Path::new("")),
+        allow_remote,
+    )?;
     let target = match options.and_then(overlay_kustomization) {
         Some(kustomization) => write_overlay(workspace, app_dir, kustomization)?,
         None => app_dir.to_path_buf(),
@@ -341,7 +345,9 @@ fn write_overlay(
     };
     let dir = workspace.path().join("overlay");
     std::fs::create_dir(&dir).map_err(io)?;
-    let in_tree = app_dir.strip_prefix(workspace.tree()).unwrap_or(Path::new(""));
+    let in_tree = app_dir
+        .strip_prefix(workspace.tree())
+        .unwrap_or(Path::new(""));
     let resource = Path::new("../tree").join(in_tree);
     kustomization.insert("resources".into(), json!([resource.display().to_string()]));
     let text = Value::Object(kustomization).to_string();
@@ -451,7 +457,10 @@ mod tests {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         for (reference, field) in [
             (format!("../{sha}/secret-app"), "resources[0]"),
-            ("/var/run/secrets/kubernetes.io/serviceaccount".to_string(), "resources[0]"),
+            (
+                "/var/run/secrets/kubernetes.io/serviceaccount".to_string(),
+                "resources[0]",
+            ),
             ("../../../etc".to_string(), "resources[0]"),
         ] {
             let root = tree(&[(
@@ -550,8 +559,14 @@ mod tests {
         );
         // A directory of the tree named like a remote target is fetched by kustomize, not read.
         let root = tree(&[
-            ("app/kustomization.yaml", "resources: [github.com/evil/repo]\n"),
-            ("app/github.com/evil/repo/kustomization.yaml", "resources: []\n"),
+            (
+                "app/kustomization.yaml",
+                "resources: [github.com/evil/repo]\n",
+            ),
+            (
+                "app/github.com/evil/repo/kustomization.yaml",
+                "resources: []\n",
+            ),
         ]);
         let err = check(&root, "app", false).unwrap_err();
         assert!(matches!(err, RenderError::KustomizeRemote { .. }), "{err}");
@@ -578,10 +593,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dir, workspace.path().join("overlay"));
-        let written: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap(),
-        )
-        .unwrap();
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+                .unwrap();
         assert_eq!(written["resources"], json!(["../tree/apps/web"]));
         assert!(dir.join("../tree/apps/web/kustomization.yaml").is_file());
     }

@@ -20,7 +20,10 @@ pub(super) fn helm_release_name_error(name: &str) -> Option<String> {
 /// Why `name` is not a DNS-1123 label (a namespace name), `None` when it is.
 pub(super) fn dns1123_label_error(name: &str) -> Option<String> {
     if name.len() > MAX_LABEL {
-        return Some(format!("longer than {MAX_LABEL} characters ({})", name.len()));
+        return Some(format!(
+            "longer than {MAX_LABEL} characters ({})",
+            name.len()
+        ));
     }
     label_error(name)
 }

@@ -104,10 +104,11 @@ fn symlink_target(path: &Path) -> io::Result<Option<PathBuf>> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => std::fs::read_link(path).map(Some),
         Ok(_) => Ok(None),
-        Err(e) if matches!(
-            e.kind(),
-            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-        ) =>
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
         {
             Ok(None)
         }

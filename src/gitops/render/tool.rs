@@ -76,7 +76,9 @@ impl Tools {
             .current_dir(workspace.tree())
             .env_clear()
             .envs(workspace.environment(&search_path, offline));
-        run(tool, command, MAX_OUTPUT, &|text: &str| workspace.shorten(text))
+        run(tool, command, MAX_OUTPUT, &|text: &str| {
+            workspace.shorten(text)
+        })
     }
 }
 
@@ -176,9 +178,7 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>, limit: u64) -> Option<Drain>
 }
 
 fn join(drain: Option<Drain>) -> Vec<u8> {
-    drain
-        .and_then(|d| d.handle.join().ok())
-        .unwrap_or_default()
+    drain.and_then(|d| d.handle.join().ok()).unwrap_or_default()
 }
 
 /// How waiting for a tool ended.
@@ -306,11 +306,17 @@ mod tests {
             .run("mytool", &tool, [""; 0], &workspace, true)
             .unwrap();
         let env = String::from_utf8(out).unwrap();
-        assert!(env.lines().any(|l| l == format!("PATH={search_path}")), "{env}");
+        assert!(
+            env.lines().any(|l| l == format!("PATH={search_path}")),
+            "{env}"
+        );
         let home = format!("HOME={}/home", workspace.path().display());
         assert!(env.lines().any(|l| l == home), "{env}");
         for absent in ["KUBECONFIG=", "KUBERNETES_SERVICE_HOST=", "CARGO"] {
-            assert!(!env.lines().any(|l| l.starts_with(absent)), "{absent}: {env}");
+            assert!(
+                !env.lines().any(|l| l.starts_with(absent)),
+                "{absent}: {env}"
+            );
         }
         assert_eq!(Tools::with_search_path("/nonexistent").find("sh"), None);
     }
