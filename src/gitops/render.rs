@@ -101,7 +101,7 @@ pub struct RemotePolicy {
 }
 
 impl RemotePolicy {
-    fn allows_value_scheme(&self, scheme: &str) -> bool {
+    pub(crate) fn allows_value_scheme(&self, scheme: &str) -> bool {
         self.helm_value_schemes
             .iter()
             .any(|allowed| allowed.as_str().eq_ignore_ascii_case(scheme))
@@ -187,6 +187,14 @@ pub enum RenderError {
         "helm value file {file:?} is a {scheme}:// URL: remote value files are refused unless the controller runs with --helm-value-schemes={scheme}"
     )]
     RemoteValueFile { file: String, scheme: String },
+    #[error(
+        "{file}: {keyword} {reference:?} would be loaded from outside the schema: only references inside it (\"#...\") are allowed, and URLs with a scheme the controller allows with --helm-value-schemes"
+    )]
+    SchemaReference {
+        file: String,
+        keyword: String,
+        reference: String,
+    },
     #[error(
         "{kustomization}: {field} entry {reference:?} is not a path in the repository: remote Kustomize resources are refused unless the controller runs with --kustomize-remote"
     )]

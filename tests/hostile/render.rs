@@ -341,6 +341,13 @@ async fn remote_value_files_and_resources_are_never_fetched() {
             tripwire.url("token")
         ),
     ));
+    // A chart whose values schema refers to a URL: helm would fetch it while validating.
+    files.extend(chart("schema-chart"));
+    files.push((
+        "schema-chart/values.schema.json".into(),
+        json!({"type": "object", "properties": {"t": {"$ref": tripwire.url("schema.json")}}})
+            .to_string(),
+    ));
     // A legitimate overlay of the same repository still renders, options applied.
     files.push((
         "base/kustomization.yaml".into(),
@@ -373,6 +380,13 @@ async fn remote_value_files_and_resources_are_never_fetched() {
     )
     .await;
     h.create_app(
+        "schema",
+        &repo,
+        "schema-chart",
+        json!({"syncPolicy": automated()}),
+    )
+    .await;
+    h.create_app(
         "resource",
         &repo,
         "remote-resource",
@@ -387,6 +401,15 @@ async fn remote_value_files_and_resources_are_never_fetched() {
     )
     .await;
     wait_refused(&h, "values", &[&values_url, "--helm-value-schemes=http"]).await;
+    wait_refused(
+        &h,
+        "schema",
+        &[
+            "schema-chart/values.schema.json",
+            &tripwire.url("schema.json"),
+        ],
+    )
+    .await;
     wait_refused(
         &h,
         "resource",
@@ -412,7 +435,7 @@ async fn remote_value_files_and_resources_are_never_fetched() {
 
     assert_eq!(tripwire.requests(), 0, "the controller fetched a URL");
     assert_eq!(config_map_names(&h).await, ["ok-local"]);
-    for app in ["values", "resource", "generator"] {
+    for app in ["values", "schema", "resource", "generator"] {
         assert!(status_resources(&h, app).await.is_empty(), "{app}");
     }
     assert_controller_up(&mut h).await;

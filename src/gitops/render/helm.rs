@@ -11,6 +11,8 @@
 //! flag (`--post-renderer`, `--set-file`, `--kubeconfig`). The release name and namespace are checked
 //! as Helm and Kubernetes would, before helm runs.
 
+mod schema;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,7 @@ pub(super) fn render(
     let release = release_name(options, ctx)?;
     check_namespace(&ctx.namespace)?;
     let value_files = value_files(root, chart_dir, options, settings)?;
+    schema::check_schemas(root, chart_dir, &settings.remote)?;
     let inline_values = inline_values_file(workspace, options)?;
     let args = arguments(
         chart_dir,
