@@ -145,6 +145,8 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         });
     tracing::info!(
         poll_interval = ?settings.poll_interval,
+        helm_value_schemes = ?settings.render_remote.helm_value_schemes,
+        kustomize_remote = settings.render_remote.kustomize_remote,
         "application controller running"
     );
     tokio::join!(controller, webhook, secrets_watch);

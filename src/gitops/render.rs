@@ -183,9 +183,7 @@ pub enum RenderError {
     ReleaseName { name: String, reason: String },
     #[error("destination namespace {name:?} is not a valid namespace name: {reason}")]
     Namespace { name: String, reason: String },
-    #[error(
-        "helm value file {file:?} is a {scheme}:// URL: remote value files are refused unless the controller runs with --helm-value-schemes={scheme}"
-    )]
+    #[error("helm value file {file:?} is a {scheme}:// URL: {}", remote_value_file_hint(.scheme))]
     RemoteValueFile { file: String, scheme: String },
     #[error(
         "{file}: {keyword} {reference:?} would be loaded from outside the schema: only references inside it (\"#...\") are allowed, and URLs with a scheme the controller allows with --helm-value-schemes"
@@ -213,6 +211,16 @@ pub enum RenderError {
     Unsupported(String),
     #[error("render worker failed: {0}")]
     Worker(String),
+}
+
+/// What would let a value file of `scheme` be fetched, if anything.
+fn remote_value_file_hint(scheme: &str) -> String {
+    match scheme.parse::<ValueFileScheme>() {
+        Ok(scheme) => format!(
+            "remote value files are refused unless the controller runs with --helm-value-schemes={scheme}"
+        ),
+        Err(_) => "only http and https value files can be allowed (--helm-value-schemes)".into(),
+    }
 }
 
 /// Renders `source` from the checked-out tree `root` (`source.path` relative to it; `..` escapes and

@@ -491,6 +491,12 @@ mod tests {
                 }
             );
             assert!(err.to_string().contains("--helm-value-schemes"), "{err}");
+            let hint = format!("--helm-value-schemes={scheme}");
+            assert_eq!(
+                err.to_string().contains(&hint),
+                scheme.starts_with("http"),
+                "{err}"
+            );
         }
         let allowed = "https://example.com/values.yaml";
         assert_eq!(
