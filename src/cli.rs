@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
+use crate::gitops::render::{RemotePolicy, ValueFileScheme};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -26,12 +27,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once at start-up: the size of the controller's flags does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controllers against the cluster of KUBECONFIG (or the in-cluster config).
-    Controller(ControllerArgs),
+    // Boxed: the controller's many flags would make every `Command` as large as they are.
+    Controller(Box<ControllerArgs>),
     /// Print every CRD as multi-document YAML, or write one file per kind with --out-dir.
     Crdgen(CrdgenArgs),
 }
@@ -78,6 +78,16 @@ pub struct ControllerArgs {
     /// Prometheus address for analysis templates that name none [env: SLUICE_PROMETHEUS_URL, PROMETHEUS_URL].
     #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+
+    /// URL schemes Helm value files may be fetched with, comma-separated (http, https); by default
+    /// every value file must be a file of the repository.
+    #[arg(long, env = "SLUICE_HELM_VALUE_SCHEMES", value_delimiter = ',')]
+    pub helm_value_schemes: Vec<ValueFileScheme>,
+
+    /// Let Kustomize load remote resources, bases and components (URLs, `github.com/org/repo`
+    /// targets); by default every one must be a path of the repository.
+    #[arg(long, env = "SLUICE_KUSTOMIZE_REMOTE")]
+    pub kustomize_remote: bool,
 
     #[command(flatten)]
     pub git_limits: GitLimitArgs,
@@ -171,6 +181,14 @@ impl ControllerArgs {
                 std::env::var_os("HOME").map(PathBuf::from),
             )
         })
+    }
+
+    /// What renders may fetch from outside their repository.
+    pub fn render_remote_policy(&self) -> RemotePolicy {
+        RemotePolicy {
+            helm_value_schemes: self.helm_value_schemes.clone(),
+            kustomize_remote: self.kustomize_remote,
+        }
     }
 
     /// The Prometheus address: the flag, else `PROMETHEUS_URL`.
@@ -268,6 +286,35 @@ mod tests {
             crate::gitops::source::GitLimits::default(),
             "the flags' defaults are the library's"
         );
+        assert_eq!(args.render_remote_policy(), RemotePolicy::default());
+    }
+
+    #[test]
+    fn remote_render_sources_are_allowed_only_by_flag() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "controller",
+            "--helm-value-schemes=https,HTTP",
+            "--kustomize-remote",
+        ])
+        .unwrap();
+        let Command::Controller(args) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert_eq!(
+            args.render_remote_policy(),
+            RemotePolicy {
+                helm_value_schemes: vec![ValueFileScheme::Https, ValueFileScheme::Http],
+                kustomize_remote: true,
+            }
+        );
+        for bad in [
+            "--helm-value-schemes=file",
+            "--helm-value-schemes=https,oci",
+        ] {
+            let err = Cli::try_parse_from(["sluice", "controller", bad]).unwrap_err();
+            assert!(err.to_string().contains("invalid value"), "{bad}: {err}");
+        }
     }
 
     #[test]

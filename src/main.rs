@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Controller(args) => {
             sluice::telemetry::init(cli.log_format, "info")?;
-            sluice::manager::run(args).await?;
+            sluice::manager::run(*args).await?;
         }
         Command::Crdgen(args) => crdgen(&args)?,
     }

@@ -77,6 +77,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             webhook_insecure: args.webhook_insecure,
             git_requests: git_requests.clone(),
             git_limits,
+            render_remote: args.render_remote_policy(),
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),

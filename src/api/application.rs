@@ -259,8 +259,20 @@ pub mod schema {
     }
 }
 
+/// Helm's release name check (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`) on
+/// the `source` of the object it is set on, empty meaning the default; Sluice checks it again before
+/// running helm. Set on the objects users write (`spec`, `operation.sync`), not on the source copies
+/// of `status.history`: an unbounded list, whose rule cost the API server would refuse.
+const RELEASE_NAME_RULE: &str = "!has(self.source) || !has(self.source.helm) || \
+    !has(self.source.helm.releaseName) || self.source.helm.releaseName == '' || \
+    self.source.helm.releaseName.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+const RELEASE_NAME_MESSAGE: &str = "releaseName must be a DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit) of at most 53 characters, as Helm requires";
+
 /// What to deploy (a path of a Git repository at a revision) and where, and how to keep it in sync.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new(RELEASE_NAME_RULE)
+    .message(RELEASE_NAME_MESSAGE)
+    .field_path(".source.helm.releaseName"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// Argo CD project; accepted for compatibility (default `default`), Sluice has no projects.
@@ -468,8 +480,10 @@ pub struct ApplicationSourceHelm {
     /// `--set` / `--set-string` parameters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<HelmParameter>,
-    /// Release name (default: the Application's name).
+    /// Release name (default: the Application's name): a DNS-1123 name of at most 53 characters, as
+    /// Helm requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 53))]
     pub release_name: Option<String>,
     /// Do not install the chart's CRDs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1156,7 +1170,10 @@ pub struct Info {
 }
 
 /// A sync request.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new(RELEASE_NAME_RULE)
+    .message(RELEASE_NAME_MESSAGE)
+    .field_path(".source.helm.releaseName"))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncOperation {
     /// The revision to sync: a commit sha, branch or tag (default: `spec.source.targetRevision`).
@@ -1700,6 +1717,14 @@ mod tests {
             json!([{"rule": "self != ''", "message": "repoURL must not be empty"}])
         );
         assert!(source["x-kubernetes-validations"].is_array());
+        let release_name = &source["properties"]["helm"]["properties"]["releaseName"];
+        assert_eq!(release_name["maxLength"], 53);
+        let release_rule = json!([{
+            "rule": RELEASE_NAME_RULE, "message": RELEASE_NAME_MESSAGE,
+            "fieldPath": ".source.helm.releaseName"
+        }]);
+        assert_eq!(spec["x-kubernetes-validations"], release_rule);
+        assert_eq!(operation["sync"]["x-kubernetes-validations"], release_rule);
         let values_object = &source["properties"]["helm"]["properties"]["valuesObject"];
         assert_eq!(values_object["type"], "object");
         assert_eq!(values_object["x-kubernetes-preserve-unknown-fields"], true);

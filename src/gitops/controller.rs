@@ -34,7 +34,7 @@ use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{ObserveError, Reader, refresh_request};
 use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
-use super::render::RenderCache;
+use super::render::{RemotePolicy, RenderCache};
 use super::source::{GitLimits, GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
@@ -64,6 +64,8 @@ pub struct GitopsSettings {
     pub git_requests: GitRequestMetrics,
     /// Accepted repository URLs, fetch and extracted-tree bounds.
     pub git_limits: GitLimits,
+    /// What renders may fetch from outside their repository.
+    pub render_remote: RemotePolicy,
 }
 
 #[derive(Debug, Error)]
@@ -111,7 +113,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let reader = Reader {
         repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone())
             .with_limits(settings.git_limits.clone()),
-        renders: RenderCache::new(),
+        renders: RenderCache::new().with_remote_policy(settings.render_remote.clone()),
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
         secrets,
@@ -157,6 +159,8 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         });
     tracing::info!(
         poll_interval = ?settings.poll_interval,
+        helm_value_schemes = ?settings.render_remote.helm_value_schemes,
+        kustomize_remote = settings.render_remote.kustomize_remote,
         "application controller running"
     );
     tokio::join!(controller, webhook, secrets_watch);

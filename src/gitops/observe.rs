@@ -27,7 +27,7 @@ use super::object::{
 use super::order::sort_for_apply;
 use super::plan::{ComparisonFailure, Desired, Observed, operation_request};
 use super::refresh::{RefreshInput, decide, jitter_seed};
-use super::render::{RenderCache, RenderContext, RenderKey, render};
+use super::render::{RenderCache, RenderContext};
 use super::source::{RepoCache, SourceError};
 use super::webhook::PushLog;
 use crate::api::application::{Application, ApplicationSource, RefreshType};
@@ -294,20 +294,11 @@ impl Reader {
                 .unwrap_or_default(),
         };
         let rendered = if hard {
-            let (root, source_owned, ctx_owned) = (root.clone(), source.clone(), ctx.clone());
-            let rendered =
-                tokio::task::spawn_blocking(move || render(&root, &source_owned, &ctx_owned))
-                    .await
-                    .map_err(|e| fail(format!("render worker failed: {e}")))?
-                    .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
-            self.renders
-                .insert(RenderKey::new(sha, source, &ctx), rendered)
+            self.renders.render_again(sha, &root, source, &ctx).await
         } else {
-            self.renders
-                .get_or_render(sha, &root, source, &ctx)
-                .await
-                .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?
-        };
+            self.renders.get_or_render(sha, &root, source, &ctx).await
+        }
+        .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
         let objects = self
             .normalize(app, sha, rendered.objects.clone())
             .await

@@ -1,17 +1,23 @@
 //! Rendered output cached by (commit, path, options): a commit's content never changes, so the same
 //! source options at the same commit always render the same objects, and a tick that finds no new
 //! commit renders nothing.
+//!
+//! The cache is bounded by the size of what it holds (a chart may render megabytes): the least
+//! recently used renders go first, and a render larger than the whole budget is returned, not kept.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{RenderContext, RenderError, Rendered, Tools, render_with};
+use super::{
+    RemotePolicy, RenderContext, RenderError, RenderSettings, Rendered, Tools, render_with,
+};
 use crate::api::application::ApplicationSource;
 
-/// Entries kept; the oldest goes first (enough for every Application at its current and previous
-/// commit in a large installation; a miss only costs a render).
-const DEFAULT_CAPACITY: usize = 512;
+/// Bytes of rendered objects kept (as JSON text; in memory they take a few times more). Enough for
+/// every Application at its current and previous commit in a large installation; a miss only costs
+/// a render.
+const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What a render depends on. The repository URL and `targetRevision` are not part of it: the commit
 /// sha already fixes the content, whatever the repository or ref it was reached through.
@@ -46,19 +52,80 @@ impl RenderKey {
 #[derive(Clone)]
 pub struct RenderCache {
     inner: Arc<Mutex<Entries>>,
-    tools: Tools,
+    settings: RenderSettings,
 }
 
-#[derive(Default)]
+/// The renders kept, and their use order for eviction.
 struct Entries {
-    map: HashMap<RenderKey, Arc<Rendered>>,
-    order: VecDeque<RenderKey>,
-    capacity: usize,
+    map: HashMap<RenderKey, Entry>,
+    /// Last use → key; the first is the least recently used.
+    by_use: BTreeMap<u64, RenderKey>,
+    clock: u64,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+struct Entry {
+    rendered: Arc<Rendered>,
+    bytes: u64,
+    last_use: u64,
+}
+
+impl Entries {
+    fn get(&mut self, key: &RenderKey) -> Option<Arc<Rendered>> {
+        self.clock += 1;
+        let entry = self.map.get_mut(key)?;
+        self.by_use.remove(&entry.last_use);
+        entry.last_use = self.clock;
+        self.by_use.insert(self.clock, key.clone());
+        Some(entry.rendered.clone())
+    }
+
+    fn insert(&mut self, key: RenderKey, rendered: Arc<Rendered>, bytes: u64) {
+        self.remove(&key);
+        if bytes > self.max_bytes {
+            return;
+        }
+        while self.bytes + bytes > self.max_bytes {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        self.clock += 1;
+        self.by_use.insert(self.clock, key.clone());
+        self.bytes += bytes;
+        let last_use = self.clock;
+        self.map.insert(
+            key,
+            Entry {
+                rendered,
+                bytes,
+                last_use,
+            },
+        );
+    }
+
+    fn remove(&mut self, key: &RenderKey) {
+        if let Some(entry) = self.map.remove(key) {
+            self.by_use.remove(&entry.last_use);
+            self.bytes -= entry.bytes;
+        }
+    }
+}
+
+/// The size a render is counted with: its objects as JSON text.
+fn size_of(rendered: &Rendered) -> u64 {
+    rendered
+        .objects
+        .iter()
+        .map(|o| serde_json::to_vec(o).map_or(0, |v| v.len() as u64))
+        .sum()
 }
 
 impl Default for RenderCache {
     fn default() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::with_max_bytes(DEFAULT_MAX_BYTES)
     }
 }
 
@@ -67,19 +134,29 @@ impl RenderCache {
         Self::default()
     }
 
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// A cache keeping at most `max_bytes` of rendered objects (as JSON text).
+    pub fn with_max_bytes(max_bytes: u64) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Entries {
-                capacity: capacity.max(1),
-                ..Entries::default()
+                map: HashMap::new(),
+                by_use: BTreeMap::new(),
+                clock: 0,
+                bytes: 0,
+                max_bytes,
             })),
-            tools: Tools::default(),
+            settings: RenderSettings::default(),
         }
     }
 
     /// The same cache, rendering with `tools` instead of the tools on the process's `PATH`.
     pub fn with_tools(mut self, tools: Tools) -> Self {
-        self.tools = tools;
+        self.settings.tools = tools;
+        self
+    }
+
+    /// The same cache, rendering with what `remote` allows to be fetched (default: nothing).
+    pub fn with_remote_policy(mut self, remote: RemotePolicy) -> Self {
+        self.settings.remote = remote;
         self
     }
 
@@ -96,32 +173,48 @@ impl RenderCache {
         if let Some(hit) = self.get(&key) {
             return Ok(hit);
         }
+        self.render(key, root, source, ctx).await
+    }
+
+    /// Renders `source` at commit `sha` again, whatever is cached (a hard refresh), and caches it.
+    pub async fn render_again(
+        &self,
+        sha: &str,
+        root: &Path,
+        source: &ApplicationSource,
+        ctx: &RenderContext,
+    ) -> Result<Arc<Rendered>, RenderError> {
+        self.render(RenderKey::new(sha, source, ctx), root, source, ctx)
+            .await
+    }
+
+    async fn render(
+        &self,
+        key: RenderKey,
+        root: &Path,
+        source: &ApplicationSource,
+        ctx: &RenderContext,
+    ) -> Result<Arc<Rendered>, RenderError> {
         let (root, source, ctx) = (root.to_path_buf(), source.clone(), ctx.clone());
-        let tools = self.tools.clone();
+        let settings = self.settings.clone();
         let rendered =
-            tokio::task::spawn_blocking(move || render_with(&root, &source, &ctx, &tools))
+            tokio::task::spawn_blocking(move || render_with(&root, &source, &ctx, &settings))
                 .await
                 .map_err(|e| RenderError::Worker(e.to_string()))??;
         Ok(self.insert(key, rendered))
     }
 
-    /// The cached render for `key`, if any.
+    /// The cached render for `key`, if any (it becomes the most recently used).
     pub fn get(&self, key: &RenderKey) -> Option<Arc<Rendered>> {
-        self.entries().map.get(key).cloned()
+        self.entries().get(key)
     }
 
-    /// Caches `rendered` under `key` (evicting the oldest entry when full) and returns it shared.
+    /// Caches `rendered` under `key` (evicting the least recently used renders until it fits) and
+    /// returns it shared.
     pub fn insert(&self, key: RenderKey, rendered: Rendered) -> Arc<Rendered> {
+        let bytes = size_of(&rendered);
         let rendered = Arc::new(rendered);
-        let mut entries = self.entries();
-        if entries.map.insert(key.clone(), rendered.clone()).is_none() {
-            entries.order.push_back(key);
-        }
-        while entries.order.len() > entries.capacity {
-            if let Some(oldest) = entries.order.pop_front() {
-                entries.map.remove(&oldest);
-            }
-        }
+        self.entries().insert(key, rendered.clone(), bytes);
         rendered
     }
 
@@ -132,6 +225,11 @@ impl RenderCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The bytes the cached renders count for.
+    pub fn bytes(&self) -> u64 {
+        self.entries().bytes
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -197,24 +295,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn oldest_entries_are_evicted() {
-        let cache = RenderCache::with_capacity(2);
-        let src = source(json!({"repoURL": "r"}));
-        let rendered = Rendered {
+    fn rendered_of(bytes: usize) -> Rendered {
+        // `{"v":"…"}` is 8 bytes around the string.
+        Rendered {
             source_type: ApplicationSourceType::Directory,
-            objects: vec![],
-        };
-        let keys: Vec<_> = ["1", "2", "3"]
+            objects: vec![json!({"v": "x".repeat(bytes - 8)})],
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_renders_go_when_the_bytes_run_out() {
+        let cache = RenderCache::with_max_bytes(300);
+        let src = source(json!({"repoURL": "r"}));
+        let keys: Vec<_> = ["1", "2", "3", "4"]
             .iter()
             .map(|s| RenderKey::new(s, &src, &ctx("a")))
             .collect();
-        for key in &keys {
-            cache.insert(key.clone(), rendered.clone());
-        }
-        assert_eq!(cache.len(), 2);
-        assert!(cache.get(&keys[0]).is_none());
-        assert!(cache.get(&keys[2]).is_some());
+        cache.insert(keys[0].clone(), rendered_of(100));
+        cache.insert(keys[1].clone(), rendered_of(100));
+        cache.insert(keys[2].clone(), rendered_of(100));
+        assert_eq!((cache.len(), cache.bytes()), (3, 300));
+        // Using the oldest makes the second the least recently used.
+        assert!(cache.get(&keys[0]).is_some());
+        cache.insert(keys[3].clone(), rendered_of(150));
+        assert!(cache.get(&keys[1]).is_none() && cache.get(&keys[2]).is_none());
+        assert!(cache.get(&keys[0]).is_some() && cache.get(&keys[3]).is_some());
+        assert_eq!((cache.len(), cache.bytes()), (2, 250));
+        // Replacing an entry counts it once.
+        cache.insert(keys[3].clone(), rendered_of(50));
+        assert_eq!((cache.len(), cache.bytes()), (2, 150));
+        // Larger than the whole budget: returned, not kept, nothing evicted for it.
+        let huge = cache.insert(keys[1].clone(), rendered_of(301));
+        assert_eq!(huge.objects.len(), 1);
+        assert!(cache.get(&keys[1]).is_none());
+        assert_eq!((cache.len(), cache.bytes()), (2, 150));
     }
 
     #[tokio::test]

@@ -5,38 +5,57 @@
 //!
 //! Charts are rendered as they are in Git: dependencies must be vendored in `charts/` (no
 //! `helm dependency build`, which would need the network).
+//!
+//! Every argument is built here from a fixed set of flags, each user-given value glued to its flag
+//! (`--values=…`, `--set=…`) and the release name and chart after `--`: no spec field can become a
+//! flag (`--post-renderer`, `--set-file`, `--kubeconfig`). The release name and namespace are checked
+//! as Helm and Kubernetes would, before helm runs.
+
+mod schema;
 
 use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tempfile::NamedTempFile;
 
-use super::{RenderContext, RenderError, Tools, display_path, ensure_inside, manifests};
+use super::names::{dns1123_label_error, helm_release_name_error};
+use super::symlinks::resolve_inside;
+use super::workspace::Workspace;
+use super::{RenderContext, RenderError, RenderSettings, display_path, manifests};
 use crate::api::application::{ApplicationSourceHelm, HelmParameter};
-use crate::gitops::source::tree_path_stays_inside;
 
 pub(super) fn render(
-    root: &Path,
+    workspace: &Workspace,
     chart_dir: &Path,
     options: &ApplicationSourceHelm,
     ctx: &RenderContext,
-    tools: &Tools,
+    settings: &RenderSettings,
 ) -> Result<Vec<Value>, RenderError> {
-    let helm = tools.find("helm").ok_or_else(|| RenderError::ToolMissing {
-        tool: "helm".into(),
-    })?;
-    let value_files = value_files(root, chart_dir, options)?;
-    // Lives until helm has read it.
-    let inline_values = inline_values_file(options)?;
+    let root = workspace.tree();
+    let helm = settings
+        .tools
+        .find("helm")
+        .ok_or_else(|| RenderError::ToolMissing {
+            tool: "helm".into(),
+        })?;
+    let release = release_name(options, ctx)?;
+    check_namespace(&ctx.namespace)?;
+    let value_files = value_files(root, chart_dir, options, settings)?;
+    schema::check_schemas(root, chart_dir, &settings.remote)?;
+    let inline_values = inline_values_file(workspace, options)?;
     let args = arguments(
         chart_dir,
+        &release,
         options,
         ctx,
         &value_files,
-        inline_values.as_ref().map(NamedTempFile::path),
+        inline_values.as_deref(),
     );
-    let output = tools.run("helm template", &helm, args, chart_dir, root)?;
+    // Without remote value files allowed, helm has no reason to reach the network at all.
+    let offline = settings.remote.helm_value_schemes.is_empty();
+    let output = settings
+        .tools
+        .run("helm template", &helm, args, workspace, offline)?;
     let name = format!("{} (helm template output)", display_path(root, chart_dir));
     let text = String::from_utf8(output).map_err(|e| RenderError::Io {
         path: name.clone(),
@@ -45,45 +64,91 @@ pub(super) fn render(
     manifests::parse_yaml(&name, &text)
 }
 
-fn arguments(
-    chart_dir: &Path,
+/// `helm.releaseName`, else the Application's name, as Helm accepts it.
+fn release_name(
     options: &ApplicationSourceHelm,
     ctx: &RenderContext,
-    value_files: &[PathBuf],
-    inline_values: Option<&Path>,
-) -> Vec<OsString> {
+) -> Result<String, RenderError> {
     let release = options
         .release_name
         .as_deref()
         .filter(|r| !r.is_empty())
         .unwrap_or(&ctx.app_name);
-    let mut args: Vec<OsString> = vec!["template".into(), release.into(), chart_dir.into()];
+    match helm_release_name_error(release) {
+        None => Ok(release.to_string()),
+        Some(reason) => Err(RenderError::ReleaseName {
+            name: release.to_string(),
+            reason,
+        }),
+    }
+}
+
+fn check_namespace(namespace: &str) -> Result<(), RenderError> {
+    if namespace.is_empty() {
+        return Ok(());
+    }
+    match dns1123_label_error(namespace) {
+        None => Ok(()),
+        Some(reason) => Err(RenderError::Namespace {
+            name: namespace.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// A value file as passed to helm: a file of the workspace's tree, or a URL the policy allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ValueFile {
+    Local(PathBuf),
+    Remote(String),
+}
+
+impl ValueFile {
+    fn argument(&self) -> OsString {
+        let mut arg = OsString::from("--values=");
+        match self {
+            Self::Local(path) => arg.push(path),
+            Self::Remote(url) => arg.push(url),
+        }
+        arg
+    }
+}
+
+fn arguments(
+    chart_dir: &Path,
+    release: &str,
+    options: &ApplicationSourceHelm,
+    ctx: &RenderContext,
+    value_files: &[ValueFile],
+    inline_values: Option<&Path>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["template".into()];
     if !ctx.namespace.is_empty() {
-        args.extend(["--namespace".into(), ctx.namespace.clone().into()]);
+        args.push(format!("--namespace={}", ctx.namespace).into());
     }
     if !options.skip_crds() {
         args.push("--include-crds".into());
     }
-    for file in value_files {
-        args.extend(["--values".into(), file.into()]);
-    }
+    args.extend(value_files.iter().map(ValueFile::argument));
     if let Some(file) = inline_values {
-        args.extend(["--values".into(), file.into()]);
+        args.push(ValueFile::Local(file.to_path_buf()).argument());
     }
     for parameter in &options.parameters {
-        args.extend(set_flag(parameter).map(OsString::from));
+        args.push(set_flag(parameter).into());
     }
+    // Positional from here on, whatever they look like.
+    args.extend(["--".into(), release.into(), chart_dir.into()]);
     args
 }
 
-fn set_flag(parameter: &HelmParameter) -> [String; 2] {
+fn set_flag(parameter: &HelmParameter) -> String {
     let flag = if parameter.force_string.unwrap_or(false) {
         "--set-string"
     } else {
         "--set"
     };
     let value = escape_commas(parameter.value.as_deref().unwrap_or_default());
-    [flag.to_string(), format!("{}={value}", parameter.name)]
+    format!("{flag}={}={value}", parameter.name)
 }
 
 /// Helm splits `--set` on commas; a value's own commas are escaped, except in a `{a,b}` list (Argo
@@ -104,23 +169,30 @@ fn escape_commas(value: &str) -> String {
     out
 }
 
-/// The value files to pass, in order: inside the repository, existing (or skipped when
-/// `ignoreMissingValueFiles`), remote `http(s)://` ones passed through to helm.
+/// The value files to pass, in order: files of the repository (symlinks followed, refused when they
+/// lead outside it), existing (or skipped when `ignoreMissingValueFiles`); URLs only with a scheme
+/// the policy allows (Helm itself would fetch any, or read `file://` from the controller's disk).
 fn value_files(
     root: &Path,
     chart_dir: &Path,
     options: &ApplicationSourceHelm,
-) -> Result<Vec<PathBuf>, RenderError> {
+    settings: &RenderSettings,
+) -> Result<Vec<ValueFile>, RenderError> {
     let mut files = Vec::new();
     for file in &options.value_files {
-        if file.starts_with("http://") || file.starts_with("https://") {
-            files.push(PathBuf::from(file));
+        if let Some(scheme) = url_scheme(file) {
+            if !settings.remote.allows_value_scheme(scheme) {
+                return Err(RenderError::RemoteValueFile {
+                    file: file.clone(),
+                    scheme: scheme.to_ascii_lowercase(),
+                });
+            }
+            files.push(ValueFile::Remote(file.clone()));
             continue;
         }
-        let path = value_file_path(root, chart_dir, file)?;
+        let path = root.join(value_file_in_repo(root, chart_dir, file)?);
         if path.is_file() {
-            ensure_inside(root, &path, file).map_err(|_| escape(file))?;
-            files.push(path);
+            files.push(ValueFile::Local(path));
         } else if !options.ignore_missing_value_files() {
             return Err(RenderError::ValueFile {
                 file: file.clone(),
@@ -131,31 +203,27 @@ fn value_files(
     Ok(files)
 }
 
-fn value_file_path(root: &Path, chart_dir: &Path, file: &str) -> Result<PathBuf, RenderError> {
+/// The scheme of `file` when it is a URL (`scheme://…`, RFC 3986 scheme characters).
+fn url_scheme(file: &str) -> Option<&str> {
+    let (scheme, _) = file.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// The repository path `file` leads to, every symlink followed: relative to the chart, or to the
+/// repository's root with a leading `/`.
+fn value_file_in_repo(root: &Path, chart_dir: &Path, file: &str) -> Result<PathBuf, RenderError> {
     let chart_in_repo = chart_dir.strip_prefix(root).unwrap_or(Path::new(""));
     let in_repo = match file.strip_prefix('/') {
         Some(from_root) => PathBuf::from(from_root),
         None => chart_in_repo.join(file),
     };
-    if !tree_path_stays_inside(&in_repo) {
-        return Err(escape(file));
-    }
-    Ok(root.join(lexically_normal(&in_repo)))
-}
-
-/// `path` with `.` and `a/..` removed (it is known not to climb above its start).
-fn lexically_normal(path: &Path) -> PathBuf {
-    let mut normal = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                normal.pop();
-            }
-            Component::CurDir => {}
-            other => normal.push(other),
-        }
-    }
-    normal
+    resolve_inside(root, &in_repo, file).map_err(|e| match e {
+        RenderError::PathEscape { .. } => escape(file),
+        other => other,
+    })
 }
 
 fn escape(file: &str) -> RenderError {
@@ -165,26 +233,22 @@ fn escape(file: &str) -> RenderError {
     }
 }
 
-/// `valuesObject` (which wins) or `values`, written to a temporary file for `--values`.
+/// `valuesObject` (which wins) or `values`, written to a file of the workspace for `--values`.
 fn inline_values_file(
+    workspace: &Workspace,
     options: &ApplicationSourceHelm,
-) -> Result<Option<NamedTempFile>, RenderError> {
+) -> Result<Option<PathBuf>, RenderError> {
     let text = match (&options.values_object, &options.values) {
         (Some(object), _) if !object.is_empty() => Value::Object(object.clone()).to_string(),
         (_, Some(values)) if !values.trim().is_empty() => values.clone(),
         _ => return Ok(None),
     };
-    let io = |e: std::io::Error| RenderError::Io {
+    let path = workspace.path().join("values.yaml");
+    std::fs::write(&path, text).map_err(|e| RenderError::Io {
         path: "helm values".into(),
         message: e.to_string(),
-    };
-    let file = tempfile::Builder::new()
-        .prefix("sluice-values-")
-        .suffix(".yaml")
-        .tempfile()
-        .map_err(io)?;
-    std::fs::write(file.path(), text).map_err(io)?;
-    Ok(Some(file))
+    })?;
+    Ok(Some(path))
 }
 
 #[cfg(test)]
@@ -192,6 +256,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::gitops::render::{RemotePolicy, ValueFileScheme};
 
     fn ctx() -> RenderContext {
         RenderContext {
@@ -205,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn arguments_follow_argo_cd() {
+    fn arguments_follow_argo_cd_with_every_value_glued_to_its_flag() {
         let options: ApplicationSourceHelm = serde_json::from_value(json!({
             "parameters": [
                 {"name": "image.tag", "value": "1.2,3"},
@@ -217,46 +282,100 @@ mod tests {
         .unwrap();
         let args = arguments(
             Path::new("/t/chart"),
+            "shop",
             &options,
             &ctx(),
-            &[PathBuf::from("/t/chart/values-prod.yaml")],
-            Some(Path::new("/tmp/v.yaml")),
+            &[
+                ValueFile::Local(PathBuf::from("/t/chart/values-prod.yaml")),
+                ValueFile::Remote("https://example.com/v.yaml".into()),
+            ],
+            Some(Path::new("/ws/values.yaml")),
         );
         assert_eq!(
             strings(args),
             [
                 "template",
+                "--namespace=prod",
+                "--include-crds",
+                "--values=/t/chart/values-prod.yaml",
+                "--values=https://example.com/v.yaml",
+                "--values=/ws/values.yaml",
+                "--set=image.tag=1.2\\,3",
+                "--set-string=port=8080",
+                "--set=hosts={a,b}",
+                "--set=empty=",
+                "--",
                 "shop",
                 "/t/chart",
-                "--namespace",
-                "prod",
-                "--include-crds",
-                "--values",
-                "/t/chart/values-prod.yaml",
-                "--values",
-                "/tmp/v.yaml",
-                "--set",
-                "image.tag=1.2\\,3",
-                "--set-string",
-                "port=8080",
-                "--set",
-                "hosts={a,b}",
-                "--set",
-                "empty=",
             ]
         );
         let options = ApplicationSourceHelm {
-            release_name: Some("web".into()),
             skip_crds: Some(true),
             ..Default::default()
         };
-        let args = strings(arguments(Path::new("/c"), &options, &ctx(), &[], None));
-        assert_eq!(args, ["template", "web", "/c", "--namespace", "prod"]);
+        let args = strings(arguments(
+            Path::new("/c"),
+            "web",
+            &options,
+            &ctx(),
+            &[],
+            None,
+        ));
+        assert_eq!(args, ["template", "--namespace=prod", "--", "web", "/c"]);
+    }
+
+    #[test]
+    fn a_flag_in_the_release_name_is_refused_before_helm_runs() {
+        let token = "--set-file=t=/var/run/secrets/kubernetes.io/serviceaccount/token";
+        for bad in [
+            token,
+            "--post-renderer=/bin/sh",
+            "Shop",
+            "a_b",
+            &"x".repeat(54),
+        ] {
+            let options = ApplicationSourceHelm {
+                release_name: Some(bad.to_string()),
+                ..Default::default()
+            };
+            let err = release_name(&options, &ctx()).unwrap_err();
+            assert!(
+                matches!(&err, RenderError::ReleaseName { name, .. } if name == bad),
+                "{err}"
+            );
+            assert!(err.to_string().contains("helm.releaseName"), "{err}");
+        }
+        // The Application's name is the default and is checked the same way (Kubernetes names may
+        // be longer than Helm's 53 characters).
+        let long_app = RenderContext {
+            app_name: "a".repeat(60),
+            namespace: "prod".into(),
+        };
+        assert!(release_name(&ApplicationSourceHelm::default(), &long_app).is_err());
+        assert_eq!(
+            release_name(&ApplicationSourceHelm::default(), &ctx()).unwrap(),
+            "shop"
+        );
+        let dotted = ApplicationSourceHelm {
+            release_name: Some("shop.v2".into()),
+            ..Default::default()
+        };
+        assert_eq!(release_name(&dotted, &ctx()).unwrap(), "shop.v2");
+        assert!(check_namespace("--kubeconfig=/x").is_err());
+        assert!(check_namespace("").is_ok() && check_namespace("team-a").is_ok());
     }
 
     #[test]
     fn commas_already_escaped_stay_single() {
         assert_eq!(escape_commas("a\\,b,c"), "a\\,b\\,c");
+    }
+
+    fn options(files: &[&str], ignore: bool) -> ApplicationSourceHelm {
+        ApplicationSourceHelm {
+            value_files: files.iter().map(|f| f.to_string()).collect(),
+            ignore_missing_value_files: Some(ignore),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -266,69 +385,154 @@ mod tests {
         std::fs::create_dir_all(&chart).unwrap();
         std::fs::write(chart.join("values-prod.yaml"), "a: 1").unwrap();
         std::fs::write(root.path().join("common.yaml"), "b: 1").unwrap();
-        let options = |files: &[&str], ignore: bool| ApplicationSourceHelm {
-            value_files: files.iter().map(|f| f.to_string()).collect(),
-            ignore_missing_value_files: Some(ignore),
-            ..Default::default()
-        };
+        std::os::unix::fs::symlink("../../common.yaml", chart.join("linked.yaml")).unwrap();
+        let settings = RenderSettings::default();
+        let local = |p: PathBuf| ValueFile::Local(p);
 
         let files = value_files(
             root.path(),
             &chart,
             &options(
-                &["values-prod.yaml", "../../common.yaml", "/common.yaml"],
+                &[
+                    "values-prod.yaml",
+                    "../../common.yaml",
+                    "/common.yaml",
+                    "linked.yaml",
+                ],
                 false,
             ),
+            &settings,
         )
         .unwrap();
         assert_eq!(
             files,
             [
-                chart.join("values-prod.yaml"),
-                root.path().join("common.yaml"),
-                root.path().join("common.yaml")
+                local(chart.join("values-prod.yaml")),
+                local(root.path().join("common.yaml")),
+                local(root.path().join("common.yaml")),
+                local(root.path().join("common.yaml")),
             ]
         );
 
         for bad in ["../../../etc/passwd", "/../etc/passwd"] {
-            let err = value_files(root.path(), &chart, &options(&[bad], true)).unwrap_err();
+            let err =
+                value_files(root.path(), &chart, &options(&[bad], true), &settings).unwrap_err();
             assert_eq!(err, escape(bad));
         }
 
-        let err = value_files(root.path(), &chart, &options(&["missing.yaml"], false)).unwrap_err();
+        let err = value_files(
+            root.path(),
+            &chart,
+            &options(&["missing.yaml"], false),
+            &settings,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "helm value file \"missing.yaml\": charts/shop/missing.yaml does not exist"
         );
         assert!(
-            value_files(root.path(), &chart, &options(&["missing.yaml"], true))
-                .unwrap()
-                .is_empty()
+            value_files(
+                root.path(),
+                &chart,
+                &options(&["missing.yaml"], true),
+                &settings
+            )
+            .unwrap()
+            .is_empty()
         );
     }
 
     #[test]
+    fn a_value_file_through_a_symlink_chain_out_of_the_tree_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let chart = root.path().join("d1/d2");
+        std::fs::create_dir_all(&chart).unwrap();
+        std::os::unix::fs::symlink("../..", chart.join("up")).unwrap();
+        let file = "up/../../var/run/secrets/kubernetes.io/serviceaccount/token";
+        let err = value_files(
+            root.path(),
+            &chart,
+            &options(&[file], true),
+            &RenderSettings::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err, escape(file));
+    }
+
+    #[test]
+    fn remote_value_files_need_their_scheme_allowed() {
+        let root = tempfile::tempdir().unwrap();
+        let chart = root.path().join("chart");
+        std::fs::create_dir_all(&chart).unwrap();
+        let imds = "http://169.254.169.254/latest/meta-data/iam/security-credentials/";
+        let none = RenderSettings::default();
+        let https_only = RenderSettings {
+            remote: RemotePolicy {
+                helm_value_schemes: vec![ValueFileScheme::Https],
+                kustomize_remote: false,
+            },
+            ..Default::default()
+        };
+        for (file, settings, scheme) in [
+            (imds, &none, "http"),
+            (imds, &https_only, "http"),
+            ("HTTPS://example.com/v.yaml", &none, "https"),
+            ("file:///var/run/secrets/token", &https_only, "file"),
+            ("oci://registry/values", &https_only, "oci"),
+        ] {
+            let err =
+                value_files(root.path(), &chart, &options(&[file], false), settings).unwrap_err();
+            assert_eq!(
+                err,
+                RenderError::RemoteValueFile {
+                    file: file.into(),
+                    scheme: scheme.into()
+                }
+            );
+            assert!(err.to_string().contains("--helm-value-schemes"), "{err}");
+            let hint = format!("--helm-value-schemes={scheme}");
+            assert_eq!(
+                err.to_string().contains(&hint),
+                scheme.starts_with("http"),
+                "{err}"
+            );
+        }
+        let allowed = "https://example.com/values.yaml";
+        assert_eq!(
+            value_files(
+                root.path(),
+                &chart,
+                &options(&[allowed], false),
+                &https_only
+            )
+            .unwrap(),
+            [ValueFile::Remote(allowed.into())]
+        );
+        // A colon in a plain file name is no scheme.
+        assert_eq!(url_scheme("values:prod.yaml"), None);
+        assert_eq!(url_scheme("a b://x"), None);
+    }
+
+    #[test]
     fn values_object_wins_over_values() {
+        let root = tempfile::tempdir().unwrap();
+        let workspace = Workspace::with_copy_of(root.path()).unwrap();
         let options: ApplicationSourceHelm = serde_json::from_value(json!({
             "values": "replicas: 1\n", "valuesObject": {"replicas": 3}
         }))
         .unwrap();
-        let file = inline_values_file(&options).unwrap().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(file.path()).unwrap(),
-            r#"{"replicas":3}"#
-        );
+        let file = inline_values_file(&workspace, &options).unwrap().unwrap();
+        assert!(file.starts_with(workspace.path()) && !file.starts_with(workspace.tree()));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), r#"{"replicas":3}"#);
         let options = ApplicationSourceHelm {
             values: Some("replicas: 2\n".into()),
             ..Default::default()
         };
-        let file = inline_values_file(&options).unwrap().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(file.path()).unwrap(),
-            "replicas: 2\n"
-        );
+        let file = inline_values_file(&workspace, &options).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(file).unwrap(), "replicas: 2\n");
         assert!(
-            inline_values_file(&ApplicationSourceHelm::default())
+            inline_values_file(&workspace, &ApplicationSourceHelm::default())
                 .unwrap()
                 .is_none()
         );

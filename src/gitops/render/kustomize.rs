@@ -1,29 +1,76 @@
 //! A Kustomize overlay, built by `kustomize build` (preferred) or `kubectl kustomize`.
 //!
 //! The source's `kustomize` options (name prefix/suffix, images, common labels/annotations, namespace)
-//! are applied by a generated overlay in a temporary directory whose only resource is the source path,
-//! so the shared checked-out tree is never written (Argo CD runs `kustomize edit` in its own copy).
+//! are applied by a generated overlay beside the tree in the render's workspace, whose only resource
+//! is the source path, so the checked-out tree is never written (Argo CD runs `kustomize edit` in its
+//! own copy).
+//!
+//! Before kustomize runs, every kustomization it would load is read here: an entry of `resources`,
+//! `bases`, `components`, `generators`, `transformers` or `validators` must be a path inside the
+//! repository (symlinks followed), or, only with `--kustomize-remote`, a remote target; any other
+//! field naming a URL (kustomize fetches `http(s)://` patches, generator files, ...) is refused the
+//! same way. Files are left to kustomize's default load restrictor (inside their kustomization's
+//! directory), which is never relaxed.
 
-use std::path::{Component, Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
-use tempfile::TempDir;
 
-use super::{RenderError, Tools, display_path, manifests};
+use super::symlinks::{ResolveError, Resolved, resolve};
+use super::workspace::Workspace;
+use super::{KUSTOMIZATION_FILES, RenderError, RenderSettings, Tools, display_path, manifests};
 use crate::api::application::ApplicationSourceKustomize;
 
+/// Kustomizations read while checking one render: a deeper graph is not an overlay but an attack.
+const MAX_KUSTOMIZATIONS: usize = 500;
+
+/// Fields whose entries kustomize loads as a file, a directory with a kustomization, or a remote
+/// target (a URL, `github.com/org/repo//path?ref=…`), whichever works.
+const REFERENCE_FIELDS: [&str; 6] = [
+    "resources",
+    "bases",
+    "components",
+    "generators",
+    "transformers",
+    "validators",
+];
+
+/// Fields that hold content, never something kustomize loads: not searched for URLs (a label or a
+/// literal may well be one).
+const CONTENT_FIELDS: [&str; 12] = [
+    "metadata",
+    "commonLabels",
+    "commonAnnotations",
+    "labels",
+    "images",
+    "replicas",
+    "vars",
+    "literals",
+    "patch",
+    "target",
+    "options",
+    "buildMetadata",
+];
+
 pub(super) fn render(
-    root: &Path,
+    workspace: &Workspace,
     app_dir: &Path,
     options: Option<&ApplicationSourceKustomize>,
-    tools: &Tools,
+    settings: &RenderSettings,
 ) -> Result<Vec<Value>, RenderError> {
-    let overlay = match options.map(overlay_kustomization) {
-        Some(Some(kustomization)) => Some(write_overlay(app_dir, &kustomization)?),
-        _ => None,
+    let root = workspace.tree();
+    let allow_remote = settings.remote.kustomize_remote;
+    check_references(
+        root,
+        app_dir.strip_prefix(root).unwrap_or(Path::new("")),
+        allow_remote,
+    )?;
+    let target = match options.and_then(overlay_kustomization) {
+        Some(kustomization) => write_overlay(workspace, app_dir, kustomization)?,
+        None => app_dir.to_path_buf(),
     };
-    let target = overlay.as_ref().map_or(app_dir, TempDir::path);
-    let output = build(tools, target, root)?;
+    let output = build(&settings.tools, &target, workspace, !allow_remote)?;
     let name = format!("{} (kustomize output)", display_path(root, app_dir));
     let text = String::from_utf8(output).map_err(|e| RenderError::Io {
         path: name.clone(),
@@ -32,18 +79,214 @@ pub(super) fn render(
     manifests::parse_yaml(&name, &text)
 }
 
-fn build(tools: &Tools, dir: &Path, root: &Path) -> Result<Vec<u8>, RenderError> {
+fn build(
+    tools: &Tools,
+    dir: &Path,
+    workspace: &Workspace,
+    offline: bool,
+) -> Result<Vec<u8>, RenderError> {
+    // `--` first: the directory is positional whatever its name.
+    let args = [Path::new("--").as_os_str(), dir.as_os_str()];
     if let Some(kustomize) = tools.find("kustomize") {
-        let args = [Path::new("build").as_os_str(), dir.as_os_str()];
-        return tools.run("kustomize build", &kustomize, args, dir, root);
+        let args = [Path::new("build").as_os_str()].into_iter().chain(args);
+        return tools.run("kustomize build", &kustomize, args, workspace, offline);
     }
     if let Some(kubectl) = tools.find("kubectl") {
-        let args = [Path::new("kustomize").as_os_str(), dir.as_os_str()];
-        return tools.run("kubectl kustomize", &kubectl, args, dir, root);
+        let args = [Path::new("kustomize").as_os_str()].into_iter().chain(args);
+        return tools.run("kubectl kustomize", &kubectl, args, workspace, offline);
     }
     Err(RenderError::ToolMissing {
         tool: "kustomize (or kubectl)".into(),
     })
+}
+
+/// Reads the kustomization of `app_dir` (a directory of the tree at `root`) and every local one it
+/// loads, refusing references that leave the tree, and remote ones unless `allow_remote`.
+fn check_references(root: &Path, app_dir: &Path, allow_remote: bool) -> Result<(), RenderError> {
+    let start = match resolve(root, app_dir) {
+        Ok(Resolved::Inside(dir)) => dir,
+        _ => app_dir.to_path_buf(),
+    };
+    let mut pending = vec![start];
+    let mut seen = BTreeSet::new();
+    while let Some(dir) = pending.pop() {
+        if !seen.insert(dir.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_KUSTOMIZATIONS {
+            return Err(RenderError::Io {
+                path: display(&dir),
+                message: format!("more than {MAX_KUSTOMIZATIONS} kustomizations to build"),
+            });
+        }
+        for file in KUSTOMIZATION_FILES {
+            let path = dir.join(file);
+            if root.join(&path).is_file() {
+                let checked = Kustomization {
+                    root,
+                    dir: &dir,
+                    file: display(&path),
+                    allow_remote,
+                };
+                for document in read_kustomization(root, &path)? {
+                    pending.extend(checked.local_directories(&document)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_kustomization(root: &Path, path: &Path) -> Result<Vec<Value>, RenderError> {
+    let shown = display(path);
+    let text = std::fs::read_to_string(root.join(path)).map_err(|e| RenderError::Io {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    manifests::parse_documents(&shown, &text)
+}
+
+/// Whether `key` is one of `fields`, as kustomize reads keys (Go's JSON decoding ignores case).
+fn is_one_of(key: &str, fields: &[&str]) -> bool {
+    fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+}
+
+fn display(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// One kustomization file being checked.
+struct Kustomization<'a> {
+    root: &'a Path,
+    /// Its directory, relative to the tree's root.
+    dir: &'a Path,
+    /// Its path, as shown in errors.
+    file: String,
+    allow_remote: bool,
+}
+
+impl Kustomization<'_> {
+    /// Checks `kustomization` and returns the directories of the tree it loads (to check next).
+    fn local_directories(&self, kustomization: &Value) -> Result<Vec<PathBuf>, RenderError> {
+        let Some(fields) = kustomization.as_object() else {
+            return Ok(Vec::new());
+        };
+        let mut directories = Vec::new();
+        for (field, value) in fields {
+            if let (true, Some(entries)) = (is_one_of(field, &REFERENCE_FIELDS), value.as_array()) {
+                for (i, entry) in entries.iter().enumerate() {
+                    let at = format!("{field}[{i}]");
+                    match entry.as_str() {
+                        // Generators and transformers may be given inline, as YAML text.
+                        Some(inline) if inline.contains('\n') => {
+                            let config = manifests::parse_documents(&self.file, inline)?;
+                            self.no_urls(&at, &Value::Array(config))?;
+                        }
+                        Some(reference) => directories.extend(self.reference(&at, reference)?),
+                        None => self.no_urls(&at, entry)?,
+                    }
+                }
+            } else if !is_one_of(field, &CONTENT_FIELDS) {
+                self.no_urls(field, value)?;
+            }
+        }
+        Ok(directories)
+    }
+
+    /// An entry of a [`REFERENCE_FIELDS`] field: a directory of the tree to check next, a file of
+    /// the tree (nothing to do), or remote (what kustomize makes of anything else).
+    fn reference(&self, field: &str, reference: &str) -> Result<Option<PathBuf>, RenderError> {
+        // Kustomize tries these as remote first, whatever the tree holds at that path.
+        if is_remote_target(reference) {
+            return if self.allow_remote {
+                Ok(None)
+            } else {
+                Err(self.remote(field, reference))
+            };
+        }
+        let resolved = resolve(self.root, &self.dir.join(reference)).map_err(|e| match e {
+            ResolveError::Loop => RenderError::SymlinkLoop {
+                path: reference.to_string(),
+            },
+            ResolveError::Io(e) => RenderError::Io {
+                path: reference.to_string(),
+                message: e.to_string(),
+            },
+        })?;
+        let in_tree = match resolved {
+            Resolved::Inside(path) if self.root.join(&path).exists() => path,
+            // Absolute or climbing out: kustomize would read the controller's disk, or another
+            // repository's tree.
+            Resolved::Outside => return Err(self.escape(field, reference)),
+            // Not in the tree: kustomize would try it as a remote target.
+            Resolved::Inside(_) if self.allow_remote => return Ok(None),
+            Resolved::Inside(_) => return Err(self.remote(field, reference)),
+        };
+        Ok(self.root.join(&in_tree).is_dir().then_some(in_tree))
+    }
+
+    /// Refuses any URL in `value` (a field kustomize may load files of), unless remote loads are
+    /// allowed.
+    fn no_urls(&self, field: &str, value: &Value) -> Result<(), RenderError> {
+        if self.allow_remote {
+            return Ok(());
+        }
+        match value {
+            Value::String(text) if is_url(text.trim()) => Err(self.remote(field, text)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| self.no_urls(&format!("{field}[{i}]"), item)),
+            Value::Object(fields) => fields
+                .iter()
+                .filter(|(key, _)| !is_one_of(key, &CONTENT_FIELDS))
+                .try_for_each(|(key, item)| self.no_urls(&format!("{field}.{key}"), item)),
+            _ => Ok(()),
+        }
+    }
+
+    fn remote(&self, field: &str, reference: &str) -> RenderError {
+        RenderError::KustomizeRemote {
+            kustomization: self.file.clone(),
+            field: field.to_string(),
+            reference: reference.to_string(),
+        }
+    }
+
+    fn escape(&self, field: &str, reference: &str) -> RenderError {
+        RenderError::KustomizeEscape {
+            kustomization: self.file.clone(),
+            field: field.to_string(),
+            reference: reference.to_string(),
+        }
+    }
+}
+
+/// Whether kustomize reads `reference` as a remote target (its `NewRepoSpecFromURL`): a URL (any
+/// scheme, `git::` forced or not), a `github.com/` or `github.com:` path, or scp-like `user@host:`.
+fn is_remote_target(reference: &str) -> bool {
+    let target = reference.strip_prefix("git::").unwrap_or(reference);
+    let first = target.split('/').next().unwrap_or_default();
+    is_url(target)
+        || target.starts_with("github.com/")
+        || target.starts_with("github.com:")
+        || first.contains('@')
+}
+
+/// Whether `text` is a URL (`scheme://…`, also `git::https://…`): kustomize fetches those wherever
+/// it loads a file.
+fn is_url(text: &str) -> bool {
+    let Some((scheme, _)) = text.split_once("://") else {
+        return false;
+    };
+    let scheme = scheme.strip_prefix("git::").unwrap_or(scheme);
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// The overlay's `kustomization.yaml` (as JSON, which is YAML) applying `options` to the source path
@@ -89,43 +332,27 @@ fn overlay_kustomization(options: &ApplicationSourceKustomize) -> Option<Map<Str
     Some(k)
 }
 
+/// Writes the overlay beside the tree in the workspace; its resource is `app_dir`, relative (kustomize
+/// refuses absolute resource roots).
 fn write_overlay(
+    workspace: &Workspace,
     app_dir: &Path,
-    kustomization: &Map<String, Value>,
-) -> Result<TempDir, RenderError> {
+    mut kustomization: Map<String, Value>,
+) -> Result<PathBuf, RenderError> {
     let io = |e: std::io::Error| RenderError::Io {
         path: "kustomize overlay".into(),
         message: e.to_string(),
     };
-    let dir = tempfile::Builder::new()
-        .prefix("sluice-kustomize-")
-        .tempdir()
-        .map_err(io)?;
-    let mut kustomization = kustomization.clone();
-    let resource = relative_to(dir.path(), app_dir).map_err(io)?;
+    let dir = workspace.path().join("overlay");
+    std::fs::create_dir(&dir).map_err(io)?;
+    let in_tree = app_dir
+        .strip_prefix(workspace.tree())
+        .unwrap_or(Path::new(""));
+    let resource = Path::new("../tree").join(in_tree);
     kustomization.insert("resources".into(), json!([resource.display().to_string()]));
     let text = Value::Object(kustomization).to_string();
-    std::fs::write(dir.path().join("kustomization.yaml"), text).map_err(io)?;
+    std::fs::write(dir.join("kustomization.yaml"), text).map_err(io)?;
     Ok(dir)
-}
-
-/// `target` as a path relative to `from` (kustomize refuses absolute resource roots): up to the
-/// filesystem root, then down to the target.
-fn relative_to(from: &Path, target: &Path) -> std::io::Result<PathBuf> {
-    let (from, target) = (from.canonicalize()?, target.canonicalize()?);
-    let mut relative = PathBuf::new();
-    for _ in from
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-    {
-        relative.push("..");
-    }
-    for component in target.components() {
-        if let Component::Normal(part) = component {
-            relative.push(part);
-        }
-    }
-    Ok(relative)
 }
 
 /// `kustomize edit set image` syntax, `[name=]newName[:newTag][@digest]`, as a `images` entry.
@@ -191,20 +418,186 @@ mod tests {
         }
     }
 
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    fn check(root: &tempfile::TempDir, app: &str, allow_remote: bool) -> Result<(), RenderError> {
+        check_references(root.path(), Path::new(app), allow_remote)
+    }
+
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+
     #[test]
-    fn relative_paths_climb_to_the_root() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let rel = relative_to(a.path(), b.path()).unwrap();
+    fn local_references_inside_the_tree_pass() {
+        let root = tree(&[
+            ("base/kustomization.yaml", "resources: [cm.yaml]\n"),
+            ("base/cm.yaml", CM),
+            (
+                "overlays/prod/kustomization.yaml",
+                "resources: [../../base, ./extra.yaml]\ncomponents: [../../comp]\n\
+                 commonAnnotations: {docs: 'https://example.com/runbook'}\n\
+                 configMapGenerator: [{name: g, literals: ['URL=http://api.example.com']}]\n\
+                 transformers:\n- |\n  apiVersion: builtin\n  kind: LabelTransformer\n  metadata: {name: x, annotations: {a: 'https://x'}}\n",
+            ),
+            ("overlays/prod/extra.yaml", CM),
+            ("comp/kustomization.yaml", "kind: Component\n"),
+        ]);
+        check(&root, "overlays/prod", false).unwrap();
+    }
+
+    #[test]
+    fn a_sibling_tree_or_any_path_outside_is_refused() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        for (reference, field) in [
+            (format!("../{sha}/secret-app"), "resources[0]"),
+            (
+                "/var/run/secrets/kubernetes.io/serviceaccount".to_string(),
+                "resources[0]",
+            ),
+            ("../../../etc".to_string(), "resources[0]"),
+        ] {
+            let root = tree(&[(
+                "kustomization.yaml",
+                &format!("resources: [{reference:?}]\n"),
+            )]);
+            let err = check(&root, "", false).unwrap_err();
+            assert_eq!(
+                err,
+                RenderError::KustomizeEscape {
+                    kustomization: "kustomization.yaml".into(),
+                    field: field.into(),
+                    reference: reference.clone(),
+                }
+            );
+        }
+        // Through a symlink chain of the tree.
+        let root = tree(&[("a/b/kustomization.yaml", "bases: [up/../../x]\n")]);
+        std::os::unix::fs::symlink("../..", root.path().join("a/b/up")).unwrap();
+        let err = check(&root, "a/b", true).unwrap_err();
+        assert!(matches!(err, RenderError::KustomizeEscape { .. }), "{err}");
+    }
+
+    #[test]
+    fn remote_resources_are_refused_unless_allowed() {
+        for reference in [
+            "https://127.0.0.1:1/cm.yaml",
+            "github.com/example/repo//deploy?ref=v1",
+            "git@github.com:example/repo.git//deploy",
+            "git::https://example.com/repo.git",
+        ] {
+            let root = tree(&[(
+                "app/kustomization.yaml",
+                &format!("resources: [cm.yaml, {reference:?}]\n"),
+            )]);
+            std::fs::write(root.path().join("app/cm.yaml"), CM).unwrap();
+            let err = check(&root, "app", false).unwrap_err();
+            assert_eq!(
+                err,
+                RenderError::KustomizeRemote {
+                    kustomization: "app/kustomization.yaml".into(),
+                    field: "resources[1]".into(),
+                    reference: reference.into(),
+                },
+            );
+            assert!(err.to_string().contains("--kustomize-remote"), "{err}");
+            check(&root, "app", true).unwrap();
+        }
+    }
+
+    #[test]
+    fn urls_in_fields_kustomize_loads_files_of_are_refused() {
+        for (kustomization, field) in [
+            (
+                "configMapGenerator: [{name: g, files: ['http://127.0.0.1:1/token']}]",
+                "configMapGenerator[0].files[0]",
+            ),
+            (
+                "patches: [{path: 'https://example.com/p.yaml'}]",
+                "patches[0].path",
+            ),
+            (
+                "patchesStrategicMerge: ['http://169.254.169.254/latest']",
+                "patchesStrategicMerge[0]",
+            ),
+            ("openapi: {path: 'https://x/schema.json'}", "openapi.path"),
+            ("Resources: ['https://x/cm.yaml']", "Resources[0]"),
+            (
+                "transformers:\n- |\n  apiVersion: builtin\n  kind: PatchTransformer\n  metadata: {name: p}\n  path: https://x/p.yaml\n",
+                "transformers[0][0].path",
+            ),
+        ] {
+            let root = tree(&[("kustomization.yaml", kustomization)]);
+            let err = check(&root, "", false).unwrap_err();
+            assert!(
+                matches!(&err, RenderError::KustomizeRemote { field: f, .. } if f == field),
+                "{kustomization}: {err}"
+            );
+            check(&root, "", true).unwrap();
+        }
+    }
+
+    #[test]
+    fn kustomizations_loaded_from_the_tree_are_checked_too() {
+        let root = tree(&[
+            ("overlay/kustomization.yaml", "resources: [../base]\n"),
+            (
+                "base/Kustomization",
+                "resources: ['https://127.0.0.1:1/x.yaml']\n",
+            ),
+        ]);
+        let err = check(&root, "overlay", false).unwrap_err();
         assert!(
-            rel.is_relative() && rel.starts_with(".."),
-            "{}",
-            rel.display()
+            matches!(&err, RenderError::KustomizeRemote { kustomization, .. } if kustomization == "base/Kustomization"),
+            "{err}"
         );
-        assert_eq!(
-            a.path().join(&rel).canonicalize().unwrap(),
-            b.path().canonicalize().unwrap()
-        );
+        // A directory of the tree named like a remote target is fetched by kustomize, not read.
+        let root = tree(&[
+            (
+                "app/kustomization.yaml",
+                "resources: [github.com/evil/repo]\n",
+            ),
+            (
+                "app/github.com/evil/repo/kustomization.yaml",
+                "resources: []\n",
+            ),
+        ]);
+        let err = check(&root, "app", false).unwrap_err();
+        assert!(matches!(err, RenderError::KustomizeRemote { .. }), "{err}");
+        // A loop of kustomizations is checked once each (kustomize itself reports the cycle).
+        let root = tree(&[
+            ("a/kustomization.yaml", "resources: [../b]\n"),
+            ("b/kustomization.yaml", "resources: [../a]\n"),
+        ]);
+        check(&root, "a", false).unwrap();
+    }
+
+    #[test]
+    fn the_overlay_lives_beside_the_tree() {
+        let root = tree(&[("apps/web/kustomization.yaml", "resources: []\n")]);
+        let workspace = Workspace::with_copy_of(root.path()).unwrap();
+        let options = ApplicationSourceKustomize {
+            name_prefix: Some("prod-".into()),
+            ..Default::default()
+        };
+        let dir = write_overlay(
+            &workspace,
+            &workspace.tree().join("apps/web"),
+            overlay_kustomization(&options).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(dir, workspace.path().join("overlay"));
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+                .unwrap();
+        assert_eq!(written["resources"], json!(["../tree/apps/web"]));
+        assert!(dir.join("../tree/apps/web/kustomization.yaml").is_file());
     }
 
     #[test]

@@ -6,9 +6,12 @@ use super::RenderError;
 
 /// Every object of a (multi-document) YAML text; `file` names it in errors.
 pub(super) fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, RenderError> {
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| yaml_error(file, &e))?;
-    into_objects(file, documents)
+    into_objects(file, parse_documents(file, text)?)
+}
+
+/// The documents of a (multi-document) YAML text, whatever they hold.
+pub(super) fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, RenderError> {
+    serde_saphyr::from_multiple(text).map_err(|e| yaml_error(file, &e))
 }
 
 /// Every object of a JSON text (one object, or a `List`).

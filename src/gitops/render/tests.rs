@@ -176,11 +176,13 @@ fn paths_leaving_the_repository_are_refused() {
         let err = render(root.path(), &source(json!({"path": path})), &ctx()).unwrap_err();
         assert_eq!(err, RenderError::PathEscape { path: path.into() }, "{path}");
     }
+    // Any symlink leading out of the tree refuses every render of it, the first one named.
     let err = render(root.path(), &source(json!({"path": "app"})), &ctx()).unwrap_err();
     assert_eq!(
         err,
-        RenderError::PathEscape {
-            path: "app/leak.yaml".into()
+        RenderError::SymlinkEscape {
+            path: "app/leak.yaml".into(),
+            target: outside.path().join("secret.yaml").display().to_string(),
         }
     );
     let err = render(root.path(), &source(json!({"path": "nope"})), &ctx()).unwrap_err();
