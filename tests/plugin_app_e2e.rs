@@ -113,7 +113,7 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
         "===== apps/Deployment {ns}/web ======
 --- live
 +++ git
-@@ -6,7 +6,7 @@
+@@ -8,7 +8,7 @@
    name: web
    namespace: {ns}
  spec:
