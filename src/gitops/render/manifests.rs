@@ -221,3 +221,99 @@ items:
         );
     }
 }
+
+/// Property tests (the hardening suite's render part): any text a repository holds is read without a
+/// panic, and manifests come back exactly as written, Lists flattened in order.
+#[cfg(test)]
+mod property_tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::{parse_json, parse_yaml};
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ]
+    }
+
+    fn data() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("\\PC{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// A Kubernetes object: apiVersion, kind (never a `…List` with `items`), a name, any data.
+    fn manifest() -> impl Strategy<Value = Value> {
+        ("[a-z]{1,6}/v[0-9]", "[A-Z][a-z]{1,8}", "[a-z][a-z0-9-]{0,10}", data()).prop_map(
+            |(api_version, kind, name, data)| {
+                json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "data": data})
+            },
+        )
+    }
+
+    /// Each object as a JSON document (JSON is YAML), `---` between, with a List around some.
+    fn as_yaml_stream(objects: &[Value], list_from: usize) -> String {
+        let (plain, listed) = objects.split_at(list_from.min(objects.len()));
+        let mut documents: Vec<String> = plain.iter().map(Value::to_string).collect();
+        if !listed.is_empty() {
+            documents
+                .push(json!({"apiVersion": "v1", "kind": "List", "items": listed}).to_string());
+        }
+        documents.join("\n---\n")
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config())]
+
+        #[test]
+        fn any_text_is_read_without_a_panic(text in "\\PC{0,200}|[-:{}\\[\\]&*!|>'\"%@`#, \n\t]{0,80}") {
+            let _ = parse_yaml("f.yaml", &text);
+            let _ = parse_json("f.json", &text);
+        }
+
+        #[test]
+        fn manifests_come_back_as_written_lists_flattened_in_order(
+            objects in proptest::collection::vec(manifest(), 0..6),
+            list_from in 0usize..7,
+        ) {
+            let text = as_yaml_stream(&objects, list_from);
+            let read = parse_yaml("f.yaml", &text);
+            prop_assert_eq!(read.as_ref().ok(), Some(&objects), "{:?} from {}", read, text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::{parse_json, parse_yaml};
+
+    /// `kind: List` inside `kind: List`, `depth` times, as YAML flow style.
+    fn nested_lists(depth: usize) -> String {
+        let open = r#"{"apiVersion": "v1", "kind": "List", "items": ["#;
+        format!("{}{}", open.repeat(depth), "]}".repeat(depth))
+    }
+
+    /// A repository can nest documents as deep as it likes: reading them is an error past the
+    /// parsers' depth limits, never a stack overflow (which would abort the whole controller).
+    #[test]
+    fn deeply_nested_lists_are_refused_or_read_never_overflow_the_stack() {
+        for depth in [10, 1_000, 100_000] {
+            let text = nested_lists(depth);
+            let yaml = parse_yaml("deep.yaml", &text);
+            let json = parse_json("deep.json", &text);
+            if depth == 10 {
+                assert_eq!(yaml.ok(), Some(vec![]), "empty nested Lists hold no object");
+            } else {
+                assert!(yaml.is_err() && json.is_err(), "depth {depth} is refused");
+            }
+        }
+    }
+}
