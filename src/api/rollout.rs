@@ -238,17 +238,33 @@ pub struct RolloutSpec {
 /// arithmetic on it need not be trusted.
 pub const MAX_POD_BUDGET: i64 = 1_000_000;
 
-/// `maxSurge` / `maxUnavailable`: an int-or-string whose integer form is a count
-/// `0..=`[`MAX_POD_BUDGET`] and whose string form a percentage `0%..=100%` (OpenAPI's `minimum`,
-/// `maximum` apply to numbers only, `pattern` and `maxLength` to strings only).
-fn pod_budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+/// Largest percentage `maxSurge` accepts: Kubernetes and Argo allow more than 100% (a surge of twice
+/// the replicas is `200%`); beyond this it is a typo.
+pub const MAX_SURGE_PERCENT: i64 = 1000;
+/// Largest percentage `maxUnavailable` accepts: more than every pod cannot be unavailable
+/// (Kubernetes' rule for Deployments).
+pub const MAX_UNAVAILABLE_PERCENT: i64 = 100;
+
+/// `maxSurge`: an int-or-string whose integer form is a count `0..=`[`MAX_POD_BUDGET`] and whose string
+/// form a percentage `0%..=1000%` (OpenAPI's `minimum`, `maximum` apply to numbers only, `pattern` and
+/// `maxLength` to strings only).
+fn max_surge_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    pod_budget_schema("^(1000|[1-9][0-9]{0,2}|0)%$", 5)
+}
+
+/// `maxUnavailable`: a count `0..=`[`MAX_POD_BUDGET`] or a percentage `0%..=100%`.
+fn max_unavailable_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    pod_budget_schema("^(100|[1-9]?[0-9])%$", 4)
+}
+
+fn pod_budget_schema(percent_pattern: &str, max_length: u32) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
         "nullable": true,
         "minimum": 0,
         "maximum": MAX_POD_BUDGET,
-        "maxLength": 4,
-        "pattern": "^(100|[1-9]?[0-9])%$",
+        "maxLength": max_length,
+        "pattern": percent_pattern,
     })
 }
 
@@ -361,14 +377,14 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
     /// Pods above `replicas` during the update: a count (at most 1000000) or a percentage (at most
-    /// 100%) [25%].
+    /// 1000%) [25%].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pod_budget_schema")]
+    #[schemars(schema_with = "max_surge_schema")]
     pub max_surge: Option<IntOrString>,
     /// Pods that may be unavailable during the update: a count (at most 1000000) or a percentage
     /// (at most 100%) [25%].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pod_budget_schema")]
+    #[schemars(schema_with = "max_unavailable_schema")]
     pub max_unavailable: Option<IntOrString>,
     /// Delay before the old stable is scaled down after promotion, with a traffic router [30].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1113,14 +1129,19 @@ impl CanaryStrategy {
         for (index, step) in self.steps.iter().enumerate() {
             step.validate(index)?;
         }
-        for (field, value) in [
-            ("spec.strategy.canary.maxSurge", self.max_surge()),
+        for (field, value, max_percent) in [
+            (
+                "spec.strategy.canary.maxSurge",
+                self.max_surge(),
+                MAX_SURGE_PERCENT,
+            ),
             (
                 "spec.strategy.canary.maxUnavailable",
                 self.max_unavailable(),
+                MAX_UNAVAILABLE_PERCENT,
             ),
         ] {
-            check_pod_budget(field, &value)?;
+            check_pod_budget(field, &value, max_percent)?;
         }
         let surge = self.max_surge_for(100)?;
         let unavailable = self.max_unavailable_for(100)?;
@@ -1482,29 +1503,34 @@ pub fn parse_duration_str(text: &str) -> Result<Duration, RolloutSpecError> {
     crate::duration::parse_duration(trimmed).map_err(|e| invalid(&e.reason))
 }
 
-/// Resolves an int-or-percent value (`maxSurge`, `maxUnavailable`, ...) against `total`, like
-/// Kubernetes' `GetScaledValueFromIntOrPercent`: `N` is N, `"P%"` is `total × P / 100` rounded up
-/// or down. `field` names the value in the error.
 /// What the CRD admits for `maxSurge` / `maxUnavailable` (checked again here for objects that
-/// were stored before, or bypass, the schema): a count up to [`MAX_POD_BUDGET`] or at most 100%.
-fn check_pod_budget(field: &str, value: &IntOrString) -> Result<(), RolloutSpecError> {
+/// were stored before, or bypass, the schema): a count up to [`MAX_POD_BUDGET`] or a percentage up
+/// to `max_percent`.
+fn check_pod_budget(
+    field: &str,
+    value: &IntOrString,
+    max_percent: i64,
+) -> Result<(), RolloutSpecError> {
     let resolved = i64::from(resolve_int_or_percent(field, value, 100, false)?);
     let limit = match value {
         IntOrString::Int(_) => MAX_POD_BUDGET,
-        IntOrString::String(_) => 100,
+        IntOrString::String(_) => max_percent,
     };
     if resolved > limit {
         return Err(RolloutSpecError::InvalidIntOrPercent {
             field: field.to_string(),
             value: match value {
                 IntOrString::Int(n) => format!("{n} (at most {MAX_POD_BUDGET})"),
-                IntOrString::String(s) => format!("{s} (at most 100%)"),
+                IntOrString::String(s) => format!("{s} (at most {max_percent}%)"),
             },
         });
     }
     Ok(())
 }
 
+/// Resolves an int-or-percent value (`maxSurge`, `maxUnavailable`, ...) against `total`, like
+/// Kubernetes' `GetScaledValueFromIntOrPercent`: `N` is N, `"P%"` is `total × P / 100` rounded up
+/// or down. `field` names the value in the error.
 pub fn resolve_int_or_percent(
     field: &str,
     value: &IntOrString,
@@ -2056,6 +2082,29 @@ example.com/other:
         }
         assert!(matches!(
             zero_zero.validate(),
+            Err(RolloutSpecError::InvalidIntOrPercent { .. })
+        ));
+
+        // A surge above 100% is Argo's and Kubernetes' too; no pod can be more than unavailable.
+        let budget = |surge: &str, unavailable: &str| {
+            let mut spec = base.clone();
+            if let Some(c) = spec.strategy.canary.as_mut() {
+                c.max_surge = Some(IntOrString::String(surge.into()));
+                c.max_unavailable = Some(IntOrString::String(unavailable.into()));
+            }
+            spec
+        };
+        let double = budget("200%", "0%");
+        assert_eq!(double.validate(), Ok(()));
+        let canary = double.strategy.canary.as_ref().expect("canary");
+        assert_eq!(canary.max_surge_for(3), Ok(6));
+        let too_much = budget("1001%", "0%").validate().unwrap_err().to_string();
+        assert!(
+            too_much.contains("\"1001% (at most 1000%)\" for spec.strategy.canary.maxSurge"),
+            "{too_much}"
+        );
+        assert!(matches!(
+            budget("25%", "101%").validate(),
             Err(RolloutSpecError::InvalidIntOrPercent { .. })
         ));
     }

@@ -156,7 +156,7 @@ async fn crash_inputs_are_refused_or_reported_and_the_controller_stays_up() {
     assert_refused(
         &client,
         &rollouts,
-        with_canary("surge-percent", json!({"maxSurge": "1000%"})),
+        with_canary("surge-percent", json!({"maxSurge": "1001%"})),
         "maxSurge",
     )
     .await;
@@ -167,6 +167,23 @@ async fn crash_inputs_are_refused_or_reported_and_the_controller_stays_up() {
         "maxUnavailable",
     )
     .await;
+    assert_refused(
+        &client,
+        &rollouts,
+        with_canary("unavailable-percent", json!({"maxUnavailable": "101%"})),
+        "maxUnavailable",
+    )
+    .await;
+    // A surge above 100% is valid in Argo Rollouts and Kubernetes: admitted, not mistaken for an attack.
+    create(
+        &rollouts,
+        with_canary(
+            "surge-double",
+            json!({"maxSurge": "200%", "maxUnavailable": 0}),
+        ),
+    )
+    .await
+    .expect("maxSurge 200% is admitted");
     assert_refused(
         &client,
         &rollouts,
