@@ -18,6 +18,10 @@ pub const SHARED_RESOURCE_WARNING: &str = "SharedResourceWarning";
 /// The Application cannot be processed as specified (e.g. a destination outside the cluster).
 pub const INVALID_SPEC_ERROR: &str = "InvalidSpecError";
 
+/// A reconcile of the Application panicked (a bug in Sluice, met by this Application's input); the
+/// next reconcile that completes removes it.
+pub const UNKNOWN_ERROR: &str = "UnknownError";
+
 /// The condition types [`set_owned_conditions`] manages.
 const OWNED: &[&str] = &[
     COMPARISON_ERROR,
@@ -25,7 +29,24 @@ const OWNED: &[&str] = &[
     ORPHANED_RESOURCE_WARNING,
     SHARED_RESOURCE_WARNING,
     INVALID_SPEC_ERROR,
+    UNKNOWN_ERROR,
 ];
+
+/// The status merge patch recording a contained panic as the `UnknownError` condition (Argo CD's type
+/// for errors no other condition describes), other conditions kept.
+pub fn panic_status(
+    app: &crate::api::application::Application,
+    panic: &crate::reconcile_guard::Panicked,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
+    let mut conditions = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    replace_condition(&mut conditions, UNKNOWN_ERROR, Some(panic.to_string()), now);
+    Some(serde_json::json!({"status": {"conditions": conditions}}))
+}
 
 /// Whether the GitOps core manages conditions of `type_`.
 pub fn is_owned(type_: &str) -> bool {
@@ -93,6 +114,32 @@ pub fn message_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_an_unknown_error_until_a_reconcile_completes() {
+        let app: crate::api::application::Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "apps"},
+            "spec": {"source": {"repoURL": "https://git.example.com/shop.git"}, "destination": {}},
+            "status": {"conditions": [{"type": "RevertFailed", "message": "conflict"}]}
+        }))
+        .expect("valid Application");
+        let panic = crate::reconcile_guard::Panicked {
+            message: "index out of bounds".into(),
+        };
+        let patch = panic_status(&app, &panic, at(100)).expect("a status patch");
+        let mut conditions: Vec<Condition> =
+            serde_json::from_value(patch["status"]["conditions"].clone()).expect("conditions");
+        assert_eq!(message_of(&conditions, "RevertFailed"), Some("conflict"));
+        assert_eq!(
+            message_of(&conditions, UNKNOWN_ERROR),
+            Some("reconcile panicked: index out of bounds")
+        );
+        // The next reconcile that gets to write its conditions owns this one, and drops it.
+        set_owned_conditions(&mut conditions, &[], at(200));
+        assert_eq!(message_of(&conditions, UNKNOWN_ERROR), None);
+        assert_eq!(conditions.len(), 1);
+    }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()

@@ -138,7 +138,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let guard = crate::reconcile_guard::ReconcileGuard::new("application", &metrics).reporting(
         client.clone(),
         super::object::FIELD_MANAGER,
-        None,
+        Some(super::conditions::panic_status),
     );
     let context = Arc::new(Context {
         client,
