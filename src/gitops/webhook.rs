@@ -490,13 +490,11 @@ async fn within_request_timeout(request: Request, next: Next) -> Response {
 
 /// Serves the webhook on `addr` until the future is dropped.
 pub async fn serve(addr: SocketAddr, state: WebhookState) -> std::io::Result<()> {
-    let unverified: Vec<&str> = [
-        (state.secrets.github.is_none(), "GitHub"),
-        (state.secrets.gitlab.is_none(), "GitLab"),
-    ]
-    .into_iter()
-    .filter_map(|(missing, name)| missing.then_some(name))
-    .collect();
+    let unverified: Vec<String> = [Provider::GitHub, Provider::GitLab]
+        .into_iter()
+        .filter(|p| !matches!(state.secrets.of(*p), Ok(Some(_))))
+        .map(|p| p.to_string())
+        .collect();
     if !unverified.is_empty() {
         if state.secrets.insecure {
             tracing::warn!(providers = ?unverified, "--webhook-insecure: webhook events of these providers are accepted unverified");

@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
 use crate::revert::message::RevertReason;
-use crate::revert::plan::{Decision, Revert, current_record, decide, retry_delay};
+use crate::revert::plan::{Decision, Revert, current_record, decide, failed_attempts, retry_delay};
 
 /// Field manager of the revert loop's writes.
 pub const FIELD_MANAGER: &str = "sluice-revert";
@@ -579,15 +579,9 @@ async fn record_attempt(
     error: &RevertError,
 ) -> Result<u32, ReconcileError> {
     tracing::warn!(namespace = app.namespace().unwrap_or_default(), application = %app.name_any(), sha, error = %error, "revert attempt failed; will retry");
-    let earlier = app
-        .status
-        .as_ref()
-        .and_then(|s| s.revert.as_ref())
-        .filter(|r| r.sha == sha)
-        .and_then(|r| r.attempts)
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(0);
-    let attempts = earlier.saturating_add(1).min(i32::MAX.unsigned_abs());
+    let attempts = failed_attempts(app, sha)
+        .saturating_add(1)
+        .min(i32::MAX.unsigned_abs());
     let now = Time(Timestamp::now());
     let message = format!(
         "attempt {attempts} failed, retried in {}s: {error}",

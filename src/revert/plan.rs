@@ -250,13 +250,18 @@ pub fn retry_delay(attempts: u32) -> Duration {
     FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
 }
 
+/// The failed attempts the Application records for the revert of `sha` (0 when none).
+pub fn failed_attempts(app: &Application, sha: &str) -> u32 {
+    app_revert_of(app, sha)
+        .and_then(|r| r.attempts)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
 /// How long to wait before retrying the revert of `sha`, when an attempt failed recently.
 fn retry_wait(app: &Application, sha: &str, now: Timestamp) -> Option<Duration> {
     let revert = app_revert_of(app, sha).filter(|r| r.phase == AppRevertPhase::Pending)?;
-    let attempts = revert
-        .attempts
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n > 0)?;
+    let attempts = Some(failed_attempts(app, sha)).filter(|n| *n > 0)?;
     let last = revert.last_attempt_at.as_ref()?.0;
     let due = last.checked_add(retry_delay(attempts)).ok()?;
     let wait = Duration::try_from(now.duration_until(due)).ok()?;
