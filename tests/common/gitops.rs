@@ -55,6 +55,11 @@ impl GitRepo {
         }
     }
 
+    /// The bare repository itself, for commits built object by object.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
     /// Commits on `main`: `Some(content)` writes the file, `None` removes it. Returns the sha.
     pub fn commit(&self, message: &str, changes: &[(&str, Option<&str>)]) -> String {
         let parent = self

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use git2::{Repository, Signature};
+use git2::Signature;
 use kube::api::PostParams;
 use serde_json::json;
 use sluice::api::application::{Application, SyncStatusCode};
@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use crate::common::gitops::{
     DEBUG_LOG, GitRepo, GitopsHarness, TIMEOUT, condition, config_map, revision, sync_status,
 };
-use crate::common::{http_get, wait_for};
+use crate::common::{E2eEnv, http_get, wait_for};
 
 const COMPARISON_ERROR: &str = "ComparisonError";
 
@@ -205,17 +205,15 @@ async fn a_tarpit_git_server_delays_no_other_application() {
     );
 }
 
-/// A bare repository under `$GIT_ROOT` whose `main` is a git bomb: `width` entries per tree level,
+/// A repository of the local git server whose `main` is a git bomb: `width` entries per tree level,
 /// all the same subtree, `depth` levels over one ConfigMap: width^depth files from a few KiB.
-fn git_bomb_repository(git_root: &Path, width: usize, depth: usize) -> (TempDir, String) {
-    let dir = tempfile::Builder::new()
-        .prefix("bomb-")
-        .suffix(".git")
-        .tempdir_in(git_root)
-        .expect("repository directory");
-    let repo = Repository::init_bare(dir.path()).expect("init bare");
-    repo.set_head("refs/heads/main").expect("HEAD");
-    std::fs::write(dir.path().join("git-daemon-export-ok"), "").expect("export marker");
+fn git_bomb_repository(env: &E2eEnv, width: usize, depth: usize) -> GitRepo {
+    let bomb = GitRepo::create(env, "bomb");
+    commit_bomb(bomb.repository(), width, depth);
+    bomb
+}
+
+fn commit_bomb(repo: &git2::Repository, width: usize, depth: usize) {
     let blob = repo.blob(config_map("boom", "v").as_bytes()).expect("blob");
     let mut leaf = repo.treebuilder(None).expect("treebuilder");
     leaf.insert("cm.yaml", blob, 0o100_644).expect("leaf entry");
@@ -233,13 +231,6 @@ fn git_bomb_repository(git_root: &Path, width: usize, depth: usize) -> (TempDir,
     let sig = Signature::now("E2E", "e2e@localhost").expect("signature");
     repo.commit(Some("refs/heads/main"), &sig, &sig, "boom", &tree, &[])
         .expect("commit");
-    let name = dir
-        .path()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("utf-8 name")
-        .to_string();
-    (dir, name)
 }
 
 fn reconciled_at(app: &Application) -> Option<String> {
@@ -283,9 +274,8 @@ async fn a_git_bomb_ends_in_a_condition_and_the_cache_stays_small() {
         DEBUG_LOG,
     )
     .await;
-    let (_bomb_dir, bomb_name) = git_bomb_repository(Path::new(h.env.get("GIT_ROOT")), 10, 8);
-    let bomb_url = format!("{}/{bomb_name}", h.env.get("GIT_BASE_URL"));
-    create_app_on(&h, "bomb", &bomb_url)
+    let bomb = git_bomb_repository(&h.env, 10, 8);
+    create_app_on(&h, "bomb", &bomb.url)
         .await
         .expect("create the bomb Application");
     let good = GitRepo::create(&h.env, "beside-bomb");
