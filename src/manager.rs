@@ -46,14 +46,14 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     );
     readiness.set_connected(true);
 
+    let control_namespace = control_namespace(
+        args.namespace.as_deref(),
+        std::env::var("POD_NAMESPACE").ok().as_deref(),
+    );
     let elector = args.leader_elect.then(|| {
-        let namespace = lease_namespace(
-            args.namespace.as_deref(),
-            std::env::var("POD_NAMESPACE").ok().as_deref(),
-        );
         LeaderElector::new(
             client.clone(),
-            &namespace,
+            &control_namespace,
             holder_identity(),
             Timings::default(),
         )
@@ -71,6 +71,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         metrics: metrics.clone(),
         gitops: crate::gitops::controller::GitopsSettings {
             namespace: args.namespace.clone(),
+            control_namespace: control_namespace.clone(),
             poll_interval: args.repo_poll_interval,
             cache_dir: args.git_cache_dir(),
             webhook_addr: args.webhook_addr,
@@ -83,9 +84,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             namespace: args.namespace.clone(),
             cache_dir: args.git_cache_dir(),
             author: args.git_author.clone(),
-            credentials_namespace: std::env::var("POD_NAMESPACE")
-                .ok()
-                .or_else(|| args.namespace.clone()),
+            credentials_namespace: Some(control_namespace.clone()),
             git_requests,
             allow_insecure_http: args.git_limits.git_allow_insecure_http,
         },
@@ -111,8 +110,9 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     }
 }
 
-/// Where the Lease lives: `--namespace`, else the pod's namespace, else `default`.
-fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String {
+/// The control namespace (the Lease, projects, repository Secrets): `--namespace`, else the pod's
+/// namespace, else `default`.
+fn control_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String {
     watched
         .or(pod_namespace)
         .filter(|ns| !ns.is_empty())
@@ -208,10 +208,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_namespace_fallbacks() {
-        assert_eq!(lease_namespace(Some("team"), Some("pod-ns")), "team");
-        assert_eq!(lease_namespace(None, Some("pod-ns")), "pod-ns");
-        assert_eq!(lease_namespace(None, None), "default");
-        assert_eq!(lease_namespace(None, Some("")), "default");
+    fn control_namespace_fallbacks() {
+        assert_eq!(control_namespace(Some("team"), Some("pod-ns")), "team");
+        assert_eq!(control_namespace(None, Some("pod-ns")), "pod-ns");
+        assert_eq!(control_namespace(None, None), "default");
+        assert_eq!(control_namespace(None, Some("")), "default");
     }
 }

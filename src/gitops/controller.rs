@@ -34,10 +34,12 @@ use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{ObserveError, Reader, refresh_request};
 use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
+use super::projects::{Projects, ensure_default_project};
 use super::render::{RemotePolicy, RenderCache};
 use super::source::{GitLimits, GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
+use crate::api::project::AppProject;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -55,6 +57,9 @@ const MIN_REQUEUE: Duration = Duration::from_millis(200);
 pub struct GitopsSettings {
     /// Watch only this namespace.
     pub namespace: Option<String>,
+    /// Where AppProjects and repository Secrets live: `--namespace`, else `$POD_NAMESPACE`, else
+    /// `default`.
+    pub control_namespace: String,
     pub poll_interval: Duration,
     pub cache_dir: PathBuf,
     pub webhook_addr: SocketAddr,
@@ -104,10 +109,20 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         None => Api::all(client.clone()),
     };
     let (secrets, secrets_writer) = reflector::store();
-    let secrets_watch = watcher(secrets_api, config.labels(REPOSITORY_SECRET_LABEL))
+    let secrets_watch = watcher(secrets_api, config.clone().labels(REPOSITORY_SECRET_LABEL))
         .default_backoff()
         .reflect(secrets_writer)
         .for_each(|_| async {});
+
+    let projects_api: Api<AppProject> =
+        Api::namespaced(client.clone(), &settings.control_namespace);
+    let (projects, projects_writer) = reflector::store();
+    let project_changes = watcher(projects_api, config.clone())
+        .default_backoff()
+        .reflect(projects_writer)
+        .applied_objects();
+    let project_triggers =
+        applications_of_changed_projects(project_changes, store.clone(), trigger.clone());
 
     let pushes = PushLog::default();
     let reader = Reader {
@@ -117,12 +132,10 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
         secrets,
-        credentials_namespace: settings
-            .namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok()),
+        credentials_namespace: Some(settings.control_namespace.clone()),
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
+        projects: Projects::new(projects.clone(), settings.control_namespace.clone()),
     };
     let webhook_state = WebhookState::new(
         WebhookSecrets::from_env(settings.webhook_insecure),
@@ -140,30 +153,74 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         super::object::FIELD_MANAGER,
         Some(super::conditions::panic_status),
     );
+    ensure_default_project_logged(&client, &settings.control_namespace).await;
     let context = Arc::new(Context {
         client,
         reader,
         metrics: gitops_metrics,
     });
-    let controller = controller
-        .reconcile_on(triggers)
-        .run(
-            guard.reconcile(reconcile),
-            guard.error_policy(error_policy),
-            context,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "application controller event");
-            }
-        });
+    let controller = async {
+        // An Application is judged by its project: none before the projects are read.
+        if projects.wait_until_ready().await.is_err() {
+            tracing::error!("the AppProject cache stopped before it was ready");
+        }
+        controller
+            .reconcile_on(triggers)
+            .run(
+                guard.reconcile(reconcile),
+                guard.error_policy(error_policy),
+                context,
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "application controller event");
+                }
+            })
+            .await;
+    };
     tracing::info!(
         poll_interval = ?settings.poll_interval,
         helm_value_schemes = ?settings.render_remote.helm_value_schemes,
         kustomize_remote = settings.render_remote.kustomize_remote,
         "application controller running"
     );
-    tokio::join!(controller, webhook, secrets_watch);
+    tokio::join!(controller, webhook, secrets_watch, project_triggers);
+}
+
+/// Creates the permissive `default` project when it is missing; a failure is logged (Applications
+/// of the `default` project then show it as missing) and does not stop the controller.
+async fn ensure_default_project_logged(client: &Client, namespace: &str) {
+    match ensure_default_project(client, namespace).await {
+        Ok(true) => tracing::info!(namespace, "created the default AppProject"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(namespace, error = %e, "cannot create the default AppProject");
+        }
+    }
+}
+
+/// Reconciles the Applications of every project that changes (its rules apply at once).
+async fn applications_of_changed_projects(
+    changes: impl futures::Stream<Item = Result<AppProject, watcher::Error>>,
+    applications: reflector::Store<Application>,
+    trigger: futures::channel::mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
+) {
+    changes
+        .for_each(|change| {
+            match change {
+                Ok(project) => {
+                    let name = project.name_any();
+                    for app in applications.state() {
+                        if app.spec.project() == name {
+                            let _ = trigger.unbounded_send(reflector::ObjectRef::from_obj(&*app));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watching AppProjects"),
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// What of an Application asks for a reconcile when it changes: what users and the other loops

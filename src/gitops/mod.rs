@@ -21,6 +21,7 @@ pub mod observe;
 pub mod order;
 pub mod plan;
 pub mod project;
+pub mod projects;
 pub mod refresh;
 pub mod render;
 pub mod source;

@@ -57,6 +57,9 @@ pub struct Desired {
     pub source: ApplicationSource,
     pub source_type: Option<ApplicationSourceType>,
     pub objects: Vec<Value>,
+    /// Why the project does not permit some of `objects` (object, then rule): a sync of this
+    /// revision fails and applies nothing.
+    pub not_permitted: Vec<String>,
 }
 
 /// Why Git could not be compared with the cluster.
@@ -84,6 +87,36 @@ pub struct Observed {
     pub tracked: Vec<Value>,
     /// Until the next poll slot.
     pub next_refresh_in: Duration,
+    /// Why the Application's project refuses it (namespace, repository, destination): nothing was
+    /// read, nothing may be applied.
+    pub invalid_spec: Option<String>,
+}
+
+impl Observed {
+    /// An Application its project refuses: no revision resolved, nothing rendered; `tracked` is only
+    /// read to finish a deletion.
+    pub fn refused(
+        app: &Application,
+        now: Timestamp,
+        message: String,
+        tracked: Vec<Value>,
+        next_refresh_in: Duration,
+    ) -> Self {
+        Self {
+            app: app.clone(),
+            now,
+            refreshed: false,
+            target: Err(ComparisonFailure {
+                revision: None,
+                message: message.clone(),
+            }),
+            requested: None,
+            live: BTreeMap::new(),
+            tracked,
+            next_refresh_in,
+            invalid_spec: Some(message),
+        }
+    }
 }
 
 /// The revision and source an operation (or a pending retry) needs rendered.
@@ -117,6 +150,13 @@ pub struct SyncTask {
     pub prune: Vec<Value>,
     /// Live objects Git no longer declares that are kept (pruning off, or `Prune=false`).
     pub prune_skipped: Vec<Value>,
+    /// Declared objects whose live copy another Application tracks: never taken over, so not
+    /// applied (SharedResourceWarning), and the sync fails with `FailOnSharedResource=true`.
+    pub shared: Vec<Value>,
+    /// `FailOnSharedResource=true` (spec or operation).
+    pub fail_on_shared: bool,
+    /// Why the project does not permit some declared objects: the sync fails, nothing applied.
+    pub not_permitted: Vec<String>,
     /// Create this namespace first (`CreateNamespace=true`).
     pub create_namespace: Option<String>,
     /// As recorded in `status.operationState.operation`.
@@ -260,20 +300,21 @@ pub fn plan(obs: &Observed) -> Plan {
         plan.status = status;
         return plan;
     }
-    let mut conditions: Vec<(&str, String)> = Vec::new();
-    if !app.spec.destination.is_in_cluster() {
-        conditions.push((
-            INVALID_SPEC_ERROR,
-            format!(
-                "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
-                app.spec.destination.server(),
-                crate::api::application::IN_CLUSTER_SERVER
-            ),
-        ));
-        set_owned_conditions(&mut status.conditions, &conditions, obs.now);
+    let invalid_spec = if app.spec.destination.is_in_cluster() {
+        obs.invalid_spec.clone()
+    } else {
+        Some(format!(
+            "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
+            app.spec.destination.server(),
+            crate::api::application::IN_CLUSTER_SERVER
+        ))
+    };
+    if let Some(message) = invalid_spec {
+        refuse_invalid_spec(&mut status, app, message, obs.now);
         plan.status = status;
         return plan;
     }
+    let mut conditions: Vec<(&str, String)> = Vec::new();
     let comparison = record_comparison(&mut status, obs, &mut conditions);
 
     let decision = match &app.operation {
@@ -290,11 +331,17 @@ pub fn plan(obs: &Observed) -> Plan {
         Decision::Refuse(message) => sync_error = Some(message),
         // Reported as SyncError from the failed operation state, below.
         Decision::OperationError(state) => status.operation_state = Some(*state),
-        Decision::Sync(task) => {
-            plan.disable_automated = task.kind == SyncKind::Rollback && app.spec.is_automated();
-            plan.requeue_after = AFTER_SYNC;
-            plan.sync = Some(*task);
-        }
+        Decision::Sync(task) => match refusal(&task) {
+            // Failed before anything is applied, recorded as any failed sync is.
+            Some(outcome) => {
+                status = finish_sync(status, &app.spec, &task, &outcome, obs.now, obs.now);
+            }
+            None => {
+                plan.disable_automated = task.kind == SyncKind::Rollback && app.spec.is_automated();
+                plan.requeue_after = AFTER_SYNC;
+                plan.sync = Some(*task);
+            }
+        },
     }
     if sync_error.is_none() && plan.sync.is_none() {
         sync_error = failed_operation_message(&status);
@@ -316,25 +363,77 @@ pub fn plan(obs: &Observed) -> Plan {
     plan
 }
 
+/// Why `task` must fail before it applies anything: objects its project does not permit, or (with
+/// `FailOnSharedResource=true`) objects another Application tracks.
+fn refusal(task: &SyncTask) -> Option<SyncOutcome> {
+    let error = if !task.not_permitted.is_empty() {
+        format!(
+            "{} object(s) are not permitted by the project, nothing was applied: {}",
+            task.not_permitted.len(),
+            task.not_permitted.join("; ")
+        )
+    } else if task.fail_on_shared && !task.shared.is_empty() {
+        let names: Vec<String> = task
+            .shared
+            .iter()
+            .filter_map(key_of)
+            .map(|k| k.to_string())
+            .collect();
+        format!(
+            "FailOnSharedResource=true: {} object(s) are tracked by another Application, nothing was applied: {}",
+            names.len(),
+            names.join(", ")
+        )
+    } else {
+        return None;
+    };
+    Some(SyncOutcome {
+        results: Vec::new(),
+        error: Some(error),
+    })
+}
+
+/// An Application that cannot be processed as specified: the InvalidSpecError condition, the sync
+/// status Unknown (nothing was compared), and a requested operation recorded as failed with the
+/// same reason rather than dropped without a word.
+fn refuse_invalid_spec(
+    status: &mut ApplicationStatus,
+    app: &Application,
+    message: String,
+    now: Timestamp,
+) {
+    if let Some(op) = &app.operation {
+        status.operation_state = Some(*error_state(
+            op,
+            format!("operation refused: {message}"),
+            now,
+        ));
+    }
+    if let Some(sync) = &mut status.sync {
+        sync.status = SyncStatusCode::Unknown;
+    }
+    set_owned_conditions(
+        &mut status.conditions,
+        &[(INVALID_SPEC_ERROR, message)],
+        now,
+    );
+}
+
 /// Declared objects whose live copy another Application applied.
 fn shared_warning(obs: &Observed) -> Option<String> {
     let desired = obs.target.as_ref().ok()?;
-    let me = tracking_id(
-        obs.app.metadata.namespace.as_deref().unwrap_or_default(),
-        obs.app.metadata.name.as_deref().unwrap_or_default(),
-    );
+    let me = app_tracking_id(&obs.app);
     let shared: Vec<String> = desired
         .objects
         .iter()
-        .filter_map(key_of)
-        .filter_map(|key| {
-            let owner = annotation(obs.live.get(&key)?, APPLICATION_ANNOTATION)?;
-            (owner != me).then(|| format!("{key} (applied by {owner})"))
+        .filter_map(|o| {
+            let owner = tracked_by_another(obs, o, &me)?;
+            Some(format!("{} (applied by {owner})", key_of(o)?))
         })
         .collect();
     (!shared.is_empty()).then(|| {
         format!(
-            "{} object(s) are also declared by another Application: {}. Declare each object in one Application only",
+            "{} object(s) are also declared by another Application, which keeps them: {}. They are not applied nor pruned by this one; declare each object in one Application only",
             shared.len(),
             shared.join(", ")
         )
@@ -733,18 +832,27 @@ fn sync_task(
     let (to_prune, kept): (Vec<Value>, Vec<Value>) = extra
         .into_iter()
         .partition(|o| prune && !has_object_sync_option(o, "Prune=false"));
-    let create_namespace = create_namespace(spec, extra_options)
+    let create_namespace = sync_option_enabled(spec, extra_options, "CreateNamespace")
         .then(|| spec.destination.namespace.clone())
         .flatten()
         .filter(|ns| !ns.is_empty());
     let retry = operation.retry.clone();
+    let me = app_tracking_id(&obs.app);
+    let (shared, apply): (Vec<Value>, Vec<Value>) = desired
+        .objects
+        .iter()
+        .cloned()
+        .partition(|o| tracked_by_another(obs, o, &me).is_some());
     SyncTask {
         kind,
         revision: desired.revision.clone(),
         source: desired.source.clone(),
-        apply: desired.objects.clone(),
+        apply,
         prune: to_prune,
         prune_skipped: kept,
+        shared,
+        fail_on_shared: sync_option_enabled(spec, extra_options, "FailOnSharedResource"),
+        not_permitted: desired.not_permitted.clone(),
         create_namespace,
         operation,
         retry,
@@ -752,17 +860,30 @@ fn sync_task(
     }
 }
 
-fn create_namespace(spec: &ApplicationSpec, extra_options: &[String]) -> bool {
+/// Whether sync option `key` is `true` in the spec's sync policy or the operation's options.
+fn sync_option_enabled(spec: &ApplicationSpec, extra_options: &[String], key: &str) -> bool {
     let in_spec = spec
         .sync_policy
         .as_ref()
-        .is_some_and(|p| p.has_sync_option("CreateNamespace"));
+        .is_some_and(|p| p.has_sync_option(key));
     let in_operation = extra_options.iter().any(|o| {
-        o.split_once('=').is_some_and(|(k, v)| {
-            k.trim() == "CreateNamespace" && v.trim().eq_ignore_ascii_case("true")
-        })
+        o.split_once('=')
+            .is_some_and(|(k, v)| k.trim() == key && v.trim().eq_ignore_ascii_case("true"))
     });
     in_spec || in_operation
+}
+
+fn app_tracking_id(app: &Application) -> String {
+    tracking_id(
+        app.metadata.namespace.as_deref().unwrap_or_default(),
+        app.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The Application that tracks the live copy of `declared`, when it is not `me`.
+fn tracked_by_another<'a>(obs: &'a Observed, declared: &Value, me: &str) -> Option<&'a str> {
+    let owner = annotation(obs.live.get(&key_of(declared)?)?, APPLICATION_ANNOTATION)?;
+    (owner != me).then_some(owner)
 }
 
 /// The SyncError message of the last operation when it failed for good.

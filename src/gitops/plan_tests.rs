@@ -43,6 +43,7 @@ fn desired(revision: &str, objects: Vec<Value>) -> Desired {
         source: app(json!({})).spec.source,
         source_type: Some(ApplicationSourceType::Directory),
         objects,
+        not_permitted: Vec::new(),
     }
 }
 
@@ -60,6 +61,7 @@ fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
         tracked: live,
         target: Ok(target),
         next_refresh_in: Duration::from_secs(60),
+        invalid_spec: None,
     }
 }
 
@@ -785,5 +787,108 @@ fn objects_another_application_applied_are_reported() {
         condition(&p, crate::gitops::conditions::SHARED_RESOURCE_WARNING)
             .unwrap()
             .contains("ConfigMap shop/a (applied by argocd/other)")
+    );
+}
+
+fn owned_by(mut obj: Value, app: &str) -> Value {
+    obj["metadata"]["annotations"]["sluice.dev/application"] = json!(app);
+    obj
+}
+
+#[test]
+fn objects_the_project_does_not_permit_fail_the_sync_before_anything_is_applied() {
+    let a = automated(json!({"prune": true}));
+    let mut target = desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    target.not_permitted = vec![
+        "ClusterRoleBinding admin: cluster-scoped kind ClusterRoleBinding.rbac.authorization.k8s.io (admin) is not permitted by project team-a's clusterResourceWhitelist".to_string(),
+    ];
+    let p = plan(&observed(a, target, vec![]));
+    assert_eq!(p.sync, None, "nothing is applied");
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    let message = state.message.as_deref().unwrap();
+    assert!(
+        message.contains("not permitted by the project, nothing was applied"),
+        "{message}"
+    );
+    assert!(message.contains("ClusterRoleBinding admin"), "{message}");
+    assert!(
+        condition(&p, SYNC_ERROR)
+            .unwrap()
+            .contains("clusterResourceWhitelist")
+    );
+}
+
+#[test]
+fn a_refused_application_reads_nothing_and_fails_its_operation() {
+    let mut a = app(json!(null));
+    a.operation = Some(Operation {
+        sync: Some(SyncOperation::default()),
+        ..Operation::default()
+    });
+    let why = "Applications in namespace argocd may not use project default: it is not the control namespace and not in the project's sourceNamespaces";
+    let p = plan(&Observed::refused(
+        &a,
+        at(T0),
+        why.to_string(),
+        vec![],
+        Duration::from_secs(60),
+    ));
+    assert_eq!(p.sync, None);
+    assert_eq!(condition(&p, INVALID_SPEC_ERROR), Some(why));
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Error);
+    assert_eq!(
+        state.message.as_deref(),
+        Some(format!("operation refused: {why}").as_str())
+    );
+    assert!(p.clear_operation);
+}
+
+#[test]
+fn an_object_another_application_tracks_is_neither_applied_nor_taken_over() {
+    let a = automated(json!({"prune": true}));
+    let theirs = owned_by(cm("shared", "theirs", SHA_B), "team-b/other");
+    let p = plan(&observed(
+        a,
+        desired(
+            SHA_A,
+            vec![cm("mine", "1", SHA_A), cm("shared", "mine", SHA_A)],
+        ),
+        vec![theirs],
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(names(&task.apply), ["mine"]);
+    assert_eq!(names(&task.shared), ["shared"]);
+    assert!(
+        task.prune.is_empty(),
+        "never pruned: it is not this Application's"
+    );
+    assert!(
+        condition(&p, SHARED_RESOURCE_WARNING)
+            .unwrap()
+            .contains("ConfigMap shop/shared (applied by team-b/other)")
+    );
+}
+
+#[test]
+fn fail_on_shared_resource_fails_the_sync_instead() {
+    let a = app(json!({"automated": {}, "syncOptions": ["FailOnSharedResource=true"]}));
+    let theirs = owned_by(cm("shared", "theirs", SHA_B), "team-b/other");
+    let p = plan(&observed(
+        a,
+        desired(
+            SHA_A,
+            vec![cm("mine", "1", SHA_A), cm("shared", "mine", SHA_A)],
+        ),
+        vec![theirs],
+    ));
+    assert_eq!(p.sync, None);
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    assert!(
+        state.message.as_deref().unwrap().starts_with(
+            "FailOnSharedResource=true: 1 object(s) are tracked by another Application"
+        )
     );
 }

@@ -207,6 +207,12 @@ pub const GITOPS: &[Need] = &[
         "src/gitops/app_writes.rs: patch_status; src/revert/controller.rs: revert, quarantinedRevisions, RevertFailed",
     ),
     need(
+        "sluice.dev",
+        "appprojects",
+        &["get", "list", "watch", "create"],
+        "src/gitops/controller.rs: watcher(Api<AppProject>) of the control namespace; src/gitops/projects.rs: ensure_default_project",
+    ),
+    need(
         "",
         "secrets",
         &["list", "watch"],

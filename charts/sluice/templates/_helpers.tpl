@@ -152,6 +152,11 @@ user lists when it is not cluster admin. */}}
 - apiGroups: ["sluice.dev"]
   resources: ["applications/status"]
   verbs: ["patch"]
+# src/gitops/controller.rs watches the AppProjects of the control namespace; src/gitops/projects.rs
+# creates the `default` project when it is missing.
+- apiGroups: ["sluice.dev"]
+  resources: ["appprojects"]
+  verbs: ["get", "list", "watch", "create"]
 # Repository credentials: a watch of the Secrets labelled sluice.dev/secret-type=repository (RBAC cannot
 # select by label).
 - apiGroups: [""]
