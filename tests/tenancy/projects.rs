@@ -1,0 +1,2 @@
+//! What a project permits: Application namespaces (`sourceNamespaces`), repositories, destinations and
+//! kinds; objects another Application tracks.
