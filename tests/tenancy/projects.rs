@@ -8,7 +8,7 @@ use sluice::api::application::{Application, OperationPhase, SyncStatusCode};
 use sluice::api::project::AppProject;
 
 use crate::common::gitops::{GitRepo, condition, config_map, revision, sync_status};
-use crate::common::tenancy::TenancyHarness;
+use crate::common::tenancy::{NewApp, TenancyHarness};
 
 fn operation(app: &Application) -> Option<(OperationPhase, String)> {
     let state = app.status.as_ref()?.operation_state.as_ref()?;
@@ -39,8 +39,18 @@ async fn objects_outside_the_project_fail_the_sync_and_nothing_of_it_is_applied(
             ),
         ],
     );
-    h.create_app(a, "shop", &h.team_a.project, &repo, "app", a, json!({}))
-        .await;
+    h.create_app(
+        NewApp {
+            namespace: a,
+            name: "shop",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: a,
+        },
+        json!({}),
+    )
+    .await;
 
     let app = h
         .wait_app(a, "shop", "the sync failed", |app| {
@@ -100,13 +110,43 @@ async fn applications_outside_the_control_namespace_need_the_projects_source_nam
         &[("app/cm.yaml", Some(&config_map("hello", "1")))],
     );
     // Team B's namespace is not in team A's sourceNamespaces, nor in the default project's.
-    h.create_app(b, "borrowed", &h.team_a.project, &repo, "app", a, json!({}))
-        .await;
-    h.create_app(b, "defaulted", "default", &repo, "app", b, json!({}))
-        .await;
+    h.create_app(
+        NewApp {
+            namespace: b,
+            name: "borrowed",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: a,
+        },
+        json!({}),
+    )
+    .await;
+    h.create_app(
+        NewApp {
+            namespace: b,
+            name: "defaulted",
+            project: "default",
+            repo: &repo,
+            path: "app",
+            destination: b,
+        },
+        json!({}),
+    )
+    .await;
     // The control namespace may use any project; team A's own namespace may use team A's.
-    h.create_app(a, "own", &h.team_a.project, &repo, "app", a, json!({}))
-        .await;
+    h.create_app(
+        NewApp {
+            namespace: a,
+            name: "own",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: a,
+        },
+        json!({}),
+    )
+    .await;
 
     for (name, project) in [("borrowed", "team-a"), ("defaulted", "default")] {
         let app = h
@@ -132,12 +172,14 @@ async fn applications_outside_the_control_namespace_need_the_projects_source_nam
 
     // A repository outside sourceRepos is refused before it is fetched.
     h.create_app(
-        a,
-        "elsewhere",
-        &h.team_a.project,
-        &repo,
-        "app",
-        a,
+        NewApp {
+            namespace: a,
+            name: "elsewhere",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: a,
+        },
         json!({"source": {"repoURL": "http://127.0.0.1:9/other.git", "path": "app"}}),
     )
     .await;
@@ -174,8 +216,18 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
         "team b",
         &[("app/cm.yaml", Some(&config_map("shared", "team-b")))],
     );
-    h.create_app(b, "owner", &h.team_b.project, &repo_b, "app", b, json!({}))
-        .await;
+    h.create_app(
+        NewApp {
+            namespace: b,
+            name: "owner",
+            project: &h.team_b.project,
+            repo: &repo_b,
+            path: "app",
+            destination: b,
+        },
+        json!({}),
+    )
+    .await;
     h.wait_app(b, "owner", "Synced", |app| {
         sync_status(app) == SyncStatusCode::Synced
             && revision(app).as_deref() == Some(sha_b.as_str())
@@ -192,12 +244,14 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
         ],
     );
     h.create_app(
-        a,
-        "intruder",
-        &h.team_a.project,
-        &repo_a,
-        "app",
-        a,
+        NewApp {
+            namespace: a,
+            name: "intruder",
+            project: &h.team_a.project,
+            repo: &repo_a,
+            path: "app",
+            destination: a,
+        },
         json!({}),
     )
     .await;
@@ -241,12 +295,14 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
         ],
     );
     h.create_app(
-        a,
-        "strict",
-        &h.team_a.project,
-        &repo_c,
-        "app",
-        a,
+        NewApp {
+            namespace: a,
+            name: "strict",
+            project: &h.team_a.project,
+            repo: &repo_c,
+            path: "app",
+            destination: a,
+        },
         json!({"syncPolicy": {"automated": {}, "syncOptions": ["FailOnSharedResource=true"]}}),
     )
     .await;
