@@ -116,7 +116,7 @@ impl Applier<'_> {
         let mut applied = 0;
         for (index, group) in groups.iter().enumerate() {
             for obj in *group {
-                let done = self.apply(obj, false).await;
+                let done = self.apply(obj, Mode::of(task, obj, false)).await;
                 if !record(&mut outcome, obj, done, ResultCode::Synced, "applied") {
                     return outcome;
                 }
@@ -165,7 +165,7 @@ impl Applier<'_> {
             if created_namespaces.contains(namespace) || from_new_crd {
                 continue;
             }
-            if let Err(message) = self.apply(obj, true).await {
+            if let Err(message) = self.apply(obj, Mode::of(task, obj, true)).await {
                 return Err((
                     obj.clone(),
                     format!("{message} (dry run: nothing was applied)"),
@@ -254,17 +254,26 @@ impl Applier<'_> {
         }
     }
 
-    /// Server-side apply (force: Git wins over other managers for the fields it declares).
-    async fn apply(&self, obj: &Value, dry_run: bool) -> Result<(), String> {
+    /// Server-side apply. On an object this Application applied before, Git wins over whoever
+    /// changed a field it declares (drift is corrected); on one it adopts, a field another manager
+    /// owns is a conflict that fails the sync.
+    async fn apply(&self, obj: &Value, mode: Mode) -> Result<(), String> {
         let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
         let kind = self.kind_of(obj).await?;
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
-        params.dry_run = dry_run;
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = !mode.adopting;
+        params.dry_run = mode.dry_run;
         self.api(&kind, &key.namespace)
             .patch(&key.name, &params, &Patch::Apply(obj))
             .await
-            .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
-        if !dry_run && is_crd(obj) {
+            .map_err(|e| match &e {
+                kube::Error::Api(status) if status.code == 409 && mode.adopting => format!(
+                    "{key}: {} (the object exists and was not applied by this Application: Sluice does not take over fields other managers own; drop them from Git or from the object, or delete the object)",
+                    kube_message(&e)
+                ),
+                _ => format!("{key}: {}", kube_message(&e)),
+            })?;
+        if !mode.dry_run && is_crd(obj) {
             self.wait_established(&key).await?;
         }
         Ok(())
@@ -320,6 +329,23 @@ impl Applier<'_> {
             )
             .await
             .map(|_| ())
+    }
+}
+
+/// How one object is applied.
+#[derive(Clone, Copy)]
+struct Mode {
+    dry_run: bool,
+    /// The object exists and this Application did not apply it: no `force`.
+    adopting: bool,
+}
+
+impl Mode {
+    fn of(task: &SyncTask, obj: &Value, dry_run: bool) -> Self {
+        Mode {
+            dry_run,
+            adopting: key_of(obj).is_some_and(|k| task.adopted.contains(&k)),
+        }
     }
 }
 

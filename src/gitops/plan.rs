@@ -155,6 +155,9 @@ pub struct SyncTask {
     pub shared: Vec<Value>,
     /// `FailOnSharedResource=true` (spec or operation).
     pub fail_on_shared: bool,
+    /// Declared objects that exist but were not applied by this Application (created by hand, by
+    /// another tool): applied without `force`, so fields other managers own are never taken over.
+    pub adopted: BTreeSet<ResourceKey>,
     /// Why the project does not permit some declared objects: the sync fails, nothing applied.
     pub not_permitted: Vec<String>,
     /// Create this namespace first (`CreateNamespace=true`).
@@ -847,6 +850,15 @@ fn sync_task(
         .iter()
         .cloned()
         .partition(|o| tracked_by_another(obs, o, &me).is_some());
+    let adopted = apply
+        .iter()
+        .filter_map(key_of)
+        .filter(|key| {
+            obs.live
+                .get(key)
+                .is_some_and(|live| annotation(live, APPLICATION_ANNOTATION).is_none())
+        })
+        .collect();
     SyncTask {
         kind,
         revision: desired.revision.clone(),
@@ -856,6 +868,7 @@ fn sync_task(
         prune_skipped: kept,
         shared,
         fail_on_shared: sync_option_enabled(spec, extra_options, "FailOnSharedResource"),
+        adopted,
         not_permitted: desired.not_permitted.clone(),
         create_namespace,
         operation,

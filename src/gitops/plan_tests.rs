@@ -892,3 +892,35 @@ fn fail_on_shared_resource_fails_the_sync_instead() {
         )
     );
 }
+
+#[test]
+fn an_existing_object_this_application_did_not_apply_is_adopted_without_force() {
+    let a = automated(json!({}));
+    let mut by_hand = cm("by-hand", "x", SHA_A);
+    by_hand["metadata"]["annotations"] = json!({});
+    let mine = cm("mine", "old", SHA_A);
+    let p = plan(&observed(
+        a,
+        desired(
+            SHA_B,
+            vec![
+                cm("by-hand", "y", SHA_B),
+                cm("mine", "new", SHA_B),
+                cm("new", "1", SHA_B),
+            ],
+        ),
+        vec![by_hand, mine],
+    ));
+    let adopted: Vec<String> = p
+        .sync
+        .unwrap()
+        .adopted
+        .iter()
+        .map(|k| k.name.clone())
+        .collect();
+    assert_eq!(
+        adopted,
+        ["by-hand"],
+        "only the existing object without tracking"
+    );
+}

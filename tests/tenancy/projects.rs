@@ -318,3 +318,65 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
     );
     assert!(h.config_maps(a).get_opt("strict").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn fields_another_manager_owns_are_never_forced_on_an_adopted_object() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::PostParams;
+
+    let h = TenancyHarness::start("tn-force", &[]).await;
+    let a = &h.team_a.ns.name;
+    let by_hand: ConfigMap = serde_json::from_str(&config_map("legacy", "by-hand")).unwrap();
+    let params = PostParams {
+        field_manager: Some("ops-team".to_string()),
+        ..PostParams::default()
+    };
+    h.config_maps(a).create(&params, &by_hand).await.unwrap();
+
+    let repo = GitRepo::create(&h.env, "tn-force");
+    repo.commit(
+        "declare the legacy map",
+        &[("app/legacy.yaml", Some(&config_map("legacy", "from-git")))],
+    );
+    h.create_app(
+        NewApp {
+            namespace: a,
+            name: "adopter",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: a,
+        },
+        json!({}),
+    )
+    .await;
+    let app = h
+        .wait_app(a, "adopter", "the sync failed", |app| {
+            operation(app).is_some_and(|(phase, _)| phase == OperationPhase::Failed)
+        })
+        .await;
+    let (_, message) = operation(&app).unwrap();
+    assert!(
+        message.contains("conflict with \"ops-team\"")
+            && message.contains("was not applied by this Application"),
+        "{message}"
+    );
+    let kept = h.config_maps(a).get("legacy").await.unwrap();
+    assert_eq!(kept.data.unwrap()["v"], "by-hand");
+
+    // Once Git agrees with the owner's value there is no conflict: the object is adopted, and from
+    // then on Git wins over anyone (drift is corrected).
+    let sha = repo.commit(
+        "agree with ops",
+        &[("app/legacy.yaml", Some(&config_map("legacy", "by-hand")))],
+    );
+    h.wait_app(a, "adopter", "Synced at the agreeing commit", |app| {
+        sync_status(app) == SyncStatusCode::Synced && revision(app).as_deref() == Some(sha.as_str())
+    })
+    .await;
+    let adopted = h.config_maps(a).get("legacy").await.unwrap();
+    assert_eq!(
+        adopted.metadata.annotations.unwrap()["sluice.dev/application"],
+        format!("{a}/adopter")
+    );
+}
