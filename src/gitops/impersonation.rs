@@ -251,7 +251,10 @@ mod tests {
         let p = project(json!({"destinationServiceAccounts": [
             {"server": "https://kubernetes.default.svc", "namespace": "team-a", "defaultServiceAccount": "deployer"},
             {"server": "*", "namespace": "shared-*", "defaultServiceAccount": "ops:shared-deployer"}]}));
-        assert_eq!(SyncIdentity::for_sync(true, &p, "team-a"), deployer("team-a"));
+        assert_eq!(
+            SyncIdentity::for_sync(true, &p, "team-a"),
+            deployer("team-a")
+        );
         let shared = SyncIdentity::for_sync(true, &p, "shared-web");
         assert_eq!(
             shared.service_account(),
@@ -338,7 +341,10 @@ mod tests {
         assert!(cache.get("u0", now).is_some(), "u0 is now the most recent");
         cache.insert("new".into(), client());
         assert_eq!(cache.clients.len(), MAX_CLIENTS);
-        assert!(cache.get("u1", now).is_none(), "the least recently used went");
+        assert!(
+            cache.get("u1", now).is_none(),
+            "the least recently used went"
+        );
         assert!(cache.get("u0", now).is_some());
         assert!(cache.get("new", now).is_some());
     }

@@ -19,11 +19,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
 use super::compare::{Comparison, compare, images};
-use super::impersonation::SyncIdentity;
 use super::conditions::{
     COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
     SYNC_ERROR, replace_condition, set_owned_conditions,
 };
+use super::impersonation::SyncIdentity;
 use super::object::{
     APPLICATION_ANNOTATION, ResourceKey, annotation, has_object_sync_option, key_of, tracking_id,
 };

@@ -977,5 +977,8 @@ fn objects_not_permitted_are_reported_before_a_missing_service_account() {
     obs.sync_identity = SyncIdentity::Missing("no account".to_string());
     let p = plan(&obs);
     let message = p.status.operation_state.unwrap().message.unwrap();
-    assert!(message.contains("not permitted by the project"), "{message}");
+    assert!(
+        message.contains("not permitted by the project"),
+        "{message}"
+    );
 }

@@ -50,9 +50,8 @@ fn operation(app: &Application) -> Option<(OperationPhase, String)> {
 }
 
 fn failed_with(app: &Application, needle: &str) -> bool {
-    operation(app).is_some_and(|(phase, message)| {
-        phase == OperationPhase::Failed && message.contains(needle)
-    })
+    operation(app)
+        .is_some_and(|(phase, message)| phase == OperationPhase::Failed && message.contains(needle))
 }
 
 fn service_account_user(ns: &str) -> String {
@@ -81,19 +80,32 @@ async fn the_api_servers_refusal_of_the_service_account_fails_the_sync_and_appli
             ("app/crb.yaml", Some(&crb.to_string())),
         ],
     );
-    h.create_app(&ns, "escalate", &h.team_a.project, &repo, "app", &ns, json!({}))
-        .await;
+    h.create_app(
+        &ns,
+        "escalate",
+        &h.team_a.project,
+        &repo,
+        "app",
+        &ns,
+        json!({}),
+    )
+    .await;
 
     let user = service_account_user(&ns);
     let app = h
-        .wait_app(&ns, "escalate", "the sync failed on the API server's refusal", |a| {
-            failed_with(a, "forbidden")
-        })
+        .wait_app(
+            &ns,
+            "escalate",
+            "the sync failed on the API server's refusal",
+            |a| failed_with(a, "forbidden"),
+        )
         .await;
     let (_, message) = operation(&app).expect("operation state");
     assert!(
         message.contains(&user)
-            && message.contains(&format!("ClusterRoleBinding.rbac.authorization.k8s.io {binding}"))
+            && message.contains(&format!(
+                "ClusterRoleBinding.rbac.authorization.k8s.io {binding}"
+            ))
             && message.contains("nothing was applied"),
         "the refusal names the account and the object: {message}"
     );
@@ -134,8 +146,16 @@ async fn a_sync_writes_as_the_projects_service_account() {
         "settings",
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
-    h.create_app(&ns, "config", &h.team_a.project, &repo, "app", &ns, json!({}))
-        .await;
+    h.create_app(
+        &ns,
+        "config",
+        &h.team_a.project,
+        &repo,
+        "app",
+        &ns,
+        json!({}),
+    )
+    .await;
     h.wait_app(&ns, "config", "Synced at the first commit", |a| {
         sync_status(a) == SyncStatusCode::Synced && revision(a).as_deref() == Some(first.as_str())
     })
@@ -146,7 +166,11 @@ async fn a_sync_writes_as_the_projects_service_account() {
         .await
         .expect("the ConfigMap");
     assert_eq!(
-        applied.data.as_ref().and_then(|d| d.get("v")).map(String::as_str),
+        applied
+            .data
+            .as_ref()
+            .and_then(|d| d.get("v"))
+            .map(String::as_str),
         Some("1")
     );
     let managers: Vec<(String, String)> = applied
@@ -176,14 +200,19 @@ async fn a_sync_writes_as_the_projects_service_account() {
     );
     let user = service_account_user(&ns);
     let app = h
-        .wait_app(&ns, "config", "the second commit refused as the account", |a| {
-            failed_with(a, "forbidden")
-                && a.status
-                    .as_ref()
-                    .and_then(|s| s.operation_state.as_ref())
-                    .and_then(|o| o.sync_result.as_ref())
-                    .is_some_and(|r| r.revision == second)
-        })
+        .wait_app(
+            &ns,
+            "config",
+            "the second commit refused as the account",
+            |a| {
+                failed_with(a, "forbidden")
+                    && a.status
+                        .as_ref()
+                        .and_then(|s| s.operation_state.as_ref())
+                        .and_then(|o| o.sync_result.as_ref())
+                        .is_some_and(|r| r.revision == second)
+            },
+        )
         .await;
     let (_, message) = operation(&app).expect("operation state");
     let kube_system: Api<ConfigMap> = Api::namespaced(h.client.clone(), "kube-system");
@@ -220,16 +249,27 @@ async fn a_project_without_service_accounts_fails_the_sync_with_a_clear_message(
         "settings",
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
-    h.create_app(&ns, "config", &h.team_b.project, &repo, "app", &ns, json!({}))
-        .await;
+    h.create_app(
+        &ns,
+        "config",
+        &h.team_b.project,
+        &repo,
+        "app",
+        &ns,
+        json!({}),
+    )
+    .await;
     let expected = format!(
         "no ServiceAccount to sync as, nothing was applied: sync impersonation is on (--sync-impersonation) and project {} has no destinationServiceAccounts",
         h.team_b.project
     );
     let app = h
-        .wait_app(&ns, "config", "the sync refused for want of an account", |a| {
-            failed_with(a, &expected)
-        })
+        .wait_app(
+            &ns,
+            "config",
+            "the sync refused for want of an account",
+            |a| failed_with(a, &expected),
+        )
         .await;
     let sync_error = condition(&app, SYNC_ERROR).expect("SyncError condition");
     assert!(sync_error.contains(&expected), "{sync_error}");

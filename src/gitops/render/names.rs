@@ -100,7 +100,15 @@ mod tests {
         for good in ["deployer", "ci.deployer-2", &"a".repeat(63)] {
             assert_eq!(dns1123_subdomain_error(good), None, "{good}");
         }
-        for bad in ["", "Deployer", "a:b", "a..b", "-a", "a\nb", &"a".repeat(254)] {
+        for bad in [
+            "",
+            "Deployer",
+            "a:b",
+            "a..b",
+            "-a",
+            "a\nb",
+            &"a".repeat(254),
+        ] {
             assert!(dns1123_subdomain_error(bad).is_some(), "{bad}");
         }
     }
