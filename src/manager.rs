@@ -127,7 +127,13 @@ fn control_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> Stri
 }
 
 /// The watch caches of the controllers, each reported to `/readyz` once synced.
-const CACHES: [&str; 4] = ["rollouts", "analysisruns", "applications", "reverts"];
+const CACHES: [&str; 5] = [
+    "rollouts",
+    "analysisruns",
+    "applications",
+    "appprojects",
+    "reverts",
+];
 
 /// What the reconcilers share.
 struct Controllers {

@@ -143,7 +143,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let project_changes = watcher(projects_api, config.clone())
         .default_backoff()
         .reflect(projects_writer)
-        .applied_objects();
+        .touched_objects();
     let project_triggers =
         applications_of_changed_projects(project_changes, store.clone(), trigger.clone());
 
@@ -190,6 +190,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         if projects.wait_until_ready().await.is_err() {
             tracing::error!("the AppProject cache stopped before it was ready");
         }
+        readiness.cache_synced("appprojects");
         controller
             .reconcile_on(triggers)
             .run(
@@ -239,7 +240,7 @@ async fn ensure_default_project_logged(client: &Client, namespace: &str) {
     }
 }
 
-/// Reconciles the Applications of every project that changes (its rules apply at once).
+/// Reconciles the Applications of every project that changes or is deleted (its rules apply at once).
 async fn applications_of_changed_projects(
     changes: impl futures::Stream<Item = Result<AppProject, watcher::Error>>,
     applications: reflector::Store<Application>,

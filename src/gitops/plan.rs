@@ -414,7 +414,11 @@ fn refuse_invalid_spec(
     message: String,
     now: Timestamp,
 ) {
-    if let Some(op) = &app.operation {
+    if let Some(op) = app
+        .operation
+        .as_ref()
+        .filter(|op| op.sync.is_some() || op.rollback.is_some())
+    {
         status.operation_state = Some(*error_state(
             op,
             format!("operation refused: {message}"),

@@ -63,11 +63,6 @@ impl Projects {
         as_rules(&project).check_source_namespace(&app_namespace, &self.control_namespace)?;
         Ok(project)
     }
-
-    /// Every project (for triggering the Applications of one that changed).
-    pub fn names(&self) -> Vec<String> {
-        self.store.state().iter().map(|p| p.name_any()).collect()
-    }
 }
 
 /// A project's rules, named.

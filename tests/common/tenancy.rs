@@ -25,6 +25,16 @@ static CLUSTER_WIDE: Mutex<()> = Mutex::const_new(());
 /// The ServiceAccount each team's namespace gets, bound to the team's namespaced Role.
 pub const DEPLOYER: &str = "deployer";
 
+/// An Application to create: `path` of `repo` (branch main) synced to namespace `destination`.
+pub struct NewApp<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub project: &'a str,
+    pub repo: &'a GitRepo,
+    pub path: &'a str,
+    pub destination: &'a str,
+}
+
 /// A team: its namespace and the name of its AppProject.
 pub struct Team {
     pub ns: TestNamespace,
@@ -108,34 +118,25 @@ impl TenancyHarness {
         Api::namespaced(self.client.clone(), namespace)
     }
 
-    /// Creates Application `name` in `namespace` for `project`, syncing `path` of `repo` to
-    /// `destination`, automated unless `spec_extra` says otherwise (merged into `spec`).
-    pub async fn create_app(
-        &self,
-        namespace: &str,
-        name: &str,
-        project: &str,
-        repo: &GitRepo,
-        path: &str,
-        destination: &str,
-        spec_extra: Value,
-    ) {
+    /// Creates `app`, automated with prune unless `spec_extra` says otherwise (its keys replace
+    /// those of `spec`).
+    pub async fn create_app(&self, app: NewApp<'_>, spec_extra: Value) {
         let mut spec = json!({
-            "project": project,
-            "source": {"repoURL": repo.url, "targetRevision": "main", "path": path},
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+            "project": app.project,
+            "source": {"repoURL": app.repo.url, "targetRevision": "main", "path": app.path},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": app.destination},
             "syncPolicy": {"automated": {"prune": true}},
         });
         for (k, v) in spec_extra.as_object().cloned().unwrap_or_default() {
             spec[k] = v;
         }
-        let app: Application = serde_json::from_value(json!({
+        let object: Application = serde_json::from_value(json!({
             "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+            "metadata": {"name": app.name, "namespace": app.namespace}, "spec": spec,
         }))
         .expect("application");
-        self.apps(namespace)
-            .create(&PostParams::default(), &app)
+        self.apps(app.namespace)
+            .create(&PostParams::default(), &object)
             .await
             .expect("create application");
     }
