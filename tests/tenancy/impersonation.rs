@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice::api::application::{Application, OperationPhase, SyncStatusCode};
 
 use crate::common::gitops::{GitRepo, condition, config_map, revision, sync_status};
-use crate::common::tenancy::{DEPLOYER, TenancyHarness};
+use crate::common::tenancy::{DEPLOYER, NewApp, TenancyHarness};
 
 const SYNC_ERROR: &str = "SyncError";
 
@@ -81,12 +81,14 @@ async fn the_api_servers_refusal_of_the_service_account_fails_the_sync_and_appli
         ],
     );
     h.create_app(
-        &ns,
-        "escalate",
-        &h.team_a.project,
-        &repo,
-        "app",
-        &ns,
+        NewApp {
+            namespace: &ns,
+            name: "escalate",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: &ns,
+        },
         json!({}),
     )
     .await;
@@ -147,12 +149,14 @@ async fn a_sync_writes_as_the_projects_service_account() {
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
     h.create_app(
-        &ns,
-        "config",
-        &h.team_a.project,
-        &repo,
-        "app",
-        &ns,
+        NewApp {
+            namespace: &ns,
+            name: "config",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: &ns,
+        },
         json!({}),
     )
     .await;
@@ -250,12 +254,14 @@ async fn a_project_without_service_accounts_fails_the_sync_with_a_clear_message(
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
     h.create_app(
-        &ns,
-        "config",
-        &h.team_b.project,
-        &repo,
-        "app",
-        &ns,
+        NewApp {
+            namespace: &ns,
+            name: "config",
+            project: &h.team_b.project,
+            repo: &repo,
+            path: "app",
+            destination: &ns,
+        },
         json!({}),
     )
     .await;
