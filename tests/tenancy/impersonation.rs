@@ -8,12 +8,13 @@
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::application::{Application, OperationPhase, SyncStatusCode};
 
-use crate::common::gitops::{GitRepo, condition, config_map, revision, sync_status};
+use crate::common::gitops::{GitRepo, TIMEOUT, condition, config_map, revision, sync_status};
 use crate::common::tenancy::{DEPLOYER, NewApp, TenancyHarness};
+use crate::common::wait_for;
 
 const SYNC_ERROR: &str = "SyncError";
 
@@ -294,4 +295,93 @@ async fn a_project_without_service_accounts_fails_the_sync_with_a_clear_message(
         .and_then(|o| o.sync_result.as_ref())
         .map(|r| json!(r.resources));
     assert_eq!(result, Some(json!([])), "no object was attempted");
+}
+
+/// Deleting an Application with the resources finalizer deletes its objects as the ServiceAccount
+/// too: what the account may delete goes, an object it may not (one in `kube-system` carrying the
+/// Application's tracking annotation) stays and keeps the finalizer, until it is gone.
+#[tokio::test]
+async fn the_cascade_delete_runs_as_the_service_account() {
+    let h = start("imp-del").await;
+    let ns = h.team_a.ns.name.clone();
+    let repo = GitRepo::create(&h.env, "imp-del");
+    let sha = repo.commit(
+        "settings",
+        &[("app/cm.yaml", Some(&config_map("settings", "1")))],
+    );
+    h.create_app(
+        NewApp {
+            namespace: &ns,
+            name: "config",
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: &ns,
+        },
+        json!({}),
+    )
+    .await;
+    let apps = h.apps(&ns);
+    apps.patch(
+        "config",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"finalizers": ["resources-finalizer.argocd.argoproj.io"]}}),
+        ),
+    )
+    .await
+    .expect("add the resources finalizer");
+    h.wait_app(&ns, "config", "Synced", |a| {
+        sync_status(a) == SyncStatusCode::Synced && revision(a).as_deref() == Some(sha.as_str())
+    })
+    .await;
+
+    let stray = format!("{ns}-stray");
+    let kube_system: Api<ConfigMap> = Api::namespaced(h.client.clone(), "kube-system");
+    let tracked: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": stray, "namespace": "kube-system",
+                     "labels": {"sluice.dev/tracked": "true"},
+                     "annotations": {"sluice.dev/application": format!("{ns}/config")}},
+    }))
+    .expect("ConfigMap");
+    kube_system
+        .create(&PostParams::default(), &tracked)
+        .await
+        .expect("create the tracked ConfigMap in kube-system");
+
+    apps.delete("config", &DeleteParams::default())
+        .await
+        .expect("delete the Application");
+    let settings = h.config_maps(&ns);
+    wait_for("the ConfigMap deleted as the account", TIMEOUT, || async {
+        settings
+            .get_opt("settings")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let user = service_account_user(&ns);
+    wait_for(
+        "the refused delete in kube-system logged",
+        TIMEOUT,
+        || async {
+            let log = h.controller_log();
+            log.lines()
+                .any(|l| l.contains("cascade delete") && l.contains(&stray) && l.contains(&user))
+                .then_some(())
+        },
+    )
+    .await;
+    let kept = kube_system.get_opt(&stray).await.expect("read");
+    let app_kept = apps.get_opt("config").await.expect("read").is_some();
+    let _ = kube_system.delete(&stray, &DeleteParams::default()).await;
+    assert!(kept.is_some(), "deleted in kube-system: not as the account");
+    assert!(app_kept, "the finalizer went before its objects");
+    wait_for("the Application gone", TIMEOUT, || async {
+        apps.get_opt("config").await.ok()?.is_none().then_some(())
+    })
+    .await;
 }
