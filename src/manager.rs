@@ -33,8 +33,13 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    let kube_requests = KubeRequestCounter::register(&metrics);
+    // Impersonating clients are built from the same configuration (server, CA, credentials).
+    let sync_impersonation = args.sync_impersonation.then(|| {
+        crate::gitops::impersonation::Impersonator::new(config.clone(), kube_requests.clone())
+    });
     let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&KubeRequestCounter::register(&metrics))
+        .with_layer(&kube_requests)
         .build();
     let version = client.apiserver_version().await?;
     tracing::info!(
@@ -79,6 +84,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             git_requests: git_requests.clone(),
             git_limits,
             render_remote: args.render_remote_policy(),
+            sync_impersonation,
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),

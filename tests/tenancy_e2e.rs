@@ -4,5 +4,7 @@
 
 mod common;
 
+#[path = "tenancy/impersonation.rs"]
+mod impersonation;
 #[path = "tenancy/projects.rs"]
 mod projects;

@@ -90,7 +90,12 @@ pub type ProgressFn = dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync;
 
 /// Applies and deletes objects for the GitOps core.
 pub struct Applier<'a> {
+    /// Writes (dry run, apply, prune, CreateNamespace, cascade delete): the controller's client, or
+    /// one impersonating the sync's ServiceAccount (`--sync-impersonation`).
     pub client: &'a Client,
+    /// Reads between the writes (a wave's health, a CRD being Established, whether the namespace
+    /// exists): always the controller's own, as for the watch caches.
+    pub reader: &'a Client,
     pub kinds: &'a KindResolver,
     pub progress: Option<&'a ProgressFn>,
 }
@@ -185,8 +190,7 @@ impl Applier<'_> {
             for obj in applied {
                 let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
                 let kind = self.kind_of(obj).await?;
-                let live = self
-                    .api(&kind, &key.namespace)
+                let live = api(self.reader, &kind, &key.namespace)
                     .get_opt(&key.name)
                     .await
                     .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
@@ -246,14 +250,6 @@ impl Applier<'_> {
         }
     }
 
-    fn api(&self, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
-        if kind.namespaced {
-            Api::namespaced_with(self.client.clone(), namespace, &kind.resource)
-        } else {
-            Api::all_with(self.client.clone(), &kind.resource)
-        }
-    }
-
     /// Server-side apply. On an object this Application applied before, Git wins over whoever
     /// changed a field it declares (drift is corrected); on one it adopts, a field another manager
     /// owns is a conflict that fails the sync.
@@ -263,7 +259,7 @@ impl Applier<'_> {
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = !mode.adopting;
         params.dry_run = mode.dry_run;
-        self.api(&kind, &key.namespace)
+        api(self.client, &kind, &key.namespace)
             .patch(&key.name, &params, &Patch::Apply(obj))
             .await
             .map_err(|e| match &e {
@@ -280,7 +276,7 @@ impl Applier<'_> {
     }
 
     async fn wait_established(&self, key: &ResourceKey) -> Result<(), String> {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let crds: Api<CustomResourceDefinition> = Api::all(self.reader.clone());
         let established = await_condition(crds, &key.name, conditions::is_crd_established());
         match tokio::time::timeout(CRD_READY_TIMEOUT, established).await {
             Ok(Ok(_)) => Ok(()),
@@ -304,8 +300,7 @@ impl Applier<'_> {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
-        match self
-            .api(&kind, &key.namespace)
+        match api(self.client, &kind, &key.namespace)
             .delete(&key.name, &params)
             .await
         {
@@ -316,12 +311,15 @@ impl Applier<'_> {
     }
 
     async fn ensure_namespace(&self, name: &str) -> Result<(), kube::Error> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        if namespaces.get_opt(name).await?.is_some() {
+        if Api::<Namespace>::all(self.reader.clone())
+            .get_opt(name)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        namespaces
+        Api::<Namespace>::all(self.client.clone())
             .patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER),
@@ -346,6 +344,14 @@ impl Mode {
             dry_run,
             adopting: key_of(obj).is_some_and(|k| task.adopted.contains(&k)),
         }
+    }
+}
+
+fn api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
+    if kind.namespaced {
+        Api::namespaced_with(client.clone(), namespace, &kind.resource)
+    } else {
+        Api::all_with(client.clone(), &kind.resource)
     }
 }
 

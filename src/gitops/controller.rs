@@ -29,11 +29,12 @@ use super::app_writes::{
 use super::apply::Applier;
 use super::credentials::REPOSITORY_SECRET_LABEL;
 use super::events::{self, transitions};
+use super::impersonation::{ImpersonationError, Impersonator, SyncIdentity, account_label};
 use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{ObserveError, Reader, refresh_request};
-use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
+use super::plan::{Finalize, Plan, SyncOutcome, SyncTask, finish_sync, plan, sync_in_progress};
 use super::projects::{Projects, ensure_default_project};
 use super::render::{RemotePolicy, RenderCache};
 use super::source::{GitLimits, GitRequestMetrics, RepoCache};
@@ -71,6 +72,9 @@ pub struct GitopsSettings {
     pub git_limits: GitLimits,
     /// What renders may fetch from outside their repository.
     pub render_remote: RemotePolicy,
+    /// `--sync-impersonation`: syncs write as their project's ServiceAccount, through clients this
+    /// builds; `None` writes as the controller.
+    pub sync_impersonation: Option<Impersonator>,
 }
 
 #[derive(Debug, Error)]
@@ -85,6 +89,25 @@ struct Context {
     client: Client,
     reader: Reader,
     metrics: GitopsMetrics,
+    impersonator: Option<Impersonator>,
+}
+
+impl Context {
+    /// The client that writes as `identity`.
+    fn client_as(&self, identity: &SyncIdentity) -> Result<Client, ImpersonationError> {
+        match (identity, &self.impersonator) {
+            (SyncIdentity::Controller, _) => Ok(self.client.clone()),
+            (SyncIdentity::ServiceAccount(account), Some(impersonator)) => {
+                impersonator.client_for(account)
+            }
+            (SyncIdentity::ServiceAccount(account), None) => {
+                Err(ImpersonationError::Disabled(account_label(account)))
+            }
+            (SyncIdentity::Missing(why), _) => {
+                Err(ImpersonationError::NoServiceAccount(why.clone()))
+            }
+        }
+    }
 }
 
 /// Runs the Application controller and its webhook until the process stops.
@@ -136,6 +159,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
         projects: Projects::new(projects.clone(), settings.control_namespace.clone()),
+        sync_impersonation: settings.sync_impersonation.is_some(),
     };
     let webhook_state = WebhookState::new(
         WebhookSecrets::from_env(settings.webhook_insecure),
@@ -154,10 +178,12 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         Some(super::conditions::panic_status),
     );
     ensure_default_project_logged(&client, &settings.control_namespace).await;
+    log_sync_identity(settings.sync_impersonation.is_some());
     let context = Arc::new(Context {
         client,
         reader,
         metrics: gitops_metrics,
+        impersonator: settings.sync_impersonation.clone(),
     });
     let controller = async {
         // An Application is judged by its project: none before the projects are read.
@@ -186,6 +212,20 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         "application controller running"
     );
     tokio::join!(controller, webhook, secrets_watch, project_triggers);
+}
+
+/// Says once who syncs write as, since projects' `destinationServiceAccounts` are ignored without
+/// `--sync-impersonation`.
+fn log_sync_identity(impersonation: bool) {
+    if impersonation {
+        tracing::info!(
+            "sync impersonation on: syncs and cascade deletes write as their project's destinationServiceAccounts; a project without one for the destination fails its syncs"
+        );
+    } else {
+        tracing::info!(
+            "sync impersonation off (--sync-impersonation not set): syncs write as the controller itself, projects' destinationServiceAccounts are ignored"
+        );
+    }
 }
 
 /// Creates the permissive `default` project when it is missing; a failure is logged (Applications
@@ -257,7 +297,7 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
     let api: Api<Application> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     if let Some(finalize) = &plan.finalize {
-        finalize_app(app, &api, ctx, finalize).await?;
+        finalize_app(app, &api, ctx, finalize, &observed.sync_identity).await?;
         return Ok(Requeue::requeue(plan.requeue_after.max(MIN_REQUEUE)));
     }
     if plan.disable_automated {
@@ -333,13 +373,22 @@ async fn run_sync(
             })
         }
     };
-    let outcome = Applier {
-        client: &ctx.client,
-        kinds: &ctx.reader.kinds,
-        progress: Some(&progress),
-    }
-    .run(task)
-    .await;
+    let outcome = match ctx.client_as(&task.run_as) {
+        Ok(writer) => {
+            Applier {
+                client: &writer,
+                reader: &ctx.client,
+                kinds: &ctx.reader.kinds,
+                progress: Some(&progress),
+            }
+            .run(task)
+            .await
+        }
+        Err(e) => SyncOutcome {
+            results: Vec::new(),
+            error: Some(format!("{e}; nothing was applied")),
+        },
+    };
     let status = finish_sync(
         plan.status.clone(),
         &app.spec,
@@ -367,11 +416,21 @@ async fn finalize_app(
     api: &Api<Application>,
     ctx: &Context,
     finalize: &Finalize,
+    identity: &SyncIdentity,
 ) -> Result<(), ReconcileError> {
     match finalize {
         Finalize::Delete(objects) => {
+            let writer = match ctx.client_as(identity) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    // The finalizer stays: the objects are not deleted as anyone else.
+                    tracing::warn!(error = %e, "cascade delete: nothing deleted");
+                    return Ok(());
+                }
+            };
             let applier = Applier {
-                client: &ctx.client,
+                client: &writer,
+                reader: &ctx.client,
                 kinds: &ctx.reader.kinds,
                 progress: None,
             };

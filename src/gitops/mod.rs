@@ -13,6 +13,7 @@ pub mod engine_fields;
 pub mod events;
 pub mod health;
 pub mod ignore;
+pub mod impersonation;
 pub mod kinds;
 pub mod live;
 pub mod metrics;

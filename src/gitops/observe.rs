@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use super::credentials::{Credentials, credentials_for};
 use super::engine_fields::carry_over_engine_fields;
+use super::impersonation::SyncIdentity;
 use super::kinds::{KindResolver, kinds_defined_by_crds};
 use super::live::{LiveCache, LiveError};
 use super::object::{
@@ -71,6 +72,8 @@ pub struct Reader {
     pub poll_interval: Duration,
     /// The AppProjects of the control namespace.
     pub projects: Projects,
+    /// `--sync-impersonation`: syncs write as the project's ServiceAccount for the destination.
+    pub sync_impersonation: bool,
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -115,16 +118,30 @@ impl Reader {
                 } else {
                     Vec::new()
                 };
+                // Without a project there is no ServiceAccount to delete as.
+                let identity = if self.sync_impersonation {
+                    SyncIdentity::Missing(format!(
+                        "sync impersonation is on and the project refuses the Application: {message}"
+                    ))
+                } else {
+                    SyncIdentity::Controller
+                };
                 return Ok(Observed::refused(
                     app,
                     now,
                     message,
                     tracked,
                     self.poll_interval,
+                    identity,
                 ));
             }
         };
         let spec = &app.spec;
+        let sync_identity = SyncIdentity::for_sync(
+            self.sync_impersonation,
+            &project,
+            spec.destination.namespace.as_deref().unwrap_or_default(),
+        );
         let source = &spec.source;
         let status = app.status.clone().unwrap_or_default();
         let compared = status.sync.as_ref().filter(|s| {
@@ -246,6 +263,7 @@ impl Reader {
             tracked,
             next_refresh_in: decision.next_in,
             invalid_spec: None,
+            sync_identity,
         })
     }
 

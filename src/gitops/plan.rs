@@ -23,6 +23,7 @@ use super::conditions::{
     COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
     SYNC_ERROR, replace_condition, set_owned_conditions,
 };
+use super::impersonation::SyncIdentity;
 use super::object::{
     APPLICATION_ANNOTATION, ResourceKey, annotation, has_object_sync_option, key_of, tracking_id,
 };
@@ -90,6 +91,9 @@ pub struct Observed {
     /// Why the Application's project refuses it (namespace, repository, destination): nothing was
     /// read, nothing may be applied.
     pub invalid_spec: Option<String>,
+    /// Who syncs and cascade-deletes: the controller, or the project's ServiceAccount for the
+    /// destination (`--sync-impersonation`).
+    pub sync_identity: SyncIdentity,
 }
 
 impl Observed {
@@ -101,6 +105,7 @@ impl Observed {
         message: String,
         tracked: Vec<Value>,
         next_refresh_in: Duration,
+        sync_identity: SyncIdentity,
     ) -> Self {
         Self {
             app: app.clone(),
@@ -115,6 +120,7 @@ impl Observed {
             tracked,
             next_refresh_in,
             invalid_spec: Some(message),
+            sync_identity,
         }
     }
 }
@@ -162,6 +168,9 @@ pub struct SyncTask {
     pub not_permitted: Vec<String>,
     /// Create this namespace first (`CreateNamespace=true`).
     pub create_namespace: Option<String>,
+    /// Who applies and prunes (the project's ServiceAccount under `--sync-impersonation`); a
+    /// `Missing` one fails the sync before anything is applied.
+    pub run_as: SyncIdentity,
     /// As recorded in `status.operationState.operation`.
     pub operation: Operation,
     pub retry: Option<RetryStrategy>,
@@ -366,8 +375,9 @@ pub fn plan(obs: &Observed) -> Plan {
     plan
 }
 
-/// Why `task` must fail before it applies anything: objects its project does not permit, or (with
-/// `FailOnSharedResource=true`) objects another Application tracks.
+/// Why `task` must fail before it applies anything: objects its project does not permit, no
+/// ServiceAccount to sync as (`--sync-impersonation`), or (with `FailOnSharedResource=true`)
+/// objects another Application tracks.
 fn refusal(task: &SyncTask) -> Option<SyncOutcome> {
     let error = if !task.not_permitted.is_empty() {
         format!(
@@ -375,6 +385,8 @@ fn refusal(task: &SyncTask) -> Option<SyncOutcome> {
             task.not_permitted.len(),
             task.not_permitted.join("; ")
         )
+    } else if let SyncIdentity::Missing(why) = &task.run_as {
+        format!("no ServiceAccount to sync as, nothing was applied: {why}")
     } else if task.fail_on_shared && !task.shared.is_empty() {
         let names: Vec<String> = task
             .shared
@@ -871,6 +883,7 @@ fn sync_task(
         adopted,
         not_permitted: desired.not_permitted.clone(),
         create_namespace,
+        run_as: obs.sync_identity.clone(),
         operation,
         retry,
         retry_count: 0,

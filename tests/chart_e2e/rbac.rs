@@ -220,6 +220,23 @@ pub const GITOPS: &[Need] = &[
     ),
 ];
 
+/// The GitOps core's own calls under sync impersonation (`gitops.syncImpersonation`, the default):
+/// reads for its caches, and every write of a sync as the project's ServiceAccount.
+pub const GITOPS_IMPERSONATION: &[Need] = &[
+    need(
+        "*",
+        "*",
+        &["get", "list", "watch"],
+        "src/gitops/live.rs: watch caches of the kinds Applications deploy; src/gitops/apply.rs: a wave's health, CRD Established, whether a namespace exists (Applier::reader)",
+    ),
+    need(
+        "",
+        "serviceaccounts",
+        &["impersonate"],
+        "src/gitops/impersonation.rs: Impersonator::client_for (dry run, apply, prune, CreateNamespace, cascade delete)",
+    ),
+];
+
 /// src/leader.rs: `leases.create` when the Lease is missing, else `get_opt` + `replace` by name.
 pub const LEASE_NAME: &str = "sluice-controller";
 

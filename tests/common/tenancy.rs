@@ -206,7 +206,7 @@ pub async fn create_project(client: &Client, namespace: &str, name: &str, spec: 
 }
 
 /// ServiceAccount [`DEPLOYER`] in `namespace`, with a Role there to manage the kinds the tests deploy.
-async fn create_deployer(client: &Client, namespace: &str) {
+pub async fn create_deployer(client: &Client, namespace: &str) {
     let objects = [
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": DEPLOYER, "namespace": namespace}}),
