@@ -6,3 +6,6 @@ mod common;
 
 #[path = "tenancy/projects.rs"]
 mod projects;
+
+#[path = "tenancy/revert.rs"]
+mod revert;
