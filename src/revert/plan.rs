@@ -77,7 +77,10 @@ pub enum Decision {
     Wait(Duration),
     /// The Application the Rollout names does not vouch for it: record why on the Rollout only;
     /// nothing is pushed nor written to the Application.
-    Refuse { sha: String, refusal: Refusal },
+    Refuse {
+        sha: String,
+        refusal: Refusal,
+    },
 }
 
 impl Decision {
@@ -85,9 +88,9 @@ impl Decision {
     fn touches_application(&self) -> Option<&str> {
         match self {
             Decision::Revert(revert) => Some(&revert.sha),
-            Decision::Synced { sha, .. } | Decision::Fail { sha, .. } | Decision::Skip { sha, .. } => {
-                Some(sha)
-            }
+            Decision::Synced { sha, .. }
+            | Decision::Fail { sha, .. }
+            | Decision::Skip { sha, .. } => Some(sha),
             Decision::Nothing | Decision::Wait(_) | Decision::Refuse { .. } => None,
         }
     }
@@ -105,7 +108,10 @@ pub struct Owner<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum Refusal {
     #[error("Application {application} does not list Rollout {rollout} in status.resources")]
-    NotListed { application: String, rollout: String },
+    NotListed {
+        application: String,
+        rollout: String,
+    },
     #[error("Application {application} may not deploy to namespace {namespace}: {source}")]
     Project {
         application: String,
@@ -140,12 +146,16 @@ pub fn current_record(status: &RolloutStatus) -> Option<&RevisionRecord> {
 /// refused unless the Application vouches for the Rollout and the commit.
 pub fn decide(rollout: &Rollout, owner: Option<&Owner<'_>>, now: Timestamp) -> Decision {
     let decision = decide_for_trusted(rollout, owner.map(|o| o.app), now);
-    let refused = owner.zip(decision.touches_application()).and_then(|(owner, sha)| {
-        vouch(rollout, owner, sha).err().map(|refusal| Decision::Refuse {
-            sha: sha.to_owned(),
-            refusal,
-        })
-    });
+    let refused = owner
+        .zip(decision.touches_application())
+        .and_then(|(owner, sha)| {
+            vouch(rollout, owner, sha)
+                .err()
+                .map(|refusal| Decision::Refuse {
+                    sha: sha.to_owned(),
+                    refusal,
+                })
+        });
     refused.unwrap_or(decision)
 }
 
@@ -746,7 +756,10 @@ mod tests {
             sha: X.into(),
             revert_commit: R.into(),
         };
-        assert_eq!(decide_with(&rollout(pushed.clone()), Some(&synced), now()), done);
+        assert_eq!(
+            decide_with(&rollout(pushed.clone()), Some(&synced), now()),
+            done
+        );
         // The Rollout went back to the stable template (its current revision is not X's).
         let mut moved = pushed;
         moved["currentPodHash"] = json!("h1");
@@ -899,10 +912,26 @@ mod tests {
             "name": "web-h2-2-step", "status": "Error", "message": "no data"}}});
         let cases = [
             ("failed analysis: no push", failed_step_analysis(), &a),
-            ("kubectl sluice abort --revert: no push", requested.take(), &a),
-            ("a forged Pushed phase: nothing marked on the Application", pushed, &synced_at_r),
-            ("an invalid gitRevert: no condition on the Application", failed_step_analysis(), &misspelt),
-            ("an errored analysis: no RevertSkipped on the Application", errored, &a),
+            (
+                "kubectl sluice abort --revert: no push",
+                requested.take(),
+                &a,
+            ),
+            (
+                "a forged Pushed phase: nothing marked on the Application",
+                pushed,
+                &synced_at_r,
+            ),
+            (
+                "an invalid gitRevert: no condition on the Application",
+                failed_step_analysis(),
+                &misspelt,
+            ),
+            (
+                "an errored analysis: no RevertSkipped on the Application",
+                errored,
+                &a,
+            ),
         ];
         for (name, status, app) in cases {
             assert_eq!(
@@ -911,13 +940,18 @@ mod tests {
                 "{name}"
             );
         }
-        let message = refusal_message(X, &Refusal::NotListed {
-            application: "shop/app".into(),
-            rollout: "team-b/web".into(),
-        });
+        let message = refusal_message(
+            X,
+            &Refusal::NotListed {
+                application: "shop/app".into(),
+                rollout: "team-b/web".into(),
+            },
+        );
         assert_eq!(
             message,
-            format!("not reverting {X} in Git: Application shop/app does not list Rollout team-b/web in status.resources; a Rollout's sluice.dev/application and sluice.dev/revision annotations alone are not trusted")
+            format!(
+                "not reverting {X} in Git: Application shop/app does not list Rollout team-b/web in status.resources; a Rollout's sluice.dev/application and sluice.dev/revision annotations alone are not trusted"
+            )
         );
     }
 
@@ -983,7 +1017,11 @@ mod tests {
             json!({"history": [{"id": 0, "revision": R, "deployedAt": "2027-01-15T08:00:00Z"}]}),
         );
         assert_eq!(
-            decide_with(&rollout(failed_step_analysis()), Some(&other_history), now()),
+            decide_with(
+                &rollout(failed_step_analysis()),
+                Some(&other_history),
+                now()
+            ),
             refused(Refusal::NotDeployed {
                 application: "shop/app".into(),
                 sha: X.into(),

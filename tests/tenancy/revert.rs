@@ -108,20 +108,23 @@ async fn a_forged_rollout_in_team_b_pushes_no_revert_to_team_a() {
     assert_eq!(record.git_revision.as_deref(), Some(deployed.as_str()));
     assert_eq!(record.application.as_deref(), Some(application.as_str()));
 
-    let expected = format!(
-        "Application {application} does not list Rollout {team_b}/web in status.resources"
-    );
+    let expected =
+        format!("Application {application} does not list Rollout {team_b}/web in status.resources");
     let events: Api<Event> = Api::namespaced(h.client.clone(), &team_b);
-    let event = wait_for("a RevertRefused Event on the forged Rollout", TIMEOUT, || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find(|e| {
-            let about = e.regarding.as_ref();
-            about.and_then(|r| r.kind.as_deref()) == Some("Rollout")
-                && about.and_then(|r| r.name.as_deref()) == Some("web")
-                && e.type_.as_deref() == Some("Warning")
-                && e.reason.as_deref() == Some("RevertRefused")
-        })
-    })
+    let event = wait_for(
+        "a RevertRefused Event on the forged Rollout",
+        TIMEOUT,
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                let about = e.regarding.as_ref();
+                about.and_then(|r| r.kind.as_deref()) == Some("Rollout")
+                    && about.and_then(|r| r.name.as_deref()) == Some("web")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("RevertRefused")
+            })
+        },
+    )
     .await;
     let note = event.note.clone().unwrap_or_default();
     assert!(note.contains(&expected), "{note}");
@@ -138,9 +141,17 @@ async fn a_forged_rollout_in_team_b_pushes_no_revert_to_team_a() {
     assert_eq!(message, note);
 
     // Team A's repository and Application are untouched.
-    assert_eq!(git(&dir, &["rev-parse", "main"]), deployed, "nothing pushed");
+    assert_eq!(
+        git(&dir, &["rev-parse", "main"]),
+        deployed,
+        "nothing pushed"
+    );
     assert_eq!(reverts_of(&dir, &deployed), 0);
-    let app = h.apps(&team_a).get(APP).await.expect("team A's Application");
+    let app = h
+        .apps(&team_a)
+        .get(APP)
+        .await
+        .expect("team A's Application");
     let status = app.status.expect("status");
     assert_eq!(status.revert, None);
     assert!(
