@@ -149,20 +149,18 @@ pub fn decide(rollout: &Rollout, owner: Option<&Owner<'_>>, now: Timestamp) -> D
     let refused = owner
         .zip(decision.touches_application())
         .and_then(|(owner, sha)| {
-            vouch(rollout, owner, sha)
-                .err()
-                .map(|refusal| Decision::Refuse {
-                    sha: sha.to_owned(),
-                    refusal,
-                })
+            refusal(rollout, owner, sha).map(|refusal| Decision::Refuse {
+                sha: sha.to_owned(),
+                refusal,
+            })
         });
     refused.unwrap_or(decision)
 }
 
-/// Whether `owner`'s Application vouches for `rollout` running commit `sha`: it lists the Rollout
-/// among its resources, its project (which it may use) permits the Rollout's namespace, and it
-/// deployed `sha`.
-pub fn vouch(rollout: &Rollout, owner: &Owner<'_>, sha: &str) -> Result<(), Refusal> {
+/// Why `owner`'s Application does not vouch for `rollout` running commit `sha`, if it does not. It
+/// vouches when it lists the Rollout among its resources, its project (which it may use) permits
+/// the Rollout's namespace, and it deployed `sha`.
+pub fn refusal(rollout: &Rollout, owner: &Owner<'_>, sha: &str) -> Option<Refusal> {
     let app = owner.app;
     let application = format!(
         "{}/{}",
@@ -173,7 +171,7 @@ pub fn vouch(rollout: &Rollout, owner: &Owner<'_>, sha: &str) -> Result<(), Refu
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
     let status = app.status.as_ref();
     if !status.is_some_and(|s| lists_rollout(s, namespace, name)) {
-        return Err(Refusal::NotListed {
+        return Some(Refusal::NotListed {
             application,
             rollout: format!("{namespace}/{name}"),
         });
@@ -184,19 +182,19 @@ pub fn vouch(rollout: &Rollout, owner: &Owner<'_>, sha: &str) -> Result<(), Refu
             .map_err(ProjectError::from)
     });
     if let Err(source) = permitted {
-        return Err(Refusal::Project {
+        return Some(Refusal::Project {
             application,
             namespace: namespace.to_owned(),
             source,
         });
     }
     if !status.is_some_and(|s| s.history.iter().any(|h| h.revision == sha)) {
-        return Err(Refusal::NotDeployed {
+        return Some(Refusal::NotDeployed {
             application,
             sha: sha.to_owned(),
         });
     }
-    Ok(())
+    None
 }
 
 fn lists_rollout(status: &ApplicationStatus, namespace: &str, name: &str) -> bool {
