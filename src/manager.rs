@@ -88,6 +88,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),
+            control_namespace: control_namespace.clone(),
             cache_dir: args.git_cache_dir(),
             author: args.git_author.clone(),
             credentials_namespace: Some(control_namespace.clone()),

@@ -8,3 +8,6 @@ mod common;
 mod impersonation;
 #[path = "tenancy/projects.rs"]
 mod projects;
+
+#[path = "tenancy/revert.rs"]
+mod revert;

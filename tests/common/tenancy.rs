@@ -226,17 +226,23 @@ pub async fn create_deployer(client: &Client, namespace: &str) {
                "subjects": [{"kind": "ServiceAccount", "name": DEPLOYER, "namespace": namespace}]}),
     ];
     for object in objects {
-        let object: DynamicObject = serde_json::from_value(object).expect("object");
-        let types = object.types.clone().expect("types");
-        let gvk = GroupVersionKind::try_from(&types).expect("gvk");
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk));
-        api.patch(
-            object.metadata.name.as_deref().expect("name"),
-            &PatchParams::apply("sluice-e2e-tests").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("create {}: {e}", types.kind));
+        apply(client, namespace, object).await;
     }
+}
+
+/// Server-side applies `object` (a namespaced manifest with `apiVersion` and `kind`) in `namespace`,
+/// as the tests' field manager: objects a test makes without an Application.
+pub async fn apply(client: &Client, namespace: &str, object: Value) {
+    let object: DynamicObject = serde_json::from_value(object).expect("object");
+    let types = object.types.clone().expect("types");
+    let gvk = GroupVersionKind::try_from(&types).expect("gvk");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk));
+    api.patch(
+        object.metadata.name.as_deref().expect("name"),
+        &PatchParams::apply("sluice-e2e-tests").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} in {namespace}: {e}", types.kind));
 }
