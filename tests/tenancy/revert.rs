@@ -15,7 +15,7 @@ use crate::common::canary_app::{
 };
 use crate::common::gitops::{GitRepo, TIMEOUT, config_map, health, revision, sync_status};
 use crate::common::rollouts::phase;
-use crate::common::tenancy::{TenancyHarness, apply};
+use crate::common::tenancy::{NewApp, TenancyHarness, apply};
 use crate::common::wait_for;
 
 /// The canary app's objects at `image`, for `namespace`, the Rollout annotated as Sluice's sync
@@ -60,12 +60,14 @@ async fn a_forged_rollout_in_team_b_pushes_no_revert_to_team_a() {
         &[("app/settings.yaml".into(), config_map("settings", "1"))],
     );
     h.create_app(
-        &team_a,
-        APP,
-        &h.team_a.project,
-        &repo,
-        "app",
-        &team_a,
+        NewApp {
+            namespace: &team_a,
+            name: APP,
+            project: &h.team_a.project,
+            repo: &repo,
+            path: "app",
+            destination: &team_a,
+        },
         json!({"syncPolicy": {"automated": {"prune": true, "selfHeal": true},
                               "rollback": {"gitRevert": true}}}),
     )
