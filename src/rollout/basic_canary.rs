@@ -581,14 +581,26 @@ mod tests {
         }
     }
 
+    /// (replicas, weight, surge, unavailable, stable, canary, others) → (stable, canary); why.
+    type StepRow = (
+        i32,
+        i32,
+        i32,
+        i32,
+        Option<Counts>,
+        Counts,
+        i32,
+        (i32, i32),
+        &'static str,
+    );
+
     /// The next counts from observed pods (spec, available), one reconcile at a time.
     #[test]
     fn c1_next_counts_from_observed_pods_follow_argos_order() {
         let none = Counts::default();
         let part = |spec, available| Counts { spec, available };
-        // (replicas, weight, surge, unavailable, stable, canary, others) → (stable, canary); why.
         #[rustfmt::skip]
-        let rows: [(i32, i32, i32, i32, Option<Counts>, Counts, i32, (i32, i32), &str); 40] = [
+        let rows: [StepRow; 40] = [
             (10, 20, 2, 0, Some(full(10)), none, 0, (10, 2), "scale up within the surge first"),
             (10, 20, 2, 0, Some(full(10)), full(2), 0, (8, 2), "canary available: stable down to its share"),
             (10, 20, 0, 2, Some(full(10)), none, 0, (8, 0), "no surge: make room within maxUnavailable first"),
