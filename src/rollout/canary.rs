@@ -62,20 +62,24 @@ fn plan_steady(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     ctx.status.pause_conditions.clear();
     ctx.status.controller_pause = None;
     ctx.terminate_running_runs(|_| true);
+    let router = canary.has_traffic_routing();
+    let target = if router {
+        ctx.replicas()
+    } else {
+        // Older revisions still take traffic: the stable grows within the surge while they
+        // shrink within the availability budget (Argo: no stable besides the new ReplicaSet).
+        basic_targets(ctx, canary, None, 100).1
+    };
+    ctx.scale_to(stable, target);
     ctx.select(canary.stable_service.as_deref(), stable);
     ctx.select(canary.canary_service.as_deref(), stable);
-    if canary.has_traffic_routing() {
-        ctx.scale_to(stable, ctx.replicas());
+    if router {
         set_weight(ctx, canary, 0, stable, stable);
         let delay = canary.scale_down_delay_seconds();
         for rs in ctx.other_replica_sets(&[stable]) {
             ctx.scale_down_after(rs, Some(delay));
         }
     } else {
-        // Older revisions still take traffic: the stable grows within the surge while they
-        // shrink within the availability budget (Argo: no stable besides the new ReplicaSet).
-        let (_, target) = basic_targets(ctx, canary, None, 100);
-        ctx.scale_to(stable, target);
         scale_down_older_without_router(ctx, canary, &[stable]);
     }
 }
@@ -610,6 +614,34 @@ mod tests {
             ),
             (3, 0, 1)
         );
+    }
+
+    /// R7 without a router, as Argo: going back to the stable template grows the stable within
+    /// the surge while the canary's pods (still taking traffic) go as availability allows.
+    #[test]
+    fn c1_rollback_without_router_moves_pods_within_surge_and_availability() {
+        let mut obs = deployed(canary(4, vec![weight(50), pause()]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (2, 2)
+        );
+        update(&mut obs, "h1");
+        // 25% of 4: one pod of surge, one unavailable.
+        step(&mut obs);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (3, 1)
+        );
+        pods_ready(&mut obs);
+        step(&mut obs);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (4, 0)
+        );
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
     }
 
     #[test]
