@@ -64,6 +64,87 @@ async fn canary_with_replica_ratio_pauses_promotes_and_scales_the_old_revision_d
     h.ns.delete().await;
 }
 
+/// Deploys `replicas` pods with `steps` (no router), updates the image and waits for the pause at
+/// step 1; returns (stable hash, canary hash).
+async fn paused_router_less_canary(
+    h: &Harness,
+    replicas: i32,
+    steps: serde_json::Value,
+) -> (String, String) {
+    h.create(
+        &h.rollouts(),
+        rollout_manifest(replicas, json!({"canary": {"steps": steps}})),
+    )
+    .await;
+    let first = h
+        .wait_rollout("first deploy Healthy", |r| {
+            observed_current(r) && phase(r) == Some(RolloutPhase::Healthy)
+        })
+        .await;
+    h.set_image("example/web:2.0").await;
+    let paused = h
+        .wait_rollout("paused at step 1", |r| {
+            observed_current(r) && phase(r) == Some(RolloutPhase::Paused) && step(r) == Some(1)
+        })
+        .await;
+    (current_hash(&first), current_hash(&paused))
+}
+
+async fn wait_for_pods(h: &Harness, what: &str, mut want: Vec<(String, i32, i32)>) {
+    want.sort();
+    wait_for(what, TIMEOUT, || async {
+        (h.replicas_by_hash().await == want).then_some(())
+    })
+    .await;
+}
+
+/// Issue 18, Argo's e2e `rollout-basic.yaml`: 1 replica at setWeight 50 runs 1 stable + 1 canary
+/// pod (the default 25% surge rounds up to one pod), so half the traffic stays on the stable.
+#[tokio::test]
+async fn one_replica_at_weight_50_without_router_runs_one_stable_and_one_canary_pod() {
+    let h = Harness::start("ro-basic").await;
+    let (stable, canary) =
+        paused_router_less_canary(&h, 1, json!([{"setWeight": 50}, {"pause": {}}])).await;
+    wait_for_pods(
+        &h,
+        "1 stable + 1 canary pod",
+        vec![(stable, 1, 1), (canary, 1, 1)],
+    )
+    .await;
+    h.ns.delete().await;
+}
+
+/// Issue 18, Argo's e2e `rollout-canary-with-pause.yaml`: 3 replicas at setWeight 20 run 3 stable +
+/// 1 canary pod; an update during the pause scales revision 2 down and gives revision 3 the pod.
+#[tokio::test]
+async fn three_replicas_at_weight_20_without_router_run_three_stable_and_one_canary_pod() {
+    let h = Harness::start("ro-pause3").await;
+    let (stable, second) =
+        paused_router_less_canary(&h, 3, json!([{"setWeight": 20}, {"pause": {}}])).await;
+    wait_for_pods(
+        &h,
+        "3 stable + 1 canary pod",
+        vec![(stable.clone(), 3, 3), (second.clone(), 1, 1)],
+    )
+    .await;
+    h.set_image("example/web:3.0").await;
+    let third = h
+        .wait_rollout("revision 3 paused at step 1", |r| {
+            observed_current(r)
+                && phase(r) == Some(RolloutPhase::Paused)
+                && step(r) == Some(1)
+                && current_hash(r) != second
+        })
+        .await;
+    wait_for_pods(
+        &h,
+        "revision 1: 3, revision 2: 0, revision 3: 1",
+        vec![(stable, 3, 3), (second, 0, 0), (current_hash(&third), 1, 1)],
+    )
+    .await;
+    h.ns.delete().await;
+}
+
 #[tokio::test]
 async fn canary_with_an_httproute_moves_weights_exactly_per_step() {
     let h = Harness::start("ro-route").await;

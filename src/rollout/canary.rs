@@ -9,6 +9,8 @@ use crate::api::rollout::{
     CanaryScale, CanaryStepKind, CanaryStrategy, PauseReason, TrafficWeights, WeightDestination,
 };
 use crate::rollout::action::{Action, EventReason};
+use crate::rollout::basic_canary::older_replica_set_counts;
+pub(crate) use crate::rollout::basic_canary::{Budget, Counts, basic_canary_counts};
 use crate::rollout::observed::ObservedReplicaSet;
 use crate::rollout::plan::{Ctx, Gate, RunSlot, Verdict};
 
@@ -28,20 +30,14 @@ pub(crate) fn plan_canary(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     if ctx.status.aborted() {
         plan_abort(ctx, canary, &stable);
     }
-    scale_down_in_between(ctx, &stable);
+    scale_down_in_between(ctx, canary, &stable);
 }
 
-/// Pods a weight stands for: ceil(weight × replicas / 100).
+/// Pods a weight stands for with a router: ceil(weight × replicas / 100) (Argo's
+/// `trafficWeightToReplicas`; without a router [`basic_canary_counts`] approximates instead).
 pub(crate) fn replicas_for_weight(weight: i32, replicas: i32) -> i32 {
     let product = i64::from(weight.clamp(0, 100)) * i64::from(replicas.max(0));
     i32::try_from((product + 99) / 100).unwrap_or(replicas)
-}
-
-/// Spec and available pods of one ReplicaSet (zero when it does not exist yet).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub spec: i32,
-    pub available: i32,
 }
 
 impl Counts {
@@ -53,83 +49,9 @@ impl Counts {
     }
 }
 
-/// Limits on the way to a weight without a router (`maxSurge`, `maxUnavailable` as pod counts).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Budget {
-    pub replicas: i32,
-    pub max_surge: i32,
-    pub max_unavailable: i32,
-}
-
-/// C1: the next (stable, canary) pod counts on the way to `weight` without a traffic router. The
-/// targets are canary = ceil(weight × replicas / 100) and stable = the rest; the canary grows only
-/// within `replicas + maxSurge` pods in total, and the stable shrinks only as far as keeping
-/// `replicas - maxUnavailable` pods available allows (its unavailable pods go first, for free).
-pub(crate) fn basic_canary_counts(
-    budget: Budget,
-    weight: i32,
-    stable: Counts,
-    canary: Counts,
-    others: Counts,
-) -> (i32, i32) {
-    // In i64: `replicas + maxSurge` and the sums of pods overflow i32 for values the API accepts
-    // (e.g. `maxSurge: 2147483647`); every result lies between 0 and a count that fits in i32.
-    let replicas = i64::from(budget.replicas.max(0));
-    let want_canary = i64::from(replicas_for_weight(weight, budget.replicas));
-    let want_stable = replicas - want_canary;
-    let max_total = replicas + i64::from(budget.max_surge.max(0));
-    let min_available = replicas - i64::from(budget.max_unavailable.max(0));
-    let [stable, canary, others] = [stable, canary, others].map(Wide::from);
-    let total = stable.spec + canary.spec + others.spec;
-    let available = stable.available + canary.available + others.available;
-    let removable = (available - min_available).max(0);
-
-    let canary_target = if canary.spec < want_canary {
-        canary.spec + (want_canary - canary.spec).min((max_total - total).max(0))
-    } else {
-        shrink(canary, want_canary, removable)
-    };
-    let total_after_canary = total - canary.spec + canary_target;
-    let removable_after_canary = removable - (canary.spec - canary_target).max(0).min(removable);
-    let stable_target = if stable.spec < want_stable {
-        stable.spec + (want_stable - stable.spec).min((max_total - total_after_canary).max(0))
-    } else {
-        shrink(stable, want_stable, removable_after_canary)
-    };
-    (narrow(stable_target), narrow(canary_target))
-}
-
-/// [`Counts`] widened to i64 for arithmetic that must not overflow; negative counts (which only a
-/// hand-written status could hold) count as 0.
-#[derive(Clone, Copy)]
-struct Wide {
-    spec: i64,
-    available: i64,
-}
-
-impl From<Counts> for Wide {
-    fn from(c: Counts) -> Self {
-        Wide {
-            spec: i64::from(c.spec.max(0)),
-            available: i64::from(c.available.max(0)),
-        }
-    }
-}
-
-fn narrow(n: i64) -> i32 {
-    i32::try_from(n.max(0)).unwrap_or(i32::MAX)
-}
-
-/// Shrinks towards `want`, removing unavailable pods first and then at most `removable` available
-/// ones.
-fn shrink(counts: Wide, want: i64, removable: i64) -> i64 {
-    let unavailable = (counts.spec - counts.available).max(0);
-    (counts.spec - unavailable - removable).max(want)
-}
-
 /// No update in progress (or a fast rollback to the stable template, R7): the stable runs
 /// `replicas`, all traffic and both Services go to it, every other revision is scaled down (after
-/// `scaleDownDelaySeconds` with a router, at once without, C8).
+/// `scaleDownDelaySeconds` with a router; without one as fast as availability allows, C8).
 fn plan_steady(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     let stable = ctx.new_hash();
     let steps = i32::try_from(canary.steps.len()).unwrap_or(i32::MAX);
@@ -140,20 +62,25 @@ fn plan_steady(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     ctx.status.pause_conditions.clear();
     ctx.status.controller_pause = None;
     ctx.terminate_running_runs(|_| true);
-    ctx.scale_to(stable, ctx.replicas());
+    let router = canary.has_traffic_routing();
+    let target = if router {
+        ctx.replicas()
+    } else {
+        // Older revisions still take traffic: the stable grows within the surge while they
+        // shrink within the availability budget (Argo: no stable besides the new ReplicaSet).
+        basic_targets(ctx, canary, None, 100).1
+    };
+    ctx.scale_to(stable, target);
     ctx.select(canary.stable_service.as_deref(), stable);
     ctx.select(canary.canary_service.as_deref(), stable);
-    let router = canary.has_traffic_routing();
     if router {
         set_weight(ctx, canary, 0, stable, stable);
-    }
-    let delay = if router {
-        canary.scale_down_delay_seconds()
+        let delay = canary.scale_down_delay_seconds();
+        for rs in ctx.other_replica_sets(&[stable]) {
+            ctx.scale_down_after(rs, Some(delay));
+        }
     } else {
-        0
-    };
-    for rs in ctx.other_replica_sets(&[stable]) {
-        ctx.scale_down_after(rs, Some(delay));
+        scale_down_older_without_router(ctx, canary, &[stable]);
     }
 }
 
@@ -358,23 +285,42 @@ fn at_step_targets(ctx: &Ctx<'_>, canary: &CanaryStrategy, stable: &str, index: 
         let want = router_canary_replicas(canary, index, replicas);
         return new.spec == want && new.available >= want;
     }
-    let want_canary = replicas_for_weight(step_weight(canary, index), replicas);
-    let others = others_counts(ctx, stable);
-    let stable = Counts::of(ctx.obs.replica_set(stable));
-    new.spec == want_canary
-        && new.available >= want_canary
-        && stable.spec == replicas.saturating_sub(want_canary)
-        && others.spec == 0
+    // Argo's `AtDesiredReplicaCountsForCanary`: the counts it would ask for now are the ones
+    // there, the canary's all available, and no other revision serves traffic any more.
+    let (want_stable, want_canary) =
+        basic_targets(ctx, canary, Some(stable), step_weight(canary, index));
+    let stable_there = ctx.obs.replica_set(stable).map_or(want_stable == 0, |rs| {
+        rs.spec_replicas == want_stable && rs.replicas == want_stable
+    });
+    let others_serving = ctx
+        .other_replica_sets(&[stable, ctx.new_hash()])
+        .iter()
+        .any(|rs| rs.available_replicas > 0);
+    new.spec == want_canary && new.available == want_canary && stable_there && !others_serving
 }
 
-/// Pods of revisions that are neither the stable nor the current one.
-fn others_counts(ctx: &Ctx<'_>, stable: &str) -> Counts {
-    ctx.other_replica_sets(&[stable, ctx.new_hash()])
+/// C1: the (stable, canary) counts to ask for now on the way to `weight` without a router, from
+/// the observed ReplicaSets. `stable` is `None` once the current template is the stable one.
+fn basic_targets(
+    ctx: &Ctx<'_>,
+    canary: &CanaryStrategy,
+    stable: Option<&str>,
+    weight: i32,
+) -> (i32, i32) {
+    let keep: Vec<&str> = stable.into_iter().chain([ctx.new_hash()]).collect();
+    let others = ctx
+        .other_replica_sets(&keep)
         .iter()
-        .fold(Counts::default(), |acc, rs| Counts {
-            spec: acc.spec.saturating_add(rs.spec_replicas.max(0)),
-            available: acc.available.saturating_add(rs.available_replicas.max(0)),
-        })
+        .fold(0i32, |sum, rs| sum.saturating_add(rs.spec_replicas.max(0)));
+    basic_canary_counts(
+        budget(canary, ctx.replicas()),
+        weight,
+        stable
+            .and_then(|hash| ctx.obs.replica_set(hash))
+            .map(|rs| Counts::of(Some(rs))),
+        Counts::of(ctx.obs.new_replica_set()),
+        others,
+    )
 }
 
 /// C1: without a router, the replica counts are the weight.
@@ -385,14 +331,8 @@ fn converge_without_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &
         promote(ctx, canary);
         return;
     }
-    let budget = budget(canary, replicas);
-    let (stable_target, canary_target) = basic_canary_counts(
-        budget,
-        step_weight(canary, index),
-        Counts::of(ctx.obs.replica_set(stable)),
-        Counts::of(new),
-        others_counts(ctx, stable),
-    );
+    let (stable_target, canary_target) =
+        basic_targets(ctx, canary, Some(stable), step_weight(canary, index));
     let new_hash = ctx.new_hash();
     ctx.scale_to(new_hash, canary_target);
     point_services(ctx, canary, stable);
@@ -531,13 +471,7 @@ fn plan_abort(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
     ctx.select(canary.canary_service.as_deref(), stable);
     ctx.select(canary.stable_service.as_deref(), stable);
     if !canary.has_traffic_routing() {
-        let (stable_target, canary_target) = basic_canary_counts(
-            budget(canary, replicas),
-            0,
-            stable_counts,
-            Counts::of(new),
-            others_counts(ctx, stable),
-        );
+        let (stable_target, canary_target) = basic_targets(ctx, canary, Some(stable), 0);
         ctx.scale_to(stable, stable_target);
         if let Some(rs) = new {
             ctx.scale_existing(rs, canary_target);
@@ -562,12 +496,38 @@ fn plan_abort(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
     }
 }
 
-/// R8: a revision between the stable and the current one (an update replaced it) is scaled down at
-/// once; it gets no traffic any more (the weight restarted with the steps).
-fn scale_down_in_between(ctx: &mut Ctx<'_>, stable: &str) {
+/// R8: a revision between the stable and the current one (an update replaced it) is scaled down.
+/// With a router at once: it gets no traffic any more (the weight restarted with the steps).
+/// Without one its pods still take traffic, so (as Argo) they go as fast as availability allows.
+fn scale_down_in_between(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
     let new_hash = ctx.new_hash();
-    for rs in ctx.other_replica_sets(&[stable, new_hash]) {
-        ctx.scale_down_after(rs, Some(0));
+    if canary.has_traffic_routing() {
+        for rs in ctx.other_replica_sets(&[stable, new_hash]) {
+            ctx.scale_down_after(rs, Some(0));
+        }
+    } else {
+        scale_down_older_without_router(ctx, canary, &[stable, new_hash]);
+    }
+}
+
+/// Every revision but `keep` scaled down within the availability budget, newest first (C1, Argo's
+/// `scaleDownOldReplicaSetsForCanary` for a basic canary).
+fn scale_down_older_without_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, keep: &[&str]) {
+    let others = ctx.other_replica_sets(keep);
+    let available: i64 = ctx
+        .obs
+        .replica_sets
+        .iter()
+        .map(|rs| i64::from(rs.available_replicas.max(0)))
+        .sum();
+    let counts: Vec<Counts> = others.iter().map(|rs| Counts::of(Some(rs))).collect();
+    let targets = older_replica_set_counts(budget(canary, ctx.replicas()), available, &counts);
+    for (rs, target) in others.into_iter().zip(targets) {
+        if target == 0 {
+            ctx.scale_down_after(rs, Some(0));
+        } else {
+            ctx.scale_existing(rs, target);
+        }
     }
 }
 
@@ -597,73 +557,91 @@ mod tests {
     }
 
     #[test]
-    fn c1_replica_math_without_router_honours_surge_and_unavailable() {
-        let budget = Budget {
-            replicas: 10,
-            max_surge: 3,
-            max_unavailable: 2,
-        };
-        let full = |n| Counts {
-            spec: n,
-            available: n,
-        };
-        let none = Counts::default();
-        // (weight, stable, canary, others) -> (stable target, canary target)
-        let cases = [
-            // 20%: canary ceil(2) within the surge, stable down by what stays available.
-            (20, full(10), none, none, (8, 2)),
-            // canary pods not available yet: the stable may not shrink further.
-            (
-                20,
-                full(8),
-                Counts {
-                    spec: 2,
-                    available: 0,
-                },
-                none,
-                (8, 2),
-            ),
-            // 25% of 10 is 2.5 → 3 canary pods, stable keeps the rest.
-            (25, full(8), full(2), none, (7, 3)),
-            (100, full(4), full(6), none, (2, 9)),
-            (100, full(2), full(9), none, (0, 10)),
-            // Weight back to 0 (abort without router): stable grows first, canary shrinks as
-            // availability allows.
-            (0, full(5), full(5), none, (10, 3)),
-            // No surge allowed: the stable shrinks first, then the canary grows.
-            (50, full(10), none, none, (8, 0)),
-        ];
-        for (weight, stable, canary, others, expected) in cases {
-            let budget = if weight == 50 {
-                Budget {
-                    max_surge: 0,
-                    ..budget
-                }
-            } else {
-                budget
-            };
-            assert_eq!(
-                basic_canary_counts(budget, weight, stable, canary, others),
-                expected,
-                "weight {weight}, stable {stable:?}, canary {canary:?}"
-            );
-        }
-        assert_eq!(replicas_for_weight(20, 10), 2);
-        assert_eq!(replicas_for_weight(1, 10), 1);
-        assert_eq!(replicas_for_weight(33, 3), 1);
-        assert_eq!(replicas_for_weight(0, 10), 0);
-    }
-
-    #[test]
-    fn c1_set_weight_without_router_scales_canary_to_ceil_weight_and_stable_to_the_rest() {
+    fn c1_set_weight_without_router_runs_the_split_closest_to_the_weight_within_the_surge() {
         let mut obs = deployed(canary(5, vec![weight(30), pause()]));
         update(&mut obs, "h2");
         settle(&mut obs);
-        // ceil(30% of 5) = 2 canary pods, 3 stable.
+        // As Argo: 2 canary pods of 6 (33%, the 25% surge allows a 6th pod) are closer to 30%
+        // than 2 of 5 (40%) or 1 of 5 (20%).
         assert_eq!(spec_replicas(&obs, "h2"), 2);
-        assert_eq!(spec_replicas(&obs, "h1"), 3);
+        assert_eq!(spec_replicas(&obs, "h1"), 4);
         assert_eq!(status(&obs).current_step_index, Some(1));
         assert!(status(&obs).canary.and_then(|c| c.weights).is_none());
+    }
+
+    /// Issue 18, Argo's rollout-basic.yaml: 1 replica at setWeight 50 runs 1 stable + 1 canary
+    /// (half the traffic on the canary), never the canary alone.
+    #[test]
+    fn c1_one_replica_at_weight_50_runs_one_stable_and_one_canary() {
+        let mut obs = deployed(canary(1, vec![weight(50), pause()]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Paused);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (1, 1)
+        );
+        user_promotes(&mut obs);
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (0, 1)
+        );
+    }
+
+    /// Issue 18, Argo's rollout-canary-with-pause.yaml: 3 replicas at setWeight 20 run 3 stable +
+    /// 1 canary; an update during the pause scales the replaced revision 2 down and revision 3
+    /// gets the canary pod.
+    #[test]
+    fn c1_three_replicas_at_weight_20_run_three_stable_and_one_canary() {
+        let mut obs = deployed(canary(3, vec![weight(20), pause()]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Paused);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (3, 1)
+        );
+        update(&mut obs, "h3");
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Paused);
+        assert_eq!(
+            (
+                spec_replicas(&obs, "h1"),
+                spec_replicas(&obs, "h2"),
+                spec_replicas(&obs, "h3")
+            ),
+            (3, 0, 1)
+        );
+    }
+
+    /// R7 without a router, as Argo: going back to the stable template grows the stable within
+    /// the surge while the canary's pods (still taking traffic) go as availability allows.
+    #[test]
+    fn c1_rollback_without_router_moves_pods_within_surge_and_availability() {
+        let mut obs = deployed(canary(4, vec![weight(50), pause()]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (2, 2)
+        );
+        update(&mut obs, "h1");
+        // 25% of 4: one pod of surge, one unavailable.
+        step(&mut obs);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (3, 1)
+        );
+        pods_ready(&mut obs);
+        step(&mut obs);
+        assert_eq!(
+            (spec_replicas(&obs, "h1"), spec_replicas(&obs, "h2")),
+            (4, 0)
+        );
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use crate::api::rollout::{CanaryStep, RolloutPause, SetCanaryScale, resolve_int_or_percent};
 use crate::rollout::action::{Action, Plan};
-use crate::rollout::canary::{Budget, Counts, basic_canary_counts};
+use crate::rollout::basic_canary::{Budget, Counts, basic_canary_counts, weighted_counts};
 use crate::rollout::plan::plan;
 use crate::rollout::simulate::*;
 
@@ -146,29 +146,70 @@ fn check_plan(plan: &Plan) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(cases())]
 
-    /// C1 with any counts: targets are pod counts, the canary grows only towards its share and
-    /// only within `replicas + maxSurge` pods in all, the stable never above `replicas`.
+    /// C1 with any counts, even hand-written ones: targets are pod counts, and whatever grows
+    /// stays within `replicas + maxSurge` pods in all.
     #[test]
-    fn basic_canary_counts_stay_within_the_budget(
+    fn basic_canary_counts_stay_within_the_surge_for_any_counts(
         replicas in count(), surge in count(), unavailable in count(), weight in count(),
-        stable in (count(), count()), new in (count(), count()), others in (count(), count()),
+        stable in proptest::option::of((count(), count())), new in (count(), count()), others in count(),
     ) {
         let counts = |(spec, available): (i32, i32)| Counts { spec, available };
-        let (stable, new, others) = (counts(stable), counts(new), counts(others));
+        let (stable, new) = (stable.map(counts), counts(new));
         let budget = Budget { replicas, max_surge: surge, max_unavailable: unavailable };
         let (stable_target, canary_target) = basic_canary_counts(budget, weight, stable, new, others);
         prop_assert!(stable_target >= 0 && canary_target >= 0);
-        let replicas = i64::from(replicas.max(0));
-        let max_total = replicas + i64::from(surge.max(0));
         let spec = |c: Counts| i64::from(c.spec.max(0));
-        if i64::from(canary_target) > spec(new) {
-            prop_assert!(i64::from(canary_target) <= replicas);
-            let total_after = spec(stable) + i64::from(canary_target) + spec(others);
-            prop_assert!(total_after <= max_total.max(spec(stable) + spec(new) + spec(others)));
+        let stable_spec = stable.map_or(0, spec);
+        let grows = i64::from(canary_target) > spec(new) || i64::from(stable_target) > stable_spec;
+        if grows {
+            let max_total = i64::from(replicas.max(0)) + i64::from(surge.max(0));
+            let total = i64::from(stable_target) + i64::from(canary_target) + i64::from(others.max(0));
+            prop_assert!(total <= max_total, "{total} pods > {max_total}");
         }
-        if i64::from(stable_target) > spec(stable) {
-            prop_assert!(i64::from(stable_target) <= replicas);
+    }
+
+    /// C1 from consistent pods (available ≤ spec, the ReplicaSet controller removing unavailable
+    /// pods first): never more than `replicas + maxSurge` pods, never fewer than
+    /// `replicas − maxUnavailable` available while stable and canary both exist (unless already
+    /// fewer), and, pods turning available between reconciles, the counts reach Argo's split of
+    /// the weight.
+    #[test]
+    fn basic_canary_counts_keep_the_budget_and_converge_to_the_weight(
+        replicas in 1..40i32, weight in 0..=100i32, surge in 0..6i32, unavailable in 0..6i32,
+        stable in (0..45i32, 0..45i32), new in (0..45i32, 0..45i32),
+    ) {
+        let budget = Budget { replicas, max_surge: surge, max_unavailable: unavailable };
+        let max_total = i64::from(replicas + surge);
+        let floor = i64::from(replicas - unavailable.min(replicas).max(i32::from(surge == 0)));
+        let (mut stable, mut new) = (
+            Counts { spec: stable.0, available: stable.1.min(stable.0) },
+            Counts { spec: new.0, available: new.1.min(new.0) },
+        );
+        let mut settled = false;
+        for _ in 0..200 {
+            let (s, c) = basic_canary_counts(budget, weight, Some(stable), new, 0);
+            let before = i64::from(stable.spec + new.spec);
+            let after = i64::from(s + c);
+            if s > stable.spec || c > new.spec {
+                prop_assert!(after <= max_total.max(before), "{s}+{c} pods from {stable:?} {new:?}");
+            }
+            let available_before = i64::from(stable.available + new.available);
+            let available_after = i64::from(s.min(stable.available) + c.min(new.available));
+            prop_assert!(
+                available_after >= floor.min(available_before),
+                "{available_after} available after {s}+{c} from {stable:?} {new:?}"
+            );
+            if (s, c) == (stable.spec, new.spec) && stable.available == s && new.available == c {
+                settled = true;
+                break;
+            }
+            stable = Counts { spec: s, available: s };
+            new = Counts { spec: c, available: c };
         }
+        prop_assert!(settled, "no fixed point");
+        let (want_canary, want_stable) =
+            weighted_counts(i64::from(replicas), i64::from(weight), i64::from(surge));
+        prop_assert_eq!((i64::from(stable.spec), i64::from(new.spec)), (want_stable, want_canary));
     }
 
     /// Percentages and counts of any size resolve to a count or a clear error, never a panic;
