@@ -91,7 +91,6 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             control_namespace: control_namespace.clone(),
             cache_dir: args.git_cache_dir(),
             author: args.git_author.clone(),
-            credentials_namespace: Some(control_namespace.clone()),
             git_requests,
             allow_insecure_http: args.git_limits.git_allow_insecure_http,
         },

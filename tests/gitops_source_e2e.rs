@@ -128,7 +128,10 @@ async fn fetch_and_render(
         .resolve(&repo.url, "main", None, a_tick_ago())
         .await
         .expect("resolve");
-    let tree = repos.checkout(&repo.url, &sha).await.expect("checkout");
+    let tree = repos
+        .checkout(&repo.url, None, &sha)
+        .await
+        .expect("checkout");
     let renders = RenderCache::new().with_tools(Tools::with_search_path(env.get("PATH")));
     renders
         .get_or_render(&sha, &tree, source, &ctx())
@@ -176,7 +179,7 @@ async fn fetches_over_git_and_sees_new_commits() {
             .unwrap(),
         first
     );
-    let tree = cache.checkout(&repo.url, &first).await.unwrap();
+    let tree = cache.checkout(&repo.url, None, &first).await.unwrap();
     assert_eq!(
         std::fs::read_to_string(tree.join("app/cm.yaml")).unwrap(),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
@@ -202,7 +205,7 @@ async fn fetches_over_git_and_sees_new_commits() {
         second
     );
     assert_eq!(cache.fetch_count(&repo.url), 2);
-    let tree = cache.checkout(&repo.url, &second).await.unwrap();
+    let tree = cache.checkout(&repo.url, None, &second).await.unwrap();
     assert!(
         std::fs::read_to_string(tree.join("app/cm.yaml"))
             .unwrap()
@@ -448,7 +451,7 @@ async fn renders_a_kustomization_with_real_kubectl_kustomize() {
         .resolve(&repo.url, "main", None, a_tick_ago())
         .await
         .unwrap();
-    let tree = repos.checkout(&repo.url, &sha).await.unwrap();
+    let tree = repos.checkout(&repo.url, None, &sha).await.unwrap();
     assert_eq!(
         std::fs::read_to_string(tree.join("overlays/prod/kustomization.yaml")).unwrap(),
         KUSTOMIZE[3].1
@@ -534,7 +537,7 @@ async fn private_repository_over_https_with_a_token() {
         .await
         .unwrap();
     assert_eq!(sha, head);
-    let tree = cache.checkout(&repo.url, &sha).await.unwrap();
+    let tree = cache.checkout(&repo.url, Some(&good), &sha).await.unwrap();
     assert!(tree.join("app/cm.yaml").is_file());
 }
 
@@ -615,7 +618,7 @@ async fn private_repository_over_ssh_with_a_key() {
         .await
         .unwrap();
     assert_eq!(sha, head);
-    let tree = cache.checkout(&repo.url, &sha).await.unwrap();
+    let tree = cache.checkout(&repo.url, Some(&good), &sha).await.unwrap();
     assert!(tree.join("app/cm.yaml").is_file());
 
     // A Secret naming the hosted services' usual user while the URL names another: the URL's wins

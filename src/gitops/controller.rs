@@ -27,7 +27,7 @@ use super::app_writes::{
     write_status,
 };
 use super::apply::Applier;
-use super::credentials::REPOSITORY_SECRET_LABEL;
+use super::credentials::SECRET_TYPE_LABELS;
 use super::events::{self, transitions};
 use super::impersonation::{ImpersonationError, Impersonator, SyncIdentity, account_label};
 use super::kinds::KindResolver;
@@ -131,11 +131,19 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (secrets, secrets_writer) = reflector::store();
-    let secrets_watch = watcher(secrets_api, config.clone().labels(REPOSITORY_SECRET_LABEL))
-        .default_backoff()
-        .reflect(secrets_writer)
-        .for_each(|_| async {});
+    // One watch per label (Sluice's and Argo CD's): a selector cannot say "either label".
+    let (secrets, secrets_watches): (Vec<_>, Vec<_>) = SECRET_TYPE_LABELS
+        .iter()
+        .map(|label| {
+            let (store, writer) = reflector::store();
+            let watch = watcher(secrets_api.clone(), config.clone().labels(label))
+                .default_backoff()
+                .reflect(writer)
+                .for_each(|_| async {});
+            (store, watch)
+        })
+        .unzip();
+    let secrets_watch = futures::future::join_all(secrets_watches);
 
     let projects_api: Api<AppProject> =
         Api::namespaced(client.clone(), &settings.control_namespace);
@@ -155,7 +163,6 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
         secrets,
-        credentials_namespace: Some(settings.control_namespace.clone()),
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
         projects: Projects::new(projects.clone(), settings.control_namespace.clone()),

@@ -1,11 +1,13 @@
 //! Repository credentials from Secrets, matched to a repo URL as Argo CD matches its `repo-creds`.
 //!
-//! A Secret labelled `sluice.dev/secret-type: repository` holds `url` (a URL prefix) and either
-//! `username` + `password` (HTTPS, the password usually being a token) or `sshPrivateKey` (+ optional
-//! `knownHosts`, in OpenSSH `known_hosts` format, and `username`, used when the URL names no user).
-//! The Secret with the longest `url` prefix of the repository URL wins. Nothing here logs or prints a
-//! secret value: [`Credentials`]' `Debug` redacts them, and [`scrub_url`] / [`scrub_message`] strip them
-//! from text that leaves the process.
+//! A Secret labelled `sluice.dev/secret-type` or Argo CD's `argocd.argoproj.io/secret-type` =
+//! `repository` / `repo-creds` holds `url` (a URL prefix) and either `username` + `password` (HTTPS,
+//! the password usually being a token) or `sshPrivateKey` (+ optional `knownHosts`, in OpenSSH
+//! `known_hosts` format, and `username`, used when the URL names no user), and optionally `project`.
+//! Which Secrets may serve an Application is its [`CredentialScope`]; of those, the one with the
+//! longest `url` prefix of the repository URL wins. Nothing here logs or prints a secret value:
+//! [`Credentials`]' `Debug` redacts them, [`CredentialIdentity`] is a hash of them, and [`scrub_url`] /
+//! [`scrub_message`] strip them from text that leaves the process.
 
 use std::fmt;
 
@@ -14,6 +16,10 @@ use thiserror::Error;
 
 /// Label of the Secrets that hold repository credentials.
 pub const REPOSITORY_SECRET_LABEL: &str = "sluice.dev/secret-type";
+/// Argo CD's label of the same Secrets, read too so that Argo's Secrets work unchanged.
+pub const ARGO_SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
+/// Both labels: a label selector cannot say "one or the other", so each is watched or listed apart.
+pub const SECRET_TYPE_LABELS: [&str; 2] = [REPOSITORY_SECRET_LABEL, ARGO_SECRET_TYPE_LABEL];
 /// Value of [`REPOSITORY_SECRET_LABEL`] on a repository credentials Secret.
 pub const REPOSITORY_SECRET_TYPE: &str = "repository";
 /// Argo CD's name for a credentials template; accepted too so that migrated Secrets keep working.
@@ -24,6 +30,10 @@ const USERNAME_KEY: &str = "username";
 const PASSWORD_KEY: &str = "password";
 const SSH_PRIVATE_KEY_KEY: &str = "sshPrivateKey";
 const KNOWN_HOSTS_KEY: &str = "knownHosts";
+/// The project a Secret serves (Argo CD's key); a Secret without one serves every project.
+const PROJECT_KEY: &str = "project";
+/// `spec.project` when unset or empty.
+const DEFAULT_PROJECT: &str = crate::api::application::DEFAULT_PROJECT;
 /// The SSH user when neither the Secret nor the URL names one (GitHub, GitLab, Gitea all use it).
 const DEFAULT_SSH_USER: &str = "git";
 const REDACTED: &str = "***";
@@ -74,6 +84,126 @@ impl Credentials {
     }
 }
 
+/// Who fetched with which credentials, as a name that reveals nothing of them: `anonymous`, or the
+/// SHA-256 of the credential material (every field, each length-prefixed, so no two credentials
+/// share an identity). Caches of fetched objects are keyed by it, so that an Application only ever
+/// reads what was fetched with the credentials it holds itself; it may appear in paths and logs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CredentialIdentity(String);
+
+impl CredentialIdentity {
+    const ANONYMOUS: &'static str = "anonymous";
+
+    pub fn of(creds: Option<&Credentials>) -> Self {
+        let Some(creds) = creds else {
+            return Self(Self::ANONYMOUS.to_string());
+        };
+        let fields: Vec<&str> = match creds {
+            Credentials::Https { username, password } => vec!["https", username, password],
+            Credentials::Ssh {
+                username,
+                private_key,
+                known_hosts,
+            } => vec![
+                "ssh",
+                username,
+                private_key,
+                known_hosts.as_deref().unwrap_or_default(),
+            ],
+        };
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(b"sluice git credentials v1");
+        for field in fields {
+            context.update(&(field.len() as u64).to_be_bytes());
+            context.update(field.as_bytes());
+        }
+        let hex: String = context
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self(hex)
+    }
+
+    /// A short form for directory names: the first 128 bits of the hash (or `anonymous`).
+    pub fn short(&self) -> &str {
+        self.0.get(..32).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for CredentialIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+/// Which repository Secrets may serve an Application (Argo CD's scoping): those of the control
+/// namespace that name no `project` or the Application's project, and those of the Application's own
+/// namespace (with the same `project` rule). A Secret of any other namespace serves nobody.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialScope {
+    pub app_namespace: String,
+    /// The controller's namespace; empty when it has none (then only the Application's own
+    /// namespace serves it).
+    pub control_namespace: String,
+    /// `spec.project`, empty meaning `default`.
+    pub project: String,
+}
+
+impl CredentialScope {
+    /// The scope of `app`, whose repository Secrets may also come from `control_namespace`.
+    pub fn of(app: &crate::api::application::Application, control_namespace: &str) -> Self {
+        Self {
+            app_namespace: app.metadata.namespace.clone().unwrap_or_default(),
+            control_namespace: control_namespace.to_string(),
+            project: app.spec.project().to_string(),
+        }
+    }
+
+    /// Whether `secret` may serve this scope (whatever its labels and URL).
+    pub fn admits(&self, secret: &Secret) -> bool {
+        let namespace = secret.metadata.namespace.as_deref().unwrap_or_default();
+        let in_scope = !namespace.is_empty()
+            && (namespace == self.control_namespace || namespace == self.app_namespace);
+        in_scope && self.project_admits(read_string(secret, PROJECT_KEY).as_deref())
+    }
+
+    fn project_admits(&self, secret_project: Option<&str>) -> bool {
+        let wanted = Some(self.project.trim())
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_PROJECT);
+        match secret_project.map(str::trim).filter(|p| !p.is_empty()) {
+            None => true,
+            Some(project) => project == wanted,
+        }
+    }
+}
+
+/// The repository Secrets an Application may use, to choose credentials for each URL it fetches
+/// (its own repository, an operation's, a rollback's): never the credentials of one URL for another.
+pub struct ScopedSecrets {
+    secrets: Vec<Secret>,
+}
+
+impl ScopedSecrets {
+    /// The Secrets of `secrets` that `scope` admits.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>, scope: &CredentialScope) -> Self {
+        Self {
+            secrets: secrets
+                .into_iter()
+                .filter(|s| scope.admits(s))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The credentials for `repo_url` (see [`credentials_for`]).
+    pub fn for_url(&self, repo_url: &str) -> Result<Option<Credentials>, CredentialsError> {
+        credentials_for(repo_url, self.secrets.iter())
+    }
+}
+
 /// A credentials Secret that matches the repository but cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CredentialsError {
@@ -107,6 +237,106 @@ fn transport(url: &str) -> Transport {
     }
 }
 
+/// Why a credential callback refused to answer a server.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OriginError {
+    #[error(
+        "{asked} asks for the credentials chosen for {chosen}: refused, they are only sent to the scheme, host and port they were chosen for (a redirect to another server?)"
+    )]
+    Mismatch { chosen: String, asked: String },
+    #[error("refusing to send credentials to {url}: its scheme, host or port cannot be read")]
+    Unreadable { url: String },
+}
+
+/// Where a URL points: what must not change between the URL credentials were chosen for and the
+/// server asking for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// Whether the server at `asked_by` (the URL libgit2 is talking to, after any redirect) may be
+/// answered with credentials chosen for `chosen_for`: only when scheme, host and port are the
+/// same (default ports filled in, host case-insensitive, user and path ignored).
+pub fn check_credential_origin(chosen_for: &str, asked_by: &str) -> Result<(), OriginError> {
+    let unreadable = |url: &str| OriginError::Unreadable {
+        url: scrub_url(url),
+    };
+    let chosen = origin(chosen_for).ok_or_else(|| unreadable(chosen_for))?;
+    let asked = origin(asked_by).ok_or_else(|| unreadable(asked_by))?;
+    if chosen == asked {
+        Ok(())
+    } else {
+        Err(OriginError::Mismatch {
+            chosen: chosen.to_string(),
+            asked: asked.to_string(),
+        })
+    }
+}
+
+fn origin(url: &str) -> Option<Origin> {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // scp syntax, `user@host:path`.
+        if !is_scp_like(url) {
+            return None;
+        }
+        let (user_host, _) = url.split_once(':')?;
+        let host = user_host.rsplit_once('@').map_or(user_host, |(_, h)| h);
+        return (!host.is_empty()).then(|| Origin {
+            scheme: "ssh".into(),
+            host: host.to_ascii_lowercase(),
+            port: 22,
+        });
+    };
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "git+ssh" | "ssh+git" => "ssh".to_string(),
+        other => other.to_string(),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(port) => port.parse().ok()?,
+        None => default_port(&scheme)?,
+    };
+    Some(Origin {
+        scheme,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        "ssh" => Some(22),
+        "git" => Some(9418),
+        _ => None,
+    }
+}
+
 /// `user@host:path` (scp syntax), which git reads as SSH.
 fn is_scp_like(url: &str) -> bool {
     !url.contains("://")
@@ -119,12 +349,12 @@ fn is_scp_like(url: &str) -> bool {
 /// the prefix must end at a path boundary, so `https://git.example.com/team` does not match
 /// `https://git.example.com/team-other/app.git`) and reads the credentials the URL's transport needs:
 /// `username` + `password` for HTTP(S), `sshPrivateKey` (+ `knownHosts`) for SSH, logging in as the
-/// URL's user, else the Secret's `username`, else `git`. Secrets without the repository label are
-/// ignored, so a caller may pass every Secret of a namespace. `git://` and `file://` URLs take no
-/// credentials.
-pub fn credentials_for(
+/// URL's user, else the Secret's `username`, else `git`. Secrets without a repository label are
+/// ignored, so a caller may pass every Secret of a namespace; which Secrets an Application may use
+/// at all is [`ScopedSecrets`]' business. `git://` and `file://` URLs take no credentials.
+pub fn credentials_for<'a>(
     repo_url: &str,
-    secrets: &[Secret],
+    secrets: impl IntoIterator<Item = &'a Secret>,
 ) -> Result<Option<Credentials>, CredentialsError> {
     let transport = transport(repo_url);
     if transport == Transport::Anonymous {
@@ -144,10 +374,13 @@ pub fn credentials_for(
     }
 }
 
-fn best_match<'a>(repo_url: &str, secrets: &'a [Secret]) -> Option<&'a Secret> {
+fn best_match<'a>(
+    repo_url: &str,
+    secrets: impl IntoIterator<Item = &'a Secret>,
+) -> Option<&'a Secret> {
     let wanted = normalize_url(repo_url);
     secrets
-        .iter()
+        .into_iter()
         .filter(|s| is_repository_secret(s))
         .filter_map(|s| {
             let prefix = normalize_url(&read_string(s, URL_KEY)?);
@@ -158,12 +391,13 @@ fn best_match<'a>(repo_url: &str, secrets: &'a [Secret]) -> Option<&'a Secret> {
 }
 
 fn is_repository_secret(secret: &Secret) -> bool {
-    secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(REPOSITORY_SECRET_LABEL))
-        .is_some_and(|v| v == REPOSITORY_SECRET_TYPE || v == REPO_CREDS_SECRET_TYPE)
+    let Some(labels) = secret.metadata.labels.as_ref() else {
+        return false;
+    };
+    SECRET_TYPE_LABELS
+        .iter()
+        .filter_map(|label| labels.get(*label))
+        .any(|v| v == REPOSITORY_SECRET_TYPE || v == REPO_CREDS_SECRET_TYPE)
 }
 
 /// Lower-cased, without a trailing `/` or `.git`, as Argo CD's `NormalizeGitURL` compares them.
@@ -568,6 +802,284 @@ mod tests {
             credentials_for("https://git.example.com/a.git", &[string_data]).unwrap(),
             https("u", "p")
         );
+    }
+
+    fn in_namespace(mut s: Secret, namespace: &str, project: Option<&str>) -> Secret {
+        s.metadata.namespace = Some(namespace.into());
+        if let Some(project) = project {
+            s.data
+                .get_or_insert_with(BTreeMap::new)
+                .insert("project".into(), ByteString(project.as_bytes().to_vec()));
+        }
+        s
+    }
+
+    fn scope(app_namespace: &str, project: &str) -> CredentialScope {
+        CredentialScope {
+            app_namespace: app_namespace.into(),
+            control_namespace: "sluice".into(),
+            project: project.into(),
+        }
+    }
+
+    fn token(name: &str, password: &str) -> Secret {
+        secret(
+            name,
+            &[
+                ("url", "https://git.example.com/shop"),
+                ("username", "bot"),
+                ("password", password),
+            ],
+        )
+    }
+
+    #[test]
+    fn control_namespace_secrets_serve_every_project_or_the_one_they_name() {
+        let url = "https://git.example.com/shop/api.git";
+        let unscoped = in_namespace(token("any", "p-any"), "sluice", None);
+        let team_a = in_namespace(token("a", "p-a"), "sluice", Some("team-a"));
+        let empty_project = in_namespace(token("e", "p-e"), "sluice", Some(""));
+        let default_project = in_namespace(token("d", "p-d"), "sluice", Some("default"));
+        let creds = |secret: &Secret, scope: &CredentialScope| {
+            ScopedSecrets::new([secret], scope).for_url(url).unwrap()
+        };
+        for scope in [scope("sluice", "team-b"), scope("team-b-ns", "")] {
+            assert_eq!(creds(&unscoped, &scope), https("bot", "p-any"), "{scope:?}");
+            assert_eq!(
+                creds(&empty_project, &scope),
+                https("bot", "p-e"),
+                "{scope:?}"
+            );
+        }
+        assert_eq!(
+            creds(&team_a, &scope("sluice", "team-a")),
+            https("bot", "p-a")
+        );
+        assert_eq!(
+            creds(&team_a, &scope("apps-a", "team-a")),
+            https("bot", "p-a")
+        );
+        assert_eq!(creds(&team_a, &scope("sluice", "team-b")), None);
+        assert_eq!(creds(&team_a, &scope("sluice", "")), None);
+        assert_eq!(creds(&team_a, &scope("sluice", "team-a-2")), None);
+        // An Application without a project is in `default`.
+        assert_eq!(
+            creds(&default_project, &scope("sluice", "")),
+            https("bot", "p-d")
+        );
+        assert_eq!(creds(&default_project, &scope("sluice", "team-a")), None);
+    }
+
+    #[test]
+    fn other_namespaces_secrets_serve_only_their_own_namespace() {
+        let url = "https://git.example.com/shop/api.git";
+        let in_a = in_namespace(token("a", "p-a"), "apps-a", None);
+        let creds =
+            |scope: &CredentialScope| ScopedSecrets::new([&in_a], scope).for_url(url).unwrap();
+        assert_eq!(creds(&scope("apps-a", "team-a")), https("bot", "p-a"));
+        assert_eq!(creds(&scope("apps-b", "team-a")), None);
+        assert_eq!(creds(&scope("sluice", "team-a")), None);
+        // It may name a project as well.
+        let named = in_namespace(token("n", "p-n"), "apps-a", Some("team-a"));
+        let scoped =
+            |scope: &CredentialScope| ScopedSecrets::new([&named], scope).for_url(url).unwrap();
+        assert_eq!(scoped(&scope("apps-a", "team-a")), https("bot", "p-n"));
+        assert_eq!(scoped(&scope("apps-a", "team-x")), None);
+        // Without a control namespace only the Application's own serves.
+        let no_control = CredentialScope {
+            app_namespace: "apps-b".into(),
+            control_namespace: String::new(),
+            project: String::new(),
+        };
+        let control = in_namespace(token("c", "p-c"), "sluice", None);
+        assert_eq!(
+            ScopedSecrets::new([&control], &no_control)
+                .for_url(url)
+                .unwrap(),
+            None
+        );
+        let mut nameless = token("x", "p-x");
+        nameless.metadata.namespace = None;
+        assert!(!no_control.admits(&nameless));
+    }
+
+    #[test]
+    fn the_longest_prefix_wins_among_the_secrets_in_scope_only() {
+        let url = "https://git.example.com/shop/api.git";
+        let broad = in_namespace(
+            secret(
+                "broad",
+                &[
+                    ("url", "https://git.example.com"),
+                    ("username", "bot"),
+                    ("password", "broad"),
+                ],
+            ),
+            "sluice",
+            None,
+        );
+        let precise_of_a = in_namespace(
+            secret(
+                "precise",
+                &[("url", url), ("username", "bot"), ("password", "team-a")],
+            ),
+            "sluice",
+            Some("team-a"),
+        );
+        let all = [broad, precise_of_a];
+        let pick = |project: &str| {
+            ScopedSecrets::new(&all, &scope("sluice", project))
+                .for_url(url)
+                .unwrap()
+        };
+        assert_eq!(pick("team-a"), https("bot", "team-a"));
+        assert_eq!(pick("team-b"), https("bot", "broad"));
+    }
+
+    #[test]
+    fn argo_cd_labels_are_read_as_well() {
+        let url = "https://git.example.com/shop/api.git";
+        for (label, value, found) in [
+            ("argocd.argoproj.io/secret-type", "repository", true),
+            ("argocd.argoproj.io/secret-type", "repo-creds", true),
+            ("argocd.argoproj.io/secret-type", "cluster", false),
+            ("sluice.dev/secret-type", "repo-creds", true),
+            ("sluice.dev/secret-type", "cluster", false),
+            ("example.com/secret-type", "repository", false),
+        ] {
+            let mut s = token("t", "p");
+            s.metadata.labels = Some([(label.to_string(), value.to_string())].into());
+            let want = found.then(|| https("bot", "p")).flatten();
+            assert_eq!(credentials_for(url, [&s]).unwrap(), want, "{label}={value}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_answered_only_to_the_origin_they_were_chosen_for() {
+        let same = [
+            (
+                "https://git.example.com/shop/api.git",
+                "https://git.example.com/shop/api.git/info/refs?service=git-upload-pack",
+            ),
+            (
+                "https://git.example.com/a.git",
+                "https://GIT.Example.com:443/b.git",
+            ),
+            (
+                "https://bot:tok@git.example.com/a.git",
+                "https://git.example.com/a.git",
+            ),
+            (
+                "http://127.0.0.1:8080/a.git",
+                "http://127.0.0.1:8080/a.git/info/refs",
+            ),
+            (
+                "git@github.com:shop/api.git",
+                "ssh://git@github.com/shop/api.git",
+            ),
+            (
+                "ssh://deploy@git.example.com:2222/a.git",
+                "ssh://deploy@git.example.com:2222/a.git",
+            ),
+            (
+                "git+ssh://git.example.com/a.git",
+                "ssh://git.example.com:22/a.git",
+            ),
+            ("https://[::1]:8443/a.git", "https://[::1]:8443/b.git"),
+        ];
+        for (chosen, asked) in same {
+            assert_eq!(
+                check_credential_origin(chosen, asked),
+                Ok(()),
+                "{chosen} → {asked}"
+            );
+        }
+        let refused = [
+            // Another host (a redirect to a server of the attacker's).
+            (
+                "https://git.example.com/a.git",
+                "https://evil.example.net/a.git",
+                "https://evil.example.net:443",
+            ),
+            (
+                "https://git.example.com/a.git",
+                "https://git.example.com.evil.net/a.git",
+                "https://git.example.com.evil.net:443",
+            ),
+            // Another port of the same host.
+            (
+                "http://127.0.0.1:8080/a.git",
+                "http://127.0.0.1:9090/a.git",
+                "http://127.0.0.1:9090",
+            ),
+            (
+                "https://git.example.com/a.git",
+                "https://git.example.com:8443/a.git",
+                "https://git.example.com:8443",
+            ),
+            // A downgrade to plain HTTP.
+            (
+                "https://git.example.com/a.git",
+                "http://git.example.com/a.git",
+                "http://git.example.com:80",
+            ),
+            (
+                "git@github.com:shop/api.git",
+                "ssh://git@gitlab.com/shop/api.git",
+                "ssh://gitlab.com:22",
+            ),
+        ];
+        for (chosen, asked, named) in refused {
+            let err = check_credential_origin(chosen, asked).unwrap_err();
+            assert!(
+                matches!(err, OriginError::Mismatch { .. }),
+                "{chosen} → {asked}: {err}"
+            );
+            assert!(err.to_string().starts_with(named), "{err}");
+        }
+        let err = check_credential_origin("https://git.example.com/a.git", "https://bot:tok@/x")
+            .unwrap_err();
+        assert!(matches!(err, OriginError::Unreadable { .. }), "{err}");
+        assert!(!err.to_string().contains("tok"), "{err}");
+        assert!(check_credential_origin("https://h/a.git", "ftp://h/a.git").is_err());
+        assert!(check_credential_origin("https://h/a.git", "https://h:notaport/a.git").is_err());
+    }
+
+    #[test]
+    fn credential_identities_name_nothing_secret_and_tell_credentials_apart() {
+        let anonymous = CredentialIdentity::of(None);
+        assert_eq!(anonymous.to_string(), "anonymous");
+        let a = Credentials::Https {
+            username: "bot".into(),
+            password: "ghp_SECRET".into(),
+        };
+        let id = CredentialIdentity::of(Some(&a));
+        assert_eq!(id, CredentialIdentity::of(Some(&a.clone())));
+        assert_eq!(id.short().len(), 32);
+        assert!(id.short().bytes().all(|b| b.is_ascii_hexdigit()));
+        let text = format!("{id} {id:?}");
+        assert!(
+            !text.contains("ghp_SECRET") && !text.contains("bot"),
+            "{text}"
+        );
+        let other_token = Credentials::Https {
+            username: "bot".into(),
+            password: "ghp_OTHER".into(),
+        };
+        // Fields are length-prefixed: moving a character from one to the other is another identity.
+        let shifted = Credentials::Https {
+            username: "botg".into(),
+            password: "hp_SECRET".into(),
+        };
+        let ssh = Credentials::Ssh {
+            username: "bot".into(),
+            private_key: "ghp_SECRET".into(),
+            known_hosts: None,
+        };
+        for other in [other_token, shifted, ssh] {
+            assert_ne!(CredentialIdentity::of(Some(&other)), id, "{other:?}");
+        }
+        assert_ne!(id, anonymous);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use kube::runtime::reflector::Store;
 use serde_json::Value;
 use thiserror::Error;
 
-use super::credentials::{Credentials, credentials_for};
+use super::credentials::{CredentialScope, ScopedSecrets};
 use super::engine_fields::carry_over_engine_fields;
 use super::impersonation::SyncIdentity;
 use super::kinds::{KindResolver, kinds_defined_by_crds};
@@ -64,10 +64,9 @@ pub struct Reader {
     pub renders: RenderCache,
     pub kinds: KindResolver,
     pub live: LiveCache,
-    /// Repository credential Secrets (labelled `sluice.dev/secret-type`).
-    pub secrets: Store<Secret>,
-    /// Namespace whose credential Secrets every Application may use (the controller's).
-    pub credentials_namespace: Option<String>,
+    /// Repository credential Secrets: one store per label (`sluice.dev/secret-type`,
+    /// `argocd.argoproj.io/secret-type`).
+    pub secrets: Vec<Store<Secret>>,
     pub pushes: PushLog,
     pub poll_interval: Duration,
     /// The AppProjects of the control namespace.
@@ -277,21 +276,12 @@ impl Reader {
         Ok(project)
     }
 
-    /// Credentials for the Application's repository from the labelled Secrets of its namespace and
-    /// of the controller's namespace; a message when a matching Secret is unusable.
-    fn credentials(&self, app: &Application) -> Result<Option<Credentials>, String> {
-        let app_ns = app.namespace().unwrap_or_default();
-        let secrets: Vec<Secret> = self
-            .secrets
-            .state()
-            .iter()
-            .filter(|s| {
-                let ns = s.namespace().unwrap_or_default();
-                ns == app_ns || self.credentials_namespace.as_deref() == Some(ns.as_str())
-            })
-            .map(|s| s.as_ref().clone())
-            .collect();
-        credentials_for(&app.spec.source.repo_url, &secrets).map_err(|e| e.to_string())
+    /// The repository Secrets `app` may use ([`CredentialScope`]), to choose the credentials of each
+    /// URL it fetches.
+    fn credentials(&self, app: &Application) -> ScopedSecrets {
+        let scope = CredentialScope::of(app, self.projects.control_namespace());
+        let stores: Vec<_> = self.secrets.iter().flat_map(Store::state).collect();
+        ScopedSecrets::new(stores.iter().map(|s| &**s), &scope)
     }
 
     fn a_poll_ago(&self) -> Timestamp {
@@ -301,29 +291,33 @@ impl Reader {
             .unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
-    /// Resolves `revision` with a fetch that started at `fetched_since` or later.
+    /// Resolves `revision` with a fetch that started at `fetched_since` or later, with the
+    /// credentials of `source`'s own URL.
     async fn resolve(
         &self,
-        creds: &Result<Option<Credentials>, String>,
+        creds: &ScopedSecrets,
         source: &ApplicationSource,
         revision: &str,
         fetched_since: Timestamp,
     ) -> Result<String, String> {
-        let creds = creds.as_ref().map_err(Clone::clone)?;
+        let creds = creds.for_url(&source.repo_url).map_err(|e| e.to_string())?;
         self.repos
             .resolve(&source.repo_url, revision, creds.as_ref(), fetched_since)
             .await
             .map_err(|e| e.to_string())
     }
 
+    /// The tree of `sha` as fetched with the credentials of `source`'s URL (fetched first if the
+    /// cache lacks it).
     async fn checkout(
         &self,
-        creds: &Result<Option<Credentials>, String>,
+        creds: &ScopedSecrets,
         source: &ApplicationSource,
         sha: &str,
     ) -> Result<PathBuf, String> {
         let url = &source.repo_url;
-        match self.repos.checkout(url, sha).await {
+        let chosen = creds.for_url(url).map_err(|e| e.to_string())?;
+        match self.repos.checkout(url, chosen.as_ref(), sha).await {
             Ok(root) => return Ok(root),
             Err(SourceError::UnknownCommit { .. }) => {}
             // A fetch would not change a tree over a limit or a path out of it.
@@ -332,7 +326,7 @@ impl Reader {
         // Not in this process's cache yet (e.g. after a restart with a new cache): fetch it.
         self.resolve(creds, source, sha, self.a_poll_ago()).await?;
         self.repos
-            .checkout(url, sha)
+            .checkout(url, chosen.as_ref(), sha)
             .await
             .map_err(|e| e.to_string())
     }
@@ -342,7 +336,7 @@ impl Reader {
         &self,
         app: &Application,
         project: &AppProject,
-        creds: &Result<Option<Credentials>, String>,
+        creds: &ScopedSecrets,
         sha: &str,
         source: &ApplicationSource,
         hard: bool,

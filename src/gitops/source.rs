@@ -1,6 +1,11 @@
-//! Git sources: one bare cache repository per repo URL, fetched at most once per `max_age` however many
-//! Applications use it (SCENARIOS G14), revisions resolved to commits, and commit trees extracted once
-//! for the renderers.
+//! Git sources: one bare cache repository per repo URL and credentials, fetched at most once per
+//! `max_age` however many Applications use it (SCENARIOS G14), revisions resolved to commits, and
+//! commit trees extracted once for the renderers.
+//!
+//! Everything is kept apart by URL *and* [`CredentialIdentity`] (the fetch state, the bare
+//! repository, the extracted trees): an Application reads only objects fetched with the credentials
+//! it holds itself, so a team without credentials never reads another team's private repository out
+//! of the cache, and one team's wrong token never fails another team's fetches.
 //!
 //! The cache is only a cache: losing it costs a fetch, nothing else. Everything git2 does is blocking,
 //! so it runs on tokio's blocking pool. Credentials are passed in per call (they come from Secrets that
@@ -28,7 +33,7 @@ use jiff::Timestamp;
 use thiserror::Error;
 use tracing::{debug, warn};
 
-use super::credentials::{Credentials, scrub_message, scrub_url};
+use super::credentials::{CredentialIdentity, Credentials, scrub_message, scrub_url};
 pub use git::{network_error_message, remote_callbacks, set_process_limits};
 pub use limits::{GitLimits, UrlError, check_repo_url};
 pub use requests::{GitRequest, GitRequestMetrics};
@@ -74,8 +79,9 @@ const TREE_GC_INTERVAL: Duration = Duration::from_secs(600);
 /// Refused commits remembered (forgotten all at once beyond this: they are only walked again).
 const MAX_REFUSED_TREES: usize = 1024;
 
-/// Bare cache repositories under `<cache_dir>/repos/<sha1 of url>.git` and extracted trees under
-/// `<cache_dir>/trees/<commit sha>`. Cheap to clone (an `Arc` inside); share one per process.
+/// Bare cache repositories under `<cache_dir>/repos/<sha1 of url>-<credential identity>.git` and
+/// extracted trees under `<cache_dir>/trees/<sha1 of url>-<credential identity>-<commit sha>`. Cheap
+/// to clone (an `Arc` inside); share one per process.
 #[derive(Clone)]
 pub struct RepoCache {
     inner: Arc<Inner>,
@@ -83,15 +89,37 @@ pub struct RepoCache {
 
 struct Inner {
     cache_dir: PathBuf,
-    repos: Mutex<HashMap<String, Arc<RepoState>>>,
+    repos: Mutex<HashMap<RepoKey, Arc<RepoState>>>,
     requests: GitRequestMetrics,
     limits: GitLimits,
     /// Unit tests fetch `file://` upstreams; the controller never does.
     allow_local: bool,
     last_tree_gc: Mutex<Option<Instant>>,
-    /// Commits whose tree could not be extracted (over a limit, a path out of the tree), and why:
-    /// a commit never changes, so neither does the answer, and a git bomb is walked only once.
+    /// Trees (by directory name) that could not be extracted (over a limit, a path out of the
+    /// tree), and why: a commit never changes, so neither does the answer, and a git bomb is walked
+    /// only once.
     refused_trees: Mutex<HashMap<String, SourceError>>,
+}
+
+/// One cache repository: a URL fetched with one set of credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RepoKey {
+    url: String,
+    identity: CredentialIdentity,
+}
+
+impl RepoKey {
+    fn new(url: &str, creds: Option<&Credentials>) -> Self {
+        Self {
+            url: url.to_string(),
+            identity: CredentialIdentity::of(creds),
+        }
+    }
+
+    /// A file name for the key: hashes only, never the URL's userinfo or the credentials.
+    fn dir_name(&self) -> String {
+        format!("{}-{}", url_hash(&self.url), self.identity.short())
+    }
 }
 
 /// Per-URL fetch bookkeeping. The task running a fetch holds `running` until the fetch ends, so
@@ -184,31 +212,40 @@ impl RepoCache {
         creds: Option<&Credentials>,
         fresh_since: Timestamp,
     ) -> Result<String, SourceError> {
-        self.fetch_if_stale(url, creds, fresh_since).await?;
-        let git_dir = self.git_dir(url);
+        let key = RepoKey::new(url, creds);
+        self.fetch_if_stale(&key, creds, fresh_since).await?;
+        let git_dir = self.git_dir(&key);
         let (url, revision) = (url.to_string(), revision.to_string());
         run_blocking(move || git::resolve(&git_dir, &url, &revision)).await
     }
 
-    /// A directory holding the tree of commit `sha` of `url` (extracted once per sha under
-    /// `<cache_dir>/trees/`, written to a temporary directory and renamed into place, so a crash never
-    /// leaves a half tree). Shared by every caller: use it read-only.
-    pub async fn checkout(&self, url: &str, sha: &str) -> Result<PathBuf, SourceError> {
+    /// A directory holding the tree of commit `sha` of `url` as fetched with `creds` (extracted
+    /// once per repository and sha under `<cache_dir>/trees/`, written to a temporary directory and
+    /// renamed into place, so a crash never leaves a half tree): only a commit that a fetch with
+    /// these very credentials brought is found. Shared by every caller: use it read-only.
+    pub async fn checkout(
+        &self,
+        url: &str,
+        creds: Option<&Credentials>,
+        sha: &str,
+    ) -> Result<PathBuf, SourceError> {
         if !is_full_sha(sha) {
             return Err(SourceError::InvalidSha {
                 sha: sha.to_string(),
             });
         }
         self.collect_unused_trees();
-        if let Some(refused) = self.refused_trees().get(sha) {
+        let key = RepoKey::new(url, creds);
+        let tree_name = format!("{}-{}", key.dir_name(), sha.to_ascii_lowercase());
+        if let Some(refused) = self.refused_trees().get(&tree_name) {
             return Err(refused.clone());
         }
-        let dest = self.trees_dir().join(sha);
+        let dest = self.trees_dir().join(&tree_name);
         // Marked first: a collection between the check and the mark would remove a tree in use.
         if tree::mark_used(&dest, SystemTime::now()).is_ok() && dest.is_dir() {
             return Ok(dest);
         }
-        let git_dir = self.git_dir(url);
+        let git_dir = self.git_dir(&key);
         let (owned_url, owned_sha) = (url.to_string(), sha.to_string());
         let limits = tree::TreeLimits {
             max_entries: self.inner.limits.max_tree_files,
@@ -223,7 +260,7 @@ impl RepoCache {
             if refused_trees.len() >= MAX_REFUSED_TREES {
                 refused_trees.clear();
             }
-            refused_trees.insert(sha.to_string(), refused.clone());
+            refused_trees.insert(tree_name, refused.clone());
         }
         extracted
     }
@@ -262,24 +299,29 @@ impl RepoCache {
         });
     }
 
-    /// How many network fetches were made for `url`.
+    /// How many network fetches were made for `url`, with any credentials.
     pub fn fetch_count(&self, url: &str) -> u64 {
-        self.state(url).fetches.load(Ordering::Relaxed)
+        self.repos()
+            .iter()
+            .filter(|(key, _)| key.url == url)
+            .map(|(_, state)| state.fetches.load(Ordering::Relaxed))
+            .sum()
     }
 
     async fn fetch_if_stale(
         &self,
-        url: &str,
+        key: &RepoKey,
         creds: Option<&Credentials>,
         fresh_since: Timestamp,
     ) -> Result<(), SourceError> {
+        let url = key.url.as_str();
         check_repo_url(&scrub_url(url), self.inner.limits.allow_insecure_http).or_else(
             |e| match e {
                 UrlError::Local { .. } if self.inner.allow_local => Ok(()),
                 e => Err(e),
             },
         )?;
-        let state = self.state(url);
+        let state = self.state(key);
         if let Some(result) = state.fresh_result(url, fresh_since) {
             return result;
         }
@@ -293,7 +335,7 @@ impl RepoCache {
         if let Some(result) = state.fresh_result(url, fresh_since) {
             return result;
         }
-        let fetch = self.start_fetch(url, creds, &state, running);
+        let fetch = self.start_fetch(key, creds, &state, running);
         match tokio::time::timeout(fetch_wait, fetch).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(SourceError::Worker(e.to_string())),
@@ -305,7 +347,7 @@ impl RepoCache {
     /// then records its outcome, whether or not a caller still waits for it.
     fn start_fetch(
         &self,
-        url: &str,
+        key: &RepoKey,
         creds: Option<&Credentials>,
         state: &Arc<RepoState>,
         running: tokio::sync::OwnedMutexGuard<()>,
@@ -313,8 +355,9 @@ impl RepoCache {
         state.fetches.fetch_add(1, Ordering::Relaxed);
         let (started, clock) = (Timestamp::now(), Instant::now());
         state.record().running_since = Some(clock);
-        let git_dir = self.git_dir(url);
-        let (url, creds) = (url.to_string(), creds.cloned());
+        let git_dir = self.git_dir(key);
+        let identity = key.identity.clone();
+        let (url, creds) = (key.url.clone(), creds.cloned());
         let (requests, limits) = (self.inner.requests.clone(), self.inner.limits.clone());
         let fetch_wait = limits.fetch_wait;
         let state = Arc::clone(state);
@@ -333,9 +376,11 @@ impl RepoCache {
                 scrub_message(&fetch_message(e), &secrets)
             });
             match &error {
-                Some(message) => warn!(url = %scrub_url(&url), %message, "git fetch failed"),
+                Some(message) => {
+                    warn!(url = %scrub_url(&url), credentials = %identity, %message, "git fetch failed");
+                }
                 None => {
-                    debug!(url = %scrub_url(&url), elapsed = ?clock.elapsed(), "git fetch done");
+                    debug!(url = %scrub_url(&url), credentials = %identity, elapsed = ?clock.elapsed(), "git fetch done");
                 }
             }
             let slow = clock.elapsed() > fetch_wait;
@@ -355,20 +400,22 @@ impl RepoCache {
         })
     }
 
-    fn state(&self, url: &str) -> Arc<RepoState> {
-        let mut repos = self
-            .inner
+    fn repos(&self) -> std::sync::MutexGuard<'_, HashMap<RepoKey, Arc<RepoState>>> {
+        self.inner
             .repos
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        repos.entry(url.to_string()).or_default().clone()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn git_dir(&self, url: &str) -> PathBuf {
+    fn state(&self, key: &RepoKey) -> Arc<RepoState> {
+        self.repos().entry(key.clone()).or_default().clone()
+    }
+
+    fn git_dir(&self, key: &RepoKey) -> PathBuf {
         self.inner
             .cache_dir
             .join("repos")
-            .join(format!("{}.git", url_hash(url)))
+            .join(format!("{}.git", key.dir_name()))
     }
 }
 

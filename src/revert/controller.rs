@@ -31,7 +31,9 @@ use crate::api::common::Condition;
 use crate::api::project::AppProject;
 use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
 use crate::cli::GitAuthor;
-use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for, scrub_url};
+use crate::gitops::credentials::{
+    CredentialIdentity, CredentialScope, SECRET_TYPE_LABELS, ScopedSecrets, scrub_url,
+};
 use crate::gitops::observe::REFRESH_ANNOTATION;
 use crate::gitops::projects::Projects;
 use crate::gitops::source::{GitRequestMetrics, check_repo_url};
@@ -64,8 +66,6 @@ pub struct RevertSettings {
     /// Work repositories live under `<cache_dir>/revert/`.
     pub cache_dir: PathBuf,
     pub author: GitAuthor,
-    /// Namespace whose repository Secrets every Application may use (the controller's).
-    pub credentials_namespace: Option<String>,
     /// Counts and times the fetches and pushes (shared with the sync cache).
     pub git_requests: GitRequestMetrics,
     /// `--git-allow-insecure-http`: push over plain `http://` too.
@@ -279,12 +279,16 @@ async fn revert_now(
     let branch = app.spec.source.target_revision.clone().unwrap_or_default();
     let branch = branch.trim_start_matches("refs/heads/").to_string();
     let secrets = repository_secrets(ctx, app).await?;
-    let creds = credentials_for(&url, &secrets).map_err(|e| ReconcileError::Task(e.to_string()))?;
-    let work_dir = ctx
-        .settings
-        .cache_dir
-        .join("revert")
-        .join(format!("{:016x}", url_key(&url)));
+    let creds = secrets
+        .for_url(&url)
+        .map_err(|e| ReconcileError::Task(e.to_string()))?;
+    // Per URL and credentials, as the sync cache: never a work repository fetched with
+    // credentials this Application does not hold.
+    let work_dir = ctx.settings.cache_dir.join("revert").join(format!(
+        "{:016x}-{}",
+        url_key(&url),
+        CredentialIdentity::of(creds.as_ref()).short()
+    ));
     let author = ctx.settings.author.clone();
     let requests = ctx.settings.git_requests.clone();
     let job_revert = revert.clone();
@@ -354,22 +358,27 @@ fn url_key(url: &str) -> u64 {
     hasher.finish()
 }
 
+/// The repository Secrets `app` may use ([`CredentialScope`]), listed by each secret-type label.
 async fn repository_secrets(
     ctx: &Context,
     app: &Application,
-) -> Result<Vec<Secret>, ReconcileError> {
-    let mut namespaces = vec![app.namespace().unwrap_or_default()];
-    namespaces.extend(ctx.settings.credentials_namespace.clone());
+) -> Result<ScopedSecrets, ReconcileError> {
+    let control_namespace = ctx.settings.control_namespace.clone();
+    let scope = CredentialScope::of(app, &control_namespace);
+    let mut namespaces = vec![scope.app_namespace.clone()];
+    namespaces.extend(Some(control_namespace).filter(|ns| !ns.is_empty()));
     namespaces.dedup();
     let mut secrets = Vec::new();
     for ns in namespaces {
-        let list = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-            .list(&ListParams::default().labels(REPOSITORY_SECRET_LABEL))
-            .await
-            .map_err(kube_err(format!("listing repository Secrets in {ns}")))?;
-        secrets.extend(list.items);
+        for label in SECRET_TYPE_LABELS {
+            let list = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+                .list(&ListParams::default().labels(label))
+                .await
+                .map_err(kube_err(format!("listing repository Secrets in {ns}")))?;
+            secrets.extend(list.items);
+        }
     }
-    Ok(secrets)
+    Ok(ScopedSecrets::new(&secrets, &scope))
 }
 
 async fn set_rollout_revert(

@@ -189,7 +189,7 @@ fn fetch_branch(repo: &Repository, job: &RevertJob<'_>) -> Result<Option<Oid>, g
     let mut remote = repo.find_remote(REMOTE)?;
     let refspec = format!("+refs/heads/{}:{}", job.branch, tracking_ref(job.branch));
     let mut options = FetchOptions::new();
-    options.remote_callbacks(remote_callbacks(job.creds));
+    options.remote_callbacks(remote_callbacks(job.creds, job.url));
     job.requests.record(GitRequest::Fetch, || {
         remote.fetch(
             &[refspec.as_str()],
@@ -316,7 +316,7 @@ fn push(repo: &Repository, revert: Oid, job: &RevertJob<'_>) -> Result<(), Push>
     repo.reference(&local, revert, true, "sluice: revert to push")
         .map_err(Push::Failed)?;
     let refusal = RefCell::new(None::<String>);
-    let mut callbacks = remote_callbacks(job.creds);
+    let mut callbacks = remote_callbacks(job.creds, job.url);
     callbacks.push_update_reference(|_refname, status| {
         if let Some(status) = status {
             *refusal.borrow_mut() = Some(status.to_string());

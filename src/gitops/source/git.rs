@@ -13,7 +13,7 @@ use git2::{
 use super::known_hosts::KnownHosts;
 use super::limits::{FetchBudget, FetchLimit, GitLimits, set_network_timeouts};
 use super::{SourceError, is_full_sha};
-use crate::gitops::credentials::{Credentials, scrub_message, scrub_url};
+use crate::gitops::credentials::{Credentials, check_credential_origin, scrub_message, scrub_url};
 
 const REMOTE: &str = "origin";
 /// Every branch, every tag, and the remote's HEAD (its default branch) as a plain ref, so `HEAD`
@@ -46,7 +46,7 @@ pub(super) fn fetch(
     let mut remote = repo.find_remote(REMOTE).map_err(fetch_error)?;
     let mut options = FetchOptions::new();
     options
-        .remote_callbacks(remote_callbacks_within(creds, limits))
+        .remote_callbacks(remote_callbacks_within(creds, url, limits))
         .prune(FetchPrune::On)
         .download_tags(AutotagOption::All);
     remote
@@ -75,21 +75,23 @@ pub fn set_process_limits(limits: &GitLimits) -> Result<(), git2::Error> {
     Ok(())
 }
 
-/// Callbacks authenticating with `creds` (HTTPS user + password/token, or an SSH key checked against
-/// the Secret's `knownHosts`), giving up after a few refusals instead of letting libgit2 retry the
-/// same credentials forever, and aborting a transfer over the process's fetch limits. For every
-/// git2 network operation on a repository (the revert's fetch and push too).
-pub fn remote_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
+/// Callbacks authenticating with `creds`, chosen for `url` (HTTPS user + password/token, or an SSH
+/// key checked against the Secret's `knownHosts`), only to a server at the scheme, host and port of
+/// `url` (never to one a redirect leads to), giving up after a few refusals instead of letting
+/// libgit2 retry the same credentials forever, and aborting a transfer over the process's fetch
+/// limits. For every git2 network operation on a repository (the revert's fetch and push too).
+pub fn remote_callbacks<'a>(creds: Option<&'a Credentials>, url: &'a str) -> RemoteCallbacks<'a> {
     let defaults = GitLimits::default();
-    remote_callbacks_within(creds, PROCESS_LIMITS.get().unwrap_or(&defaults))
+    remote_callbacks_within(creds, url, PROCESS_LIMITS.get().unwrap_or(&defaults))
 }
 
 /// [`remote_callbacks`] with the fetch budget of `limits`, counted from now.
 fn remote_callbacks_within<'a>(
     creds: Option<&'a Credentials>,
+    url: &'a str,
     limits: &GitLimits,
 ) -> RemoteCallbacks<'a> {
-    let mut callbacks = authenticating_callbacks(creds);
+    let mut callbacks = authenticating_callbacks(creds, url);
     EXCEEDED.set(None);
     let budget = FetchBudget::new(limits, Instant::now());
     callbacks.transfer_progress(move |progress| {
@@ -139,15 +141,22 @@ fn open_or_init(git_dir: &Path, url: &str) -> Result<Repository, SourceError> {
     Ok(repo)
 }
 
-fn authenticating_callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'_> {
+fn authenticating_callbacks<'a>(
+    creds: Option<&'a Credentials>,
+    chosen_for: &'a str,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0;
-    callbacks.credentials(move |_url, user_from_url, allowed| {
+    callbacks.credentials(move |asked_by, user_from_url, allowed| {
         attempts += 1;
         if attempts > MAX_CREDENTIAL_ATTEMPTS {
             return Err(git2::Error::from_str(
                 "authentication failed: the server rejected the credentials",
             ));
+        }
+        if creds.is_some() {
+            check_credential_origin(chosen_for, asked_by)
+                .map_err(|refused| git2::Error::from_str(&refused.to_string()))?;
         }
         credential(creds, user_from_url, allowed)
     });

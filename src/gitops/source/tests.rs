@@ -303,8 +303,9 @@ async fn checkout_writes_the_tree_once() {
         .await
         .unwrap();
 
-    let tree = cache.checkout(&up.url, &sha).await.unwrap();
-    assert_eq!(tree, dir.path().join("trees").join(&sha));
+    let tree = cache.checkout(&up.url, None, &sha).await.unwrap();
+    let tree_name = format!("{}-{sha}", RepoKey::new(&up.url, None).dir_name());
+    assert_eq!(tree, dir.path().join("trees").join(&tree_name));
     let read = |p: &str| std::fs::read_to_string(tree.join(p)).unwrap();
     assert_eq!(read("app/deploy.yaml"), "kind: Deployment\n");
     assert_eq!(read("app/nested/svc.yaml"), "kind: Service\n");
@@ -317,14 +318,14 @@ async fn checkout_writes_the_tree_once() {
 
     // A second checkout reuses the tree; no staging directory is left behind.
     std::fs::write(tree.join("marker"), "kept").unwrap();
-    let again = cache.checkout(&up.url, &sha).await.unwrap();
+    let again = cache.checkout(&up.url, None, &sha).await.unwrap();
     assert_eq!(again, tree);
     assert!(again.join("marker").exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("trees"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers, [std::ffi::OsString::from(&sha)]);
+    assert_eq!(leftovers, [std::ffi::OsString::from(&tree_name)]);
 }
 
 #[tokio::test]
@@ -341,20 +342,20 @@ async fn checkout_refuses_symlinks_out_of_the_tree() {
         .resolve(&up.url, "main", None, an_hour_ago())
         .await
         .unwrap();
-    let err = cache.checkout(&up.url, &sha).await.unwrap_err();
+    let err = cache.checkout(&up.url, None, &sha).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("leak.yaml: symlink to ../../../etc/passwd points outside"),
         "{err}"
     );
-    assert!(!dir.path().join("trees").join(&sha).exists());
+    assert_eq!(tree_entries(&dir.path().join("trees")), 0);
 }
 
 #[tokio::test]
 async fn checkout_validates_the_sha() {
     let (_dir, cache) = cache();
     let err = cache
-        .checkout("file:///nowhere.git", "../../etc")
+        .checkout("file:///nowhere.git", None, "../../etc")
         .await
         .unwrap_err();
     assert_eq!(
@@ -365,7 +366,7 @@ async fn checkout_validates_the_sha() {
     );
     let unknown = "1".repeat(40);
     let err = cache
-        .checkout("file:///nowhere.git", &unknown)
+        .checkout("file:///nowhere.git", None, &unknown)
         .await
         .unwrap_err();
     assert!(matches!(err, SourceError::UnknownCommit { .. }), "{err}");
@@ -374,13 +375,32 @@ async fn checkout_validates_the_sha() {
 #[test]
 fn cache_paths_are_stable_hashes() {
     let cache = RepoCache::new("/cache".into(), GitRequestMetrics::default());
-    let dir = cache.git_dir("https://git.example.com/shop.git");
+    let git_dir = |url: &str, creds: Option<&Credentials>| cache.git_dir(&RepoKey::new(url, creds));
+    let dir = git_dir("https://git.example.com/shop.git", None);
     assert_eq!(dir.parent(), Some(Path::new("/cache/repos")));
     let name = dir.file_name().unwrap().to_str().unwrap();
-    assert_eq!(name.len(), 44);
-    assert!(name.ends_with(".git"));
-    assert_eq!(dir, cache.git_dir("https://git.example.com/shop.git"));
-    assert_ne!(dir, cache.git_dir("https://git.example.com/web.git"));
+    assert_eq!(
+        name,
+        format!(
+            "{}-anonymous.git",
+            url_hash("https://git.example.com/shop.git")
+        )
+    );
+    assert_eq!(dir, git_dir("https://git.example.com/shop.git", None));
+    assert_ne!(dir, git_dir("https://git.example.com/web.git", None));
+    // Per credentials too, named by a hash of them, never by them.
+    let token = Credentials::Https {
+        username: "bot".into(),
+        password: "ghp_SECRET".into(),
+    };
+    let with_token = git_dir("https://git.example.com/shop.git", Some(&token));
+    assert_ne!(with_token, dir);
+    let name = with_token.file_name().unwrap().to_str().unwrap();
+    assert_eq!(name.len(), 40 + 1 + 32 + 4, "{name}");
+    assert!(
+        !name.contains("ghp_SECRET") && !name.contains("bot"),
+        "{name}"
+    );
 }
 
 impl Upstream {
@@ -444,21 +464,21 @@ async fn a_git_bomb_stops_at_the_file_limit_and_leaves_nothing() {
         .await
         .unwrap();
     let started = Instant::now();
-    let err = cache.checkout(&up.url, &sha).await.unwrap_err();
+    let err = cache.checkout(&up.url, None, &sha).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("the tree holds more than 2000 files and directories (--git-max-tree-files)"),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(!dir.path().join("trees").join(&sha).exists());
+    assert_eq!(tree_entries(&dir.path().join("trees")), 0);
     assert_eq!(
         tree_entries(&dir.path().join("trees")),
         0,
         "staging left behind"
     );
     // Refused once, refused again without a second walk.
-    assert_eq!(cache.checkout(&up.url, &sha).await.unwrap_err(), err);
+    assert_eq!(cache.checkout(&up.url, None, &sha).await.unwrap_err(), err);
 }
 
 #[tokio::test]
@@ -479,7 +499,7 @@ async fn a_tree_over_the_byte_limit_is_refused_before_its_content_is_read() {
         .resolve(&up.url, "main", None, an_hour_ago())
         .await
         .unwrap();
-    let err = cache.checkout(&up.url, &sha).await.unwrap_err();
+    let err = cache.checkout(&up.url, None, &sha).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("b.yaml: the tree holds more than 6Ki of files (--git-max-tree-bytes)"),
@@ -663,10 +683,10 @@ async fn checkouts_mark_their_tree_used() {
         .resolve(&up.url, "main", None, an_hour_ago())
         .await
         .unwrap();
-    let tree = cache.checkout(&up.url, &sha).await.unwrap();
+    let tree = cache.checkout(&up.url, None, &sha).await.unwrap();
     let long_ago = SystemTime::now() - Duration::from_secs(7200);
     tree::mark_used(&tree, long_ago).unwrap();
-    cache.checkout(&up.url, &sha).await.unwrap();
+    cache.checkout(&up.url, None, &sha).await.unwrap();
     let used = std::fs::metadata(&tree).unwrap().modified().unwrap();
     assert!(used > long_ago + Duration::from_secs(3600));
     // Unused for longer than the TTL: collected; the next checkout extracts it again.
@@ -680,6 +700,90 @@ async fn checkouts_mark_their_tree_used() {
         1
     );
     assert!(!tree.exists());
-    assert_eq!(cache.checkout(&up.url, &sha).await.unwrap(), tree);
+    assert_eq!(cache.checkout(&up.url, None, &sha).await.unwrap(), tree);
     assert!(tree.join("app.yaml").is_file());
+}
+
+fn token(password: &str) -> Credentials {
+    Credentials::Https {
+        username: "bot".into(),
+        password: password.into(),
+    }
+}
+
+/// A team's Application reads only what was fetched with the credentials it holds: after team A
+/// fetched with its token, an anonymous caller (or one with another token) of the same URL finds
+/// neither the commits, nor the resolved branch, nor the extracted tree in the cache: it fetches
+/// for itself, which (the upstream gone, as a server refusing it would) fails.
+#[tokio::test]
+async fn the_cache_is_kept_apart_by_credentials() {
+    let up = Upstream::new();
+    let sha = up.commit("main", &[("app.yaml", "a: 1\n")]).to_string();
+    let (dir, cache) = cache();
+    let team_a = token("team-a-token");
+    assert_eq!(
+        cache
+            .resolve(&up.url, "main", Some(&team_a), an_hour_ago())
+            .await
+            .unwrap(),
+        sha
+    );
+    let tree = cache.checkout(&up.url, Some(&team_a), &sha).await.unwrap();
+    assert!(tree.join("app.yaml").is_file());
+
+    // The server now refuses everyone else (here: is gone).
+    let upstream = Path::new(up.url.trim_start_matches("file://"));
+    std::fs::rename(upstream, upstream.with_file_name("away.git")).unwrap();
+
+    for other in [None, Some(token("team-b-token"))] {
+        let other = other.as_ref();
+        // Not even a commit sha known to team A's fetch is found without a fetch of one's own.
+        let err = cache.checkout(&up.url, other, &sha).await.unwrap_err();
+        assert!(
+            matches!(err, SourceError::UnknownCommit { .. }),
+            "{other:?}: {err}"
+        );
+        let err = cache
+            .resolve(&up.url, &sha, other, an_hour_ago())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Fetch { .. }), "{other:?}: {err}");
+    }
+    // Their failed fetches did not touch team A's: its last fetch still answers, its tree is
+    // still there.
+    assert_eq!(
+        cache
+            .resolve(&up.url, "main", Some(&team_a), an_hour_ago())
+            .await
+            .unwrap(),
+        sha
+    );
+    assert_eq!(
+        cache.checkout(&up.url, Some(&team_a), &sha).await.unwrap(),
+        tree
+    );
+    // Three fetches of one URL, whoever made them.
+    assert_eq!(cache.fetch_count(&up.url), 3);
+    // Nothing secret in any path of the cache.
+    for entry in walk_names(dir.path()) {
+        assert!(
+            !entry.contains("team-a-token") && !entry.contains("bot"),
+            "{entry}"
+        );
+    }
+}
+
+fn walk_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).map_or(Vec::new(), |entries| {
+        entries
+            .flatten()
+            .flat_map(|e| {
+                let mut names = vec![e.file_name().to_string_lossy().into_owned()];
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    names.extend(walk_names(&e.path()));
+                }
+                names
+            })
+            .collect()
+    })
 }
