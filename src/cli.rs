@@ -89,6 +89,13 @@ pub struct ControllerArgs {
     #[arg(long, env = "SLUICE_KUSTOMIZE_REMOTE")]
     pub kustomize_remote: bool,
 
+    /// Sync as the ServiceAccount the Application's project names for the destination
+    /// (`destinationServiceAccounts`, Kubernetes impersonation): dry run, apply, prune and cascade
+    /// delete are then authorized by that account's RBAC, and a project naming none fails its
+    /// syncs. Off: syncs write as the controller.
+    #[arg(long, env = "SLUICE_SYNC_IMPERSONATION")]
+    pub sync_impersonation: bool,
+
     #[command(flatten)]
     pub git_limits: GitLimitArgs,
 }
@@ -287,6 +294,16 @@ mod tests {
             "the flags' defaults are the library's"
         );
         assert_eq!(args.render_remote_policy(), RemotePolicy::default());
+        assert!(!args.sync_impersonation, "off unless asked for");
+    }
+
+    #[test]
+    fn sync_impersonation_is_a_flag() {
+        let cli = Cli::try_parse_from(["sluice", "controller", "--sync-impersonation"]).unwrap();
+        let Command::Controller(args) = cli.command else {
+            panic!("expected the controller command");
+        };
+        assert!(args.sync_impersonation);
     }
 
     #[test]

@@ -33,8 +33,13 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    let kube_requests = KubeRequestCounter::register(&metrics);
+    // Impersonating clients are built from the same configuration (server, CA, credentials).
+    let sync_impersonation = args.sync_impersonation.then(|| {
+        crate::gitops::impersonation::Impersonator::new(config.clone(), kube_requests.clone())
+    });
     let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&KubeRequestCounter::register(&metrics))
+        .with_layer(&kube_requests)
         .build();
     let version = client.apiserver_version().await?;
     tracing::info!(
@@ -46,14 +51,14 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     );
     readiness.set_connected(true);
 
+    let control_namespace = control_namespace(
+        args.namespace.as_deref(),
+        std::env::var("POD_NAMESPACE").ok().as_deref(),
+    );
     let elector = args.leader_elect.then(|| {
-        let namespace = lease_namespace(
-            args.namespace.as_deref(),
-            std::env::var("POD_NAMESPACE").ok().as_deref(),
-        );
         LeaderElector::new(
             client.clone(),
-            &namespace,
+            &control_namespace,
             holder_identity(),
             Timings::default(),
         )
@@ -71,6 +76,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         metrics: metrics.clone(),
         gitops: crate::gitops::controller::GitopsSettings {
             namespace: args.namespace.clone(),
+            control_namespace: control_namespace.clone(),
             poll_interval: args.repo_poll_interval,
             cache_dir: args.git_cache_dir(),
             webhook_addr: args.webhook_addr,
@@ -78,14 +84,14 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             git_requests: git_requests.clone(),
             git_limits,
             render_remote: args.render_remote_policy(),
+            sync_impersonation,
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),
+            control_namespace: control_namespace.clone(),
             cache_dir: args.git_cache_dir(),
             author: args.git_author.clone(),
-            credentials_namespace: std::env::var("POD_NAMESPACE")
-                .ok()
-                .or_else(|| args.namespace.clone()),
+            credentials_namespace: Some(control_namespace.clone()),
             git_requests,
             allow_insecure_http: args.git_limits.git_allow_insecure_http,
         },
@@ -111,8 +117,9 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     }
 }
 
-/// Where the Lease lives: `--namespace`, else the pod's namespace, else `default`.
-fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String {
+/// The control namespace (the Lease, projects, repository Secrets): `--namespace`, else the pod's
+/// namespace, else `default`.
+fn control_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String {
     watched
         .or(pod_namespace)
         .filter(|ns| !ns.is_empty())
@@ -121,7 +128,13 @@ fn lease_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> String
 }
 
 /// The watch caches of the controllers, each reported to `/readyz` once synced.
-const CACHES: [&str; 4] = ["rollouts", "analysisruns", "applications", "reverts"];
+const CACHES: [&str; 5] = [
+    "rollouts",
+    "analysisruns",
+    "applications",
+    "appprojects",
+    "reverts",
+];
 
 /// What the reconcilers share.
 struct Controllers {
@@ -208,10 +221,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_namespace_fallbacks() {
-        assert_eq!(lease_namespace(Some("team"), Some("pod-ns")), "team");
-        assert_eq!(lease_namespace(None, Some("pod-ns")), "pod-ns");
-        assert_eq!(lease_namespace(None, None), "default");
-        assert_eq!(lease_namespace(None, Some("")), "default");
+    fn control_namespace_fallbacks() {
+        assert_eq!(control_namespace(Some("team"), Some("pod-ns")), "team");
+        assert_eq!(control_namespace(None, Some("pod-ns")), "pod-ns");
+        assert_eq!(control_namespace(None, None), "default");
+        assert_eq!(control_namespace(None, Some("")), "default");
     }
 }

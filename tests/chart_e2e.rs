@@ -1,6 +1,7 @@
 //! The Helm chart: rendered with the real `helm` and checked against the code (RBAC, flags, CRDs,
 //! dashboard), then installed on the local cluster, where the real `sluice controller`, authenticated as
-//! the chart's ServiceAccount, drives a canary with a step analysis to Healthy without one `forbidden`.
+//! the chart's ServiceAccount and run with the chart's flags, drives a canary with a step analysis to
+//! Healthy and syncs an Application through sync impersonation, without one `forbidden`.
 
 mod common;
 #[path = "chart_e2e/helm.rs"]
@@ -18,26 +19,31 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use sluice::api::analysis::{AnalysisPhase, AnalysisRun, ClusterAnalysisTemplate};
+use sluice::api::application::{Application, SyncStatusCode};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
+use common::gitops::{GitRepo, config_map, sync_status};
 use common::rollouts::{
     Harness, current_hash, observed_current, phase, rollout_manifest, route_strategy, step,
 };
+use common::tenancy::{DEPLOYER, create_deployer, create_project};
 use common::{E2eEnv, TestNamespace, apply_crds, wait_for};
 use service_account::AsServiceAccount;
 
 /// The chart's Deployment becoming available (pods on the KWOK node, never pulled).
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The default install (ClusterRole), with the GitOps core not cluster admin so that the explicit rules
-/// are what is exercised. The controller watches the release namespace only: a cluster-wide one would
-/// reconcile the Rollouts of every other test on the shared cluster.
+/// The default install (ClusterRole, sync impersonation, the GitOps core not cluster admin), so that
+/// the explicit rules are what is exercised. The controller watches the release namespace only: a
+/// cluster-wide one would reconcile the Rollouts of every other test on the shared cluster. The
+/// project of that namespace names a ServiceAccount with a Role there, as an install with impersonation
+/// needs; the chart's own ServiceAccount may not write ConfigMaps, so the synced one was written as it.
 #[tokio::test]
 async fn default_install_lets_the_controller_drive_a_canary_with_analysis() {
     let env = E2eEnv::load();
@@ -45,12 +51,32 @@ async fn default_install_lets_the_controller_drive_a_canary_with_analysis() {
     apply_crds(&client).await;
     let ns = TestNamespace::create(&client, "chart").await;
     let release = ns.name.clone();
-    helm::install(&env, &release, &ns.name, &["gitops.clusterAdmin=false"]);
+    helm::install(&env, &release, &ns.name, &[]);
     let fullname = format!("{release}-sluice");
     wait_available(&client, &ns.name, &fullname).await;
+    let flags = chart_flags(&client, &ns.name, &fullname).await;
+    assert!(
+        flags.iter().any(|f| f == "--sync-impersonation"),
+        "the chart syncs through impersonation by default: {flags:?}"
+    );
+    create_deployer(&client, &ns.name).await;
+    create_project(
+        &client,
+        &ns.name,
+        "default",
+        json!({
+            "sourceRepos": ["*"],
+            "destinations": [{"server": "*", "namespace": "*"}],
+            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+            "destinationServiceAccounts": [
+                {"server": "https://kubernetes.default.svc", "namespace": ns.name, "defaultServiceAccount": DEPLOYER},
+            ],
+        }),
+    )
+    .await;
 
     let sa = AsServiceAccount::new(&env, &client, &ns.name, &fullname).await;
-    let controller = sa.start_controller(&env, &ns.name, &ns.name);
+    let controller = sa.start_controller(&env, &ns.name, &ns.name, &flags);
     let h = Harness {
         client: client.clone(),
         ns,
@@ -59,6 +85,7 @@ async fn default_install_lets_the_controller_drive_a_canary_with_analysis() {
     let template = analysis_template("AnalysisTemplate", "constant-one");
     h.create(&h.analysis_templates(), template).await;
     drive_canary(&h, json!({"templateName": "constant-one"})).await;
+    sync_an_application_as_the_projects_account(&env, &h).await;
 
     assert_ran_unhindered(&h, &sa, &h.ns.name).await;
     let Harness { ns, controller, .. } = h;
@@ -81,16 +108,14 @@ async fn watch_namespace_install_works_with_roles_only() {
         &env,
         &release,
         &release_ns.name,
-        &[
-            &format!("watchNamespace={}", watched.name),
-            "gitops.clusterAdmin=false",
-        ],
+        &[&format!("watchNamespace={}", watched.name)],
     );
     let fullname = format!("{release}-sluice");
     wait_available(&client, &release_ns.name, &fullname).await;
 
     let sa = AsServiceAccount::new(&env, &client, &release_ns.name, &fullname).await;
-    let controller = sa.start_controller(&env, &release_ns.name, &watched.name);
+    let flags = chart_flags(&client, &release_ns.name, &fullname).await;
+    let controller = sa.start_controller(&env, &release_ns.name, &watched.name, &flags);
     let h = Harness {
         client: client.clone(),
         ns: watched,
@@ -134,6 +159,74 @@ async fn wait_available(client: &Client, namespace: &str, name: &str) {
         },
     )
     .await;
+}
+
+/// The flags the chart's Deployment runs the controller with, but those a local process sets itself
+/// (addresses, cache directory, namespace, leader election).
+async fn chart_flags(client: &Client, namespace: &str, name: &str) -> Vec<String> {
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .expect("the chart's Deployment");
+    let args = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.args)
+        .expect("the controller's args");
+    let local = [
+        "controller",
+        "--leader-elect",
+        "--namespace",
+        "--metrics-addr",
+        "--webhook-addr",
+        "--git-cache-dir",
+    ];
+    args.into_iter()
+        .filter(|a| !local.contains(&a.split('=').next().unwrap_or(a)))
+        .collect()
+}
+
+/// An Application of the `default` project (which names the `deployer` ServiceAccount) syncs a
+/// ConfigMap: the chart's ServiceAccount may not write ConfigMaps, so it was written as `deployer`.
+async fn sync_an_application_as_the_projects_account(env: &E2eEnv, h: &Harness) {
+    let repo = GitRepo::create(env, "chart-app");
+    repo.commit(
+        "settings",
+        &[("app/cm.yaml", Some(&config_map("settings", "1")))],
+    );
+    let app: Application = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "settings", "namespace": h.ns.name},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo.url, "targetRevision": "main", "path": "app"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": h.ns.name},
+            "syncPolicy": {"automated": {"prune": true}},
+        },
+    }))
+    .expect("Application");
+    let apps: Api<Application> = Api::namespaced(h.client.clone(), &h.ns.name);
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create the Application");
+    wait_for("the Application Synced", INSTALL_TIMEOUT, || async {
+        let app = apps.get("settings").await.ok()?;
+        (sync_status(&app) == SyncStatusCode::Synced).then_some(())
+    })
+    .await;
+    let applied = Api::<ConfigMap>::namespaced(h.client.clone(), &h.ns.name)
+        .get("settings")
+        .await
+        .expect("the synced ConfigMap");
+    assert_eq!(
+        applied
+            .data
+            .as_ref()
+            .and_then(|d| d.get("v"))
+            .map(String::as_str),
+        Some("1")
+    );
 }
 
 /// A metric that always passes on the real Prometheus, with its argument read from a Secret, so that

@@ -27,7 +27,7 @@ fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
 fn fixtures() -> Vec<(PathBuf, Value)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut out = Vec::new();
-    for group in ["rollout", "analysis", "application"] {
+    for group in ["rollout", "analysis", "application", "project"] {
         for entry in std::fs::read_dir(root.join(group)).expect("fixture dir") {
             let path = entry.expect("entry").path();
             let text = std::fs::read_to_string(&path).expect("read fixture");
@@ -135,6 +135,26 @@ async fn invalid_manifests_are_refused_with_a_message_naming_the_problem() {
             "Application",
             json!({"source": {"repoURL": ""}, "destination": {"namespace": "x"}}),
             "repoURL",
+        ),
+        (
+            "AppProject",
+            json!({"sourceRepos": ["*"], "syncWindows": [{"kind": "deny", "schedule": "* * * * *", "duration": "1h"}]}),
+            "spec.syncWindows is not implemented",
+        ),
+        (
+            "AppProject",
+            json!({"roles": [{"name": "ci", "policies": ["p, proj:x:ci, applications, sync, x/*, allow"]}]}),
+            "spec.roles is not implemented",
+        ),
+        (
+            "AppProject",
+            json!({"permitOnlyProjectScopedClusters": true}),
+            "permitOnlyProjectScopedClusters",
+        ),
+        (
+            "AppProject",
+            json!({"destinations": [{"namespace": "x"}]}),
+            "a destination needs server or name",
         ),
     ];
     for (i, (kind, spec, expected)) in cases.into_iter().enumerate() {

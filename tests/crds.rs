@@ -38,14 +38,15 @@ fn crdgen_prints_every_kind_as_one_multi_document_stream() {
         .filter(|l| *l == "kind: CustomResourceDefinition")
         .count();
     let separators = stream.lines().filter(|l| *l == "---").count();
-    assert_eq!(kinds, 5);
-    assert_eq!(separators, 4);
+    assert_eq!(kinds, 6);
+    assert_eq!(separators, 5);
     for name in [
         "applications.sluice.dev",
         "rollouts.sluice.dev",
         "analysistemplates.sluice.dev",
         "clusteranalysistemplates.sluice.dev",
         "analysisruns.sluice.dev",
+        "appprojects.sluice.dev",
     ] {
         assert!(
             stream.contains(&format!("name: {name}\n")),

@@ -275,7 +275,8 @@ const RELEASE_NAME_MESSAGE: &str = "releaseName must be a DNS-1123 name (lowerca
     .field_path(".source.helm.releaseName"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
-    /// Argo CD project; accepted for compatibility (default `default`), Sluice has no projects.
+    /// The `AppProject` (in the controller's control namespace) whose rules the Application follows
+    /// (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
     /// Where the manifests come from.

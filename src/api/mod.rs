@@ -31,6 +31,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         AnalysisTemplate::crd(),
         ClusterAnalysisTemplate::crd(),
         AnalysisRun::crd(),
+        project::AppProject::crd(),
     ]
 }
 

@@ -6,14 +6,26 @@
 //! impersonates. The rules themselves are pure functions in `crate::gitops::project`.
 
 use kube::CustomResource;
-use schemars::JsonSchema;
+use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The project every Application without `spec.project` belongs to.
 pub const DEFAULT_PROJECT_NAME: &str = "default";
 
+/// Argo CD's AppProject fields Sluice does not implement yet, each refused by the API server with a
+/// message naming it: accepted and ignored, a sync window or a role would give a false sense of
+/// safety.
+pub const UNIMPLEMENTED_FIELDS: &[&str] = &[
+    "syncWindows",
+    "roles",
+    "signatureKeys",
+    "orphanedResources",
+    "permitOnlyProjectScopedClusters",
+];
+
 /// What the Applications of this project may deploy.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "sluice.dev",
     version = "v1alpha1",
@@ -23,6 +35,21 @@ pub const DEFAULT_PROJECT_NAME: &str = "default";
     derive = "PartialEq",
     doc = "A project: the repositories, destinations and kinds its Applications may use."
 )]
+#[x_kube(validation = Rule::new("!has(self.syncWindows) || size(self.syncWindows) == 0")
+    .message("spec.syncWindows is not implemented by Sluice yet: remove it (a window that is not enforced would not stop a sync)")
+    .field_path(".syncWindows"))]
+#[x_kube(validation = Rule::new("!has(self.roles) || size(self.roles) == 0")
+    .message("spec.roles is not implemented by Sluice: access to Applications is Kubernetes RBAC on the Application objects; remove it")
+    .field_path(".roles"))]
+#[x_kube(validation = Rule::new("!has(self.signatureKeys) || size(self.signatureKeys) == 0")
+    .message("spec.signatureKeys is not implemented by Sluice: commits are not verified; remove it")
+    .field_path(".signatureKeys"))]
+#[x_kube(validation = Rule::new("!has(self.orphanedResources)")
+    .message("spec.orphanedResources is not implemented by Sluice: remove it")
+    .field_path(".orphanedResources"))]
+#[x_kube(validation = Rule::new("!has(self.permitOnlyProjectScopedClusters) || !self.permitOnlyProjectScopedClusters")
+    .message("spec.permitOnlyProjectScopedClusters is not implemented by Sluice (it syncs to its own cluster only): remove it")
+    .field_path(".permitOnlyProjectScopedClusters"))]
 #[serde(rename_all = "camelCase")]
 pub struct AppProjectSpec {
     /// What the project is for.
@@ -52,10 +79,57 @@ pub struct AppProjectSpec {
     /// The ServiceAccount a sync to a destination runs as (first match wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_service_accounts: Vec<DestinationServiceAccount>,
+    /// Argo CD's sync windows: not implemented, refused by the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "refused_list")]
+    pub sync_windows: Option<Value>,
+    /// Argo CD's project roles: not implemented, refused by the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "refused_list")]
+    pub roles: Option<Value>,
+    /// Argo CD's GnuPG keys: not implemented, refused by the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "refused_list")]
+    pub signature_keys: Option<Value>,
+    /// Argo CD's orphaned resource monitoring: not implemented, refused by the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "refused_object")]
+    pub orphaned_resources: Option<Value>,
+    /// Argo CD's project-scoped clusters: not implemented, refused by the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "refused_flag")]
+    pub permit_only_project_scoped_clusters: Option<Value>,
+}
+
+// Refused fields are typed as Argo's (CEL sees no untyped field) and kept whole (never pruned), so
+// that the rule refusing them sees them.
+fn refused_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Not implemented by Sluice; refused.",
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+fn refused_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Not implemented by Sluice; refused.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+fn refused_flag(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Not implemented by Sluice; refused.",
+        "type": "boolean",
+    })
 }
 
 /// A destination a project allows (or, with `!`, denies).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.server) || has(self.name)")
+    .message("a destination needs server or name (use server: '*' for any cluster)"))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectDestination {
     /// API server URL glob.
@@ -70,13 +144,14 @@ pub struct ProjectDestination {
 }
 
 /// A kind in an allow or deny list: `group` and `kind` are globs (`""` is the core group).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectResource {
     /// API group glob.
     #[serde(default)]
     pub group: String,
     /// Kind glob.
+    #[x_kube(validation = Rule::new("self != ''").message("kind must not be empty (use '*' for any kind)"))]
     pub kind: String,
     /// Object name glob (cluster-scoped lists only); any name when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +159,7 @@ pub struct ProjectResource {
 }
 
 /// The ServiceAccount syncs to a destination run as.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationServiceAccount {
     /// API server URL glob.
@@ -93,5 +168,6 @@ pub struct DestinationServiceAccount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// `name` (in the destination namespace) or `namespace:name`.
+    #[x_kube(validation = Rule::new("self != ''").message("defaultServiceAccount must not be empty"))]
     pub default_service_account: String,
 }

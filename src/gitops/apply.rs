@@ -90,7 +90,12 @@ pub type ProgressFn = dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync;
 
 /// Applies and deletes objects for the GitOps core.
 pub struct Applier<'a> {
+    /// Writes (dry run, apply, prune, CreateNamespace, cascade delete): the controller's client, or
+    /// one impersonating the sync's ServiceAccount (`--sync-impersonation`).
     pub client: &'a Client,
+    /// Reads between the writes (a wave's health, a CRD being Established, whether the namespace
+    /// exists): always the controller's own, as for the watch caches.
+    pub reader: &'a Client,
     pub kinds: &'a KindResolver,
     pub progress: Option<&'a ProgressFn>,
 }
@@ -116,7 +121,7 @@ impl Applier<'_> {
         let mut applied = 0;
         for (index, group) in groups.iter().enumerate() {
             for obj in *group {
-                let done = self.apply(obj, false).await;
+                let done = self.apply(obj, Mode::of(task, obj, false)).await;
                 if !record(&mut outcome, obj, done, ResultCode::Synced, "applied") {
                     return outcome;
                 }
@@ -165,7 +170,7 @@ impl Applier<'_> {
             if created_namespaces.contains(namespace) || from_new_crd {
                 continue;
             }
-            if let Err(message) = self.apply(obj, true).await {
+            if let Err(message) = self.apply(obj, Mode::of(task, obj, true)).await {
                 return Err((
                     obj.clone(),
                     format!("{message} (dry run: nothing was applied)"),
@@ -185,8 +190,7 @@ impl Applier<'_> {
             for obj in applied {
                 let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
                 let kind = self.kind_of(obj).await?;
-                let live = self
-                    .api(&kind, &key.namespace)
+                let live = api(self.reader, &kind, &key.namespace)
                     .get_opt(&key.name)
                     .await
                     .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
@@ -246,32 +250,33 @@ impl Applier<'_> {
         }
     }
 
-    fn api(&self, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
-        if kind.namespaced {
-            Api::namespaced_with(self.client.clone(), namespace, &kind.resource)
-        } else {
-            Api::all_with(self.client.clone(), &kind.resource)
-        }
-    }
-
-    /// Server-side apply (force: Git wins over other managers for the fields it declares).
-    async fn apply(&self, obj: &Value, dry_run: bool) -> Result<(), String> {
+    /// Server-side apply. On an object this Application applied before, Git wins over whoever
+    /// changed a field it declares (drift is corrected); on one it adopts, a field another manager
+    /// owns is a conflict that fails the sync.
+    async fn apply(&self, obj: &Value, mode: Mode) -> Result<(), String> {
         let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
         let kind = self.kind_of(obj).await?;
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
-        params.dry_run = dry_run;
-        self.api(&kind, &key.namespace)
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = !mode.adopting;
+        params.dry_run = mode.dry_run;
+        api(self.client, &kind, &key.namespace)
             .patch(&key.name, &params, &Patch::Apply(obj))
             .await
-            .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
-        if !dry_run && is_crd(obj) {
+            .map_err(|e| match &e {
+                kube::Error::Api(status) if status.code == 409 && mode.adopting => format!(
+                    "{key}: {} (the object exists and was not applied by this Application: Sluice does not take over fields other managers own; drop them from Git or from the object, or delete the object)",
+                    kube_message(&e)
+                ),
+                _ => format!("{key}: {}", kube_message(&e)),
+            })?;
+        if !mode.dry_run && is_crd(obj) {
             self.wait_established(&key).await?;
         }
         Ok(())
     }
 
     async fn wait_established(&self, key: &ResourceKey) -> Result<(), String> {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let crds: Api<CustomResourceDefinition> = Api::all(self.reader.clone());
         let established = await_condition(crds, &key.name, conditions::is_crd_established());
         match tokio::time::timeout(CRD_READY_TIMEOUT, established).await {
             Ok(Ok(_)) => Ok(()),
@@ -295,8 +300,7 @@ impl Applier<'_> {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
-        match self
-            .api(&kind, &key.namespace)
+        match api(self.client, &kind, &key.namespace)
             .delete(&key.name, &params)
             .await
         {
@@ -307,12 +311,15 @@ impl Applier<'_> {
     }
 
     async fn ensure_namespace(&self, name: &str) -> Result<(), kube::Error> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        if namespaces.get_opt(name).await?.is_some() {
+        if Api::<Namespace>::all(self.reader.clone())
+            .get_opt(name)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        namespaces
+        Api::<Namespace>::all(self.client.clone())
             .patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER),
@@ -320,6 +327,31 @@ impl Applier<'_> {
             )
             .await
             .map(|_| ())
+    }
+}
+
+/// How one object is applied.
+#[derive(Clone, Copy)]
+struct Mode {
+    dry_run: bool,
+    /// The object exists and this Application did not apply it: no `force`.
+    adopting: bool,
+}
+
+impl Mode {
+    fn of(task: &SyncTask, obj: &Value, dry_run: bool) -> Self {
+        Mode {
+            dry_run,
+            adopting: key_of(obj).is_some_and(|k| task.adopted.contains(&k)),
+        }
+    }
+}
+
+fn api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
+    if kind.namespaced {
+        Api::namespaced_with(client.clone(), namespace, &kind.resource)
+    } else {
+        Api::all_with(client.clone(), &kind.resource)
     }
 }
 

@@ -29,15 +29,18 @@ use super::app_writes::{
 use super::apply::Applier;
 use super::credentials::REPOSITORY_SECRET_LABEL;
 use super::events::{self, transitions};
+use super::impersonation::{ImpersonationError, Impersonator, SyncIdentity, account_label};
 use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{ObserveError, Reader, refresh_request};
-use super::plan::{Finalize, Plan, SyncTask, finish_sync, plan, sync_in_progress};
+use super::plan::{Finalize, Plan, SyncOutcome, SyncTask, finish_sync, plan, sync_in_progress};
+use super::projects::{Projects, ensure_default_project};
 use super::render::{RemotePolicy, RenderCache};
 use super::source::{GitLimits, GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
+use crate::api::project::AppProject;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -55,6 +58,9 @@ const MIN_REQUEUE: Duration = Duration::from_millis(200);
 pub struct GitopsSettings {
     /// Watch only this namespace.
     pub namespace: Option<String>,
+    /// Where AppProjects and repository Secrets live: `--namespace`, else `$POD_NAMESPACE`, else
+    /// `default`.
+    pub control_namespace: String,
     pub poll_interval: Duration,
     pub cache_dir: PathBuf,
     pub webhook_addr: SocketAddr,
@@ -66,6 +72,9 @@ pub struct GitopsSettings {
     pub git_limits: GitLimits,
     /// What renders may fetch from outside their repository.
     pub render_remote: RemotePolicy,
+    /// `--sync-impersonation`: syncs write as their project's ServiceAccount, through clients this
+    /// builds; `None` writes as the controller.
+    pub sync_impersonation: Option<Impersonator>,
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +89,25 @@ struct Context {
     client: Client,
     reader: Reader,
     metrics: GitopsMetrics,
+    impersonator: Option<Impersonator>,
+}
+
+impl Context {
+    /// The client that writes as `identity`.
+    fn client_as(&self, identity: &SyncIdentity) -> Result<Client, ImpersonationError> {
+        match (identity, &self.impersonator) {
+            (SyncIdentity::Controller, _) => Ok(self.client.clone()),
+            (SyncIdentity::ServiceAccount(account), Some(impersonator)) => {
+                impersonator.client_for(account)
+            }
+            (SyncIdentity::ServiceAccount(account), None) => {
+                Err(ImpersonationError::Disabled(account_label(account)))
+            }
+            (SyncIdentity::Missing(why), _) => {
+                Err(ImpersonationError::NoServiceAccount(why.clone()))
+            }
+        }
+    }
 }
 
 /// Runs the Application controller and its webhook until the process stops.
@@ -104,10 +132,20 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         None => Api::all(client.clone()),
     };
     let (secrets, secrets_writer) = reflector::store();
-    let secrets_watch = watcher(secrets_api, config.labels(REPOSITORY_SECRET_LABEL))
+    let secrets_watch = watcher(secrets_api, config.clone().labels(REPOSITORY_SECRET_LABEL))
         .default_backoff()
         .reflect(secrets_writer)
         .for_each(|_| async {});
+
+    let projects_api: Api<AppProject> =
+        Api::namespaced(client.clone(), &settings.control_namespace);
+    let (projects, projects_writer) = reflector::store();
+    let project_changes = watcher(projects_api, config.clone())
+        .default_backoff()
+        .reflect(projects_writer)
+        .touched_objects();
+    let project_triggers =
+        applications_of_changed_projects(project_changes, store.clone(), trigger.clone());
 
     let pushes = PushLog::default();
     let reader = Reader {
@@ -117,12 +155,11 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
         secrets,
-        credentials_namespace: settings
-            .namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok()),
+        credentials_namespace: Some(settings.control_namespace.clone()),
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
+        projects: Projects::new(projects.clone(), settings.control_namespace.clone()),
+        sync_impersonation: settings.sync_impersonation.is_some(),
     };
     let webhook_state = WebhookState::new(
         WebhookSecrets::from_env(settings.webhook_insecure),
@@ -140,30 +177,91 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         super::object::FIELD_MANAGER,
         Some(super::conditions::panic_status),
     );
+    ensure_default_project_logged(&client, &settings.control_namespace).await;
+    log_sync_identity(settings.sync_impersonation.is_some());
     let context = Arc::new(Context {
         client,
         reader,
         metrics: gitops_metrics,
+        impersonator: settings.sync_impersonation.clone(),
     });
-    let controller = controller
-        .reconcile_on(triggers)
-        .run(
-            guard.reconcile(reconcile),
-            guard.error_policy(error_policy),
-            context,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "application controller event");
-            }
-        });
+    let controller = async {
+        // An Application is judged by its project: none before the projects are read.
+        if projects.wait_until_ready().await.is_err() {
+            tracing::error!("the AppProject cache stopped before it was ready");
+        }
+        readiness.cache_synced("appprojects");
+        controller
+            .reconcile_on(triggers)
+            .run(
+                guard.reconcile(reconcile),
+                guard.error_policy(error_policy),
+                context,
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "application controller event");
+                }
+            })
+            .await;
+    };
     tracing::info!(
         poll_interval = ?settings.poll_interval,
         helm_value_schemes = ?settings.render_remote.helm_value_schemes,
         kustomize_remote = settings.render_remote.kustomize_remote,
         "application controller running"
     );
-    tokio::join!(controller, webhook, secrets_watch);
+    tokio::join!(controller, webhook, secrets_watch, project_triggers);
+}
+
+/// Says once who syncs write as, since projects' `destinationServiceAccounts` are ignored without
+/// `--sync-impersonation`.
+fn log_sync_identity(impersonation: bool) {
+    if impersonation {
+        tracing::info!(
+            "sync impersonation on: syncs and cascade deletes write as their project's destinationServiceAccounts; a project without one for the destination fails its syncs"
+        );
+    } else {
+        tracing::info!(
+            "sync impersonation off (--sync-impersonation not set): syncs write as the controller itself, projects' destinationServiceAccounts are ignored"
+        );
+    }
+}
+
+/// Creates the permissive `default` project when it is missing; a failure is logged (Applications
+/// of the `default` project then show it as missing) and does not stop the controller.
+async fn ensure_default_project_logged(client: &Client, namespace: &str) {
+    match ensure_default_project(client, namespace).await {
+        Ok(true) => tracing::info!(namespace, "created the default AppProject"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(namespace, error = %e, "cannot create the default AppProject");
+        }
+    }
+}
+
+/// Reconciles the Applications of every project that changes or is deleted (its rules apply at once).
+async fn applications_of_changed_projects(
+    changes: impl futures::Stream<Item = Result<AppProject, watcher::Error>>,
+    applications: reflector::Store<Application>,
+    trigger: futures::channel::mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
+) {
+    changes
+        .for_each(|change| {
+            match change {
+                Ok(project) => {
+                    let name = project.name_any();
+                    for app in applications.state() {
+                        if app.spec.project() == name {
+                            let _ = trigger.unbounded_send(reflector::ObjectRef::from_obj(&*app));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watching AppProjects"),
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// What of an Application asks for a reconcile when it changes: what users and the other loops
@@ -199,7 +297,7 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
     let api: Api<Application> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     if let Some(finalize) = &plan.finalize {
-        finalize_app(app, &api, ctx, finalize).await?;
+        finalize_app(app, &api, ctx, finalize, &observed.sync_identity).await?;
         return Ok(Requeue::requeue(plan.requeue_after.max(MIN_REQUEUE)));
     }
     if plan.disable_automated {
@@ -275,13 +373,22 @@ async fn run_sync(
             })
         }
     };
-    let outcome = Applier {
-        client: &ctx.client,
-        kinds: &ctx.reader.kinds,
-        progress: Some(&progress),
-    }
-    .run(task)
-    .await;
+    let outcome = match ctx.client_as(&task.run_as) {
+        Ok(writer) => {
+            Applier {
+                client: &writer,
+                reader: &ctx.client,
+                kinds: &ctx.reader.kinds,
+                progress: Some(&progress),
+            }
+            .run(task)
+            .await
+        }
+        Err(e) => SyncOutcome {
+            results: Vec::new(),
+            error: Some(format!("{e}; nothing was applied")),
+        },
+    };
     let status = finish_sync(
         plan.status.clone(),
         &app.spec,
@@ -309,11 +416,21 @@ async fn finalize_app(
     api: &Api<Application>,
     ctx: &Context,
     finalize: &Finalize,
+    identity: &SyncIdentity,
 ) -> Result<(), ReconcileError> {
     match finalize {
         Finalize::Delete(objects) => {
+            let writer = match ctx.client_as(identity) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    // The finalizer stays: the objects are not deleted as anyone else.
+                    tracing::warn!(error = %e, "cascade delete: nothing deleted");
+                    return Ok(());
+                }
+            };
             let applier = Applier {
-                client: &ctx.client,
+                client: &writer,
+                reader: &ctx.client,
                 kinds: &ctx.reader.kinds,
                 progress: None,
             };

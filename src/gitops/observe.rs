@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use super::credentials::{Credentials, credentials_for};
 use super::engine_fields::carry_over_engine_fields;
+use super::impersonation::SyncIdentity;
 use super::kinds::{KindResolver, kinds_defined_by_crds};
 use super::live::{LiveCache, LiveError};
 use super::object::{
@@ -26,11 +27,14 @@ use super::object::{
 };
 use super::order::sort_for_apply;
 use super::plan::{ComparisonFailure, Desired, Observed, operation_request};
+use super::project::ObjectKind;
+use super::projects::{Projects, as_rules};
 use super::refresh::{RefreshInput, decide, jitter_seed};
 use super::render::{RenderCache, RenderContext};
 use super::source::{RepoCache, SourceError};
 use super::webhook::PushLog;
 use crate::api::application::{Application, ApplicationSource, RefreshType};
+use crate::api::project::AppProject;
 
 /// The refresh annotation (values `normal`, `hard`); removed once acted on.
 pub const REFRESH_ANNOTATION: &str = "sluice.dev/refresh";
@@ -66,6 +70,10 @@ pub struct Reader {
     pub credentials_namespace: Option<String>,
     pub pushes: PushLog,
     pub poll_interval: Duration,
+    /// The AppProjects of the control namespace.
+    pub projects: Projects,
+    /// `--sync-impersonation`: syncs write as the project's ServiceAccount for the destination.
+    pub sync_impersonation: bool,
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -98,7 +106,42 @@ impl Reader {
         app: &Application,
         now: Timestamp,
     ) -> Result<Observed, ObserveError> {
+        let project = match self.permitted_project(app) {
+            Ok(project) => project,
+            Err(message) => {
+                // Deleting it still deletes what it applied before it was refused.
+                let tracked = if app.metadata.deletion_timestamp.is_some() {
+                    self.live.tracked_by(&tracking_id(
+                        &app.namespace().unwrap_or_default(),
+                        &app.name_any(),
+                    ))
+                } else {
+                    Vec::new()
+                };
+                // Without a project there is no ServiceAccount to delete as.
+                let identity = if self.sync_impersonation {
+                    SyncIdentity::Missing(format!(
+                        "sync impersonation is on and the project refuses the Application: {message}"
+                    ))
+                } else {
+                    SyncIdentity::Controller
+                };
+                return Ok(Observed::refused(
+                    app,
+                    now,
+                    message,
+                    tracked,
+                    self.poll_interval,
+                    identity,
+                ));
+            }
+        };
         let spec = &app.spec;
+        let sync_identity = SyncIdentity::for_sync(
+            self.sync_impersonation,
+            &project,
+            spec.destination.namespace.as_deref().unwrap_or_default(),
+        );
         let source = &spec.source;
         let status = app.status.clone().unwrap_or_default();
         let compared = status.sync.as_ref().filter(|s| {
@@ -138,7 +181,10 @@ impl Reader {
             }
         };
         let mut target = match target_sha {
-            Ok(sha) => self.desired(app, &creds, &sha, source, decision.hard).await,
+            Ok(sha) => {
+                self.desired(app, &project, &creds, &sha, source, decision.hard)
+                    .await
+            }
             Err(message) => Err(ComparisonFailure {
                 revision: None,
                 message,
@@ -152,6 +198,14 @@ impl Reader {
                     || req.revision == source.target_revision();
                 if same_source && same_revision {
                     Some(target.clone())
+                } else if let Err(violation) =
+                    as_rules(&project).check_source_repo(&req.source.repo_url)
+                {
+                    // Checked before anything is fetched: no request, no credentials sent.
+                    Some(Err(ComparisonFailure {
+                        revision: None,
+                        message: format!("the operation's source is refused: {violation}"),
+                    }))
                 } else {
                     // A commit is in any recent fetch; a branch or tag is fetched anew.
                     let since = if is_full_sha(&req.revision) {
@@ -163,7 +217,10 @@ impl Reader {
                         .resolve(&creds, &req.source, &req.revision, since)
                         .await
                     {
-                        Ok(sha) => self.desired(app, &creds, &sha, &req.source, false).await,
+                        Ok(sha) => {
+                            self.desired(app, &project, &creds, &sha, &req.source, false)
+                                .await
+                        }
                         Err(message) => Err(ComparisonFailure {
                             revision: None,
                             message,
@@ -205,7 +262,19 @@ impl Reader {
             live,
             tracked,
             next_refresh_in: decision.next_in,
+            invalid_spec: None,
+            sync_identity,
         })
+    }
+
+    /// The Application's project, when it may use it and it permits the Application's source and
+    /// destination; else why not (nothing of the Application is fetched or applied then).
+    fn permitted_project(&self, app: &Application) -> Result<std::sync::Arc<AppProject>, String> {
+        let project = self.projects.of(app).map_err(|e| e.to_string())?;
+        as_rules(&project)
+            .check_application(app, self.projects.control_namespace())
+            .map_err(|e| e.to_string())?;
+        Ok(project)
     }
 
     /// Credentials for the Application's repository from the labelled Secrets of its namespace and
@@ -272,6 +341,7 @@ impl Reader {
     async fn desired(
         &self,
         app: &Application,
+        project: &AppProject,
         creds: &Result<Option<Credentials>, String>,
         sha: &str,
         source: &ApplicationSource,
@@ -299,8 +369,8 @@ impl Reader {
             self.renders.get_or_render(sha, &root, source, &ctx).await
         }
         .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
-        let objects = self
-            .normalize(app, sha, rendered.objects.clone())
+        let (objects, not_permitted) = self
+            .normalize(app, project, sha, rendered.objects.clone())
             .await
             .map_err(fail)?;
         Ok(Desired {
@@ -308,18 +378,23 @@ impl Reader {
             source: source.clone(),
             source_type: Some(rendered.source_type),
             objects,
+            not_permitted,
         })
     }
 
     /// Defaults namespaces (the destination's for namespaced kinds, none for cluster-scoped ones),
     /// drops server-set metadata, sets the tracking annotations, refuses unknown kinds and
-    /// duplicates, and sorts into apply order.
+    /// duplicates, and sorts into apply order. Also returns, per object the project does not
+    /// permit, why (a sync of these objects fails and applies nothing).
     async fn normalize(
         &self,
         app: &Application,
+        project: &AppProject,
         sha: &str,
         mut objects: Vec<Value>,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<(Vec<Value>, Vec<String>), String> {
+        let rules = as_rules(project);
+        let mut not_permitted = Vec::new();
         check_manifests(&objects).map_err(|e| e.to_string())?;
         let defined = kinds_defined_by_crds(&objects);
         let destination = app
@@ -347,6 +422,18 @@ impl Reader {
             } else {
                 set_namespace(obj, None);
             }
+            let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
+            let name = str_at(obj, "/metadata/name").unwrap_or_default();
+            let object = ObjectKind {
+                group: &gvk.group,
+                kind: &gvk.kind,
+                name,
+                namespaced,
+            };
+            if let Err(violation) = rules.check_object(object, namespace) {
+                let key = key_of(obj).map_or_else(|| gvk.kind.clone(), |k| k.to_string());
+                not_permitted.push(format!("{key}: {violation}"));
+            }
             if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                 for key in SERVER_METADATA {
                     metadata.remove(*key);
@@ -358,7 +445,7 @@ impl Reader {
         }
         check_manifests(&objects).map_err(|e| e.to_string())?;
         sort_for_apply(&mut objects);
-        Ok(objects)
+        Ok((objects, not_permitted))
     }
 
     async fn namespaced(

@@ -23,6 +23,7 @@ use super::conditions::{
     COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
     SYNC_ERROR, replace_condition, set_owned_conditions,
 };
+use super::impersonation::SyncIdentity;
 use super::object::{
     APPLICATION_ANNOTATION, ResourceKey, annotation, has_object_sync_option, key_of, tracking_id,
 };
@@ -57,6 +58,9 @@ pub struct Desired {
     pub source: ApplicationSource,
     pub source_type: Option<ApplicationSourceType>,
     pub objects: Vec<Value>,
+    /// Why the project does not permit some of `objects` (object, then rule): a sync of this
+    /// revision fails and applies nothing.
+    pub not_permitted: Vec<String>,
 }
 
 /// Why Git could not be compared with the cluster.
@@ -84,6 +88,41 @@ pub struct Observed {
     pub tracked: Vec<Value>,
     /// Until the next poll slot.
     pub next_refresh_in: Duration,
+    /// Why the Application's project refuses it (namespace, repository, destination): nothing was
+    /// read, nothing may be applied.
+    pub invalid_spec: Option<String>,
+    /// Who syncs and cascade-deletes: the controller, or the project's ServiceAccount for the
+    /// destination (`--sync-impersonation`).
+    pub sync_identity: SyncIdentity,
+}
+
+impl Observed {
+    /// An Application its project refuses: no revision resolved, nothing rendered; `tracked` is only
+    /// read to finish a deletion.
+    pub fn refused(
+        app: &Application,
+        now: Timestamp,
+        message: String,
+        tracked: Vec<Value>,
+        next_refresh_in: Duration,
+        sync_identity: SyncIdentity,
+    ) -> Self {
+        Self {
+            app: app.clone(),
+            now,
+            refreshed: false,
+            target: Err(ComparisonFailure {
+                revision: None,
+                message: message.clone(),
+            }),
+            requested: None,
+            live: BTreeMap::new(),
+            tracked,
+            next_refresh_in,
+            invalid_spec: Some(message),
+            sync_identity,
+        }
+    }
 }
 
 /// The revision and source an operation (or a pending retry) needs rendered.
@@ -117,8 +156,21 @@ pub struct SyncTask {
     pub prune: Vec<Value>,
     /// Live objects Git no longer declares that are kept (pruning off, or `Prune=false`).
     pub prune_skipped: Vec<Value>,
+    /// Declared objects whose live copy another Application tracks: never taken over, so not
+    /// applied (SharedResourceWarning), and the sync fails with `FailOnSharedResource=true`.
+    pub shared: Vec<Value>,
+    /// `FailOnSharedResource=true` (spec or operation).
+    pub fail_on_shared: bool,
+    /// Declared objects that exist but were not applied by this Application (created by hand, by
+    /// another tool): applied without `force`, so fields other managers own are never taken over.
+    pub adopted: BTreeSet<ResourceKey>,
+    /// Why the project does not permit some declared objects: the sync fails, nothing applied.
+    pub not_permitted: Vec<String>,
     /// Create this namespace first (`CreateNamespace=true`).
     pub create_namespace: Option<String>,
+    /// Who applies and prunes (the project's ServiceAccount under `--sync-impersonation`); a
+    /// `Missing` one fails the sync before anything is applied.
+    pub run_as: SyncIdentity,
     /// As recorded in `status.operationState.operation`.
     pub operation: Operation,
     pub retry: Option<RetryStrategy>,
@@ -260,20 +312,21 @@ pub fn plan(obs: &Observed) -> Plan {
         plan.status = status;
         return plan;
     }
-    let mut conditions: Vec<(&str, String)> = Vec::new();
-    if !app.spec.destination.is_in_cluster() {
-        conditions.push((
-            INVALID_SPEC_ERROR,
-            format!(
-                "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
-                app.spec.destination.server(),
-                crate::api::application::IN_CLUSTER_SERVER
-            ),
-        ));
-        set_owned_conditions(&mut status.conditions, &conditions, obs.now);
+    let invalid_spec = if app.spec.destination.is_in_cluster() {
+        obs.invalid_spec.clone()
+    } else {
+        Some(format!(
+            "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
+            app.spec.destination.server(),
+            crate::api::application::IN_CLUSTER_SERVER
+        ))
+    };
+    if let Some(message) = invalid_spec {
+        refuse_invalid_spec(&mut status, app, message, obs.now);
         plan.status = status;
         return plan;
     }
+    let mut conditions: Vec<(&str, String)> = Vec::new();
     let comparison = record_comparison(&mut status, obs, &mut conditions);
 
     let decision = match &app.operation {
@@ -290,11 +343,17 @@ pub fn plan(obs: &Observed) -> Plan {
         Decision::Refuse(message) => sync_error = Some(message),
         // Reported as SyncError from the failed operation state, below.
         Decision::OperationError(state) => status.operation_state = Some(*state),
-        Decision::Sync(task) => {
-            plan.disable_automated = task.kind == SyncKind::Rollback && app.spec.is_automated();
-            plan.requeue_after = AFTER_SYNC;
-            plan.sync = Some(*task);
-        }
+        Decision::Sync(task) => match refusal(&task) {
+            // Failed before anything is applied, recorded as any failed sync is.
+            Some(outcome) => {
+                status = finish_sync(status, &app.spec, &task, &outcome, obs.now, obs.now);
+            }
+            None => {
+                plan.disable_automated = task.kind == SyncKind::Rollback && app.spec.is_automated();
+                plan.requeue_after = AFTER_SYNC;
+                plan.sync = Some(*task);
+            }
+        },
     }
     if sync_error.is_none() && plan.sync.is_none() {
         sync_error = failed_operation_message(&status);
@@ -316,25 +375,84 @@ pub fn plan(obs: &Observed) -> Plan {
     plan
 }
 
+/// Why `task` must fail before it applies anything: objects its project does not permit, no
+/// ServiceAccount to sync as (`--sync-impersonation`), or (with `FailOnSharedResource=true`)
+/// objects another Application tracks.
+fn refusal(task: &SyncTask) -> Option<SyncOutcome> {
+    let error = if !task.not_permitted.is_empty() {
+        format!(
+            "{} object(s) are not permitted by the project, nothing was applied: {}",
+            task.not_permitted.len(),
+            task.not_permitted.join("; ")
+        )
+    } else if let SyncIdentity::Missing(why) = &task.run_as {
+        format!("no ServiceAccount to sync as, nothing was applied: {why}")
+    } else if task.fail_on_shared && !task.shared.is_empty() {
+        let names: Vec<String> = task
+            .shared
+            .iter()
+            .filter_map(key_of)
+            .map(|k| k.to_string())
+            .collect();
+        format!(
+            "FailOnSharedResource=true: {} object(s) are tracked by another Application, nothing was applied: {}",
+            names.len(),
+            names.join(", ")
+        )
+    } else {
+        return None;
+    };
+    Some(SyncOutcome {
+        results: Vec::new(),
+        error: Some(error),
+    })
+}
+
+/// An Application that cannot be processed as specified: the InvalidSpecError condition, the sync
+/// status Unknown (nothing was compared), and a requested operation recorded as failed with the
+/// same reason rather than dropped without a word.
+fn refuse_invalid_spec(
+    status: &mut ApplicationStatus,
+    app: &Application,
+    message: String,
+    now: Timestamp,
+) {
+    if let Some(op) = app
+        .operation
+        .as_ref()
+        .filter(|op| op.sync.is_some() || op.rollback.is_some())
+    {
+        status.operation_state = Some(*error_state(
+            op,
+            format!("operation refused: {message}"),
+            now,
+        ));
+    }
+    if let Some(sync) = &mut status.sync {
+        sync.status = SyncStatusCode::Unknown;
+    }
+    set_owned_conditions(
+        &mut status.conditions,
+        &[(INVALID_SPEC_ERROR, message)],
+        now,
+    );
+}
+
 /// Declared objects whose live copy another Application applied.
 fn shared_warning(obs: &Observed) -> Option<String> {
     let desired = obs.target.as_ref().ok()?;
-    let me = tracking_id(
-        obs.app.metadata.namespace.as_deref().unwrap_or_default(),
-        obs.app.metadata.name.as_deref().unwrap_or_default(),
-    );
+    let me = app_tracking_id(&obs.app);
     let shared: Vec<String> = desired
         .objects
         .iter()
-        .filter_map(key_of)
-        .filter_map(|key| {
-            let owner = annotation(obs.live.get(&key)?, APPLICATION_ANNOTATION)?;
-            (owner != me).then(|| format!("{key} (applied by {owner})"))
+        .filter_map(|o| {
+            let owner = tracked_by_another(obs, o, &me)?;
+            Some(format!("{} (applied by {owner})", key_of(o)?))
         })
         .collect();
     (!shared.is_empty()).then(|| {
         format!(
-            "{} object(s) are also declared by another Application: {}. Declare each object in one Application only",
+            "{} object(s) are also declared by another Application, which keeps them: {}. They are not applied nor pruned by this one; declare each object in one Application only",
             shared.len(),
             shared.join(", ")
         )
@@ -733,36 +851,69 @@ fn sync_task(
     let (to_prune, kept): (Vec<Value>, Vec<Value>) = extra
         .into_iter()
         .partition(|o| prune && !has_object_sync_option(o, "Prune=false"));
-    let create_namespace = create_namespace(spec, extra_options)
+    let create_namespace = sync_option_enabled(spec, extra_options, "CreateNamespace")
         .then(|| spec.destination.namespace.clone())
         .flatten()
         .filter(|ns| !ns.is_empty());
     let retry = operation.retry.clone();
+    let me = app_tracking_id(&obs.app);
+    let (shared, apply): (Vec<Value>, Vec<Value>) = desired
+        .objects
+        .iter()
+        .cloned()
+        .partition(|o| tracked_by_another(obs, o, &me).is_some());
+    let adopted = apply
+        .iter()
+        .filter_map(key_of)
+        .filter(|key| {
+            obs.live
+                .get(key)
+                .is_some_and(|live| annotation(live, APPLICATION_ANNOTATION).is_none())
+        })
+        .collect();
     SyncTask {
         kind,
         revision: desired.revision.clone(),
         source: desired.source.clone(),
-        apply: desired.objects.clone(),
+        apply,
         prune: to_prune,
         prune_skipped: kept,
+        shared,
+        fail_on_shared: sync_option_enabled(spec, extra_options, "FailOnSharedResource"),
+        adopted,
+        not_permitted: desired.not_permitted.clone(),
         create_namespace,
+        run_as: obs.sync_identity.clone(),
         operation,
         retry,
         retry_count: 0,
     }
 }
 
-fn create_namespace(spec: &ApplicationSpec, extra_options: &[String]) -> bool {
+/// Whether sync option `key` is `true` in the spec's sync policy or the operation's options.
+fn sync_option_enabled(spec: &ApplicationSpec, extra_options: &[String], key: &str) -> bool {
     let in_spec = spec
         .sync_policy
         .as_ref()
-        .is_some_and(|p| p.has_sync_option("CreateNamespace"));
+        .is_some_and(|p| p.has_sync_option(key));
     let in_operation = extra_options.iter().any(|o| {
-        o.split_once('=').is_some_and(|(k, v)| {
-            k.trim() == "CreateNamespace" && v.trim().eq_ignore_ascii_case("true")
-        })
+        o.split_once('=')
+            .is_some_and(|(k, v)| k.trim() == key && v.trim().eq_ignore_ascii_case("true"))
     });
     in_spec || in_operation
+}
+
+fn app_tracking_id(app: &Application) -> String {
+    tracking_id(
+        app.metadata.namespace.as_deref().unwrap_or_default(),
+        app.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The Application that tracks the live copy of `declared`, when it is not `me`.
+fn tracked_by_another<'a>(obs: &'a Observed, declared: &Value, me: &str) -> Option<&'a str> {
+    let owner = annotation(obs.live.get(&key_of(declared)?)?, APPLICATION_ANNOTATION)?;
+    (owner != me).then_some(owner)
 }
 
 /// The SyncError message of the last operation when it failed for good.

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::api::application::{HealthStatusCode, ResultCode};
 use crate::gitops::conditions::message_of;
+use crate::gitops::project::ServiceAccountRef;
 
 const SHA_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const SHA_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -43,6 +44,7 @@ fn desired(revision: &str, objects: Vec<Value>) -> Desired {
         source: app(json!({})).spec.source,
         source_type: Some(ApplicationSourceType::Directory),
         objects,
+        not_permitted: Vec::new(),
     }
 }
 
@@ -60,6 +62,8 @@ fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
         tracked: live,
         target: Ok(target),
         next_refresh_in: Duration::from_secs(60),
+        invalid_spec: None,
+        sync_identity: SyncIdentity::Controller,
     }
 }
 
@@ -785,5 +789,228 @@ fn objects_another_application_applied_are_reported() {
         condition(&p, crate::gitops::conditions::SHARED_RESOURCE_WARNING)
             .unwrap()
             .contains("ConfigMap shop/a (applied by argocd/other)")
+    );
+}
+
+fn owned_by(mut obj: Value, app: &str) -> Value {
+    obj["metadata"]["annotations"]["sluice.dev/application"] = json!(app);
+    obj
+}
+
+#[test]
+fn objects_the_project_does_not_permit_fail_the_sync_before_anything_is_applied() {
+    let a = automated(json!({"prune": true}));
+    let mut target = desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    target.not_permitted = vec![
+        "ClusterRoleBinding admin: cluster-scoped kind ClusterRoleBinding.rbac.authorization.k8s.io (admin) is not permitted by project team-a's clusterResourceWhitelist".to_string(),
+    ];
+    let p = plan(&observed(a, target, vec![]));
+    assert_eq!(p.sync, None, "nothing is applied");
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    let message = state.message.as_deref().unwrap();
+    assert!(
+        message.contains("not permitted by the project, nothing was applied"),
+        "{message}"
+    );
+    assert!(message.contains("ClusterRoleBinding admin"), "{message}");
+    assert!(
+        condition(&p, SYNC_ERROR)
+            .unwrap()
+            .contains("clusterResourceWhitelist")
+    );
+}
+
+#[test]
+fn a_refused_application_reads_nothing_and_fails_its_operation() {
+    let mut a = app(json!(null));
+    a.operation = Some(Operation {
+        sync: Some(SyncOperation::default()),
+        ..Operation::default()
+    });
+    let why = "Applications in namespace argocd may not use project default: it is not the control namespace and not in the project's sourceNamespaces";
+    let p = plan(&Observed::refused(
+        &a,
+        at(T0),
+        why.to_string(),
+        vec![],
+        Duration::from_secs(60),
+        SyncIdentity::Controller,
+    ));
+    assert_eq!(p.sync, None);
+    assert_eq!(condition(&p, INVALID_SPEC_ERROR), Some(why));
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Error);
+    assert_eq!(
+        state.message.as_deref(),
+        Some(format!("operation refused: {why}").as_str())
+    );
+    assert!(p.clear_operation);
+}
+
+#[test]
+fn an_object_another_application_tracks_is_neither_applied_nor_taken_over() {
+    let a = automated(json!({"prune": true}));
+    let theirs = owned_by(cm("shared", "theirs", SHA_B), "team-b/other");
+    let p = plan(&observed(
+        a,
+        desired(
+            SHA_A,
+            vec![cm("mine", "1", SHA_A), cm("shared", "mine", SHA_A)],
+        ),
+        vec![theirs],
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(names(&task.apply), ["mine"]);
+    assert_eq!(names(&task.shared), ["shared"]);
+    assert!(
+        task.prune.is_empty(),
+        "never pruned: it is not this Application's"
+    );
+    assert!(
+        condition(&p, SHARED_RESOURCE_WARNING)
+            .unwrap()
+            .contains("ConfigMap shop/shared (applied by team-b/other)")
+    );
+}
+
+#[test]
+fn fail_on_shared_resource_fails_the_sync_instead() {
+    let a = app(json!({"automated": {}, "syncOptions": ["FailOnSharedResource=true"]}));
+    let theirs = owned_by(cm("shared", "theirs", SHA_B), "team-b/other");
+    let p = plan(&observed(
+        a,
+        desired(
+            SHA_A,
+            vec![cm("mine", "1", SHA_A), cm("shared", "mine", SHA_A)],
+        ),
+        vec![theirs],
+    ));
+    assert_eq!(p.sync, None);
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    assert!(
+        state.message.as_deref().unwrap().starts_with(
+            "FailOnSharedResource=true: 1 object(s) are tracked by another Application"
+        )
+    );
+}
+
+#[test]
+fn an_existing_object_this_application_did_not_apply_is_adopted_without_force() {
+    let a = automated(json!({}));
+    let mut by_hand = cm("by-hand", "x", SHA_A);
+    by_hand["metadata"]["annotations"] = json!({});
+    let mine = cm("mine", "old", SHA_A);
+    let p = plan(&observed(
+        a,
+        desired(
+            SHA_B,
+            vec![
+                cm("by-hand", "y", SHA_B),
+                cm("mine", "new", SHA_B),
+                cm("new", "1", SHA_B),
+            ],
+        ),
+        vec![by_hand, mine],
+    ));
+    let adopted: Vec<String> = p
+        .sync
+        .unwrap()
+        .adopted
+        .iter()
+        .map(|k| k.name.clone())
+        .collect();
+    assert_eq!(
+        adopted,
+        ["by-hand"],
+        "only the existing object without tracking"
+    );
+}
+
+fn deployer() -> ServiceAccountRef {
+    ServiceAccountRef {
+        namespace: "shop".into(),
+        name: "deployer".into(),
+    }
+}
+
+#[test]
+fn a_sync_runs_as_the_projects_service_account_under_impersonation() {
+    let mut obs = observed(
+        automated(json!({"prune": true})),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![cm("old", "1", SHA_B)],
+    );
+    obs.sync_identity = SyncIdentity::ServiceAccount(deployer());
+    let p = plan(&obs);
+    let task = p.sync.as_ref().expect("a sync");
+    assert_eq!(task.run_as.service_account(), Some(&deployer()));
+    assert_eq!(names(&task.apply), ["a"]);
+    assert_eq!(names(&task.prune), ["old"], "pruned as the account too");
+}
+
+#[test]
+fn a_requested_sync_runs_as_the_service_account_too() {
+    let mut a = app(json!(null));
+    a.operation = Some(Operation {
+        sync: Some(SyncOperation::default()),
+        ..Operation::default()
+    });
+    let mut obs = observed(a, desired(SHA_A, vec![cm("a", "1", SHA_A)]), vec![]);
+    obs.sync_identity = SyncIdentity::ServiceAccount(deployer());
+    let task = plan(&obs).sync.expect("the requested sync");
+    assert_eq!(task.kind, SyncKind::Manual);
+    assert_eq!(task.run_as.service_account(), Some(&deployer()));
+}
+
+#[test]
+fn without_impersonation_the_controller_syncs() {
+    let p = plan(&observed(
+        automated(json!({})),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    let task = p.sync.as_ref().expect("a sync");
+    assert_eq!(task.run_as, SyncIdentity::Controller);
+    assert_eq!(task.run_as.service_account(), None);
+}
+
+#[test]
+fn no_service_account_to_sync_as_fails_the_sync_before_anything_is_applied() {
+    let why = "sync impersonation is on (--sync-impersonation) and project team-a has no destinationServiceAccounts";
+    let mut obs = observed(
+        automated(json!({"prune": true})),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![cm("old", "1", SHA_B)],
+    );
+    obs.sync_identity = SyncIdentity::Missing(why.to_string());
+    let p = plan(&obs);
+    assert_eq!(p.sync, None, "nothing is applied nor pruned");
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    assert_eq!(
+        state.message.as_deref(),
+        Some(format!("no ServiceAccount to sync as, nothing was applied: {why}").as_str())
+    );
+    assert!(condition(&p, SYNC_ERROR).unwrap().contains(why));
+    // Recorded like any failed sync: automated sync does not try the revision again by itself.
+    let mut again = obs.clone();
+    again.app.status = Some(p.status.clone());
+    assert_eq!(plan(&again).sync, None);
+    assert!(condition(&plan(&again), SYNC_ERROR).unwrap().contains(why));
+}
+
+#[test]
+fn objects_not_permitted_are_reported_before_a_missing_service_account() {
+    let mut target = desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    target.not_permitted = vec!["ClusterRoleBinding admin: not permitted".to_string()];
+    let mut obs = observed(automated(json!({})), target, vec![]);
+    obs.sync_identity = SyncIdentity::Missing("no account".to_string());
+    let p = plan(&obs);
+    let message = p.status.operation_state.unwrap().message.unwrap();
+    assert!(
+        message.contains("not permitted by the project"),
+        "{message}"
     );
 }

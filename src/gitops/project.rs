@@ -5,6 +5,7 @@
 
 use globset::GlobBuilder;
 
+use crate::api::application::{Application, IN_CLUSTER_NAME, IN_CLUSTER_SERVER};
 use crate::api::project::{AppProjectSpec, DestinationServiceAccount, ProjectResource};
 
 /// Why a project refuses something.
@@ -148,11 +149,7 @@ impl Project<'_> {
         app_namespace: &str,
         control_namespace: &str,
     ) -> Result<(), ProjectViolation> {
-        let listed = self
-            .spec
-            .source_namespaces
-            .iter()
-            .any(|pattern| glob_match(pattern, app_namespace, false));
+        let listed = namespace_listed(&self.spec.source_namespaces, app_namespace);
         if app_namespace == control_namespace || listed {
             Ok(())
         } else {
@@ -222,6 +219,55 @@ impl Project<'_> {
                 namespace: namespace.to_owned(),
             })
     }
+}
+
+/// The cluster an Application deploys to, as project rules see it (Sluice syncs only to its own).
+pub fn in_cluster_destination(namespace: &str) -> Destination<'_> {
+    Destination {
+        server: IN_CLUSTER_SERVER,
+        name: IN_CLUSTER_NAME,
+        namespace,
+    }
+}
+
+impl Project<'_> {
+    /// Argo CD's checks of an Application before anything is fetched: its namespace may use the
+    /// project, its repository and its destination are permitted.
+    pub fn check_application(
+        &self,
+        app: &Application,
+        control_namespace: &str,
+    ) -> Result<(), ProjectViolation> {
+        let app_namespace = app.metadata.namespace.as_deref().unwrap_or_default();
+        self.check_source_namespace(app_namespace, control_namespace)?;
+        self.check_source_repo(&app.spec.source.repo_url)?;
+        let namespace = app
+            .spec
+            .destination
+            .namespace
+            .as_deref()
+            .unwrap_or_default();
+        self.check_destination(in_cluster_destination(namespace))
+    }
+
+    /// Argo CD's check of each object a sync would apply: its kind against the allow and deny
+    /// lists, and (namespaced kinds) its namespace against the destinations.
+    pub fn check_object(
+        &self,
+        object: ObjectKind<'_>,
+        namespace: &str,
+    ) -> Result<(), ProjectViolation> {
+        self.check_kind(object)?;
+        if object.namespaced {
+            self.check_destination(in_cluster_destination(namespace))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether one of the `sourceNamespaces` globs lists `namespace`.
+pub fn namespace_listed(patterns: &[String], namespace: &str) -> bool {
+    patterns.iter().any(|p| glob_match(p, namespace, false))
 }
 
 fn account_matches(account: &DestinationServiceAccount, server: &str, namespace: &str) -> bool {

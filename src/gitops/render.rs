@@ -16,7 +16,7 @@ mod directory;
 mod helm;
 mod kustomize;
 mod manifests;
-mod names;
+pub(crate) mod names;
 mod symlinks;
 mod tool;
 mod workspace;

@@ -2,7 +2,8 @@
 //! (see [`plan`](super::plan)) records the revert as Pending and quarantines the commit on the
 //! Application, reverts and pushes it (off the async runtime), records the outcome on both objects
 //! with an Event and a metric, and asks the Application for a hard refresh so it syncs the revert at
-//! once rather than on its next poll.
+//! once rather than on its next poll. A Rollout whose Application does not vouch for it (see
+//! [`plan::vouch`](super::plan::vouch)) gets its revert refused, on the Rollout only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,16 +28,20 @@ use crate::api::application::{
     Application, ApplicationStatus, RevertPhase as AppRevertPhase, RevertStatus as AppRevertStatus,
 };
 use crate::api::common::Condition;
+use crate::api::project::AppProject;
 use crate::api::rollout::{RevertPhase, RevertStatus, Rollout};
 use crate::cli::GitAuthor;
 use crate::gitops::credentials::{REPOSITORY_SECRET_LABEL, credentials_for, scrub_url};
 use crate::gitops::observe::REFRESH_ANNOTATION;
+use crate::gitops::projects::Projects;
 use crate::gitops::source::{GitRequestMetrics, check_repo_url};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::revert::git::{RevertError, RevertJob, RevertOutcome, revert_and_push};
 use crate::revert::message::RevertReason;
-use crate::revert::plan::{Decision, Revert, current_record, decide, failed_attempts, retry_delay};
+use crate::revert::plan::{
+    Decision, Owner, Revert, current_record, decide, failed_attempts, refusal_message, retry_delay,
+};
 
 /// Field manager of the revert loop's writes.
 pub const FIELD_MANAGER: &str = "sluice-revert";
@@ -44,6 +49,8 @@ pub const FIELD_MANAGER: &str = "sluice-revert";
 pub const REVERT_FAILED: &str = "RevertFailed";
 /// Application condition set when an errored analysis does not revert (no `gitRevert.onError`).
 pub const REVERT_SKIPPED: &str = "RevertSkipped";
+/// Rollout Event reason when the Application its revision names does not vouch for it.
+pub const REVERT_REFUSED: &str = "RevertRefused";
 /// Pushes tried before a revert is given up as refused.
 const PUSH_ATTEMPTS: u32 = 5;
 const RETRY: Duration = Duration::from_secs(10);
@@ -52,6 +59,8 @@ const RETRY: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct RevertSettings {
     pub namespace: Option<String>,
+    /// Where the AppProjects live (`--namespace`, else `$POD_NAMESPACE`, else `default`).
+    pub control_namespace: String,
     /// Work repositories live under `<cache_dir>/revert/`.
     pub cache_dir: PathBuf,
     pub author: GitAuthor,
@@ -91,6 +100,7 @@ struct Context {
     settings: RevertSettings,
     recorder: Recorder,
     reverts: Family<ResultLabel, Counter>,
+    projects: Projects,
 }
 
 /// Runs the revert loop until the process stops.
@@ -99,7 +109,7 @@ pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics, rea
     metrics.register(|r| {
         r.register(
             "git_reverts",
-            "Git reverts of failed revisions, by result (pushed, already, conflict, failed)",
+            "Git reverts of failed revisions, by result (pushed, already, conflict, failed, refused)",
             reverts.clone(),
         );
     });
@@ -107,7 +117,15 @@ pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics, rea
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let projects_api: Api<AppProject> =
+        Api::namespaced(client.clone(), &settings.control_namespace);
+    let (projects, projects_writer) = reflector::store();
+    let projects_watch = watcher(projects_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(projects_writer)
+        .for_each(|_| async {});
     let context = Arc::new(Context {
+        projects: Projects::new(projects.clone(), settings.control_namespace.clone()),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -125,18 +143,26 @@ pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics, rea
         None,
     );
     let (cached, changed) = readiness.watch("reverts", rollouts, watcher::Config::default());
-    Controller::for_stream(changed, cached)
-        .run(
-            guard.reconcile(reconcile),
-            guard.error_policy(error_policy),
-            context,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "revert loop event");
-            }
-        })
-        .await;
+    let controller = async {
+        // Whether an Application vouches for a Rollout depends on its project: none before the
+        // projects are read.
+        if projects.wait_until_ready().await.is_err() {
+            tracing::error!("the revert loop's AppProject cache stopped before it was ready");
+        }
+        Controller::for_stream(changed, cached)
+            .run(
+                guard.reconcile(reconcile),
+                guard.error_policy(error_policy),
+                context,
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "revert loop event");
+                }
+            })
+            .await;
+    };
+    tokio::join!(controller, projects_watch);
 }
 
 fn error_policy(rollout: Arc<Rollout>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
@@ -164,8 +190,20 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, R
         },
         None => None,
     };
-    match decide(&rollout, application.as_ref(), Timestamp::now()) {
+    let project = application.as_ref().map(|app| ctx.projects.of(app));
+    let owner = application
+        .as_ref()
+        .zip(project.as_ref())
+        .map(|(app, project)| Owner {
+            app,
+            project: project.as_ref().map(|p| &**p),
+        });
+    match decide(&rollout, owner.as_ref(), Timestamp::now()) {
         Decision::Nothing => Ok(Action::await_change()),
+        Decision::Refuse { sha, refusal } => {
+            record_refusal(&ctx, &rollout, &sha, &refusal_message(&sha, &refusal)).await?;
+            Ok(Action::await_change())
+        }
         Decision::Wait(wait) => Ok(Action::requeue(wait)),
         Decision::Skip {
             sha,
@@ -565,6 +603,37 @@ async fn record_failure(
         Note {
             type_: EventType::Warning,
             reason: REVERT_FAILED,
+            text: message.to_string(),
+        },
+    )
+    .await
+}
+
+/// Records on the Rollout alone (its revert Failed, a Warning Event) that its revert is refused:
+/// the Application it names does not vouch for it. Recorded once: the plan does not decide a Failed
+/// revert of the same commit again.
+async fn record_refusal(
+    ctx: &Context,
+    rollout: &Rollout,
+    sha: &str,
+    message: &str,
+) -> Result<(), ReconcileError> {
+    tracing::warn!(namespace = rollout.namespace().unwrap_or_default(), rollout = %rollout.name_any(), sha, message, "revert refused");
+    count(ctx, "refused");
+    record(
+        ctx,
+        rollout,
+        None,
+        |_| {},
+        RevertStatus {
+            sha: sha.to_string(),
+            revert_commit: None,
+            phase: RevertPhase::Failed,
+            message: Some(message.to_string()),
+        },
+        Note {
+            type_: EventType::Warning,
+            reason: REVERT_REFUSED,
             text: message.to_string(),
         },
     )

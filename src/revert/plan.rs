@@ -12,14 +12,24 @@
 //! branch fails at once; a revert that failed on a Git or network error is retried with a growing
 //! delay. Everything is read from the two objects' status, so a restart resumes a Pending revert,
 //! and the push itself finds an earlier revert of X by its trailer (at most one revert commit).
+//!
+//! The Rollout's `sluice.dev/application` and `sluice.dev/revision` annotations are written by
+//! whoever may write the Rollout, so they only name a candidate: nothing is written to an
+//! Application nor pushed to its branch unless the Application itself vouches for the Rollout (it
+//! lists it in `status.resources`, its project permits the Rollout's namespace, and the commit is in
+//! its `status.history`). Otherwise the revert is refused, once, on the Rollout alone.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
+use thiserror::Error;
 
 use crate::api::analysis::AnalysisPhase;
-use crate::api::application::{Application, RevertPhase as AppRevertPhase};
+use crate::api::application::{Application, ApplicationStatus, RevertPhase as AppRevertPhase};
+use crate::api::project::AppProject;
 use crate::api::rollout::{RevertPhase, RevisionRecord, Rollout, RolloutStatus};
+use crate::gitops::project::in_cluster_destination;
+use crate::gitops::projects::{ProjectError, as_rules};
 use crate::revert::message::{RevertReason, reverted_sha};
 use crate::rollout::phase::PROGRESS_DEADLINE_EXCEEDED;
 use crate::rollout::plan::RunSlot;
@@ -65,6 +75,61 @@ pub enum Decision {
     },
     /// An earlier attempt failed on a Git or network error: look again after this long.
     Wait(Duration),
+    /// The Application the Rollout names does not vouch for it: record why on the Rollout only;
+    /// nothing is pushed nor written to the Application.
+    Refuse {
+        sha: String,
+        refusal: Refusal,
+    },
+}
+
+impl Decision {
+    /// The commit whose revert this decision writes to the Application (or its branch), if any.
+    fn touches_application(&self) -> Option<&str> {
+        match self {
+            Decision::Revert(revert) => Some(&revert.sha),
+            Decision::Synced { sha, .. }
+            | Decision::Fail { sha, .. }
+            | Decision::Skip { sha, .. } => Some(sha),
+            Decision::Nothing | Decision::Wait(_) | Decision::Refuse { .. } => None,
+        }
+    }
+}
+
+/// The Application a Rollout's revision names, with its project as the controller found it.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub app: &'a Application,
+    /// The Application's project, or why the Application may not use it.
+    pub project: Result<&'a AppProject, &'a ProjectError>,
+}
+
+/// Why an Application does not vouch for a Rollout's failed revision.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error("Application {application} does not list Rollout {rollout} in status.resources")]
+    NotListed {
+        application: String,
+        rollout: String,
+    },
+    #[error("Application {application} may not deploy to namespace {namespace}: {source}")]
+    Project {
+        application: String,
+        namespace: String,
+        #[source]
+        source: ProjectError,
+    },
+    #[error(
+        "commit {sha} is not in status.history of Application {application} (not a revision it deployed)"
+    )]
+    NotDeployed { application: String, sha: String },
+}
+
+/// The message of a refused revert (the Rollout's status and its Event).
+pub fn refusal_message(sha: &str, refusal: &Refusal) -> String {
+    format!(
+        "not reverting {sha} in Git: {refusal}; a Rollout's sluice.dev/application and sluice.dev/revision annotations alone are not trusted"
+    )
 }
 
 /// The commit and Application behind the Rollout's current revision.
@@ -76,9 +141,74 @@ pub fn current_record(status: &RolloutStatus) -> Option<&RevisionRecord> {
         .find(|r| r.pod_template_hash == hash)
 }
 
-/// Decides for `rollout` at `now`; `application` is the one its current revision names, if it
-/// exists.
-pub fn decide(rollout: &Rollout, application: Option<&Application>, now: Timestamp) -> Decision {
+/// Decides for `rollout` at `now`; `owner` is the Application its current revision names (if it
+/// exists) and that Application's project. Whatever would write to the Application or its branch is
+/// refused unless the Application vouches for the Rollout and the commit.
+pub fn decide(rollout: &Rollout, owner: Option<&Owner<'_>>, now: Timestamp) -> Decision {
+    let decision = decide_for_trusted(rollout, owner.map(|o| o.app), now);
+    let refused = owner
+        .zip(decision.touches_application())
+        .and_then(|(owner, sha)| {
+            refusal(rollout, owner, sha).map(|refusal| Decision::Refuse {
+                sha: sha.to_owned(),
+                refusal,
+            })
+        });
+    refused.unwrap_or(decision)
+}
+
+/// Why `owner`'s Application does not vouch for `rollout` running commit `sha`, if it does not. It
+/// vouches when it lists the Rollout among its resources, its project (which it may use) permits
+/// the Rollout's namespace, and it deployed `sha`.
+pub fn refusal(rollout: &Rollout, owner: &Owner<'_>, sha: &str) -> Option<Refusal> {
+    let app = owner.app;
+    let application = format!(
+        "{}/{}",
+        app.metadata.namespace.as_deref().unwrap_or_default(),
+        app.metadata.name.as_deref().unwrap_or_default()
+    );
+    let namespace = rollout.metadata.namespace.as_deref().unwrap_or_default();
+    let name = rollout.metadata.name.as_deref().unwrap_or_default();
+    let status = app.status.as_ref();
+    if !status.is_some_and(|s| lists_rollout(s, namespace, name)) {
+        return Some(Refusal::NotListed {
+            application,
+            rollout: format!("{namespace}/{name}"),
+        });
+    }
+    let permitted = owner.project.map_err(Clone::clone).and_then(|project| {
+        as_rules(project)
+            .check_destination(in_cluster_destination(namespace))
+            .map_err(ProjectError::from)
+    });
+    if let Err(source) = permitted {
+        return Some(Refusal::Project {
+            application,
+            namespace: namespace.to_owned(),
+            source,
+        });
+    }
+    if !status.is_some_and(|s| s.history.iter().any(|h| h.revision == sha)) {
+        return Some(Refusal::NotDeployed {
+            application,
+            sha: sha.to_owned(),
+        });
+    }
+    None
+}
+
+fn lists_rollout(status: &ApplicationStatus, namespace: &str, name: &str) -> bool {
+    status.resources.iter().any(|r| {
+        r.group == "sluice.dev" && r.kind == "Rollout" && r.namespace == namespace && r.name == name
+    })
+}
+
+/// What is due for `rollout` when its Application (if any) vouches for it.
+fn decide_for_trusted(
+    rollout: &Rollout,
+    application: Option<&Application>,
+    now: Timestamp,
+) -> Decision {
     let Some(status) = rollout.status.as_ref() else {
         return Decision::Nothing;
     };
@@ -352,7 +482,18 @@ mod tests {
         }}})
     }
 
+    /// The Application `shop/app`, which lists the Rollout `shop/web` and deployed X, with `status`
+    /// merged in.
     fn app(spec_extra: serde_json::Value, status: serde_json::Value) -> Application {
+        let mut vouching = json!({
+            "resources": [{"group": "sluice.dev", "version": "v1alpha1", "kind": "Rollout",
+                           "namespace": "shop", "name": "web"}],
+            "history": [{"id": 0, "revision": X, "deployedAt": "2027-01-15T08:00:00Z"}]
+        });
+        if let (Some(base), Some(extra)) = (vouching.as_object_mut(), status.as_object()) {
+            base.extend(extra.clone());
+        }
+        let status = vouching;
         let mut spec = json!({
             "source": {"repoURL": "git://127.0.0.1/app.git", "targetRevision": "main", "path": "."},
             "destination": {"namespace": "shop"}
@@ -366,6 +507,28 @@ mod tests {
             "spec": spec, "status": status
         }))
         .unwrap()
+    }
+
+    fn project(spec: serde_json::Value) -> AppProject {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": "shop", "namespace": "sluice"}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    /// A project permitting any namespace, as the `default` project does.
+    static ANYWHERE: std::sync::LazyLock<AppProject> = std::sync::LazyLock::new(|| {
+        project(serde_json::to_value(crate::gitops::projects::default_project_spec()).unwrap())
+    });
+
+    /// [`decide`] with `app` (if any) of a project that permits any namespace.
+    fn decide_with(r: &Rollout, app: Option<&Application>, now: Timestamp) -> Decision {
+        let owner = app.map(|app| Owner {
+            app,
+            project: Ok(&ANYWHERE),
+        });
+        decide(r, owner.as_ref(), now)
     }
 
     fn reason(run: Option<&str>, detail: &str) -> RevertReason {
@@ -533,7 +696,7 @@ mod tests {
             ),
         ];
         for (name, r, a, expected) in cases {
-            assert_eq!(decide(&r, a, now()), expected, "{name}");
+            assert_eq!(decide_with(&r, a, now()), expected, "{name}");
         }
     }
 
@@ -544,7 +707,7 @@ mod tests {
             s.revisions[1].git_revision = None;
         }
         assert_eq!(
-            decide(&r, Some(&app(json!({}), json!({}))), now()),
+            decide_with(&r, Some(&app(json!({}), json!({}))), now()),
             Decision::Nothing
         );
     }
@@ -557,14 +720,14 @@ mod tests {
         let mut pending = failed_step_analysis();
         pending["revert"] = json!({"sha": X, "phase": "Pending"});
         assert!(matches!(
-            decide(&rollout(pending), Some(&a), now()),
+            decide_with(&rollout(pending), Some(&a), now()),
             Decision::Revert(_)
         ));
         for phase in ["Synced", "Failed"] {
             let mut done = failed_step_analysis();
             done["revert"] = json!({"sha": X, "phase": phase, "revertCommit": R});
             assert_eq!(
-                decide(&rollout(done), Some(&a), now()),
+                decide_with(&rollout(done), Some(&a), now()),
                 Decision::Nothing,
                 "{phase}"
             );
@@ -584,18 +747,21 @@ mod tests {
             json!({"sync": {"status": "Synced", "revision": R}}),
         );
         assert_eq!(
-            decide(&rollout(pushed.clone()), Some(&waiting), now()),
+            decide_with(&rollout(pushed.clone()), Some(&waiting), now()),
             Decision::Nothing
         );
         let done = Decision::Synced {
             sha: X.into(),
             revert_commit: R.into(),
         };
-        assert_eq!(decide(&rollout(pushed.clone()), Some(&synced), now()), done);
+        assert_eq!(
+            decide_with(&rollout(pushed.clone()), Some(&synced), now()),
+            done
+        );
         // The Rollout went back to the stable template (its current revision is not X's).
         let mut moved = pushed;
         moved["currentPodHash"] = json!("h1");
-        assert_eq!(decide(&rollout(moved), Some(&waiting), now()), done);
+        assert_eq!(decide_with(&rollout(moved), Some(&waiting), now()), done);
     }
 
     #[test]
@@ -613,7 +779,7 @@ mod tests {
             (json!("HEAD"), "is HEAD (or unset)"),
             (json!(""), "is HEAD (or unset)"),
         ] {
-            let decision = decide(
+            let decision = decide_with(
                 &rollout(failed_step_analysis()),
                 Some(&with_target(target.clone())),
                 now(),
@@ -630,7 +796,7 @@ mod tests {
         for branch in ["main", "refs/heads/release/1.x", "v1.0", "abc1234"] {
             assert!(
                 matches!(
-                    decide(
+                    decide_with(
                         &rollout(failed_step_analysis()),
                         Some(&with_target(json!(branch))),
                         now()
@@ -685,15 +851,15 @@ mod tests {
         };
         let r = rollout(failed_step_analysis());
         assert_eq!(
-            decide(&r, Some(&pending(3, 15)), now()),
+            decide_with(&r, Some(&pending(3, 15)), now()),
             Decision::Wait(Duration::from_secs(25))
         );
         assert!(matches!(
-            decide(&r, Some(&pending(3, 40)), now()),
+            decide_with(&r, Some(&pending(3, 40)), now()),
             Decision::Revert(_)
         ));
         assert!(matches!(
-            decide(&r, Some(&pending(0, 0)), now()),
+            decide_with(&r, Some(&pending(0, 0)), now()),
             Decision::Revert(_)
         ));
         // Attempts of another commit's revert do not hold this one back.
@@ -703,8 +869,185 @@ mod tests {
                               "lastAttemptAt": now().to_string()}}),
         );
         assert!(matches!(
-            decide(&r, Some(&other), now()),
+            decide_with(&r, Some(&other), now()),
             Decision::Revert(_)
+        ));
+    }
+
+    /// The Rollout `shop/web` of [`rollout`], moved to `namespace` (with the same annotations).
+    fn rollout_in(namespace: &str, status: serde_json::Value) -> Rollout {
+        let mut r = rollout(status);
+        r.metadata.namespace = Some(namespace.into());
+        r
+    }
+
+    fn refused(refusal: Refusal) -> Decision {
+        Decision::Refuse {
+            sha: X.into(),
+            refusal,
+        }
+    }
+
+    #[test]
+    fn a_forged_rollout_in_another_namespace_is_refused_whatever_it_asks() {
+        let a = app(json!({}), json!({}));
+        let not_listed = refused(Refusal::NotListed {
+            application: "shop/app".into(),
+            rollout: "team-b/web".into(),
+        });
+        let mut requested = json!({"abort": true, "revert": {"sha": X, "phase": "Pending"}});
+        let mut pushed = failed_step_analysis();
+        pushed["revert"] = json!({"sha": X, "phase": "Pushed", "revertCommit": R});
+        let misspelt = app(
+            json!({"syncPolicy": {"rollback": {"gitRevert": {"onErorr": true}}}}),
+            json!({}),
+        );
+        let synced_at_r = app(
+            json!({}),
+            json!({"sync": {"status": "Synced", "revision": R}}),
+        );
+        let errored = json!({"abort": true, "canary": {"currentStepAnalysisRunStatus": {
+            "name": "web-h2-2-step", "status": "Error", "message": "no data"}}});
+        let cases = [
+            ("failed analysis: no push", failed_step_analysis(), &a),
+            (
+                "kubectl sluice abort --revert: no push",
+                requested.take(),
+                &a,
+            ),
+            (
+                "a forged Pushed phase: nothing marked on the Application",
+                pushed,
+                &synced_at_r,
+            ),
+            (
+                "an invalid gitRevert: no condition on the Application",
+                failed_step_analysis(),
+                &misspelt,
+            ),
+            (
+                "an errored analysis: no RevertSkipped on the Application",
+                errored,
+                &a,
+            ),
+        ];
+        for (name, status, app) in cases {
+            assert_eq!(
+                decide_with(&rollout_in("team-b", status), Some(app), now()),
+                not_listed,
+                "{name}"
+            );
+        }
+        let message = refusal_message(
+            X,
+            &Refusal::NotListed {
+                application: "shop/app".into(),
+                rollout: "team-b/web".into(),
+            },
+        );
+        assert_eq!(
+            message,
+            format!(
+                "not reverting {X} in Git: Application shop/app does not list Rollout team-b/web in status.resources; a Rollout's sluice.dev/application and sluice.dev/revision annotations alone are not trusted"
+            )
+        );
+    }
+
+    #[test]
+    fn a_forged_rollout_that_is_not_aborted_is_left_alone() {
+        let r = rollout_in("team-b", json!({}));
+        assert_eq!(
+            decide_with(&r, Some(&app(json!({}), json!({}))), now()),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn a_listed_rollout_in_a_namespace_the_project_does_not_permit_is_refused() {
+        let a = app(json!({}), json!({}));
+        let team_only = project(json!({"destinations": [
+            {"server": "https://kubernetes.default.svc", "namespace": "team-*"}]}));
+        let owner = Owner {
+            app: &a,
+            project: Ok(&team_only),
+        };
+        let Decision::Refuse { sha, refusal } =
+            decide(&rollout(failed_step_analysis()), Some(&owner), now())
+        else {
+            panic!("not refused");
+        };
+        assert_eq!(sha, X);
+        assert!(
+            matches!(&refusal, Refusal::Project { namespace, source: ProjectError::Violation(_), .. } if namespace == "shop"),
+            "{refusal:?}"
+        );
+        assert!(
+            refusal.to_string().contains("project shop's destinations"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn an_application_that_may_not_use_its_project_vouches_for_nothing() {
+        let a = app(json!({}), json!({}));
+        let missing = ProjectError::Missing {
+            project: "shop".into(),
+            namespace: "sluice".into(),
+        };
+        let owner = Owner {
+            app: &a,
+            project: Err(&missing),
+        };
+        assert_eq!(
+            decide(&rollout(failed_step_analysis()), Some(&owner), now()),
+            refused(Refusal::Project {
+                application: "shop/app".into(),
+                namespace: "shop".into(),
+                source: missing.clone(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_commit_the_application_never_deployed_is_refused() {
+        let other_history = app(
+            json!({}),
+            json!({"history": [{"id": 0, "revision": R, "deployedAt": "2027-01-15T08:00:00Z"}]}),
+        );
+        assert_eq!(
+            decide_with(
+                &rollout(failed_step_analysis()),
+                Some(&other_history),
+                now()
+            ),
+            refused(Refusal::NotDeployed {
+                application: "shop/app".into(),
+                sha: X.into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_revert_is_recorded_once() {
+        // The controller records a refusal as the Rollout's revert Failed: not decided again.
+        let mut recorded = failed_step_analysis();
+        recorded["revert"] = json!({"sha": X, "phase": "Failed", "message": "not reverting"});
+        assert_eq!(
+            decide_with(
+                &rollout_in("team-b", recorded),
+                Some(&app(json!({}), json!({}))),
+                now()
+            ),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn without_an_application_nothing_is_vouched_and_only_the_rollout_is_told() {
+        // No Application: only the Rollout records the failure (nothing of another team is written).
+        assert!(matches!(
+            decide_with(&rollout_in("team-b", failed_step_analysis()), None, now()),
+            Decision::Fail { .. }
         ));
     }
 }

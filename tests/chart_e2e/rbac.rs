@@ -207,10 +207,33 @@ pub const GITOPS: &[Need] = &[
         "src/gitops/app_writes.rs: patch_status; src/revert/controller.rs: revert, quarantinedRevisions, RevertFailed",
     ),
     need(
+        "sluice.dev",
+        "appprojects",
+        &["get", "list", "watch", "create"],
+        "src/gitops/controller.rs: watcher(Api<AppProject>) of the control namespace; src/gitops/projects.rs: ensure_default_project",
+    ),
+    need(
         "",
         "secrets",
         &["list", "watch"],
         "src/gitops/controller.rs: watcher(Secret) labelled sluice.dev/secret-type (repository credentials); src/revert/controller.rs: list for the push",
+    ),
+];
+
+/// The GitOps core's own calls under sync impersonation (`gitops.syncImpersonation`, the default):
+/// reads for its caches, and every write of a sync as the project's ServiceAccount.
+pub const GITOPS_IMPERSONATION: &[Need] = &[
+    need(
+        "*",
+        "*",
+        &["get", "list", "watch"],
+        "src/gitops/live.rs: watch caches of the kinds Applications deploy; src/gitops/apply.rs: a wave's health, CRD Established, whether a namespace exists (Applier::reader)",
+    ),
+    need(
+        "",
+        "serviceaccounts",
+        &["impersonate"],
+        "src/gitops/impersonation.rs: Impersonator::client_for (dry run, apply, prune, CreateNamespace, cascade delete)",
     ),
 ];
 

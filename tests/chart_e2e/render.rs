@@ -9,26 +9,29 @@ use crate::common::E2eEnv;
 use crate::helm::{chart_dir, documents, helm, of_kind, only, repo_dir, success, template};
 use crate::promql::metric_names;
 use crate::rbac::{
-    CLUSTER_SCOPED, CONTROLLERS, GITOPS, Grant, Scope, allows, assert_allowed, expected, grants,
-    in_scope, lease_grants,
+    CLUSTER_SCOPED, CONTROLLERS, GITOPS, GITOPS_IMPERSONATION, Grant, Scope, allows,
+    assert_allowed, expected, grants, in_scope, lease_grants,
 };
 
 const NS: &str = "sluice-system";
 const SA: &str = "rel-sluice";
 
-#[test]
-fn cluster_role_grants_exactly_what_the_controllers_call() {
-    let objects = template(NS, &["gitops.clusterAdmin=false"], &[]);
+/// The cluster-wide grants of an install with `values` are exactly `needs`, and only the leader Lease
+/// is namespaced.
+fn assert_grants_exactly(values: &[&str], needs: &[&[crate::rbac::Need]]) {
+    let objects = template(NS, values, &[]);
     let granted = grants(&objects, NS, SA);
     let cluster = Scope::Cluster;
-    assert_allowed(&granted, &cluster, &[CONTROLLERS, CLUSTER_SCOPED, GITOPS]);
-    let want = expected(&cluster, &[CONTROLLERS, CLUSTER_SCOPED, GITOPS]);
+    assert_allowed(&granted, &cluster, needs);
+    let want = expected(&cluster, needs);
     let cluster_wide = in_scope(&granted, &cluster);
     let extra: Vec<&Grant> = cluster_wide.difference(&want).collect();
     assert!(
         extra.is_empty(),
-        "granted but never called (least privilege): {extra:#?}"
+        "{values:?}: granted but never called (least privilege): {extra:#?}"
     );
+    let missing: Vec<&Grant> = want.difference(&cluster_wide).collect();
+    assert!(missing.is_empty(), "{values:?}: not granted: {missing:#?}");
     let namespaced = in_scope(&granted, &Scope::Namespace(NS.into()));
     assert_eq!(
         namespaced,
@@ -38,26 +41,107 @@ fn cluster_role_grants_exactly_what_the_controllers_call() {
 }
 
 #[test]
-fn gitops_is_cluster_admin_by_default_and_lists_kinds_otherwise() {
+fn cluster_role_grants_exactly_what_the_controllers_call() {
+    // The default: sync impersonation, the GitOps core not cluster admin.
+    assert_grants_exactly(
+        &[],
+        &[CONTROLLERS, CLUSTER_SCOPED, GITOPS, GITOPS_IMPERSONATION],
+    );
+    assert_grants_exactly(
+        &[
+            "gitops.syncImpersonation=false",
+            "gitops.clusterAdmin=false",
+        ],
+        &[CONTROLLERS, CLUSTER_SCOPED, GITOPS],
+    );
+}
+
+/// Under sync impersonation the GitOps core's own role writes nothing but Sluice's objects: every
+/// other write goes through `impersonate`.
+#[test]
+fn with_sync_impersonation_the_gitops_role_writes_only_sluices_objects() {
+    let objects = template(NS, &[], &[]);
+    let gitops_role: Vec<Value> = objects
+        .iter()
+        .filter(|o| o["metadata"]["name"] == "rel-sluice-gitops")
+        .cloned()
+        .collect();
+    assert_eq!(gitops_role.len(), 2, "the ClusterRole and its binding");
+    let granted = grants(&gitops_role, NS, SA);
+    assert!(!granted.is_empty());
+    let writes: Vec<&Grant> = granted
+        .iter()
+        .filter(|g| !["get", "list", "watch"].contains(&g.verb.as_str()))
+        .filter(|g| g.group != "sluice.dev")
+        .filter(|g| !(g.resource == "serviceaccounts" && g.verb == "impersonate"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes outside Sluice's objects: {writes:#?}"
+    );
     let cluster = Scope::Cluster;
-    let by_default = grants(&template(NS, &[], &[]), NS, SA);
     assert!(allows(
-        &by_default,
+        &granted,
         &cluster,
         "anything.example",
         "widgets",
-        "deletecollection"
+        "watch"
     ));
+    assert!(!allows(&granted, &cluster, "", "configmaps", "patch"));
+    assert!(allows(
+        &granted,
+        &cluster,
+        "",
+        "serviceaccounts",
+        "impersonate"
+    ));
+    let args = container(&objects)["args"].clone();
+    assert!(
+        args.as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a == "--sync-impersonation"),
+        "{args}"
+    );
+}
+
+#[test]
+fn gitops_cluster_admin_follows_sync_impersonation_unless_set() {
+    let cluster = Scope::Cluster;
+    let admin = |values: &[&str]| {
+        allows(
+            &grants(&template(NS, values, &[]), NS, SA),
+            &cluster,
+            "anything.example",
+            "widgets",
+            "deletecollection",
+        )
+    };
+    assert!(!admin(&[]), "not cluster admin with sync impersonation");
+    assert!(admin(&["gitops.clusterAdmin=true"]), "asked for");
+    assert!(
+        admin(&["gitops.syncImpersonation=false"]),
+        "without impersonation, cluster admin by default as before"
+    );
+    let without = template(NS, &["gitops.syncImpersonation=false"], &[]);
     assert_allowed(
-        &by_default,
+        &grants(&without, NS, SA),
         &cluster,
         &[CONTROLLERS, CLUSTER_SCOPED, GITOPS],
+    );
+    assert!(
+        !container(&without)["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a == "--sync-impersonation")
     );
 
     let listed = grants(
         &template(
             NS,
             &[
+                "gitops.syncImpersonation=false",
                 "gitops.clusterAdmin=false",
                 "gitops.resources[0].apiGroups={apps}",
                 "gitops.resources[0].resources={deployments,statefulsets}",
@@ -85,19 +169,20 @@ fn gitops_is_cluster_admin_by_default_and_lists_kinds_otherwise() {
         !allows(&listed, &cluster, "batch", "jobs", "create"),
         "kinds not listed"
     );
+    assert!(
+        !allows(&listed, &cluster, "", "serviceaccounts", "impersonate"),
+        "no impersonation without it"
+    );
 }
 
 #[test]
 fn watch_namespace_turns_the_rules_into_roles_in_it() {
-    let objects = template(
-        NS,
-        &["watchNamespace=team-a", "gitops.clusterAdmin=false"],
-        &[],
-    );
+    let objects = template(NS, &["watchNamespace=team-a"], &[]);
     let granted = grants(&objects, NS, SA);
     let team = Scope::Namespace("team-a".into());
-    assert_allowed(&granted, &team, &[CONTROLLERS, GITOPS]);
-    let mut want = expected(&team, &[CONTROLLERS, GITOPS]);
+    let needs = [CONTROLLERS, GITOPS, GITOPS_IMPERSONATION];
+    assert_allowed(&granted, &team, &needs);
+    let mut want = expected(&team, &needs);
     want.extend(lease_grants("team-a"));
     assert_eq!(
         in_scope(&granted, &team),
@@ -111,7 +196,15 @@ fn watch_namespace_turns_the_rules_into_roles_in_it() {
     );
     assert!(in_scope(&granted, &Scope::Namespace(NS.into())).is_empty());
 
-    let admin = grants(&template(NS, &["watchNamespace=team-a"], &[]), NS, SA);
+    let admin = grants(
+        &template(
+            NS,
+            &["watchNamespace=team-a", "gitops.clusterAdmin=true"],
+            &[],
+        ),
+        NS,
+        SA,
+    );
     assert!(allows(&admin, &team, "apps", "deployments", "delete"));
     assert!(!allows(
         &admin,
@@ -170,7 +263,8 @@ fn deployment_runs_the_controller_as_documented() {
             "--webhook-addr=0.0.0.0:8091",
             "--git-cache-dir=/var/cache/sluice",
             "--git-author=Sluice <sluice@localhost>",
-            "--repo-poll-interval=60s"
+            "--repo-poll-interval=60s",
+            "--sync-impersonation"
         ])
     );
     assert_eq!(
@@ -371,11 +465,12 @@ fn helm_lint_is_clean_with_defaults_and_every_option() {
     let chart = chart_dir().display().to_string();
     for sets in [
         vec![],
+        vec!["--set", "gitops.syncImpersonation=false"],
         vec![
             "--set",
             "watchNamespace=team-a",
             "--set",
-            "gitops.clusterAdmin=false",
+            "gitops.clusterAdmin=true",
             "--set",
             "metrics.serviceMonitor.enabled=true",
             "--set",

@@ -50,13 +50,15 @@ impl AsServiceAccount {
         self.dir.path().join("controller.log")
     }
 
-    /// Starts `sluice controller --leader-elect --namespace=<watch>` as the ServiceAccount, in the pod
-    /// namespace `pod_namespace` (as the chart's Deployment runs it), logging to [`Self::log_path`].
+    /// Starts `sluice controller --leader-elect --namespace=<watch>` with the chart's other `flags` as
+    /// the ServiceAccount, in the pod namespace `pod_namespace` (as the chart's Deployment runs it),
+    /// logging to [`Self::log_path`].
     pub fn start_controller(
         &self,
         env: &E2eEnv,
         pod_namespace: &str,
         watch: &str,
+        flags: &[String],
     ) -> ControllerProcess {
         let metrics_addr = free_local_addr();
         let webhook_addr = free_local_addr();
@@ -69,6 +71,7 @@ impl AsServiceAccount {
                 &format!("--metrics-addr={metrics_addr}"),
                 &format!("--webhook-addr={webhook_addr}"),
             ])
+            .args(flags)
             .env("KUBECONFIG", self.kubeconfig())
             .env("POD_NAMESPACE", pod_namespace)
             .env("PROMETHEUS_URL", env.get("PROMETHEUS_URL"))

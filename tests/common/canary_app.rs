@@ -11,7 +11,7 @@ use sluice::api::rollout::{RevertPhase, Rollout, RolloutPhase};
 
 use super::gitops::{GitRepo, GitopsHarness, TIMEOUT};
 use super::rollouts::{observed_current, phase, success_rate_template};
-use super::wait_for;
+use super::{E2eEnv, wait_for};
 
 pub const APP: &str = "demo";
 
@@ -93,8 +93,13 @@ pub fn commit(repo: &GitRepo, message: &str, files: &[(String, String)]) -> Stri
 
 /// The bare repository behind `repo`'s URL, for `git log`.
 pub fn git_dir(h: &GitopsHarness, repo: &GitRepo) -> PathBuf {
+    bare_dir(&h.env, repo)
+}
+
+/// The bare repository behind `repo`'s URL on the local Git server of `env`.
+pub fn bare_dir(env: &E2eEnv, repo: &GitRepo) -> PathBuf {
     let name = repo.url.rsplit('/').next().expect("repository name");
-    PathBuf::from(h.env.get("GIT_ROOT")).join(name)
+    PathBuf::from(env.get("GIT_ROOT")).join(name)
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {

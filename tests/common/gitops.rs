@@ -301,7 +301,7 @@ impl GitopsHarness {
     }
 }
 
-fn controller_log_path(namespace: &str, metrics_port: u16) -> std::path::PathBuf {
+pub fn controller_log_path(namespace: &str, metrics_port: u16) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("sluice-gitops-e2e-{namespace}-{metrics_port}.log"))
 }
 
@@ -334,18 +334,56 @@ pub fn start_controller_with(
     extra: &[&str],
     log_filter: &str,
 ) -> (ControllerProcess, String) {
+    start_scoped_controller(
+        env,
+        Scope::Namespace(namespace),
+        poll,
+        cache,
+        extra,
+        log_filter,
+    )
+}
+
+/// What a test controller watches.
+#[derive(Clone, Copy)]
+pub enum Scope<'a> {
+    /// `--namespace=<ns>`: that namespace only, which is also its control namespace.
+    Namespace(&'a str),
+    /// No `--namespace`: every namespace, with `POD_NAMESPACE` naming the control namespace (how the
+    /// chart runs it). Only one such controller may run at a time (see `tenancy::TenancyHarness`).
+    ClusterWide { control_namespace: &'a str },
+}
+
+/// Starts `sluice controller` for `scope` with `--repo-poll-interval=<poll>`, its own Git cache, the
+/// cluster's PATH (helm, kustomize) and the webhook secret; logs go to
+/// `$TMPDIR/sluice-gitops-e2e-<ns>-<metrics port>.log`. Returns the process and the webhook URL.
+pub fn start_scoped_controller(
+    env: &E2eEnv,
+    scope: Scope<'_>,
+    poll: &str,
+    cache: &Path,
+    extra: &[&str],
+    log_filter: &str,
+) -> (ControllerProcess, String) {
     let metrics_addr = free_local_addr();
     let webhook_addr = free_local_addr();
-    let log_path = controller_log_path(namespace, metrics_addr.port());
+    let (log_name, scope_args, pod_namespace) = match scope {
+        Scope::Namespace(ns) => (ns, vec![format!("--namespace={ns}")], None),
+        Scope::ClusterWide { control_namespace } => {
+            (control_namespace, Vec::new(), Some(control_namespace))
+        }
+    };
+    let log_path = controller_log_path(log_name, metrics_addr.port());
     let log = std::fs::File::create(&log_path).expect("controller log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
         .args([
             "controller",
             &format!("--metrics-addr={metrics_addr}"),
             &format!("--webhook-addr={webhook_addr}"),
-            &format!("--namespace={namespace}"),
             &format!("--repo-poll-interval={poll}"),
         ])
+        .args(scope_args)
         .args(extra)
         .env("KUBECONFIG", env.get("KUBECONFIG"))
         .env("PATH", env.get("PATH"))
@@ -353,6 +391,11 @@ pub fn start_controller_with(
         .env("SLUICE_WEBHOOK_GITHUB_SECRET", WEBHOOK_SECRET)
         .env("PROMETHEUS_URL", env.get("PROMETHEUS_URL"))
         .env("RUST_LOG", log_filter)
+        .env_remove("POD_NAMESPACE");
+    if let Some(ns) = pod_namespace {
+        command.env("POD_NAMESPACE", ns);
+    }
+    let child = command
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()

@@ -4,6 +4,7 @@
 pub mod canary_app;
 pub mod gitops;
 pub mod rollouts;
+pub mod tenancy;
 
 use std::collections::BTreeMap;
 use std::future::Future;

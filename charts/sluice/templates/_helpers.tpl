@@ -135,10 +135,20 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
   verbs: ["get"]
 {{- end }}
 
-{{/* The GitOps core (src/gitops/): Applications and their repository credentials, plus the kinds the
-user lists when it is not cluster admin. */}}
+{{/* Whether the GitOps core is cluster admin: gitops.clusterAdmin, which defaults to the opposite of
+gitops.syncImpersonation. "true" or empty. */}}
+{{- define "sluice.gitopsClusterAdmin" -}}
+{{- $admin := .Values.gitops.clusterAdmin }}
+{{- if kindIs "invalid" $admin }}
+{{- $admin = not .Values.gitops.syncImpersonation }}
+{{- end }}
+{{- if $admin }}true{{ end }}
+{{- end }}
+
+{{/* The GitOps core (src/gitops/): Applications and their repository credentials, plus, when it is not
+cluster admin, read access and `impersonate` (syncImpersonation) or the kinds the user lists. */}}
 {{- define "sluice.gitopsRules" -}}
-{{- if .Values.gitops.clusterAdmin }}
+{{- if include "sluice.gitopsClusterAdmin" . }}
 # Applications deploy arbitrary kinds from Git (as Argo CD's application-controller does).
 - apiGroups: ["*"]
   resources: ["*"]
@@ -152,15 +162,32 @@ user lists when it is not cluster admin. */}}
 - apiGroups: ["sluice.dev"]
   resources: ["applications/status"]
   verbs: ["patch"]
+# src/gitops/controller.rs watches the AppProjects of the control namespace; src/gitops/projects.rs
+# creates the `default` project when it is missing.
+- apiGroups: ["sluice.dev"]
+  resources: ["appprojects"]
+  verbs: ["get", "list", "watch", "create"]
 # Repository credentials: a watch of the Secrets labelled sluice.dev/secret-type=repository (RBAC cannot
 # select by label).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["list", "watch"]
+{{- if .Values.gitops.syncImpersonation }}
+# Reads only, as the controller: the watch caches of the kinds Applications deploy (src/gitops/live.rs),
+# kind discovery, and the health and CRD reads between sync waves (src/gitops/apply.rs).
+- apiGroups: ["*"]
+  resources: ["*"]
+  verbs: ["get", "list", "watch"]
+# Every write of a sync goes through the project's ServiceAccount (src/gitops/impersonation.rs).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["impersonate"]
+{{- else }}
 {{- range .Values.gitops.resources }}
 - apiGroups: {{ toJson .apiGroups }}
   resources: {{ toJson .resources }}
   verbs: {{ toJson (default $.Values.gitops.defaultVerbs .verbs) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -18,7 +18,7 @@ pub(super) fn helm_release_name_error(name: &str) -> Option<String> {
 }
 
 /// Why `name` is not a DNS-1123 label (a namespace name), `None` when it is.
-pub(super) fn dns1123_label_error(name: &str) -> Option<String> {
+pub(crate) fn dns1123_label_error(name: &str) -> Option<String> {
     if name.len() > MAX_LABEL {
         return Some(format!(
             "longer than {MAX_LABEL} characters ({})",
@@ -26,6 +26,22 @@ pub(super) fn dns1123_label_error(name: &str) -> Option<String> {
         ));
     }
     label_error(name)
+}
+
+/// Kubernetes' longest DNS-1123 subdomain (most object names, e.g. a ServiceAccount's).
+const MAX_SUBDOMAIN: usize = 253;
+
+/// Why `name` is not a DNS-1123 subdomain (e.g. a ServiceAccount name: lowercase letters, digits,
+/// `-` and `.`, each dot-separated part starting and ending with a letter or digit), `None` when it
+/// is.
+pub(crate) fn dns1123_subdomain_error(name: &str) -> Option<String> {
+    if name.len() > MAX_SUBDOMAIN {
+        return Some(format!(
+            "longer than {MAX_SUBDOMAIN} characters ({})",
+            name.len()
+        ));
+    }
+    name.split('.').find_map(label_error)
 }
 
 fn label_error(label: &str) -> Option<String> {
@@ -76,6 +92,24 @@ mod tests {
         assert_eq!(dns1123_label_error(&"a".repeat(63)), None);
         for bad in ["team.a", "-a", "A", &"a".repeat(64), "--kubeconfig=/x"] {
             assert!(dns1123_label_error(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_names_are_dns_1123_subdomains() {
+        for good in ["deployer", "ci.deployer-2", &"a".repeat(63)] {
+            assert_eq!(dns1123_subdomain_error(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "Deployer",
+            "a:b",
+            "a..b",
+            "-a",
+            "a\nb",
+            &"a".repeat(254),
+        ] {
+            assert!(dns1123_subdomain_error(bad).is_some(), "{bad}");
         }
     }
 }
