@@ -1,62 +1,27 @@
 //! The `proj` commands of `kubectl sluice`, through the real kubectl: two AppProjects in a control
 //! namespace and Applications naming them there, in a namespace a project's `sourceNamespaces`
 //! accept, and in one it does not. No controller runs: the statuses are written as a controller
-//! would, so the output is known. The text layout itself is tested from fixtures in
-//! `plugin_render.rs`.
+//! would, so the output is known (a cluster-wide controller would rewrite them, but those run only
+//! in `tenancy_e2e`, and test binaries run one after another). The text layout itself is tested
+//! from fixtures in `plugin_render.rs`.
 
 mod common;
 mod plugin_support;
 
-use std::time::Duration;
-
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, Client, CustomResourceExt};
-use serde_json::{Value, json};
+use kube::{Api, Client};
+use serde_json::json;
 use sluice::api::application::Application;
-use sluice::api::project::AppProject;
 
+use common::tenancy::create_project;
 use common::{E2eEnv, TestNamespace, apply_crds};
 use plugin_support::{kubectl_sluice, kubectl_sluice_on_tty};
 
 const EXIT_ERROR: i32 = 3;
-
-/// The AppProject CRD from the type, until `crds/` carries it (`apply_crds` then applies the same
-/// object, with the same field manager).
-async fn apply_project_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = AppProject::crd();
-    let name = crd.metadata.name.clone().expect("CRD name");
-    crds.patch(
-        &name,
-        &PatchParams::apply("sluice-e2e-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply the AppProject CRD");
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("AppProject CRD established in 30s")
-    .expect("watch CRD");
-}
-
-async fn create_project(client: &Client, namespace: &str, name: &str, spec: Value) {
-    let project: AppProject = serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "AppProject",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }))
-    .expect("AppProject object");
-    Api::<AppProject>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &project)
-        .await
-        .expect("create AppProject");
-}
+/// Project names no other test uses: the refused Applications of a project are looked for in every
+/// namespace.
+const TEAM: &str = "plugin-proj-team";
+const PLATFORM: &str = "plugin-proj-platform";
 
 /// An Application of `project` in `namespace`; with `status` (sync, health), that status written
 /// through the status subresource as the controller writes it.
@@ -110,7 +75,6 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
     let env = E2eEnv::load();
     let client = env.client().await;
     apply_crds(&client).await;
-    apply_project_crd(&client).await;
     let control = TestNamespace::create(&client, "plug-proj").await;
     let team = TestNamespace::create(&client, "plug-projteam").await;
     let stray = TestNamespace::create(&client, "plug-projstray").await;
@@ -119,7 +83,7 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
     create_project(
         &client,
         control_ns,
-        "team-a",
+        TEAM,
         json!({
             "description": "Team A's services\n(e2e)",
             "sourceRepos": [
@@ -138,7 +102,7 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
     create_project(
         &client,
         control_ns,
-        "platform",
+        PLATFORM,
         json!({
             "sourceRepos": ["*"],
             "destinations": [{"server": "*", "namespace": "*"}],
@@ -150,22 +114,22 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
         &client,
         control_ns,
         "ops",
-        "platform",
+        PLATFORM,
         Some(("Synced", "Healthy")),
     )
     .await;
-    create_app(&client, control_ns, "tools", "team-a", None).await;
+    create_app(&client, control_ns, "tools", TEAM, None).await;
     create_app(
         &client,
         team_ns,
         "web",
-        "team-a",
+        TEAM,
         Some(("OutOfSync", "Progressing")),
     )
     .await;
     // Neither project accepts these namespaces: they name the project but do not use it.
-    create_app(&client, stray_ns, "intruder", "team-a", None).await;
-    create_app(&client, team_ns, "platform-app", "platform", None).await;
+    create_app(&client, stray_ns, "intruder", TEAM, None).await;
+    create_app(&client, team_ns, "platform-app", PLATFORM, None).await;
 
     let list = kubectl_sluice(&env, Some(control_ns), &["proj", "list"])
         .await
@@ -183,9 +147,9 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
                 "CLUSTER-RESOURCE-WHITELIST",
                 "APPLICATIONS"
             ],
-            vec!["platform", "-", "*", "* (*)", "*.*", "1"],
+            vec![PLATFORM, "-", "*", "* (*)", "*.*", "1"],
             vec![
-                "team-a",
+                TEAM,
                 "Team A's services (e2e)",
                 "git://127.0.0.1:9418/team-a-*.git, +1 more",
                 &team_destination,
@@ -196,7 +160,7 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
         "{list}"
     );
 
-    let get = kubectl_sluice(&env, Some(control_ns), &["proj", "get", "team-a"])
+    let get = kubectl_sluice(&env, Some(control_ns), &["proj", "get", TEAM])
         .await
         .expect_code(0)
         .stdout;
@@ -205,7 +169,7 @@ async fn proj_list_and_get_show_what_projects_allow_and_who_uses_them() {
         fields,
         format!(
             "\
-Name:               {control_ns}/team-a
+Name:               {control_ns}/{TEAM}
 Description:        Team A's services (e2e)
 Source Repos:       git://127.0.0.1:9418/team-a-*.git
 Denied Repos:       git://127.0.0.1:9418/team-a-secret.git
@@ -238,7 +202,7 @@ Service Accounts:   {server} ({team_ns}) as deployer"
     );
 
     // On a terminal the status icons are coloured.
-    let tty = kubectl_sluice_on_tty(&env, control_ns, &["proj", "get", "platform"])
+    let tty = kubectl_sluice_on_tty(&env, control_ns, &["proj", "get", PLATFORM])
         .await
         .expect_code(0)
         .stdout;

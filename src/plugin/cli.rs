@@ -74,7 +74,11 @@ pub enum PluginCommand {
     /// Applications: list, get, sync, diff, history, rollback.
     #[command(subcommand)]
     App(AppCommand),
-    /// AppProjects: what each allows and which Applications use it (in the control namespace: -n).
+    /// AppProjects: list, get (what each allows, which Applications use it).
+    ///
+    /// Projects live in the controller's control namespace: select it with -n (else the context's
+    /// namespace). Their Applications are read in all namespaces, or in that one only when you may
+    /// not list them all.
     #[command(subcommand)]
     Proj(ProjCommand),
     /// Print a shell completion script.
@@ -221,7 +225,6 @@ pub enum AppCommand {
     Rollback(AppRollbackArgs),
 }
 
-/// Projects live in the controller's control namespace: `-n` selects it, as for every command.
 #[derive(Debug, Subcommand)]
 pub enum ProjCommand {
     /// List AppProjects: repositories, destinations, cluster kinds and how many Applications use each.

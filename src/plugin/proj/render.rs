@@ -7,10 +7,10 @@ use kube::ResourceExt;
 
 use crate::api::application::Application;
 use crate::api::project::{
-    AppProject, DEFAULT_PROJECT_NAME, DestinationServiceAccount, ProjectDestination,
-    ProjectResource,
+    AppProject, DestinationServiceAccount, ProjectDestination, ProjectResource,
 };
-use crate::gitops::project::{Project, group_kind};
+use crate::gitops::project::group_kind;
+use crate::gitops::projects::as_rules;
 use crate::plugin::app::render::LABEL_WIDTH;
 use crate::plugin::style::Style;
 use crate::plugin::table::{align, field, field_lines};
@@ -36,13 +36,10 @@ pub struct ProjectApps<'a> {
 pub fn project_apps<'a>(project: &AppProject, apps: &'a [Application]) -> ProjectApps<'a> {
     let name = project.name_any();
     let control_namespace = project.namespace().unwrap_or_default();
-    let rules = Project {
-        name: &name,
-        spec: &project.spec,
-    };
+    let rules = as_rules(project);
     let mut naming: Vec<&Application> = apps
         .iter()
-        .filter(|app| project_of(app) == name)
+        .filter(|app| app.spec.project() == name)
         .collect();
     naming.sort_by_key(|a| (a.namespace(), a.name_any()));
     let (permitted, refused) = naming.into_iter().partition(|app| {
@@ -52,13 +49,6 @@ pub fn project_apps<'a>(project: &AppProject, apps: &'a [Application]) -> Projec
             .is_ok()
     });
     ProjectApps { permitted, refused }
-}
-
-fn project_of(app: &Application) -> &str {
-    match app.spec.project() {
-        "" => DEFAULT_PROJECT_NAME,
-        name => name,
-    }
 }
 
 /// `proj list`: one line per project, sorted by name; APPLICATIONS counts those that use it.
