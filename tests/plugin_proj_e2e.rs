@@ -211,7 +211,10 @@ Service Accounts:   {server} ({team_ns}) as deployer"
         tty.contains("\x1b[32m✔\x1b[0m Synced  \x1b[32m✔\x1b[0m Healthy"),
         "{tty:?}"
     );
-    assert!(tty.contains(&format!("  {team_ns}/platform-app\r\n")), "{tty:?}");
+    assert!(
+        tty.contains(&format!("  {team_ns}/platform-app\r\n")),
+        "{tty:?}"
+    );
 
     kubectl_sluice(&env, Some(control_ns), &["proj", "get", "missing"])
         .await

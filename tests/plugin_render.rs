@@ -475,11 +475,7 @@ No Applications use this project.
     #[test]
     fn proj_get_colours_only_the_status_icons() {
         let (projects, apps) = fixture();
-        let text = render_project(
-            &project(&projects, "team-a"),
-            &apps,
-            Style { color: true },
-        );
+        let text = render_project(&project(&projects, "team-a"), &apps, Style { color: true });
         assert!(
             text.contains("team-a/web      \x1b[32m✔\x1b[0m Synced     \x1b[32m✔\x1b[0m Healthy\n"),
             "{text}"

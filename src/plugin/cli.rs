@@ -398,7 +398,10 @@ mod tests {
         assert_eq!(args.name, "team-a");
         assert_eq!(cli.global.namespace.as_deref(), Some("sluice"));
         let cli = parse(&["proj", "list"]).unwrap();
-        assert!(matches!(cli.command, PluginCommand::Proj(ProjCommand::List)));
+        assert!(matches!(
+            cli.command,
+            PluginCommand::Proj(ProjCommand::List)
+        ));
         assert!(parse(&["proj", "get"]).is_err());
     }
 }

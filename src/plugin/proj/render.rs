@@ -103,7 +103,10 @@ pub fn render_project(project: &AppProject, apps: &[Application], style: Style) 
         &mut out,
         w,
         "Description:",
-        description.as_deref().filter(|d| !d.is_empty()).unwrap_or("-"),
+        description
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .unwrap_or("-"),
     );
     let (denied_repos, allowed_repos): (Vec<&String>, Vec<&String>) =
         spec.source_repos.iter().partition(|r| r.starts_with('!'));
@@ -148,14 +151,22 @@ pub fn render_project(project: &AppProject, apps: &[Application], style: Style) 
     kinds_field(&mut out, "Cluster Denied:", blacklist, "none", "none");
     let whitelist = &spec.namespace_resource_whitelist;
     let no_kinds = "no namespaced kinds";
-    kinds_field(&mut out, "Namespaced Allowed:", whitelist, "all kinds", no_kinds);
+    kinds_field(
+        &mut out,
+        "Namespaced Allowed:",
+        whitelist,
+        "all kinds",
+        no_kinds,
+    );
     let blacklist = &spec.namespace_resource_blacklist;
     kinds_field(&mut out, "Namespaced Denied:", blacklist, "none", "none");
     field_lines(
         &mut out,
         w,
         "Service Accounts:",
-        spec.destination_service_accounts.iter().map(service_account),
+        spec.destination_service_accounts
+            .iter()
+            .map(service_account),
         "none (syncs run as the controller)",
     );
     out.push('\n');
@@ -188,7 +199,12 @@ fn apps_table(apps: &ProjectApps<'_>, style: Style) -> String {
             rows.push(vec![
                 qualified_name(app),
                 style.status(status.map(|s| s.sync_status()).unwrap_or_default().as_str()),
-                style.status(status.map(|s| s.health_status()).unwrap_or_default().as_str()),
+                style.status(
+                    status
+                        .map(|s| s.health_status())
+                        .unwrap_or_default()
+                        .as_str(),
+                ),
             ]);
         }
         align(&rows).into_iter().map(|l| l + "\n").collect()
