@@ -347,3 +347,142 @@ fn a_replica_set_kept_for_its_scale_down_delay_shows_the_time_left() {
         .unwrap();
     assert!(line.ends_with("ready:3/3"), "past the deadline: {line}");
 }
+
+/// `proj list` and `proj get` from two projects and the Applications that name them.
+mod proj {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use sluice::api::project::AppProject;
+    use sluice::plugin::proj::render::{project_apps, render_project, render_project_list};
+
+    const PROJECTS: &str = include_str!("fixtures/plugin/projects.yaml");
+
+    fn fixture() -> (Vec<AppProject>, Vec<Application>) {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(PROJECTS).unwrap();
+        let of_kind = |kind: &'static str| docs.iter().filter(move |d| d["kind"] == kind).cloned();
+        let projects = of_kind("AppProject")
+            .map(|d| serde_json::from_value(d).unwrap())
+            .collect();
+        let apps = of_kind("Application")
+            .map(|d| serde_json::from_value(d).unwrap())
+            .collect();
+        (projects, apps)
+    }
+
+    fn project(projects: &[AppProject], name: &str) -> AppProject {
+        projects
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn proj_list_counts_the_applications_each_project_accepts() {
+        let (projects, apps) = fixture();
+        assert_eq!(
+            render_project_list(&projects, &apps),
+            "\
+NAME     DESCRIPTION                               SOURCE-REPOS                                DESTINATIONS                                      CLUSTER-RESOURCE-WHITELIST  APPLICATIONS
+default  -                                         *                                           * (*)                                             *.*                         2
+team-a   Team A's services and their jobs, deplo…  git://127.0.0.1:9418/team-a-*.git, +3 more  https://kubernetes.default.svc (team-a), +2 more  Namespace named team-a-*    2
+"
+        );
+        assert_eq!(render_project_list(&[], &apps), "No AppProjects found.\n");
+    }
+
+    #[test]
+    fn proj_get_shows_what_is_allowed_and_denied_and_who_uses_it() {
+        let (projects, apps) = fixture();
+        assert_eq!(
+            render_project(&project(&projects, "team-a"), &apps, Style::PLAIN),
+            "\
+Name:               sluice/team-a
+Description:        Team A's services and their jobs, deployed from team A's repositories only
+Source Repos:       git://127.0.0.1:9418/team-a-*.git
+                    https://git.example.com/team-a/*
+                    https://git.example.com/shared/charts
+Denied Repos:       https://git.example.com/team-a/secrets
+Destinations:       https://kubernetes.default.svc (team-a)
+                    in-cluster (team-a-*)
+                    * (not kube-system)
+Source Namespaces:  team-a
+                    team-a-*
+Cluster Allowed:    Namespace named team-a-*
+Cluster Denied:     none
+Namespaced Allowed: all kinds
+Namespaced Denied:  ResourceQuota
+                    NetworkPolicy.networking.k8s.io
+Service Accounts:   https://kubernetes.default.svc (team-a*) as deployer
+
+APPLICATION     SYNC         HEALTH
+team-a/web      ✔ Synced     ✔ Healthy
+team-a-dev/api  ⚠ OutOfSync  ◌ Progressing
+
+Refused (their namespace is not in sourceNamespaces, so they are not synced):
+  other/intruder
+"
+        );
+    }
+
+    #[test]
+    fn proj_get_spells_out_what_absent_and_empty_lists_mean() {
+        let bare: AppProject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "AppProject",
+            "metadata": {"name": "locked", "namespace": "sluice"},
+            "spec": {
+                "clusterResourceWhitelist": [],
+                "clusterResourceBlacklist": [],
+                "namespaceResourceWhitelist": []
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            render_project(&bare, &[], Style::PLAIN),
+            "\
+Name:               sluice/locked
+Description:        -
+Source Repos:       none (no repository is allowed)
+Denied Repos:       none
+Destinations:       none (no destination is allowed)
+Source Namespaces:  none (only Applications in namespace sluice)
+Cluster Allowed:    no cluster-scoped kinds
+Cluster Denied:     none
+Namespaced Allowed: no namespaced kinds
+Namespaced Denied:  none
+Service Accounts:   none (syncs run as the controller)
+
+No Applications use this project.
+"
+        );
+    }
+
+    #[test]
+    fn an_empty_project_name_on_an_application_means_default() {
+        let (projects, apps) = fixture();
+        let default = project(&projects, "default");
+        let users = project_apps(&default, &apps);
+        let names: Vec<_> = users
+            .permitted
+            .iter()
+            .map(|a| a.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["ops", "shop"]);
+        assert!(users.refused.is_empty());
+    }
+
+    #[test]
+    fn proj_get_colours_only_the_status_icons() {
+        let (projects, apps) = fixture();
+        let text = render_project(&project(&projects, "team-a"), &apps, Style { color: true });
+        assert!(
+            text.contains("team-a/web      \x1b[32m✔\x1b[0m Synced     \x1b[32m✔\x1b[0m Healthy\n"),
+            "{text}"
+        );
+        assert_eq!(
+            strip_ansi(&text),
+            render_project(&project(&projects, "team-a"), &apps, Style::PLAIN)
+        );
+    }
+}

@@ -295,9 +295,12 @@ pub struct ApplicationSpec {
 }
 
 impl ApplicationSpec {
-    /// `project`, default [`DEFAULT_PROJECT`].
+    /// `project`, default [`DEFAULT_PROJECT`] when unset or empty (Argo CD's `GetProject`).
     pub fn project(&self) -> &str {
-        self.project.as_deref().unwrap_or(DEFAULT_PROJECT)
+        self.project
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_PROJECT)
     }
 
     /// `revisionHistoryLimit`, default [`DEFAULT_REVISION_HISTORY_LIMIT`].
@@ -1540,6 +1543,8 @@ mod tests {
             json!({"source": {"repoURL": "https://git.example.com/shop.git"}, "destination": {}}),
         );
         assert_eq!(s.project(), "default");
+        let empty = spec(json!({"project": "", "source": {"repoURL": "r"}, "destination": {}}));
+        assert_eq!(empty.project(), "default");
         assert_eq!(s.source.target_revision(), "HEAD");
         assert_eq!(s.source.path(), ".");
         assert_eq!(s.source.explicit_source_type(), None);

@@ -298,7 +298,8 @@ fn resource_matches(rule: &ProjectResource, object: ObjectKind<'_>) -> bool {
             .is_none_or(|n| n.is_empty() || glob_match(n, object.name, false))
 }
 
-fn group_kind(group: &str, kind: &str) -> String {
+/// `Kind.group` (`Kind` for the core group), as the refusals name kinds.
+pub fn group_kind(group: &str, kind: &str) -> String {
     if group.is_empty() {
         kind.to_owned()
     } else {

@@ -1,5 +1,5 @@
 //! The command line of `kubectl sluice`: kubectl's connection flags (`--kubeconfig`, `--context`,
-//! `-n`) on every command, Argo Rollouts' command names, and Argo CD's `app` verbs.
+//! `-n`) on every command, Argo Rollouts' command names, and Argo CD's `app` and `proj` verbs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,6 +74,13 @@ pub enum PluginCommand {
     /// Applications: list, get, sync, diff, history, rollback.
     #[command(subcommand)]
     App(AppCommand),
+    /// AppProjects: list, get (what each allows, which Applications use it).
+    ///
+    /// Projects live in the controller's control namespace: select it with -n (else the context's
+    /// namespace). Their Applications are read in all namespaces, or in that one only when you may
+    /// not list them all.
+    #[command(subcommand)]
+    Proj(ProjCommand),
     /// Print a shell completion script.
     Completion(CompletionArgs),
     /// Print the plugin version.
@@ -216,6 +223,20 @@ pub enum AppCommand {
     History(AppNameArg),
     /// Sync an Application back to the revision of a history entry.
     Rollback(AppRollbackArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjCommand {
+    /// List AppProjects: repositories, destinations, cluster kinds and how many Applications use each.
+    List,
+    /// Show what an AppProject allows and denies, and the Applications that use it.
+    Get(ProjNameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjNameArg {
+    /// Name of the AppProject.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -370,5 +391,17 @@ mod tests {
             panic!("not app rollback");
         };
         assert_eq!((args.name.as_str(), args.id), ("shop", 4));
+        let cli = parse(&["proj", "get", "team-a", "-n", "sluice"]).unwrap();
+        let PluginCommand::Proj(ProjCommand::Get(args)) = cli.command else {
+            panic!("not proj get");
+        };
+        assert_eq!(args.name, "team-a");
+        assert_eq!(cli.global.namespace.as_deref(), Some("sluice"));
+        let cli = parse(&["proj", "list"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            PluginCommand::Proj(ProjCommand::List)
+        ));
+        assert!(parse(&["proj", "get"]).is_err());
     }
 }

@@ -35,7 +35,7 @@ mod tests {
             write_completion(shell, &mut out);
             let script = String::from_utf8(out).unwrap();
             assert!(script.contains("kubectl-sluice"), "{shell:?}");
-            for command in ["promote", "abort", "status", "lint"] {
+            for command in ["promote", "abort", "status", "lint", "proj"] {
                 assert!(script.contains(command), "{shell:?} lacks {command}");
             }
         }

@@ -1,9 +1,10 @@
 //! `kubectl sluice ...`: the kubectl plugin (binary `kubectl-sluice`).
 //!
 //! Commands mirror Argo Rollouts' plugin (`get rollout`, `promote`, `abort`, `status`, ...) and
-//! Argo CD's `app` verbs, on the user's kubeconfig, context and namespace. The control actions write
-//! the fields of the public contract (DESIGN.md "control actions"). Pure parts (patches, tree, list,
-//! lint, status verdicts) are separate from the client code so they are tested without a cluster.
+//! Argo CD's `app` and `proj` verbs, on the user's kubeconfig, context and namespace. The control
+//! actions write the fields of the public contract (DESIGN.md "control actions"). Pure parts
+//! (patches, tree, list, lint, status verdicts) are separate from the client code so they are
+//! tested without a cluster.
 //!
 //! Exit codes: 0 success, 1 Degraded (`status`) or problems found (`lint`), 2 timeout (`status`),
 //! 3 any error, printed as one line on stderr.
@@ -19,6 +20,7 @@ pub mod get;
 pub mod info;
 pub mod lint;
 pub mod list;
+pub mod proj;
 pub mod status;
 pub mod style;
 pub mod table;
@@ -126,6 +128,7 @@ async fn run_on_cluster(
         PluginCommand::Set(SetCommand::Image(args)) => control::set_image(kube, &args, out).await,
         PluginCommand::Status(args) => status::wait(kube, &args.name, args.timeout, out, err).await,
         PluginCommand::App(command) => app::run(kube, command, style, out, err).await,
+        PluginCommand::Proj(command) => proj::run(kube, command, style, out, err).await,
         PluginCommand::Version | PluginCommand::Completion(_) | PluginCommand::Lint(_) => {
             Ok(EXIT_OK)
         }

@@ -80,6 +80,32 @@ pub fn align(rows: &[Vec<String>]) -> Vec<String> {
         .collect()
 }
 
+/// Appends `label` padded to `width`, then `value`, as one line of a `Name:  value` block
+/// (trailing spaces trimmed).
+pub fn field(out: &mut String, width: usize, label: &str, value: &str) {
+    let line = format!("{label:<width$}{value}");
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+/// A field with one value per line, the label on the first line only; `empty` when there are none.
+pub fn field_lines<I>(out: &mut String, width: usize, label: &str, values: I, empty: &str)
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let mut label = label;
+    let mut any = false;
+    for value in values {
+        field(out, width, label, value.as_ref());
+        label = "";
+        any = true;
+    }
+    if !any {
+        field(out, width, label, empty);
+    }
+}
+
 /// Characters shown on a terminal, without colour escape sequences.
 pub fn visible_width(text: &str) -> usize {
     let mut width = 0;
@@ -150,6 +176,19 @@ mod tests {
                 "web          \x1b[32m✔\x1b[0m Healthy  5m",
                 "a-long-name  x",
             ]
+        );
+    }
+
+    #[test]
+    fn fields_pad_labels_and_continue_lists_under_the_first_value() {
+        let mut out = String::new();
+        field(&mut out, 8, "Name:", "web");
+        field(&mut out, 8, "Empty:", "");
+        field_lines(&mut out, 8, "Repos:", ["a", "b"], "none");
+        field_lines(&mut out, 8, "Kinds:", Vec::<String>::new(), "none");
+        assert_eq!(
+            out,
+            "Name:   web\nEmpty:\nRepos:  a\n        b\nKinds:  none\n"
         );
     }
 

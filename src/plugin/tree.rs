@@ -8,7 +8,7 @@ use crate::plugin::info::{
     StrategyInfo,
 };
 use crate::plugin::style::{Color, Style};
-use crate::plugin::table::{age_of, align, human_age, short_sha};
+use crate::plugin::table::{self, age_of, align, human_age, short_sha};
 
 const ICON_ROLLOUT: &str = "⟳";
 const ICON_REVISION: &str = "#";
@@ -29,9 +29,7 @@ pub fn render_rollout(info: &RolloutInfo, now: Timestamp, style: Style) -> Strin
 }
 
 fn field(out: &mut String, label: &str, value: &str) {
-    let line = format!("{label:<17}{value}");
-    out.push_str(line.trim_end());
-    out.push('\n');
+    table::field(out, 17, label, value);
 }
 
 fn header(info: &RolloutInfo, style: Style) -> String {

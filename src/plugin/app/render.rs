@@ -6,7 +6,7 @@ use kube::ResourceExt;
 
 use crate::api::application::{Application, ApplicationStatus, ResourceStatus, SyncStatusCode};
 use crate::plugin::style::{Color, Style};
-use crate::plugin::table::{align, human_age, short_sha};
+use crate::plugin::table::{self, align, human_age, short_sha};
 
 /// `app list`: one line per Application, sorted by namespace and name.
 pub fn render_app_list(apps: &[Application], all_namespaces: bool, style: Style) -> String {
@@ -81,10 +81,11 @@ fn sync_policy(app: &Application) -> String {
     }
 }
 
+/// The width of the labels of `app get`, as Argo CD's CLI (`proj get` uses it too).
+pub(crate) const LABEL_WIDTH: usize = 20;
+
 fn field(out: &mut String, label: &str, value: &str) {
-    let line = format!("{label:<20}{value}");
-    out.push_str(line.trim_end());
-    out.push('\n');
+    table::field(out, LABEL_WIDTH, label, value);
 }
 
 /// `app get`: the Application's source, sync, health, operation and conditions, then its objects.
