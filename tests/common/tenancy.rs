@@ -35,6 +35,20 @@ pub struct NewApp<'a> {
     pub destination: &'a str,
 }
 
+impl<'a> NewApp<'a> {
+    /// `name` in `team`'s namespace and project, syncing `app/` of `repo` into that namespace.
+    pub fn of(team: &'a Team, name: &'a str, repo: &'a GitRepo) -> Self {
+        NewApp {
+            namespace: &team.ns.name,
+            name,
+            project: &team.project,
+            repo,
+            path: "app",
+            destination: &team.ns.name,
+        }
+    }
+}
+
 /// A team: its namespace and the name of its AppProject.
 pub struct Team {
     pub ns: TestNamespace,

@@ -81,18 +81,8 @@ async fn the_api_servers_refusal_of_the_service_account_fails_the_sync_and_appli
             ("app/crb.yaml", Some(&crb.to_string())),
         ],
     );
-    h.create_app(
-        NewApp {
-            namespace: &ns,
-            name: "escalate",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: &ns,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "escalate", &repo), json!({}))
+        .await;
 
     let user = service_account_user(&ns);
     let app = h
@@ -149,18 +139,8 @@ async fn a_sync_writes_as_the_projects_service_account() {
         "settings",
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
-    h.create_app(
-        NewApp {
-            namespace: &ns,
-            name: "config",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: &ns,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "config", &repo), json!({}))
+        .await;
     h.wait_app(&ns, "config", "Synced at the first commit", |a| {
         sync_status(a) == SyncStatusCode::Synced && revision(a).as_deref() == Some(first.as_str())
     })
@@ -254,18 +234,8 @@ async fn a_project_without_service_accounts_fails_the_sync_with_a_clear_message(
         "settings",
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
-    h.create_app(
-        NewApp {
-            namespace: &ns,
-            name: "config",
-            project: &h.team_b.project,
-            repo: &repo,
-            path: "app",
-            destination: &ns,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_b, "config", &repo), json!({}))
+        .await;
     let expected = format!(
         "no ServiceAccount to sync as, nothing was applied: sync impersonation is on (--sync-impersonation) and project {} has no destinationServiceAccounts",
         h.team_b.project
@@ -309,18 +279,8 @@ async fn the_cascade_delete_runs_as_the_service_account() {
         "settings",
         &[("app/cm.yaml", Some(&config_map("settings", "1")))],
     );
-    h.create_app(
-        NewApp {
-            namespace: &ns,
-            name: "config",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: &ns,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "config", &repo), json!({}))
+        .await;
     let apps = h.apps(&ns);
     apps.patch(
         "config",

@@ -39,18 +39,8 @@ async fn objects_outside_the_project_fail_the_sync_and_nothing_of_it_is_applied(
             ),
         ],
     );
-    h.create_app(
-        NewApp {
-            namespace: a,
-            name: "shop",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: a,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "shop", &repo), json!({}))
+        .await;
 
     let app = h
         .wait_app(a, "shop", "the sync failed", |app| {
@@ -112,41 +102,24 @@ async fn applications_outside_the_control_namespace_need_the_projects_source_nam
     // Team B's namespace is not in team A's sourceNamespaces, nor in the default project's.
     h.create_app(
         NewApp {
-            namespace: b,
-            name: "borrowed",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
             destination: a,
+            namespace: b,
+            ..NewApp::of(&h.team_a, "borrowed", &repo)
         },
         json!({}),
     )
     .await;
     h.create_app(
         NewApp {
-            namespace: b,
-            name: "defaulted",
             project: "default",
-            repo: &repo,
-            path: "app",
-            destination: b,
+            ..NewApp::of(&h.team_b, "defaulted", &repo)
         },
         json!({}),
     )
     .await;
     // The control namespace may use any project; team A's own namespace may use team A's.
-    h.create_app(
-        NewApp {
-            namespace: a,
-            name: "own",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: a,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "own", &repo), json!({}))
+        .await;
 
     for (name, project) in [("borrowed", "team-a"), ("defaulted", "default")] {
         let app = h
@@ -172,14 +145,7 @@ async fn applications_outside_the_control_namespace_need_the_projects_source_nam
 
     // A repository outside sourceRepos is refused before it is fetched.
     h.create_app(
-        NewApp {
-            namespace: a,
-            name: "elsewhere",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: a,
-        },
+        NewApp::of(&h.team_a, "elsewhere", &repo),
         json!({"source": {"repoURL": "http://127.0.0.1:9/other.git", "path": "app"}}),
     )
     .await;
@@ -216,18 +182,8 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
         "team b",
         &[("app/cm.yaml", Some(&config_map("shared", "team-b")))],
     );
-    h.create_app(
-        NewApp {
-            namespace: b,
-            name: "owner",
-            project: &h.team_b.project,
-            repo: &repo_b,
-            path: "app",
-            destination: b,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_b, "owner", &repo_b), json!({}))
+        .await;
     h.wait_app(b, "owner", "Synced", |app| {
         sync_status(app) == SyncStatusCode::Synced
             && revision(app).as_deref() == Some(sha_b.as_str())
@@ -243,18 +199,8 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
             ("app/shared.yaml", Some(&shared)),
         ],
     );
-    h.create_app(
-        NewApp {
-            namespace: a,
-            name: "intruder",
-            project: &h.team_a.project,
-            repo: &repo_a,
-            path: "app",
-            destination: a,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "intruder", &repo_a), json!({}))
+        .await;
     let app = h
         .wait_app(a, "intruder", "synced what is its own", |app| {
             operation(app).is_some_and(|(phase, _)| phase == OperationPhase::Succeeded)
@@ -295,14 +241,7 @@ async fn an_object_another_application_tracks_is_neither_modified_nor_pruned() {
         ],
     );
     h.create_app(
-        NewApp {
-            namespace: a,
-            name: "strict",
-            project: &h.team_a.project,
-            repo: &repo_c,
-            path: "app",
-            destination: a,
-        },
+        NewApp::of(&h.team_a, "strict", &repo_c),
         json!({"syncPolicy": {"automated": {}, "syncOptions": ["FailOnSharedResource=true"]}}),
     )
     .await;
@@ -338,18 +277,8 @@ async fn fields_another_manager_owns_are_never_forced_on_an_adopted_object() {
         "declare the legacy map",
         &[("app/legacy.yaml", Some(&config_map("legacy", "from-git")))],
     );
-    h.create_app(
-        NewApp {
-            namespace: a,
-            name: "adopter",
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: a,
-        },
-        json!({}),
-    )
-    .await;
+    h.create_app(NewApp::of(&h.team_a, "adopter", &repo), json!({}))
+        .await;
     let app = h
         .wait_app(a, "adopter", "the sync failed", |app| {
             operation(app).is_some_and(|(phase, _)| phase == OperationPhase::Failed)

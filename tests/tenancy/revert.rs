@@ -60,14 +60,7 @@ async fn a_forged_rollout_in_team_b_pushes_no_revert_to_team_a() {
         &[("app/settings.yaml".into(), config_map("settings", "1"))],
     );
     h.create_app(
-        NewApp {
-            namespace: &team_a,
-            name: APP,
-            project: &h.team_a.project,
-            repo: &repo,
-            path: "app",
-            destination: &team_a,
-        },
+        NewApp::of(&h.team_a, APP, &repo),
         json!({"syncPolicy": {"automated": {"prune": true, "selfHeal": true},
                               "rollback": {"gitRevert": true}}}),
     )
