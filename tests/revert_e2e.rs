@@ -167,7 +167,7 @@ async fn l3_a_conflicting_later_commit_pushes_nothing_and_says_why() {
     let dir = git_dir(&h, &repo);
     let bad = commit(&repo, "web bad", &app_files(&ns, "example/web:bad"));
     synced_at(&h, &bad).await;
-    // Before the analysis fails (it measures after 4 s), a person labels the Rollout: the same
+    // Before the analysis fails (it measures after 10 s), a person labels the Rollout: the same
     // line of app/rollout.yaml, no new revision.
     let later = commit(
         &repo,
@@ -365,7 +365,7 @@ async fn replica_set_hashes(h: &GitopsHarness) -> Vec<String> {
 }
 
 /// Waits for the canary of a new revision (not `old`) to have its AnalysisRun, then kills the
-/// leader among `alive` — mid-rollout, before the run's first measurement (4 s in) — and returns
+/// leader among `alive` — mid-rollout, before the run's first measurement (10 s in) — and returns
 /// the canary's hash and the index of the killed process in `alive`.
 async fn kill_leader_mid_analysis(
     h: &GitopsHarness,

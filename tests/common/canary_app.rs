@@ -20,7 +20,7 @@ pub fn manifest(value: Value) -> String {
 }
 
 /// The app's files: the two Services, the HTTPRoute, the success-rate template (measured every 2 s
-/// after 4 s, twice) and the Rollout running `image`.
+/// after 10 s, twice) and the Rollout running `image`.
 pub fn app_files(ns: &str, image: &str) -> Vec<(String, String)> {
     app_files_labelled(ns, image, json!({}))
 }

@@ -322,8 +322,9 @@ impl WeightZeroWatch {
     }
 }
 
-/// The shipped success-rate template, measured every 2 s after a 4 s delay (so that Prometheus has
-/// two scrapes of the canary's new series), `count` times; `edit` adjusts its metric further.
+/// The shipped success-rate template, measured every 2 s after a 10 s delay (so that Prometheus has
+/// scraped the canary's new series many times and a `:bad` canary has answered enough requests to
+/// show its 500s), `count` times; `edit` adjusts its metric further.
 pub fn success_rate_template(count: i64, edit: impl FnOnce(&mut Value)) -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -333,7 +334,9 @@ pub fn success_rate_template(count: i64, edit: impl FnOnce(&mut Value)) -> Value
     let mut template: Value = serde_saphyr::from_str(&text).expect("parse the template");
     let metric = &mut template["spec"]["metrics"][0];
     metric["interval"] = json!("2s");
-    metric["initialDelay"] = json!("4s");
+    // After only 4 s a `:bad` canary (30 % 500s) once measured 100 % success twice on a loaded
+    // machine and was promoted (revert_e2e l3).
+    metric["initialDelay"] = json!("10s");
     metric["count"] = json!(count);
     edit(metric);
     template
