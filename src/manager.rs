@@ -127,8 +127,10 @@ fn control_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> Stri
 }
 
 /// The watch caches of the controllers, each reported to `/readyz` once synced.
-const CACHES: [&str; 5] = [
+const CACHES: [&str; 7] = [
     "rollouts",
+    "analysistemplates",
+    "clusteranalysistemplates",
     "analysisruns",
     "applications",
     "appprojects",

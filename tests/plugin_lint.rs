@@ -65,3 +65,53 @@ fn a_yaml_syntax_error_is_reported_at_its_line() {
     );
     assert_eq!(finding.object, "document 1");
 }
+
+#[test]
+fn argo_fields_sluice_does_not_implement_are_reported_at_their_lines_as_the_controller_does() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rollout =
+        std::fs::read_to_string(dir.join("tests/fixtures/rollout/argo-unimplemented.yaml"))
+            .unwrap();
+    let found: Vec<(u64, String)> = lint(&rollout)
+        .findings
+        .into_iter()
+        .map(|f| (f.line, f.message))
+        .collect();
+    let not_supported = |path: &str| {
+        format!("{path} is not supported by Sluice (an Argo field it does not implement)")
+    };
+    let expected: Vec<(u64, String)> = [
+        (10, "spec.rollbackWindow"),
+        (12, "spec.analysis"),
+        (30, "spec.strategy.canary.minPodsPerReplicaSet"),
+        (31, "spec.strategy.canary.antiAffinity"),
+        (35, "spec.strategy.canary.trafficRouting.maxTrafficWeight"),
+        (36, "spec.strategy.canary.trafficRouting.managedRoutes"),
+        (39, "spec.strategy.canary.trafficRouting.istio"),
+        (50, "spec.strategy.canary.steps[1].setHeaderRoute"),
+        (56, "spec.strategy.canary.steps[2].setMirrorRoute"),
+        (62, "spec.strategy.canary.steps[3].experiment"),
+    ]
+    .into_iter()
+    .map(|(line, path)| (line, not_supported(path)))
+    .collect();
+    assert_eq!(found, expected);
+
+    let template =
+        std::fs::read_to_string(dir.join("tests/fixtures/analysis/argo-providers-template.yaml"))
+            .unwrap();
+    let found: Vec<(u64, String)> = lint(&template)
+        .findings
+        .into_iter()
+        .map(|f| (f.line, f.message))
+        .collect();
+    let expected: Vec<(u64, String)> = [
+        (9, "spec.templates"),
+        (20, "spec.metrics[0].provider.job"),
+        (32, "spec.metrics[1].provider.datadog"),
+    ]
+    .into_iter()
+    .map(|(line, path)| (line, not_supported(path)))
+    .collect();
+    assert_eq!(found, expected);
+}

@@ -289,6 +289,16 @@ async fn reconcile_run(
     let now = Timestamp::now();
     let spec = &run.spec;
 
+    // An Argo field Sluice does not implement ends the run before anything is measured: measuring
+    // without it would judge something other than what was written.
+    let unsupported = spec.unsupported_fields();
+    if !unsupported.is_empty() {
+        let message = crate::api::unsupported::message(&unsupported);
+        let status = error_run(&current, message, now);
+        write_status(&ctx.client, &run, &current, &status).await?;
+        return Ok(Action::await_change());
+    }
+
     // Arguments first: an unresolvable one fails the run before any query is sent (A7).
     let resolved = match observe_args(&ctx.client, &namespace, spec).await {
         Ok(a) => a,

@@ -89,7 +89,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisTemplateSpec {
-    /// The metrics to measure.
+    /// The metrics to measure (at most 100: the bound keeps the CRD's validation rules within the
+    /// API server's cost budget).
+    #[serde(default)]
+    #[schemars(length(max = 100))]
     pub metrics: Vec<Metric>,
     /// Arguments the metrics use as `{{args.NAME}}`; a value may be left for the Rollout to give.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -100,6 +103,11 @@ pub struct AnalysisTemplateSpec {
     /// How many measurements to keep per metric (default 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurement_retention: Vec<MeasurementRetention>,
+    /// Argo's `templates`: kept as written, not implemented (a Rollout using the template is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub templates: Option<serde_json::Value>,
 }
 
 /// The spec of a `ClusterAnalysisTemplate`: exactly an [`AnalysisTemplateSpec`] (same fields on the
@@ -156,6 +164,21 @@ pub struct AnalysisTemplateStatus {
 }
 
 impl AnalysisTemplateSpec {
+    /// The Argo fields set in this spec that Sluice does not implement (see
+    /// [`crate::api::unsupported`]), as paths from the object's root.
+    pub fn unsupported_fields(&self) -> Vec<String> {
+        serde_json::to_value(self).map_or_else(
+            |_| Vec::new(),
+            |value| {
+                crate::api::unsupported::set_paths(
+                    &value,
+                    "spec",
+                    crate::api::unsupported::analysis_template_spec(),
+                )
+            },
+        )
+    }
+
     /// Whether the metric named `metric_name` runs in dry-run mode (see [`DryRun::applies_to`]).
     pub fn is_dry_run(&self, metric_name: &str) -> bool {
         is_dry_run(&self.dry_run, metric_name)
@@ -341,8 +364,8 @@ fn int32_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
 
 /// The provider of a metric's measurements: exactly one must be set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.scrape) ? 1 : 0) == 1")
-    .message("exactly one metric provider must be set: prometheus or scrape"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.scrape) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.datadog) ? 1 : 0) + (has(self.graphite) ? 1 : 0) + (has(self.influxdb) ? 1 : 0) + (has(self.job) ? 1 : 0) + (has(self.kayenta) ? 1 : 0) + (has(self.newRelic) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.skywalking) ? 1 : 0) + (has(self.wavefront) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1")
+    .message("exactly one metric provider must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
     /// A PromQL query against a Prometheus server.
@@ -351,6 +374,61 @@ pub struct MetricProvider {
     /// A direct read of a Prometheus exposition-format endpoint (Sluice's own provider).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape: Option<ScrapeMetric>,
+    /// Argo's `cloudWatch`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub cloud_watch: Option<serde_json::Value>,
+    /// Argo's `datadog`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub datadog: Option<serde_json::Value>,
+    /// Argo's `graphite`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub graphite: Option<serde_json::Value>,
+    /// Argo's `influxdb`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub influxdb: Option<serde_json::Value>,
+    /// Argo's `job`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub job: Option<serde_json::Value>,
+    /// Argo's `kayenta`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub kayenta: Option<serde_json::Value>,
+    /// Argo's `newRelic`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub new_relic: Option<serde_json::Value>,
+    /// Argo's `plugin`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub plugin: Option<serde_json::Value>,
+    /// Argo's `skywalking`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub skywalking: Option<serde_json::Value>,
+    /// Argo's `wavefront`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub wavefront: Option<serde_json::Value>,
+    /// Argo's `web`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub web: Option<serde_json::Value>,
 }
 
 /// A Prometheus query. `result` is a number for a scalar, a list of numbers for a vector (`[]` when
@@ -410,14 +488,30 @@ pub struct PrometheusAuthentication {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer: Option<BearerAuth>,
+    /// Argo's `oauth2`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub oauth2: Option<serde_json::Value>,
+    /// Argo's `sigv4`: kept as written, not implemented (a metric using it is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub sigv4: Option<serde_json::Value>,
 }
 
-/// HTTP basic authentication; the password is read from a Secret in the run's namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// HTTP basic authentication: Argo's `password` (usually `{{args.NAME}}` of an argument read from a
+/// Secret), or Sluice's `passwordSecretRef` read from a Secret in the run's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.password) != has(self.passwordSecretRef)")
+    .message("exactly one of password and passwordSecretRef must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
     pub username: String,
-    pub password_secret_ref: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// `Authorization: Bearer <token>`; the token is read from a Secret in the run's namespace.
@@ -626,7 +720,8 @@ fn measurement_retention_limit(entries: &[MeasurementRetention], metric_name: &s
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisRunSpec {
-    /// The metrics to measure.
+    /// The metrics to measure (at most 100, as in a template).
+    #[schemars(length(max = 100))]
     pub metrics: Vec<Metric>,
     /// The arguments used in this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -640,9 +735,29 @@ pub struct AnalysisRunSpec {
     /// How many measurements to keep per metric (default 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurement_retention: Vec<MeasurementRetention>,
+    /// Argo's `ttlStrategy`: kept as written, not implemented (the run is refused; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub ttl_strategy: Option<serde_json::Value>,
 }
 
 impl AnalysisRunSpec {
+    /// The Argo fields set in this spec that Sluice does not implement (see
+    /// [`crate::api::unsupported`]), as paths from the object's root.
+    pub fn unsupported_fields(&self) -> Vec<String> {
+        serde_json::to_value(self).map_or_else(
+            |_| Vec::new(),
+            |value| {
+                crate::api::unsupported::set_paths(
+                    &value,
+                    "spec",
+                    crate::api::unsupported::analysis_run_spec(),
+                )
+            },
+        )
+    }
+
     /// `terminate`, default false.
     pub fn is_terminated(&self) -> bool {
         self.terminate.unwrap_or(false)
@@ -669,6 +784,7 @@ impl From<AnalysisTemplateSpec> for AnalysisRunSpec {
             terminate: None,
             dry_run: t.dry_run,
             measurement_retention: t.measurement_retention,
+            ttl_strategy: None,
         }
     }
 }
@@ -1246,10 +1362,16 @@ mod tests {
             );
         }
         let provider = &metric["properties"]["provider"];
-        assert_eq!(
-            provider["x-kubernetes-validations"][0]["rule"],
-            "(has(self.prometheus) ? 1 : 0) + (has(self.scrape) ? 1 : 0) == 1"
-        );
+        let rule = provider["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
+        for name in ["prometheus", "scrape", "datadog", "job", "web", "newRelic"] {
+            assert!(
+                rule.contains(&format!("(has(self.{name}) ? 1 : 0)")),
+                "{name}: {rule}"
+            );
+        }
+        assert!(rule.ends_with(" == 1"), "{rule}");
         let prom = &provider["properties"]["prometheus"];
         assert_eq!(prom["properties"]["timeout"]["type"], "integer");
         assert_eq!(prom["properties"]["timeout"]["format"], "int64");

@@ -10,6 +10,7 @@ pub mod application;
 pub mod common;
 pub mod project;
 pub mod rollout;
+pub mod unsupported;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

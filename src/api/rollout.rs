@@ -100,6 +100,12 @@ pub enum RolloutSpecError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A field that must be set is not.
+    #[error("{0} is required")]
+    Required(&'static str),
+    /// Argo fields Sluice does not implement are set (paths from the object's root).
+    #[error("{}", super::unsupported::message(.0))]
+    Unsupported(Vec<String>),
     /// A number outside its allowed range.
     #[error("{field} is {value}, must be between {min} and {max}")]
     OutOfRange {
@@ -232,6 +238,16 @@ pub struct RolloutSpec {
     pub restart_at: Option<Time>,
     /// How new revisions are rolled out: `canary` or `blueGreen`.
     pub strategy: RolloutStrategy,
+    /// Argo's `analysis`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub analysis: Option<serde_json::Value>,
+    /// Argo's `rollbackWindow`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub rollback_window: Option<serde_json::Value>,
 }
 
 /// Largest pod count `maxSurge` / `maxUnavailable` accept: beyond it a count is a typo, and the
@@ -407,13 +423,38 @@ pub struct CanaryStrategy {
     /// Labels and annotations added to stable pods while they are the stable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_metadata: Option<PodTemplateMetadata>,
+    /// Argo's `antiAffinity`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub anti_affinity: Option<serde_json::Value>,
+    /// Argo's `minPodsPerReplicaSet`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub min_pods_per_replica_set: Option<serde_json::Value>,
+    /// Argo's `pingPong`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub ping_pong: Option<serde_json::Value>,
+    /// Argo's `replicaProgressThreshold`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub replica_progress_threshold: Option<serde_json::Value>,
+    /// Argo's `scaleDownDelayRevisionLimit`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub scale_down_delay_revision_limit: Option<serde_json::Value>,
 }
 
 /// One canary step (Argo's `CanaryStep`): exactly one of its fields is set.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[x_kube(validation = Rule::new(
-    "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1"
-).message("a canary step sets exactly one of setWeight, pause, setCanaryScale and analysis"))]
+    "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.experiment) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1"
+).message("a canary step sets exactly one of setWeight, pause, setCanaryScale, analysis, experiment, plugin, setHeaderRoute and setMirrorRoute"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
     /// Percentage of traffic (or of replicas, without a router) sent to the canary.
@@ -429,6 +470,26 @@ pub struct CanaryStep {
     /// Run an AnalysisRun and wait for it to succeed before the next step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RolloutAnalysis>,
+    /// Argo's `experiment`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub experiment: Option<serde_json::Value>,
+    /// Argo's `plugin`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub plugin: Option<serde_json::Value>,
+    /// Argo's `setHeaderRoute`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub set_header_route: Option<serde_json::Value>,
+    /// Argo's `setMirrorRoute`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub set_mirror_route: Option<serde_json::Value>,
 }
 
 /// What a canary step does, borrowed from a [`CanaryStep`] that sets exactly one kind.
@@ -494,13 +555,60 @@ pub struct TrafficRouting {
     /// `argoproj-labs/gatewayAPI` itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<TrafficRoutingPlugins>,
+    /// Argo's `alb`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub alb: Option<serde_json::Value>,
+    /// Argo's `ambassador`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub ambassador: Option<serde_json::Value>,
+    /// Argo's `apisix`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub apisix: Option<serde_json::Value>,
+    /// Argo's `appMesh`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub app_mesh: Option<serde_json::Value>,
+    /// Argo's `istio`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub istio: Option<serde_json::Value>,
+    /// Argo's `managedRoutes`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub managed_routes: Option<serde_json::Value>,
+    /// Argo's `maxTrafficWeight`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub max_traffic_weight: Option<serde_json::Value>,
+    /// Argo's `smi`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub smi: Option<serde_json::Value>,
+    /// Argo's `traefik`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub traefik: Option<serde_json::Value>,
 }
 
 /// `trafficRouting.nginx` (Argo's `NginxTrafficRouting`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NginxTrafficRouting {
-    /// The Ingress serving the stable Service; the canary Ingress is derived from it.
+    /// The Ingress serving the stable Service; the canary Ingress is derived from it. Required
+    /// (Argo's alternative, `stableIngresses`, is not implemented).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stable_ingress: String,
     /// Annotation prefix of the NGINX controller [`DEFAULT_NGINX_ANNOTATION_PREFIX`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -509,6 +617,16 @@ pub struct NginxTrafficRouting {
     /// without the prefix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_ingress_annotations: BTreeMap<String, String>,
+    /// Argo's `canaryIngressAnnotations`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub canary_ingress_annotations: Option<serde_json::Value>,
+    /// Argo's `stableIngresses`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub stable_ingresses: Option<serde_json::Value>,
 }
 
 /// `trafficRouting.plugins`: a map from plugin name to that plugin's configuration, exactly as Argo
@@ -635,6 +753,21 @@ pub struct BlueGreenStrategy {
     /// Labels and annotations added to active pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_metadata: Option<PodTemplateMetadata>,
+    /// Argo's `antiAffinity`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    pub anti_affinity: Option<serde_json::Value>,
+    /// Argo's `maxUnavailable`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub max_unavailable: Option<serde_json::Value>,
+    /// Argo's `scaleDownDelayRevisionLimit`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
+    /// [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub scale_down_delay_revision_limit: Option<serde_json::Value>,
 }
 
 /// An analysis to run (Argo's `RolloutAnalysis`): step analysis, pre/post-promotion analysis.
@@ -1028,9 +1161,41 @@ impl RolloutSpec {
         self.strategy.blue_green.as_ref()
     }
 
+    /// The Argo fields set in this spec that Sluice does not implement
+    /// ([`super::unsupported::ROLLOUT_SPEC`]), as paths from the object's root.
+    pub fn unsupported_fields(&self) -> Vec<String> {
+        let mut fields = serde_json::Map::new();
+        let mut keep = |key: &str, value: Result<serde_json::Value, serde_json::Error>| {
+            if let Ok(value) = value {
+                fields.insert(key.to_string(), value);
+            }
+        };
+        keep("analysis", serde_json::to_value(&self.analysis));
+        keep(
+            "rollbackWindow",
+            serde_json::to_value(&self.rollback_window),
+        );
+        keep("strategy", serde_json::to_value(&self.strategy));
+        super::unsupported::set_paths(
+            &serde_json::Value::Object(fields),
+            "spec",
+            super::unsupported::ROLLOUT_SPEC.iter().copied(),
+        )
+    }
+
     /// Checks what the CRD schema checks, and what it cannot (durations, percentages), so that the
     /// controller reports an `InvalidSpec` condition with the first problem found.
     pub fn validate(&self) -> Result<(), RolloutSpecError> {
+        let unsupported = self.unsupported_fields();
+        if !unsupported.is_empty() {
+            return Err(RolloutSpecError::Unsupported(unsupported));
+        }
+        self.validate_values()
+    }
+
+    /// [`RolloutSpec::validate`] without the unimplemented-fields check (which `lint` reports field
+    /// by field).
+    pub fn validate_values(&self) -> Result<(), RolloutSpecError> {
         match (&self.template, &self.workload_ref) {
             (Some(_), Some(_)) => return Err(RolloutSpecError::TemplateAndWorkloadRef),
             (None, None) => return Err(RolloutSpecError::NoTemplate),
@@ -1129,6 +1294,12 @@ impl CanaryStrategy {
         for (index, step) in self.steps.iter().enumerate() {
             step.validate(index)?;
         }
+        let nginx = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref());
+        if nginx.is_some_and(|n| n.stable_ingress.is_empty()) {
+            return Err(RolloutSpecError::Required(
+                "spec.strategy.canary.trafficRouting.nginx.stableIngress",
+            ));
+        }
         for (field, value, max_percent) in [
             (
                 "spec.strategy.canary.maxSurge",
@@ -1197,9 +1368,22 @@ impl CanaryStep {
         }
     }
 
+    fn sets_unimplemented_kind(&self) -> bool {
+        [
+            &self.experiment,
+            &self.plugin,
+            &self.set_header_route,
+            &self.set_mirror_route,
+        ]
+        .iter()
+        .any(|kind| kind.is_some())
+    }
+
     fn validate(&self, index: usize) -> Result<(), RolloutSpecError> {
         let invalid = |reason: String| RolloutSpecError::InvalidStep { index, reason };
         match self.kind() {
+            // An Argo step kind Sluice does not implement: reported as such (`unsupported_fields`).
+            None if self.sets_unimplemented_kind() => Ok(()),
             None => Err(invalid(
                 "a step sets exactly one of setWeight, pause, setCanaryScale and analysis"
                     .to_string(),
@@ -2210,7 +2394,7 @@ example.com/other:
                 "has(self.canary) != has(self.blueGreen)".to_string(),
                 "!(has(self.value) && has(self.valueFrom))".to_string(),
                 "has(self.podTemplateHashValue) != has(self.fieldRef)".to_string(),
-                "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1".to_string(),
+                "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.experiment) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1".to_string(),
         ];
         expected.sort();
         assert_eq!(rules, expected);

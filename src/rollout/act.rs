@@ -23,6 +23,7 @@ use crate::rollout::replicasets::{
     ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, ReplicaSetError, SCALE_DOWN_DEADLINE_ANNOTATION,
     new_replica_set, scale_down_deadline_annotation,
 };
+use crate::rollout::templates::ResolvedTemplates;
 use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
 
 #[derive(Debug, Error)]
@@ -50,6 +51,8 @@ pub struct Actor<'a> {
     pub rollout: &'a Rollout,
     /// The pod template of the current revision (the Rollout's, or its workloadRef's).
     pub template: &'a PodTemplateSpec,
+    /// The templates the Rollout names, as observed (the planner checked they all exist).
+    pub templates: &'a ResolvedTemplates,
 }
 
 impl Actor<'_> {
@@ -134,15 +137,14 @@ impl Actor<'_> {
                 pod_template_hash,
             } => {
                 let run = build_analysis_run(
-                    self.client,
+                    self.templates,
                     self.rollout,
                     name,
                     *analysis_type,
                     *step_index,
                     analysis,
                     pod_template_hash,
-                )
-                .await?;
+                )?;
                 ignore_already_exists(
                     self.analysis_runs()
                         .create(&PostParams::default(), &run)

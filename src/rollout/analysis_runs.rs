@@ -1,34 +1,27 @@
 //! AnalysisRuns a Rollout creates: its templates (namespaced or cluster-scoped) merged into one run
 //! spec, the Rollout's arguments resolved into it, owned by and labelled for the Rollout.
 //!
-//! The merge and argument rules are the analysis module's ([`build_analysis_run`]); this side reads
-//! the templates and supplies what only the Rollout knows (pod template hashes, its own fields). A
+//! The merge and argument rules are the analysis module's ([`merge_templates`]); this side takes
+//! the templates observed and supplies what only the Rollout knows (pod template hashes, its own fields). A
 //! template's `secretKeyRef` argument stays in the run for the analysis controller to read, so secret
 //! values never land in an object's spec.
 
 use std::collections::BTreeMap;
 
+use kube::ResourceExt;
 use kube::api::ObjectMeta;
-use kube::{Api, Client, ResourceExt};
 use thiserror::Error;
 
 use crate::analysis::args::{ArgContext, ArgsError, build_analysis_run as merge_templates};
-use crate::api::analysis::{
-    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
-};
+use crate::api::analysis::{AnalysisRun, AnalysisRunSpec, AnalysisTemplateSpec};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutAnalysis};
 use crate::rollout::observe::{ANALYSIS_TYPE_LABEL, ROLLOUT_LABEL, STEP_INDEX_LABEL};
 use crate::rollout::observed::AnalysisType;
 use crate::rollout::replicasets::rollout_owner_reference;
+use crate::rollout::templates::{ResolvedTemplates, TemplateRef};
 
 #[derive(Debug, Error)]
 pub enum AnalysisRunError {
-    #[error("reading analysis template {name}: {source}")]
-    Template {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error("analysis template {0} not found")]
     TemplateNotFound(String),
     #[error(transparent)]
@@ -39,9 +32,9 @@ pub enum AnalysisRunError {
     NoOwner(String),
 }
 
-/// Reads the templates `analysis` names and builds the AnalysisRun object to create.
-pub async fn build_analysis_run(
-    client: &Client,
+/// Builds the AnalysisRun object to create from the templates `analysis` names (as observed).
+pub fn build_analysis_run(
+    found: &ResolvedTemplates,
     rollout: &Rollout,
     name: &str,
     analysis_type: AnalysisType,
@@ -52,14 +45,14 @@ pub async fn build_analysis_run(
     let namespace = rollout.namespace().unwrap_or_default();
     let mut templates = Vec::new();
     for template in &analysis.templates {
-        let spec = fetch_template(
-            client,
-            &namespace,
-            &template.template_name,
-            template.cluster_scope(),
-        )
-        .await?;
-        templates.push((template.template_name.clone(), spec));
+        let reference = TemplateRef {
+            name: template.template_name.clone(),
+            cluster_scope: template.cluster_scope(),
+        };
+        let spec = found
+            .get(&reference)
+            .ok_or_else(|| AnalysisRunError::TemplateNotFound(reference.name.clone()))?;
+        templates.push((reference.name, spec.clone()));
     }
     let spec = run_spec(rollout, &templates, analysis, pod_template_hash)?;
     let owner = rollout_owner_reference(rollout)
@@ -86,32 +79,6 @@ pub async fn build_analysis_run(
         spec,
         status: None,
     })
-}
-
-async fn fetch_template(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    cluster_scope: bool,
-) -> Result<AnalysisTemplateSpec, AnalysisRunError> {
-    let err = |source| AnalysisRunError::Template {
-        name: name.to_string(),
-        source,
-    };
-    let found = if cluster_scope {
-        Api::<ClusterAnalysisTemplate>::all(client.clone())
-            .get_opt(name)
-            .await
-            .map_err(err)?
-            .map(|t| t.spec.0)
-    } else {
-        Api::<AnalysisTemplate>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(err)?
-            .map(|t| t.spec)
-    };
-    found.ok_or_else(|| AnalysisRunError::TemplateNotFound(name.to_string()))
 }
 
 /// The run spec: the templates merged, with the Rollout's arguments resolved against its stable

@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use thiserror::Error;
 
-use crate::api::analysis::AnalysisRun;
+use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -28,11 +28,15 @@ use crate::rollout::metrics::RolloutInfo;
 use crate::rollout::observe::{Reads, observe, referenced_services};
 use crate::rollout::plan::plan;
 use crate::rollout::replicasets::{ReplicaSetError, is_owned_by, workload_template};
+use crate::rollout::template_stores::TemplateStores;
+use crate::rollout::templates::{self, TemplateRef};
 
 /// How long a Rollout with nothing timed waits before it is looked at again anyway.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Retry delay after a failed reconcile.
 const RETRY: Duration = Duration::from_secs(5);
+/// Delay before a reconcile that came before the template caches were listed is tried again.
+const TEMPLATES_NOT_SYNCED: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Error)]
 pub enum ReconcileError {
@@ -56,6 +60,7 @@ pub struct Context {
     services: Store<Service>,
     analysis_runs: Store<AnalysisRun>,
     pods: Store<Pod>,
+    templates: TemplateStores,
     reconcile_seconds: Histogram,
     reconcile_errors: Counter,
 }
@@ -132,6 +137,9 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
 
+    let (templates, template_stream, cluster_template_stream) =
+        TemplateStores::watch(&client, namespace.as_deref(), &readiness);
+
     let (rollout_store, changed) = readiness.watch("rollouts", rollouts, config.clone());
     let controller = Controller::for_stream(changed, rollout_store.clone());
     let info = RolloutInfo {
@@ -144,6 +152,8 @@ pub async fn run(
         Some(crate::rollout::phase::panic_status),
     );
     let deployment_rollouts = rollout_store.clone();
+    let template_rollouts = rollout_store.clone();
+    let cluster_template_rollouts = rollout_store.clone();
     let pod_owners = replica_sets.clone();
     let context = Arc::new(Context {
         recorder: Recorder::new(
@@ -158,6 +168,7 @@ pub async fn run(
         services,
         analysis_runs,
         pods,
+        templates,
         reconcile_seconds,
         reconcile_errors,
     });
@@ -170,6 +181,19 @@ pub async fn run(
         .watches_stream(svc_stream, move |svc: Service| {
             rollouts_naming_service(&rollout_store, &svc)
         })
+        .watches_stream(template_stream, move |template: AnalysisTemplate| {
+            rollouts_naming_template(
+                &template_rollouts,
+                &template.name_any(),
+                template.namespace(),
+            )
+        })
+        .watches_stream(
+            cluster_template_stream,
+            move |template: ClusterAnalysisTemplate| {
+                rollouts_naming_template(&cluster_template_rollouts, &template.name_any(), None)
+            },
+        )
         .watches(
             scoped::<Deployment>(&client, namespace.as_deref()),
             config,
@@ -197,6 +221,26 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The Rollouts naming a template: an AnalysisTemplate (`namespace` set) names only Rollouts of its
+/// namespace; a ClusterAnalysisTemplate any Rollout that asks for cluster scope.
+fn rollouts_naming_template(
+    rollouts: &Store<Rollout>,
+    name: &str,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<Rollout>> {
+    let reference = TemplateRef {
+        name: name.to_string(),
+        cluster_scope: namespace.is_none(),
+    };
+    rollouts
+        .state()
+        .iter()
+        .filter(|r| namespace.is_none() || r.namespace() == namespace)
+        .filter(|r| templates::names(&r.spec, &reference))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 fn rollouts_naming_service(rollouts: &Store<Rollout>, svc: &Service) -> Vec<ObjectRef<Rollout>> {
@@ -254,6 +298,10 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
     let span = tracing::info_span!("reconcile", %namespace, rollout = %name);
     let _entered = span.enter();
 
+    let Some(found) = ctx.templates.resolve(&rollout) else {
+        // The template caches have not listed yet: a template missing from them now proves nothing.
+        return Ok(Requeue::requeue(TEMPLATES_NOT_SYNCED));
+    };
     let (template, workload) = current_template(&ctx.client, &rollout).await?;
     let hash = pod_template_hash(
         &template,
@@ -305,6 +353,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         services: &services,
         analysis_runs: &analysis_runs,
         workload: workload.as_ref(),
+        templates: &found,
     };
     let observed = observe(&rollout, hash, &reads, jiff::Timestamp::now());
 
@@ -315,6 +364,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         recorder: &ctx.recorder,
         rollout: &rollout,
         template: &template,
+        templates: &found,
     }
     .apply(&plan)
     .await?;

@@ -22,6 +22,8 @@ mod property_tests;
 pub mod replicasets;
 pub mod restart;
 pub mod simulate;
+pub(crate) mod template_stores;
+pub mod templates;
 pub mod traffic;
 
 /// Server-side apply field manager of everything the Rollout engine writes.

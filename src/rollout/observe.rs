@@ -17,6 +17,7 @@ use crate::rollout::observed::{
 use crate::rollout::replicasets::{
     is_owned_by, replica_counts, replica_set_hash, replica_set_revision, scale_down_deadline,
 };
+use crate::rollout::templates::ResolvedTemplates;
 
 /// Label naming the Rollout an AnalysisRun belongs to.
 pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
@@ -34,6 +35,8 @@ pub struct Reads<'a> {
     pub pods: &'a [Pod],
     /// The Deployment `spec.workloadRef` names, when set and found.
     pub workload: Option<&'a Deployment>,
+    /// The templates the spec names that were found.
+    pub templates: &'a ResolvedTemplates,
 }
 
 /// Builds the snapshot for one reconcile. Objects not owned by `rollout` are ignored, so callers may
@@ -50,6 +53,7 @@ pub fn observe(
         analysis_runs,
         pods,
         workload,
+        templates,
     } = reads;
     Observed {
         rollout: rollout.clone(),
@@ -72,6 +76,7 @@ pub fn observe(
             name: d.name_any(),
             spec_replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         }),
+        templates: (*templates).clone(),
         now,
     }
 }
@@ -229,8 +234,11 @@ mod tests {
             analysis_runs,
             pods: &[],
             workload: None,
+            templates: &NO_TEMPLATES,
         }
     }
+
+    static NO_TEMPLATES: ResolvedTemplates = ResolvedTemplates::new();
 
     fn owner(uid: &str) -> serde_json::Value {
         json!([{"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": "web",

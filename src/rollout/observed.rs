@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use crate::api::analysis::AnalysisPhase;
 use crate::api::rollout::{Rollout, RolloutSpec, RolloutStatus};
+use crate::rollout::templates::ResolvedTemplates;
 
 /// Everything [`crate::rollout::plan::plan`] looks at.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +28,8 @@ pub struct Observed {
     /// The Deployment `spec.workloadRef` names, when it is set and exists (its template is
     /// already resolved into `new_template_hash` by the observe step).
     pub workload: Option<ObservedWorkload>,
+    /// The AnalysisTemplates and ClusterAnalysisTemplates the spec names that exist.
+    pub templates: ResolvedTemplates,
     /// The time of this reconcile; the planner reads no clock.
     pub now: Timestamp,
 }

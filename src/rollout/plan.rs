@@ -22,7 +22,7 @@ use crate::api::rollout::{
 };
 use crate::rollout::action::{Action, Event, EventReason, Plan};
 use crate::rollout::observed::{AnalysisType, Observed, ObservedReplicaSet};
-use crate::rollout::{bluegreen, canary, phase, restart};
+use crate::rollout::{bluegreen, canary, phase, restart, templates};
 
 /// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
 pub const GIT_REVISION_LABEL: &str = "sluice.dev/revision";
@@ -58,6 +58,9 @@ pub fn plan(observed: &Observed) -> Plan {
     }
     if let Err(error) = validate_template(observed.spec()) {
         return phase::invalid_spec_plan(observed, &error.to_string());
+    }
+    if let Err(message) = templates::check(observed.spec(), &observed.templates) {
+        return phase::invalid_spec_plan(observed, &message);
     }
     let first = plan_valid(observed);
     // R6: with `progressDeadlineAbort`, an exceeded deadline aborts; plan again as aborted so the
@@ -995,6 +998,50 @@ mod tests {
             .iter()
             .find(|c| c.type_ == type_)
             .unwrap_or_else(|| panic!("no {type_} condition in {:#?}", status.conditions))
+    }
+
+    #[test]
+    fn r1_a_missing_template_is_invalid_spec_until_it_exists_then_the_rollout_deploys() {
+        let mut obs = observed(canary(2, vec![weight(50), analysis_step("later")]));
+        obs.templates.clear();
+        let p = plan(&obs);
+        assert_eq!(p.changes().count(), 0);
+        assert_eq!(p.status.phase, Some(RolloutPhase::Degraded));
+        let invalid = condition(&p.status, "InvalidSpec");
+        assert_eq!(
+            invalid.message.as_deref(),
+            Some(
+                "spec.strategy.canary.steps[1].analysis.templates[0].templateName: \
+                 AnalysisTemplate \"later\" not found"
+            )
+        );
+        apply(&mut obs, &p);
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
+        assert!(
+            !status(&obs)
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "InvalidSpec")
+        );
+    }
+
+    #[test]
+    fn r1_an_unimplemented_argo_field_is_invalid_spec_naming_it() {
+        let mut rollout = canary(2, vec![weight(50)]);
+        canary_spec(&mut rollout).traffic_routing = Some(crate::api::rollout::TrafficRouting {
+            istio: Some(serde_json::json!({"virtualService": {"name": "web"}})),
+            ..Default::default()
+        });
+        let p = plan(&observed(rollout));
+        assert_eq!(p.changes().count(), 0);
+        assert_eq!(
+            condition(&p.status, "InvalidSpec").message.as_deref(),
+            Some(
+                "spec.strategy.canary.trafficRouting.istio is not supported by Sluice \
+                 (an Argo field it does not implement)"
+            )
+        );
     }
 
     #[test]

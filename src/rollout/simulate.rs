@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
-use crate::api::analysis::AnalysisPhase;
+use crate::api::analysis::{
+    AnalysisPhase, AnalysisTemplateSpec, Metric, MetricProvider, PrometheusMetric,
+};
 use crate::api::rollout::{
     BlueGreenStrategy, CanaryStep, CanaryStrategy, GatewayApiTrafficRouting, Rollout,
     RolloutAnalysis, RolloutAnalysisTemplate, RolloutPause, RolloutPhase, RolloutSpec,
@@ -20,7 +22,7 @@ use crate::rollout::action::{Action, Plan};
 use crate::rollout::observed::{
     AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet, ObservedService,
 };
-use crate::rollout::plan;
+use crate::rollout::{plan, templates};
 
 pub const T0: &str = "2026-01-01T00:00:00Z";
 
@@ -116,7 +118,6 @@ pub fn canary_with_router(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
     c.stable_service = Some("web-stable".to_string());
     c.canary_service = Some("web-canary".to_string());
     c.traffic_routing = Some(TrafficRouting {
-        nginx: None,
         plugins: Some(TrafficRoutingPlugins {
             gateway_api: Some(GatewayApiTrafficRouting {
                 http_route: Some("web".to_string()),
@@ -124,6 +125,7 @@ pub fn canary_with_router(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
             }),
             other: BTreeMap::new(),
         }),
+        ..Default::default()
     });
     r
 }
@@ -152,15 +154,18 @@ pub fn bg_spec(r: &mut Rollout) -> &mut BlueGreenStrategy {
 
 /// A new Rollout whose template hashes to `h1`, nothing created yet.
 pub fn observed(rollout: Rollout) -> Observed {
-    Observed {
+    let mut obs = Observed {
         rollout,
         replica_sets: Vec::new(),
         new_template_hash: "h1".to_string(),
         services: BTreeMap::new(),
         analysis_runs: Vec::new(),
         workload: None,
+        templates: Default::default(),
         now: t0(),
-    }
+    };
+    provide_templates(&mut obs);
+    obs
 }
 
 /// Applies a plan as the act step would (pods are created but not ready yet), then writes the
@@ -277,8 +282,32 @@ pub fn pods_ready(obs: &mut Observed) {
     }
 }
 
+/// The simulated cluster holds every template the spec names (one metric each), as observe would
+/// find them; a test of a missing template removes one from `obs.templates` after this.
+pub fn provide_templates(obs: &mut Observed) {
+    for (_, reference) in templates::references(obs.spec()) {
+        obs.templates
+            .entry(reference)
+            .or_insert_with(|| AnalysisTemplateSpec {
+                metrics: vec![Metric {
+                    name: "up".to_string(),
+                    provider: MetricProvider {
+                        prometheus: Some(PrometheusMetric {
+                            query: "up".to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+    }
+}
+
 /// Plans, checks R10 (the same observation plans the same), applies.
 pub fn step(obs: &mut Observed) -> Plan {
+    provide_templates(obs);
     let plan = plan::plan(obs);
     assert_eq!(plan, plan::plan(obs), "planning is not deterministic");
     apply(obs, &plan);
@@ -317,6 +346,7 @@ pub fn deployed(rollout: Rollout) -> Observed {
 
 /// The template changes to `hash` (a new generation).
 pub fn update(obs: &mut Observed, hash: &str) {
+    provide_templates(obs);
     obs.new_template_hash = hash.to_string();
     obs.rollout.metadata.generation = Some(obs.generation() + 1);
 }

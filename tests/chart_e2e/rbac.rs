@@ -160,8 +160,8 @@ pub const CONTROLLERS: &[Need] = &[
     need(
         "sluice.dev",
         "analysistemplates",
-        &["get"],
-        "src/rollout/analysis_runs.rs: fetch_template",
+        &["list", "watch"],
+        "src/rollout/template_stores.rs: reflector(watcher(AnalysisTemplate))",
     ),
     need(
         "",
@@ -181,8 +181,8 @@ pub const CONTROLLERS: &[Need] = &[
 pub const CLUSTER_SCOPED: &[Need] = &[need(
     "sluice.dev",
     "clusteranalysistemplates",
-    &["get"],
-    "src/rollout/analysis_runs.rs: fetch_template with clusterScope",
+    &["list", "watch"],
+    "src/rollout/template_stores.rs: reflector(watcher(ClusterAnalysisTemplate)), cluster-wide",
 )];
 
 /// The GitOps core without cluster admin (`gitops.clusterAdmin: false`), before the kinds the user lists

@@ -114,9 +114,10 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["sluice.dev"]
   resources: ["analysisruns/status"]
   verbs: ["patch"]
+# src/rollout/template_stores.rs: the templates Rollouts name, resolved from a watch cache.
 - apiGroups: ["sluice.dev"]
   resources: ["analysistemplates"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 # `secretKeyRef` analysis arguments and Prometheus authentication.
 - apiGroups: [""]
   resources: ["secrets"]
@@ -129,10 +130,10 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 
 {{/* Cluster-scoped reads: a ClusterRole even when watchNamespace is set. */}}
 {{- define "sluice.clusterScopedRules" -}}
-# src/rollout/analysis_runs.rs reads the ClusterAnalysisTemplates a Rollout names.
+# src/rollout/template_stores.rs watches the ClusterAnalysisTemplates Rollouts may name.
 - apiGroups: ["sluice.dev"]
   resources: ["clusteranalysistemplates"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* Whether the GitOps core is cluster admin: gitops.clusterAdmin, which defaults to the opposite of

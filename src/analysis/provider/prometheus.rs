@@ -95,7 +95,11 @@ impl PrometheusProvider {
         request = with_headers(request, &prom.headers);
         if let Some(auth) = &prom.authentication {
             if let Some(basic) = &auth.basic_auth {
-                let password = self.secret(namespace, &basic.password_secret_ref).await?;
+                let password = match (&basic.password, &basic.password_secret_ref) {
+                    (Some(password), _) => password.clone(),
+                    (None, Some(secret)) => self.secret(namespace, secret).await?,
+                    (None, None) => String::new(),
+                };
                 request = request.basic_auth(&basic.username, Some(password));
             } else if let Some(bearer) = &auth.bearer {
                 let token = self.secret(namespace, &bearer.token_secret_ref).await?;

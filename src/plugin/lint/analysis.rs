@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use crate::api::analysis::{
     AnalysisSpecError, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate, Metric,
+    MetricProvider,
 };
+use crate::api::unsupported;
 use crate::plugin::lint::unknown::unknown_fields;
 use crate::plugin::lint::{Document, LineIndex};
 
@@ -41,8 +43,24 @@ fn check_unknown(
     }
 }
 
+/// Whether a provider other than `prometheus` and `scrape` is set.
+fn sets_other_provider(provider: &MetricProvider) -> bool {
+    serde_json::to_value(provider)
+        .ok()
+        .and_then(|value| {
+            value
+                .as_object()
+                .map(|set| set.keys().any(|k| k != "prometheus" && k != "scrape"))
+        })
+        .unwrap_or(false)
+}
+
 fn check_spec(doc: &mut Document<'_>, spec: &AnalysisTemplateSpec, index: &LineIndex) {
-    if spec.metrics.is_empty() {
+    for path in spec.unsupported_fields() {
+        let message = unsupported::message(std::slice::from_ref(&path));
+        doc.at(index, &path, message);
+    }
+    if spec.metrics.is_empty() && spec.templates.is_none() {
         doc.at(
             index,
             "spec.metrics",
@@ -138,6 +156,8 @@ fn metric_problems(metric: &Metric) -> Vec<(&'static str, String)> {
     }
     let provider = &metric.provider;
     match (&provider.prometheus, &provider.scrape) {
+        // An Argo provider Sluice does not implement: reported with the unimplemented fields.
+        (None, None) if sets_other_provider(provider) => {}
         (None, None) => problems.push((
             "provider",
             "set one provider: prometheus or scrape".to_string(),

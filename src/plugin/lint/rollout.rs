@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::api::rollout::{Rollout, RolloutSpecError};
+use crate::api::unsupported;
 use crate::plugin::lint::unknown::unknown_fields;
 use crate::plugin::lint::{Document, LineIndex};
 use crate::rollout::plan::{TemplateError, validate_template};
@@ -17,7 +18,11 @@ pub(super) fn check(doc: &mut Document<'_>, generic: &Value, index: &LineIndex) 
             doc.at(index, &path, format!("{path}: unknown field"));
         }
     }
-    if let Err(error) = rollout.spec.validate() {
+    for path in rollout.spec.unsupported_fields() {
+        let message = unsupported::message(std::slice::from_ref(&path));
+        doc.at(index, &path, message);
+    }
+    if let Err(error) = rollout.spec.validate_values() {
         let path = spec_error_path(&error);
         doc.at(index, &path, located(&path, &error.to_string()));
     }
@@ -50,6 +55,8 @@ pub(super) fn spec_error_path(error: &RolloutSpecError) -> String {
         RolloutSpecError::MissingSelector => "spec.selector".to_string(),
         RolloutSpecError::Strategy => "spec.strategy".to_string(),
         RolloutSpecError::InvalidDuration { .. } => "spec.strategy".to_string(),
+        RolloutSpecError::Required(field) => (*field).to_string(),
+        RolloutSpecError::Unsupported(paths) => paths.first().cloned().unwrap_or_default(),
     }
 }
 
