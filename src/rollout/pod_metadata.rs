@@ -13,12 +13,21 @@
 //! The pod template hash is computed from the Rollout's template, which never holds these keys, so
 //! they never make a new revision.
 //!
+//! As Argo, an aborted update's revision keeps the canary (preview) metadata while it runs: it is
+//! still the revision being rolled out; it loses it when another revision replaces it (a new
+//! update, or the revert to the stable template). Beyond Argo: the metadata moves in the reconcile
+//! that promotes (Argo: the next one); a spec without any metadata still takes recorded metadata
+//! off; a key the Rollout's template sets too goes back to the template's value on the current
+//! revision (Argo deletes it); and pods converge on every key the strategy declares, so pods a
+//! crash left between the template write and the pod writes are still put right.
+//!
 //! Everything here is pure: the planner decides, per ReplicaSet, which template keys and which
 //! pods differ from what the role wants, and plans nothing when they all match.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -202,7 +211,11 @@ pub(crate) fn plan_pod_metadata(ctx: &mut Ctx<'_>) {
         .filter(|rs| !deleted.contains(&rs.name.as_str()))
         .filter_map(|rs| {
             let role = role_of(&rs.pod_template_hash, ctx.new_hash(), stable_hash);
-            sync_replica_set(rs, declared(spec, role), &declared_keys)
+            // The Rollout's own template is known for the current revision only.
+            let base = (rs.pod_template_hash == ctx.new_hash())
+                .then(|| spec.template.as_ref()?.metadata.as_ref())
+                .flatten();
+            sync_replica_set(rs, declared(spec, role), &declared_keys, base)
         })
         .collect();
     ctx.actions.extend(actions);
@@ -220,11 +233,13 @@ pub(crate) fn for_new_replica_set(ctx: &Ctx<'_>) -> Option<PodTemplateMetadata> 
 }
 
 /// The action that brings one ReplicaSet's template and pods to `desired`, `None` when they are
-/// there already.
+/// there already. `base` is the metadata of the Rollout's template when the ReplicaSet runs it:
+/// a key the role no longer wants goes back to the template's own value rather than away.
 fn sync_replica_set(
     rs: &ObservedReplicaSet,
     desired: Option<&PodTemplateMetadata>,
     declared_keys: &EphemeralKeys,
+    base: Option<&ObjectMeta>,
 ) -> Option<Action> {
     let record = rs.ephemeral_metadata.as_ref().filter(|m| !is_empty(m));
     let protected = |key: &str| key == POD_TEMPLATE_HASH_LABEL || rs.selector_keys.contains(key);
@@ -233,12 +248,14 @@ fn sync_replica_set(
             &rs.template_labels,
             record.map(|r| &r.labels),
             desired.map(|d| &d.labels),
+            base.and_then(|b| b.labels.as_ref()),
             &protected,
         ),
         annotations: template_changes(
             &rs.template_annotations,
             record.map(|r| &r.annotations),
             desired.map(|d| &d.annotations),
+            base.and_then(|b| b.annotations.as_ref()),
             &|_| false,
         ),
     };
@@ -283,11 +300,13 @@ fn sync_replica_set(
 }
 
 /// The changes that inject `desired` into `current` and take off what `record` injected and
-/// `desired` no longer has. Protected keys are never touched.
+/// `desired` no longer has (back to `base`'s value when it has the key). Protected keys are
+/// never touched.
 fn template_changes(
     current: &BTreeMap<String, String>,
     record: Option<&BTreeMap<String, String>>,
     desired: Option<&BTreeMap<String, String>>,
+    base: Option<&BTreeMap<String, String>>,
     protected: &dyn Fn(&str) -> bool,
 ) -> KeyChanges {
     let mut changes = KeyChanges::new();
@@ -298,8 +317,12 @@ fn template_changes(
     }
     let still_desired = |key: &String| desired.is_some_and(|d| d.contains_key(key));
     for key in record.into_iter().flatten().map(|(key, _)| key) {
-        if !protected(key) && !still_desired(key) && current.contains_key(key) {
-            changes.insert(key.clone(), None);
+        if protected(key) || still_desired(key) {
+            continue;
+        }
+        let own = base.and_then(|b| b.get(key));
+        if current.get(key) != own {
+            changes.insert(key.clone(), own.cloned());
         }
     }
     changes
@@ -335,10 +358,14 @@ pub fn inject(
         let mut labels = meta.labels.take().unwrap_or_default();
         let mut annotations = meta.annotations.take().unwrap_or_default();
         let patch = MetadataPatch {
-            labels: template_changes(&labels, None, Some(&metadata.labels), &protected),
-            annotations: template_changes(&annotations, None, Some(&metadata.annotations), &|_| {
-                false
-            }),
+            labels: template_changes(&labels, None, Some(&metadata.labels), None, &protected),
+            annotations: template_changes(
+                &annotations,
+                None,
+                Some(&metadata.annotations),
+                None,
+                &|_| false,
+            ),
         };
         patch.apply(&mut labels, &mut annotations);
         meta.labels = (!labels.is_empty()).then_some(labels);
@@ -427,6 +454,22 @@ pub enum PodMetadataError {
         bytes: usize,
         limit: usize,
     },
+}
+
+impl PodMetadataError {
+    /// The field the error is about, e.g. `spec.strategy.canary.canaryMetadata.labels.role`
+    /// (for `kubectl sluice lint`, which reports at that field's line).
+    pub fn field_path(&self) -> String {
+        match self {
+            PodMetadataError::InvalidLabelKey { field, key, .. }
+            | PodMetadataError::InvalidLabelValue { field, key, .. }
+            | PodMetadataError::ReservedLabel { field, key, .. } => format!("{field}.labels.{key}"),
+            PodMetadataError::InvalidAnnotationKey { field, key, .. } => {
+                format!("{field}.annotations.{key}")
+            }
+            PodMetadataError::AnnotationsTooLarge { field, .. } => format!("{field}.annotations"),
+        }
+    }
 }
 
 /// Checks the strategy's ephemeral metadata: valid label and annotation keys and values, bounded
@@ -886,6 +929,27 @@ mod tests {
     }
 
     #[test]
+    fn a_key_the_rollout_template_also_sets_goes_back_to_the_template_value_on_promotion() {
+        let mut rollout = with_canary_metadata(canary_with_router(2, vec![weight(50), pause()]));
+        canary_spec(&mut rollout).stable_metadata = None;
+        rollout.spec.template.as_mut().unwrap().metadata = Some(ObjectMeta {
+            labels: Some(BTreeMap::from([("role".to_string(), "web".to_string())])),
+            ..Default::default()
+        });
+        let mut obs = deployed_with_pods(rollout);
+        update(&mut obs, "h2");
+        settle_pods(&mut obs);
+        // The canary metadata overrides the template's own `role` while the revision is the canary.
+        assert_eq!(pod_label(&obs, "h2", "role"), vec![Some("canary".into())]);
+        user_promotes(&mut obs);
+        settle_pods(&mut obs);
+        assert_eq!(status(&obs).stable_rs.as_deref(), Some("h2"));
+        assert_eq!(template_label(&obs, "h2", "role").as_deref(), Some("web"));
+        assert_eq!(pod_label(&obs, "h2", "role"), vec![Some("web".into()); 2]);
+        assert_eq!(pod_label(&obs, "h2", "track"), vec![None; 2]);
+    }
+
+    #[test]
     fn pods_a_crash_left_behind_the_template_still_lose_the_previous_role() {
         let mut obs = deployed_with_pods(with_canary_metadata(canary_with_router(
             2,
@@ -955,7 +1019,7 @@ mod tests {
             ..Default::default()
         };
         let Some(Action::SyncEphemeralMetadata { template, pods, .. }) =
-            sync_replica_set(&rs, None, &EphemeralKeys::default())
+            sync_replica_set(&rs, None, &EphemeralKeys::default(), None)
         else {
             panic!("the record's role key is taken off");
         };
@@ -1120,5 +1184,11 @@ mod tests {
             "{message}"
         );
         assert!(validate(&with_canary_metadata(canary(1, vec![])).spec).is_ok());
+        let mut rollout = blue_green(2);
+        bg_spec(&mut rollout).preview_metadata = Some(metadata(&[("role", "no way")], &[]));
+        assert_eq!(
+            validate(&rollout.spec).unwrap_err().field_path(),
+            "spec.strategy.blueGreen.previewMetadata.labels.role"
+        );
     }
 }
