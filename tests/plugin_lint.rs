@@ -115,3 +115,18 @@ fn argo_fields_sluice_does_not_implement_are_reported_at_their_lines_as_the_cont
     .collect();
     assert_eq!(found, expected);
 }
+
+#[test]
+fn reserved_pod_metadata_is_reported_at_its_field() {
+    let text = "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n  strategy:\n    canary:\n      canaryMetadata:\n        labels:\n          rollouts-pod-template-hash: x\n";
+    let report = lint(text);
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    let finding = &report.findings[0];
+    assert!(
+        finding
+            .message
+            .contains("spec.strategy.canary.canaryMetadata.labels"),
+        "{finding:?}"
+    );
+    assert!(finding.line >= 13, "{finding:?}");
+}

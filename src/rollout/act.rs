@@ -4,6 +4,7 @@
 //! are server-side applies or patches to a target value), so a controller killed between two actions
 //! and restarted re-plans and finishes the job without duplicates (R10).
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec, Service};
 use kube::api::{
@@ -15,16 +16,23 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisRun;
-use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutStatus};
+use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout, RolloutStatus};
 use crate::rollout::FIELD_MANAGER;
 use crate::rollout::action::{Action, Event, EventType, Plan};
 use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
+use crate::rollout::pod_metadata::{
+    ARGO_EPHEMERAL_METADATA_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, PodMetadataChange,
+    TemplateMetadataChange, inject,
+};
 use crate::rollout::replicasets::{
     ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, ReplicaSetError, SCALE_DOWN_DEADLINE_ANNOTATION,
     new_replica_set, scale_down_deadline_annotation,
 };
 use crate::rollout::templates::ResolvedTemplates;
 use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
+
+/// Pods whose ephemeral metadata is patched at the same time (Argo uses 10 threads).
+const POD_PATCH_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Error)]
 pub enum ActError {
@@ -85,8 +93,22 @@ impl Actor<'_> {
                 hash,
                 revision,
                 replicas,
+                ephemeral_metadata,
                 ..
-            } => self.create_replica_set(hash, *revision, *replicas).await,
+            } => {
+                self.create_replica_set(hash, *revision, *replicas, ephemeral_metadata.as_ref())
+                    .await
+            }
+            Action::SyncEphemeralMetadata {
+                replica_set,
+                template,
+                pods,
+            } => {
+                if let Some(template) = template {
+                    self.set_template_metadata(replica_set, template).await?;
+                }
+                self.set_pods_metadata(pods).await
+            }
             Action::ScaleReplicaSet { name, replicas } => {
                 self.scale_replica_set(name, *replicas).await
             }
@@ -200,14 +222,88 @@ impl Actor<'_> {
         hash: &str,
         revision: i64,
         replicas: i32,
+        ephemeral_metadata: Option<&PodTemplateMetadata>,
     ) -> Result<(), ActError> {
-        let rs = new_replica_set(self.rollout, self.template, hash, revision, replicas)?;
+        let mut rs = new_replica_set(self.rollout, self.template, hash, revision, replicas)?;
+        if let Some(metadata) = ephemeral_metadata {
+            inject(&mut rs, metadata).map_err(|e| ActError::Kube {
+                action: format!("recording the ephemeral metadata of the ReplicaSet of {hash}"),
+                source: kube::Error::SerdeError(e),
+            })?;
+        }
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PostParams::default()
         };
         ignore_already_exists(self.replica_sets().create(&params, &rs).await)
             .map_err(Self::kube_err(format!("creating the ReplicaSet of {hash}")))
+    }
+
+    /// The ReplicaSet first, then its pods (as Argo): a pod created in between is born with the
+    /// new metadata.
+    async fn set_template_metadata(
+        &self,
+        name: &str,
+        change: &TemplateMetadataChange,
+    ) -> Result<(), ActError> {
+        let action = || format!("setting the ephemeral pod metadata of ReplicaSet {name}");
+        let record = change
+            .record
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| ActError::Kube {
+                action: action(),
+                source: kube::Error::SerdeError(e),
+            })?;
+        let patch = json!({
+            "metadata": {"annotations": {
+                EPHEMERAL_METADATA_ANNOTATION: record,
+                // One record: Sluice's replaces the one of a ReplicaSet adopted from Argo.
+                ARGO_EPHEMERAL_METADATA_ANNOTATION: Value::Null,
+            }},
+            "spec": {"template": {"metadata": change.patch.to_merge_patch()}}
+        });
+        self.replica_sets()
+            .patch(name, &Self::patch_params(), &Patch::Merge(patch))
+            .await
+            .map(drop)
+            .map_err(Self::kube_err(action()))
+    }
+
+    /// Pods are patched in place, a few at a time; a pod already gone is fine.
+    async fn set_pods_metadata(&self, changes: &[PodMetadataChange]) -> Result<(), ActError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
+        // Owned patches: the futures must not borrow from the plan (the controller's stream needs
+        // them valid for any lifetime).
+        let patches: Vec<(String, Value)> = changes
+            .iter()
+            .map(|c| (c.pod.clone(), json!({"metadata": c.patch.to_merge_patch()})))
+            .collect();
+        let results: Vec<Result<(), ActError>> = futures::stream::iter(patches)
+            .map(|(pod, patch)| {
+                let pods = pods.clone();
+                async move {
+                    ignore_not_found(
+                        pods.patch(&pod, &Self::patch_params(), &Patch::Merge(patch))
+                            .await,
+                    )
+                    .map_err(Self::kube_err(format!(
+                        "setting the ephemeral metadata of Pod {pod}"
+                    )))
+                }
+            })
+            .buffer_unordered(POD_PATCH_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    fn patch_params() -> PatchParams {
+        PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        }
     }
 
     async fn scale_replica_set(&self, name: &str, replicas: i32) -> Result<(), ActError> {

@@ -5,19 +5,30 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::rollout::{RolloutAnalysis, RolloutStatus};
+use crate::api::rollout::{PodTemplateMetadata, RolloutAnalysis, RolloutStatus};
 use crate::rollout::observed::AnalysisType;
+use crate::rollout::pod_metadata::{PodMetadataChange, TemplateMetadataChange};
 
 /// One change to make in the cluster.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Create the ReplicaSet of the current template, named `name`, labelled with `hash`, annotated
-    /// with `revision`, at `replicas` pods.
+    /// with `revision`, at `replicas` pods, its pods born with the `ephemeral_metadata` of the role
+    /// it starts in (`canaryMetadata`, `stableMetadata`, ...).
     CreateReplicaSet {
         name: String,
         hash: String,
         revision: i64,
         replicas: i32,
+        ephemeral_metadata: Option<PodTemplateMetadata>,
+    },
+    /// Bring a ReplicaSet's ephemeral pod metadata to the role it plays now: change its pod
+    /// template (and the record of what is injected) when `template` is set, then its live `pods`
+    /// in place.
+    SyncEphemeralMetadata {
+        replica_set: String,
+        template: Option<TemplateMetadataChange>,
+        pods: Vec<PodMetadataChange>,
     },
     /// Set a ReplicaSet's `spec.replicas`.
     ScaleReplicaSet { name: String, replicas: i32 },

@@ -17,6 +17,7 @@ pub mod observe;
 pub mod observed;
 pub mod phase;
 pub mod plan;
+pub mod pod_metadata;
 #[cfg(test)]
 mod property_tests;
 pub mod replicasets;

@@ -14,6 +14,7 @@ use crate::rollout::observed::{
     AnalysisType, Observed, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService,
     ObservedWorkload,
 };
+use crate::rollout::pod_metadata::{recorded, selector_keys};
 use crate::rollout::replicasets::{
     is_owned_by, replica_counts, replica_set_hash, replica_set_revision, scale_down_deadline,
 };
@@ -106,6 +107,10 @@ fn observe_replica_set(rs: &ReplicaSet, pods: &[Pod]) -> Option<ObservedReplicaS
         .collect();
     owned.sort_by(|a, b| a.name.cmp(&b.name));
     let counts = replica_counts(rs);
+    let spec = rs.spec.as_ref();
+    let template_meta = spec
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref());
     Some(ObservedReplicaSet {
         name: rs.name_any(),
         pod_template_hash: hash,
@@ -122,6 +127,14 @@ fn observe_replica_set(rs: &ReplicaSet, pods: &[Pod]) -> Option<ObservedReplicaS
         // A malformed deadline is treated as none: the planner then sets a fresh one.
         scale_down_deadline: scale_down_deadline(rs).ok().flatten(),
         pods: owned,
+        template_labels: template_meta
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        template_annotations: template_meta
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default(),
+        ephemeral_metadata: recorded(rs),
+        selector_keys: spec.map(|s| selector_keys(&s.selector)).unwrap_or_default(),
     })
 }
 
@@ -155,6 +168,8 @@ fn observe_pod(pod: &Pod) -> ObservedPod {
             .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
         ready,
         deleting: pod.metadata.deletion_timestamp.is_some(),
+        labels: pod.labels().clone(),
+        annotations: pod.annotations().clone(),
     }
 }
 
@@ -292,6 +307,53 @@ mod tests {
             Some("2030-01-01T00:00:30Z".parse().unwrap())
         );
         assert_eq!(rs.created, "2030-01-01T00:00:00Z".parse().unwrap());
+    }
+
+    #[test]
+    fn replica_sets_carry_their_template_metadata_record_selector_and_pod_labels() {
+        let mut rs = replica_set("web-abc", "abc", "uid-1");
+        rs.metadata.uid = Some("rs-uid".into());
+        rs.metadata.annotations.get_or_insert_default().insert(
+            "rollout.sluice.dev/ephemeral-metadata".into(),
+            r#"{"labels":{"role":"canary"}}"#.into(),
+        );
+        let spec = rs.spec.as_mut().unwrap();
+        spec.selector
+            .match_labels
+            .get_or_insert_default()
+            .insert("app".into(), "web".into());
+        spec.template = serde_json::from_value(json!({"metadata": {
+            "labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: "abc", "role": "canary"},
+            "annotations": {"example.com/phase": "canary"}}}))
+        .ok();
+        let pod: Pod = serde_json::from_value(json!({"metadata": {
+            "name": "web-abc-1", "namespace": "shop",
+            "labels": {"app": "web", "role": "canary"},
+            "annotations": {"example.com/phase": "canary"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc",
+                                 "uid": "rs-uid", "controller": true}]}}))
+        .unwrap();
+        let sets = [rs];
+        let pods = [pod];
+        let mut r = reads(&sets, &[], &[]);
+        r.pods = &pods;
+        let observed = observe(&rollout(), "abc".into(), &r, Timestamp::UNIX_EPOCH);
+        let rs = &observed.replica_sets[0];
+        assert_eq!(rs.template_labels["role"], "canary");
+        assert_eq!(rs.template_annotations["example.com/phase"], "canary");
+        assert_eq!(
+            rs.ephemeral_metadata
+                .as_ref()
+                .map(|m| m.labels["role"].clone()),
+            Some("canary".to_string())
+        );
+        assert_eq!(
+            rs.selector_keys,
+            ["app".to_string(), POD_TEMPLATE_HASH_LABEL.to_string()].into()
+        );
+        assert_eq!(rs.pods.len(), 1);
+        assert_eq!(rs.pods[0].labels["role"], "canary");
+        assert_eq!(rs.pods[0].annotations["example.com/phase"], "canary");
     }
 
     #[test]

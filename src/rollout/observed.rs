@@ -2,12 +2,12 @@
 //! AnalysisRuns it owns, and the time. Built by the observe step from the watch cache; no I/O here, so
 //! the planner stays a pure function of this value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
 use crate::api::analysis::AnalysisPhase;
-use crate::api::rollout::{Rollout, RolloutSpec, RolloutStatus};
+use crate::api::rollout::{PodTemplateMetadata, Rollout, RolloutSpec, RolloutStatus};
 use crate::rollout::templates::ResolvedTemplates;
 
 /// Everything [`crate::rollout::plan::plan`] looks at.
@@ -64,12 +64,22 @@ pub struct ObservedReplicaSet {
     pub created: Timestamp,
     /// When it is to be scaled down (Argo keeps this in the `scale-down-deadline` annotation).
     pub scale_down_deadline: Option<Timestamp>,
-    /// The pods it controls (from the Pod cache), for `spec.restartAt`.
+    /// The pods it controls (from the Pod cache), for `spec.restartAt` and ephemeral metadata.
     pub pods: Vec<ObservedPod>,
+    /// The labels of its pod template (`spec.template.metadata.labels`).
+    pub template_labels: BTreeMap<String, String>,
+    /// The annotations of its pod template.
+    pub template_annotations: BTreeMap<String, String>,
+    /// The ephemeral metadata (`canaryMetadata`, `stableMetadata`, ...) injected into its pod
+    /// template, as recorded in its annotation; `None` when none is (or the record is unreadable).
+    pub ephemeral_metadata: Option<PodTemplateMetadata>,
+    /// The label keys of its `spec.selector`: its pods must keep them, so ephemeral metadata never
+    /// touches them.
+    pub selector_keys: BTreeSet<String>,
 }
 
 /// A pod of an owned ReplicaSet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservedPod {
     /// `metadata.name`.
     pub name: String,
@@ -79,6 +89,10 @@ pub struct ObservedPod {
     pub ready: bool,
     /// `metadata.deletionTimestamp` is set: it is terminating.
     pub deleting: bool,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A Service the strategy names.

@@ -22,7 +22,7 @@ use crate::api::rollout::{
 };
 use crate::rollout::action::{Action, Event, EventReason, Plan};
 use crate::rollout::observed::{AnalysisType, Observed, ObservedReplicaSet};
-use crate::rollout::{bluegreen, canary, phase, restart, templates};
+use crate::rollout::{bluegreen, canary, phase, pod_metadata, restart, templates};
 
 /// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
 pub const GIT_REVISION_LABEL: &str = "sluice.dev/revision";
@@ -59,6 +59,9 @@ pub fn plan(observed: &Observed) -> Plan {
     if let Err(error) = validate_template(observed.spec()) {
         return phase::invalid_spec_plan(observed, &error.to_string());
     }
+    if let Err(error) = pod_metadata::validate(observed.spec()) {
+        return phase::invalid_spec_plan(observed, &error.to_string());
+    }
     if let Err(message) = templates::check(observed.spec(), &observed.templates) {
         return phase::invalid_spec_plan(observed, &message);
     }
@@ -92,6 +95,7 @@ fn plan_valid(observed: &Observed) -> Planned {
         bluegreen::plan_blue_green(&mut ctx, blue_green);
     }
     ctx.delete_beyond_history_limit();
+    pod_metadata::plan_pod_metadata(&mut ctx);
     restart::plan_restart(&mut ctx);
     ctx.record_revision();
     ctx.fill_counts();
@@ -456,11 +460,13 @@ impl<'a> Ctx<'a> {
         let hash = self.new_hash().to_string();
         let name = format!("{}-{hash}", self.obs.name());
         let revision = self.new_revision();
+        let ephemeral_metadata = pod_metadata::for_new_replica_set(self);
         self.actions.push(Action::CreateReplicaSet {
             name: name.clone(),
             hash,
             revision,
             replicas,
+            ephemeral_metadata,
         });
         self.event(
             EventReason::NewReplicaSetCreated,
@@ -1137,7 +1143,8 @@ mod tests {
                 name: "web-h1".into(),
                 hash: "h1".into(),
                 revision: 1,
-                replicas: 3
+                replicas: 3,
+                ephemeral_metadata: None,
             }
         );
         assert_eq!(creates(&plans).len(), 1, "no AnalysisRun");
@@ -1173,7 +1180,8 @@ mod tests {
                 name: "web-h2".into(),
                 hash: "h2".into(),
                 revision: 2,
-                replicas: 1
+                replicas: 1,
+                ephemeral_metadata: None,
             }]
         );
         assert_eq!(

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::{Resource, ResourceExt};
 use thiserror::Error;
 
-use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout};
+use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// Revision number of the ReplicaSet within its Rollout (1, 2, ...).
 pub const REVISION_ANNOTATION: &str = "rollout.sluice.dev/revision";
@@ -205,31 +205,6 @@ fn rollout_provenance<'a>(rollout: &'a Rollout, key: &str) -> Option<&'a str> {
         .flatten()
         .find_map(|map| map.get(key))
         .map(String::as_str)
-}
-
-/// Adds `metadata`'s labels and annotations to a pod template (`canaryMetadata`,
-/// `stableMetadata`, ...). The hash label is never overwritten: it is what tells revisions apart.
-pub fn with_pod_metadata(
-    template: &PodTemplateSpec,
-    metadata: &PodTemplateMetadata,
-) -> PodTemplateSpec {
-    let mut template = template.clone();
-    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
-    let labels = metadata
-        .labels
-        .iter()
-        .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH_LABEL);
-    if !metadata.labels.is_empty() {
-        meta.labels
-            .get_or_insert_with(BTreeMap::new)
-            .extend(labels.map(|(k, v)| (k.clone(), v.clone())));
-    }
-    if !metadata.annotations.is_empty() {
-        meta.annotations
-            .get_or_insert_with(BTreeMap::new)
-            .extend(metadata.annotations.clone());
-    }
-    template
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,30 +580,6 @@ mod tests {
         let mut not_controller = built();
         not_controller.metadata.owner_references.as_mut().unwrap()[0].controller = Some(false);
         assert!(!is_owned_by(&not_controller, &rollout()));
-    }
-
-    #[test]
-    fn pod_metadata_is_added_but_never_the_hash_label() {
-        let r = rollout();
-        let metadata = PodTemplateMetadata {
-            labels: [
-                ("role".to_string(), "canary".to_string()),
-                (POD_TEMPLATE_HASH_LABEL.to_string(), "evil".to_string()),
-            ]
-            .into(),
-            annotations: [("a".to_string(), "b".to_string())].into(),
-        };
-        let t = with_hash_label(&template(&r), "h");
-        let out = with_pod_metadata(&t, &metadata).metadata.unwrap();
-        let labels = out.labels.unwrap();
-        assert_eq!(labels["role"], "canary");
-        assert_eq!(labels["app"], "web");
-        assert_eq!(labels[POD_TEMPLATE_HASH_LABEL], "h");
-        let annotations = out.annotations.unwrap();
-        assert_eq!(annotations["a"], "b");
-        assert_eq!(annotations["prometheus.io/scrape"], "true");
-        // Empty metadata changes nothing.
-        assert_eq!(with_pod_metadata(&t, &PodTemplateMetadata::default()), t);
     }
 
     fn deployment(name: &str) -> Deployment {

@@ -160,7 +160,7 @@ mod tests {
                     name: format!("{}-old{n}", rs.name),
                     created,
                     ready: true,
-                    deleting: false,
+                    ..Default::default()
                 })
                 .collect();
         }
@@ -177,7 +177,7 @@ mod tests {
                     name: format!("{}-new{serial}", rs.name),
                     created: now,
                     ready: false,
-                    deleting: false,
+                    ..Default::default()
                 });
             }
             count(rs);

@@ -14,13 +14,14 @@ use crate::api::analysis::{
     AnalysisPhase, AnalysisTemplateSpec, Metric, MetricProvider, PrometheusMetric,
 };
 use crate::api::rollout::{
-    BlueGreenStrategy, CanaryStep, CanaryStrategy, GatewayApiTrafficRouting, Rollout,
-    RolloutAnalysis, RolloutAnalysisTemplate, RolloutPause, RolloutPhase, RolloutSpec,
-    RolloutStatus, RolloutStrategy, SetCanaryScale, TrafficRouting, TrafficRoutingPlugins,
+    BlueGreenStrategy, CanaryStep, CanaryStrategy, GatewayApiTrafficRouting,
+    POD_TEMPLATE_HASH_LABEL, Rollout, RolloutAnalysis, RolloutAnalysisTemplate, RolloutPause,
+    RolloutPhase, RolloutSpec, RolloutStatus, RolloutStrategy, SetCanaryScale, TrafficRouting,
+    TrafficRoutingPlugins,
 };
 use crate::rollout::action::{Action, Plan};
 use crate::rollout::observed::{
-    AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet, ObservedService,
+    AnalysisType, Observed, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService,
 };
 use crate::rollout::{plan, templates};
 
@@ -185,11 +186,19 @@ fn apply_action(obs: &mut Observed, action: &Action) {
             hash,
             revision,
             replicas,
+            ephemeral_metadata,
         } => {
             assert!(
                 obs.replica_set(hash).is_none(),
                 "ReplicaSet {hash} created twice"
             );
+            let mut template_labels =
+                BTreeMap::from([(POD_TEMPLATE_HASH_LABEL.to_string(), hash.clone())]);
+            let mut template_annotations = BTreeMap::new();
+            if let Some(metadata) = ephemeral_metadata {
+                template_labels.extend(metadata.labels.clone());
+                template_annotations.extend(metadata.annotations.clone());
+            }
             obs.replica_sets.push(ObservedReplicaSet {
                 name: name.clone(),
                 pod_template_hash: hash.clone(),
@@ -197,8 +206,30 @@ fn apply_action(obs: &mut Observed, action: &Action) {
                 spec_replicas: *replicas,
                 replicas: *replicas,
                 created: now,
+                template_labels,
+                template_annotations,
+                ephemeral_metadata: ephemeral_metadata.clone(),
+                selector_keys: [POD_TEMPLATE_HASH_LABEL.to_string()].into(),
                 ..Default::default()
             });
+        }
+        Action::SyncEphemeralMetadata {
+            replica_set,
+            template,
+            pods,
+        } => {
+            let rs = rs_mut(obs, replica_set);
+            if let Some(change) = template {
+                change
+                    .patch
+                    .apply(&mut rs.template_labels, &mut rs.template_annotations);
+                rs.ephemeral_metadata = change.record.clone();
+            }
+            for change in pods {
+                if let Some(pod) = rs.pods.iter_mut().find(|p| p.name == change.pod) {
+                    change.patch.apply(&mut pod.labels, &mut pod.annotations);
+                }
+            }
         }
         Action::ScaleReplicaSet { name, replicas } => {
             let rs = rs_mut(obs, name);
@@ -271,6 +302,32 @@ fn rs_mut<'o>(obs: &'o mut Observed, name: &str) -> &'o mut ObservedReplicaSet {
         .iter_mut()
         .find(|rs| rs.name == name)
         .expect("the ReplicaSet exists")
+}
+
+/// The ReplicaSet controller, for tests that look at pods: every ReplicaSet runs `spec_replicas`
+/// pods (removed newest first), each new one born with its template's labels and annotations;
+/// every pod is ready.
+pub fn run_pods(obs: &mut Observed) {
+    let now = obs.now;
+    for rs in &mut obs.replica_sets {
+        let want = usize::try_from(rs.spec_replicas).unwrap_or(0);
+        rs.pods.truncate(want);
+        let mut serial = rs.pods.len();
+        while rs.pods.len() < want {
+            serial += 1;
+            rs.pods.push(ObservedPod {
+                name: format!("{}-{serial}", rs.name),
+                created: now,
+                ready: true,
+                deleting: false,
+                labels: rs.template_labels.clone(),
+                annotations: rs.template_annotations.clone(),
+            });
+        }
+        rs.replicas = rs.spec_replicas;
+        rs.ready_replicas = rs.spec_replicas;
+        rs.available_replicas = rs.spec_replicas;
+    }
 }
 
 /// Every pod becomes ready and available.

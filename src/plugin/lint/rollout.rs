@@ -8,6 +8,7 @@ use crate::api::unsupported;
 use crate::plugin::lint::unknown::unknown_fields;
 use crate::plugin::lint::{Document, LineIndex};
 use crate::rollout::plan::{TemplateError, validate_template};
+use crate::rollout::pod_metadata;
 
 pub(super) fn check(doc: &mut Document<'_>, generic: &Value, index: &LineIndex) {
     let Some(rollout) = doc.typed::<Rollout>() else {
@@ -25,6 +26,9 @@ pub(super) fn check(doc: &mut Document<'_>, generic: &Value, index: &LineIndex) 
     if let Err(error) = rollout.spec.validate_values() {
         let path = spec_error_path(&error);
         doc.at(index, &path, located(&path, &error.to_string()));
+    }
+    if let Err(error) = pod_metadata::validate(&rollout.spec) {
+        doc.at(index, &error.field_path(), error);
     }
     if let Err(error) = validate_template(&rollout.spec) {
         let path = template_error_path(&rollout, &error);
