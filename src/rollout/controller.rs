@@ -25,7 +25,7 @@ use crate::reconcile_guard::ReconcileGuard;
 use crate::rollout::act::{ActError, Actor};
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::metrics::RolloutInfo;
-use crate::rollout::observe::{Reads, observe, referenced_services};
+use crate::rollout::observe::{Reads, is_controlled_by, observe, referenced_services};
 use crate::rollout::plan::plan;
 use crate::rollout::replicasets::{ReplicaSetError, is_owned_by, workload_template};
 use crate::rollout::template_stores::TemplateStores;
@@ -95,10 +95,12 @@ pub async fn run(
     let (pods, pod_writer) = reflector::store();
     let rs_stream = reflector::reflector(
         rs_writer,
+        // Managed fields are never read and are often the larger part of a cached object.
         watcher(
             scoped::<ReplicaSet>(&client, namespace.as_deref()),
             config.clone(),
-        ),
+        )
+        .modify(|rs| rs.managed_fields_mut().clear()),
     )
     .default_backoff()
     .touched_objects();
@@ -116,7 +118,8 @@ pub async fn run(
         watcher(
             scoped::<AnalysisRun>(&client, namespace.as_deref()),
             config.clone(),
-        ),
+        )
+        .modify(|run| run.managed_fields_mut().clear()),
     )
     .default_backoff()
     .touched_objects();
@@ -308,11 +311,13 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         rollout.status.as_ref().and_then(|s| s.collision_count),
     );
     let in_namespace = |ns: Option<String>| ns.as_deref() == Some(namespace.as_str());
+    // Only this Rollout's objects are cloned: cloning the namespace's would make every reconcile
+    // cost as much as the namespace holds (O(N²) for N Rollouts updated together).
     let replica_sets: Vec<ReplicaSet> = ctx
         .replica_sets
         .state()
         .iter()
-        .filter(|rs| in_namespace(rs.namespace()))
+        .filter(|rs| is_owned_by(rs, &rollout))
         .map(|rs| rs.as_ref().clone())
         .collect();
     let wanted = referenced_services(&rollout);
@@ -327,7 +332,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         .analysis_runs
         .state()
         .iter()
-        .filter(|run| in_namespace(run.namespace()))
+        .filter(|run| is_controlled_by(run, &rollout))
         .map(|run| run.as_ref().clone())
         .collect();
     let owned_uids: Vec<&str> = replica_sets

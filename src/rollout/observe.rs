@@ -184,7 +184,8 @@ fn observe_service(svc: &Service) -> ObservedService {
     }
 }
 
-fn is_controlled_by(run: &AnalysisRun, rollout: &Rollout) -> bool {
+/// Whether `rollout` is the controller owner of `run`.
+pub fn is_controlled_by(run: &AnalysisRun, rollout: &Rollout) -> bool {
     let Some(uid) = rollout.metadata.uid.as_deref() else {
         return false;
     };
