@@ -25,7 +25,6 @@ fn argo_value(pattern: &str) -> Value {
         "canaryIngressAnnotations" => json!({"my-custom-annotation.mygroup.com/key": "value"}),
         "antiAffinity" => json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 1}}),
         "rollbackWindow" => json!({"revisions": 3}),
-        "analysis" => json!({"successfulRunHistoryLimit": 5}),
         "setHeaderRoute" => {
             json!({"name": "header-route", "match": [{"headerName": "x-canary", "headerValue": {"exact": "yes"}}]})
         }

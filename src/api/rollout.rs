@@ -238,16 +238,43 @@ pub struct RolloutSpec {
     pub restart_at: Option<Time>,
     /// How new revisions are rolled out: `canary` or `blueGreen`.
     pub strategy: RolloutStrategy,
-    /// Argo's `analysis`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// How many finished AnalysisRuns of the Rollout are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub analysis: Option<serde_json::Value>,
+    pub analysis: Option<AnalysisRunStrategy>,
     /// Argo's `rollbackWindow`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub rollback_window: Option<serde_json::Value>,
+}
+
+/// Default `successfulRunHistoryLimit` and `unsuccessfulRunHistoryLimit` (Argo's).
+pub const DEFAULT_RUN_HISTORY_LIMIT: i32 = 5;
+
+/// `spec.analysis` (Argo's `AnalysisRunStrategy`): how many finished AnalysisRuns are kept; older
+/// ones (and those of a revision whose ReplicaSet is gone) are deleted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunStrategy {
+    /// Successful runs kept [`DEFAULT_RUN_HISTORY_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub successful_run_history_limit: Option<i32>,
+    /// Failed, Error and Inconclusive runs kept [`DEFAULT_RUN_HISTORY_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub unsuccessful_run_history_limit: Option<i32>,
+}
+
+impl AnalysisRunStrategy {
+    /// `(successful, unsuccessful)` limits, defaults applied.
+    pub fn limits(strategy: Option<&Self>) -> (i32, i32) {
+        let get = |limit: Option<i32>| limit.unwrap_or(DEFAULT_RUN_HISTORY_LIMIT).max(0);
+        (
+            get(strategy.and_then(|s| s.successful_run_history_limit)),
+            get(strategy.and_then(|s| s.unsuccessful_run_history_limit)),
+        )
+    }
 }
 
 /// Largest pod count `maxSurge` / `maxUnavailable` accept: beyond it a count is a typo, and the
@@ -1170,7 +1197,6 @@ impl RolloutSpec {
                 fields.insert(key.to_string(), value);
             }
         };
-        keep("analysis", serde_json::to_value(&self.analysis));
         keep(
             "rollbackWindow",
             serde_json::to_value(&self.rollback_window),

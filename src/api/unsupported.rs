@@ -13,7 +13,6 @@ use serde_json::Value;
 /// Paths under a Rollout's `spec` (relative to it) that Sluice does not implement. `[]` matches
 /// every item of a list.
 pub const ROLLOUT_SPEC: &[&str] = &[
-    "analysis",
     "rollbackWindow",
     "strategy.blueGreen.antiAffinity",
     "strategy.blueGreen.maxUnavailable",
@@ -181,7 +180,7 @@ mod tests {
 
     #[test]
     fn null_and_absent_fields_are_not_reported_but_empty_objects_and_zero_are() {
-        let spec = json!({"analysis": null, "rollbackWindow": {},
+        let spec = json!({"rollbackWindow": {},
                           "strategy": {"canary": {"minPodsPerReplicaSet": 0, "steps": [{"setWeight": 5}]}}});
         assert_eq!(
             set_paths(&spec, "spec", ROLLOUT_SPEC.iter().copied()),

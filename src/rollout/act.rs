@@ -122,6 +122,12 @@ impl Actor<'_> {
                     .map(drop)
                     .map_err(Self::kube_err(format!("annotating ReplicaSet {name}")))
             }
+            Action::DeleteAnalysisRun { name } => ignore_not_found(
+                self.analysis_runs()
+                    .delete(name, &DeleteParams::default())
+                    .await,
+            )
+            .map_err(Self::kube_err(format!("deleting AnalysisRun {name}"))),
             Action::DeleteReplicaSet { name } => ignore_not_found(
                 self.replica_sets()
                     .delete(name, &DeleteParams::default())

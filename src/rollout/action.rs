@@ -60,6 +60,8 @@ pub enum Action {
     },
     /// Terminate a running AnalysisRun (`spec.terminate: true`).
     TerminateAnalysisRun { name: String },
+    /// Delete a finished AnalysisRun beyond `spec.analysis`'s history limits.
+    DeleteAnalysisRun { name: String },
     /// Record a Kubernetes Event on the Rollout.
     RecordEvent(Event),
 }

@@ -216,6 +216,7 @@ fn observe_analysis_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
             .and_then(|s| s.phase)
             .unwrap_or(AnalysisPhase::Pending),
         message: status.and_then(|s| s.message.clone()),
+        created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })
 }
 
@@ -407,6 +408,7 @@ mod tests {
                 pod_template_hash: "abc".into(),
                 phase: AnalysisPhase::Failed,
                 message: Some("metric error-rate: 0.3 >= 0.05".into()),
+                created: None,
             }]
         );
     }

@@ -142,6 +142,8 @@ pub struct ObservedAnalysisRun {
     pub phase: AnalysisPhase,
     /// `status.message` (names the failed metric).
     pub message: Option<String>,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<Timestamp>,
 }
 
 impl Observed {

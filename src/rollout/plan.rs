@@ -17,11 +17,11 @@ use thiserror::Error;
 
 use crate::api::analysis::AnalysisPhase;
 use crate::api::rollout::{
-    POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason, RevisionRecord, RolloutAnalysis,
-    RolloutAnalysisRunStatus, RolloutPhase, RolloutSpec, RolloutStatus, ScaleDown,
+    AnalysisRunStrategy, POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason, RevisionRecord,
+    RolloutAnalysis, RolloutAnalysisRunStatus, RolloutPhase, RolloutSpec, RolloutStatus, ScaleDown,
 };
 use crate::rollout::action::{Action, Event, EventReason, Plan};
-use crate::rollout::observed::{AnalysisType, Observed, ObservedReplicaSet};
+use crate::rollout::observed::{AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet};
 use crate::rollout::{bluegreen, canary, phase, pod_metadata, restart, templates};
 
 /// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
@@ -95,6 +95,7 @@ fn plan_valid(observed: &Observed) -> Planned {
         bluegreen::plan_blue_green(&mut ctx, blue_green);
     }
     ctx.delete_beyond_history_limit();
+    ctx.delete_old_analysis_runs();
     pod_metadata::plan_pod_metadata(&mut ctx);
     restart::plan_restart(&mut ctx);
     ctx.record_revision();
@@ -111,6 +112,22 @@ fn plan_valid(observed: &Observed) -> Planned {
         deadline_exceeded: outcome.deadline_exceeded,
         aborted,
     }
+}
+
+/// The AnalysisRuns a status points at (current step, background, pre- and post-promotion).
+fn current_run_names(status: &RolloutStatus) -> Vec<String> {
+    let canary = status.canary.as_ref();
+    let blue_green = status.blue_green.as_ref();
+    [
+        canary.and_then(|c| c.current_step_analysis_run_status.as_ref()),
+        canary.and_then(|c| c.current_background_analysis_run_status.as_ref()),
+        blue_green.and_then(|b| b.pre_promotion_analysis_run_status.as_ref()),
+        blue_green.and_then(|b| b.post_promotion_analysis_run_status.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|run| run.name.clone())
+    .collect()
 }
 
 /// What a gate (pause, analysis) says about going on.
@@ -738,6 +755,45 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Argo's AnalysisRun history (`spec.analysis`): of the finished runs the status no longer
+    /// points at, the newest `successfulRunHistoryLimit` Successful and `unsuccessfulRunHistoryLimit`
+    /// Failed/Error/Inconclusive ones are kept; older ones, and those of a revision whose ReplicaSet
+    /// is gone, are deleted. Runs still measuring are never deleted here.
+    fn delete_old_analysis_runs(&mut self) {
+        let (mut successful, mut unsuccessful) =
+            AnalysisRunStrategy::limits(self.spec().analysis.as_ref());
+        let current = [&self.status, &self.old]
+            .into_iter()
+            .flat_map(current_run_names)
+            .collect::<Vec<String>>();
+        let mut finished: Vec<&ObservedAnalysisRun> = self
+            .obs
+            .analysis_runs
+            .iter()
+            .filter(|run| run.phase.is_completed() && !current.contains(&run.name))
+            .collect();
+        // Newest first; the name breaks ties so the plan does not depend on the cache's order.
+        finished.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+        let mut delete = Vec::new();
+        for run in finished {
+            let revision_gone = self.obs.replica_set(&run.pod_template_hash).is_none();
+            let budget = match run.phase {
+                AnalysisPhase::Successful => &mut successful,
+                _ => &mut unsuccessful,
+            };
+            if revision_gone || *budget == 0 {
+                delete.push(run.name.clone());
+            } else {
+                *budget -= 1;
+            }
+        }
+        self.actions.extend(
+            delete
+                .into_iter()
+                .map(|name| Action::DeleteAnalysisRun { name }),
+        );
+    }
+
     /// The hand-off: records the Git commit that introduced the current revision, and forgets
     /// revisions whose ReplicaSet is gone.
     fn record_revision(&mut self) {
@@ -1048,6 +1104,48 @@ mod tests {
                  (an Argo field it does not implement)"
             )
         );
+    }
+
+    #[test]
+    fn r5_finished_analysis_runs_beyond_the_history_limits_are_deleted_newest_kept() {
+        let mut rollout = canary(2, vec![analysis_step("t"), weight(50)]);
+        rollout.spec.analysis = Some(crate::api::rollout::AnalysisRunStrategy {
+            successful_run_history_limit: Some(1),
+            unsuccessful_run_history_limit: Some(0),
+        });
+        let mut obs = deployed(rollout);
+        let mut runs = Vec::new();
+        for hash in ["h2", "h3", "h4"] {
+            update(&mut obs, hash);
+            settle(&mut obs);
+            runs.push(obs.analysis_runs.last().unwrap().name.clone());
+            advance(&mut obs, 10);
+            finish_run(&mut obs, AnalysisType::Step, AnalysisPhase::Successful);
+            settle(&mut obs);
+            assert_eq!(phase(&obs), RolloutPhase::Healthy, "{hash}");
+        }
+        // h2's and h3's ReplicaSets are kept (revisionHistoryLimit 10): only the limit removes runs;
+        // the newest finished run the status no longer points at stays.
+        let names: Vec<&str> = obs.analysis_runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec![runs[2].as_str()], "{runs:?}");
+
+        // A failed run the status points at is kept even with a limit of 0; a newer update with
+        // the failed revision's ReplicaSet gone removes it.
+        update(&mut obs, "h5");
+        settle(&mut obs);
+        finish_run(&mut obs, AnalysisType::Step, AnalysisPhase::Failed);
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Degraded);
+        let failed = obs
+            .analysis_runs
+            .iter()
+            .find(|r| r.phase == AnalysisPhase::Failed)
+            .map(|r| r.name.clone())
+            .unwrap();
+        assert!(plan(&obs).changes().all(|a| *a
+            != Action::DeleteAnalysisRun {
+                name: failed.clone()
+            }));
     }
 
     #[test]

@@ -242,6 +242,7 @@ fn apply_action(obs: &mut Observed, action: &Action) {
             rs_mut(obs, name).scale_down_deadline = *at;
         }
         Action::DeleteReplicaSet { name } => obs.replica_sets.retain(|rs| &rs.name != name),
+        Action::DeleteAnalysisRun { name } => obs.analysis_runs.retain(|run| &run.name != name),
         Action::SetReplicaSetRevision { name, revision } => {
             rs_mut(obs, name).revision = *revision;
         }
@@ -287,6 +288,7 @@ fn apply_action(obs: &mut Observed, action: &Action) {
                 pod_template_hash: pod_template_hash.clone(),
                 phase: AnalysisPhase::Running,
                 message: None,
+                created: Some(obs.now),
             });
         }
         Action::TerminateAnalysisRun { name } => {

@@ -148,8 +148,8 @@ pub const CONTROLLERS: &[Need] = &[
     need(
         "sluice.dev",
         "analysisruns",
-        &["create", "patch"],
-        "src/rollout/act.rs: CreateAnalysisRun, TerminateAnalysisRun (merge)",
+        &["create", "patch", "delete"],
+        "src/rollout/act.rs: CreateAnalysisRun, TerminateAnalysisRun (merge), DeleteAnalysisRun",
     ),
     need(
         "sluice.dev",

@@ -106,11 +106,11 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
   verbs: ["get", "create", "patch", "delete"]
-# AnalysisRuns: created and terminated by the Rollout controller, measured by the analysis controller
+# AnalysisRuns: created, terminated and (beyond spec.analysis's history limits) deleted by the Rollout controller, measured by the analysis controller
 # (src/analysis/controller.rs), which writes their status.
 - apiGroups: ["sluice.dev"]
   resources: ["analysisruns"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["sluice.dev"]
   resources: ["analysisruns/status"]
   verbs: ["patch"]
