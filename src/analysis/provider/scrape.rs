@@ -179,7 +179,7 @@ latency_seconds_count 2
             name: "q".into(),
             provider: crate::api::analysis::MetricProvider {
                 scrape: Some(s),
-                prometheus: None,
+                ..Default::default()
             },
             ..Metric::default()
         };
