@@ -1101,10 +1101,7 @@ mod tests {
     async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
-        loop {
-            let Ok(n) = socket.read(&mut chunk).await else {
-                break;
-            };
+        while let Ok(n) = socket.read(&mut chunk).await {
             if n == 0 {
                 break;
             }
