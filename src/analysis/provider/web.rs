@@ -9,9 +9,10 @@
 //! `['app-name']`. Filters (`[?(@.status=="ok")]`), wildcards, slices, unions and `..` are the same
 //! in both. k8s templates (`{range}...{end}`, text around the braces) are refused with a clear error.
 //!
-//! Everything is bounded: the answer to [`MAX_WEB_RESPONSE_BYTES`], the exchange to `timeoutSeconds`
-//! (default 10, at most 300, body included), redirects to 10 (Go's and reqwest's limit), the path's
-//! length (CRD) and nesting ([`MAX_PATH_NESTING`]), the JSON's depth (serde_json's 128).
+//! Everything is bounded: the answer to [`MAX_WEB_RESPONSE_BYTES`], the whole measurement (OAuth2
+//! token included, bodies included) to `timeoutSeconds` (default 10, at most 300), redirects to 10
+//! (Go's and reqwest's limit), the path's length (CRD) and nesting ([`MAX_PATH_NESTING`]), the
+//! JSON's depth (serde_json's 128).
 //!
 //! `authentication.oauth2` runs the client-credentials flow before each measurement (as Argo, which
 //! builds a new client per measurement); `sigv4` and `basicAuth` are refused by the CRD and again here.
@@ -513,7 +514,18 @@ impl Provider for WebProvider {
                 .ok_or_else(|| ProviderError::NoProvider {
                     metric: metric.name.clone(),
                 })?;
-            self.request(web).await
+            // One deadline for the token requests and the call together: a reconcile waits
+            // for its measurements.
+            let timeout = web.timeout();
+            tokio::time::timeout(timeout, self.request(web))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProviderError::Timeout {
+                        what: "web metric",
+                        url: snippet(&web.url, 200),
+                        timeout,
+                    })
+                })
         })
     }
 }
@@ -1204,6 +1216,26 @@ mod tests {
         let m = metric(web(json!({ "url": format!("http://{addr}/") })));
         let err = provider.measure("ns", &m).await.unwrap_err();
         assert!(matches!(err, ProviderError::Http { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_token_endpoint_times_the_measurement_out() {
+        let (base, _requests) = serve(vec![Reply::Silent]).await;
+        let m = metric(web(json!({
+            "url": format!("{base}/check"),
+            "timeoutSeconds": 1,
+            "authentication": {"oauth2": {
+                "tokenUrl": format!("{base}/token"), "clientId": "id", "clientSecret": "s",
+            }},
+        })));
+        let started = std::time::Instant::now();
+        let err = WebProvider::new()
+            .unwrap()
+            .measure("ns", &m)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
