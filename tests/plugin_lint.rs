@@ -18,7 +18,7 @@ lint-invalid.yaml:43: AnalysisTemplate "success-rate": spec.metrics[0].interval:
 lint-invalid.yaml:44: AnalysisTemplate "success-rate": spec.metrics[0].successCondition: "result[0] >=" is not a valid expression (column 13: expected conditional_if, negation_op, sign_op, value, array, map, or ident)
 lint-invalid.yaml:47: AnalysisTemplate "success-rate": spec.metrics[0].provider.prometheus.query: {{args.namespace}} is not declared in spec.args
 lint-invalid.yaml:48: AnalysisTemplate "success-rate": spec.metrics[1]: metric name "success-rate" is used twice
-lint-invalid.yaml:50: AnalysisTemplate "success-rate": spec.metrics[1].provider: set one provider: prometheus or scrape
+lint-invalid.yaml:50: AnalysisTemplate "success-rate": spec.metrics[1].provider: set one provider: prometheus, scrape or web
 lint-invalid.yaml:57: Rollout "typed": spec.replicas: invalid i32
 lint-invalid.yaml: 3 objects checked, 10 problems
 "#
@@ -37,6 +37,7 @@ fn valid_fixtures_and_shipped_templates_have_no_findings() {
         "tests/fixtures/rollout/canary-status.yaml",
         "tests/fixtures/analysis/success-rate-template.yaml",
         "tests/fixtures/analysis/error-rate-cluster-template.yaml",
+        "tests/fixtures/analysis/web-template.yaml",
         "tests/fixtures/plugin/canary-paused.yaml",
         "analysis-templates/success-rate.yaml",
         "analysis-templates/error-rate.yaml",

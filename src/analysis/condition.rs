@@ -13,13 +13,20 @@ use expr::{Context, Environment, Value};
 
 use crate::api::analysis::AnalysisPhase;
 
-/// What a provider measured: a number (Prometheus scalar) or a list of numbers (vector, matrix,
-/// scrape). Conditions see it as `result`.
+/// What a provider measured: a number (Prometheus scalar), a list of numbers (vector, matrix,
+/// scrape) or any JSON value (web). Conditions see it as `result`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetricValue {
     Scalar(f64),
     List(Vec<f64>),
+    Json(serde_json::Value),
+    /// A text answer that is not JSON (a web metric's plain-text body), as it came.
+    Text(String),
 }
+
+/// The longest `Measurement.value` written for a JSON or text result (a web answer may be a large
+/// document); conditions still see all of it.
+pub const MAX_JSON_VALUE_CHARS: usize = 1024;
 
 impl fmt::Display for MetricValue {
     /// The form stored in `Measurement.value`: `0.97` or `[0.97,0.5]` (Argo's).
@@ -36,6 +43,15 @@ impl fmt::Display for MetricValue {
                 }
                 f.write_str("]")
             }
+            // Argo's form: the value marshalled as JSON (`true`, `0.95`, `"ok"`, `{"a":1}`).
+            MetricValue::Json(value) => f.write_str(&crate::reconcile_guard::truncate(
+                &value.to_string(),
+                MAX_JSON_VALUE_CHARS,
+            )),
+            MetricValue::Text(text) => f.write_str(&crate::reconcile_guard::truncate(
+                text,
+                MAX_JSON_VALUE_CHARS,
+            )),
         }
     }
 }
@@ -47,7 +63,29 @@ impl MetricValue {
             MetricValue::List(values) => {
                 Value::Array(values.iter().copied().map(Value::Float).collect())
             }
+            MetricValue::Json(value) => json_to_expr(value),
+            MetricValue::Text(text) => Value::String(text.clone()),
         }
+    }
+}
+
+/// A JSON value as the expression language sees it. Whole numbers become integers, so that both
+/// `result == 1` and `result.count > 5` read as users write them; other numbers are floats.
+fn json_to_expr(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(json_to_expr).collect()),
+        serde_json::Value::Object(map) => Value::Map(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_expr(v)))
+                .collect::<indexmap::IndexMap<_, _>>(),
+        ),
     }
 }
 

@@ -424,11 +424,9 @@ pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub wavefront: Option<serde_json::Value>,
-    /// Argo's `web`: kept as written, not implemented (a metric using it is refused; see
-    /// [`crate::api::unsupported`]).
+    /// An HTTP request whose (JSON) answer is the result, as Argo Rollouts' `web` provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub web: Option<serde_json::Value>,
+    pub web: Option<WebMetric>,
 }
 
 /// A Prometheus query. `result` is a number for a scalar, a list of numbers for a vector (`[]` when
@@ -570,6 +568,156 @@ impl ScrapeMetric {
     pub fn insecure(&self) -> bool {
         self.insecure.unwrap_or(false)
     }
+}
+
+/// Timeout of a web request when `timeoutSeconds` is not set (or not positive): Argo's 10 s.
+pub const DEFAULT_WEB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Argo Rollouts' `web` provider: an HTTP request whose answer, read through `jsonPath` (k8s
+/// JSONPath, e.g. `{$.data.ok}`; default the whole body), is the `result` the conditions judge. A body
+/// that is not JSON is `result` as a string. Every string field takes `{{args.NAME}}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!(has(self.body) && size(self.body) > 0 && has(self.jsonBody))")
+    .message("provider.web: set body or jsonBody, not both"))]
+#[x_kube(validation = Rule::new(
+    "(has(self.method) && self.method != 'GET') || ((!has(self.body) || size(self.body) == 0) && !has(self.jsonBody))"
+).message("provider.web: body and jsonBody need method POST or PUT"))]
+#[serde(rename_all = "camelCase")]
+pub struct WebMetric {
+    /// `GET` (default), `POST` or `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<WebMetricMethod>,
+    /// The address to request, `http://` or `https://`.
+    #[schemars(length(max = 8192))]
+    pub url: String,
+    /// HTTP headers sent with the request (values may come from Secret arguments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub headers: Vec<HttpHeader>,
+    /// A text body (method POST or PUT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 262144))]
+    pub body: Option<String>,
+    /// Request timeout in seconds (default 10, at most 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+    /// k8s JSONPath selecting `result` in a JSON answer, e.g. `{$.data.ok}` (default `{$}`: all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub json_path: Option<String>,
+    /// Skip TLS certificate verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// A JSON body (method POST or PUT); sent with `Content-Type: application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "json_object_schema")]
+    pub json_body: Option<serde_json::Value>,
+    /// Credentials for the request: `oauth2` client credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<WebMetricAuthentication>,
+}
+
+impl WebMetric {
+    /// `method`, default GET.
+    pub fn method(&self) -> WebMetricMethod {
+        self.method.unwrap_or_default()
+    }
+
+    /// `timeoutSeconds`, default [`DEFAULT_WEB_TIMEOUT`] (also when not positive), at most
+    /// [`MAX_PROVIDER_TIMEOUT`].
+    pub fn timeout(&self) -> Duration {
+        match self.timeout_seconds.and_then(|s| u64::try_from(s).ok()) {
+            Some(s) if s > 0 => Duration::from_secs(s).min(MAX_PROVIDER_TIMEOUT),
+            _ => DEFAULT_WEB_TIMEOUT,
+        }
+    }
+
+    /// `insecure`, default false.
+    pub fn insecure(&self) -> bool {
+        self.insecure.unwrap_or(false)
+    }
+}
+
+/// The HTTP method of a web metric: `GET` (default), `POST` or `PUT`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WebMetricMethod {
+    /// `GET` (no body).
+    #[default]
+    Get,
+    /// `POST` with `body` or `jsonBody`.
+    Post,
+    /// `PUT` with `body` or `jsonBody`.
+    Put,
+}
+
+/// Credentials of a web metric, Argo's `Authentication`. Only `oauth2` is implemented; `sigv4` and
+/// `basicAuth` (which Argo's web provider ignores) are refused rather than silently dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebMetricAuthentication {
+    /// OAuth2 client credentials: a token is fetched from `tokenUrl` and sent as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Config>,
+    /// AWS SigV4 signing: not supported (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<Sigv4Config>,
+    /// Basic authentication: not supported for web metrics (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<WebBasicAuth>,
+}
+
+/// OAuth2 client-credentials flow (RFC 6749 section 4.4), Argo's fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Config {
+    /// The token endpoint; the flow runs only when it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Usually `{{args.NAME}}` of an argument read from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// Argo's AWS SigV4 settings (kept so they are refused, not pruned). An empty one (as Go clients
+/// write Argo's non-pointer struct) is no setting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.region) && !has(self.profile) && !has(self.roleArn)")
+    .message("provider.web.authentication.sigv4 is not supported by Sluice; use oauth2 or headers"))]
+#[serde(rename_all = "camelCase")]
+pub struct Sigv4Config {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+/// Argo's basic authentication settings (kept so they are refused, not pruned; Argo's web provider
+/// ignores them). An empty one is no setting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.username) && !has(self.password)")
+    .message("provider.web.authentication.basicAuth is not supported for web metrics (Argo ignores it); send an Authorization header"))]
+#[serde(rename_all = "camelCase")]
+pub struct WebBasicAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Any JSON object, kept as written.
+fn json_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// `timeout`: the default when unset or not positive, at most [`MAX_PROVIDER_TIMEOUT`] (a reconcile

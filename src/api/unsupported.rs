@@ -51,7 +51,6 @@ const PROVIDERS: &[&str] = &[
     "metrics[].provider.plugin",
     "metrics[].provider.skywalking",
     "metrics[].provider.wavefront",
-    "metrics[].provider.web",
     "metrics[].provider.prometheus.authentication.oauth2",
     "metrics[].provider.prometheus.authentication.sigv4",
 ];

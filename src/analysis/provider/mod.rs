@@ -1,8 +1,9 @@
-//! Measurement providers behind one trait: [`prometheus`] (PromQL over the HTTP API) and [`scrape`]
-//! (a Prometheus exposition-format endpoint read directly).
+//! Measurement providers behind one trait: [`prometheus`] (PromQL over the HTTP API), [`scrape`]
+//! (a Prometheus exposition-format endpoint read directly) and [`web`] (Argo's HTTP/JSON provider).
 
 pub mod prometheus;
 pub mod scrape;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -73,6 +74,8 @@ pub enum ProviderError {
     Spec { field: &'static str, reason: String },
     #[error("scrape {url}: {reason}")]
     Scrape { url: String, reason: String },
+    #[error(transparent)]
+    Web(#[from] web::WebError),
 }
 
 /// A source of measurements. `metric` has its `{{args.x}}` already resolved.
@@ -88,6 +91,7 @@ pub trait Provider: Send + Sync {
 pub struct Providers {
     pub prometheus: prometheus::PrometheusProvider,
     pub scrape: scrape::ScrapeProvider,
+    pub web: web::WebProvider,
 }
 
 impl Providers {
@@ -99,6 +103,7 @@ impl Providers {
         Ok(Self {
             prometheus: prometheus::PrometheusProvider::new(default_prometheus_url, client)?,
             scrape: scrape::ScrapeProvider::new()?,
+            web: web::WebProvider::new()?,
         })
     }
 }
@@ -113,6 +118,8 @@ impl Provider for Providers {
             self.prometheus.measure(namespace, metric)
         } else if metric.provider.scrape.is_some() {
             self.scrape.measure(namespace, metric)
+        } else if metric.provider.web.is_some() {
+            self.web.measure(namespace, metric)
         } else {
             Box::pin(async move {
                 Err(ProviderError::NoProvider {
@@ -214,7 +221,8 @@ pub(crate) async fn send(
     send_bounded(what, url, request, timeout, MAX_RESPONSE_BYTES).await
 }
 
-async fn send_bounded(
+/// [`send`] with a byte cap of the caller's.
+pub(crate) async fn send_bounded(
     what: &'static str,
     url: &str,
     request: reqwest::RequestBuilder,

@@ -43,14 +43,15 @@ fn check_unknown(
     }
 }
 
-/// Whether a provider other than `prometheus` and `scrape` is set.
+/// Whether a provider other than those Sluice implements (`prometheus`, `scrape`, `web`) is set.
 fn sets_other_provider(provider: &MetricProvider) -> bool {
     serde_json::to_value(provider)
         .ok()
         .and_then(|value| {
-            value
-                .as_object()
-                .map(|set| set.keys().any(|k| k != "prometheus" && k != "scrape"))
+            value.as_object().map(|set| {
+                set.keys()
+                    .any(|k| !["prometheus", "scrape", "web"].contains(&k.as_str()))
+            })
         })
         .unwrap_or(false)
 }
@@ -155,24 +156,32 @@ fn metric_problems(metric: &Metric) -> Vec<(&'static str, String)> {
         }
     }
     let provider = &metric.provider;
-    match (&provider.prometheus, &provider.scrape) {
+    let set = usize::from(provider.prometheus.is_some())
+        + usize::from(provider.scrape.is_some())
+        + usize::from(provider.web.is_some());
+    match set {
         // An Argo provider Sluice does not implement: reported with the unimplemented fields.
-        (None, None) if sets_other_provider(provider) => {}
-        (None, None) => problems.push((
+        0 if sets_other_provider(provider) => {}
+        0 => problems.push((
             "provider",
-            "set one provider: prometheus or scrape".to_string(),
+            "set one provider: prometheus, scrape or web".to_string(),
         )),
-        (Some(_), Some(_)) => problems.push((
+        1 => {}
+        _ => problems.push((
             "provider",
-            "set only one provider: prometheus or scrape".to_string(),
+            "set only one provider: prometheus, scrape or web".to_string(),
         )),
-        (Some(p), None) if p.query.trim().is_empty() => {
-            problems.push((
-                "provider.prometheus.query",
-                "the query is empty".to_string(),
-            ));
-        }
-        _ => {}
+    }
+    if let Some(p) = &provider.prometheus
+        && p.query.trim().is_empty()
+    {
+        problems.push((
+            "provider.prometheus.query",
+            "the query is empty".to_string(),
+        ));
+    }
+    if let Some(web) = &provider.web {
+        problems.extend(crate::analysis::provider::web::lint(web));
     }
     for (field, condition) in [
         ("successCondition", &metric.success_condition),
@@ -268,6 +277,36 @@ fn undeclared_args<'a>(
     if let Some(s) = &metric.provider.scrape {
         texts.push(("provider.scrape.url", s.url.as_str()));
     }
+    if let Some(w) = &metric.provider.web {
+        texts.push(("provider.web.url", w.url.as_str()));
+        texts.extend(
+            w.headers
+                .iter()
+                .map(|h| ("provider.web.headers", h.value.as_str())),
+        );
+        texts.extend(w.body.as_deref().map(|b| ("provider.web.body", b)));
+        texts.extend(w.json_path.as_deref().map(|p| ("provider.web.jsonPath", p)));
+        let oauth2 = w.authentication.as_ref().and_then(|a| a.oauth2.as_ref());
+        texts.extend(
+            oauth2
+                .and_then(|o| o.client_secret.as_deref())
+                .map(|c| ("provider.web.authentication.oauth2.clientSecret", c)),
+        );
+        texts.extend(
+            oauth2
+                .and_then(|o| o.client_id.as_deref())
+                .map(|c| ("provider.web.authentication.oauth2.clientId", c)),
+        );
+        let mut body_strings = Vec::new();
+        if let Some(body) = &w.json_body {
+            json_strings(body, &mut body_strings);
+        }
+        texts.extend(
+            body_strings
+                .into_iter()
+                .map(|s| ("provider.web.jsonBody", s)),
+        );
+    }
     texts.extend(
         metric
             .success_condition
@@ -289,6 +328,16 @@ fn undeclared_args<'a>(
         }
     }
     out
+}
+
+/// Every string in a JSON value (keys are not templated).
+fn json_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| json_strings(v, out)),
+        _ => {}
+    }
 }
 
 /// The NAMEs of `{{args.NAME}}` (and `{{ args.NAME }}`) in `text`.
@@ -321,6 +370,55 @@ mod tests {
             "result[0] < 0"
         );
         assert_eq!(without_placeholders("no {{ end"), "no {{ end");
+    }
+
+    #[test]
+    fn web_metrics_are_checked_like_the_controller_checks_them() {
+        let metric = |provider: Value| -> Metric {
+            serde_json::from_value(serde_json::json!({
+                "name": "web",
+                "successCondition": "result == true",
+                "provider": provider,
+            }))
+            .unwrap()
+        };
+        let good = metric(serde_json::json!({"web": {
+            "url": "http://checks.example/api?service={{args.service}}",
+            "method": "POST",
+            "headers": [{"key": "Authorization", "value": "Bearer {{args.token}}"}],
+            "jsonBody": {"service": "{{args.service}}"},
+            "jsonPath": "{$.data.ok}",
+        }}));
+        assert_eq!(metric_problems(&good), vec![]);
+        let declared: BTreeSet<&str> = ["service"].into();
+        assert_eq!(
+            undeclared_args(&good, &declared),
+            vec![("provider.web.headers", "token".to_string())]
+        );
+        let bad = metric(serde_json::json!({"web": {
+            "url": "http://checks.example/",
+            "body": "x",
+            "jsonPath": "{range .items[*]}{.ok}{end}",
+        }}));
+        let problems = metric_problems(&bad);
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            ["provider.web", "provider.web.jsonPath"],
+            "{problems:?}"
+        );
+        assert!(problems[0].1.contains("POST or PUT"), "{problems:?}");
+        let two = metric(serde_json::json!({
+            "web": {"url": "http://checks.example/"},
+            "scrape": {"url": "http://checks.example/metrics", "metric": "m"},
+        }));
+        assert_eq!(
+            metric_problems(&two),
+            vec![(
+                "provider",
+                "set only one provider: prometheus, scrape or web".to_string()
+            )]
+        );
     }
 
     #[test]
