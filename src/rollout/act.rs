@@ -77,12 +77,24 @@ impl Actor<'_> {
         PatchParams::apply(FIELD_MANAGER).force()
     }
 
-    /// Applies the actions in order, then writes the status if it changed.
+    /// Applies the actions in order and writes the status if it changed; AnalysisRuns are created
+    /// only once the status naming them is written. A reconcile planned from a cache that missed
+    /// the previous status write (the run it named may even have finished meanwhile) then fails on
+    /// the status conflict instead of creating a second run; a run the status names and the
+    /// cluster lacks is planned again under the same name, so a failed create heals.
     pub async fn apply(&self, plan: &Plan) -> Result<(), ActError> {
-        for action in &plan.actions {
+        let (creates, others): (Vec<&Action>, Vec<&Action>) = plan
+            .actions
+            .iter()
+            .partition(|action| matches!(action, Action::CreateAnalysisRun { .. }));
+        for action in others {
             self.apply_action(action, &plan.status).await?;
         }
-        self.write_status(plan).await
+        self.write_status(plan).await?;
+        for action in creates {
+            self.apply_action(action, &plan.status).await?;
+        }
+        Ok(())
     }
 
     /// `planned` is the status this plan writes: whether the Rollout is fully promoted is judged

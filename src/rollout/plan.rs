@@ -666,11 +666,14 @@ impl<'a> Ctx<'a> {
             );
             return verdict(run.phase);
         }
-        if tracked.is_some() {
-            // Created by an earlier reconcile and not in the cache yet.
-            return Verdict::Running;
-        }
-        let name = self.free_run_name(analysis_type, step_index);
+        let name = match &tracked {
+            // Named by the status an earlier reconcile wrote, and not in the cache: either not
+            // there yet or its create failed after that write; creating it again is a no-op in
+            // the first case and heals the second.
+            Some(name) if self.obs.analysis_run(name).is_none() => name.clone(),
+            _ => self.free_run_name(analysis_type, step_index),
+        };
+        let created = tracked.as_deref() != Some(name.as_str());
         self.actions.push(Action::CreateAnalysisRun {
             name: name.clone(),
             analysis_type,
@@ -678,10 +681,12 @@ impl<'a> Ctx<'a> {
             analysis: analysis.clone(),
             pod_template_hash: new_hash.to_string(),
         });
-        self.event(
-            EventReason::AnalysisRunCreated,
-            format!("Created {} AnalysisRun {name}", analysis_type.label()),
-        );
+        if created {
+            self.event(
+                EventReason::AnalysisRunCreated,
+                format!("Created {} AnalysisRun {name}", analysis_type.label()),
+            );
+        }
         slot.set(
             &mut self.status,
             Some(RolloutAnalysisRunStatus {
@@ -1563,14 +1568,56 @@ mod tests {
     }
 
     #[test]
-    fn r10_a_run_recorded_in_status_but_not_yet_in_the_cache_is_not_created_again() {
+    fn r10_a_run_recorded_in_status_but_not_in_the_cache_is_created_again_under_its_name() {
         let mut obs = deployed(canary(2, vec![analysis_step("t"), pause()]));
         update(&mut obs, "h2");
         let p = plan(&obs);
         assert_eq!(creates(std::slice::from_ref(&p)).len(), 2);
-        // The act step created both, but the watch cache has not seen the run yet.
+        let first = run_names(&p);
+        // The status naming the run was written, but the watch cache has not seen the run (or
+        // its create failed after the status write): the same name again, idempotent, no Event.
         apply(&mut obs, &p);
         obs.analysis_runs.clear();
-        assert!(creates(&[plan(&obs)]).is_empty());
+        let again = plan(&obs);
+        assert_eq!(run_names(&again), first);
+        assert!(
+            !again
+                .event_reasons()
+                .contains(&EventReason::AnalysisRunCreated)
+        );
+        assert_eq!(again.status, status(&obs));
+    }
+
+    #[test]
+    fn r10_a_plan_from_a_status_the_cache_has_not_seen_yet_names_a_new_run_only_with_a_newer_status()
+     {
+        // The race the act step closes: the run finished before the Rollout status naming it
+        // reached the cache. The plan from the stale status would create `<name>.1`; it must
+        // carry a status change, whose write (with the stale resourceVersion) then conflicts
+        // before any run is created (act creates runs after the status write).
+        let mut obs = deployed(canary(2, vec![analysis_step("t"), pause()]));
+        update(&mut obs, "h2");
+        let stale = obs.rollout.clone();
+        let p = step(&mut obs);
+        assert_eq!(run_names(&p).len(), 1);
+        finish_run(
+            &mut obs,
+            AnalysisType::Step,
+            crate::api::analysis::AnalysisPhase::Successful,
+        );
+        obs.rollout = stale;
+        let racing = plan(&obs);
+        assert_eq!(run_names(&racing).len(), 1, "{:#?}", racing.actions);
+        assert_ne!(Some(&racing.status), obs.rollout.status.as_ref());
+    }
+
+    fn run_names(p: &Plan) -> Vec<String> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::CreateAnalysisRun { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
     }
 }
