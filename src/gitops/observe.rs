@@ -406,9 +406,6 @@ impl Reader {
         let rules = as_rules(project);
         let mut not_permitted = Vec::new();
         check_manifests(&objects).map_err(|e| e.to_string())?;
-        if let Some(message) = object_problems(&objects) {
-            return Err(message);
-        }
         let app_options = sync_options::spec_options(app).0;
         let defined = kinds_defined_by_crds(&objects);
         let destination = app
@@ -460,6 +457,10 @@ impl Reader {
             set_label(obj, TRACKING_LABEL, TRACKING_LABEL_VALUE);
         }
         check_manifests(&objects).map_err(|e| e.to_string())?;
+        // Named with their namespace, now set.
+        if let Some(message) = object_problems(&objects) {
+            return Err(message);
+        }
         sort_for_apply(&mut objects);
         Ok((objects, not_permitted))
     }
