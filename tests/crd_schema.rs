@@ -137,6 +137,11 @@ async fn invalid_manifests_are_refused_with_a_message_naming_the_problem() {
             "repoURL",
         ),
         (
+            "Application",
+            json!({"sources": [{"repoURL": "https://git.example.com/a.git"}], "destination": {"namespace": "x"}}),
+            "spec.source is required: Sluice syncs one source (spec.sources, Argo CD's multiple sources, is not supported by Sluice yet)",
+        ),
+        (
             "AppProject",
             json!({"sourceRepos": ["*"], "syncWindows": [{"kind": "deny", "schedule": "* * * * *", "duration": "1h"}]}),
             "spec.syncWindows is not implemented",

@@ -60,8 +60,7 @@ fn options(list: &[&str]) -> Value {
 fn cm(name: &str, value: &str, sync_options: &str) -> String {
     let mut obj: Value = serde_json::from_str(&config_map(name, value)).expect("json");
     if !sync_options.is_empty() {
-        obj["metadata"]["annotations"] =
-            json!({"argocd.argoproj.io/sync-options": sync_options});
+        obj["metadata"]["annotations"] = json!({"argocd.argoproj.io/sync-options": sync_options});
     }
     obj.to_string()
 }
@@ -117,7 +116,13 @@ async fn prune_false_keeps_what_git_removed_unless_the_object_opts_back_in() {
     h.wait_config("a", Some("2")).await;
     assert_eq!(h.config_value("keep").await.as_deref(), Some("1"));
     let app = wait_operation(&h, "web", OperationPhase::Succeeded).await;
-    let result = app.status.unwrap().operation_state.unwrap().sync_result.unwrap();
+    let result = app
+        .status
+        .unwrap()
+        .operation_state
+        .unwrap()
+        .sync_result
+        .unwrap();
     let skipped: Vec<&str> = result
         .resources
         .iter()
@@ -193,7 +198,14 @@ async fn apply_out_of_sync_only_leaves_synced_objects_alone() {
             ("app/b.yaml", Some(&cm("b", "1", ""))),
         ],
     );
-    create_app(&h, "web", &repo, "app", options(&["ApplyOutOfSyncOnly=true"])).await;
+    create_app(
+        &h,
+        "web",
+        &repo,
+        "app",
+        options(&["ApplyOutOfSyncOnly=true"]),
+    )
+    .await;
     h.wait_synced("web", &sha).await;
     let sha2 = repo.commit("a only", &[("app/a.yaml", Some(&cm("a", "2", "")))]);
     h.push_event(&repo, true).await;
@@ -204,7 +216,13 @@ async fn apply_out_of_sync_only_leaves_synced_objects_alone() {
         Some(sha),
         "b was in sync: not applied again"
     );
-    let result = app.status.unwrap().operation_state.unwrap().sync_result.unwrap();
+    let result = app
+        .status
+        .unwrap()
+        .operation_state
+        .unwrap()
+        .sync_result
+        .unwrap();
     let applied: Vec<&str> = result.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(applied, ["a"]);
 }
@@ -216,7 +234,10 @@ async fn prune_propagation_policy_orphan_keeps_the_replica_sets_of_a_pruned_depl
     let sha = repo.commit(
         "deployment",
         &[
-            ("app/web.yaml", Some(&deployment("web", 1, "example/web:1.0"))),
+            (
+                "app/web.yaml",
+                Some(&deployment("web", 1, "example/web:1.0")),
+            ),
             ("app/c.yaml", Some(&config_map("c", "1"))),
         ],
     );
@@ -250,9 +271,12 @@ async fn prune_propagation_policy_orphan_keeps_the_replica_sets_of_a_pruned_depl
     })
     .await;
     let orphan = wait_for("the ReplicaSet orphaned", TIMEOUT, || async {
-        owned()
-            .await
-            .filter(|rs| rs.metadata.owner_references.as_ref().is_none_or(Vec::is_empty))
+        owned().await.filter(|rs| {
+            rs.metadata
+                .owner_references
+                .as_ref()
+                .is_none_or(Vec::is_empty)
+        })
     })
     .await;
     assert!(orphan.metadata.deletion_timestamp.is_none());
@@ -265,7 +289,10 @@ async fn replace_true_replaces_the_whole_object() {
     let sha = repo.commit(
         "two",
         &[
-            ("app/replaced.yaml", Some(&cm("replaced", "1", "Replace=true"))),
+            (
+                "app/replaced.yaml",
+                Some(&cm("replaced", "1", "Replace=true")),
+            ),
             ("app/applied.yaml", Some(&cm("applied", "1", ""))),
         ],
     );
@@ -284,7 +311,10 @@ async fn replace_true_replaces_the_whole_object() {
     let sha2 = repo.commit(
         "v2",
         &[
-            ("app/replaced.yaml", Some(&cm("replaced", "2", "Replace=true"))),
+            (
+                "app/replaced.yaml",
+                Some(&cm("replaced", "2", "Replace=true")),
+            ),
             ("app/applied.yaml", Some(&cm("applied", "2", ""))),
         ],
     );
@@ -294,8 +324,16 @@ async fn replace_true_replaces_the_whole_object() {
     let replaced = h.config_maps().get("replaced").await.expect("replaced");
     let applied = h.config_maps().get("applied").await.expect("applied");
     assert_eq!(replaced.data.as_ref().unwrap()["v"], "2");
-    assert_eq!(label(replaced), None, "a replace drops what Git does not declare");
-    assert_eq!(label(applied).as_deref(), Some("someone"), "an apply keeps it");
+    assert_eq!(
+        label(replaced),
+        None,
+        "a replace drops what Git does not declare"
+    );
+    assert_eq!(
+        label(applied).as_deref(),
+        Some("someone"),
+        "an apply keeps it"
+    );
 }
 
 #[tokio::test]
@@ -340,7 +378,7 @@ async fn force_true_deletes_and_creates_an_object_an_apply_cannot_change() {
     h.wait_synced("forced", &sha2).await;
     assert_eq!(h.config_value("f").await.as_deref(), Some("2"));
     assert_ne!(uid("f").await, before, "deleted and created again");
-    let plain = wait_operation(&h, "plain", OperationPhase::Failed).await;
+    let plain = wait_operation(h, "plain", OperationPhase::Failed).await;
     assert!(
         operation_message(&plain).contains("immutable"),
         "{}",
@@ -404,7 +442,8 @@ async fn skip_dry_run_on_missing_resource_applies_a_kind_served_during_the_sync(
             ("strict/w.yaml", Some(&widget("v", ""))),
         ],
     );
-    let retry = json!({"syncPolicy": {"retry": {"limit": 5, "backoff": {"duration": "2s", "factor": 1}}}});
+    let retry =
+        json!({"syncPolicy": {"retry": {"limit": 5, "backoff": {"duration": "2s", "factor": 1}}}});
     create_app(&h, "skip", &repo, "skip", retry.clone()).await;
     create_app(&h, "strict", &repo, "strict", retry).await;
     let strict = h
@@ -412,9 +451,11 @@ async fn skip_dry_run_on_missing_resource_applies_a_kind_served_during_the_sync(
             condition(a, "ComparisonError").is_some()
         })
         .await;
-    assert!(condition(&strict, "ComparisonError")
-        .unwrap()
-        .contains("unknown kind Widget"));
+    assert!(
+        condition(&strict, "ComparisonError")
+            .unwrap()
+            .contains("unknown kind Widget")
+    );
     let skip = h
         .wait_app("skip", "compared", |a| {
             sync_status(a) == SyncStatusCode::OutOfSync
@@ -437,8 +478,7 @@ async fn skip_dry_run_on_missing_resource_applies_a_kind_served_during_the_sync(
         .await
         .expect("create CRD");
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, "v1", "Widget"));
-    let widgets: Api<DynamicObject> =
-        Api::namespaced_with(h.client.clone(), &h.ns.name, &resource);
+    let widgets: Api<DynamicObject> = Api::namespaced_with(h.client.clone(), &h.ns.name, &resource);
     wait_for("the Widget applied", TIMEOUT, || async {
         widgets.get_opt("w").await.ok().flatten()
     })
@@ -490,7 +530,10 @@ async fn respect_ignore_differences_keeps_the_replicas_someone_else_set() {
         spec("respected").await,
         (Some(3), Some("example/web:2.0".into()))
     );
-    assert_eq!(spec("plain").await, (Some(1), Some("example/web:2.0".into())));
+    assert_eq!(
+        spec("plain").await,
+        (Some(1), Some("example/web:2.0".into()))
+    );
 }
 
 #[tokio::test]
@@ -567,7 +610,10 @@ async fn unknown_options_and_unimplemented_fields_are_named_and_nothing_is_appli
         "four",
         &[
             ("app-option/a.yaml", Some(&cm("a", "1", ""))),
-            ("object-option/b.yaml", Some(&cm("b", "1", "Prune=false,Bogus=1"))),
+            (
+                "object-option/b.yaml",
+                Some(&cm("b", "1", "Prune=false,Bogus=1")),
+            ),
             ("sources/c.yaml", Some(&cm("c", "1", ""))),
             ("patches/d.yaml", Some(&cm("d", "1", ""))),
         ],
@@ -644,9 +690,91 @@ async fn unknown_options_and_unimplemented_fields_are_named_and_nothing_is_appli
         .patch(
             "app-option",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"syncPolicy": {"syncOptions": ["CreateNamespace=true"]}}})),
+            &Patch::Merge(
+                json!({"spec": {"syncPolicy": {"syncOptions": ["CreateNamespace=true"]}}}),
+            ),
         )
         .await
         .expect("fix the options");
     h.wait_config("a", Some("1")).await;
+}
+
+const CHART: &str = "apiVersion: v2\nname: shop\nversion: 0.1.0\n";
+const CHART_CONFIG: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-capabilities
+data:
+  kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  thing: {{ .Capabilities.APIVersions.Has "example.com/v1/Thing" | quote }}
+"#;
+const CHART_TEST: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-test
+  annotations:
+    helm.sh/hook: test
+data:
+  v: "1"
+"#;
+
+/// Argo CD's source options Sluice renders: Helm `skipTests`, `kubeVersion`, `apiVersions`;
+/// Kustomize `replicas` and `labelWithoutSelector`.
+#[tokio::test]
+async fn argo_source_options_change_what_is_rendered() {
+    let h = GitopsHarness::start("so-source", "60s").await;
+    let repo = GitRepo::create(&h.env, "so-source");
+    let sha = repo.commit(
+        "chart and kustomization",
+        &[
+            ("chart/Chart.yaml", Some(CHART)),
+            ("chart/templates/config.yaml", Some(CHART_CONFIG)),
+            ("chart/templates/tests/test.yaml", Some(CHART_TEST)),
+            ("kz/kustomization.yaml", Some("resources:\n- web.yaml\n")),
+            (
+                "kz/web.yaml",
+                Some(&deployment("web", 1, "example/web:1.0")),
+            ),
+        ],
+    );
+    create_app(
+        &h,
+        "chart",
+        &repo,
+        "chart",
+        json!({"source": {"helm": {"releaseName": "shop", "skipTests": true,
+            "kubeVersion": "1.29.4", "apiVersions": ["example.com/v1/Thing"]}}}),
+    )
+    .await;
+    create_app(
+        &h,
+        "kz",
+        &repo,
+        "kz",
+        json!({"source": {"kustomize": {"replicas": [{"name": "web", "count": 2}],
+            "commonLabels": {"team": "shop"}, "labelWithoutSelector": true}}}),
+    )
+    .await;
+    h.wait_synced("chart", &sha).await;
+    h.wait_synced("kz", &sha).await;
+    let capabilities = h
+        .config_maps()
+        .get("shop-capabilities")
+        .await
+        .expect("capabilities")
+        .data
+        .expect("data");
+    assert_eq!(capabilities["kube"], "v1.29.4");
+    assert_eq!(capabilities["thing"], "true");
+    assert_eq!(
+        h.config_maps().get_opt("shop-test").await.expect("read"),
+        None,
+        "helm test hooks skipped"
+    );
+    let web = h.deployments().get("web").await.expect("web");
+    assert_eq!(web.labels().get("team").map(String::as_str), Some("shop"));
+    let spec = web.spec.expect("spec");
+    assert_eq!(spec.replicas, Some(2));
+    let selector = spec.selector.match_labels.expect("selector");
+    assert_eq!(selector.get("team"), None, "labels without selector");
 }

@@ -9,6 +9,11 @@
 //! `revert`, `quarantinedRevisions` (the Git write-back of the hand-off described in DESIGN.md) and
 //! `resources[].diff`.
 //!
+//! Every other field of Argo CD's Application schema is in the schema too, typed or as preserved
+//! JSON, so that the API server stores it as written: those Sluice does not implement (multiple
+//! `sources`, chart repositories, plugins, Jsonnet, ...) are refused by name by the controller
+//! (`InvalidSpecError`, see `gitops::unsupported`), never pruned silently.
+//!
 //! Defaults are not in the schema (what a user wrote round-trips unchanged); they are applied through the
 //! accessor methods here, with Argo CD's values.
 
@@ -268,18 +273,29 @@ const RELEASE_NAME_RULE: &str = "!has(self.source) || !has(self.source.helm) || 
     self.source.helm.releaseName.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 const RELEASE_NAME_MESSAGE: &str = "releaseName must be a DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit) of at most 53 characters, as Helm requires";
 
+/// Why an Application without `spec.source` is refused: Argo CD Applications with `spec.sources`
+/// have none.
+const SOURCE_REQUIRED_MESSAGE: &str = "spec.source is required: Sluice syncs one source (spec.sources, Argo CD's multiple sources, is not supported by Sluice yet)";
+
 /// What to deploy (a path of a Git repository at a revision) and where, and how to keep it in sync.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new(RELEASE_NAME_RULE)
     .message(RELEASE_NAME_MESSAGE)
     .field_path(".source.helm.releaseName"))]
+#[x_kube(validation = Rule::new("has(self.source)")
+    .message(SOURCE_REQUIRED_MESSAGE)
+    .field_path(".source"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// The `AppProject` (in the controller's control namespace) whose rules the Application follows
     /// (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
-    /// Where the manifests come from.
+    /// Where the manifests come from. Required, by a validation rule rather than by the schema's
+    /// `required`, so that the API server's message can name `spec.sources` (which it would not
+    /// check once a required field is missing).
+    #[serde(default)]
+    #[schemars(transform = without_default)]
     pub source: ApplicationSource,
     /// Where they go.
     pub destination: ApplicationDestination,
@@ -633,6 +649,12 @@ impl ApplicationSourceHelm {
     pub fn skip_schema_validation(&self) -> bool {
         self.skip_schema_validation.unwrap_or(false)
     }
+}
+
+/// Drops the `default` schemars derives from `#[serde(default)]`: defaults are not in the schema
+/// (what a user wrote round-trips unchanged).
+fn without_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 /// An object kept as written (`x-kubernetes-preserve-unknown-fields`): an Argo CD field Sluice does
@@ -1897,7 +1919,7 @@ mod tests {
         assert_eq!(operation["rollback"]["required"], json!(["id"]));
         assert!(operation["sync"]["properties"]["source"].is_object());
         let spec = &schema["properties"]["spec"];
-        assert_eq!(spec["required"], json!(["destination", "source"]));
+        assert_eq!(spec["required"], json!(["destination"]));
         let source = &spec["properties"]["source"];
         assert_eq!(source["required"], json!(["repoURL"]));
         assert_eq!(
@@ -1911,7 +1933,12 @@ mod tests {
             "rule": RELEASE_NAME_RULE, "message": RELEASE_NAME_MESSAGE,
             "fieldPath": ".source.helm.releaseName"
         }]);
-        assert_eq!(spec["x-kubernetes-validations"], release_rule);
+        assert_eq!(spec["x-kubernetes-validations"][0], release_rule[0]);
+        assert_eq!(
+            spec["x-kubernetes-validations"][1],
+            json!({"rule": "has(self.source)", "message": SOURCE_REQUIRED_MESSAGE,
+                   "fieldPath": ".source"})
+        );
         assert_eq!(operation["sync"]["x-kubernetes-validations"], release_rule);
         let values_object = &source["properties"]["helm"]["properties"]["valuesObject"];
         assert_eq!(values_object["type"], "object");
