@@ -137,6 +137,11 @@ async fn invalid_manifests_are_refused_with_a_message_naming_the_problem() {
             "repoURL",
         ),
         (
+            "Application",
+            json!({"sources": [{"repoURL": "https://git.example.com/a.git"}], "destination": {"namespace": "x"}}),
+            "spec.source is required: Sluice syncs one source (spec.sources, Argo CD's multiple sources, is not supported by Sluice yet)",
+        ),
+        (
             "AppProject",
             json!({"sourceRepos": ["*"], "syncWindows": [{"kind": "deny", "schedule": "* * * * *", "duration": "1h"}]}),
             "spec.syncWindows is not implemented",
@@ -177,6 +182,37 @@ async fn invalid_manifests_are_refused_with_a_message_naming_the_problem() {
             }
             other => panic!("case {i} ({kind}) must be refused, got {other:?}"),
         }
+    }
+    ns.delete().await;
+}
+
+/// Argo CD Applications setting every field of Argo CD's schema, those Sluice refuses by name
+/// included, are stored as written: nothing pruned, in `spec` and in `operation` alike (the
+/// controller can only name a field the API server kept).
+#[tokio::test]
+async fn argo_fields_sluice_does_not_implement_are_stored_unpruned() {
+    let env = E2eEnv::load();
+    let client = env.client().await;
+    apply_crds(&client).await;
+    let ns = TestNamespace::create(&client, "argo-fields").await;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/application");
+    for file in ["argo-every-field.yaml", "argo-directory-jsonnet.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("read fixture");
+        let fixture: Value = serde_saphyr::from_str(&text).expect("fixture");
+        let name = format!("{}-{}", ns.name, file.trim_end_matches(".yaml"));
+        let api = api(&client, &ns.name, "Application");
+        let created = api
+            .create(&PostParams::default(), &creatable(&fixture, &name))
+            .await
+            .unwrap_or_else(|e| panic!("{file}: API server refused it: {e}"));
+        assert_eq!(created.data["spec"], fixture["spec"], "{file}: spec pruned");
+        assert_eq!(
+            created.data.get("operation"),
+            fixture.get("operation"),
+            "{file}: operation pruned"
+        );
+        let read = api.get(&name).await.expect("read back");
+        assert_eq!(read.data["spec"]["sources"], fixture["spec"]["sources"]);
     }
     ns.delete().await;
 }

@@ -486,3 +486,20 @@ No Applications use this project.
         );
     }
 }
+
+#[test]
+fn app_get_shows_argo_cds_info_notes() {
+    let mut app = application();
+    app.spec.info = serde_json::from_value(serde_json::json!([
+        {"name": "Owner", "value": "team-shop"},
+        {"name": "Runbook", "value": "https://runbooks.example.com/shop"}
+    ]))
+    .unwrap();
+    let text = render_app(&app, Style::PLAIN);
+    assert!(
+        text.contains(
+            "SyncPolicy:         Automated (Prune, SelfHeal)\nInfo:               Owner: team-shop\n                    Runbook: https://runbooks.example.com/shop\nSync Status:"
+        ),
+        "{text}"
+    );
+}

@@ -9,6 +9,11 @@
 //! `revert`, `quarantinedRevisions` (the Git write-back of the hand-off described in DESIGN.md) and
 //! `resources[].diff`.
 //!
+//! Every other field of Argo CD's Application schema is in the schema too, typed or as preserved
+//! JSON, so that the API server stores it as written: those Sluice does not implement (multiple
+//! `sources`, chart repositories, plugins, Jsonnet, ...) are refused by name by the controller
+//! (`InvalidSpecError`, see `gitops::unsupported`), never pruned silently.
+//!
 //! Defaults are not in the schema (what a user wrote round-trips unchanged); they are applied through the
 //! accessor methods here, with Argo CD's values.
 
@@ -268,18 +273,29 @@ const RELEASE_NAME_RULE: &str = "!has(self.source) || !has(self.source.helm) || 
     self.source.helm.releaseName.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 const RELEASE_NAME_MESSAGE: &str = "releaseName must be a DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit) of at most 53 characters, as Helm requires";
 
+/// Why an Application without `spec.source` is refused: Argo CD Applications with `spec.sources`
+/// have none.
+const SOURCE_REQUIRED_MESSAGE: &str = "spec.source is required: Sluice syncs one source (spec.sources, Argo CD's multiple sources, is not supported by Sluice yet)";
+
 /// What to deploy (a path of a Git repository at a revision) and where, and how to keep it in sync.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new(RELEASE_NAME_RULE)
     .message(RELEASE_NAME_MESSAGE)
     .field_path(".source.helm.releaseName"))]
+#[x_kube(validation = Rule::new("has(self.source)")
+    .message(SOURCE_REQUIRED_MESSAGE)
+    .field_path(".source"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// The `AppProject` (in the controller's control namespace) whose rules the Application follows
     /// (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
-    /// Where the manifests come from.
+    /// Where the manifests come from. Required, by a validation rule rather than by the schema's
+    /// `required`, so that the API server's message can name `spec.sources` (which it would not
+    /// check once a required field is missing).
+    #[serde(default)]
+    #[schemars(transform = without_default)]
     pub source: ApplicationSource,
     /// Where they go.
     pub destination: ApplicationDestination,
@@ -292,6 +308,17 @@ pub struct ApplicationSpec {
     /// Differences to ignore when comparing Git with the live objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_differences: Vec<ResourceIgnoreDifferences>,
+    /// Free-form notes about the Application (Argo CD's `info`), shown by `kubectl sluice app get`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub info: Vec<Info>,
+    /// Argo CD's multiple sources: kept as written, refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object_list")]
+    pub sources: Option<Vec<Map<String, Value>>>,
+    /// Argo CD's source hydrator: kept as written, refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub source_hydrator: Option<Map<String, Value>>,
 }
 
 impl ApplicationSpec {
@@ -386,6 +413,23 @@ pub struct ApplicationSource {
     /// Options for a Helm chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<ApplicationSourceHelm>,
+    /// A name for the source, for display (Argo CD's `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Argo CD's Helm chart of a chart repository: refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// Argo CD's reference for `$ref/...` value files of multiple sources: refused when set.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
+    /// Argo CD's prefix of the Git tags a semver `targetRevision` is matched against: refused
+    /// when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_prefix: Option<String>,
+    /// Argo CD's config management plugin: kept as written, refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub plugin: Option<Map<String, Value>>,
 }
 
 impl ApplicationSource {
@@ -434,6 +478,13 @@ pub struct ApplicationSourceDirectory {
     /// Glob of the files to skip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<String>,
+    /// Argo CD's jsonnet options: kept as written, refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub jsonnet: Option<Map<String, Value>>,
+    /// Argo CD's switch to read files of every extension: refused when true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_extension_filter: Option<bool>,
 }
 
 impl ApplicationSourceDirectory {
@@ -465,6 +516,54 @@ pub struct ApplicationSourceKustomize {
     /// Namespace set on every namespaced resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Replica counts set on the named Deployments, StatefulSets, ... (`replicas` of a
+    /// kustomization).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<KustomizeReplica>,
+    /// `commonLabels` also on the kustomization's own labels (Sluice always lets the Application's
+    /// labels win, so both values give that result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_common_labels: Option<bool>,
+    /// `commonAnnotations` also over the kustomization's own (as `forceCommonLabels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_common_annotations: Option<bool>,
+    /// `commonLabels` added to resources only, not to selectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_without_selector: Option<bool>,
+    /// `commonLabels` added to pod templates too (with `labelWithoutSelector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_include_templates: Option<bool>,
+    /// Argo CD's kustomize components: refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// Argo CD's switch to skip missing components: refused when true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_missing_components: Option<bool>,
+    /// Argo CD's kustomize patches: kept as written, refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object_list")]
+    pub patches: Option<Vec<Map<String, Value>>>,
+    /// Argo CD's environment substitution in `commonAnnotations`: refused when true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_annotations_envsubst: Option<bool>,
+    /// Argo CD's kustomize binary version: refused when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Argo CD's Kubernetes version for Helm charts of the kustomization: refused when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
+    /// Argo CD's API versions for Helm charts of the kustomization: refused when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_versions: Vec<String>,
+}
+
+/// A replica count override (`replicas` of a kustomization).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KustomizeReplica {
+    /// Name of the Deployment, StatefulSet, ReplicaSet or ReplicationController.
+    pub name: String,
+    /// The replica count (a number, or a string of digits as Argo CD accepts).
+    pub count: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
 }
 
 /// Options for a Helm chart.
@@ -495,6 +594,39 @@ pub struct ApplicationSourceHelm {
     /// Ignore values files that do not exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_missing_value_files: Option<bool>,
+    /// Do not render the chart's test hooks (`--skip-tests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_tests: Option<bool>,
+    /// Skip the chart's values schema (`--skip-schema-validation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_schema_validation: Option<bool>,
+    /// The namespace the chart is rendered for (`--namespace`; default the destination namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `Capabilities.KubeVersion` of the rendering (`--kube-version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
+    /// `Capabilities.APIVersions` of the rendering (`--api-versions`), as `[group/]version[/kind]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_versions: Vec<String>,
+    /// Helm major version: `3` / `v3` (the one Sluice runs) or unset; any other is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Argo CD's `--set-file` parameters: refused (InvalidSpecError) when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_parameters: Vec<HelmFileParameter>,
+    /// Argo CD's credentials for every domain of a chart repository: refused when true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_credentials: Option<bool>,
+}
+
+/// A `--set-file` parameter (Argo CD's `fileParameters`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HelmFileParameter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl ApplicationSourceHelm {
@@ -507,6 +639,41 @@ impl ApplicationSourceHelm {
     pub fn ignore_missing_value_files(&self) -> bool {
         self.ignore_missing_value_files.unwrap_or(false)
     }
+
+    /// `skipTests`, default false.
+    pub fn skip_tests(&self) -> bool {
+        self.skip_tests.unwrap_or(false)
+    }
+
+    /// `skipSchemaValidation`, default false.
+    pub fn skip_schema_validation(&self) -> bool {
+        self.skip_schema_validation.unwrap_or(false)
+    }
+}
+
+/// Drops the `default` schemars derives from `#[serde(default)]`: defaults are not in the schema
+/// (what a user wrote round-trips unchanged).
+fn without_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
+}
+
+/// An object kept as written (`x-kubernetes-preserve-unknown-fields`): an Argo CD field Sluice does
+/// not implement, stored unpruned so that it can be refused by name.
+fn preserved_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Argo CD field Sluice does not implement: kept as written; the Application is refused (InvalidSpecError naming it) when it is set.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// A list of objects kept as written (see [`preserved_object`]).
+fn preserved_object_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Argo CD field Sluice does not implement: kept as written; the Application is refused (InvalidSpecError naming it) when it is set.",
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
 }
 
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -581,6 +748,18 @@ pub struct SyncPolicy {
     /// What to do in Git when a rollout of this Application fails (Sluice extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackPolicy>,
+    /// Labels and annotations of the namespace `CreateNamespace=true` creates (and keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_namespace_metadata: Option<ManagedNamespaceMetadata>,
+}
+
+/// Labels and annotations Sluice sets on the destination namespace with `CreateNamespace=true`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ManagedNamespaceMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl SyncPolicy {
@@ -650,6 +829,10 @@ pub struct RetryStrategy {
     /// Delay between attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// Retry with the latest revision of `targetRevision` instead of the one that failed
+    /// (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<bool>,
 }
 
 /// Exponential backoff: `duration × factor^n`, at most `maxDuration`.
@@ -1195,6 +1378,27 @@ pub struct SyncOperation {
     /// Consecutive self-heal syncs of the same revision, for the self-heal backoff.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub auto_heal_attempts_count: i64,
+    /// Argo CD's dry-run sync: refused when true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    /// Argo CD's manifests to sync instead of the source's: refused when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<String>,
+    /// Argo CD's selective sync: kept as written, refused when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object_list")]
+    pub resources: Option<Vec<Map<String, Value>>>,
+    /// Argo CD's revisions of multiple sources: refused when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<String>,
+    /// Argo CD's multiple sources: kept as written, refused when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object_list")]
+    pub sources: Option<Vec<Map<String, Value>>>,
+    /// Argo CD's sync strategy (`apply.force`, `hook.force`): kept as written, refused when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub sync_strategy: Option<Map<String, Value>>,
 }
 
 /// A rollback request: sync the revision and source of `status.history[id]`.
@@ -1715,7 +1919,7 @@ mod tests {
         assert_eq!(operation["rollback"]["required"], json!(["id"]));
         assert!(operation["sync"]["properties"]["source"].is_object());
         let spec = &schema["properties"]["spec"];
-        assert_eq!(spec["required"], json!(["destination", "source"]));
+        assert_eq!(spec["required"], json!(["destination"]));
         let source = &spec["properties"]["source"];
         assert_eq!(source["required"], json!(["repoURL"]));
         assert_eq!(
@@ -1729,7 +1933,12 @@ mod tests {
             "rule": RELEASE_NAME_RULE, "message": RELEASE_NAME_MESSAGE,
             "fieldPath": ".source.helm.releaseName"
         }]);
-        assert_eq!(spec["x-kubernetes-validations"], release_rule);
+        assert_eq!(spec["x-kubernetes-validations"][0], release_rule[0]);
+        assert_eq!(
+            spec["x-kubernetes-validations"][1],
+            json!({"rule": "has(self.source)", "message": SOURCE_REQUIRED_MESSAGE,
+                   "fieldPath": ".source"})
+        );
         assert_eq!(operation["sync"]["x-kubernetes-validations"], release_rule);
         let values_object = &source["properties"]["helm"]["properties"]["valuesObject"];
         assert_eq!(values_object["type"], "object");

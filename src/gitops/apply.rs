@@ -6,6 +6,13 @@
 //! reason. Objects whose namespace or CRD the same sync creates cannot be dry-run and are checked
 //! by the real apply. A CRD is applied and waited for until Established before its resources.
 //! Between sync waves the sync waits for what it applied to be healthy (Degraded fails it).
+//!
+//! Sync options (application-level, overridden per object): `Replace=true` replaces or creates
+//! instead of applying, `Force=true` deletes and creates again, `Validate=false` writes with
+//! `fieldValidation=Ignore` (else `Strict`, kubectl's default), `SkipDryRunOnMissingResource=true`
+//! skips the dry run of a kind not served yet, `PruneLast=true` prunes after everything applied is
+//! healthy, `PrunePropagationPolicy` deletes with that policy, `CreateNamespace=true` with
+//! `managedNamespaceMetadata` labels and annotates the namespace.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,12 +20,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy, ValidationDirective,
 };
-use kube::core::GroupVersionKind;
+use kube::core::{GroupVersionKind, Request};
 use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Resource};
 use serde_json::{Value, json};
 
 use super::health::{WaveGate, health_of, wave_gate};
@@ -27,8 +35,9 @@ use super::live::to_value;
 use super::object::{FIELD_MANAGER, ResourceKey, gvk, key_of, split_api_version, str_at};
 use super::order::{sync_wave, wave_groups};
 use super::plan::{SyncOutcome, SyncTask};
+use super::sync_options::{Propagation, effective};
 use crate::api::application::{
-    HealthStatus, HealthStatusCode, ResourceResult, ResultCode, SyncPhase,
+    HealthStatus, HealthStatusCode, ManagedNamespaceMetadata, ResourceResult, ResultCode, SyncPhase,
 };
 
 /// How long a sync waits for a wave to be healthy before the next one.
@@ -37,6 +46,8 @@ const WAVE_TIMEOUT: Duration = Duration::from_secs(600);
 const WAVE_POLL: Duration = Duration::from_secs(1);
 /// How long a CRD applied by a sync may take to be Established, and its kind to be served.
 const CRD_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `Force=true` waits for the object it deleted to be gone before creating it again.
+const FORCE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The message of a Kubernetes error without the wrapping (`Forbidden: ...`).
 pub fn kube_message(error: &kube::Error) -> String {
@@ -105,7 +116,9 @@ impl Applier<'_> {
     pub async fn run(&self, task: &SyncTask) -> SyncOutcome {
         let mut outcome = SyncOutcome::default();
         if let Some(ns) = &task.create_namespace
-            && let Err(e) = self.ensure_namespace(ns).await
+            && let Err(e) = self
+                .ensure_namespace(ns, task.namespace_metadata.as_ref())
+                .await
         {
             outcome.error = Some(format!("creating namespace {ns}: {}", kube_message(&e)));
             return outcome;
@@ -134,9 +147,16 @@ impl Applier<'_> {
                 return outcome;
             }
         }
-        for obj in &task.prune {
-            let done = self.delete(obj).await;
-            if !record(&mut outcome, obj, done, ResultCode::Pruned, "pruned") {
+        if !self.prune(task, &task.prune, &mut outcome).await {
+            return outcome;
+        }
+        if !task.prune_last.is_empty() {
+            // `PruneLast=true`: an implicit last wave, after everything applied is healthy.
+            if let Err(message) = self.wait_healthy(&task.apply).await {
+                outcome.error = Some(format!("before pruning last: {message}"));
+                return outcome;
+            }
+            if !self.prune(task, &task.prune_last, &mut outcome).await {
                 return outcome;
             }
         }
@@ -148,6 +168,18 @@ impl Applier<'_> {
             ));
         }
         outcome
+    }
+
+    /// Deletes `objects` with the sync's propagation policy; whether the sync goes on.
+    async fn prune(&self, task: &SyncTask, objects: &[Value], outcome: &mut SyncOutcome) -> bool {
+        let propagation = task.options.propagation();
+        for obj in objects {
+            let done = self.delete_with(obj, propagation).await;
+            if !record(outcome, obj, done, ResultCode::Pruned, "pruned") {
+                return false;
+            }
+        }
+        true
     }
 
     /// Dry-runs every object that can be checked before anything is created.
@@ -170,7 +202,13 @@ impl Applier<'_> {
             if created_namespaces.contains(namespace) || from_new_crd {
                 continue;
             }
-            if let Err(message) = self.apply(obj, Mode::of(task, obj, true)).await {
+            let mode = Mode::of(task, obj, true);
+            // `Force=true` may delete and create it again: a dry run of the change says nothing
+            // of that; a kind the cluster does not serve yet may be served when it is applied.
+            if mode.force || (mode.skip_dry_run_on_missing && !self.is_served(obj).await) {
+                continue;
+            }
+            if let Err(message) = self.apply(obj, mode).await {
                 return Err((
                     obj.clone(),
                     format!("{message} (dry run: nothing was applied)"),
@@ -250,29 +288,158 @@ impl Applier<'_> {
         }
     }
 
-    /// Server-side apply. On an object this Application applied before, Git wins over whoever
-    /// changed a field it declares (drift is corrected); on one it adopts, a field another manager
-    /// owns is a conflict that fails the sync.
+    /// Whether the cluster serves `obj`'s kind now.
+    async fn is_served(&self, obj: &Value) -> bool {
+        let Some(gvk) = gvk(obj) else { return false };
+        matches!(self.kinds.resolve(&gvk).await, Ok(Some(_)))
+    }
+
+    /// Writes `obj` as its sync options say: a server-side apply, or (`Replace=true`) a replace or
+    /// create; with `Force=true` the object is deleted and created again (always with `Replace`,
+    /// else when the apply is refused, e.g. for an immutable field).
     async fn apply(&self, obj: &Value, mode: Mode) -> Result<(), String> {
         let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
         let kind = self.kind_of(obj).await?;
-        let mut params = PatchParams::apply(FIELD_MANAGER);
-        params.force = !mode.adopting;
-        params.dry_run = mode.dry_run;
-        api(self.client, &kind, &key.namespace)
-            .patch(&key.name, &params, &Patch::Apply(obj))
-            .await
-            .map_err(|e| match &e {
-                kube::Error::Api(status) if status.code == 409 && mode.adopting => format!(
-                    "{key}: {} (the object exists and was not applied by this Application: Sluice does not take over fields other managers own; drop them from Git or from the object, or delete the object)",
-                    kube_message(&e)
-                ),
-                _ => format!("{key}: {}", kube_message(&e)),
-            })?;
+        if mode.replace {
+            self.replace(obj, &key, &kind, mode).await?;
+        } else {
+            match self.server_side_apply(obj, &key, &kind, mode).await {
+                Err(e) if mode.force && !mode.dry_run && is_refused_change(&e) => {
+                    tracing::info!(object = %key, error = %kube_message(&e), "Force=true: deleting and creating the object again");
+                    self.recreate(obj, &key, &kind, mode).await?;
+                }
+                done => done.map_err(|e| apply_error(&key, &e, mode))?,
+            }
+        }
         if !mode.dry_run && is_crd(obj) {
             self.wait_established(&key).await?;
         }
         Ok(())
+    }
+
+    /// Server-side apply. On an object this Application applied before, Git wins over whoever
+    /// changed a field it declares (drift is corrected); on one it adopts, a field another manager
+    /// owns is a conflict that fails the sync.
+    async fn server_side_apply(
+        &self,
+        obj: &Value,
+        key: &ResourceKey,
+        kind: &Kind,
+        mode: Mode,
+    ) -> Result<(), kube::Error> {
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = !mode.adopting;
+        params.dry_run = mode.dry_run;
+        params.field_validation = Some(mode.validation());
+        api(self.client, kind, &key.namespace)
+            .patch(&key.name, &params, &Patch::Apply(obj))
+            .await
+            .map(|_| ())
+    }
+
+    /// `Replace=true`: a replace of the live object (the fields Git does not declare are dropped),
+    /// or a create when there is none; with `Force=true`, delete and create.
+    async fn replace(
+        &self,
+        obj: &Value,
+        key: &ResourceKey,
+        kind: &Kind,
+        mode: Mode,
+    ) -> Result<(), String> {
+        let live = api(self.reader, kind, &key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
+        match live {
+            None => self.write_whole(obj, key, kind, mode, Write::Create).await,
+            Some(_) if mode.force => self.recreate(obj, key, kind, mode).await,
+            Some(live) => {
+                let mut body = obj.clone();
+                if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut)
+                    && let Some(version) = live.metadata.resource_version
+                {
+                    metadata.insert("resourceVersion".into(), Value::String(version));
+                }
+                self.write_whole(&body, key, kind, mode, Write::Replace)
+                    .await
+            }
+        }
+    }
+
+    /// `Force=true`: deletes the live object, waits until it is gone, creates `obj`.
+    async fn recreate(
+        &self,
+        obj: &Value,
+        key: &ResourceKey,
+        kind: &Kind,
+        mode: Mode,
+    ) -> Result<(), String> {
+        let objects = api(self.client, kind, &key.namespace);
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..DeleteParams::default()
+        };
+        match objects.delete(&key.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(format!("Force=true: deleting {key}: {}", kube_message(&e))),
+        }
+        let gone = async {
+            let reader = api(self.reader, kind, &key.namespace);
+            loop {
+                match reader.get_opt(&key.name).await {
+                    Ok(None) => return Ok(()),
+                    Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Err(e) => return Err(format!("{key}: {}", kube_message(&e))),
+                }
+            }
+        };
+        match tokio::time::timeout(FORCE_DELETE_TIMEOUT, gone).await {
+            Ok(done) => done?,
+            Err(_) => {
+                return Err(format!(
+                    "Force=true: {key} was not gone {}s after its deletion",
+                    FORCE_DELETE_TIMEOUT.as_secs()
+                ));
+            }
+        }
+        self.write_whole(obj, key, kind, mode, Write::Create).await
+    }
+
+    /// A create or replace (not an apply), with the field validation of the sync options (kube's
+    /// `PostParams` has none: added to the query).
+    async fn write_whole(
+        &self,
+        obj: &Value,
+        key: &ResourceKey,
+        kind: &Kind,
+        mode: Mode,
+        write: Write,
+    ) -> Result<(), String> {
+        let fail = |message: String| format!("{key}: {message}");
+        let namespace = kind.namespaced.then_some(key.namespace.as_str());
+        let request = Request::new(DynamicObject::url_path(&kind.resource, namespace));
+        let params = PostParams {
+            dry_run: mode.dry_run,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+        };
+        let body = serde_json::to_vec(obj).map_err(|e| fail(e.to_string()))?;
+        let mut http = match write {
+            Write::Create => request.create(&params, body),
+            Write::Replace => request.replace(&key.name, &params, body),
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        let uri = format!(
+            "{}&fieldValidation={}",
+            http.uri(),
+            mode.validation().as_str()
+        );
+        *http.uri_mut() = uri.parse().map_err(|e| fail(format!("{e}")))?;
+        self.client
+            .request::<DynamicObject>(http)
+            .await
+            .map(|_| ())
+            .map_err(|e| fail(kube_message(&e)))
     }
 
     async fn wait_established(&self, key: &ResourceKey) -> Result<(), String> {
@@ -288,8 +455,14 @@ impl Applier<'_> {
         }
     }
 
-    /// Deletes a live object, if it is still the one observed (same uid).
+    /// Deletes a live object, if it is still the one observed (same uid), its dependents in the
+    /// background.
     pub async fn delete(&self, live: &Value) -> Result<(), String> {
+        self.delete_with(live, Propagation::Background).await
+    }
+
+    /// Deletes a live object, if it is still the one observed (same uid), with `propagation`.
+    async fn delete_with(&self, live: &Value, propagation: Propagation) -> Result<(), String> {
         let key = key_of(live).ok_or_else(|| "an object has no name".to_string())?;
         let kind = self.kind_of(live).await?;
         let params = DeleteParams {
@@ -297,7 +470,11 @@ impl Applier<'_> {
                 uid: Some(uid.to_string()),
                 resource_version: None,
             }),
-            propagation_policy: Some(PropagationPolicy::Background),
+            propagation_policy: Some(match propagation {
+                Propagation::Foreground => PropagationPolicy::Foreground,
+                Propagation::Background => PropagationPolicy::Background,
+                Propagation::Orphan => PropagationPolicy::Orphan,
+            }),
             ..DeleteParams::default()
         };
         match api(self.client, &kind, &key.namespace)
@@ -310,19 +487,35 @@ impl Applier<'_> {
         }
     }
 
-    async fn ensure_namespace(&self, name: &str) -> Result<(), kube::Error> {
-        if Api::<Namespace>::all(self.reader.clone())
-            .get_opt(name)
-            .await?
-            .is_some()
+    /// `CreateNamespace=true`: creates the namespace when missing; with
+    /// `managedNamespaceMetadata`, applies its labels and annotations whether it was missing or
+    /// not (server-side, so labels others set stay).
+    async fn ensure_namespace(
+        &self,
+        name: &str,
+        metadata: Option<&ManagedNamespaceMetadata>,
+    ) -> Result<(), kube::Error> {
+        if metadata.is_none()
+            && Api::<Namespace>::all(self.reader.clone())
+                .get_opt(name)
+                .await?
+                .is_some()
         {
             return Ok(());
         }
-        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        let mut body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        if let Some(metadata) = metadata {
+            if !metadata.labels.is_empty() {
+                body["metadata"]["labels"] = json!(metadata.labels);
+            }
+            if !metadata.annotations.is_empty() {
+                body["metadata"]["annotations"] = json!(metadata.annotations);
+            }
+        }
         Api::<Namespace>::all(self.client.clone())
             .patch(
                 name,
-                &PatchParams::apply(FIELD_MANAGER),
+                &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
             )
             .await
@@ -336,15 +529,60 @@ struct Mode {
     dry_run: bool,
     /// The object exists and this Application did not apply it: no `force`.
     adopting: bool,
+    /// `Replace=true`.
+    replace: bool,
+    /// `Force=true`.
+    force: bool,
+    /// `Validate=false` not written.
+    validate: bool,
+    /// `SkipDryRunOnMissingResource=true`.
+    skip_dry_run_on_missing: bool,
 }
 
 impl Mode {
     fn of(task: &SyncTask, obj: &Value, dry_run: bool) -> Self {
+        let options = effective(obj, &task.options);
         Mode {
             dry_run,
             adopting: key_of(obj).is_some_and(|k| task.adopted.contains(&k)),
+            replace: options.replaces(),
+            force: options.forces(),
+            validate: options.validates(),
+            skip_dry_run_on_missing: options.skips_dry_run_on_missing_resource(),
         }
     }
+
+    /// kubectl's: strict, `Ignore` with `Validate=false`.
+    fn validation(self) -> ValidationDirective {
+        if self.validate {
+            ValidationDirective::Strict
+        } else {
+            ValidationDirective::Ignore
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Write {
+    Create,
+    Replace,
+}
+
+/// The message of a failed server-side apply.
+fn apply_error(key: &ResourceKey, error: &kube::Error, mode: Mode) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 409 && mode.adopting => format!(
+            "{key}: {} (the object exists and was not applied by this Application: Sluice does not take over fields other managers own; drop them from Git or from the object, or delete the object)",
+            kube_message(error)
+        ),
+        _ => format!("{key}: {}", kube_message(error)),
+    }
+}
+
+/// An apply the API server refused for the change itself (invalid, e.g. an immutable field, or a
+/// conflict): what `Force=true` deletes and creates again for.
+fn is_refused_change(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 422 || status.code == 409)
 }
 
 fn api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject> {

@@ -59,6 +59,61 @@ pub fn strip_ignored(
     }
 }
 
+/// `RespectIgnoreDifferences=true`: the fields of `desired` that the matching entries ignore take
+/// their value in `live` (or are left out when `live` has none), so a sync leaves them as they are
+/// in the cluster, as Argo CD pre-patches the desired state.
+pub fn keep_live_ignored_fields(
+    entries: &[ResourceIgnoreDifferences],
+    desired: &mut Value,
+    live: &Value,
+) {
+    let Some(key) = super::object::key_of(desired) else {
+        return;
+    };
+    let mut stripped = desired.clone();
+    let mut live_stripped = live.clone();
+    strip_ignored(entries, &key, &mut stripped, &mut live_stripped);
+    if stripped != *desired {
+        restore_from_live(desired, &stripped, Some(live));
+    }
+}
+
+/// Where `stripped` lacks what `desired` has, puts `live`'s value (or removes it).
+fn restore_from_live(desired: &mut Value, stripped: &Value, live: Option<&Value>) {
+    match (desired, stripped) {
+        (Value::Object(fields), Value::Object(kept)) => {
+            let names: Vec<String> = fields.keys().cloned().collect();
+            for name in names {
+                let live_field = live.and_then(|l| l.get(&name));
+                match (kept.get(&name), live_field) {
+                    (None, Some(value)) => {
+                        fields.insert(name, value.clone());
+                    }
+                    (None, None) => {
+                        fields.remove(&name);
+                    }
+                    (Some(kept_field), _) => {
+                        if let Some(field) = fields.get_mut(&name)
+                            && field != kept_field
+                        {
+                            restore_from_live(field, kept_field, live_field);
+                        }
+                    }
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(kept)) if items.len() == kept.len() => {
+            for (index, (item, kept_item)) in items.iter_mut().zip(kept).enumerate() {
+                if item != kept_item {
+                    let live_item = live.and_then(|l| l.get(index));
+                    restore_from_live(item, kept_item, live_item);
+                }
+            }
+        }
+        (value, kept) => *value = live.cloned().unwrap_or_else(|| kept.clone()),
+    }
+}
+
 /// Removes the value at an RFC 6901 pointer, if present.
 pub fn remove_pointer(value: &mut Value, pointer: &str) {
     let Some((parent, last)) = pointer.rsplit_once('/') else {
@@ -368,5 +423,36 @@ mod tests {
         strip_ignored(&[e], &key(), &mut desired, &mut l);
         assert_eq!(desired, json!({"spec": {"paused": false}}));
         assert_eq!(l["spec"], json!({"paused": false}));
+    }
+
+    #[test]
+    fn respect_ignore_differences_keeps_the_live_values() {
+        let entries: Vec<ResourceIgnoreDifferences> = serde_json::from_value(serde_json::json!([
+            {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas", "/spec/paused"]},
+            {"group": "apps", "kind": "Deployment",
+             "jqPathExpressions": [".spec.template.spec.containers[] | select(.name == \"side\") | .image"]}
+        ]))
+        .unwrap();
+        let mut desired = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"replicas": 1, "paused": true, "template": {"spec": {"containers": [
+                {"name": "app", "image": "app:2"}, {"name": "side", "image": "side:2"}]}}}});
+        let live = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u"},
+            "spec": {"replicas": 5, "template": {"spec": {"containers": [
+                {"name": "app", "image": "app:1"}, {"name": "side", "image": "side:1"}]}}}});
+        keep_live_ignored_fields(&entries, &mut desired, &live);
+        assert_eq!(desired["spec"]["replicas"], 5);
+        assert_eq!(desired["spec"].get("paused"), None, "not live: left out");
+        let containers = &desired["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "app:2", "not ignored: Git's");
+        assert_eq!(containers[1]["image"], "side:1");
+        assert_eq!(desired["metadata"].get("uid"), None);
+
+        let mut other = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web"}, "data": {"a": "1"}});
+        let before = other.clone();
+        keep_live_ignored_fields(&entries, &mut other, &serde_json::json!({}));
+        assert_eq!(other, before);
     }
 }

@@ -26,5 +26,7 @@ pub mod projects;
 pub mod refresh;
 pub mod render;
 pub mod source;
+pub mod sync_options;
 pub mod unified;
+pub mod unsupported;
 pub mod webhook;

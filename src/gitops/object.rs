@@ -18,7 +18,8 @@ pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
 /// Application's `<namespace>/<name>` is not a valid label value).
 pub const TRACKING_LABEL: &str = "sluice.dev/tracked";
 pub const TRACKING_LABEL_VALUE: &str = "true";
-/// Per-object sync options, e.g. `Prune=false` (also read under Argo CD's name).
+/// Per-object sync options, e.g. `Prune=false` (also read under Argo CD's name; see
+/// [`super::sync_options`]).
 pub const SYNC_OPTIONS_ANNOTATION: &str = "sluice.dev/sync-options";
 /// Argo CD's per-object sync options annotation.
 pub const ARGO_SYNC_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/sync-options";
@@ -176,16 +177,6 @@ pub fn is_tracked_by(live: &Value, tracking_id: &str) -> bool {
     annotation(live, APPLICATION_ANNOTATION) == Some(tracking_id) && !has_controller_owner(live)
 }
 
-/// Whether the object's sync options (Argo CD's or Sluice's annotation) contain `option`, e.g.
-/// `Prune=false`.
-pub fn has_object_sync_option(obj: &Value, option: &str) -> bool {
-    [SYNC_OPTIONS_ANNOTATION, ARGO_SYNC_OPTIONS_ANNOTATION]
-        .iter()
-        .filter_map(|key| annotation(obj, key))
-        .flat_map(|value| value.split(','))
-        .any(|o| o.trim().eq_ignore_ascii_case(option))
-}
-
 /// A short, single-line excerpt of a manifest for error messages.
 pub fn snippet(obj: &Value) -> String {
     let text = obj.to_string();
@@ -245,14 +236,6 @@ mod tests {
         assert!(!is_tracked_by(&obj, "argocd/shop"));
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
         assert_eq!(key_of(&ns).unwrap().to_string(), "Namespace shop");
-    }
-
-    #[test]
-    fn sync_options_annotation() {
-        let obj = json!({"metadata": {"annotations": {
-            "argocd.argoproj.io/sync-options": "Prune=false,ServerSideApply=true"}}});
-        assert!(has_object_sync_option(&obj, "Prune=false"));
-        assert!(!has_object_sync_option(&obj, "Delete=false"));
     }
 
     #[test]

@@ -26,12 +26,13 @@ use super::object::{
     check_manifests, gvk, key_of, set_annotation, set_label, set_namespace, str_at, tracking_id,
 };
 use super::order::sort_for_apply;
-use super::plan::{ComparisonFailure, Desired, Observed, operation_request};
+use super::plan::{ComparisonFailure, Desired, Observed, operation_request, spec_refusal};
 use super::project::ObjectKind;
 use super::projects::{Projects, as_rules};
 use super::refresh::{RefreshInput, decide, jitter_seed};
 use super::render::{RenderCache, RenderContext};
 use super::source::{RepoCache, SourceError};
+use super::sync_options::{self, object_problems};
 use super::webhook::PushLog;
 use crate::api::application::{Application, ApplicationSource, RefreshType};
 use crate::api::project::AppProject;
@@ -107,34 +108,12 @@ impl Reader {
     ) -> Result<Observed, ObserveError> {
         let project = match self.permitted_project(app) {
             Ok(project) => project,
-            Err(message) => {
-                // Deleting it still deletes what it applied before it was refused.
-                let tracked = if app.metadata.deletion_timestamp.is_some() {
-                    self.live.tracked_by(&tracking_id(
-                        &app.namespace().unwrap_or_default(),
-                        &app.name_any(),
-                    ))
-                } else {
-                    Vec::new()
-                };
-                // Without a project there is no ServiceAccount to delete as.
-                let identity = if self.sync_impersonation {
-                    SyncIdentity::Missing(format!(
-                        "sync impersonation is on and the project refuses the Application: {message}"
-                    ))
-                } else {
-                    SyncIdentity::Controller
-                };
-                return Ok(Observed::refused(
-                    app,
-                    now,
-                    message,
-                    tracked,
-                    self.poll_interval,
-                    identity,
-                ));
-            }
+            Err(message) => return Ok(self.refused(app, now, message, None)),
         };
+        if let Some(message) = spec_refusal(app) {
+            // Refused before anything is fetched: nothing of it is supported as written.
+            return Ok(self.refused(app, now, message, Some(&project)));
+        }
         let spec = &app.spec;
         let sync_identity = SyncIdentity::for_sync(
             self.sync_impersonation,
@@ -266,6 +245,43 @@ impl Reader {
         })
     }
 
+    /// An Application refused before anything is read: `tracked` is only read to finish a
+    /// deletion, as the project's ServiceAccount when the project permits the Application.
+    fn refused(
+        &self,
+        app: &Application,
+        now: Timestamp,
+        message: String,
+        project: Option<&AppProject>,
+    ) -> Observed {
+        // Deleting it still deletes what it applied before it was refused.
+        let tracked = if app.metadata.deletion_timestamp.is_some() {
+            self.live.tracked_by(&tracking_id(
+                &app.namespace().unwrap_or_default(),
+                &app.name_any(),
+            ))
+        } else {
+            Vec::new()
+        };
+        let identity = match project {
+            Some(project) => SyncIdentity::for_sync(
+                self.sync_impersonation,
+                project,
+                app.spec
+                    .destination
+                    .namespace
+                    .as_deref()
+                    .unwrap_or_default(),
+            ),
+            // Without a project there is no ServiceAccount to delete as.
+            None if self.sync_impersonation => SyncIdentity::Missing(format!(
+                "sync impersonation is on and the project refuses the Application: {message}"
+            )),
+            None => SyncIdentity::Controller,
+        };
+        Observed::refused(app, now, message, tracked, self.poll_interval, identity)
+    }
+
     /// The Application's project, when it may use it and it permits the Application's source and
     /// destination; else why not (nothing of the Application is fetched or applied then).
     fn permitted_project(&self, app: &Application) -> Result<std::sync::Arc<AppProject>, String> {
@@ -390,6 +406,7 @@ impl Reader {
         let rules = as_rules(project);
         let mut not_permitted = Vec::new();
         check_manifests(&objects).map_err(|e| e.to_string())?;
+        let app_options = sync_options::spec_options(app).0;
         let defined = kinds_defined_by_crds(&objects);
         let destination = app
             .spec
@@ -400,7 +417,9 @@ impl Reader {
         let id = tracking_id(&app.namespace().unwrap_or_default(), &app.name_any());
         for obj in &mut objects {
             let Some(gvk) = gvk(obj) else { continue };
-            let namespaced = self.namespaced(&gvk, &defined).await?;
+            let skip_missing =
+                sync_options::effective(obj, &app_options).skips_dry_run_on_missing_resource();
+            let namespaced = self.namespaced(&gvk, &defined, skip_missing).await?;
             if namespaced {
                 let declared = str_at(obj, "/metadata/namespace")
                     .filter(|ns| !ns.is_empty())
@@ -438,17 +457,26 @@ impl Reader {
             set_label(obj, TRACKING_LABEL, TRACKING_LABEL_VALUE);
         }
         check_manifests(&objects).map_err(|e| e.to_string())?;
+        // Named with their namespace, now set.
+        if let Some(message) = object_problems(&objects) {
+            return Err(message);
+        }
         sort_for_apply(&mut objects);
         Ok((objects, not_permitted))
     }
 
+    /// Whether objects of `gvk` are namespaced: as the cluster serves the kind, else as a CRD of the
+    /// same manifests defines it; else, with `SkipDryRunOnMissingResource=true`, namespaced (Argo
+    /// CD's assumption for a kind it cannot find), else an error.
     async fn namespaced(
         &self,
         gvk: &GroupVersionKind,
         defined: &[(GroupVersionKind, bool)],
+        skip_missing: bool,
     ) -> Result<bool, String> {
         match self.kinds.resolve(gvk).await {
             Ok(Some(kind)) => Ok(kind.namespaced),
+            Ok(None) if skip_missing && !defined.iter().any(|(g, _)| g == gvk) => Ok(true),
             Ok(None) => defined
                 .iter()
                 .find(|(g, _)| g == gvk)

@@ -23,16 +23,16 @@ use super::conditions::{
     COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
     SYNC_ERROR, replace_condition, set_owned_conditions,
 };
+use super::ignore::keep_live_ignored_fields;
 use super::impersonation::SyncIdentity;
-use super::object::{
-    APPLICATION_ANNOTATION, ResourceKey, annotation, has_object_sync_option, key_of, tracking_id,
-};
+use super::object::{APPLICATION_ANNOTATION, ResourceKey, annotation, key_of, tracking_id};
 use super::order::sort_for_prune;
+use super::sync_options::{self, SyncOptions, effective};
 use crate::api::application::{
     Application, ApplicationSource, ApplicationSourceType, ApplicationSpec, ApplicationStatus,
-    ApplicationSummary, ComparedTo, HealthStatus, Operation, OperationInitiator, OperationPhase,
-    OperationState, ResourceResult, RetryStrategy, RevisionHistory, SyncOperation,
-    SyncOperationResult, SyncStatus, SyncStatusCode,
+    ApplicationSummary, ComparedTo, HealthStatus, ManagedNamespaceMetadata, Operation,
+    OperationInitiator, OperationPhase, OperationState, ResourceResult, RetryStrategy,
+    RevisionHistory, SyncOperation, SyncOperationResult, SyncStatus, SyncStatusCode,
 };
 
 /// Finalizers that make deleting the Application delete its objects first (Argo CD's and Sluice's).
@@ -154,6 +154,9 @@ pub struct SyncTask {
     pub apply: Vec<Value>,
     /// Live objects to delete, in prune order.
     pub prune: Vec<Value>,
+    /// Live objects to delete after every wave is applied and healthy (`PruneLast=true`), in
+    /// prune order.
+    pub prune_last: Vec<Value>,
     /// Live objects Git no longer declares that are kept (pruning off, or `Prune=false`).
     pub prune_skipped: Vec<Value>,
     /// Declared objects whose live copy another Application tracks: never taken over, so not
@@ -168,6 +171,11 @@ pub struct SyncTask {
     pub not_permitted: Vec<String>,
     /// Create this namespace first (`CreateNamespace=true`).
     pub create_namespace: Option<String>,
+    /// Labels and annotations of the namespace created (`syncPolicy.managedNamespaceMetadata`).
+    pub namespace_metadata: Option<ManagedNamespaceMetadata>,
+    /// The application-level sync options (spec, then the operation's over them); each object's
+    /// annotation goes over these ([`effective`]).
+    pub options: SyncOptions,
     /// Who applies and prunes (the project's ServiceAccount under `--sync-impersonation`); a
     /// `Missing` one fails the sync before anything is applied.
     pub run_as: SyncIdentity,
@@ -231,10 +239,21 @@ pub fn operation_request(app: &Application) -> Option<OperationRequest> {
     }
     let state = pending_retry(app.status.as_ref()?)?;
     let sync = state.operation.sync.as_ref()?;
-    Some(OperationRequest {
-        revision: operation_revision(state)?.to_string(),
-        source: sync.source.clone().unwrap_or_else(|| spec_source.clone()),
-    })
+    let source = sync.source.clone().unwrap_or_else(|| spec_source.clone());
+    let refresh = state
+        .operation
+        .retry
+        .as_ref()
+        .or_else(|| app.spec.retry())
+        .and_then(|r| r.refresh)
+        .unwrap_or(false);
+    // `retry.refresh`: the retry takes the latest commit of the source's revision.
+    let revision = if refresh && state.finished_at.is_some() {
+        source.target_revision().to_string()
+    } else {
+        operation_revision(state)?.to_string()
+    };
+    Some(OperationRequest { revision, source })
 }
 
 fn history_entry(app: &Application, id: i64) -> Option<&RevisionHistory> {
@@ -313,7 +332,7 @@ pub fn plan(obs: &Observed) -> Plan {
         return plan;
     }
     let invalid_spec = if app.spec.destination.is_in_cluster() {
-        obs.invalid_spec.clone()
+        obs.invalid_spec.clone().or_else(|| spec_refusal(app))
     } else {
         Some(format!(
             "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
@@ -373,6 +392,19 @@ pub fn plan(obs: &Observed) -> Plan {
     set_owned_conditions(&mut status.conditions, &conditions, obs.now);
     plan.status = status;
     plan
+}
+
+/// Why Sluice cannot follow `app`'s spec: Argo CD fields it does not implement, application-level
+/// sync options it does not follow (both named). Checked before anything is fetched.
+pub fn spec_refusal(app: &Application) -> Option<String> {
+    let messages: Vec<String> = [
+        super::unsupported::unsupported_message(app),
+        sync_options::application_problems(app),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!messages.is_empty()).then(|| messages.join("; "))
 }
 
 /// Why `task` must fail before it applies anything: objects its project does not permit, no
@@ -533,10 +565,16 @@ fn finalize(app: &Application, tracked: &[Value]) -> Option<Finalize> {
     if !has_finalizer {
         return None;
     }
-    if tracked.is_empty() {
+    // `Delete=false` objects stay in the cluster when the Application goes.
+    let options = sync_options::spec_options(app).0;
+    let mut objects: Vec<Value> = tracked
+        .iter()
+        .filter(|o| effective(o, &options).deletes())
+        .cloned()
+        .collect();
+    if objects.is_empty() {
         return Some(Finalize::RemoveFinalizers);
     }
-    let mut objects = tracked.to_vec();
     sort_for_prune(&mut objects);
     Some(Finalize::Delete(objects))
 }
@@ -840,6 +878,7 @@ fn sync_task(
     operation: Operation,
 ) -> SyncTask {
     let spec = &obs.app.spec;
+    let options = sync_options::sync_options(&obs.app, extra_options);
     let declared: BTreeSet<ResourceKey> = desired.objects.iter().filter_map(key_of).collect();
     let mut extra: Vec<Value> = obs
         .tracked
@@ -850,18 +889,38 @@ fn sync_task(
     sort_for_prune(&mut extra);
     let (to_prune, kept): (Vec<Value>, Vec<Value>) = extra
         .into_iter()
-        .partition(|o| prune && !has_object_sync_option(o, "Prune=false"));
-    let create_namespace = sync_option_enabled(spec, extra_options, "CreateNamespace")
+        .partition(|o| prune && effective(o, &options).prunes());
+    let (prune_last, to_prune): (Vec<Value>, Vec<Value>) = to_prune
+        .into_iter()
+        .partition(|o| effective(o, &options).prunes_last());
+    let create_namespace = options
+        .creates_namespace()
         .then(|| spec.destination.namespace.clone())
         .flatten()
         .filter(|ns| !ns.is_empty());
+    let namespace_metadata = create_namespace.as_ref().and_then(|_| {
+        spec.sync_policy
+            .as_ref()?
+            .managed_namespace_metadata
+            .clone()
+    });
     let retry = operation.retry.clone();
     let me = app_tracking_id(&obs.app);
-    let (shared, apply): (Vec<Value>, Vec<Value>) = desired
+    let (shared, mut apply): (Vec<Value>, Vec<Value>) = desired
         .objects
         .iter()
         .cloned()
         .partition(|o| tracked_by_another(obs, o, &me).is_some());
+    if options.applies_out_of_sync_only() {
+        apply = out_of_sync_only(obs, apply);
+    }
+    if options.respects_ignore_differences() {
+        for obj in &mut apply {
+            if let Some(live) = key_of(obj).and_then(|k| obs.live.get(&k)) {
+                keep_live_ignored_fields(&spec.ignore_differences, obj, live);
+            }
+        }
+    }
     let adopted = apply
         .iter()
         .filter_map(key_of)
@@ -877,12 +936,15 @@ fn sync_task(
         source: desired.source.clone(),
         apply,
         prune: to_prune,
+        prune_last,
         prune_skipped: kept,
         shared,
-        fail_on_shared: sync_option_enabled(spec, extra_options, "FailOnSharedResource"),
+        fail_on_shared: options.fails_on_shared_resource(),
         adopted,
         not_permitted: desired.not_permitted.clone(),
         create_namespace,
+        namespace_metadata,
+        options,
         run_as: obs.sync_identity.clone(),
         operation,
         retry,
@@ -890,17 +952,20 @@ fn sync_task(
     }
 }
 
-/// Whether sync option `key` is `true` in the spec's sync policy or the operation's options.
-fn sync_option_enabled(spec: &ApplicationSpec, extra_options: &[String], key: &str) -> bool {
-    let in_spec = spec
-        .sync_policy
-        .as_ref()
-        .is_some_and(|p| p.has_sync_option(key));
-    let in_operation = extra_options.iter().any(|o| {
-        o.split_once('=')
-            .is_some_and(|(k, v)| k.trim() == key && v.trim().eq_ignore_ascii_case("true"))
-    });
-    in_spec || in_operation
+/// `ApplyOutOfSyncOnly=true`: the objects of `apply` that are missing or differ from their live
+/// copy (as the comparison judges them, `ignoreDifferences` included).
+fn out_of_sync_only(obs: &Observed, apply: Vec<Value>) -> Vec<Value> {
+    let comparison = compare(&apply, &obs.live, &[], &obs.app.spec.ignore_differences);
+    let synced: BTreeSet<ResourceKey> = comparison
+        .resources
+        .iter()
+        .filter(|r| r.status == Some(SyncStatusCode::Synced))
+        .map(|r| ResourceKey::new(&r.group, &r.kind, &r.namespace, &r.name))
+        .collect();
+    apply
+        .into_iter()
+        .filter(|o| key_of(o).is_none_or(|k| !synced.contains(&k)))
+        .collect()
 }
 
 fn app_tracking_id(app: &Application) -> String {

@@ -1014,3 +1014,321 @@ fn objects_not_permitted_are_reported_before_a_missing_service_account() {
         "{message}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Argo CD fields Sluice does not implement, and sync options.
+// ---------------------------------------------------------------------------------------------
+
+fn with_options(options: &[&str]) -> Application {
+    app(json!({"automated": {"prune": true}, "syncOptions": options}))
+}
+
+fn annotated(mut obj: Value, options: &str) -> Value {
+    obj["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] = json!(options);
+    obj
+}
+
+#[test]
+fn an_unimplemented_argo_field_refuses_the_application_by_its_path() {
+    let mut a: Application = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {"source": {"repoURL": "git://git.example/shop.git",
+                            "helm": {"fileParameters": [{"name": "cert", "path": "cert.pem"}]}},
+                 "sources": [{"repoURL": "git://git.example/values.git", "ref": "values"}],
+                 "destination": {"namespace": "shop"}, "syncPolicy": {"automated": {}}},
+        "operation": {"sync": {"revision": "main"}}
+    }))
+    .unwrap();
+    a.status = Some(ApplicationStatus {
+        sync: Some(SyncStatus {
+            status: SyncStatusCode::Synced,
+            ..SyncStatus::default()
+        }),
+        ..ApplicationStatus::default()
+    });
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    assert_eq!(p.sync, None, "nothing applied");
+    let message = condition(&p, INVALID_SPEC_ERROR).unwrap();
+    assert!(
+        message.starts_with("spec.sources is not supported by Sluice: multiple sources"),
+        "{message}"
+    );
+    assert!(message.contains("; spec.source.helm.fileParameters is not supported by Sluice"));
+    assert_eq!(p.status.sync_status(), SyncStatusCode::Unknown);
+    let op = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(op.phase, OperationPhase::Error);
+    assert!(op.message.as_deref().unwrap().contains("spec.sources"));
+}
+
+#[test]
+fn an_unknown_or_unimplemented_application_option_is_named_and_nothing_is_applied() {
+    for (option, reason) in [
+        ("PruneFirst=true", "unknown sync option PruneFirst"),
+        ("Prune=confirm", "Prune=confirm"),
+        ("ServerSideApply=false", "always applies server-side"),
+    ] {
+        let p = plan(&observed(
+            with_options(&["CreateNamespace=true", option]),
+            desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+            vec![],
+        ));
+        assert_eq!(p.sync, None, "{option}");
+        let message = condition(&p, INVALID_SPEC_ERROR).unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "sync option {option:?} in spec.syncPolicy.syncOptions[1]: "
+            )),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{message}");
+    }
+    // A manual sync's own options are checked too.
+    let mut a = app(json!({}));
+    a.operation = Some(Operation {
+        sync: Some(SyncOperation {
+            sync_options: vec!["Replace=maybe".into()],
+            ..SyncOperation::default()
+        }),
+        ..Operation::default()
+    });
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    assert_eq!(p.sync, None);
+    assert!(
+        condition(&p, INVALID_SPEC_ERROR)
+            .unwrap()
+            .starts_with("sync option \"Replace=maybe\" in operation.sync.syncOptions[0]")
+    );
+}
+
+#[test]
+fn prune_false_at_application_level_keeps_objects_unless_one_says_otherwise() {
+    let live = vec![
+        cm("a", "1", SHA_A),
+        cm("old", "x", SHA_A),
+        annotated(cm("gone", "x", SHA_A), "Prune=true"),
+    ];
+    let p = plan(&observed(
+        with_options(&["Prune=false"]),
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        live,
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(names(&task.prune), ["gone"]);
+    assert_eq!(names(&task.prune_skipped), ["old"]);
+}
+
+#[test]
+fn prune_last_moves_pruning_after_the_healthy_waves() {
+    let live = || {
+        vec![
+            cm("a", "1", SHA_A),
+            cm("old", "x", SHA_A),
+            annotated(cm("older", "x", SHA_A), "PruneLast=true"),
+        ]
+    };
+    let target = || desired(SHA_B, vec![cm("a", "2", SHA_B)]);
+    let p = plan(&observed(with_options(&[]), target(), live()));
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(names(&task.prune), ["old"]);
+    assert_eq!(names(&task.prune_last), ["older"]);
+    let p = plan(&observed(
+        with_options(&["PruneLast=true"]),
+        target(),
+        live(),
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert!(task.prune.is_empty());
+    assert_eq!(names(&task.prune_last).len(), 2);
+}
+
+#[test]
+fn apply_out_of_sync_only_applies_what_differs() {
+    let live = vec![cm("a", "1", SHA_A), cm("b", "1", SHA_A)];
+    let target = || {
+        desired(
+            SHA_B,
+            vec![
+                cm("a", "1", SHA_B),
+                cm("b", "2", SHA_B),
+                cm("c", "3", SHA_B),
+            ],
+        )
+    };
+    let p = plan(&observed(
+        with_options(&["ApplyOutOfSyncOnly=true"]),
+        target(),
+        live.clone(),
+    ));
+    assert_eq!(names(&p.sync.as_ref().unwrap().apply), ["b", "c"]);
+    let p = plan(&observed(with_options(&[]), target(), live));
+    assert_eq!(names(&p.sync.as_ref().unwrap().apply), ["a", "b", "c"]);
+}
+
+#[test]
+fn respect_ignore_differences_applies_the_live_value_of_ignored_fields() {
+    let mut a = with_options(&["RespectIgnoreDifferences=true"]);
+    a.spec.ignore_differences = serde_json::from_value(json!([
+        {"kind": "ConfigMap", "jsonPointers": ["/data/replicas"]}
+    ]))
+    .unwrap();
+    let with_replicas = |obj: Value, replicas: &str| {
+        let mut obj = obj;
+        obj["data"]["replicas"] = json!(replicas);
+        obj
+    };
+    let live = vec![with_replicas(cm("a", "1", SHA_A), "5")];
+    let target = || desired(SHA_B, vec![with_replicas(cm("a", "2", SHA_B), "1")]);
+    let p = plan(&observed(a.clone(), target(), live.clone()));
+    let applied = &p.sync.as_ref().unwrap().apply[0];
+    assert_eq!(applied["data"], json!({"v": "2", "replicas": "5"}));
+    // Without the option Git's value is applied (the comparison still ignores it).
+    a.spec.sync_policy.as_mut().unwrap().sync_options.clear();
+    let p = plan(&observed(a.clone(), target(), live));
+    assert_eq!(p.sync.as_ref().unwrap().apply[0]["data"]["replicas"], "1");
+    // A new object is applied as Git declares it.
+    a.spec.sync_policy.as_mut().unwrap().sync_options =
+        vec!["RespectIgnoreDifferences=true".into()];
+    let p = plan(&observed(a, target(), vec![]));
+    assert_eq!(p.sync.as_ref().unwrap().apply[0]["data"]["replicas"], "1");
+}
+
+#[test]
+fn the_applier_gets_the_options_of_the_spec_and_the_operation() {
+    let mut a = with_options(&[
+        "Replace=true",
+        "Validate=false",
+        "PrunePropagationPolicy=orphan",
+        "ServerSideApply=true",
+    ]);
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    let options = &p.sync.as_ref().unwrap().options;
+    assert!(options.replaces() && !options.validates());
+    assert_eq!(
+        options.propagation(),
+        crate::gitops::sync_options::Propagation::Orphan
+    );
+    a.spec.sync_policy.as_mut().unwrap().automated = None;
+    a.operation = Some(Operation {
+        sync: Some(SyncOperation {
+            sync_options: vec!["Replace=false".into(), "Force=true".into()],
+            ..SyncOperation::default()
+        }),
+        ..Operation::default()
+    });
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    let options = &p.sync.as_ref().unwrap().options;
+    assert!(!options.replaces() && options.forces() && !options.validates());
+}
+
+#[test]
+fn managed_namespace_metadata_goes_with_create_namespace() {
+    let mut a = with_options(&["CreateNamespace=true"]);
+    a.spec
+        .sync_policy
+        .as_mut()
+        .unwrap()
+        .managed_namespace_metadata =
+        Some(serde_json::from_value(json!({"labels": {"team": "shop"}})).unwrap());
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert_eq!(task.create_namespace.as_deref(), Some("shop"));
+    assert_eq!(
+        task.namespace_metadata.as_ref().unwrap().labels["team"],
+        "shop"
+    );
+    a.spec.sync_policy.as_mut().unwrap().sync_options.clear();
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
+        vec![],
+    ));
+    assert_eq!(p.sync.as_ref().unwrap().namespace_metadata, None);
+}
+
+#[test]
+fn delete_false_objects_stay_when_the_application_is_deleted() {
+    let mut a = with_options(&[]);
+    a.metadata.deletion_timestamp = Some(Time(at(T0)));
+    a.metadata.finalizers = Some(vec!["resources-finalizer.argocd.argoproj.io".into()]);
+    let keep = annotated(cm("pvc", "1", SHA_A), "Delete=false");
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_A, vec![]),
+        vec![cm("a", "1", SHA_A), keep.clone()],
+    ));
+    assert_eq!(
+        p.finalize,
+        Some(Finalize::Delete(vec![cm("a", "1", SHA_A)]))
+    );
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_A, vec![]),
+        vec![keep.clone()],
+    ));
+    assert_eq!(p.finalize, Some(Finalize::RemoveFinalizers));
+    // At application level, with an object saying otherwise.
+    a.spec.sync_policy.as_mut().unwrap().sync_options = vec!["Delete=false".into()];
+    let p = plan(&observed(
+        a,
+        desired(SHA_A, vec![]),
+        vec![
+            cm("a", "1", SHA_A),
+            annotated(cm("b", "1", SHA_A), "Delete=true"),
+        ],
+    ));
+    assert_eq!(
+        p.finalize,
+        Some(Finalize::Delete(vec![annotated(
+            cm("b", "1", SHA_A),
+            "Delete=true"
+        )]))
+    );
+}
+
+#[test]
+fn retry_refresh_retries_with_the_latest_commit_of_the_branch() {
+    let mut a = automated(json!({}));
+    a.spec.sync_policy.as_mut().unwrap().retry =
+        Some(serde_json::from_value(json!({"limit": 2, "refresh": true})).unwrap());
+    let mut state = failed(SHA_A, T0, 0);
+    state.phase = OperationPhase::Running;
+    let waiting = with_state(a.clone(), state.clone());
+    assert_eq!(operation_request(&waiting).unwrap().revision, "main");
+    // Without refresh the failed commit is retried; an interrupted sync resumes its own commit.
+    a.spec.sync_policy.as_mut().unwrap().retry =
+        Some(serde_json::from_value(json!({"limit": 2})).unwrap());
+    assert_eq!(
+        operation_request(&with_state(a.clone(), state.clone()))
+            .unwrap()
+            .revision,
+        SHA_A
+    );
+    state.finished_at = None;
+    a.spec.sync_policy.as_mut().unwrap().retry =
+        Some(serde_json::from_value(json!({"refresh": true})).unwrap());
+    assert_eq!(
+        operation_request(&with_state(a, state)).unwrap().revision,
+        SHA_A
+    );
+}

@@ -39,7 +39,7 @@ pub(super) fn render(
             tool: "helm".into(),
         })?;
     let release = release_name(options, ctx)?;
-    check_namespace(&ctx.namespace)?;
+    check_namespace(namespace(options, ctx))?;
     let value_files = value_files(root, chart_dir, options, settings)?;
     schema::check_schemas(root, chart_dir, &settings.remote)?;
     let inline_values = inline_values_file(workspace, options)?;
@@ -83,6 +83,15 @@ fn release_name(
     }
 }
 
+/// `helm.namespace`, else the destination namespace (Argo CD's order).
+fn namespace<'a>(options: &'a ApplicationSourceHelm, ctx: &'a RenderContext) -> &'a str {
+    options
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&ctx.namespace)
+}
+
 fn check_namespace(namespace: &str) -> Result<(), RenderError> {
     if namespace.is_empty() {
         return Ok(());
@@ -123,11 +132,24 @@ fn arguments(
     inline_values: Option<&Path>,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["template".into()];
-    if !ctx.namespace.is_empty() {
-        args.push(format!("--namespace={}", ctx.namespace).into());
+    let namespace = namespace(options, ctx);
+    if !namespace.is_empty() {
+        args.push(format!("--namespace={namespace}").into());
     }
     if !options.skip_crds() {
         args.push("--include-crds".into());
+    }
+    if options.skip_tests() {
+        args.push("--skip-tests".into());
+    }
+    if options.skip_schema_validation() {
+        args.push("--skip-schema-validation".into());
+    }
+    if let Some(version) = options.kube_version.as_deref().filter(|v| !v.is_empty()) {
+        args.push(format!("--kube-version={version}").into());
+    }
+    for version in options.api_versions.iter().filter(|v| !v.is_empty()) {
+        args.push(format!("--api-versions={version}").into());
     }
     args.extend(value_files.iter().map(ValueFile::argument));
     if let Some(file) = inline_values {
@@ -322,6 +344,43 @@ mod tests {
             None,
         ));
         assert_eq!(args, ["template", "--namespace=prod", "--", "web", "/c"]);
+    }
+
+    #[test]
+    fn argo_cds_helm_options_become_glued_flags() {
+        let options: ApplicationSourceHelm = serde_json::from_value(serde_json::json!({
+            "namespace": "other", "skipTests": true, "skipSchemaValidation": true,
+            "kubeVersion": "1.30.0", "apiVersions": ["monitoring.coreos.com/v1", "--post-renderer=x"],
+            "skipCrds": true
+        }))
+        .unwrap();
+        let args = strings(arguments(
+            Path::new("/c"),
+            "web",
+            &options,
+            &ctx(),
+            &[],
+            None,
+        ));
+        assert_eq!(
+            args,
+            [
+                "template",
+                "--namespace=other",
+                "--skip-tests",
+                "--skip-schema-validation",
+                "--kube-version=1.30.0",
+                "--api-versions=monitoring.coreos.com/v1",
+                "--api-versions=--post-renderer=x",
+                "--",
+                "web",
+                "/c"
+            ]
+        );
+        assert!(check_namespace(namespace(&options, &ctx())).is_ok());
+        let bad: ApplicationSourceHelm =
+            serde_json::from_value(serde_json::json!({"namespace": "--kubeconfig=/x"})).unwrap();
+        assert!(check_namespace(namespace(&bad, &ctx())).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value, json};
 
 use super::symlinks::{ResolveError, Resolved, resolve};
@@ -312,11 +313,27 @@ fn overlay_kustomization(options: &ApplicationSourceKustomize) -> Option<Map<Str
         );
     }
     if !options.common_labels.is_empty() {
-        // `commonLabels` (selectors included) in the form kustomize 5 no longer calls deprecated.
-        set(
-            "labels",
-            json!([{"pairs": options.common_labels, "includeSelectors": true}]),
-        );
+        // `commonLabels` (selectors included) in the form kustomize 5 no longer calls deprecated;
+        // `labelWithoutSelector` leaves selectors (and, unless `labelIncludeTemplates`, pod
+        // templates) alone, as Argo CD's `kustomize edit add label --without-selector`. The
+        // overlay's labels win over the kustomization's own, which is what `forceCommonLabels`
+        // asks for (without it Argo CD fails on a label the kustomization sets too).
+        let mut labels = json!({"pairs": options.common_labels, "includeSelectors": true});
+        if options.label_without_selector.unwrap_or(false) {
+            labels["includeSelectors"] = json!(false);
+            if options.label_include_templates.unwrap_or(false) {
+                labels["includeTemplates"] = json!(true);
+            }
+        }
+        set("labels", json!([labels]));
+    }
+    if !options.replicas.is_empty() {
+        let replicas: Vec<Value> = options
+            .replicas
+            .iter()
+            .map(|r| json!({"name": r.name, "count": replica_count(&r.count)}))
+            .collect();
+        set("replicas", Value::Array(replicas));
     }
     if !options.common_annotations.is_empty() {
         set("commonAnnotations", json!(options.common_annotations));
@@ -330,6 +347,18 @@ fn overlay_kustomization(options: &ApplicationSourceKustomize) -> Option<Map<Str
     );
     k.insert("kind".into(), json!("Kustomization"));
     Some(k)
+}
+
+/// A replica count as kustomize takes it: a number (Argo CD accepts a string of digits too; any
+/// other string is passed on for kustomize to refuse).
+fn replica_count(count: &IntOrString) -> Value {
+    match count {
+        IntOrString::Int(n) => json!(n),
+        IntOrString::String(text) => text
+            .trim()
+            .parse::<i64>()
+            .map_or_else(|_| json!(text), |n| json!(n)),
+    }
 }
 
 /// Writes the overlay beside the tree in the workspace; its resource is `app_dir`, relative (kustomize
@@ -620,6 +649,33 @@ mod tests {
                 "namePrefix": "prod-", "namespace": "shop",
                 "labels": [{"pairs": {"team": "shop"}, "includeSelectors": true}]
             })
+        );
+    }
+
+    #[test]
+    fn replicas_and_label_placement_go_into_the_overlay() {
+        let options: ApplicationSourceKustomize = serde_json::from_value(json!({
+            "commonLabels": {"team": "shop"}, "labelWithoutSelector": true,
+            "labelIncludeTemplates": true, "forceCommonLabels": true,
+            "replicas": [{"name": "web", "count": 3}, {"name": "worker", "count": "2"}]
+        }))
+        .unwrap();
+        let overlay = Value::Object(overlay_kustomization(&options).unwrap());
+        assert_eq!(
+            overlay["labels"],
+            json!([{"pairs": {"team": "shop"}, "includeSelectors": false, "includeTemplates": true}])
+        );
+        assert_eq!(
+            overlay["replicas"],
+            json!([{"name": "web", "count": 3}, {"name": "worker", "count": 2}])
+        );
+        let without_templates: ApplicationSourceKustomize = serde_json::from_value(json!({
+            "commonLabels": {"team": "shop"}, "labelWithoutSelector": true
+        }))
+        .unwrap();
+        assert_eq!(
+            overlay_kustomization(&without_templates).unwrap()["labels"],
+            json!([{"pairs": {"team": "shop"}, "includeSelectors": false}])
         );
     }
 }

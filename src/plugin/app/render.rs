@@ -112,6 +112,11 @@ pub fn render_app(app: &Application, style: Style) -> String {
     field(&mut out, "Target:", source.target_revision());
     field(&mut out, "Path:", source.path());
     field(&mut out, "SyncPolicy:", &sync_policy(app));
+    // `spec.info`, Argo CD's free-form notes, one per line.
+    for (i, info) in app.spec.info.iter().enumerate() {
+        let label = if i == 0 { "Info:" } else { "" };
+        field(&mut out, label, &format!("{}: {}", info.name, info.value));
+    }
     let mut sync = style.status(status.sync_status().as_str());
     sync.push_str(&format!(" to {}", source.target_revision()));
     if let Some(revision) = synced_revision(&status) {
