@@ -96,6 +96,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "SLUICE_SYNC_IMPERSONATION")]
     pub sync_impersonation: bool,
 
+    /// Rollouts reconciled at the same time (Argo Rollouts' `--rollout-threads`); more are queued,
+    /// each Rollout at most once.
+    #[arg(long, env = "SLUICE_ROLLOUT_WORKERS", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub rollout_workers: u16,
+
     #[command(flatten)]
     pub git_limits: GitLimitArgs,
 }

@@ -73,6 +73,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
         readiness: readiness.clone(),
         namespace: args.namespace.clone(),
         prometheus_url: args.prometheus_url(),
+        rollout_workers: args.rollout_workers,
         metrics: metrics.clone(),
         gitops: crate::gitops::controller::GitopsSettings {
             namespace: args.namespace.clone(),
@@ -143,6 +144,7 @@ struct Controllers {
     readiness: Readiness,
     namespace: Option<String>,
     prometheus_url: Option<String>,
+    rollout_workers: u16,
     metrics: Metrics,
     gitops: crate::gitops::controller::GitopsSettings,
     revert: crate::revert::controller::RevertSettings,
@@ -181,8 +183,15 @@ impl Controllers {
             self.metrics.clone(),
             ready.clone(),
         );
-        let rollouts =
-            crate::rollout::controller::run(self.client, self.namespace, self.metrics, ready);
+        let rollouts = crate::rollout::controller::run(
+            self.client,
+            crate::rollout::controller::RolloutSettings {
+                namespace: self.namespace,
+                workers: self.rollout_workers,
+            },
+            self.metrics,
+            ready,
+        );
         tokio::join!(analysis, rollouts, applications, reverts);
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await

@@ -35,6 +35,8 @@ use crate::rollout::templates::{self, TemplateRef};
 const RESYNC: Duration = Duration::from_secs(300);
 /// Retry delay after a failed reconcile.
 const RETRY: Duration = Duration::from_secs(5);
+/// Retry after a status conflict when no watch event has triggered one sooner.
+const CONFLICT_FALLBACK: Duration = Duration::from_secs(2);
 /// Delay before a reconcile that came before the template caches were listed is tried again.
 const TEMPLATES_NOT_SYNCED: Duration = Duration::from_millis(500);
 
@@ -65,13 +67,23 @@ pub struct Context {
     reconcile_errors: Counter,
 }
 
-/// Runs the Rollout controller until the process stops. `namespace` limits it to one namespace.
+/// How the Rollout controller runs.
+pub struct RolloutSettings {
+    /// Limits it to one namespace.
+    pub namespace: Option<String>,
+    /// Rollouts reconciled at the same time: unbounded, a wave of N updates would run N reconciles
+    /// at once, each slower than the watch that should tell the next one what the last wrote.
+    pub workers: u16,
+}
+
+/// Runs the Rollout controller until the process stops.
 pub async fn run(
     client: Client,
-    namespace: Option<String>,
+    settings: RolloutSettings,
     metrics: Metrics,
     readiness: Readiness,
 ) {
+    let RolloutSettings { namespace, workers } = settings;
     let reconcile_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
     let reconcile_errors = Counter::default();
     metrics.register(|r| {
@@ -93,14 +105,15 @@ pub async fn run(
     let (services, svc_writer) = reflector::store();
     let (analysis_runs, run_writer) = reflector::store();
     let (pods, pod_writer) = reflector::store();
+    // Only ReplicaSets of Rollout revisions carry the hash label (a Deployment's carry
+    // `pod-template-hash`), so the Deployments' are never sent.
     let rs_stream = reflector::reflector(
         rs_writer,
-        // Managed fields are never read and are often the larger part of a cached object.
         watcher(
             scoped::<ReplicaSet>(&client, namespace.as_deref()),
-            config.clone(),
+            config.clone().labels(POD_TEMPLATE_HASH_LABEL),
         )
-        .modify(|rs| rs.managed_fields_mut().clear()),
+        .modify(slim_replica_set),
     )
     .default_backoff()
     .touched_objects();
@@ -119,7 +132,7 @@ pub async fn run(
             scoped::<AnalysisRun>(&client, namespace.as_deref()),
             config.clone(),
         )
-        .modify(|run| run.managed_fields_mut().clear()),
+        .modify(slim_analysis_run),
     )
     .default_backoff()
     .touched_objects();
@@ -144,7 +157,8 @@ pub async fn run(
         TemplateStores::watch(&client, namespace.as_deref(), &readiness);
 
     let (rollout_store, changed) = readiness.watch("rollouts", rollouts, config.clone());
-    let controller = Controller::for_stream(changed, rollout_store.clone());
+    let controller = Controller::for_stream(changed, rollout_store.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(workers));
     let info = RolloutInfo {
         rollouts: rollout_store.clone(),
     };
@@ -213,6 +227,26 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// What the cache keeps of a ReplicaSet: the planner reads its metadata, selector, counts and the
+/// pod template's metadata, never the pod spec or the managed fields, which are most of its bytes.
+fn slim_replica_set(rs: &mut ReplicaSet) {
+    rs.managed_fields_mut().clear();
+    if let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) {
+        template.spec = None;
+    }
+}
+
+/// What the cache keeps of an AnalysisRun: labels, owner and phase; its metrics and measurements
+/// are the analysis controller's business.
+fn slim_analysis_run(run: &mut AnalysisRun) {
+    run.managed_fields_mut().clear();
+    run.spec.metrics.clear();
+    run.spec.args.clear();
+    if let Some(status) = run.status.as_mut() {
+        status.metric_results.clear();
+    }
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -383,10 +417,10 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
 fn error_policy(rollout: Arc<Rollout>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
     ctx.reconcile_errors.inc();
     match error {
-        // A concurrent status change (usually a user's promote or abort) is expected; plan again now.
-        ReconcileError::Act(ActError::StatusConflict) => {
-            Requeue::requeue(Duration::from_millis(100))
-        }
+        // The cache had not seen the latest status (a user's promote or abort, or this
+        // controller's own last write). Its watch event triggers the next reconcile as soon as it
+        // arrives; planning again sooner from the same stale cache would only conflict again.
+        ReconcileError::Act(ActError::StatusConflict) => Requeue::requeue(CONFLICT_FALLBACK),
         _ => {
             tracing::warn!(
                 namespace = rollout.namespace().unwrap_or_default(),
