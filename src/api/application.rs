@@ -1478,6 +1478,23 @@ pub struct ResourceResult {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_phase: Option<SyncPhase>,
+    /// For a hook: its type (the phase it was written for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_type: Option<SyncPhase>,
+    /// For a hook: how far it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_phase: Option<HookPhase>,
+}
+
+/// How far a hook got (Argo CD's `hookPhase`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum HookPhase {
+    /// Created, not complete yet (or not seen complete before the sync ended).
+    Running,
+    /// Completed successfully (a Job complete, a Pod succeeded, a resource healthy).
+    Succeeded,
+    /// Failed (or could not be created).
+    Failed,
 }
 
 /// Result of a sync for one object.

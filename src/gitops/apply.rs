@@ -40,6 +40,8 @@ use crate::api::application::{
     HealthStatus, HealthStatusCode, ManagedNamespaceMetadata, ResourceResult, ResultCode, SyncPhase,
 };
 
+mod hook_run;
+
 /// How long a sync waits for a wave to be healthy before the next one.
 const WAVE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often the health of a wave is read while waiting.
@@ -93,6 +95,8 @@ fn result(obj: &Value, status: ResultCode, message: impl Into<String>) -> Resour
         status: Some(status),
         message: Some(message.into()),
         sync_phase: Some(SyncPhase::Sync),
+        hook_type: None,
+        hook_phase: None,
     }
 }
 
@@ -112,52 +116,65 @@ pub struct Applier<'a> {
 }
 
 impl Applier<'_> {
-    /// Runs `task`, reporting per object what happened; stops at the first failure.
+    /// Runs `task`, reporting per object what happened; stops at the first failure, after which
+    /// the SyncFail hooks run.
     pub async fn run(&self, task: &SyncTask) -> SyncOutcome {
         let mut outcome = SyncOutcome::default();
+        self.sync(task, &mut outcome).await;
+        if let Some(error) = outcome.error.clone() {
+            let fail_hooks = hook_run::hooks_of(task, SyncPhase::SyncFail);
+            let ran = self
+                .run_hooks(task, SyncPhase::SyncFail, &fail_hooks, &mut outcome)
+                .await;
+            outcome.error = Some(match (ran, outcome.error.take()) {
+                (false, Some(hook_error)) if hook_error != error => {
+                    format!("{error}; then {hook_error}")
+                }
+                _ => error,
+            });
+        }
+        outcome
+    }
+
+    /// PreSync hooks, then the objects and Sync hooks wave by wave, the prune, then (once
+    /// everything applied is healthy) the PostSync hooks.
+    async fn sync(&self, task: &SyncTask, outcome: &mut SyncOutcome) {
         if let Some(ns) = &task.create_namespace
             && let Err(e) = self
                 .ensure_namespace(ns, task.namespace_metadata.as_ref())
                 .await
         {
             outcome.error = Some(format!("creating namespace {ns}: {}", kube_message(&e)));
-            return outcome;
+            return;
         }
         if let Err((obj, message)) = self.dry_run(task).await {
             outcome
                 .results
                 .push(result(&obj, ResultCode::SyncFailed, message.clone()));
             outcome.error = Some(message);
-            return outcome;
+            return;
         }
-        let groups = wave_groups(&task.apply);
-        let mut applied = 0;
-        for (index, group) in groups.iter().enumerate() {
-            for obj in *group {
-                let done = self.apply(obj, Mode::of(task, obj, false)).await;
-                if !record(&mut outcome, obj, done, ResultCode::Synced, "applied") {
-                    return outcome;
-                }
-            }
-            applied += group.len();
-            if index + 1 < groups.len()
-                && let Err(message) = self.wait_healthy(&task.apply[..applied]).await
-            {
-                outcome.error = Some(message);
-                return outcome;
-            }
+        let pre_sync = hook_run::hooks_of(task, SyncPhase::PreSync);
+        if !self
+            .run_hooks(task, SyncPhase::PreSync, &pre_sync, outcome)
+            .await
+        {
+            return;
         }
-        if !self.prune(task, &task.prune, &mut outcome).await {
-            return outcome;
+        if !self.apply_waves(task, outcome).await {
+            return;
+        }
+        if !self.prune(task, &task.prune, outcome).await {
+            return;
         }
         if !task.prune_last.is_empty() {
             // `PruneLast=true`: an implicit last wave, after everything applied is healthy.
             if let Err(message) = self.wait_healthy(&task.apply).await {
                 outcome.error = Some(format!("before pruning last: {message}"));
-                return outcome;
+                return;
             }
-            if !self.prune(task, &task.prune_last, &mut outcome).await {
-                return outcome;
+            if !self.prune(task, &task.prune_last, outcome).await {
+                return;
             }
         }
         for obj in &task.prune_skipped {
@@ -167,7 +184,59 @@ impl Applier<'_> {
                 "ignored (requires pruning)",
             ));
         }
-        outcome
+        let post_sync = hook_run::hooks_of(task, SyncPhase::PostSync);
+        if !post_sync.is_empty() {
+            if let Err(message) = self.wait_healthy(&task.apply).await {
+                outcome.error = Some(format!("before the PostSync hooks: {message}"));
+                return;
+            }
+            self.run_hooks(task, SyncPhase::PostSync, &post_sync, outcome)
+                .await;
+        }
+    }
+
+    /// Applies the objects wave by wave, each wave's Sync hooks after its objects, waiting for
+    /// each wave to be healthy (its hooks complete) before the next; whether all went well.
+    async fn apply_waves(&self, task: &SyncTask, outcome: &mut SyncOutcome) -> bool {
+        let sync_hooks = hook_run::hooks_of(task, SyncPhase::Sync);
+        let mut hooks_left: &[Value] = &sync_hooks;
+        let groups = wave_groups(&task.apply);
+        let mut applied = 0;
+        for (index, group) in groups.iter().enumerate() {
+            let wave = group.first().map_or(0, sync_wave);
+            let earlier = hooks_left
+                .iter()
+                .take_while(|h| sync_wave(h) < wave)
+                .count();
+            let (before, rest) = hooks_left.split_at(earlier);
+            if !self.run_hooks(task, SyncPhase::Sync, before, outcome).await {
+                return false;
+            }
+            for obj in *group {
+                let done = self.apply(obj, Mode::of(task, obj, false)).await;
+                if !record(outcome, obj, done, ResultCode::Synced, "applied") {
+                    return false;
+                }
+            }
+            let same = rest.iter().take_while(|h| sync_wave(h) == wave).count();
+            let (with_wave, rest) = rest.split_at(same);
+            if !self
+                .run_hooks(task, SyncPhase::Sync, with_wave, outcome)
+                .await
+            {
+                return false;
+            }
+            hooks_left = rest;
+            applied += group.len();
+            if index + 1 < groups.len()
+                && let Err(message) = self.wait_healthy(&task.apply[..applied]).await
+            {
+                outcome.error = Some(message);
+                return false;
+            }
+        }
+        self.run_hooks(task, SyncPhase::Sync, hooks_left, outcome)
+            .await
     }
 
     /// Deletes `objects` with the sync's propagation policy; whether the sync goes on.
@@ -384,6 +453,14 @@ impl Applier<'_> {
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(format!("Force=true: deleting {key}: {}", kube_message(&e))),
         }
+        self.wait_gone(key, kind)
+            .await
+            .map_err(|e| format!("Force=true: {e}"))?;
+        self.write_whole(obj, key, kind, mode, Write::Create).await
+    }
+
+    /// Waits (at most [`FORCE_DELETE_TIMEOUT`]) until a deleted object is gone.
+    async fn wait_gone(&self, key: &ResourceKey, kind: &Kind) -> Result<(), String> {
         let gone = async {
             let reader = api(self.reader, kind, &key.namespace);
             loop {
@@ -395,15 +472,12 @@ impl Applier<'_> {
             }
         };
         match tokio::time::timeout(FORCE_DELETE_TIMEOUT, gone).await {
-            Ok(done) => done?,
-            Err(_) => {
-                return Err(format!(
-                    "Force=true: {key} was not gone {}s after its deletion",
-                    FORCE_DELETE_TIMEOUT.as_secs()
-                ));
-            }
+            Ok(done) => done,
+            Err(_) => Err(format!(
+                "{key} was not gone {}s after its deletion",
+                FORCE_DELETE_TIMEOUT.as_secs()
+            )),
         }
-        self.write_whole(obj, key, kind, mode, Write::Create).await
     }
 
     /// A create or replace (not an apply), with the field validation of the sync options (kube's

@@ -12,6 +12,7 @@ mod diff_property_tests;
 pub mod engine_fields;
 pub mod events;
 pub mod health;
+pub mod hooks;
 pub mod ignore;
 pub mod impersonation;
 pub mod kinds;

@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use super::credentials::{CredentialScope, ScopedSecrets};
 use super::engine_fields::carry_over_engine_fields;
+use super::hooks;
 use super::impersonation::SyncIdentity;
 use super::kinds::{KindResolver, kinds_defined_by_crds};
 use super::live::{LiveCache, LiveError};
@@ -221,7 +222,11 @@ impl Reader {
         {
             self.read_live(&desired.objects, &mut live).await?;
         }
-        let tracked = self.live.tracked_by(&id);
+        let (tracked_hooks, tracked) = self
+            .live
+            .tracked_by(&id)
+            .into_iter()
+            .partition(hooks::is_hook_or_skipped);
         for desired in [
             target.as_mut().ok(),
             requested.as_mut().and_then(|r| r.as_mut().ok()),
@@ -239,6 +244,7 @@ impl Reader {
             requested,
             live,
             tracked,
+            tracked_hooks,
             next_refresh_in: decision.next_in,
             invalid_spec: None,
             sync_identity,
@@ -379,8 +385,10 @@ impl Reader {
             self.renders.get_or_render(sha, &root, source, &ctx).await
         }
         .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
-        let (objects, not_permitted) = self
-            .normalize(app, project, sha, rendered.objects.clone())
+        let (objects, hooks) = hooks::split(rendered.objects.clone())
+            .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
+        let (objects, hooks, not_permitted) = self
+            .normalize(app, project, sha, objects, hooks)
             .await
             .map_err(fail)?;
         Ok(Desired {
@@ -388,24 +396,28 @@ impl Reader {
             source: source.clone(),
             source_type: Some(rendered.source_type),
             objects,
+            hooks,
             not_permitted,
         })
     }
 
     /// Defaults namespaces (the destination's for namespaced kinds, none for cluster-scoped ones),
     /// drops server-set metadata, sets the tracking annotations, refuses unknown kinds and
-    /// duplicates, and sorts into apply order. Also returns, per object the project does not
-    /// permit, why (a sync of these objects fails and applies nothing).
+    /// duplicates, and sorts into apply order, for the objects and the hooks alike. Also returns,
+    /// per object the project does not permit, why (a sync of these objects fails and applies
+    /// nothing).
     async fn normalize(
         &self,
         app: &Application,
         project: &AppProject,
         sha: &str,
         mut objects: Vec<Value>,
-    ) -> Result<(Vec<Value>, Vec<String>), String> {
+        mut hooks: Vec<Value>,
+    ) -> Result<(Vec<Value>, Vec<Value>, Vec<String>), String> {
         let rules = as_rules(project);
         let mut not_permitted = Vec::new();
         check_manifests(&objects).map_err(|e| e.to_string())?;
+        hooks::check(&hooks)?;
         let app_options = sync_options::spec_options(app).0;
         let defined = kinds_defined_by_crds(&objects);
         let destination = app
@@ -415,7 +427,7 @@ impl Reader {
             .clone()
             .filter(|ns| !ns.is_empty());
         let id = tracking_id(&app.namespace().unwrap_or_default(), &app.name_any());
-        for obj in &mut objects {
+        for obj in objects.iter_mut().chain(hooks.iter_mut()) {
             let Some(gvk) = gvk(obj) else { continue };
             let skip_missing =
                 sync_options::effective(obj, &app_options).skips_dry_run_on_missing_resource();
@@ -462,7 +474,8 @@ impl Reader {
             return Err(message);
         }
         sort_for_apply(&mut objects);
-        Ok((objects, not_permitted))
+        sort_for_apply(&mut hooks);
+        Ok((objects, hooks, not_permitted))
     }
 
     /// Whether objects of `gvk` are namespaced: as the cluster serves the kind, else as a CRD of the

@@ -49,14 +49,21 @@ const KIND_ORDER: &[&str] = &[
     "APIService",
 ];
 
-/// The object's sync wave: Sluice's annotation, else Argo CD's, else 0 (an unparsable value counts
-/// as 0, as in Argo CD).
+/// Helm's hook weight, Argo CD's sync wave of an object without one.
+pub const HELM_HOOK_WEIGHT_ANNOTATION: &str = "helm.sh/hook-weight";
+
+/// The object's sync wave: Sluice's annotation, else Argo CD's, else Helm's hook weight, else 0
+/// (an unparsable value counts as 0, as in Argo CD).
 pub fn sync_wave(obj: &Value) -> i64 {
-    [SYNC_WAVE_ANNOTATION, ARGO_SYNC_WAVE_ANNOTATION]
-        .iter()
-        .find_map(|key| annotation(obj, key))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    [
+        SYNC_WAVE_ANNOTATION,
+        ARGO_SYNC_WAVE_ANNOTATION,
+        HELM_HOOK_WEIGHT_ANNOTATION,
+    ]
+    .iter()
+    .find_map(|key| annotation(obj, key))
+    .and_then(|v| v.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 /// Whether the object must exist before anything else: a Namespace or a CRD.

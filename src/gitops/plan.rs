@@ -58,8 +58,11 @@ pub struct Desired {
     pub source: ApplicationSource,
     pub source_type: Option<ApplicationSourceType>,
     pub objects: Vec<Value>,
-    /// Why the project does not permit some of `objects` (object, then rule): a sync of this
-    /// revision fails and applies nothing.
+    /// The hooks (see [`super::hooks`]), normalised as `objects` but never compared nor pruned; a
+    /// hook may have only a `generateName`, named when a sync creates it.
+    pub hooks: Vec<Value>,
+    /// Why the project does not permit some of `objects` or `hooks` (object, then rule): a sync
+    /// of this revision fails and applies nothing.
     pub not_permitted: Vec<String>,
 }
 
@@ -84,8 +87,11 @@ pub struct Observed {
     pub requested: Option<Result<Desired, ComparisonFailure>>,
     /// Live objects by key, for the keys of `target` and `requested`.
     pub live: BTreeMap<ResourceKey, Value>,
-    /// Live objects carrying the Application's tracking annotation.
+    /// Live objects carrying the Application's tracking annotation, hooks excepted.
     pub tracked: Vec<Value>,
+    /// Live hooks carrying the Application's tracking annotation: deleted with the Application,
+    /// never compared nor pruned.
+    pub tracked_hooks: Vec<Value>,
     /// Until the next poll slot.
     pub next_refresh_in: Duration,
     /// Why the Application's project refuses it (namespace, repository, destination): nothing was
@@ -118,6 +124,7 @@ impl Observed {
             requested: None,
             live: BTreeMap::new(),
             tracked,
+            tracked_hooks: Vec::new(),
             next_refresh_in,
             invalid_spec: Some(message),
             sync_identity,
@@ -152,6 +159,10 @@ pub struct SyncTask {
     pub source: ApplicationSource,
     /// Objects to apply, in apply order.
     pub apply: Vec<Value>,
+    /// The hooks of the revision (every phase), in apply order.
+    pub hooks: Vec<Value>,
+    /// When the sync was planned (Unix seconds): names the hooks that only have a `generateName`.
+    pub started_at: i64,
     /// Live objects to delete, in prune order.
     pub prune: Vec<Value>,
     /// Live objects to delete after every wave is applied and healthy (`PruneLast=true`), in
@@ -326,7 +337,13 @@ pub fn plan(obs: &Observed) -> Plan {
     };
     if app.metadata.deletion_timestamp.is_some() {
         plan.clear_operation = false;
-        plan.finalize = finalize(app, &obs.tracked);
+        let every: Vec<Value> = obs
+            .tracked
+            .iter()
+            .chain(&obs.tracked_hooks)
+            .cloned()
+            .collect();
+        plan.finalize = finalize(app, &every);
         plan.requeue_after = AFTER_SYNC;
         plan.status = status;
         return plan;
@@ -935,6 +952,8 @@ fn sync_task(
         revision: desired.revision.clone(),
         source: desired.source.clone(),
         apply,
+        hooks: desired.hooks.clone(),
+        started_at: obs.now.as_second(),
         prune: to_prune,
         prune_last,
         prune_skipped: kept,

@@ -44,6 +44,7 @@ fn desired(revision: &str, objects: Vec<Value>) -> Desired {
         source: app(json!({})).spec.source,
         source_type: Some(ApplicationSourceType::Directory),
         objects,
+        hooks: Vec::new(),
         not_permitted: Vec::new(),
     }
 }
@@ -60,6 +61,7 @@ fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
             .map(|o| (key_of(o).unwrap(), o.clone()))
             .collect(),
         tracked: live,
+        tracked_hooks: Vec::new(),
         target: Ok(target),
         next_refresh_in: Duration::from_secs(60),
         invalid_spec: None,
@@ -1331,4 +1333,58 @@ fn retry_refresh_retries_with_the_latest_commit_of_the_branch() {
         operation_request(&with_state(a, state)).unwrap().revision,
         SHA_A
     );
+}
+
+fn hook(name: &str, phases: &str, revision: &str) -> Value {
+    let mut obj = cm(name, "hook", revision);
+    obj["metadata"]["annotations"]["argocd.argoproj.io/hook"] = json!(phases);
+    obj
+}
+
+#[test]
+fn hooks_are_neither_compared_nor_pruned_and_go_to_the_sync() {
+    let objects = vec![cm("a", "1", SHA_A)];
+    let mut target = desired(SHA_A, objects.clone());
+    target.hooks = vec![hook("migrate", "PreSync", SHA_A)];
+    let mut obs = observed(automated(json!({"prune": true})), target, objects);
+    // A hook of an earlier sync is still there, tracked: not "requires pruning".
+    obs.tracked_hooks = vec![hook("migrate-old", "PostSync", SHA_A)];
+    let p = plan(&obs);
+    assert_eq!(p.sync, None, "an in-sync app with hooks needs no sync");
+    assert_eq!(p.status.sync_status(), SyncStatusCode::Synced);
+    assert!(
+        p.status.resources.iter().all(|r| r.name == "a"),
+        "{:?}",
+        p.status.resources
+    );
+
+    // A new revision syncs: the hooks go with it, the old hook is not pruned.
+    let mut target = desired(SHA_B, vec![cm("a", "2", SHA_B)]);
+    target.hooks = vec![hook("migrate", "PreSync", SHA_B)];
+    obs.target = Ok(target);
+    let p = plan(&obs);
+    let task = p.sync.as_ref().expect("sync");
+    assert_eq!(names(&task.hooks), ["migrate"]);
+    assert!(task.prune.is_empty(), "{:?}", task.prune);
+    assert_eq!(task.started_at, at(T0).as_second());
+}
+
+#[test]
+fn deleting_the_application_deletes_its_hooks_too() {
+    let objects = vec![cm("a", "1", SHA_A)];
+    let mut app = automated(json!({}));
+    app.metadata.finalizers = Some(vec!["resources-finalizer.argocd.argoproj.io".into()]);
+    app.metadata.deletion_timestamp = Some(Time(at(T0)));
+    let mut obs = observed(app, desired(SHA_A, objects.clone()), objects);
+    obs.tracked_hooks = vec![hook("migrate", "PreSync", SHA_A)];
+    let p = plan(&obs);
+    let Some(Finalize::Delete(objects)) = p.finalize else {
+        panic!("expected a cascade delete: {:?}", p.finalize);
+    };
+    let mut deleted: Vec<String> = objects
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, ["a", "migrate"]);
 }
