@@ -640,7 +640,7 @@ async fn unknown_options_and_unimplemented_fields_are_named_and_nothing_is_appli
         "patches",
         &repo,
         "patches",
-        json!({"source": {"kustomize": {"patches": [{"patch": "x", "target": {"kind": "ConfigMap"}}]}}}),
+        json!({"source": {"plugin": {"name": "envsubst"}}}),
     )
     .await;
     let cases = [
@@ -665,7 +665,7 @@ async fn unknown_options_and_unimplemented_fields_are_named_and_nothing_is_appli
         (
             "patches",
             "InvalidSpecError",
-            "spec.source.kustomize.patches is not supported by Sluice".to_string(),
+            "spec.source.plugin is not supported by Sluice: config management plugins".to_string(),
         ),
     ];
     for (name, type_, message) in &cases {

@@ -482,7 +482,8 @@ pub struct ApplicationSourceDirectory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub jsonnet: Option<Map<String, Value>>,
-    /// Argo CD's switch to read files of every extension: refused when true.
+    /// Read files of every name, not only `*.yaml`, `*.yml`, `*.json` (with `include` /
+    /// `exclude` to choose them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_extension_filter: Option<bool>,
 }
@@ -533,15 +534,16 @@ pub struct ApplicationSourceKustomize {
     /// `commonLabels` added to pod templates too (with `labelWithoutSelector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_include_templates: Option<bool>,
-    /// Argo CD's kustomize components: refused (InvalidSpecError) when set.
+    /// Kustomize components (directories relative to the source path) applied to the output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<String>,
-    /// Argo CD's switch to skip missing components: refused when true.
+    /// Skip the `components` that are not in the repository instead of failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_missing_components: Option<bool>,
-    /// Argo CD's kustomize patches: kept as written, refused (InvalidSpecError) when set.
+    /// Kustomize patches (`patch` inline or `path` relative to the source path, `target`,
+    /// `options`) applied to the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object_list")]
+    #[schemars(schema_with = "patch_list")]
     pub patches: Option<Vec<Map<String, Value>>>,
     /// Argo CD's environment substitution in `commonAnnotations`: refused when true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -612,7 +614,8 @@ pub struct ApplicationSourceHelm {
     /// Helm major version: `3` / `v3` (the one Sluice runs) or unset; any other is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Argo CD's `--set-file` parameters: refused (InvalidSpecError) when set.
+    /// `--set-file` parameters: files of the repository (relative to the chart, `/` for the
+    /// repository's root).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_parameters: Vec<HelmFileParameter>,
     /// Argo CD's credentials for every domain of a chart repository: refused when true.
@@ -664,6 +667,15 @@ fn preserved_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "description": "Argo CD field Sluice does not implement: kept as written; the Application is refused (InvalidSpecError naming it) when it is set.",
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// Kustomize patches, as Argo CD's schema has them (their fields are checked when rendering).
+fn patch_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Kustomize patches (`patch` inline or `path` relative to the source path, `target`, `options`) applied to the output.",
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
     })
 }
 

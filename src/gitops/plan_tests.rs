@@ -1036,7 +1036,7 @@ fn an_unimplemented_argo_field_refuses_the_application_by_its_path() {
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
         "metadata": {"name": "shop", "namespace": "argocd"},
         "spec": {"source": {"repoURL": "git://git.example/shop.git",
-                            "helm": {"fileParameters": [{"name": "cert", "path": "cert.pem"}]}},
+                            "helm": {"passCredentials": true}},
                  "sources": [{"repoURL": "git://git.example/values.git", "ref": "values"}],
                  "destination": {"namespace": "shop"}, "syncPolicy": {"automated": {}}},
         "operation": {"sync": {"revision": "main"}}
@@ -1060,7 +1060,7 @@ fn an_unimplemented_argo_field_refuses_the_application_by_its_path() {
         message.starts_with("spec.sources is not supported by Sluice: multiple sources"),
         "{message}"
     );
-    assert!(message.contains("; spec.source.helm.fileParameters is not supported by Sluice"));
+    assert!(message.contains("; spec.source.helm.passCredentials is not supported by Sluice"));
     assert_eq!(p.status.sync_status(), SyncStatusCode::Unknown);
     let op = p.status.operation_state.as_ref().unwrap();
     assert_eq!(op.phase, OperationPhase::Error);

@@ -2,7 +2,7 @@
 //!
 //! The CRD stores them as written (typed, or as preserved JSON), so the API server never prunes
 //! them silently; an Application that sets one is refused with an `InvalidSpecError` condition
-//! naming the concrete path (`spec.source.helm.fileParameters is not supported by Sluice: ...`),
+//! naming the concrete path (`spec.source.helm.passCredentials is not supported by Sluice: ...`),
 //! its sync status Unknown and nothing fetched or applied. A field set to its zero value (`false`,
 //! `""`, `[]`, `{}`, or an object of such values, as Argo CD's `omitempty` writes them) means
 //! Argo CD's default, which is what Sluice does, and is not refused.
@@ -48,28 +48,8 @@ const SOURCE_FIELDS: &[(&str, &str)] = &[
     ("plugin", PLUGIN),
     ("directory.jsonnet", JSONNET),
     (
-        "directory.disableExtensionFilter",
-        "Sluice reads only .yaml, .yml and .json files of a directory",
-    ),
-    (
-        "helm.fileParameters",
-        "--set-file parameters are not implemented; use values, valuesObject or parameters",
-    ),
-    (
         "helm.passCredentials",
         "it applies to Helm chart repositories, which are not implemented yet",
-    ),
-    (
-        "kustomize.components",
-        "kustomize components set by the Application are not implemented; list them in the kustomization",
-    ),
-    (
-        "kustomize.ignoreMissingComponents",
-        "kustomize components set by the Application are not implemented",
-    ),
-    (
-        "kustomize.patches",
-        "kustomize patches set by the Application are not implemented; write them in the kustomization",
     ),
     (
         "kustomize.commonAnnotationsEnvsubst",
@@ -118,7 +98,7 @@ pub fn unsupported_fields() -> Vec<Unsupported> {
 /// A field of the Application that is set and not implemented.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
-    /// The concrete path, e.g. `spec.source.helm.fileParameters` or `spec.sources`.
+    /// The concrete path, e.g. `spec.source.kustomize.patches` or `spec.sources`.
     pub path: String,
     pub reason: &'static str,
 }
@@ -410,15 +390,11 @@ mod tests {
                     "operation.sync.source.chart",
                     "operation.sync.source.kustomize.apiVersions",
                     "operation.sync.source.kustomize.commonAnnotationsEnvsubst",
-                    "operation.sync.source.kustomize.components",
-                    "operation.sync.source.kustomize.ignoreMissingComponents",
                     "operation.sync.source.kustomize.kubeVersion",
-                    "operation.sync.source.kustomize.patches",
                     "operation.sync.source.kustomize.version",
                     "operation.sync.sources",
                     "operation.sync.syncStrategy",
                     "spec.source.chart",
-                    "spec.source.helm.fileParameters",
                     "spec.source.helm.passCredentials",
                     "spec.source.plugin",
                     "spec.source.ref",
@@ -427,13 +403,7 @@ mod tests {
                     "spec.sources",
                 ][..],
             ),
-            (
-                JSONNET,
-                &[
-                    "spec.source.directory.disableExtensionFilter",
-                    "spec.source.directory.jsonnet",
-                ][..],
-            ),
+            (JSONNET, &["spec.source.directory.jsonnet"][..]),
         ] {
             let written: Value = serde_saphyr::from_str(text).unwrap();
             let app: Application = serde_json::from_value(written.clone()).unwrap();

@@ -1,6 +1,9 @@
 //! A plain directory of manifests: `*.yaml`, `*.yml` and `*.json` files in path order, subdirectories
 //! with `recurse`, filtered by the `include` / `exclude` globs (matched against the path relative to
-//! the source path; `*` also matches `/`, and `{a,b}` alternatives work, as in Argo CD).
+//! the source path; `*` also matches `/`, and `{a,b}` alternatives work, as in Argo CD). With
+//! `disableExtensionFilter` files of every name are read (JSON when named `*.json`, else YAML).
+//! Argo CD evaluates `*.jsonnet` files of a directory; Sluice does not, so one that the filters
+//! accept fails the render, naming it, rather than being skipped without a word.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +13,7 @@ use serde_json::Value;
 use super::{RenderError, display_path, ensure_inside, manifests};
 use crate::api::application::ApplicationSourceDirectory;
 
-const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+const MANIFEST_EXTENSIONS: [&str; 4] = ["yaml", "yml", "json", "jsonnet"];
 
 pub(super) fn render(
     root: &Path,
@@ -19,13 +22,21 @@ pub(super) fn render(
 ) -> Result<Vec<Value>, RenderError> {
     let filter = Filter::new(options)?;
     let mut files = Vec::new();
-    collect_files(root, app_dir, options.recurse(), &mut files)?;
+    let every_name = options.disable_extension_filter.unwrap_or(false);
+    collect_files(root, app_dir, options.recurse(), every_name, &mut files)?;
     let mut objects = Vec::new();
     for file in files {
         let relative = file.strip_prefix(app_dir).unwrap_or(&file);
-        if filter.accepts(relative) {
-            objects.extend(read_manifest_file(root, &file)?);
+        if !filter.accepts(relative) {
+            continue;
         }
+        if file.extension().is_some_and(|e| e == "jsonnet") {
+            return Err(RenderError::Io {
+                path: display_path(root, &file),
+                message: "Jsonnet is not rendered by Sluice (Argo CD evaluates the *.jsonnet files of a directory source); leave it out with spec.source.directory.exclude".into(),
+            });
+        }
+        objects.extend(read_manifest_file(root, &file)?);
     }
     Ok(objects)
 }
@@ -69,6 +80,7 @@ fn collect_files(
     root: &Path,
     dir: &Path,
     recurse: bool,
+    every_name: bool,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), RenderError> {
     let io = |path: &Path| {
@@ -88,9 +100,10 @@ fn collect_files(
         let file_type = entry.file_type().map_err(io(&path))?;
         if file_type.is_dir() {
             if recurse {
-                collect_files(root, &path, recurse, files)?;
+                collect_files(root, &path, recurse, every_name, files)?;
             }
-        } else if is_manifest_name(&path) && (file_type.is_file() || path.is_file()) {
+        } else if (every_name || is_manifest_name(&path)) && (file_type.is_file() || path.is_file())
+        {
             files.push(path);
         }
     }

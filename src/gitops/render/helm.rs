@@ -8,7 +8,8 @@
 //!
 //! Every argument is built here from a fixed set of flags, each user-given value glued to its flag
 //! (`--values=…`, `--set=…`) and the release name and chart after `--`: no spec field can become a
-//! flag (`--post-renderer`, `--set-file`, `--kubeconfig`). The release name and namespace are checked
+//! flag (`--post-renderer`, `--kubeconfig`); `--set-file` (`fileParameters`) only reads files of
+//! the repository, checked as value files are. The release name and namespace are checked
 //! as Helm and Kubernetes would, before helm runs.
 
 mod schema;
@@ -41,6 +42,7 @@ pub(super) fn render(
     let release = release_name(options, ctx)?;
     check_namespace(namespace(options, ctx))?;
     let value_files = value_files(root, chart_dir, options, settings)?;
+    let file_parameters = file_parameters(root, chart_dir, options)?;
     schema::check_schemas(root, chart_dir, &settings.remote)?;
     let inline_values = inline_values_file(workspace, options)?;
     let args = arguments(
@@ -51,6 +53,7 @@ pub(super) fn render(
         &value_files,
         inline_values.as_deref(),
     );
+    let args = with_file_parameters(args, &file_parameters);
     // Without remote value files allowed, helm has no reason to reach the network at all.
     let offline = settings.remote.helm_value_schemes.is_empty();
     let output = settings
@@ -225,6 +228,62 @@ fn value_files(
     Ok(files)
 }
 
+/// `fileParameters` as `--set-file` arguments: each file of the repository (relative to the chart,
+/// or to the repository's root with a leading `/`; symlinks followed, refused when they lead
+/// outside it), which must exist. Helm splits `--set-file` at `,` and at the first `=`: a name with
+/// either, or a path with a `,`, would set other parameters from other files, and is refused.
+fn file_parameters(
+    root: &Path,
+    chart_dir: &Path,
+    options: &ApplicationSourceHelm,
+) -> Result<Vec<OsString>, RenderError> {
+    let mut args = Vec::new();
+    for parameter in &options.file_parameters {
+        let name = parameter.name.as_deref().unwrap_or_default();
+        let file = parameter.path.as_deref().unwrap_or_default();
+        let refuse = |message: String| RenderError::ValueFile {
+            file: format!("fileParameters {name}={file}"),
+            message,
+        };
+        if name.is_empty() || file.is_empty() {
+            return Err(refuse("a file parameter needs a name and a path".into()));
+        }
+        if name.contains([',', '=']) || name.starts_with('-') {
+            return Err(refuse(
+                "the name must not contain ',' or '=' nor start with '-' (helm would read it as more parameters)".into(),
+            ));
+        }
+        if url_scheme(file).is_some() {
+            return Err(refuse(
+                "a file parameter is a file of the repository, not a URL".into(),
+            ));
+        }
+        let path = root.join(value_file_in_repo(root, chart_dir, file)?);
+        if !path.is_file() {
+            return Err(refuse(format!(
+                "{} does not exist",
+                display_path(root, &path)
+            )));
+        }
+        let mut arg = OsString::from(format!("--set-file={name}="));
+        arg.push(&path);
+        if arg.to_string_lossy().matches(',').count() > 0 {
+            return Err(refuse(
+                "the path must not contain ',' (helm would read it as more parameters)".into(),
+            ));
+        }
+        args.push(arg);
+    }
+    Ok(args)
+}
+
+/// `args` with the `--set-file` arguments before the positional `--`.
+fn with_file_parameters(mut args: Vec<OsString>, file_parameters: &[OsString]) -> Vec<OsString> {
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, file_parameters.iter().cloned());
+    args
+}
+
 /// The scheme of `file` when it is a URL (`scheme://…`, RFC 3986 scheme characters).
 fn url_scheme(file: &str) -> Option<&str> {
     let (scheme, _) = file.split_once("://")?;
@@ -344,6 +403,81 @@ mod tests {
             None,
         ));
         assert_eq!(args, ["template", "--namespace=prod", "--", "web", "/c"]);
+    }
+
+    #[test]
+    fn file_parameters_are_files_of_the_repository_passed_with_set_file() {
+        let root = tempfile::TempDir::new().unwrap();
+        let chart = root.path().join("chart");
+        std::fs::create_dir_all(chart.join("files")).unwrap();
+        std::fs::write(chart.join("files/config.json"), "{}").unwrap();
+        std::fs::write(root.path().join("shared.txt"), "x").unwrap();
+        let options = |parameters: serde_json::Value| -> ApplicationSourceHelm {
+            serde_json::from_value(json!({"fileParameters": parameters})).unwrap()
+        };
+        let args = file_parameters(
+            root.path(),
+            &chart,
+            &options(json!([{"name": "config", "path": "files/config.json"},
+                            {"name": "shared", "path": "/shared.txt"}])),
+        )
+        .unwrap();
+        assert_eq!(
+            strings(args.clone()),
+            [
+                format!(
+                    "--set-file=config={}",
+                    chart.join("files/config.json").display()
+                ),
+                format!(
+                    "--set-file=shared={}",
+                    root.path().join("shared.txt").display()
+                ),
+            ]
+        );
+        let with = with_file_parameters(
+            strings_to_os(&["template", "--include-crds", "--", "web", "/c"]),
+            &args,
+        );
+        assert_eq!(
+            strings(with)[2],
+            format!(
+                "--set-file=config={}",
+                chart.join("files/config.json").display()
+            )
+        );
+        for (bad, why) in [
+            (
+                json!({"name": "a", "path": "../../etc/passwd"}),
+                "leaves the repository",
+            ),
+            (
+                json!({"name": "a", "path": "missing.txt"}),
+                "does not exist",
+            ),
+            (
+                json!({"name": "a,b", "path": "files/config.json"}),
+                "must not contain",
+            ),
+            (
+                json!({"name": "a=b", "path": "files/config.json"}),
+                "must not contain",
+            ),
+            (
+                json!({"name": "a", "path": "https://example.com/x"}),
+                "not a URL",
+            ),
+            (json!({"name": "a"}), "needs a name and a path"),
+        ] {
+            let err = file_parameters(root.path(), &chart, &options(json!([bad.clone()])))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    fn strings_to_os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A Kustomize overlay, built by `kustomize build` (preferred) or `kubectl kustomize`.
 //!
-//! The source's `kustomize` options (name prefix/suffix, images, common labels/annotations, namespace)
-//! are applied by a generated overlay beside the tree in the render's workspace, whose only resource
-//! is the source path, so the checked-out tree is never written (Argo CD runs `kustomize edit` in its
-//! own copy).
+//! The source's `kustomize` options (name prefix/suffix, images, common labels/annotations, namespace,
+//! replicas, components, patches) are applied by a generated overlay beside the tree in the render's
+//! workspace, whose only resource is the source path, so the checked-out tree is never written (Argo
+//! CD runs `kustomize edit` in its own copy): they act on the kustomization's output, after its own
+//! transformers.
 //!
 //! Before kustomize runs, every kustomization it would load is read here: an entry of `resources`,
 //! `bases`, `components`, `generators`, `transformers` or `validators` must be a path inside the
@@ -67,7 +68,16 @@ pub(super) fn render(
         app_dir.strip_prefix(root).unwrap_or(Path::new("")),
         allow_remote,
     )?;
-    let target = match options.and_then(overlay_kustomization) {
+    let app_in_tree = app_dir.strip_prefix(root).unwrap_or(Path::new(""));
+    let overlay = match options {
+        Some(options) => {
+            let mut overlay = overlay_kustomization(options);
+            add_components_and_patches(&mut overlay, options, root, app_in_tree, allow_remote)?;
+            overlay
+        }
+        None => None,
+    };
+    let target = match overlay {
         Some(kustomization) => write_overlay(workspace, app_dir, kustomization)?,
         None => app_dir.to_path_buf(),
     };
@@ -359,6 +369,133 @@ fn replica_count(count: &IntOrString) -> Value {
             .parse::<i64>()
             .map_or_else(|_| json!(text), |n| json!(n)),
     }
+}
+
+/// How the Application's kustomize options are named in errors.
+const OPTIONS: &str = "spec.source.kustomize";
+
+/// Adds the Application's `components` and `patches` to the overlay (creating it when no other
+/// option did). Both are written relative to the source path, as Argo CD takes them, and checked as
+/// the kustomization's own references are: inside the tree, remote only when allowed. A component
+/// missing from the tree fails the render unless `ignoreMissingComponents`; a patch `path` is read
+/// and inlined (kustomize loads no file outside the overlay's directory).
+fn add_components_and_patches(
+    overlay: &mut Option<Map<String, Value>>,
+    options: &ApplicationSourceKustomize,
+    root: &Path,
+    app_in_tree: &Path,
+    allow_remote: bool,
+) -> Result<(), RenderError> {
+    let patches = options.patches.as_deref().unwrap_or_default();
+    if options.components.is_empty() && patches.is_empty() {
+        return Ok(());
+    }
+    let checker = Kustomization {
+        root,
+        dir: app_in_tree,
+        file: OPTIONS.to_string(),
+        allow_remote,
+    };
+    let from_overlay = Path::new("../tree").join(app_in_tree);
+    let mut components = Vec::new();
+    for (i, component) in options.components.iter().enumerate() {
+        let field = format!("components[{i}]");
+        if is_remote_target(component) {
+            checker.reference(&field, component)?;
+            components.push(json!(component));
+            continue;
+        }
+        let missing = matches!(
+            resolve(root, &app_in_tree.join(component)),
+            Ok(Resolved::Inside(path)) if !root.join(&path).exists()
+        );
+        if missing && options.ignore_missing_components.unwrap_or(false) {
+            continue;
+        }
+        if missing {
+            return Err(RenderError::Io {
+                path: format!("{OPTIONS}.{field}"),
+                message: format!(
+                    "component {component:?} is not in the repository (set ignoreMissingComponents to skip missing components)"
+                ),
+            });
+        }
+        if let Some(dir) = checker.reference(&field, component)? {
+            check_references(root, &dir, allow_remote)?;
+        }
+        components.push(json!(from_overlay.join(component).display().to_string()));
+    }
+    let mut inlined = Vec::new();
+    for (i, patch) in patches.iter().enumerate() {
+        inlined.push(inline_patch(&checker, root, i, patch)?);
+    }
+    let k = overlay.get_or_insert_with(empty_kustomization);
+    if !components.is_empty() {
+        k.insert("components".into(), Value::Array(components));
+    }
+    if !inlined.is_empty() {
+        k.insert("patches".into(), Value::Array(inlined));
+    }
+    Ok(())
+}
+
+/// One of the Application's `patches` as the overlay takes it: `patch`, `target` and `options` as
+/// written, a `path` read from the tree into `patch`.
+fn inline_patch(
+    checker: &Kustomization<'_>,
+    root: &Path,
+    index: usize,
+    patch: &Map<String, Value>,
+) -> Result<Value, RenderError> {
+    let field = format!("patches[{index}]");
+    let invalid = |message: String| RenderError::Io {
+        path: format!("{OPTIONS}.{field}"),
+        message,
+    };
+    let mut out = Map::new();
+    for (key, value) in patch {
+        match key.as_str() {
+            "patch" | "target" | "options" => {
+                out.insert(key.clone(), value.clone());
+            }
+            "path" => {}
+            other => return Err(invalid(format!("unknown field {other:?}"))),
+        }
+    }
+    if let Some(path) = patch
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        if out.contains_key("patch") {
+            return Err(invalid("set either patch or path, not both".into()));
+        }
+        if is_remote_target(path) {
+            return Err(checker.remote(&format!("{field}.path"), path));
+        }
+        let file = match resolve(root, &checker.dir.join(path)) {
+            Ok(Resolved::Inside(file)) => root.join(file),
+            Ok(Resolved::Outside) => return Err(checker.escape(&format!("{field}.path"), path)),
+            Err(_) => return Err(invalid(format!("path {path:?} cannot be read"))),
+        };
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| invalid(format!("path {path:?}: {e}")))?;
+        out.insert("patch".into(), Value::String(text));
+    }
+    if !out.contains_key("patch") {
+        return Err(invalid("a patch needs patch or path".into()));
+    }
+    Ok(Value::Object(out))
+}
+
+fn empty_kustomization() -> Map<String, Value> {
+    let mut k = Map::new();
+    k.insert(
+        "apiVersion".into(),
+        json!("kustomize.config.k8s.io/v1beta1"),
+    );
+    k.insert("kind".into(), json!("Kustomization"));
+    k
 }
 
 /// Writes the overlay beside the tree in the workspace; its resource is `app_dir`, relative (kustomize
@@ -677,5 +814,124 @@ mod tests {
             overlay_kustomization(&without_templates).unwrap()["labels"],
             json!([{"pairs": {"team": "shop"}, "includeSelectors": false}])
         );
+    }
+
+    fn options(v: Value) -> ApplicationSourceKustomize {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn components_and_patches(
+        root: &tempfile::TempDir,
+        v: Value,
+    ) -> Result<Option<Map<String, Value>>, RenderError> {
+        let mut overlay = None;
+        add_components_and_patches(
+            &mut overlay,
+            &options(v),
+            root.path(),
+            Path::new("apps/web"),
+            false,
+        )?;
+        Ok(overlay)
+    }
+
+    #[test]
+    fn components_and_patches_are_checked_and_go_into_the_overlay() {
+        let root = tree(&[
+            (
+                "apps/web/kustomization.yaml",
+                "resources: [deployment.yaml]\n",
+            ),
+            ("apps/web/deployment.yaml", "kind: Deployment\n"),
+            ("apps/web/patch.yaml", "- op: add\n  path: /x\n  value: 1\n"),
+            (
+                "components/monitoring/kustomization.yaml",
+                "kind: Component\nresources: [monitor.yaml]\n",
+            ),
+            (
+                "components/monitoring/monitor.yaml",
+                "kind: ServiceMonitor\n",
+            ),
+            (
+                "components/leaky/kustomization.yaml",
+                "kind: Component\nresources: [../../../x]\n",
+            ),
+        ]);
+        let overlay = components_and_patches(
+            &root,
+            json!({"components": ["../../components/monitoring"],
+                   "patches": [{"path": "patch.yaml", "target": {"kind": "Deployment"}},
+                               {"patch": "inline", "options": {"allowNameChange": true}}]}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            Value::Object(overlay),
+            json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                "components": ["../tree/apps/web/../../components/monitoring"],
+                "patches": [
+                    {"patch": "- op: add\n  path: /x\n  value: 1\n", "target": {"kind": "Deployment"}},
+                    {"patch": "inline", "options": {"allowNameChange": true}}
+                ]
+            })
+        );
+
+        let missing = json!({"components": ["../../components/none"]});
+        let err = components_and_patches(&root, missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("components[0]") && err.contains("ignoreMissingComponents"),
+            "{err}"
+        );
+        let skipped = components_and_patches(
+            &root,
+            json!({"components": ["../../components/none"], "ignoreMissingComponents": true}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(skipped.get("components"), None);
+
+        for (bad, why) in [
+            (
+                json!({"components": ["../../../etc"]}),
+                "leads outside the repository",
+            ),
+            (
+                json!({"components": ["../../components/leaky"]}),
+                "leads outside the repository",
+            ),
+            (
+                json!({"components": ["https://github.com/x/y//c"]}),
+                "remote Kustomize resources are refused",
+            ),
+            (
+                json!({"patches": [{"path": "../../../etc/passwd"}]}),
+                "leads outside the repository",
+            ),
+            (
+                json!({"patches": [{"path": "https://example.com/p.yaml"}]}),
+                "remote Kustomize resources are refused",
+            ),
+            (
+                json!({"patches": [{"path": "patch.yaml", "patch": "x"}]}),
+                "not both",
+            ),
+            (
+                json!({"patches": [{"target": {"kind": "Deployment"}}]}),
+                "needs patch or path",
+            ),
+            (
+                json!({"patches": [{"patch": "x", "bogus": 1}]}),
+                "unknown field",
+            ),
+        ] {
+            let err = components_and_patches(&root, bad.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(components_and_patches(&root, json!({})).unwrap(), None);
     }
 }

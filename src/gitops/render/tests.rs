@@ -200,3 +200,38 @@ fn default_path_is_the_repository_root() {
         assert_eq!(names(&rendered), ["a"], "{path}");
     }
 }
+
+#[test]
+fn directory_extension_filter_and_jsonnet_files() {
+    let root = tree(&[
+        ("app/a.yaml", &cm("a")),
+        ("app/extra.txt", &cm("txt")),
+        ("app/Manifest", &cm("bare")),
+        ("app/lib/x.jsonnet", "{}"),
+    ]);
+    let render_with = |directory: serde_json::Value| {
+        let src = source(json!({"path": "app", "directory": directory}));
+        render(root.path(), &src, &ctx())
+    };
+    let names_of = |directory: serde_json::Value| names(&render_with(directory).unwrap());
+    assert_eq!(names_of(json!({})), ["a"]);
+    assert_eq!(
+        names_of(json!({"disableExtensionFilter": true})),
+        ["bare", "a", "txt"]
+    );
+    assert_eq!(
+        names_of(json!({"disableExtensionFilter": true, "include": "*.txt"})),
+        ["txt"]
+    );
+    let err = render_with(json!({"recurse": true}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("app/lib/x.jsonnet") && err.contains("Jsonnet is not rendered"),
+        "{err}"
+    );
+    assert_eq!(
+        names_of(json!({"recurse": true, "exclude": "**.jsonnet"})),
+        ["a"]
+    );
+}
