@@ -143,8 +143,13 @@ async fn invalid_manifests_are_refused_with_a_message_naming_the_problem() {
         ),
         (
             "AppProject",
-            json!({"sourceRepos": ["*"], "syncWindows": [{"kind": "deny", "schedule": "* * * * *", "duration": "1h"}]}),
-            "spec.syncWindows is not implemented",
+            json!({"sourceRepos": ["*"], "syncWindows": [{"kind": "sometimes", "schedule": "* * * * *", "duration": "1h"}]}),
+            "spec.syncWindows[0].kind",
+        ),
+        (
+            "AppProject",
+            json!({"sourceRepos": ["*"], "syncWindows": [{"kind": "deny", "schedule": "* * * * *", "duration": "an hour"}]}),
+            "spec.syncWindows[0].duration",
         ),
         (
             "AppProject",

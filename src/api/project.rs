@@ -7,6 +7,7 @@
 
 use kube::CustomResource;
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,7 +18,6 @@ pub const DEFAULT_PROJECT_NAME: &str = "default";
 /// message naming it: accepted and ignored, a sync window or a role would give a false sense of
 /// safety.
 pub const UNIMPLEMENTED_FIELDS: &[&str] = &[
-    "syncWindows",
     "roles",
     "signatureKeys",
     "orphanedResources",
@@ -35,9 +35,6 @@ pub const UNIMPLEMENTED_FIELDS: &[&str] = &[
     derive = "PartialEq",
     doc = "A project: the repositories, destinations and kinds its Applications may use."
 )]
-#[x_kube(validation = Rule::new("!has(self.syncWindows) || size(self.syncWindows) == 0")
-    .message("spec.syncWindows is not implemented by Sluice yet: remove it (a window that is not enforced would not stop a sync)")
-    .field_path(".syncWindows"))]
 #[x_kube(validation = Rule::new("!has(self.roles) || size(self.roles) == 0")
     .message("spec.roles is not implemented by Sluice: access to Applications is Kubernetes RBAC on the Application objects; remove it")
     .field_path(".roles"))]
@@ -79,10 +76,10 @@ pub struct AppProjectSpec {
     /// The ServiceAccount a sync to a destination runs as (first match wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_service_accounts: Vec<DestinationServiceAccount>,
-    /// Argo CD's sync windows: not implemented, refused by the schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "refused_list")]
-    pub sync_windows: Option<Value>,
+    /// When the project's Applications may sync (Argo CD's sync windows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub sync_windows: Vec<SyncWindow>,
     /// Argo CD's project roles: not implemented, refused by the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "refused_list")]
@@ -124,6 +121,55 @@ fn refused_flag(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "description": "Not implemented by Sluice; refused.",
         "type": "boolean",
     })
+}
+
+/// A time window in which the project's matching Applications may (`allow`) or may not (`deny`)
+/// sync; see `crate::gitops::sync_windows` for how they combine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncWindow {
+    /// `allow` or `deny`.
+    pub kind: SyncWindowKind,
+    /// When the window opens: a 5-field cron schedule (minute hour day-of-month month
+    /// day-of-week), e.g. `0 22 * * *`.
+    #[schemars(length(min = 1, max = 256))]
+    pub schedule: String,
+    /// How long it stays open after each opening, e.g. `1h`, `30m`, `1h30m`.
+    #[schemars(length(min = 1, max = 64), pattern(crate::duration::DURATION_PATTERN))]
+    pub duration: String,
+    /// Application name globs it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub applications: Vec<String>,
+    /// Destination namespace globs it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub namespaces: Vec<String>,
+    /// Destination cluster (server URL or name) globs it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub clusters: Vec<String>,
+    /// Let syncs requested by a user through while this deny window is active, or while this
+    /// allow window is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_sync: Option<bool>,
+    /// The time zone of `schedule` (IANA name, e.g. `Europe/Amsterdam`); UTC by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+    /// Apply only to Applications matched by every selector given, not by any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub and_operator: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Whether a sync window allows or denies syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncWindowKind {
+    Allow,
+    Deny,
 }
 
 /// A destination a project allows (or, with `!`, denies).

@@ -28,6 +28,7 @@ pub mod refresh;
 pub mod render;
 pub mod source;
 pub mod sync_options;
+pub mod sync_windows;
 pub mod unified;
 pub mod unsupported;
 pub mod webhook;

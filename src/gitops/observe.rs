@@ -248,6 +248,7 @@ impl Reader {
             next_refresh_in: decision.next_in,
             invalid_spec: None,
             sync_identity,
+            sync_windows: project.spec.sync_windows.clone(),
         })
     }
 

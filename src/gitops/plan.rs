@@ -28,6 +28,7 @@ use super::impersonation::SyncIdentity;
 use super::object::{APPLICATION_ANNOTATION, ResourceKey, annotation, key_of, tracking_id};
 use super::order::sort_for_prune;
 use super::sync_options::{self, SyncOptions, effective};
+use super::sync_windows;
 use crate::api::application::{
     Application, ApplicationSource, ApplicationSourceType, ApplicationSpec, ApplicationStatus,
     ApplicationSummary, ComparedTo, HealthStatus, ManagedNamespaceMetadata, Operation,
@@ -100,6 +101,8 @@ pub struct Observed {
     /// Who syncs and cascade-deletes: the controller, or the project's ServiceAccount for the
     /// destination (`--sync-impersonation`).
     pub sync_identity: SyncIdentity,
+    /// The sync windows of the Application's project.
+    pub sync_windows: Vec<crate::api::project::SyncWindow>,
 }
 
 impl Observed {
@@ -128,6 +131,7 @@ impl Observed {
             next_refresh_in,
             invalid_spec: Some(message),
             sync_identity,
+            sync_windows: Vec::new(),
         }
     }
 }
@@ -317,6 +321,11 @@ enum Decision {
     Refuse(String),
     /// The operation could not start; recorded as a failed operation.
     OperationError(Box<OperationState>),
+    /// The project's sync windows do not allow this sync now.
+    Blocked {
+        task: Box<SyncTask>,
+        reason: String,
+    },
 }
 
 /// Plans one reconcile.
@@ -372,6 +381,7 @@ pub fn plan(obs: &Observed) -> Plan {
             None => decide_automated(obs, comparison.as_ref()),
         },
     };
+    let decision = gate_by_sync_windows(obs, decision);
     let mut sync_error = None;
     match decision {
         Decision::Nothing => {}
@@ -379,6 +389,20 @@ pub fn plan(obs: &Observed) -> Plan {
         Decision::Refuse(message) => sync_error = Some(message),
         // Reported as SyncError from the failed operation state, below.
         Decision::OperationError(state) => status.operation_state = Some(*state),
+        Decision::Blocked { task, reason } => {
+            if app.operation.is_some() {
+                // A user's request waits for the window, Running and saying why, as in Argo CD.
+                plan.clear_operation = false;
+                let message = format!("Sync operation blocked by sync window: {reason}");
+                let started = status
+                    .operation_state
+                    .as_ref()
+                    .filter(|s| s.finished_at.is_none() && s.message.as_ref() == Some(&message))
+                    .map_or(obs.now, |s| s.started_at.0);
+                status = sync_in_progress(status, &task, message, started);
+            }
+            plan.requeue_after = plan.requeue_after.min(until_next_minute(obs.now));
+        }
         Decision::Sync(task) => match refusal(&task) {
             // Failed before anything is applied, recorded as any failed sync is.
             Some(outcome) => {
@@ -409,6 +433,47 @@ pub fn plan(obs: &Observed) -> Plan {
     set_owned_conditions(&mut status.conditions, &conditions, obs.now);
     plan.status = status;
     plan
+}
+
+/// A sync the project's sync windows do not allow now becomes [`Decision::Blocked`]; a window
+/// Sluice cannot evaluate refuses it (SyncError naming the window).
+fn gate_by_sync_windows(obs: &Observed, decision: Decision) -> Decision {
+    let Decision::Sync(task) = decision else {
+        return decision;
+    };
+    let app = &obs.app;
+    let manual = task
+        .operation
+        .initiated_by
+        .as_ref()
+        .is_none_or(|by| !by.automated);
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let destination = &app.spec.destination;
+    let target = sync_windows::Target {
+        name: &name,
+        namespace: destination.namespace.as_deref().unwrap_or_default(),
+        clusters: [
+            destination.server(),
+            destination
+                .name
+                .as_deref()
+                .unwrap_or(crate::api::application::IN_CLUSTER_NAME),
+        ],
+    };
+    match sync_windows::check(&obs.sync_windows, &target, obs.now, manual) {
+        Ok(None) => Decision::Sync(task),
+        Ok(Some(blocked)) => Decision::Blocked {
+            task,
+            reason: blocked.reason,
+        },
+        Err(e) => Decision::Refuse(format!("the project's {e}")),
+    }
+}
+
+/// Windows open and close on minutes: look again just after the next one starts.
+fn until_next_minute(now: Timestamp) -> Duration {
+    let into = u64::try_from(now.as_second().rem_euclid(60)).unwrap_or(0);
+    Duration::from_secs(60 - into + 1)
 }
 
 /// Why Sluice cannot follow `app`'s spec: Argo CD fields it does not implement, application-level

@@ -66,6 +66,7 @@ fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
         next_refresh_in: Duration::from_secs(60),
         invalid_spec: None,
         sync_identity: SyncIdentity::Controller,
+        sync_windows: Vec::new(),
     }
 }
 
@@ -1387,4 +1388,80 @@ fn deleting_the_application_deletes_its_hooks_too() {
         .collect();
     deleted.sort();
     assert_eq!(deleted, ["a", "migrate"]);
+}
+
+fn deny_always(manual_sync: bool) -> crate::api::project::SyncWindow {
+    serde_json::from_value(
+        json!({"kind": "deny", "schedule": "* * * * *", "duration": "1h",
+                                  "applications": ["*"], "manualSync": manual_sync}),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_active_deny_window_holds_automated_syncs_and_looks_again_at_the_next_minute() {
+    let target = desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    let mut obs = observed(automated(json!({})), target, vec![]);
+    obs.sync_windows = vec![deny_always(true)];
+    let p = plan(&obs);
+    assert_eq!(p.sync, None);
+    assert_eq!(p.status.sync_status(), SyncStatusCode::OutOfSync);
+    assert_eq!(condition(&p, SYNC_ERROR), None);
+    assert!(
+        p.requeue_after <= Duration::from_secs(61),
+        "{:?}",
+        p.requeue_after
+    );
+    obs.sync_windows = Vec::new();
+    assert!(plan(&obs).sync.is_some());
+}
+
+#[test]
+fn a_blocked_manual_sync_waits_running_and_passes_with_manual_sync() {
+    let mut a = app(json!({}));
+    a.operation = Some(
+        serde_json::from_value(json!({"sync": {}, "initiatedBy": {"username": "alice"}})).unwrap(),
+    );
+    let mut obs = observed(a, desired(SHA_B, vec![cm("a", "2", SHA_B)]), vec![]);
+    obs.sync_windows = vec![deny_always(false)];
+    let p = plan(&obs);
+    assert_eq!(p.sync, None);
+    assert!(!p.clear_operation, "the request must wait, not vanish");
+    let state = p.status.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Running);
+    let message = state.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("Sync operation blocked by sync window")
+            && message.contains("spec.syncWindows[0]"),
+        "{message}"
+    );
+    // Planned again later: the same status, nothing to write.
+    obs.app.status = Some(p.status.clone());
+    obs.now = at(T0 + 30);
+    obs.refreshed = false;
+    assert_eq!(plan(&obs).status, p.status);
+
+    obs.sync_windows = vec![deny_always(true)];
+    let p = plan(&obs);
+    assert!(p.sync.is_some(), "manualSync lets a user's sync through");
+}
+
+#[test]
+fn a_window_sluice_cannot_read_refuses_the_sync_by_name() {
+    let target = desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    let mut obs = observed(automated(json!({})), target, vec![]);
+    obs.sync_windows = vec![
+        serde_json::from_value(
+            json!({"kind": "allow", "schedule": "at night", "duration": "1h",
+                                      "applications": ["*"]}),
+        )
+        .unwrap(),
+    ];
+    let p = plan(&obs);
+    assert_eq!(p.sync, None);
+    let message = condition(&p, SYNC_ERROR).unwrap_or_default();
+    assert!(
+        message.contains("spec.syncWindows[0]") && message.contains("at night"),
+        "{message}"
+    );
 }

@@ -327,7 +327,7 @@ fn negatable_match(pattern: &str, value: &str) -> bool {
 }
 
 /// Glob matching as Argo CD's: an invalid pattern matches nothing.
-fn glob_match(pattern: &str, value: &str, slash_is_separator: bool) -> bool {
+pub(crate) fn glob_match(pattern: &str, value: &str, slash_is_separator: bool) -> bool {
     GlobBuilder::new(pattern)
         .literal_separator(slash_is_separator)
         .backslash_escape(true)

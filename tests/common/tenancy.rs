@@ -197,7 +197,8 @@ impl TenancyHarness {
     }
 }
 
-fn projects(client: &Client, namespace: &str) -> Api<DynamicObject> {
+/// The AppProjects of `namespace`.
+pub fn projects(client: &Client, namespace: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "sluice.dev",
         "v1alpha1",
