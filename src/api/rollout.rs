@@ -103,6 +103,12 @@ pub enum RolloutSpecError {
     /// A field that must be set is not.
     #[error("{0} is required")]
     Required(&'static str),
+    /// A field set where it cannot apply.
+    #[error("{field} {reason}")]
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
     /// Argo fields Sluice does not implement are set (paths from the object's root).
     #[error("{}", super::unsupported::message(.0))]
     Unsupported(Vec<String>),
@@ -123,6 +129,17 @@ pub enum RolloutSpecError {
 // ---------------------------------------------------------------------------------------------
 // Spec
 // ---------------------------------------------------------------------------------------------
+
+/// Argo's `rollbackWindow`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    /// How many revisions back a rollback is fast-tracked: the revision rolled back to is older
+    /// than the stable one, with fewer than this many revisions in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub revisions: Option<i32>,
+}
 
 /// The desired state of a Rollout: Argo's `RolloutSpec`.
 // Several printer columns share `type_ = "integer"`, which clippy takes for a duplicated attribute.
@@ -241,11 +258,10 @@ pub struct RolloutSpec {
     /// How many finished AnalysisRuns of the Rollout are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisRunStrategy>,
-    /// Argo's `rollbackWindow`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// A rollback to one of the last `revisions` revisions skips the steps, pauses and analysis
+    /// (Argo's fast-track rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub rollback_window: Option<serde_json::Value>,
+    pub rollback_window: Option<RollbackWindow>,
 }
 
 /// Default `successfulRunHistoryLimit` and `unsuccessfulRunHistoryLimit` (Argo's).
@@ -455,11 +471,11 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub anti_affinity: Option<serde_json::Value>,
-    /// Argo's `minPodsPerReplicaSet`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// With `trafficRouting`: a canary or stable ReplicaSet that gets pods gets at least this many
+    /// (Argo's high-availability floor; not with an explicit `setCanaryScale.replicas`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub min_pods_per_replica_set: Option<serde_json::Value>,
+    #[schemars(range(min = 0))]
+    pub min_pods_per_replica_set: Option<i32>,
     /// Argo's `pingPong`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1197,10 +1213,6 @@ impl RolloutSpec {
                 fields.insert(key.to_string(), value);
             }
         };
-        keep(
-            "rollbackWindow",
-            serde_json::to_value(&self.rollback_window),
-        );
         keep("strategy", serde_json::to_value(&self.strategy));
         super::unsupported::set_paths(
             &serde_json::Value::Object(fields),
@@ -1319,6 +1331,12 @@ impl CanaryStrategy {
     fn validate(&self) -> Result<(), RolloutSpecError> {
         for (index, step) in self.steps.iter().enumerate() {
             step.validate(index)?;
+        }
+        if self.min_pods_per_replica_set.is_some() && self.traffic_routing.is_none() {
+            return Err(RolloutSpecError::Invalid {
+                field: "spec.strategy.canary.minPodsPerReplicaSet",
+                reason: "applies only with trafficRouting (Argo Rollouts ignores it without; set trafficRouting or remove it)",
+            });
         }
         let nginx = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref());
         if nginx.is_some_and(|n| n.stable_ingress.is_empty()) {

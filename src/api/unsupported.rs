@@ -13,12 +13,10 @@ use serde_json::Value;
 /// Paths under a Rollout's `spec` (relative to it) that Sluice does not implement. `[]` matches
 /// every item of a list.
 pub const ROLLOUT_SPEC: &[&str] = &[
-    "rollbackWindow",
     "strategy.blueGreen.antiAffinity",
     "strategy.blueGreen.maxUnavailable",
     "strategy.blueGreen.scaleDownDelayRevisionLimit",
     "strategy.canary.antiAffinity",
-    "strategy.canary.minPodsPerReplicaSet",
     "strategy.canary.pingPong",
     "strategy.canary.replicaProgressThreshold",
     "strategy.canary.scaleDownDelayRevisionLimit",
@@ -179,13 +177,13 @@ mod tests {
 
     #[test]
     fn null_and_absent_fields_are_not_reported_but_empty_objects_and_zero_are() {
-        let spec = json!({"rollbackWindow": {},
-                          "strategy": {"canary": {"minPodsPerReplicaSet": 0, "steps": [{"setWeight": 5}]}}});
+        let spec = json!({"strategy": {"canary": {"pingPong": {}, "scaleDownDelayRevisionLimit": 0,
+                                                  "steps": [{"setWeight": 5}]}}});
         assert_eq!(
             set_paths(&spec, "spec", ROLLOUT_SPEC.iter().copied()),
             vec![
-                "spec.rollbackWindow".to_string(),
-                "spec.strategy.canary.minPodsPerReplicaSet".to_string()
+                "spec.strategy.canary.pingPong".to_string(),
+                "spec.strategy.canary.scaleDownDelayRevisionLimit".to_string()
             ]
         );
     }

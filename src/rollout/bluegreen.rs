@@ -107,12 +107,15 @@ fn plan_update(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy, stable: &str) 
         post_promotion(ctx, blue_green);
         return;
     }
-    let gates_passed = ctx
-        .status
-        .blue_green
-        .as_ref()
-        .and_then(|b| b.scale_up_preview_check_point)
-        == Some(true);
+    // A rollback within the window goes straight to the switch (Argo's fast track).
+    let fast_track = ctx.rollback_within_window();
+    let gates_passed = fast_track
+        || ctx
+            .status
+            .blue_green
+            .as_ref()
+            .and_then(|b| b.scale_up_preview_check_point)
+            == Some(true);
     let target = if gates_passed {
         replicas
     } else {
@@ -199,7 +202,12 @@ fn switch_active(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy) {
 /// B5: after the switch, the post-promotion analysis decides; the previous revision keeps running
 /// until it passes. Failure aborts, which switches the active Service back.
 fn post_promotion(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy) {
-    if let Some(post) = &blue_green.post_promotion_analysis {
+    let analysed = !ctx.rollback_within_window();
+    if let Some(post) = blue_green
+        .post_promotion_analysis
+        .as_ref()
+        .filter(|_| analysed)
+    {
         match ctx.analysis_gate(RunSlot::PostPromotion, None, post) {
             Verdict::Successful => {}
             Verdict::Running => return,

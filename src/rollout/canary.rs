@@ -93,7 +93,7 @@ fn plan_update(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
         .current_step_index
         .unwrap_or(0)
         .clamp(0, step_count);
-    if ctx.status.promote_full() {
+    if ctx.status.promote_full() || ctx.rollback_within_window() {
         skip_remaining_steps(ctx);
         index = step_count;
     }
@@ -211,7 +211,11 @@ fn background_analysis(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, index: i32) -
         return Gate::Pass;
     };
     let steps = i32::try_from(canary.steps.len()).unwrap_or(i32::MAX);
-    if index < background.starting_step() || index >= steps || ctx.status.promote_full() {
+    if index < background.starting_step()
+        || index >= steps
+        || ctx.status.promote_full()
+        || ctx.rollback_within_window()
+    {
         return Gate::Pass;
     }
     match ctx.analysis_gate(RunSlot::CanaryBackground, None, &background.analysis) {
@@ -266,14 +270,26 @@ fn step_canary_scale(canary: &CanaryStrategy, index: i32) -> CanaryScale {
         .unwrap_or(CanaryScale::MatchTrafficWeight)
 }
 
-/// Canary pods wanted at `index` with a router (C5).
+/// Canary pods wanted at `index` with a router (C5): an explicit `setCanaryScale.replicas` as
+/// written, else the weight's share, at least `minPodsPerReplicaSet` when not 0 (Argo's
+/// `CalculateReplicaCountsForTrafficRoutedCanary`).
 fn router_canary_replicas(canary: &CanaryStrategy, index: i32, replicas: i32) -> i32 {
     match step_canary_scale(canary, index) {
         CanaryScale::Replicas(n) => n,
-        CanaryScale::Weight(w) => replicas_for_weight(w, replicas),
-        CanaryScale::MatchTrafficWeight => {
-            replicas_for_weight(step_weight(canary, index), replicas)
-        }
+        CanaryScale::Weight(w) => at_least_min_pods(canary, replicas_for_weight(w, replicas)),
+        CanaryScale::MatchTrafficWeight => at_least_min_pods(
+            canary,
+            replicas_for_weight(step_weight(canary, index), replicas),
+        ),
+    }
+}
+
+/// `minPodsPerReplicaSet`: a ReplicaSet of a traffic-routed canary that gets pods gets at least
+/// that many (Argo's `CheckMinPodsPerReplicaSet`).
+fn at_least_min_pods(canary: &CanaryStrategy, count: i32) -> i32 {
+    match canary.min_pods_per_replica_set {
+        Some(min) if count > 0 && canary.has_traffic_routing() => count.max(min),
+        _ => count,
     }
 }
 
@@ -385,7 +401,10 @@ fn converge_with_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str
     point_services(ctx, canary, stable);
     set_weight(ctx, canary, weight, new_hash, stable);
     let stable_target = if canary.dynamic_stable_scale() {
-        replicas.saturating_sub(replicas_for_weight(weight, replicas))
+        at_least_min_pods(
+            canary,
+            replicas.saturating_sub(replicas_for_weight(weight, replicas)),
+        )
     } else {
         replicas
     };
@@ -959,6 +978,95 @@ mod tests {
         pods_ready(&mut obs);
         let p = step(&mut obs);
         assert_eq!(weight_action(&p), Some(0));
+    }
+
+    #[test]
+    fn c11_min_pods_per_replica_set_floors_routed_canary_and_dynamic_stable_pods() {
+        // 10 replicas at 5%: ceil(0.5) = 1 canary pod, floored to 3; the weight stays 5%.
+        let mut rollout = canary_with_router(10, vec![weight(5), pause(), weight(95), pause()]);
+        canary_spec(&mut rollout).min_pods_per_replica_set = Some(3);
+        canary_spec(&mut rollout).dynamic_stable_scale = Some(true);
+        let mut obs = deployed(rollout);
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(spec_replicas(&obs, "h2"), 3);
+        assert_eq!(weights(&obs), (95, 5));
+        // At 95% the dynamic stable keeps 10 - ceil(9.5) = 0 pods: the floor only applies to a
+        // ReplicaSet that gets pods (Argo's `count == 0` case).
+        user_promotes(&mut obs);
+        settle(&mut obs);
+        assert_eq!(spec_replicas(&obs, "h2"), 10);
+        assert_eq!(weights(&obs), (5, 95));
+        assert_eq!(spec_replicas(&obs, "h1"), 0);
+
+        // Without the field the canary has the weight's single pod.
+        let mut obs = deployed(canary_with_router(10, vec![weight(5), pause()]));
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(spec_replicas(&obs, "h2"), 1);
+    }
+
+    fn rollback_after_a_full_update(window: Option<i32>) -> crate::rollout::observed::Observed {
+        let mut rollout =
+            canary_with_router(4, vec![weight(20), analysis_step("t"), pause(), weight(60)]);
+        rollout.spec.rollback_window =
+            window.map(|revisions| crate::api::rollout::RollbackWindow {
+                revisions: Some(revisions),
+            });
+        let mut obs = deployed(rollout);
+        advance(&mut obs, 60);
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        edit_status(&mut obs, |s| s.promote_full = Some(true));
+        settle(&mut obs);
+        assert_eq!(status(&obs).stable_rs.as_deref(), Some("h2"));
+        advance(&mut obs, 60);
+        // Back to the first revision's template.
+        update(&mut obs, "h1");
+        settle(&mut obs);
+        obs
+    }
+
+    #[test]
+    fn c12_a_rollback_within_the_rollback_window_skips_steps_pauses_and_analysis() {
+        let obs = rollback_after_a_full_update(Some(1));
+        let s = status(&obs);
+        assert_eq!(s.stable_rs.as_deref(), Some("h1"), "{s:#?}");
+        assert_eq!(s.current_step_index, Some(4));
+        assert!(
+            obs.analysis_runs
+                .iter()
+                .all(|r| r.pod_template_hash != "h1")
+        );
+        assert_eq!(weights(&obs), (100, 0));
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
+    }
+
+    #[test]
+    fn c12_a_rollback_outside_the_window_or_without_one_runs_the_steps() {
+        for window in [None, Some(0)] {
+            let obs = rollback_after_a_full_update(window);
+            let s = status(&obs);
+            assert_eq!(s.stable_rs.as_deref(), Some("h2"), "{window:?}");
+            assert_eq!(s.current_step_index, Some(1), "waits on the analysis step");
+            assert!(
+                obs.analysis_runs
+                    .iter()
+                    .any(|r| r.pod_template_hash == "h1")
+            );
+        }
+    }
+
+    #[test]
+    fn min_pods_per_replica_set_without_a_router_is_invalid_spec() {
+        let mut rollout = canary(4, vec![weight(50)]);
+        canary_spec(&mut rollout).min_pods_per_replica_set = Some(2);
+        let message = rollout.spec.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("spec.strategy.canary.minPodsPerReplicaSet")
+                && message.contains("trafficRouting"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -260,6 +260,39 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Argo's fast-track rollback: the new revision is older than the stable one, with fewer than
+    /// `rollbackWindow.revisions` revisions created in between; its steps, pauses and analysis
+    /// are skipped.
+    pub(crate) fn rollback_within_window(&self) -> bool {
+        let Some(revisions) = self
+            .spec()
+            .rollback_window
+            .as_ref()
+            .and_then(|w| w.revisions)
+            .filter(|r| *r > 0)
+        else {
+            return false;
+        };
+        let stable = self
+            .status
+            .stable_rs
+            .as_deref()
+            .and_then(|hash| self.obs.replica_set(hash));
+        let (Some(new), Some(stable)) = (self.obs.new_replica_set(), stable) else {
+            return false;
+        };
+        if new.name == stable.name || new.created >= stable.created {
+            return false;
+        }
+        let between = self
+            .obs
+            .replica_sets
+            .iter()
+            .filter(|rs| new.created < rs.created && rs.created < stable.created)
+            .count();
+        i32::try_from(between).is_ok_and(|n| n < revisions)
+    }
+
     pub(crate) fn spec(&self) -> &'a RolloutSpec {
         self.obs.spec()
     }

@@ -59,7 +59,9 @@ pub(super) fn spec_error_path(error: &RolloutSpecError) -> String {
         RolloutSpecError::MissingSelector => "spec.selector".to_string(),
         RolloutSpecError::Strategy => "spec.strategy".to_string(),
         RolloutSpecError::InvalidDuration { .. } => "spec.strategy".to_string(),
-        RolloutSpecError::Required(field) => (*field).to_string(),
+        RolloutSpecError::Required(field) | RolloutSpecError::Invalid { field, .. } => {
+            (*field).to_string()
+        }
         RolloutSpecError::Unsupported(paths) => paths.first().cloned().unwrap_or_default(),
     }
 }
