@@ -478,19 +478,19 @@ pub struct HttpHeader {
 
 /// Credentials for a Prometheus server: at most one method.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("!(has(self.basicAuth) && has(self.bearer))")
-    .message("at most one of basicAuth and bearer may be set"))]
+#[x_kube(validation = Rule::new(
+    "(has(self.basicAuth) ? 1 : 0) + (has(self.bearer) ? 1 : 0) + (has(self.oauth2) && has(self.oauth2.tokenUrl) && size(self.oauth2.tokenUrl) > 0 ? 1 : 0) <= 1"
+).message("at most one of basicAuth, bearer and oauth2 may be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusAuthentication {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer: Option<BearerAuth>,
-    /// Argo's `oauth2`: kept as written, not implemented (a metric using it is refused; see
-    /// [`crate::api::unsupported`]).
+    /// OAuth2 client credentials: a token is fetched from `tokenUrl` before each query and sent as
+    /// `Authorization` (Argo's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub oauth2: Option<serde_json::Value>,
+    pub oauth2: Option<OAuth2Config>,
     /// Argo's `sigv4`: kept as written, not implemented (a metric using it is refused; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

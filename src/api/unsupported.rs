@@ -49,7 +49,6 @@ const PROVIDERS: &[&str] = &[
     "metrics[].provider.plugin",
     "metrics[].provider.skywalking",
     "metrics[].provider.wavefront",
-    "metrics[].provider.prometheus.authentication.oauth2",
     "metrics[].provider.prometheus.authentication.sigv4",
 ];
 

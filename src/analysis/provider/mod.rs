@@ -3,6 +3,8 @@
 
 pub mod prometheus;
 pub mod scrape;
+#[cfg(test)]
+mod test_server;
 pub mod web;
 
 use std::collections::BTreeMap;

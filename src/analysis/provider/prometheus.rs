@@ -104,6 +104,13 @@ impl PrometheusProvider {
             } else if let Some(bearer) = &auth.bearer {
                 let token = self.secret(namespace, &bearer.token_secret_ref).await?;
                 request = request.bearer_auth(token);
+            } else if let Some(oauth2) = super::web::oauth2_request(
+                auth.oauth2.as_ref(),
+                "provider.prometheus.authentication.oauth2",
+            )? {
+                let client = self.http.get(prom.insecure());
+                let token = super::web::fetch_token(client, &oauth2, prom.timeout()).await?;
+                request = request.header(reqwest::header::AUTHORIZATION, token);
             }
         }
         let (status, body) = send("Prometheus", &url, request, prom.timeout()).await?;
@@ -542,5 +549,61 @@ mod tests {
         let err = provider.measure("ns", &metric).await.unwrap_err();
         assert!(matches!(err, ProviderError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Argo's `authentication.oauth2`: a client-credentials token fetched first, then sent with
+    /// the query.
+    #[tokio::test]
+    async fn oauth2_client_credentials_token_is_sent_with_the_query() {
+        use crate::analysis::provider::test_server::{Reply, serve};
+        let (base, mut requests) = serve(vec![
+            Reply::Json(200, r#"{"access_token": "tok-123", "token_type": "bearer"}"#),
+            Reply::Json(
+                200,
+                r#"{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.99"]}]}}"#,
+            ),
+        ])
+        .await;
+        let provider = PrometheusProvider::new(None, None).unwrap();
+        let metric: Metric = serde_json::from_value(json!({
+            "name": "m", "provider": {"prometheus": {"query": "up", "address": base,
+                "authentication": {"oauth2": {"tokenUrl": format!("{base}/token"),
+                    "clientId": "sluice", "clientSecret": "s3cret", "scopes": ["read"]}}}}
+        }))
+        .unwrap();
+        let measured = provider.measure("ns", &metric).await.unwrap();
+        assert_eq!(
+            measured.value,
+            crate::analysis::condition::MetricValue::List(vec![0.99])
+        );
+        let token_request = requests.recv().await.unwrap();
+        assert!(token_request.starts_with("POST /token"), "{token_request}");
+        assert!(
+            token_request.contains("grant_type=client_credentials"),
+            "{token_request}"
+        );
+        let query = requests.recv().await.unwrap();
+        assert!(query.starts_with("GET /api/v1/query"), "{query}");
+        assert!(
+            query
+                .to_lowercase()
+                .contains("authorization: bearer tok-123"),
+            "{query}"
+        );
+
+        let missing: Metric = serde_json::from_value(json!({
+            "name": "m", "provider": {"prometheus": {"query": "up", "address": base,
+                "authentication": {"oauth2": {"tokenUrl": format!("{base}/token")}}}}
+        }))
+        .unwrap();
+        let err = provider
+            .measure("ns", &missing)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("provider.prometheus.authentication.oauth2") && err.contains("clientId"),
+            "{err}"
+        );
     }
 }

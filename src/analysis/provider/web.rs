@@ -70,8 +70,8 @@ pub enum WebError {
         method: &'static str,
         hint: &'static str,
     },
-    #[error("provider.web.authentication.oauth2: {reason}")]
-    OAuth2 { reason: String },
+    #[error("{field}: {reason}")]
+    OAuth2 { field: &'static str, reason: String },
     #[error("OAuth2 token endpoint {url}: {reason}")]
     Token { url: String, reason: String },
 }
@@ -127,7 +127,13 @@ pub fn prepare(web: &WebMetric) -> Result<PreparedRequest, WebError> {
         body,
         json_path,
         query,
-        oauth2: oauth2_request(web)?,
+        oauth2: {
+            unsupported_authentication(web)?;
+            oauth2_request(
+                web.authentication.as_ref().and_then(|a| a.oauth2.as_ref()),
+                "provider.web.authentication.oauth2",
+            )?
+        },
     })
 }
 
@@ -254,11 +260,13 @@ fn unsupported_authentication(web: &WebMetric) -> Result<(), WebError> {
     Ok(())
 }
 
-/// The OAuth2 request when `oauth2.tokenUrl` is set (Argo runs the flow only then); its client ID
-/// and secret are then mandatory.
-fn oauth2_request(web: &WebMetric) -> Result<Option<OAuth2Request>, WebError> {
-    unsupported_authentication(web)?;
-    let Some(oauth2) = web.authentication.as_ref().and_then(|a| a.oauth2.as_ref()) else {
+/// The OAuth2 request of `oauth2` (written at `field`) when its `tokenUrl` is set (Argo runs the
+/// flow only then); its client ID and secret are then mandatory. Web and Prometheus metrics alike.
+pub(super) fn oauth2_request(
+    oauth2: Option<&OAuth2Config>,
+    field: &'static str,
+) -> Result<Option<OAuth2Request>, WebError> {
+    let Some(oauth2) = oauth2 else {
         return Ok(None);
     };
     let OAuth2Config {
@@ -270,14 +278,16 @@ fn oauth2_request(web: &WebMetric) -> Result<Option<OAuth2Request>, WebError> {
     let Some(token_url) = token_url.as_deref().filter(|u| !u.trim().is_empty()) else {
         return Ok(None);
     };
-    let non_empty = |v: &Option<String>, field: &str| {
+    let non_empty = |v: &Option<String>, name: &str| {
         v.clone()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| WebError::OAuth2 {
-                reason: format!("{field} is required with tokenUrl"),
+                field,
+                reason: format!("{name} is required with tokenUrl"),
             })
     };
     let token_url = parse_url(token_url).map_err(|e| WebError::OAuth2 {
+        field,
         reason: format!("tokenUrl: {e}"),
     })?;
     Ok(Some(OAuth2Request {
@@ -533,7 +543,7 @@ impl Provider for WebProvider {
 /// The access token of the client-credentials flow, as `Authorization` header value (`Bearer
 /// TOKEN`). As Go's `clientcredentials` (auto-detected auth style): the client's credentials in a
 /// basic `Authorization` header first, and in the form body when the server refuses that.
-async fn fetch_token(
+pub(super) async fn fetch_token(
     client: &reqwest::Client,
     oauth2: &OAuth2Request,
     timeout: Duration,
@@ -642,10 +652,9 @@ mod tests {
     use super::*;
     use crate::analysis::args::{ArgContext, resolve_args, resolve_metric};
     use crate::analysis::condition;
+    use crate::analysis::provider::test_server::{Reply, serve};
     use crate::api::analysis::{AnalysisPhase, Argument, MetricProvider};
     use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::sync::mpsc;
 
     fn web(value: Value) -> WebMetric {
         serde_json::from_value(value).unwrap()
@@ -1067,73 +1076,6 @@ mod tests {
                 "provider.web.authentication"
             ]
         );
-    }
-
-    /// What the test server answers on one connection.
-    enum Reply {
-        Raw(String),
-        Json(u16, &'static str),
-        /// Accept, read the request, never answer.
-        Silent,
-    }
-
-    /// A 127.0.0.1 server answering its connections with `replies` in order; every request it read
-    /// (head and body) is sent on the channel.
-    async fn serve(replies: Vec<Reply>) -> (String, mpsc::UnboundedReceiver<String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            for reply in replies {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let request = read_request(&mut socket).await;
-                let _ = tx.send(request);
-                let text = match reply {
-                    Reply::Raw(text) => text,
-                    Reply::Json(status, body) => format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    ),
-                    Reply::Silent => {
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            drop(socket);
-                        });
-                        continue;
-                    }
-                };
-                let _ = socket.write_all(text.as_bytes()).await;
-            }
-        });
-        (format!("http://{addr}"), rx)
-    }
-
-    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = socket.read(&mut chunk).await {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + length {
-                    break;
-                }
-            }
-        }
-        String::from_utf8_lossy(&buf).to_string()
     }
 
     #[tokio::test]

@@ -273,6 +273,17 @@ fn undeclared_args<'a>(
                 .as_deref()
                 .map(|a| ("provider.prometheus.address", a)),
         );
+        let oauth2 = p.authentication.as_ref().and_then(|a| a.oauth2.as_ref());
+        texts.extend(
+            oauth2
+                .and_then(|o| o.client_secret.as_deref())
+                .map(|c| ("provider.prometheus.authentication.oauth2.clientSecret", c)),
+        );
+        texts.extend(
+            oauth2
+                .and_then(|o| o.client_id.as_deref())
+                .map(|c| ("provider.prometheus.authentication.oauth2.clientId", c)),
+        );
     }
     if let Some(s) = &metric.provider.scrape {
         texts.push(("provider.scrape.url", s.url.as_str()));
