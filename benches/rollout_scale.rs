@@ -237,6 +237,12 @@ async fn run(
     let pid = process.child.id();
     let peak_rss_kib = proc_status_kib(pid, "VmHWM");
     let cpu = cpu_seconds(pid);
+    // Here too, so that a run's figures survive a later failure of the bench.
+    println!(
+        "peak RSS {:.1} MiB (VmHWM), CPU {:.1} s",
+        peak_rss_kib.unwrap_or_default() as f64 / 1024.0,
+        cpu.as_ref().copied().unwrap_or(f64::NAN)
+    );
     print_metrics(controller, &process.metrics_url).await;
     process.stop();
     let name = ns.name.clone();
@@ -375,7 +381,8 @@ fn rollout(api_version: &str, name: &str) -> Value {
 struct Phases {
     by_name: Mutex<HashMap<String, String>>,
     changed: Notify,
-    watch_error: Mutex<Option<String>>,
+    /// Watch errors so far and the last one, reported when a phase is not reached.
+    watch_errors: Mutex<(usize, String)>,
 }
 
 impl Phases {
@@ -383,7 +390,7 @@ impl Phases {
         let me = Arc::new(Self {
             by_name: Mutex::new(HashMap::new()),
             changed: Notify::new(),
-            watch_error: Mutex::new(None),
+            watch_errors: Mutex::new((0, String::new())),
         });
         let phases = Arc::clone(&me);
         tokio::spawn(async move {
@@ -396,10 +403,12 @@ impl Phases {
                 match events.try_next().await {
                     Ok(Some(object)) => phases.record(&object),
                     Ok(None) => break,
+                    // The watcher re-lists after an error (e.g. 410 Expired when the API server
+                    // is busy), with backoff: count it and go on.
                     Err(e) => {
-                        *lock(&phases.watch_error) = Some(e.to_string());
-                        phases.changed.notify_one();
-                        break;
+                        let mut errors = lock(&phases.watch_errors);
+                        errors.0 += 1;
+                        errors.1 = e.to_string();
                     }
                 }
             }
@@ -436,18 +445,18 @@ impl Phases {
             if reached == n {
                 return Ok(Outcome::Reached(since.elapsed()));
             }
-            if let Some(e) = lock(&self.watch_error).clone() {
-                return Err(format!("watching the Rollouts: {e}"));
-            }
             if !alive(pid) {
                 return Err(format!(
                     "the controller exited while {reached} of {n} Rollouts were {phase}"
                 ));
             }
             if since.elapsed() >= timeout {
+                let errors = lock(&self.watch_errors).clone();
                 println!(
-                    "phases when the wait for {phase} ended: {:?}",
-                    self.summary()
+                    "phases when the wait for {phase} ended: {:?}; watch errors: {} (last: {})",
+                    self.summary(),
+                    errors.0,
+                    errors.1
                 );
                 return Ok(Outcome::NotReached { reached, of: n });
             }
@@ -669,6 +678,9 @@ fn label<'a>(labels: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Which phase's outcome a table row shows.
+type PhaseOf = fn(&Figures) -> Outcome;
+
 fn print_table(n: usize, runs: &[(Controller, Figures)]) {
     let find = |c: Controller| runs.iter().find(|(k, _)| *k == c).map(|(_, f)| f);
     let (argo, sluice) = (find(Controller::Argo), find(Controller::Sluice));
@@ -685,7 +697,7 @@ fn print_table(n: usize, runs: &[(Controller, Figures)]) {
         sluice.and_then(cpu),
         |v| format!("{v:.1}"),
     );
-    let phases: [(&str, fn(&Figures) -> Outcome); 3] = [
+    let phases: [(&str, PhaseOf); 3] = [
         ("all Healthy from creation", |f| f.healthy),
         ("all Paused after the image change", |f| f.paused),
         ("all Degraded after the last abort", |f| f.degraded),
