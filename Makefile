@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test lint unit fuzz crds demo bench cluster-up cluster-down
+.PHONY: test lint unit fuzz crds demo bench bench-argo cluster-up cluster-down
 
 ## test: everything CI runs — format and lint checks, unit tests, and the end-to-end suite on a real
 ## local cluster that this target brings up (and down at the end, even on failure).
@@ -43,6 +43,15 @@ demo:
 BENCH_TARGET_DIR ?= $(HOME)/.cache/sluice-build/bench-target
 bench:
 	BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) CARGO=$(CARGO) scripts/bench
+
+## bench-argo (optional, not in `make test`): Argo Rollouts v1.10.1's controller (built from its Go
+## module into the e2e cache) and Sluice's release build, one after the other on the local cluster,
+## each on BENCH_N canary Rollouts (create, image change, abort); prints peak RSS, CPU seconds and the
+## time to all Healthy / Paused / Degraded side by side with the Sluice / Argo ratios. BENCH_PHASE_TIMEOUT
+## (seconds, default max(120, 0.9 × N)) bounds the wait for each phase.
+BENCH_N ?= 100 1000
+bench-argo:
+	BENCH_N="$(BENCH_N)" BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) CARGO=$(CARGO) scripts/bench-argo
 
 cluster-up:
 	e2e/cluster/up

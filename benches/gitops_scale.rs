@@ -10,6 +10,8 @@
 // controller): the bench drives the same setup the tests do.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +20,8 @@ use futures::{StreamExt, TryStreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use sluice::api::application::{Application, HealthStatusCode, SyncStatusCode};
+
+use proc_stats::{alive, cpu_seconds, load_average, proc_status_kib};
 
 use common::gitops::{
     GitRepo, GitopsHarness, config_map, deployment, health, revision, sync_status,
@@ -48,10 +52,7 @@ async fn main() {
     println!(
         "host: {} CPUs, load average {} at start; controller RUST_LOG={log_filter}",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().next().map(str::to_string))
-            .unwrap_or_else(|| "unknown".to_string()),
+        load_average(),
     );
     let h = GitopsHarness::start_with("bench-gitops", &fmt_duration(POLL), &[], &log_filter).await;
     let log = std::env::temp_dir().join(format!("sluice-gitops-e2e-{}.log", h.ns.name));
@@ -275,50 +276,6 @@ async fn fetches(h: &GitopsHarness) -> Result<f64, String> {
         .metric_with("sluice_git_requests_total", &[("type", "fetch")])
         .await
         .ok_or_else(|| "no sluice_git_requests_total{type=\"fetch\"} in /metrics".to_string())
-}
-
-/// User + system CPU time of process `pid` so far (`/proc/PID/stat` fields 14 and 15, in clock ticks).
-fn cpu_seconds(pid: u32) -> Result<f64, String> {
-    let fields = stat_fields(pid).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
-    let ticks = |field: usize| -> Result<u64, String> {
-        fields
-            .get(field - 3)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("/proc/{pid}/stat has no field {field}"))
-    };
-    Ok((ticks(14)? + ticks(15)?) as f64 / clock_ticks_per_second())
-}
-
-/// Whether process `pid` runs (a zombie, state `Z`, has exited).
-fn alive(pid: u32) -> bool {
-    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|state| state != "Z"))
-}
-
-/// `/proc/PID/stat` from field 3 (the state) on. The command name, field 2, is in parentheses and
-/// may hold spaces, so the split starts after its closing one.
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// A `kB` line of `/proc/PID/status`.
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 fn fmt_duration(d: Duration) -> String {
