@@ -77,21 +77,29 @@ impl Actor<'_> {
         PatchParams::apply(FIELD_MANAGER).force()
     }
 
-    /// Applies the actions in order and writes the status if it changed; AnalysisRuns are created
-    /// only once the status naming them is written. A reconcile planned from a cache that missed
-    /// the previous status write (the run it named may even have finished meanwhile) then fails on
-    /// the status conflict instead of creating a second run; a run the status names and the
-    /// cluster lacks is planned again under the same name, so a failed create heals.
+    /// Applies the actions in order and writes the status if it changed; Events are recorded and
+    /// AnalysisRuns created only once that status is written. A reconcile planned from a cache that
+    /// missed the previous status write (the run it named may even have finished meanwhile) then
+    /// fails on the status conflict instead of creating a second run or telling of changes twice;
+    /// a run the status names and the cluster lacks is planned again under the same name, so a
+    /// failed create heals.
     pub async fn apply(&self, plan: &Plan) -> Result<(), ActError> {
-        let (creates, others): (Vec<&Action>, Vec<&Action>) = plan
-            .actions
-            .iter()
-            .partition(|action| matches!(action, Action::CreateAnalysisRun { .. }));
-        for action in others {
+        let after_status = |action: &&Action| {
+            matches!(
+                action,
+                Action::CreateAnalysisRun { .. } | Action::RecordEvent(_)
+            )
+        };
+        for action in plan.actions.iter().filter(|a| !after_status(a)) {
             self.apply_action(action, &plan.status).await?;
         }
         self.write_status(plan).await?;
-        for action in creates {
+        let (events, creates): (Vec<&Action>, Vec<&Action>) = plan
+            .actions
+            .iter()
+            .filter(after_status)
+            .partition(|action| matches!(action, Action::RecordEvent(_)));
+        for action in events.into_iter().chain(creates) {
             self.apply_action(action, &plan.status).await?;
         }
         Ok(())
