@@ -107,8 +107,13 @@ fn plan_update(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy, stable: &str) 
         post_promotion(ctx, blue_green);
         return;
     }
-    // A rollback within the window goes straight to the switch (Argo's fast track).
-    let fast_track = ctx.rollback_within_window();
+    // `promote --full`, or a rollback within the window, goes straight to the switch without the
+    // pauses and analysis (Argo's fast track).
+    let fast_track = ctx.status.promote_full() || ctx.rollback_within_window();
+    if fast_track {
+        ctx.status.pause_conditions.clear();
+        ctx.status.controller_pause = None;
+    }
     let gates_passed = fast_track
         || ctx
             .status
@@ -202,7 +207,7 @@ fn switch_active(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy) {
 /// B5: after the switch, the post-promotion analysis decides; the previous revision keeps running
 /// until it passes. Failure aborts, which switches the active Service back.
 fn post_promotion(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy) {
-    let analysed = !ctx.rollback_within_window();
+    let analysed = !(ctx.status.promote_full() || ctx.rollback_within_window());
     if let Some(post) = blue_green
         .post_promotion_analysis
         .as_ref()
@@ -333,6 +338,35 @@ mod tests {
         let plans = settle(&mut obs);
         assert_eq!(active_switches(&plans), vec!["h2"]);
         assert_eq!(status(&obs).stable_rs.as_deref(), Some("h2"));
+    }
+
+    #[test]
+    fn b2_promote_full_skips_the_pause_and_the_analysis_and_switches() {
+        let mut obs = deployed_bg(|bg| {
+            bg.auto_promotion_enabled = Some(false);
+            bg.pre_promotion_analysis = Some(analysis("pre"));
+            bg.post_promotion_analysis = Some(analysis("post"));
+        });
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert!(
+            obs.analysis_runs
+                .iter()
+                .any(|r| r.analysis_type == AnalysisType::PrePromotion)
+        );
+        edit_status(&mut obs, |s| s.promote_full = Some(true));
+        let plans = settle(&mut obs);
+        assert_eq!(active_switches(&plans), vec!["h2"]);
+        let s = status(&obs);
+        assert_eq!(s.stable_rs.as_deref(), Some("h2"));
+        assert_eq!(s.promote_full, None);
+        assert!(s.pause_conditions.is_empty());
+        assert!(
+            obs.analysis_runs
+                .iter()
+                .all(|r| r.analysis_type != AnalysisType::PostPromotion)
+        );
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
     }
 
     #[test]
