@@ -8,8 +8,9 @@
 //! for both. The namespace is deleted, and gone, before the next controller starts.
 //!
 //! Settings (environment, since `cargo bench` passes its own arguments):
-//! - `BENCH_N`: the sizes, e.g. `"100 1000"` (default `100`);
-//! - `BENCH_CONTROLLERS`: the controllers in run order (default `"argo sluice"`);
+//! - `BENCH_N`: the sizes, e.g. `"100 1000"` (default `100`; 10 under `cargo test`);
+//! - `BENCH_CONTROLLERS`: the controllers in run order (default `"argo sluice"`; under `cargo
+//!   test`, Sluice alone unless `ARGO_ROLLOUTS_BIN` is set);
 //! - `ARGO_ROLLOUTS_BIN`: the `rollouts-controller` binary (`e2e/argo/build` prints it), with the
 //!   CRDs of `argoproj.io` already installed (`scripts/bench-argo` does both);
 //! - `BENCH_PHASE_TIMEOUT`: seconds to wait for each phase (default max(120, 0.9 × N)); a phase
@@ -79,6 +80,17 @@ async fn main() {
             }
         }
         print_table(n, &runs);
+        // Under `cargo test` the run is a check: every phase of every controller must be reached.
+        if settings.checking {
+            let missed = runs.iter().any(|(_, f)| {
+                [f.healthy, f.paused, f.degraded]
+                    .iter()
+                    .any(|o| o.seconds().is_none())
+            });
+            if missed {
+                fail(&format!("N = {n}: a phase was not reached (see the table)"));
+            }
+        }
     }
 }
 
@@ -88,6 +100,8 @@ fn fail(message: &str) -> ! {
 }
 
 struct Settings {
+    /// Run by `cargo test` (not `cargo bench`): a phase not reached fails the run.
+    checking: bool,
     sizes: Vec<usize>,
     controllers: Vec<Controller>,
     argo_bin: Option<PathBuf>,
@@ -97,8 +111,18 @@ struct Settings {
 impl Settings {
     fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        // `cargo test --all-targets` runs this without `--bench`: then a small run of Sluice alone
+        // checks the scenario end to end (every phase reached), Argo's controller only when built.
+        let benching = benching();
+        let (default_n, default_controllers) = if benching {
+            ("100", "argo sluice")
+        } else if var("ARGO_ROLLOUTS_BIN").is_some() {
+            ("10", "argo sluice")
+        } else {
+            ("10", "sluice")
+        };
         let sizes = var("BENCH_N")
-            .unwrap_or_else(|| "100".to_string())
+            .unwrap_or_else(|| default_n.to_string())
             .split_whitespace()
             .map(|n| match n.parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
@@ -106,7 +130,7 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let controllers = var("BENCH_CONTROLLERS")
-            .unwrap_or_else(|| "argo sluice".to_string())
+            .unwrap_or_else(|| default_controllers.to_string())
             .split_whitespace()
             .map(Controller::parse)
             .collect::<Result<Vec<_>, _>>()?;
@@ -125,6 +149,7 @@ impl Settings {
             );
         }
         Ok(Self {
+            checking: !benching,
             sizes,
             controllers,
             argo_bin,
@@ -275,8 +300,9 @@ async fn scenario(
 
     let started = Instant::now();
     let version = format!("{}/v1alpha1", controller.group());
+    let on_bench_nodes = benching();
     for_each(&names, |name| {
-        let (api, body) = (api.clone(), rollout(&version, name));
+        let (api, body) = (api.clone(), rollout(&version, name, on_bench_nodes));
         async move {
             let object: DynamicObject = serde_json::from_value(body).map_err(|e| e.to_string())?;
             api.create(&PostParams::default(), &object)
@@ -352,10 +378,16 @@ fn report_wave(what: &str, n: usize, started: Instant) {
     );
 }
 
+/// Run by `cargo bench` (`scripts/bench-argo`, which adds the bench's fake nodes), not `cargo test`.
+fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// The same canary Rollout for both controllers but for `api_version`; the image is the only
-/// container field, so the image change can replace the containers list (merge patch).
-fn rollout(api_version: &str, name: &str) -> Value {
-    json!({
+/// container field, so the image change can replace the containers list (merge patch). Pinned to
+/// the bench's own fake nodes when `on_bench_nodes` (`cargo test` runs a few on the cluster's).
+fn rollout(api_version: &str, name: &str, on_bench_nodes: bool) -> Value {
+    let mut rollout = json!({
         "apiVersion": api_version, "kind": "Rollout",
         "metadata": {"name": name, "labels": {LABEL_KEY: LABEL_VALUE}},
         "spec": {
@@ -373,7 +405,15 @@ fn rollout(api_version: &str, name: &str) -> Value {
             },
             "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
         }
-    })
+    });
+    if !on_bench_nodes
+        && let Some(pod) = rollout
+            .pointer_mut("/spec/template/spec")
+            .and_then(Value::as_object_mut)
+    {
+        pod.remove("nodeSelector");
+    }
+    rollout
 }
 
 /// `status.phase` of every bench Rollout of the namespace, kept by a watch (label-selected), with a
