@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::gitops::{GitRepo, GitopsHarness, condition, config_map, sync_status};
+use common::gitops::{
+    GitRepo, GitopsHarness, condition, config_map, operation_message, sync_status,
+};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -53,30 +55,12 @@ fn annotated_config_map(name: &str, annotations: Value) -> String {
     obj.to_string()
 }
 
-async fn wait_operation(h: &GitopsHarness, app: &str, phase: OperationPhase) -> Application {
-    h.wait_app(app, &format!("last operation {phase:?}"), |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.operation_state.as_ref())
-            .is_some_and(|o| o.phase == phase)
-    })
-    .await
-}
-
 fn results(app: &Application) -> Vec<ResourceResult> {
     app.status
         .as_ref()
         .and_then(|s| s.operation_state.as_ref())
         .and_then(|o| o.sync_result.as_ref())
         .map(|r| r.resources.clone())
-        .unwrap_or_default()
-}
-
-fn operation_message(app: &Application) -> String {
-    app.status
-        .as_ref()
-        .and_then(|s| s.operation_state.as_ref())
-        .and_then(|o| o.message.clone())
         .unwrap_or_default()
 }
 
@@ -110,7 +94,7 @@ async fn presync_runs_before_the_objects_postsync_after_and_policies_delete_what
         json!({"syncPolicy": {"automated": {}}}),
     )
     .await;
-    wait_operation(&h, "web", OperationPhase::Succeeded).await;
+    h.wait_operation("web", OperationPhase::Succeeded).await;
     let app = h.wait_synced("web", &sha).await;
 
     let results = results(&app);
@@ -197,7 +181,7 @@ async fn a_failed_presync_hook_fails_the_sync_applies_nothing_and_runs_the_syncf
         json!({"syncPolicy": {"automated": {}}}),
     )
     .await;
-    let app = wait_operation(&h, "web", OperationPhase::Failed).await;
+    let app = h.wait_operation("web", OperationPhase::Failed).await;
     let message = operation_message(&app);
     assert!(
         message.contains("PreSync hook Job.batch") && message.contains("migrate failed"),

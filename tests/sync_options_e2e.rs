@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::gitops::{GitRepo, GitopsHarness, condition, config_map, deployment, sync_status};
+use common::gitops::{
+    GitRepo, GitopsHarness, condition, config_map, deployment, operation_message, sync_status,
+};
 use common::wait_for;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
@@ -65,24 +67,6 @@ fn cm(name: &str, value: &str, sync_options: &str) -> String {
     obj.to_string()
 }
 
-async fn wait_operation(h: &GitopsHarness, app: &str, phase: OperationPhase) -> Application {
-    h.wait_app(app, &format!("last operation {phase:?}"), |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.operation_state.as_ref())
-            .is_some_and(|o| o.phase == phase)
-    })
-    .await
-}
-
-fn operation_message(app: &Application) -> String {
-    app.status
-        .as_ref()
-        .and_then(|s| s.operation_state.as_ref())
-        .and_then(|o| o.message.clone())
-        .unwrap_or_default()
-}
-
 async fn revision_annotation(h: &GitopsHarness, name: &str) -> Option<String> {
     let cm = h.config_maps().get(name).await.expect("read ConfigMap");
     cm.annotations().get("sluice.dev/revision").cloned()
@@ -115,7 +99,7 @@ async fn prune_false_keeps_what_git_removed_unless_the_object_opts_back_in() {
     h.wait_config("gone", None).await;
     h.wait_config("a", Some("2")).await;
     assert_eq!(h.config_value("keep").await.as_deref(), Some("1"));
-    let app = wait_operation(&h, "web", OperationPhase::Succeeded).await;
+    let app = h.wait_operation("web", OperationPhase::Succeeded).await;
     let result = app
         .status
         .unwrap()
@@ -378,7 +362,7 @@ async fn force_true_deletes_and_creates_an_object_an_apply_cannot_change() {
     h.wait_synced("forced", &sha2).await;
     assert_eq!(h.config_value("f").await.as_deref(), Some("2"));
     assert_ne!(uid("f").await, before, "deleted and created again");
-    let plain = wait_operation(h, "plain", OperationPhase::Failed).await;
+    let plain = h.wait_operation("plain", OperationPhase::Failed).await;
     assert!(
         operation_message(&plain).contains("immutable"),
         "{}",
@@ -408,9 +392,9 @@ async fn validate_false_accepts_fields_the_schema_does_not_know() {
     );
     create_app(&h, "lenient", &repo, "lenient", json!({})).await;
     create_app(&h, "strict", &repo, "strict", json!({})).await;
-    wait_operation(&h, "lenient", OperationPhase::Succeeded).await;
+    h.wait_operation("lenient", OperationPhase::Succeeded).await;
     assert_eq!(h.config_value("l").await.as_deref(), Some("1"));
-    let strict = wait_operation(&h, "strict", OperationPhase::Failed).await;
+    let strict = h.wait_operation("strict", OperationPhase::Failed).await;
     assert!(
         operation_message(&strict).contains("unknownField"),
         "{}",

@@ -13,7 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use sluice::api::application::{Application, HealthStatusCode, SyncStatusCode};
+use sluice::api::application::{Application, HealthStatusCode, OperationPhase, SyncStatusCode};
 use tempfile::TempDir;
 
 use super::{ControllerProcess, E2eEnv, TestNamespace, apply_crds, free_local_addr, wait_for};
@@ -185,6 +185,17 @@ impl GitopsHarness {
         wait_for(&what, TIMEOUT, || async {
             let app = api.get(name).await.ok()?;
             check(&app).then_some(app)
+        })
+        .await
+    }
+
+    /// Waits until the Application's last operation is in `phase`.
+    pub async fn wait_operation(&self, name: &str, phase: OperationPhase) -> Application {
+        self.wait_app(name, &format!("last operation {phase:?}"), |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.operation_state.as_ref())
+                .is_some_and(|o| o.phase == phase)
         })
         .await
     }
@@ -433,6 +444,15 @@ pub fn condition(app: &Application, type_: &str) -> Option<String> {
         .iter()
         .find(|c| c.type_ == type_)
         .and_then(|c| c.message.clone())
+}
+
+/// The message of the Application's last operation (empty when none).
+pub fn operation_message(app: &Application) -> String {
+    app.status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .and_then(|o| o.message.clone())
+        .unwrap_or_default()
 }
 
 /// A ConfigMap manifest (JSON is YAML) whose `data.v` is `value`.
