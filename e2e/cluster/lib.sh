@@ -2,6 +2,8 @@
 # Build caches live outside the clone, so a fresh clone on the same machine starts warm.
 K8S_VERSION=v1.36.3
 HELM_VERSION=v3.22.0
+# `crane registry serve`: the local OCI registry (go-containerregistry's registry implementation).
+CRANE_VERSION=v0.22.1
 CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 E2E_DIR=$(dirname "$CLUSTER_DIR")
 REPO_DIR=$(dirname "$E2E_DIR")
@@ -12,7 +14,7 @@ CACHE_ROOT=${SLUICE_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-e2e}
 BIN_DIR=$CACHE_ROOT/bin/$K8S_VERSION
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 # Reverse of the start order; `down` stops them in this order.
-COMPONENTS_STOP_ORDER=(traffic prometheus git-daemon kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+COMPONENTS_STOP_ORDER=(oci-registry chart-repo traffic prometheus git-daemon kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
