@@ -394,11 +394,13 @@ impl ApplicationSpec {
 ).message("at most one of directory, kustomize and helm may be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSource {
-    /// URL of the Git repository.
+    /// URL of the Git repository, or of the chart repository (`https://`) or OCI registry
+    /// (`oci://`) of `chart`.
     #[serde(rename = "repoURL")]
     #[x_kube(validation = Rule::new("self != ''").message("repoURL must not be empty"))]
     pub repo_url: String,
-    /// Branch, tag or commit to follow (default `HEAD`).
+    /// Branch, tag, commit or semver range of tags to follow (default `HEAD`); for a chart, its
+    /// version or a semver range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_revision: Option<String>,
     /// Directory of the repository holding the manifests (default `.`).
@@ -416,7 +418,8 @@ pub struct ApplicationSource {
     /// A name for the source, for display (Argo CD's `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Argo CD's Helm chart of a chart repository: refused (InvalidSpecError) when set.
+    /// A Helm chart of the chart repository or OCI registry `repoURL` (then `targetRevision` is
+    /// the chart's version or a semver range, and `path` is not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chart: Option<String>,
     /// Argo CD's reference for `$ref/...` value files of multiple sources: refused when set.
@@ -618,7 +621,8 @@ pub struct ApplicationSourceHelm {
     /// repository's root).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_parameters: Vec<HelmFileParameter>,
-    /// Argo CD's credentials for every domain of a chart repository: refused when true.
+    /// Send the chart repository's credentials to archive URLs on other hosts too (by default
+    /// only to the repository's own host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_credentials: Option<bool>,
 }

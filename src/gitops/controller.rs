@@ -27,6 +27,7 @@ use super::app_writes::{
     write_status,
 };
 use super::apply::Applier;
+use super::chart::ChartCache;
 use super::credentials::SECRET_TYPE_LABELS;
 use super::events::{self, transitions};
 use super::impersonation::{ImpersonationError, Impersonator, SyncIdentity, account_label};
@@ -167,6 +168,8 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         poll_interval: settings.poll_interval,
         projects: Projects::new(projects.clone(), settings.control_namespace.clone()),
         sync_impersonation: settings.sync_impersonation.is_some(),
+        charts: ChartCache::new(settings.cache_dir.clone(), settings.git_limits.clone()),
+        allow_insecure_http: settings.git_limits.allow_insecure_http,
     };
     let webhook_state = WebhookState::new(
         WebhookSecrets::from_env(settings.webhook_insecure),

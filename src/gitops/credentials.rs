@@ -202,6 +202,81 @@ impl ScopedSecrets {
     pub fn for_url(&self, repo_url: &str) -> Result<Option<Credentials>, CredentialsError> {
         credentials_for(repo_url, self.secrets.iter())
     }
+
+    /// How to reach the Helm chart repository or OCI registry `repo_url` (see [`chart_access_for`]).
+    pub fn chart_access(&self, repo_url: &str) -> Result<ChartAccess, CredentialsError> {
+        chart_access_for(repo_url, self.secrets.iter())
+    }
+}
+
+/// What a repository Secret says about a Helm chart repository or OCI registry (Argo CD's
+/// repository Secret of `type: helm`): optional basic credentials, `enableOCI` and
+/// `insecureOCIForceHttp`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChartAccess {
+    /// `username` and `password`, when the Secret has them.
+    pub basic: Option<(String, String)>,
+    /// `enableOCI: "true"`: a repoURL without a scheme is an OCI registry.
+    pub enable_oci: bool,
+    /// `insecureOCIForceHttp: "true"`: the registry speaks plain HTTP.
+    pub force_http: bool,
+}
+
+impl fmt::Debug for ChartAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChartAccess")
+            .field("username", &self.basic.as_ref().map(|(user, _)| user))
+            .field("enable_oci", &self.enable_oci)
+            .field("force_http", &self.force_http)
+            .finish()
+    }
+}
+
+impl ChartAccess {
+    /// The credentials as Git's [`Credentials`], to key caches by [`CredentialIdentity`].
+    pub fn as_credentials(&self) -> Option<Credentials> {
+        self.basic
+            .as_ref()
+            .map(|(username, password)| Credentials::Https {
+                username: username.clone(),
+                password: password.clone(),
+            })
+    }
+}
+
+const ENABLE_OCI_KEY: &str = "enableOCI";
+const FORCE_HTTP_KEY: &str = "insecureOCIForceHttp";
+
+/// The [`ChartAccess`] of the Secret whose `url` is the longest prefix of `repo_url` (with or without
+/// `oci://` on either side), or anonymous access when none matches. A username without a password
+/// (or the reverse) is an error naming the Secret.
+pub fn chart_access_for<'a>(
+    repo_url: &str,
+    secrets: impl IntoIterator<Item = &'a Secret>,
+) -> Result<ChartAccess, CredentialsError> {
+    let Some(secret) = best_match(repo_url, secrets) else {
+        return Ok(ChartAccess::default());
+    };
+    let data = SecretData {
+        secret,
+        name: secret_name(secret),
+    };
+    let flag = |key: &'static str| {
+        data.optional(key)
+            .map(|v| v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
+    };
+    const WHY: &str = "a chart repository takes both username and password, or neither";
+    let basic = match (data.optional(USERNAME_KEY)?, data.optional(PASSWORD_KEY)?) {
+        (Some(user), Some(password)) => Some((user, password)),
+        (None, None) => None,
+        (Some(_), None) => return Err(data.missing(PASSWORD_KEY, WHY)),
+        (None, Some(_)) => return Err(data.missing(USERNAME_KEY, WHY)),
+    };
+    Ok(ChartAccess {
+        basic,
+        enable_oci: flag(ENABLE_OCI_KEY)?,
+        force_http: flag(FORCE_HTTP_KEY)?,
+    })
 }
 
 /// A credentials Secret that matches the repository but cannot be used.
@@ -400,9 +475,11 @@ fn is_repository_secret(secret: &Secret) -> bool {
         .any(|v| v == REPOSITORY_SECRET_TYPE || v == REPO_CREDS_SECRET_TYPE)
 }
 
-/// Lower-cased, without a trailing `/` or `.git`, as Argo CD's `NormalizeGitURL` compares them.
+/// Lower-cased, without a trailing `/` or `.git`, as Argo CD's `NormalizeGitURL` compares them; an
+/// OCI registry's `oci://` is dropped (Argo CD's Secrets name registries without it).
 fn normalize_url(url: &str) -> String {
     let lower = url.trim().to_ascii_lowercase();
+    let lower = lower.strip_prefix("oci://").unwrap_or(&lower).to_string();
     let trimmed = lower.trim_end_matches('/');
     trimmed.strip_suffix(".git").unwrap_or(trimmed).to_string()
 }
@@ -445,12 +522,15 @@ impl SecretData<'_> {
     }
 
     fn required(&self, key: &'static str, why: &'static str) -> Result<String, CredentialsError> {
-        self.optional(key)?
-            .ok_or_else(|| CredentialsError::MissingKey {
-                secret: self.name.clone(),
-                key,
-                why,
-            })
+        self.optional(key)?.ok_or_else(|| self.missing(key, why))
+    }
+
+    fn missing(&self, key: &'static str, why: &'static str) -> CredentialsError {
+        CredentialsError::MissingKey {
+            secret: self.name.clone(),
+            key,
+            why,
+        }
     }
 }
 
@@ -573,6 +653,52 @@ mod tests {
             username: user.into(),
             password: pass.into(),
         })
+    }
+
+    #[test]
+    fn chart_repositories_read_basic_credentials_and_oci_flags() {
+        let secrets = [
+            secret(
+                "charts",
+                &[
+                    ("url", "https://charts.example.com"),
+                    ("type", "helm"),
+                    ("username", "u"),
+                    ("password", "p"),
+                ],
+            ),
+            secret(
+                "registry",
+                &[
+                    ("url", "127.0.0.1:5000/charts"),
+                    ("enableOCI", "true"),
+                    ("insecureOCIForceHttp", "TRUE"),
+                ],
+            ),
+            secret(
+                "half",
+                &[("url", "https://half.example.com"), ("username", "u")],
+            ),
+        ];
+        let access = chart_access_for("https://charts.example.com/stable", &secrets).unwrap();
+        assert_eq!(access.basic, Some(("u".into(), "p".into())));
+        assert!(!access.enable_oci);
+        assert_eq!(access.as_credentials(), https("u", "p"));
+        assert!(!format!("{access:?}").contains("\"p\""), "{access:?}");
+        for url in ["oci://127.0.0.1:5000/charts", "127.0.0.1:5000/charts/"] {
+            let access = chart_access_for(url, &secrets).unwrap();
+            assert!(access.enable_oci && access.force_http, "{url}");
+            assert_eq!(access.basic, None);
+        }
+        assert_eq!(
+            chart_access_for("https://unknown.example.com", &secrets).unwrap(),
+            ChartAccess::default()
+        );
+        let error = chart_access_for("https://half.example.com", &secrets).unwrap_err();
+        assert!(
+            error.to_string().contains("key password is missing"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod app_writes;
 pub mod apply;
+pub mod chart;
 pub mod compare;
 pub mod conditions;
 pub mod controller;
@@ -26,6 +27,7 @@ pub mod project;
 pub mod projects;
 pub mod refresh;
 pub mod render;
+pub mod semver_range;
 pub mod source;
 pub mod sync_options;
 pub mod sync_windows;

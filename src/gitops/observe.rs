@@ -16,6 +16,7 @@ use kube::runtime::reflector::Store;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::chart::{ChartCache, ChartLocation};
 use super::credentials::{CredentialScope, ScopedSecrets};
 use super::engine_fields::carry_over_engine_fields;
 use super::hooks;
@@ -75,6 +76,10 @@ pub struct Reader {
     pub projects: Projects,
     /// `--sync-impersonation`: syncs write as the project's ServiceAccount for the destination.
     pub sync_impersonation: bool,
+    /// Helm charts of chart repositories and OCI registries (`source.chart`).
+    pub charts: ChartCache,
+    /// `--git-allow-insecure-http`: plain http:// chart repositories off the loopback too.
+    pub allow_insecure_http: bool,
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -323,6 +328,13 @@ impl Reader {
         revision: &str,
         fetched_since: Timestamp,
     ) -> Result<String, String> {
+        if let Some(chart) = self.chart_location(creds, source)? {
+            return self
+                .charts
+                .resolve(&chart, revision, fetched_since)
+                .await
+                .map_err(|e| e.to_string());
+        }
         let creds = creds.for_url(&source.repo_url).map_err(|e| e.to_string())?;
         self.repos
             .resolve(&source.repo_url, revision, creds.as_ref(), fetched_since)
@@ -338,6 +350,14 @@ impl Reader {
         source: &ApplicationSource,
         sha: &str,
     ) -> Result<PathBuf, String> {
+        if let Some(chart) = self.chart_location(creds, source)? {
+            // A chart version's archive is fetched by the checkout itself.
+            return self
+                .charts
+                .checkout(&chart, sha)
+                .await
+                .map_err(|e| e.to_string());
+        }
         let url = &source.repo_url;
         let chosen = creds.for_url(url).map_err(|e| e.to_string())?;
         match self.repos.checkout(url, chosen.as_ref(), sha).await {
@@ -354,7 +374,36 @@ impl Reader {
             .map_err(|e| e.to_string())
     }
 
-    /// The normalised manifests of `source` at `sha`.
+    /// Where `source`'s chart is, when it names one (a Helm chart of a chart repository or OCI
+    /// registry rather than a path of a Git repository).
+    fn chart_location(
+        &self,
+        creds: &ScopedSecrets,
+        source: &ApplicationSource,
+    ) -> Result<Option<ChartLocation>, String> {
+        let Some(chart) = source.chart.as_deref().filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        let access = creds
+            .chart_access(&source.repo_url)
+            .map_err(|e| e.to_string())?;
+        let pass_credentials = source
+            .helm
+            .as_ref()
+            .and_then(|h| h.pass_credentials)
+            .unwrap_or(false);
+        ChartLocation::new(
+            &source.repo_url,
+            chart,
+            access,
+            pass_credentials,
+            self.allow_insecure_http,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
+    }
+
+    /// The normalised manifests of `source` at `sha` (a chart's version for a chart source).
     async fn desired(
         &self,
         app: &Application,
@@ -380,14 +429,29 @@ impl Reader {
                 .or_else(|| app.namespace())
                 .unwrap_or_default(),
         };
+        // A chart's root is the chart itself: Argo CD ignores `path` beside `chart`.
+        let (rendered_source, shown) = match source.chart.as_deref().filter(|c| !c.is_empty()) {
+            Some(chart) => (
+                ApplicationSource {
+                    path: None,
+                    ..source.clone()
+                },
+                format!("chart {chart} {sha}"),
+            ),
+            None => (source.clone(), source.path().to_string()),
+        };
         let rendered = if hard {
-            self.renders.render_again(sha, &root, source, &ctx).await
+            self.renders
+                .render_again(sha, &root, &rendered_source, &ctx)
+                .await
         } else {
-            self.renders.get_or_render(sha, &root, source, &ctx).await
+            self.renders
+                .get_or_render(sha, &root, &rendered_source, &ctx)
+                .await
         }
-        .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
+        .map_err(|e| fail(format!("rendering {shown}: {e}")))?;
         let (objects, hooks) = hooks::split(rendered.objects.clone())
-            .map_err(|e| fail(format!("rendering {}: {e}", source.path())))?;
+            .map_err(|e| fail(format!("rendering {shown}: {e}")))?;
         let (objects, hooks, not_permitted) = self
             .normalize(app, project, sha, objects, hooks)
             .await

@@ -1037,7 +1037,7 @@ fn an_unimplemented_argo_field_refuses_the_application_by_its_path() {
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
         "metadata": {"name": "shop", "namespace": "argocd"},
         "spec": {"source": {"repoURL": "git://git.example/shop.git",
-                            "helm": {"passCredentials": true}},
+                            "plugin": {"name": "cmp"}},
                  "sources": [{"repoURL": "git://git.example/values.git", "ref": "values"}],
                  "destination": {"namespace": "shop"}, "syncPolicy": {"automated": {}}},
         "operation": {"sync": {"revision": "main"}}
@@ -1061,7 +1061,7 @@ fn an_unimplemented_argo_field_refuses_the_application_by_its_path() {
         message.starts_with("spec.sources is not supported by Sluice: multiple sources"),
         "{message}"
     );
-    assert!(message.contains("; spec.source.helm.passCredentials is not supported by Sluice"));
+    assert!(message.contains("; spec.source.plugin is not supported by Sluice"));
     assert_eq!(p.status.sync_status(), SyncStatusCode::Unknown);
     let op = p.status.operation_state.as_ref().unwrap();
     assert_eq!(op.phase, OperationPhase::Error);

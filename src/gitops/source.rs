@@ -38,6 +38,7 @@ pub use git::{network_error_message, remote_callbacks, set_process_limits};
 pub use limits::{GitLimits, UrlError, check_repo_url};
 pub use requests::{GitRequest, GitRequestMetrics};
 pub(crate) use tree::stays_inside as tree_path_stays_inside;
+pub(crate) use tree::{mark_used, remove_unused};
 
 /// Why a source could not be fetched, resolved or checked out. Messages never hold credentials.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //!
 //! The CRD stores them as written (typed, or as preserved JSON), so the API server never prunes
 //! them silently; an Application that sets one is refused with an `InvalidSpecError` condition
-//! naming the concrete path (`spec.source.helm.passCredentials is not supported by Sluice: ...`),
+//! naming the concrete path (`spec.source.plugin is not supported by Sluice: ...`),
 //! its sync status Unknown and nothing fetched or applied. A field set to its zero value (`false`,
 //! `""`, `[]`, `{}`, or an object of such values, as Argo CD's `omitempty` writes them) means
 //! Argo CD's default, which is what Sluice does, and is not refused.
@@ -30,27 +30,22 @@ impl Unsupported {
 
 const MULTI_SOURCE: &str =
     "multiple sources are not implemented yet; use spec.source (one Git repository)";
-const CHART_REPO: &str = "Helm chart repositories are not implemented yet; Sluice renders charts from Git (spec.source.path), and would fetch repoURL as Git";
 const PLUGIN: &str = "config management plugins are not implemented";
 const JSONNET: &str = "Jsonnet is not rendered by Sluice";
-const SEMVER_TAGS: &str = "semver targetRevision on Git tags is not implemented yet";
+const TAG_PREFIX: &str =
+    "a tag prefix is not implemented; a semver targetRevision is matched against every tag";
 const KUSTOMIZE_HELM: &str =
     "Sluice does not inflate Helm charts of kustomizations with chosen capabilities";
 
 /// The source fields refused wherever a source is written (`spec.source`, `operation.sync.source`).
 const SOURCE_FIELDS: &[(&str, &str)] = &[
-    ("chart", CHART_REPO),
     (
         "ref",
         "refs only serve the $ref/... value files of spec.sources; multiple sources are not implemented yet",
     ),
-    ("tagPrefix", SEMVER_TAGS),
+    ("tagPrefix", TAG_PREFIX),
     ("plugin", PLUGIN),
     ("directory.jsonnet", JSONNET),
-    (
-        "helm.passCredentials",
-        "it applies to Helm chart repositories, which are not implemented yet",
-    ),
     (
         "kustomize.commonAnnotationsEnvsubst",
         "environment substitution in commonAnnotations is not implemented",
@@ -324,20 +319,20 @@ mod tests {
     fn several_fields_are_all_named() {
         let app = app(json!({"spec": {
             "sources": [{"repoURL": "a"}, {"repoURL": "b"}],
-            "source": {"chart": "nginx", "helm": {"version": "v2", "passCredentials": false}}
+            "source": {"chart": "nginx", "ref": "values", "helm": {"version": "v2", "passCredentials": true}}
         }}));
         let paths: Vec<String> = find_unsupported(&app).into_iter().map(|f| f.path).collect();
         assert_eq!(
             paths,
             [
                 "spec.sources",
-                "spec.source.chart",
+                "spec.source.ref",
                 "spec.source.helm.version"
             ]
         );
         let message = unsupported_message(&app).unwrap();
         assert!(message.contains("spec.sources is not supported by Sluice: multiple sources"));
-        assert!(message.contains("; spec.source.chart is not supported by Sluice"));
+        assert!(message.contains("; spec.source.ref is not supported by Sluice"));
     }
 
     #[test]
@@ -352,7 +347,7 @@ mod tests {
     fn implemented_fields_are_not_refused() {
         let app = app(json!({"spec": {
             "info": [{"name": "owner", "value": "team-shop"}],
-            "source": {"name": "main", "kustomize": {
+            "source": {"name": "main", "chart": "nginx", "helm": {"passCredentials": true}, "kustomize": {
                 "replicas": [{"name": "web", "count": 3}], "forceCommonLabels": true,
                 "labelWithoutSelector": true, "labelIncludeTemplates": true}},
             "syncPolicy": {"retry": {"refresh": true},
@@ -387,15 +382,12 @@ mod tests {
                     "operation.sync.manifests",
                     "operation.sync.resources",
                     "operation.sync.revisions",
-                    "operation.sync.source.chart",
                     "operation.sync.source.kustomize.apiVersions",
                     "operation.sync.source.kustomize.commonAnnotationsEnvsubst",
                     "operation.sync.source.kustomize.kubeVersion",
                     "operation.sync.source.kustomize.version",
                     "operation.sync.sources",
                     "operation.sync.syncStrategy",
-                    "spec.source.chart",
-                    "spec.source.helm.passCredentials",
                     "spec.source.plugin",
                     "spec.source.ref",
                     "spec.source.tagPrefix",

@@ -14,6 +14,7 @@ use super::known_hosts::KnownHosts;
 use super::limits::{FetchBudget, FetchLimit, GitLimits, set_network_timeouts};
 use super::{SourceError, is_full_sha};
 use crate::gitops::credentials::{Credentials, check_credential_origin, scrub_message, scrub_url};
+use crate::gitops::semver_range::{SemverRange, is_range};
 
 const REMOTE: &str = "origin";
 /// Every branch, every tag, and the remote's HEAD (its default branch) as a plain ref, so `HEAD`
@@ -291,13 +292,33 @@ pub(super) fn resolve(git_dir: &Path, url: &str, revision: &str) -> Result<Strin
         message: scrub_message(e.message(), &[]),
     };
     let repo = Repository::open_bare(git_dir).map_err(git_error)?;
-    match find_commit(&repo, revision.trim()).map_err(git_error)? {
+    let found = match find_commit(&repo, revision.trim()).map_err(git_error)? {
+        Some(oid) => Some(oid),
+        None if is_range(revision) => highest_tag_in(&repo, revision.trim()).map_err(git_error)?,
+        None => None,
+    };
+    match found {
         Some(oid) => Ok(oid.to_string()),
         None => Err(SourceError::UnknownRevision {
             url: scrub_url(url),
             revision: revision.to_string(),
         }),
     }
+}
+
+/// The commit of the highest tag whose name is a version `range` admits (`v1.2.3` and `1.2.3`
+/// alike), as Argo CD resolves a semver `targetRevision` against a repository's tags.
+fn highest_tag_in(repo: &Repository, range: &str) -> Result<Option<Oid>, git2::Error> {
+    let Ok(range) = SemverRange::parse(range) else {
+        return Ok(None);
+    };
+    let tags = repo.tag_names(None)?;
+    let Some(best) = range.best(tags.iter().flatten().flatten()) else {
+        return Ok(None);
+    };
+    repo.find_reference(&format!("refs/tags/{best}"))?
+        .peel_to_commit()
+        .map(|c| Some(c.id()))
 }
 
 /// As Argo CD: `HEAD`/empty is the remote's default branch; then a branch, then a tag (annotated tags

@@ -91,6 +91,41 @@ fn cache() -> (TempDir, RepoCache) {
 }
 
 #[tokio::test]
+async fn a_semver_range_resolves_to_the_highest_matching_tag() {
+    let up = Upstream::new();
+    let v1 = up.commit("main", &[("app.yaml", "a: 1\n")]);
+    let v1_4 = up.commit("main", &[("app.yaml", "a: 2\n")]);
+    let v2 = up.commit("main", &[("app.yaml", "a: 3\n")]);
+    let rc = up.commit("main", &[("app.yaml", "a: 4\n")]);
+    up.annotated_tag("v1.0.0", v1);
+    up.annotated_tag("1.4.2", v1_4);
+    up.annotated_tag("v2.0.0", v2);
+    up.annotated_tag("v2.1.0-rc.1", rc);
+    up.repo
+        .reference("refs/tags/not-a-version", rc, false, "other tag")
+        .unwrap();
+    let (_dir, cache) = cache();
+    for (range, want) in [
+        ("^1.0", v1_4),
+        ("~1.0.0", v1),
+        (">=1.0.0", v2),
+        ("*", v2),
+        ("1.x || 2.x", v2),
+    ] {
+        let got = cache
+            .resolve(&up.url, range, None, an_hour_ago())
+            .await
+            .unwrap();
+        assert_eq!(got, want.to_string(), "{range}");
+    }
+    let err = cache
+        .resolve(&up.url, "^3.0", None, an_hour_ago())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::UnknownRevision { .. }), "{err}");
+}
+
+#[tokio::test]
 async fn resolves_branches_tags_shas_and_head() {
     let up = Upstream::new();
     let first = up.commit("main", &[("app.yaml", "a: 1\n")]);

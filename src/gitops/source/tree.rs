@@ -81,14 +81,14 @@ pub(super) fn extract(
 
 /// Records that the extracted tree `dir` is in use (its modification time is the last use), so that
 /// [`remove_unused`] keeps it.
-pub(super) fn mark_used(dir: &Path, now: SystemTime) -> std::io::Result<()> {
+pub(crate) fn mark_used(dir: &Path, now: SystemTime) -> std::io::Result<()> {
     std::fs::File::open(dir)?.set_modified(now)
 }
 
 /// Removes the extracted trees (and staging directories a crash left behind) under `trees_dir`
 /// not used for `ttl` before `now`; returns how many were removed. A tree still needed is
 /// extracted again, so removing too much costs time, never correctness.
-pub(super) fn remove_unused(trees_dir: &Path, now: SystemTime, ttl: Duration) -> usize {
+pub(crate) fn remove_unused(trees_dir: &Path, now: SystemTime, ttl: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(trees_dir) else {
         return 0;
     };
