@@ -25,11 +25,14 @@ use jiff::Timestamp;
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisPhase;
-use crate::api::application::{Application, ApplicationStatus, RevertPhase as AppRevertPhase};
+use crate::api::application::{
+    Application, ApplicationSource, ApplicationStatus, RevertPhase as AppRevertPhase,
+};
 use crate::api::project::AppProject;
 use crate::api::rollout::{RevertPhase, RevisionRecord, Rollout, RolloutStatus};
 use crate::gitops::project::in_cluster_destination;
 use crate::gitops::projects::{ProjectError, as_rules};
+use crate::gitops::semver_range::is_range;
 use crate::revert::message::{RevertReason, reverted_sha};
 use crate::rollout::phase::PROGRESS_DEADLINE_EXCEEDED;
 use crate::rollout::plan::RunSlot;
@@ -300,7 +303,7 @@ fn decide_for_trusted(
             message,
         };
     }
-    if let Some(message) = not_a_branch(app.spec.source.target_revision.as_deref()) {
+    if let Some(message) = not_revertible(&app.spec.source) {
         return Decision::Fail { sha, message };
     }
     if let Some(wait) = retry_wait(app, &sha, now) {
@@ -344,10 +347,20 @@ fn skip_message(sha: &str, reason: &RevertReason) -> String {
     )
 }
 
-/// Why `targetRevision` cannot take a revert, when that shows without asking the server (a name
-/// that is not a branch there fails at the fetch).
-pub fn not_a_branch(target_revision: Option<&str>) -> Option<String> {
-    let revision = target_revision.map(str::trim).unwrap_or_default();
+/// Why the source cannot take a revert, when that shows without asking the server (a name that is
+/// not a branch there fails at the fetch): a chart of a chart repository has no commit to revert,
+/// and a revert is pushed to a branch.
+pub fn not_revertible(source: &ApplicationSource) -> Option<String> {
+    if let Some(chart) = source.chart.as_deref().filter(|c| !c.is_empty()) {
+        return Some(format!(
+            "cannot revert: spec.source is chart {chart:?} of a chart repository, not a Git commit; pin the last good version in spec.source.targetRevision instead"
+        ));
+    }
+    let revision = source
+        .target_revision
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
     let why = if revision.is_empty() || revision == "HEAD" {
         "is HEAD (or unset)"
     } else if revision.starts_with("refs/tags/") {
@@ -356,6 +369,8 @@ pub fn not_a_branch(target_revision: Option<&str>) -> Option<String> {
         "is not a branch ref"
     } else if matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
         "is a commit sha"
+    } else if is_range(revision) {
+        "is a semver range of tags"
     } else {
         return None;
     };
@@ -778,6 +793,7 @@ mod tests {
             (json!("refs/pull/7/head"), "is not a branch ref"),
             (json!("HEAD"), "is HEAD (or unset)"),
             (json!(""), "is HEAD (or unset)"),
+            (json!("^1.2"), "is a semver range of tags"),
         ] {
             let decision = decide_with(
                 &rollout(failed_step_analysis()),
@@ -805,6 +821,17 @@ mod tests {
                 ),
                 "{branch}: may be a branch; the fetch tells"
             );
+        }
+        let chart = app(
+            json!({"source": {"repoURL": "https://charts.example.com", "chart": "shop", "targetRevision": "1.2.0"}}),
+            json!({}),
+        );
+        match decide_with(&rollout(failed_step_analysis()), Some(&chart), now()) {
+            Decision::Fail { message, .. } => assert!(
+                message.contains("chart \"shop\" of a chart repository, not a Git commit"),
+                "{message}"
+            ),
+            other => panic!("a chart source: {other:?}"),
         }
     }
 
