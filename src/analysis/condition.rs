@@ -173,12 +173,29 @@ fn number_arg(name: &str, args: &[Value]) -> Result<f64, expr::Error> {
 /// thread of its own with a large stack, where a panic of the evaluator is an error of this
 /// condition only.
 pub fn eval_condition(condition: &str, result: &MetricValue) -> Result<bool, ConditionError> {
+    eval_bool(condition, vec![("result".to_string(), result.to_expr())])
+}
+
+/// Evaluates `condition` with each JSON value bound to its name (e.g. a live object's `metadata`,
+/// `spec` and `status` for a health rule), bounded as [`eval_condition`]; it must return a bool.
+pub fn eval_condition_on_json(
+    condition: &str,
+    variables: &[(&str, &serde_json::Value)],
+) -> Result<bool, ConditionError> {
+    let variables = variables
+        .iter()
+        .map(|(name, value)| (name.to_string(), json_to_expr(value)))
+        .collect();
+    eval_bool(condition, variables)
+}
+
+fn eval_bool(condition: &str, variables: Vec<(String, Value)>) -> Result<bool, ConditionError> {
     check_bounds(condition)?;
     let evaluated = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("sluice-condition".to_string())
             .stack_size(EVAL_STACK_BYTES)
-            .spawn_scoped(scope, || eval_here(condition, result))
+            .spawn_scoped(scope, || eval_here(condition, variables))
             .map(|thread| thread.join())
     });
     let eval_err = |message: String| ConditionError::Eval {
@@ -248,9 +265,11 @@ fn check_bounds(condition: &str) -> Result<(), ConditionError> {
     Ok(())
 }
 
-fn eval_here(condition: &str, result: &MetricValue) -> Result<bool, ConditionError> {
+fn eval_here(condition: &str, variables: Vec<(String, Value)>) -> Result<bool, ConditionError> {
     let mut ctx = Context::default();
-    ctx.insert("result".to_string(), result.to_expr());
+    for (name, value) in variables {
+        ctx.insert(name, value);
+    }
     let value = ENVIRONMENT
         .eval(condition, &ctx)
         .map_err(|e| ConditionError::Eval {

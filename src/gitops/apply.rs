@@ -30,6 +30,7 @@ use kube::{Client, Resource};
 use serde_json::{Value, json};
 
 use super::health::{WaveGate, health_of, wave_gate};
+use super::health_rules::HealthRulesSource;
 use super::kinds::{Kind, KindResolver, kinds_defined_by_crds};
 use super::live::to_value;
 use super::object::{FIELD_MANAGER, ResourceKey, gvk, key_of, split_api_version, str_at};
@@ -113,6 +114,8 @@ pub struct Applier<'a> {
     pub reader: &'a Client,
     pub kinds: &'a KindResolver,
     pub progress: Option<&'a ProgressFn>,
+    /// The users' health rules, for a wave's and a hook's health.
+    pub health_rules: &'a HealthRulesSource,
 }
 
 impl Applier<'_> {
@@ -293,6 +296,7 @@ impl Applier<'_> {
         let wave = applied.last().map_or(0, sync_wave);
         let mut reported = None;
         loop {
+            let rules = self.health_rules.current();
             let mut healths = Vec::new();
             for obj in applied {
                 let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
@@ -302,7 +306,7 @@ impl Applier<'_> {
                     .await
                     .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
                 let health = match live {
-                    Some(live) => health_of(&to_value(&live, &kind)),
+                    Some(live) => health_of(&to_value(&live, &kind), &rules),
                     None => Some(HealthStatus {
                         status: HealthStatusCode::Missing,
                         message: None,

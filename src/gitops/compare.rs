@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::diff::diff;
 use super::health::{aggregate, health_of};
+use super::health_rules::HealthRules;
 use super::ignore::strip_ignored;
 use super::object::{ResourceKey, key_of, split_api_version, str_at};
 use super::order::{sort_for_prune, sync_wave};
@@ -35,12 +36,14 @@ pub struct Comparison {
 }
 
 /// Compares `desired` (normalised, in apply order) with `live` (by key) and `tracked` (every live
-/// object carrying the Application's tracking annotation).
+/// object carrying the Application's tracking annotation), judging health by the built-in rules and
+/// the user's `rules`.
 pub fn compare(
     desired: &[Value],
     live: &BTreeMap<ResourceKey, Value>,
     tracked: &[Value],
     ignore: &[ResourceIgnoreDifferences],
+    rules: &HealthRules,
 ) -> Comparison {
     let mut resources = Vec::new();
     let mut healths = Vec::new();
@@ -49,7 +52,7 @@ pub fn compare(
         let Some(key) = key_of(obj) else {
             continue;
         };
-        let status = declared_status(obj, &key, live.get(&key), ignore);
+        let status = declared_status(obj, &key, live.get(&key), ignore, rules);
         if let Some(h) = &status.health {
             healths.push(h.clone());
         }
@@ -72,7 +75,7 @@ pub fn compare(
         let mut status = identity(obj);
         status.status = Some(SyncStatusCode::OutOfSync);
         status.requires_pruning = true;
-        status.health = health_of(obj);
+        status.health = health_of(obj, rules);
         resources.push(status);
     }
     let in_sync = resources
@@ -112,6 +115,7 @@ fn declared_status(
     key: &ResourceKey,
     live: Option<&Value>,
     ignore: &[ResourceIgnoreDifferences],
+    rules: &HealthRules,
 ) -> ResourceStatus {
     let mut status = identity(desired);
     let Some(live) = live else {
@@ -133,7 +137,7 @@ fn declared_status(
         SyncStatusCode::OutOfSync
     });
     status.diff = object_diff(&d, &drift);
-    status.health = health_of(live);
+    status.health = health_of(live, rules);
     status
 }
 
@@ -185,7 +189,13 @@ mod tests {
     fn per_object_status_missing_drift_and_pruning() {
         let desired = vec![cm("a", "1"), cm("b", "2"), cm("c", "3")];
         let live = vec![cm("a", "1"), cm("b", "changed"), cm("old", "x")];
-        let cmp = compare(&desired, &by_key(&live), &live, &[]);
+        let cmp = compare(
+            &desired,
+            &by_key(&live),
+            &live,
+            &[],
+            &HealthRules::default(),
+        );
         let summary: Vec<(&str, Option<SyncStatusCode>, bool)> = cmp
             .resources
             .iter()
@@ -231,7 +241,13 @@ mod tests {
     #[test]
     fn everything_matching_is_synced_and_healthy() {
         let desired = vec![cm("a", "1")];
-        let cmp = compare(&desired, &by_key(&desired), &desired, &[]);
+        let cmp = compare(
+            &desired,
+            &by_key(&desired),
+            &desired,
+            &[],
+            &HealthRules::default(),
+        );
         assert_eq!(cmp.sync_status, SyncStatusCode::Synced);
         assert_eq!(cmp.health.status, HealthStatusCode::Healthy);
         assert!(cmp.resources[0].diff.is_empty());
@@ -244,7 +260,13 @@ mod tests {
         let ignore: ResourceIgnoreDifferences =
             serde_json::from_value(json!({"kind": "ConfigMap", "jsonPointers": ["/data/v"]}))
                 .unwrap();
-        let cmp = compare(&desired, &by_key(&live), &live, &[ignore]);
+        let cmp = compare(
+            &desired,
+            &by_key(&live),
+            &live,
+            &[ignore],
+            &HealthRules::default(),
+        );
         assert_eq!(cmp.sync_status, SyncStatusCode::Synced);
     }
 
@@ -259,7 +281,13 @@ mod tests {
         };
         // 20 missing objects use up the Application's 1000 lines; the others keep their count.
         let desired: Vec<Value> = (0..22).map(|i| big(&format!("c{i:02}"))).collect();
-        let cmp = compare(&desired, &BTreeMap::new(), &[], &[]);
+        let cmp = compare(
+            &desired,
+            &BTreeMap::new(),
+            &[],
+            &[],
+            &HealthRules::default(),
+        );
         let first = &cmp.resources[0].diff;
         assert_eq!(first.len(), MAX_DIFF_LINES_PER_OBJECT + 1);
         assert_eq!(first[0], "@@ -0,0 +1,69 @@");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector;
@@ -30,6 +30,7 @@ use super::apply::Applier;
 use super::chart::ChartCache;
 use super::credentials::SECRET_TYPE_LABELS;
 use super::events::{self, transitions};
+use super::health_rules::{HEALTH_CONFIG_MAP, HealthRulesSource};
 use super::impersonation::{ImpersonationError, Impersonator, SyncIdentity, account_label};
 use super::kinds::KindResolver;
 use super::live::LiveCache;
@@ -156,6 +157,22 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let project_triggers =
         applications_of_changed_projects(project_changes, store.clone(), trigger.clone());
 
+    // The users' health rules: one ConfigMap of the control namespace; a change re-judges every
+    // Application's health at once.
+    let health_api: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.control_namespace);
+    let (health_store, health_writer) = reflector::store();
+    let health_changes = watcher(
+        health_api,
+        config
+            .clone()
+            .fields(&format!("metadata.name={HEALTH_CONFIG_MAP}")),
+    )
+    .default_backoff()
+    .reflect(health_writer)
+    .touched_objects();
+    let health_triggers =
+        every_application_on_change(health_changes, store.clone(), trigger.clone());
+
     let pushes = PushLog::default();
     let reader = Reader {
         repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone())
@@ -170,6 +187,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         sync_impersonation: settings.sync_impersonation.is_some(),
         charts: ChartCache::new(settings.cache_dir.clone(), settings.git_limits.clone()),
         allow_insecure_http: settings.git_limits.allow_insecure_http,
+        health_rules: HealthRulesSource::new(health_store),
     };
     let webhook_state = WebhookState::new(
         WebhookSecrets::from_env(settings.webhook_insecure),
@@ -221,7 +239,13 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         kustomize_remote = settings.render_remote.kustomize_remote,
         "application controller running"
     );
-    tokio::join!(controller, webhook, secrets_watch, project_triggers);
+    tokio::join!(
+        controller,
+        webhook,
+        secrets_watch,
+        project_triggers,
+        health_triggers
+    );
 }
 
 /// Says once who syncs write as, since projects' `destinationServiceAccounts` are ignored without
@@ -268,6 +292,27 @@ async fn applications_of_changed_projects(
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "watching AppProjects"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Reconciles every Application when the watched object changes (or is deleted).
+async fn every_application_on_change<K>(
+    changes: impl futures::Stream<Item = Result<K, watcher::Error>>,
+    applications: reflector::Store<Application>,
+    trigger: futures::channel::mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
+) {
+    changes
+        .for_each(|change| {
+            match change {
+                Ok(_) => {
+                    for app in applications.state() {
+                        let _ = trigger.unbounded_send(reflector::ObjectRef::from_obj(&*app));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watching the sluice-health ConfigMap"),
             }
             futures::future::ready(())
         })
@@ -390,6 +435,7 @@ async fn run_sync(
                 reader: &ctx.client,
                 kinds: &ctx.reader.kinds,
                 progress: Some(&progress),
+                health_rules: &ctx.reader.health_rules,
             }
             .run(task)
             .await
@@ -443,6 +489,7 @@ async fn finalize_app(
                 reader: &ctx.client,
                 kinds: &ctx.reader.kinds,
                 progress: None,
+                health_rules: &ctx.reader.health_rules,
             };
             for obj in objects {
                 if let Err(e) = applier.delete(obj).await {

@@ -1,9 +1,12 @@
 //! Health of live objects, per kind (SCENARIOS G8), following Argo CD's built-in health checks
-//! (gitops-engine `pkg/health`). Kinds without a check have no health and do not count towards the
-//! Application's, as in Argo CD; an object Git declares but the cluster lacks is `Missing`.
+//! (gitops-engine `pkg/health` and the common CRDs of Argo CD's resource customizations), after the
+//! users' rules ([`HealthRules`], the `sluice-health` ConfigMap). Kinds without a check have no
+//! health and do not count towards the Application's, as in Argo CD; an object Git declares but the
+//! cluster lacks is `Missing`.
 
 use serde_json::Value;
 
+use super::health_rules::HealthRules;
 use super::object::{gvk, str_at};
 use crate::api::application::{HealthStatus, HealthStatusCode};
 
@@ -70,8 +73,13 @@ fn generation_observed(obj: &Value) -> bool {
     }
 }
 
-/// The health of a live object, `None` for kinds without a health check.
-pub fn health_of(obj: &Value) -> Option<HealthStatus> {
+/// The health of a live object by the users' rule of its kind, else the built-in one; `None` for
+/// kinds without either.
+pub fn health_of(obj: &Value, rules: &HealthRules) -> Option<HealthStatus> {
+    rules.health_of(obj).or_else(|| built_in_health(obj))
+}
+
+fn built_in_health(obj: &Value) -> Option<HealthStatus> {
     let gvk = gvk(obj)?;
     let group = gvk.group.as_str();
     match (group, gvk.kind.as_str()) {
@@ -83,6 +91,11 @@ pub fn health_of(obj: &Value) -> Option<HealthStatus> {
         ("", "Service") => Some(service(obj)),
         ("networking.k8s.io" | "extensions", "Ingress") => Some(load_balanced(obj)),
         ("batch", "Job") => Some(job(obj)),
+        ("batch", "CronJob") => Some(cron_job(obj)),
+        ("autoscaling", "HorizontalPodAutoscaler") => Some(autoscaler(obj)),
+        ("policy", "PodDisruptionBudget") => Some(disruption_budget(obj)),
+        ("cert-manager.io", "Certificate") => Some(certificate(obj)),
+        ("cert-manager.io", "Issuer" | "ClusterIssuer") => Some(issuer(obj)),
         ("", "PersistentVolumeClaim") => Some(pvc(obj)),
         ("", "Namespace") => Some(namespace(obj)),
         ("sluice.dev" | "argoproj.io", "Rollout") => Some(rollout(obj)),
@@ -283,6 +296,68 @@ fn job(obj: &Value) -> HealthStatus {
     progressing("Job is running")
 }
 
+fn cron_job(obj: &Value) -> HealthStatus {
+    if obj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        return health(HealthStatusCode::Suspended, "CronJob is suspended");
+    }
+    healthy()
+}
+
+/// gitops-engine's HPA check: a condition saying it cannot scale is Degraded; able to scale is
+/// Healthy; anything else is still waiting.
+fn autoscaler(obj: &Value) -> HealthStatus {
+    for type_ in ["AbleToScale", "ScalingActive"] {
+        let failing = condition(obj, type_).and_then(|c| str_at(c, "/status")) == Some("False");
+        let reason = condition(obj, type_).and_then(|c| str_at(c, "/reason"));
+        if failing && reason != Some("ScalingDisabled") {
+            return degraded(condition_message(obj, type_));
+        }
+    }
+    if condition_is_true(obj, "AbleToScale") {
+        return healthy();
+    }
+    progressing("Waiting to Autoscale")
+}
+
+/// Argo CD's PodDisruptionBudget check: Degraded while fewer pods are healthy than it requires.
+fn disruption_budget(obj: &Value) -> HealthStatus {
+    match (
+        int(obj, "/status/currentHealthy"),
+        int(obj, "/status/desiredHealthy"),
+    ) {
+        (Some(current), Some(desired)) if current < desired => degraded(format!(
+            "Pod Disruption Budget has {current} healthy pods of the {desired} it requires"
+        )),
+        (Some(_), Some(_)) => healthy(),
+        _ => progressing("Waiting for the budget's status"),
+    }
+}
+
+/// Argo CD's cert-manager Certificate check.
+fn certificate(obj: &Value) -> HealthStatus {
+    if condition_is_true(obj, "Ready") {
+        return healthy();
+    }
+    if condition_is_true(obj, "Issuing") {
+        return progressing(condition_message(obj, "Issuing"));
+    }
+    if condition(obj, "Ready").and_then(|c| str_at(c, "/status")) == Some("False") {
+        return degraded(condition_message(obj, "Ready"));
+    }
+    progressing("Waiting for the certificate")
+}
+
+/// Argo CD's cert-manager Issuer and ClusterIssuer check.
+fn issuer(obj: &Value) -> HealthStatus {
+    if condition_is_true(obj, "Ready") {
+        return healthy();
+    }
+    if condition(obj, "Ready").and_then(|c| str_at(c, "/status")) == Some("False") {
+        return degraded(condition_message(obj, "Ready"));
+    }
+    progressing("Initializing the issuer")
+}
+
 fn pvc(obj: &Value) -> HealthStatus {
     match str_at(obj, "/status/phase") {
         Some("Bound") => healthy(),
@@ -392,7 +467,7 @@ mod tests {
     use serde_json::json;
 
     fn code(obj: Value) -> Option<HealthStatusCode> {
-        health_of(&obj).map(|h| h.status)
+        health_of(&obj, &HealthRules::default()).map(|h| h.status)
     }
 
     fn deploy(spec: Value, status: Value) -> Value {
@@ -566,6 +641,94 @@ mod tests {
     }
 
     #[test]
+    fn common_crds_and_autoscaling_kinds_have_argo_cds_checks() {
+        let with = |api: &str, kind: &str, spec: Value, status: Value| {
+            code(
+                json!({"apiVersion": api, "kind": kind, "metadata": {"name": "x"},
+                        "spec": spec, "status": status}),
+            )
+        };
+        let conditions = |list: Value| json!({"conditions": list});
+        let cert = |status: Value| with("cert-manager.io/v1", "Certificate", json!({}), status);
+        assert_eq!(
+            cert(conditions(json!([{"type": "Ready", "status": "True"}]))),
+            Some(Healthy)
+        );
+        assert_eq!(
+            cert(conditions(
+                json!([{"type": "Ready", "status": "False"}, {"type": "Issuing", "status": "True"}])
+            )),
+            Some(Progressing)
+        );
+        assert_eq!(
+            cert(conditions(json!([{"type": "Ready", "status": "False"}]))),
+            Some(Degraded)
+        );
+        assert_eq!(cert(json!({})), Some(Progressing));
+        let issuer = |status: Value| with("cert-manager.io/v1", "ClusterIssuer", json!({}), status);
+        assert_eq!(
+            issuer(conditions(json!([{"type": "Ready", "status": "True"}]))),
+            Some(Healthy)
+        );
+        assert_eq!(
+            issuer(conditions(json!([{"type": "Ready", "status": "False"}]))),
+            Some(Degraded)
+        );
+
+        let hpa = |list: Value| {
+            with(
+                "autoscaling/v2",
+                "HorizontalPodAutoscaler",
+                json!({}),
+                conditions(list),
+            )
+        };
+        assert_eq!(
+            hpa(json!([{"type": "AbleToScale", "status": "True"}])),
+            Some(Healthy)
+        );
+        assert_eq!(
+            hpa(json!([{"type": "AbleToScale", "status": "True"},
+                       {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric"}])),
+            Some(Degraded)
+        );
+        assert_eq!(hpa(json!([])), Some(Progressing));
+
+        let pdb = |status: Value| with("policy/v1", "PodDisruptionBudget", json!({}), status);
+        assert_eq!(
+            pdb(json!({"currentHealthy": 3, "desiredHealthy": 2})),
+            Some(Healthy)
+        );
+        assert_eq!(
+            pdb(json!({"currentHealthy": 1, "desiredHealthy": 2})),
+            Some(Degraded)
+        );
+        assert_eq!(pdb(json!({})), Some(Progressing));
+
+        let cron = |spec: Value| with("batch/v1", "CronJob", spec, json!({}));
+        assert_eq!(cron(json!({"suspend": true})), Some(Suspended));
+        assert_eq!(cron(json!({"schedule": "* * * * *"})), Some(Healthy));
+    }
+
+    #[test]
+    fn a_users_rule_wins_over_the_built_in_check() {
+        let data = [(
+            "batch_CronJob".to_string(),
+            "- when: 'spec.schedule == \"@never\"'\n  status: Degraded\n  message: never runs\n- status: Healthy\n".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let rules = HealthRules::parse(&data);
+        let cron = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "x"},
+                          "spec": {"schedule": "@never"}});
+        let health = health_of(&cron, &rules).unwrap();
+        assert_eq!(
+            (health.status, health.message.as_deref()),
+            (Degraded, Some("never runs"))
+        );
+    }
+
+    #[test]
     fn g8_rollouts_and_applications() {
         let rollout = |phase: &str, observed: &str| {
             json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
@@ -578,7 +741,7 @@ mod tests {
         assert_eq!(code(rollout("Progressing", "3")), Some(Progressing));
         assert_eq!(code(rollout("Healthy", "2")), Some(Progressing));
         assert_eq!(
-            health_of(&rollout("Degraded", "3"))
+            health_of(&rollout("Degraded", "3"), &HealthRules::default())
                 .unwrap()
                 .message
                 .as_deref(),

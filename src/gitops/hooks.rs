@@ -276,7 +276,7 @@ pub enum HookProgress {
 
 /// Argo CD's rule: a Pod by its phase; any other kind by its health (Healthy succeeded, Degraded
 /// failed, anything else running); a kind without health succeeds once created.
-pub fn progress(live: &Value) -> HookProgress {
+pub fn progress(live: &Value, rules: &super::health_rules::HealthRules) -> HookProgress {
     if str_at(live, "/kind") == Some("Pod") && str_at(live, "/apiVersion") == Some("v1") {
         let message = str_at(live, "/status/message")
             .unwrap_or_default()
@@ -287,7 +287,7 @@ pub fn progress(live: &Value) -> HookProgress {
             _ => HookProgress::Running(message),
         };
     }
-    match super::health::health_of(live) {
+    match super::health::health_of(live, rules) {
         None => HookProgress::Succeeded,
         Some(health) => {
             let message = health.message.unwrap_or_default();
@@ -415,20 +415,34 @@ mod tests {
     fn progress_of_pods_jobs_and_kinds_without_health() {
         let pod =
             |phase: &str| json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": phase}});
-        assert_eq!(progress(&pod("Succeeded")), HookProgress::Succeeded);
-        assert!(matches!(progress(&pod("Failed")), HookProgress::Failed(_)));
+        assert_eq!(
+            progress(&pod("Succeeded"), &Default::default()),
+            HookProgress::Succeeded
+        );
         assert!(matches!(
-            progress(&pod("Running")),
+            progress(&pod("Failed"), &Default::default()),
+            HookProgress::Failed(_)
+        ));
+        assert!(matches!(
+            progress(&pod("Running"), &Default::default()),
             HookProgress::Running(_)
         ));
         let job = |condition: &str| {
             json!({"apiVersion": "batch/v1", "kind": "Job",
                    "status": {"conditions": [{"type": condition, "status": "True", "message": "boom"}]}})
         };
-        assert_eq!(progress(&job("Complete")), HookProgress::Succeeded);
-        assert!(matches!(progress(&job("Failed")), HookProgress::Failed(m) if m.contains("boom")));
+        assert_eq!(
+            progress(&job("Complete"), &Default::default()),
+            HookProgress::Succeeded
+        );
+        assert!(
+            matches!(progress(&job("Failed"), &Default::default()), HookProgress::Failed(m) if m.contains("boom"))
+        );
         let config_map =
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
-        assert_eq!(progress(&config_map), HookProgress::Succeeded);
+        assert_eq!(
+            progress(&config_map, &Default::default()),
+            HookProgress::Succeeded
+        );
     }
 }

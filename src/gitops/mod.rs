@@ -13,6 +13,7 @@ mod diff_property_tests;
 pub mod engine_fields;
 pub mod events;
 pub mod health;
+pub mod health_rules;
 pub mod hooks;
 pub mod ignore;
 pub mod impersonation;

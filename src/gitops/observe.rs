@@ -19,6 +19,7 @@ use thiserror::Error;
 use super::chart::{ChartCache, ChartLocation};
 use super::credentials::{CredentialScope, ScopedSecrets};
 use super::engine_fields::carry_over_engine_fields;
+use super::health_rules::HealthRulesSource;
 use super::hooks;
 use super::impersonation::SyncIdentity;
 use super::kinds::{KindResolver, kinds_defined_by_crds};
@@ -80,6 +81,8 @@ pub struct Reader {
     pub charts: ChartCache,
     /// `--git-allow-insecure-http`: plain http:// chart repositories off the loopback too.
     pub allow_insecure_http: bool,
+    /// The users' health rules (the `sluice-health` ConfigMap).
+    pub health_rules: HealthRulesSource,
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -254,6 +257,7 @@ impl Reader {
             invalid_spec: None,
             sync_identity,
             sync_windows: project.spec.sync_windows.clone(),
+            health_rules: self.health_rules.current(),
         })
     }
 

@@ -103,6 +103,8 @@ pub struct Observed {
     pub sync_identity: SyncIdentity,
     /// The sync windows of the Application's project.
     pub sync_windows: Vec<crate::api::project::SyncWindow>,
+    /// The users' health rules (`sluice-health`).
+    pub health_rules: std::sync::Arc<super::health_rules::HealthRules>,
 }
 
 impl Observed {
@@ -132,6 +134,7 @@ impl Observed {
             invalid_spec: Some(message),
             sync_identity,
             sync_windows: Vec::new(),
+            health_rules: std::sync::Arc::default(),
         }
     }
 }
@@ -601,6 +604,7 @@ fn record_comparison(
                 &obs.live,
                 &obs.tracked,
                 &spec.ignore_differences,
+                &obs.health_rules,
             );
             status.sync = Some(SyncStatus {
                 status: comparison.sync_status,
@@ -1039,7 +1043,13 @@ fn sync_task(
 /// `ApplyOutOfSyncOnly=true`: the objects of `apply` that are missing or differ from their live
 /// copy (as the comparison judges them, `ignoreDifferences` included).
 fn out_of_sync_only(obs: &Observed, apply: Vec<Value>) -> Vec<Value> {
-    let comparison = compare(&apply, &obs.live, &[], &obs.app.spec.ignore_differences);
+    let comparison = compare(
+        &apply,
+        &obs.live,
+        &[],
+        &obs.app.spec.ignore_differences,
+        &obs.health_rules,
+    );
     let synced: BTreeSet<ResourceKey> = comparison
         .resources
         .iter()

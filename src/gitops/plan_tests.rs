@@ -67,6 +67,7 @@ fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
         invalid_spec: None,
         sync_identity: SyncIdentity::Controller,
         sync_windows: Vec::new(),
+        health_rules: std::sync::Arc::default(),
     }
 }
 

@@ -218,6 +218,12 @@ pub const GITOPS: &[Need] = &[
         &["list", "watch"],
         "src/gitops/controller.rs: watcher(Secret) labelled sluice.dev/secret-type (repository credentials); src/revert/controller.rs: list for the push",
     ),
+    need(
+        "",
+        "configmaps",
+        &["list", "watch"],
+        "src/gitops/controller.rs: watcher(ConfigMap sluice-health) of the control namespace (health rules)",
+    ),
 ];
 
 /// The GitOps core's own calls under sync impersonation (`gitops.syncImpersonation`, the default):

@@ -173,6 +173,11 @@ cluster admin, read access and `impersonate` (syncImpersonation) or the kinds th
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["list", "watch"]
+# The users' health rules: a watch of the ConfigMap sluice-health of the control namespace
+# (src/gitops/health_rules.rs).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch"]
 {{- if .Values.gitops.syncImpersonation }}
 # Reads only, as the controller: the watch caches of the kinds Applications deploy (src/gitops/live.rs),
 # kind discovery, and the health and CRD reads between sync waves (src/gitops/apply.rs).

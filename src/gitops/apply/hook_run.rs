@@ -214,7 +214,7 @@ impl Applier<'_> {
                         "{phase:?} hook {key} was deleted before it completed"
                     ));
                 };
-                let progress = hooks::progress(&live);
+                let progress = hooks::progress(&live, &self.health_rules.current());
                 if let HookProgress::Running(why) = &progress {
                     running.get_or_insert_with(|| {
                         format!(
