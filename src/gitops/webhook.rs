@@ -1,17 +1,14 @@
-//! Git push webhooks (SCENARIOS G2): `POST /api/webhook` on `--webhook-addr` takes GitHub and GitLab
-//! push events and refreshes at once the Applications whose `repoURL` is the pushed repository
-//! (compared without scheme, user, port, `.git` suffix and trailing slash, as Argo CD does).
+//! Git push webhooks (SCENARIOS G2): `POST /api/webhook` on `--webhook-addr` takes the push events of
+//! GitHub, GitLab, Gitea/Forgejo, Bitbucket Cloud and Server, and Azure DevOps, and refreshes at once
+//! the Applications whose `repoURL` is the pushed repository (compared without scheme, user, port,
+//! `.git` suffix and trailing slash, as Argo CD does).
 //!
-//! Authentication, configured by environment variables (in a pod, set them from a Secret with
-//! `valueFrom.secretKeyRef`):
-//! - `SLUICE_WEBHOOK_GITHUB_SECRET`: GitHub's webhook secret; events must carry a valid
-//!   `X-Hub-Signature-256` (HMAC-SHA256 of the body).
-//! - `SLUICE_WEBHOOK_GITLAB_SECRET`: GitLab's secret token; events must carry it in `X-Gitlab-Token`.
-//!
-//! The provider a request claims (its event header) is never trusted on its own: the request is
-//! verified with that provider's secret, and a provider whose variable is unset or empty is refused
-//! with 403, unless the controller runs with `--webhook-insecure` (then its events are taken
-//! unverified: a push only triggers a refresh, the revision still comes from Git).
+//! Authentication ([`push`]), one environment variable per provider (in a pod, set them from a
+//! Secret with `valueFrom.secretKeyRef`). The provider a request claims (its headers) is never
+//! trusted on its own: the request is verified with that provider's secret, and a provider whose
+//! variable is unset or empty is refused with 403, unless the controller runs with
+//! `--webhook-insecure` (then its events are taken unverified: a push only triggers a refresh, the
+//! revision still comes from Git).
 //!
 //! Bounds: a body over [`MAX_BODY_BYTES`] gets 413; a request not handled within
 //! [`REQUEST_TIMEOUT`] gets 408; a connection lives at most [`CONNECTION_LIFETIME`] (headers that
@@ -37,17 +34,18 @@ use futures::channel::mpsc::UnboundedSender;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::Value;
-use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::api::application::Application;
 
-/// Environment variable holding the GitHub webhook secret.
-pub const GITHUB_SECRET_ENV: &str = "SLUICE_WEBHOOK_GITHUB_SECRET";
-/// Environment variable holding the GitLab secret token.
-pub const GITLAB_SECRET_ENV: &str = "SLUICE_WEBHOOK_GITLAB_SECRET";
+mod push;
+pub use push::{
+    AZURE_DEVOPS_PASSWORD_ENV, AZURE_DEVOPS_USERNAME_ENV, BITBUCKET_SERVER_SECRET_ENV,
+    BITBUCKET_UUID_ENV, GITEA_SECRET_ENV, GITHUB_SECRET_ENV, GITLAB_SECRET_ENV, Provider,
+    PushEvent, WebhookError, WebhookSecrets, parse_push,
+};
+
 /// The webhook's path.
 pub const WEBHOOK_PATH: &str = "/api/webhook";
 /// The largest body taken (GitHub caps its payloads at 25 MB, but a push of a few commits is a few
@@ -59,255 +57,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// Pushes of one repository start at most one fetch per this interval.
 pub const PUSH_DEBOUNCE: Duration = Duration::from_secs(3);
-
-/// The configured secrets; a provider without one is refused unless `insecure`.
-#[derive(Clone, Default)]
-pub struct WebhookSecrets {
-    pub github: Option<String>,
-    pub gitlab: Option<String>,
-    /// `--webhook-insecure`: take the events of a provider without a secret unverified.
-    pub insecure: bool,
-}
-
-impl std::fmt::Debug for WebhookSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSecrets")
-            .field("github", &self.github.as_ref().map(|_| "<set>"))
-            .field("gitlab", &self.gitlab.as_ref().map(|_| "<set>"))
-            .field("insecure", &self.insecure)
-            .finish()
-    }
-}
-
-impl WebhookSecrets {
-    /// Reads [`GITHUB_SECRET_ENV`] and [`GITLAB_SECRET_ENV`]; `insecure` is `--webhook-insecure`.
-    pub fn from_env(insecure: bool) -> Self {
-        let read = |key: &str| std::env::var(key).ok().filter(|s| !s.is_empty());
-        Self {
-            github: read(GITHUB_SECRET_ENV),
-            gitlab: read(GITLAB_SECRET_ENV),
-            insecure,
-        }
-    }
-
-    /// The secret of `provider`; `Ok(None)` when it has none and unverified events are allowed.
-    fn of(&self, provider: Provider) -> Result<Option<&str>, WebhookError> {
-        let secret = match provider {
-            Provider::GitHub => self.github.as_deref(),
-            Provider::GitLab => self.gitlab.as_deref(),
-        };
-        match secret {
-            Some(secret) => Ok(Some(secret)),
-            None if self.insecure => Ok(None),
-            None => Err(WebhookError::NotConfigured(provider)),
-        }
-    }
-}
-
-/// The sender a request claims to come from (by its event header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Provider {
-    GitHub,
-    GitLab,
-}
-
-impl Provider {
-    fn secret_env(self) -> &'static str {
-        match self {
-            Self::GitHub => GITHUB_SECRET_ENV,
-            Self::GitLab => GITLAB_SECRET_ENV,
-        }
-    }
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::GitHub => "GitHub",
-            Self::GitLab => "GitLab",
-        })
-    }
-}
-
-/// Why a webhook request was refused.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum WebhookError {
-    #[error("signature check failed: {0}")]
-    Unauthorized(&'static str),
-    #[error(
-        "{0} events are refused: no secret is configured for them (set {env}, or run with --webhook-insecure)",
-        env = .0.secret_env()
-    )]
-    NotConfigured(Provider),
-    #[error("{0}")]
-    BadRequest(String),
-}
-
-impl WebhookError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::NotConfigured(_) => StatusCode::FORBIDDEN,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// A push to a repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PushEvent {
-    /// Every URL the payload gives for the repository.
-    pub repo_urls: Vec<String>,
-    /// The pushed ref, e.g. `refs/heads/main`.
-    pub git_ref: Option<String>,
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Verifies and parses a webhook request; `Ok(None)` for events that are not pushes (e.g. `ping`).
-pub fn parse_push(
-    headers: &HeaderMap,
-    body: &[u8],
-    secrets: &WebhookSecrets,
-) -> Result<Option<PushEvent>, WebhookError> {
-    if let Some(event) = header(headers, "x-github-event") {
-        if let Some(secret) = secrets.of(Provider::GitHub)? {
-            verify_github(header(headers, "x-hub-signature-256"), body, secret)?;
-        }
-        if event != "push" {
-            return Ok(None);
-        }
-        let payload = json_payload(body)?;
-        let urls = urls_at(
-            &payload,
-            "/repository",
-            &[
-                "html_url",
-                "clone_url",
-                "ssh_url",
-                "git_url",
-                "url",
-                "svn_url",
-            ],
-        );
-        return Ok(Some(push(urls, &payload)));
-    }
-    if let Some(event) = header(headers, "x-gitlab-event") {
-        if let Some(secret) = secrets.of(Provider::GitLab)? {
-            let token = header(headers, "x-gitlab-token")
-                .ok_or(WebhookError::Unauthorized("X-Gitlab-Token is missing"))?;
-            if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
-                return Err(WebhookError::Unauthorized("X-Gitlab-Token does not match"));
-            }
-        }
-        if !matches!(event, "Push Hook" | "Tag Push Hook") {
-            return Ok(None);
-        }
-        let payload = json_payload(body)?;
-        let mut urls = urls_at(
-            &payload,
-            "/project",
-            &[
-                "web_url",
-                "git_http_url",
-                "git_ssh_url",
-                "http_url",
-                "ssh_url",
-            ],
-        );
-        urls.extend(urls_at(
-            &payload,
-            "/repository",
-            &["url", "homepage", "git_http_url", "git_ssh_url"],
-        ));
-        return Ok(Some(push(urls, &payload)));
-    }
-    Err(WebhookError::BadRequest(
-        "not a GitHub or GitLab event (no X-GitHub-Event or X-Gitlab-Event header)".into(),
-    ))
-}
-
-fn push(repo_urls: Vec<String>, payload: &Value) -> PushEvent {
-    PushEvent {
-        repo_urls,
-        git_ref: payload.get("ref").and_then(Value::as_str).map(String::from),
-    }
-}
-
-fn urls_at(payload: &Value, pointer: &str, keys: &[&str]) -> Vec<String> {
-    let Some(object) = payload.pointer(pointer) else {
-        return Vec::new();
-    };
-    keys.iter()
-        .filter_map(|k| object.get(*k).and_then(Value::as_str))
-        .filter(|u| !u.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// The JSON payload: the body, or GitHub's form encoding `payload=<url-encoded JSON>`.
-fn json_payload(body: &[u8]) -> Result<Value, WebhookError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| WebhookError::BadRequest("the body is not UTF-8".into()))?;
-    let json = match text.strip_prefix("payload=") {
-        Some(encoded) => percent_decode(encoded)
-            .ok_or_else(|| WebhookError::BadRequest("bad form encoding".into()))?,
-        None => text.to_string(),
-    };
-    serde_json::from_str(&json)
-        .map_err(|e| WebhookError::BadRequest(format!("the payload is not JSON: {e}")))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(text.len());
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-fn verify_github(signature: Option<&str>, body: &[u8], secret: &str) -> Result<(), WebhookError> {
-    let signature =
-        signature.ok_or(WebhookError::Unauthorized("X-Hub-Signature-256 is missing"))?;
-    let hex = signature
-        .strip_prefix("sha256=")
-        .ok_or(WebhookError::Unauthorized(
-            "X-Hub-Signature-256 is not sha256=<hex>",
-        ))?;
-    let tag = decode_hex(hex).ok_or(WebhookError::Unauthorized(
-        "X-Hub-Signature-256 is not hexadecimal",
-    ))?;
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    ring::hmac::verify(&key, body, &tag)
-        .map_err(|_| WebhookError::Unauthorized("X-Hub-Signature-256 does not match the body"))
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// A repository URL reduced to `host/path`, lower-case: scheme, user, port, `www.`, trailing
 /// slash and `.git` removed, scp syntax (`git@host:org/repo`) read as a path.
@@ -490,16 +239,13 @@ async fn within_request_timeout(request: Request, next: Next) -> Response {
 
 /// Serves the webhook on `addr` until the future is dropped.
 pub async fn serve(addr: SocketAddr, state: WebhookState) -> std::io::Result<()> {
-    let unverified: Vec<String> = [Provider::GitHub, Provider::GitLab]
-        .into_iter()
-        .filter(|p| !matches!(state.secrets.of(*p), Ok(Some(_))))
-        .map(|p| p.to_string())
-        .collect();
+    let unverified = state.secrets.unconfigured();
     if !unverified.is_empty() {
+        let unverified: Vec<String> = unverified.iter().map(|p| p.to_string()).collect();
         if state.secrets.insecure {
             tracing::warn!(providers = ?unverified, "--webhook-insecure: webhook events of these providers are accepted unverified");
         } else {
-            tracing::info!(providers = ?unverified, "webhook events of these providers are refused (no secret: set {GITHUB_SECRET_ENV} / {GITLAB_SECRET_ENV})");
+            tracing::info!(providers = ?unverified, "webhook events of these providers are refused (no secret configured for them)");
         }
     }
     let listener = TcpListener::bind(addr).await?;

@@ -23,6 +23,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEBUG_LOG: &str = "info,sluice=debug";
 /// The GitHub webhook secret the harness's controllers are started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+/// The Bitbucket Cloud webhook UUID the test controllers accept.
+pub const BITBUCKET_HOOK_UUID: &str = "{5e8c1f0a-0000-4000-8000-00000000e2e0}";
+/// The user Azure DevOps service hooks authenticate as (password: [`WEBHOOK_SECRET`]).
+pub const AZURE_DEVOPS_USER: &str = "e2e-hook";
 
 /// A bare repository under `$GIT_ROOT`, served at `$GIT_BASE_URL/NAME.git`.
 pub struct GitRepo {
@@ -316,7 +320,7 @@ pub fn controller_log_path(namespace: &str, metrics_port: u16) -> std::path::Pat
     std::env::temp_dir().join(format!("sluice-gitops-e2e-{namespace}-{metrics_port}.log"))
 }
 
-fn github_signature(body: &str) -> String {
+pub fn github_signature(body: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
     let tag = ring::hmac::sign(&key, body.as_bytes());
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -400,6 +404,11 @@ pub fn start_scoped_controller(
         .env("PATH", env.get("PATH"))
         .env("SLUICE_GIT_CACHE_DIR", cache)
         .env("SLUICE_WEBHOOK_GITHUB_SECRET", WEBHOOK_SECRET)
+        .env("SLUICE_WEBHOOK_GITEA_SECRET", WEBHOOK_SECRET)
+        .env("SLUICE_WEBHOOK_BITBUCKET_SERVER_SECRET", WEBHOOK_SECRET)
+        .env("SLUICE_WEBHOOK_BITBUCKET_UUID", BITBUCKET_HOOK_UUID)
+        .env("SLUICE_WEBHOOK_AZURE_DEVOPS_USERNAME", AZURE_DEVOPS_USER)
+        .env("SLUICE_WEBHOOK_AZURE_DEVOPS_PASSWORD", WEBHOOK_SECRET)
         .env("PROMETHEUS_URL", env.get("PROMETHEUS_URL"))
         .env("RUST_LOG", log_filter)
         .env_remove("POD_NAMESPACE");
