@@ -194,3 +194,141 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
     assert!(get.contains("Last Operation:     Succeeded"), "{get}");
     h.ns.delete().await;
 }
+
+/// `app create`, `wait`, `set`, `sync --revision` and `delete` (with and without `--cascade`)
+/// through the real kubectl, carried out by a real controller.
+#[tokio::test]
+async fn app_create_wait_set_and_delete_manage_an_application_end_to_end() {
+    let h = GitopsHarness::start("plug-appmanage", "2s").await;
+    let repo = GitRepo::create(&h.env, "plugin-manage");
+    let first = repo.commit(
+        "v1",
+        &[("app/config.yaml", Some(&config_map("config", "1")))],
+    );
+    let second = repo.commit(
+        "v2",
+        &[("app/config.yaml", Some(&config_map("config", "2")))],
+    );
+    let ns = h.ns.name.clone();
+    let env = E2eEnv::load();
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (env, ns) = (&env, ns.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl_sluice(env, Some(&ns), &args).await
+        }
+    };
+
+    let created = run(&[
+        "app",
+        "create",
+        "shop",
+        "--repo",
+        &repo.url,
+        "--path",
+        "app",
+        "--revision",
+        &first,
+        "--dest-namespace",
+        &ns,
+        "--sync-policy",
+        "automated",
+    ])
+    .await
+    .expect_code(0)
+    .stdout;
+    assert_eq!(created.trim(), "application 'shop' created");
+    let waited = run(&["app", "wait", "shop", "--timeout", "90s"])
+        .await
+        .expect_code(0)
+        .stdout;
+    assert_eq!(waited.trim(), "application 'shop': Synced, Healthy");
+    assert_eq!(h.config_value("config").await.as_deref(), Some("1"));
+
+    // `set`: follow the branch; the automated sync takes the new commit.
+    run(&[
+        "app",
+        "set",
+        "shop",
+        "--revision",
+        "main",
+        "--sync-policy",
+        "none",
+    ])
+    .await
+    .expect_code(0);
+    h.wait_app("shop", "compared at main without automation", |a| {
+        !a.spec.is_automated()
+            && a.status
+                .as_ref()
+                .and_then(|s| s.sync.as_ref())
+                .and_then(|s| s.revision.as_deref())
+                == Some(second.as_str())
+    })
+    .await;
+    run(&["app", "set", "shop"])
+        .await
+        .expect_one_line_error("nothing to set");
+    // A sync of an older commit than the branch's, as asked.
+    run(&[
+        "app",
+        "sync",
+        "shop",
+        "--revision",
+        &first,
+        "--timeout",
+        "90s",
+    ])
+    .await
+    .expect_code(0);
+    assert_eq!(h.config_value("config").await.as_deref(), Some("1"));
+    run(&["app", "sync", "shop", "--timeout", "90s"])
+        .await
+        .expect_code(0);
+    run(&["app", "wait", "shop", "--sync", "--timeout", "90s"])
+        .await
+        .expect_code(0);
+    assert_eq!(h.config_value("config").await.as_deref(), Some("2"));
+
+    // Without --cascade what it deployed stays; recreated from an Argo CD manifest, a cascading
+    // delete takes the ConfigMap with it.
+    run(&[
+        "app",
+        "delete",
+        "shop",
+        "--cascade=false",
+        "--timeout",
+        "60s",
+    ])
+    .await
+    .expect_code(0);
+    assert_eq!(h.config_value("config").await.as_deref(), Some("2"));
+    let manifest = tempfile::NamedTempFile::new().expect("manifest file");
+    std::fs::write(
+        manifest.path(),
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: shop\nspec:\n  source:\n    repoURL: {}\n    targetRevision: main\n    path: app\n  destination:\n    namespace: {ns}\n  syncPolicy:\n    automated: {{}}\n",
+            repo.url
+        ),
+    )
+    .expect("write manifest");
+    run(&[
+        "app",
+        "create",
+        "-f",
+        manifest.path().to_str().expect("utf-8"),
+    ])
+    .await
+    .expect_code(0);
+    run(&["app", "wait", "shop", "--timeout", "90s"])
+        .await
+        .expect_code(0);
+    run(&["app", "delete", "shop", "--timeout", "90s"])
+        .await
+        .expect_code(0);
+    assert_eq!(h.config_value("config").await, None, "cascaded");
+    run(&["app", "wait", "shop", "--timeout", "5s"])
+        .await
+        .expect_one_line_error("not found");
+}

@@ -223,6 +223,105 @@ pub enum AppCommand {
     History(AppNameArg),
     /// Sync an Application back to the revision of a history entry.
     Rollback(AppRollbackArgs),
+    /// Wait until an Application is synced, healthy and has no operation in progress.
+    Wait(AppWaitArgs),
+    /// Create an Application from flags, or from a manifest file (Argo CD's apiVersion is accepted).
+    Create(AppCreateArgs),
+    /// Change an Application's source, destination, project or sync policy.
+    Set(AppSetArgs),
+    /// Delete an Application; with --cascade (the default) what it deployed is deleted with it.
+    Delete(AppDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppWaitArgs {
+    /// Name of the Application.
+    pub name: String,
+    /// Wait for health Healthy (exit 1 as soon as it is Degraded).
+    #[arg(long)]
+    pub health: bool,
+    /// Wait for sync status Synced.
+    #[arg(long)]
+    pub sync: bool,
+    /// Wait until no operation is in progress.
+    #[arg(long)]
+    pub operation: bool,
+    /// Give up after this long, with exit code 2.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, default_value = "5m")]
+    pub timeout: Duration,
+}
+
+/// The source, destination and policy flags `app create` and `app set` share.
+#[derive(Debug, Default, Args)]
+pub struct AppSpecFlags {
+    /// The Git repository (or chart repository) URL.
+    #[arg(long = "repo", value_name = "URL")]
+    pub repo: Option<String>,
+    /// The directory of the repository holding the manifests.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// A Helm chart of the chart repository given by --repo.
+    #[arg(long, value_name = "CHART")]
+    pub chart: Option<String>,
+    /// The branch, tag, commit (or chart version) to follow.
+    #[arg(long, value_name = "REVISION")]
+    pub revision: Option<String>,
+    /// The namespace the objects go to.
+    #[arg(long = "dest-namespace", value_name = "NAMESPACE")]
+    pub dest_namespace: Option<String>,
+    /// The cluster the objects go to (only the cluster Sluice runs in).
+    #[arg(long = "dest-server", value_name = "URL")]
+    pub dest_server: Option<String>,
+    /// The AppProject.
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    /// `automated` (sync on every change) or `none` (sync on request).
+    #[arg(long = "sync-policy", value_name = "POLICY", value_parser = ["automated", "none", "manual"])]
+    pub sync_policy: Option<String>,
+    /// With --sync-policy automated: delete objects no longer in Git.
+    #[arg(long = "auto-prune")]
+    pub auto_prune: bool,
+    /// With --sync-policy automated: undo changes made to live objects.
+    #[arg(long = "self-heal")]
+    pub self_heal: bool,
+    /// A Helm parameter NAME=VALUE (repeatable).
+    #[arg(short = 'p', long = "helm-set", value_name = "NAME=VALUE")]
+    pub helm_set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AppCreateArgs {
+    /// Name of the Application (not with -f).
+    pub name: Option<String>,
+    /// A manifest file of one Application.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "name"
+    )]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: AppSpecFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct AppSetArgs {
+    /// Name of the Application.
+    pub name: String,
+    #[command(flatten)]
+    pub spec: AppSpecFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct AppDeleteArgs {
+    /// Name of the Application.
+    pub name: String,
+    /// Delete the objects the Application deployed with it (`--cascade=false` leaves them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub cascade: bool,
+    #[command(flatten)]
+    pub wait: OperationWait,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +351,9 @@ pub struct AppSyncArgs {
     /// Also delete live objects that are no longer in Git.
     #[arg(long)]
     pub prune: bool,
+    /// Sync this branch, tag or commit instead of `targetRevision`.
+    #[arg(long, value_name = "REVISION")]
+    pub revision: Option<String>,
     #[command(flatten)]
     pub wait: OperationWait,
 }

@@ -2,6 +2,7 @@
 //! are requests in the Application's top-level `operation` field, which the controller carries out
 //! and records in `status.operationState`; the commands wait for that outcome unless `--async`.
 
+pub mod manage;
 pub mod operation;
 pub mod render;
 
@@ -17,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
 use crate::api::application::{Application, OperationPhase};
-use crate::plugin::cli::{AppCommand, OperationWait};
+use crate::plugin::cli::{AppCommand, AppCreateArgs, OperationWait};
 use crate::plugin::client::{Kube, retry_on_conflict};
 use crate::plugin::control::FIELD_MANAGER;
 use crate::plugin::error::{EXIT_DEGRADED, EXIT_OK, EXIT_TIMEOUT, PluginError};
@@ -68,14 +69,206 @@ pub async fn run(
         }
         AppCommand::Sync(args) => {
             let user = username(kube).await;
-            let build = |app: &Application| operation::sync_request(app, args.prune, &user);
+            let revision = args.revision.as_deref();
+            let build =
+                |app: &Application| operation::sync_request(app, args.prune, revision, &user);
             request(kube, &args.name, build, "sync", args.wait, out, err).await
+        }
+        AppCommand::Wait(args) => {
+            let wanted = manage::WaitFor::new(args.health, args.sync, args.operation);
+            wait_until(kube, &args.name, wanted, args.timeout, out, err).await
+        }
+        AppCommand::Create(args) => create(kube, args, out).await,
+        AppCommand::Set(args) => {
+            let params = patch_params();
+            retry_on_conflict(|| async {
+                let app = get(kube, &args.name).await?;
+                let spec = manage::spec_patch(&args.spec, Some(&app))?;
+                if spec.as_object().is_some_and(|s| s.is_empty()) {
+                    return Err(PluginError::Invalid(
+                        "app set: nothing to set (give --repo, --path, --revision, --dest-namespace, --sync-policy, --helm-set, ...)"
+                            .into(),
+                    ));
+                }
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": app.metadata.resource_version},
+                    "spec": spec
+                });
+                kube.namespaced::<Application>()
+                    .patch(&args.name, &params, &Patch::Merge(patch))
+                    .await
+                    .map_err(|e| kube.error(e, "Application", &args.name, "update Application"))
+            })
+            .await?;
+            writeln!(out, "application '{}' updated", args.name)?;
+            Ok(EXIT_OK)
+        }
+        AppCommand::Delete(args) => {
+            delete(kube, &args.name, args.cascade, args.wait, out, err).await
         }
         AppCommand::Rollback(args) => {
             let user = username(kube).await;
             let build = |app: &Application| operation::rollback_request(app, args.id, &user);
             let what = format!("rollback to history entry {}", args.id);
             request(kube, &args.name, build, &what, args.wait, out, err).await
+        }
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    }
+}
+
+/// `app create`: from a manifest file, or from the flags.
+async fn create(kube: &Kube, args: AppCreateArgs, out: &mut dyn Write) -> Result<u8, PluginError> {
+    let app = match (&args.file, &args.name) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                PluginError::Invalid(format!("cannot read {}: {e}", file.display()))
+            })?;
+            manage::application_from_manifest(&text, &kube.namespace)?
+        }
+        (None, Some(name)) => manage::new_application(name, &kube.namespace, &args.spec)?,
+        (None, None) => {
+            return Err(PluginError::Invalid(
+                "app create: give the Application's name and flags, or -f FILE".into(),
+            ));
+        }
+    };
+    let app: Application = serde_json::from_value(app)
+        .map_err(|e| PluginError::Invalid(format!("not a valid Application: {e}")))?;
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let namespace = app
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| kube.namespace.clone());
+    Api::<Application>::namespaced(kube.client.clone(), &namespace)
+        .create(&PostParams::default(), &app)
+        .await
+        .map_err(|e| kube.error(e, "Application", &name, "create Application"))?;
+    writeln!(out, "application '{name}' created")?;
+    Ok(EXIT_OK)
+}
+
+/// `app delete`: the finalizers `--cascade` asks for, the delete, and unless `--async` the wait
+/// until the Application (and with it, for a cascade, what it deployed) is gone.
+async fn delete(
+    kube: &Kube,
+    name: &str,
+    cascade: bool,
+    wait: OperationWait,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, PluginError> {
+    let api = kube.namespaced::<Application>();
+    let params = patch_params();
+    let params = &params;
+    let api_ref = &api;
+    retry_on_conflict(|| async move {
+        let app = get(kube, name).await?;
+        let Some(finalizers) = manage::finalizers_for_delete(&app, cascade) else {
+            return Ok(());
+        };
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": app.metadata.resource_version, "finalizers": finalizers}
+        });
+        api_ref
+            .patch(name, params, &Patch::Merge(patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| kube.error(e, "Application", name, "set the Application's finalizers"))
+    })
+    .await?;
+    api.delete(name, &kube::api::DeleteParams::default())
+        .await
+        .map_err(|e| kube.error(e, "Application", name, "delete Application"))?;
+    writeln!(
+        out,
+        "application '{name}' deleted{}",
+        if cascade {
+            " (with what it deployed)"
+        } else {
+            " (what it deployed stays)"
+        }
+    )?;
+    if wait.no_wait {
+        return Ok(EXIT_OK);
+    }
+    let gone = tokio::time::timeout(wait.timeout, async {
+        loop {
+            match api.get_opt(name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(e) => return Err(kube.error(e, "Application", name, "read Application")),
+            }
+        }
+    })
+    .await;
+    match gone {
+        Ok(result) => result.map(|()| EXIT_OK),
+        Err(_) => {
+            writeln!(
+                err,
+                "error: timed out after {} waiting for Application {name:?} to be gone",
+                humantime::format_duration(wait.timeout)
+            )?;
+            Ok(EXIT_TIMEOUT)
+        }
+    }
+}
+
+/// `app wait`: watches the Application until what is waited for holds (exit 0), it is Degraded
+/// while health is waited for (exit 1), or the timeout (exit 2).
+async fn wait_until(
+    kube: &Kube,
+    name: &str,
+    wanted: manage::WaitFor,
+    timeout: Duration,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, PluginError> {
+    get(kube, name).await?;
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut apps = watcher(kube.namespaced::<Application>(), config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let mut last = String::from("not read yet");
+    let outcome = tokio::time::timeout(timeout, async {
+        while let Some(next) = apps.next().await {
+            let Ok(app) = next else { continue };
+            match manage::wait_state(&app, wanted) {
+                manage::WaitState::Waiting(now) => last = now,
+                done => return Some(done),
+            }
+        }
+        None
+    })
+    .await;
+    match outcome {
+        Ok(Some(manage::WaitState::Done(summary))) => {
+            writeln!(out, "application '{name}': {summary}")?;
+            Ok(EXIT_OK)
+        }
+        Ok(Some(manage::WaitState::Degraded(summary))) => {
+            writeln!(err, "error: application '{name}' is Degraded: {summary}")?;
+            Ok(EXIT_DEGRADED)
+        }
+        Ok(_) => Err(PluginError::Api {
+            action: format!("watch Application {name:?}"),
+            message: "the watch ended".to_string(),
+        }),
+        Err(_) => {
+            writeln!(
+                err,
+                "error: timed out after {} waiting for Application {name:?} (now {last})",
+                humantime::format_duration(timeout)
+            )?;
+            Ok(EXIT_TIMEOUT)
         }
     }
 }

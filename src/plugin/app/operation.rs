@@ -8,12 +8,20 @@ use serde_json::{Value, json};
 use crate::api::application::{Application, OperationPhase};
 use crate::plugin::error::PluginError;
 
-/// `operation.sync`, initiated by `username`.
-pub fn sync_request(app: &Application, prune: bool, username: &str) -> Result<Value, PluginError> {
+/// `operation.sync` (of `revision` instead of `targetRevision` when given), initiated by `username`.
+pub fn sync_request(
+    app: &Application,
+    prune: bool,
+    revision: Option<&str>,
+    username: &str,
+) -> Result<Value, PluginError> {
     refuse_if_busy(app)?;
     let mut sync = json!({});
     if prune {
         sync["prune"] = json!(true);
+    }
+    if let Some(revision) = revision.map(str::trim).filter(|r| !r.is_empty()) {
+        sync["revision"] = json!(revision);
     }
     Ok(request(app, json!({"sync": sync}), username))
 }
@@ -97,14 +105,16 @@ mod tests {
 
     #[test]
     fn sync_writes_argo_cds_operation_with_the_user() {
-        let patch = sync_request(&app(json!({})), true, "alice").unwrap();
+        let patch = sync_request(&app(json!({})), true, None, "alice").unwrap();
         assert_eq!(
             patch,
             json!({"metadata": {"resourceVersion": "7"},
                    "operation": {"sync": {"prune": true}, "initiatedBy": {"username": "alice"}}})
         );
-        let plain = sync_request(&app(json!({})), false, "alice").unwrap();
+        let plain = sync_request(&app(json!({})), false, None, "alice").unwrap();
         assert_eq!(plain["operation"]["sync"], json!({}));
+        let pinned = sync_request(&app(json!({})), false, Some("v1.2"), "alice").unwrap();
+        assert_eq!(pinned["operation"]["sync"], json!({"revision": "v1.2"}));
     }
 
     #[test]
@@ -121,7 +131,7 @@ mod tests {
     #[test]
     fn a_pending_operation_blocks_another() {
         let busy = app(json!({"operation": {"sync": {}}}));
-        let err = sync_request(&busy, false, "alice").unwrap_err();
+        let err = sync_request(&busy, false, None, "alice").unwrap_err();
         assert_eq!(
             err.to_string(),
             "another operation is already in progress for Application \"shop\""
