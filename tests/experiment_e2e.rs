@@ -107,13 +107,18 @@ async fn wait_experiment(
 #[tokio::test]
 async fn an_experiment_runs_baseline_and_canary_for_its_duration_then_succeeds_and_scales_down() {
     let h = Harness::start("exp-run").await;
+    // The canary template also asks for a Service (Argo's templates[].service).
+    let mut canary_with_service = template("canary", "canary", 2, "example/web:2.0");
+    canary_with_service["template"]["spec"]["containers"][0]["ports"] =
+        json!([{"name": "http", "containerPort": 8080}]);
+    canary_with_service["service"] = json!({});
     h.create(
         &experiments(&h),
         json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Experiment",
                "metadata": {"name": "compare"},
                "spec": {"duration": "8s", "scaleDownDelaySeconds": 2, "templates": [
                    template("baseline", "baseline", 1, "example/web:1.0"),
-                   template("canary", "canary", 2, "example/web:2.0")]}}),
+                   canary_with_service]}}),
     )
     .await;
 
@@ -131,6 +136,26 @@ async fn an_experiment_runs_baseline_and_canary_for_its_duration_then_succeeds_a
         template_replica_sets(&h, "compare").await,
         vec![("baseline".to_string(), 1, 1), ("canary".to_string(), 2, 2)],
         "both templates run at their replicas while Running"
+    );
+    let canary_hash = running
+        .status
+        .as_ref()
+        .and_then(|s| s.template_statuses.iter().find(|t| t.name == "canary"))
+        .and_then(|t| t.pod_template_hash.clone())
+        .expect("the canary template's hash");
+    let service = wait_for("the canary template's Service", TIMEOUT, || async {
+        h.services().get("compare-canary").await.ok()
+    })
+    .await;
+    let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+    assert_eq!(
+        selector.get("rollouts-pod-template-hash"),
+        Some(&canary_hash)
+    );
+    assert_eq!(selector.get("role").map(String::as_str), Some("canary"));
+    assert!(
+        h.services().get("compare-baseline").await.is_err(),
+        "no Service for a template without `service`"
     );
     let plugin = kubectl_sluice(
         &E2eEnv::load(),
@@ -168,6 +193,14 @@ async fn an_experiment_runs_baseline_and_canary_for_its_duration_then_succeeds_a
     wait_for("both templates scaled to 0", TIMEOUT, || async {
         let rs = template_replica_sets(&h, "compare").await;
         (rs.len() == 2 && rs.iter().all(|(_, spec, _)| *spec == 0)).then_some(())
+    })
+    .await;
+    wait_for("the canary template's Service deleted", TIMEOUT, || async {
+        h.services()
+            .get("compare-canary")
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
     assert_eq!(

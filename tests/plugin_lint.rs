@@ -133,7 +133,7 @@ fn reserved_pod_metadata_is_reported_at_its_field() {
 }
 
 #[test]
-fn an_experiment_is_linted_with_its_unimplemented_fields_and_duration() {
+fn an_experiment_is_linted_for_unknown_fields_and_its_duration() {
     let text = "\
 apiVersion: sluice.dev/v1alpha1
 kind: Experiment
@@ -148,8 +148,7 @@ spec:
       template:
         metadata:
           labels: {app: web}
-      service:
-        name: canary-svc
+      serviceName: canary-svc
 ";
     let report = lint(text);
     assert_eq!(report.checked, 1, "{report:?}");
@@ -165,9 +164,7 @@ spec:
         found[1],
         (
             14,
-            "spec.templates[0].service is not supported by Sluice (an Argo field it does not \
-             implement)"
-                .to_string()
+            "spec.templates[0].serviceName: unknown field".to_string()
         )
     );
 }

@@ -594,10 +594,9 @@ pub struct RolloutExperimentTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
     pub weight: Option<serde_json::Value>,
-    /// Argo's `service`: kept as written, not implemented (the Rollout is `InvalidSpec`).
+    /// A Service for the template's pods, created by the Experiment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub service: Option<serde_json::Value>,
+    pub service: Option<super::experiment::TemplateService>,
 }
 
 /// `steps[].experiment.analyses[]` (Argo's `RolloutExperimentStepAnalysisTemplateRef`).

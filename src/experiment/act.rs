@@ -6,16 +6,21 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    ObjectReference, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::api::analysis::{AnalysisRun, AnalysisRunSpec};
-use crate::api::experiment::{EXPERIMENT_NAME_ANNOTATION, Experiment, TEMPLATE_NAME_ANNOTATION};
+use crate::api::experiment::{
+    EXPERIMENT_NAME_ANNOTATION, Experiment, ExperimentTemplate, TEMPLATE_NAME_ANNOTATION,
+};
 use crate::api::rollout::POD_TEMPLATE_HASH_LABEL;
 use crate::experiment::plan::{Action, Plan, run_labels};
 use crate::experiment::{EXPERIMENT_LABEL, FIELD_MANAGER};
@@ -130,6 +135,26 @@ impl Actor<'_> {
                 self.merge::<AnalysisRun>(name, patch, "terminating AnalysisRun")
                     .await
             }
+            Action::CreateService {
+                template,
+                name,
+                hash,
+            } => {
+                let service = self.service(template, name, hash)?;
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PostParams::default()
+                };
+                ignore(self.api::<Service>().create(&params, &service).await, 409)
+                    .map_err(Self::kube_err(format!("creating Service {name}")))
+            }
+            Action::DeleteService { name } => ignore(
+                self.api::<Service>()
+                    .delete(name, &DeleteParams::default())
+                    .await,
+                404,
+            )
+            .map_err(Self::kube_err(format!("deleting Service {name}"))),
             Action::RecordEvent {
                 warning,
                 reason,
@@ -176,13 +201,7 @@ impl Actor<'_> {
         hash: &str,
         replicas: i32,
     ) -> Result<ReplicaSet, ActError> {
-        let spec = self
-            .experiment
-            .spec
-            .templates
-            .iter()
-            .find(|t| t.name == template)
-            .ok_or_else(|| ActError::NoTemplate(template.to_string()))?;
+        let spec = self.template(template)?;
         let mut pods: PodTemplateSpec = spec.template.clone();
         let labels = pods
             .metadata
@@ -201,13 +220,7 @@ impl Actor<'_> {
                 name: Some(name.to_string()),
                 namespace: self.experiment.namespace(),
                 labels: Some(labels),
-                annotations: Some(BTreeMap::from([
-                    (
-                        EXPERIMENT_NAME_ANNOTATION.to_string(),
-                        self.experiment.name_any(),
-                    ),
-                    (TEMPLATE_NAME_ANNOTATION.to_string(), template.to_string()),
-                ])),
+                annotations: Some(self.template_annotations(template)),
                 owner_references: Some(vec![self.owner()?]),
                 ..ObjectMeta::default()
             },
@@ -219,6 +232,68 @@ impl Actor<'_> {
             }),
             status: None,
         })
+    }
+
+    /// A template's Service (Argo's `CreateService`): selecting the ReplicaSet's labels (the hash
+    /// included), one port per container port.
+    fn service(&self, template: &str, name: &str, hash: &str) -> Result<Service, ActError> {
+        let spec = self.template(template)?;
+        let mut selector = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        selector.insert(POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
+        let ports: Vec<ServicePort> = spec
+            .template
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                protocol: p.protocol.clone(),
+                port: p.container_port,
+                target_port: Some(IntOrString::Int(p.container_port)),
+                ..ServicePort::default()
+            })
+            .collect();
+        Ok(Service {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: self.experiment.namespace(),
+                annotations: Some(self.template_annotations(template)),
+                owner_references: Some(vec![self.owner()?]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                selector: Some(selector),
+                ports: Some(ports),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        })
+    }
+
+    fn template(&self, template: &str) -> Result<&ExperimentTemplate, ActError> {
+        self.experiment
+            .spec
+            .templates
+            .iter()
+            .find(|t| t.name == template)
+            .ok_or_else(|| ActError::NoTemplate(template.to_string()))
+    }
+
+    /// Argo's annotations naming the Experiment and the template.
+    fn template_annotations(&self, template: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                EXPERIMENT_NAME_ANNOTATION.to_string(),
+                self.experiment.name_any(),
+            ),
+            (TEMPLATE_NAME_ANNOTATION.to_string(), template.to_string()),
+        ])
     }
 
     fn analysis_run(&self, name: &str, spec: &AnalysisRunSpec) -> Result<AnalysisRun, ActError> {

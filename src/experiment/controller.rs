@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -18,7 +19,7 @@ use crate::api::analysis::AnalysisRun;
 use crate::api::experiment::Experiment;
 use crate::api::rollout::POD_TEMPLATE_HASH_LABEL;
 use crate::experiment::act::{ActError, Actor};
-use crate::experiment::observe::{observe, template_references};
+use crate::experiment::observe::{Reads, observe, template_references};
 use crate::experiment::plan::plan;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -46,6 +47,7 @@ struct Context {
     recorder: Recorder,
     replica_sets: Store<ReplicaSet>,
     analysis_runs: Store<AnalysisRun>,
+    services: Store<Service>,
     templates: TemplateStores,
 }
 
@@ -93,6 +95,17 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
+    let (services, svc_writer) = reflector::store();
+    let svc_stream = reflector::reflector(
+        svc_writer,
+        watcher(
+            scoped::<Service>(&client, namespace.as_deref()),
+            config.clone(),
+        )
+        .modify(|svc| svc.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
     let (templates, template_stream, cluster_template_stream) =
         TemplateStores::watch(&client, namespace.as_deref(), &readiness);
     let (store, changed) = readiness.watch(
@@ -116,6 +129,7 @@ pub async fn run(
         client,
         replica_sets,
         analysis_runs,
+        services,
         templates,
     });
     // Template changes matter only before a run exists (then it has its own copy); the resync and
@@ -125,6 +139,7 @@ pub async fn run(
     Controller::for_stream(changed, store)
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
+        .owns_stream(svc_stream)
         .run(
             guard.reconcile(reconcile),
             guard.error_policy(error_policy),
@@ -176,13 +191,19 @@ async fn reconcile(
         .filter(|run| controls(run.as_ref(), experiment.as_ref()))
         .map(|run| run.as_ref().clone())
         .collect();
-    let observed = observe(
-        &experiment,
-        &replica_sets,
-        &runs,
-        found,
-        jiff::Timestamp::now(),
-    );
+    let services: Vec<Service> = ctx
+        .services
+        .state()
+        .iter()
+        .filter(|svc| controls(svc.as_ref(), experiment.as_ref()))
+        .map(|svc| svc.as_ref().clone())
+        .collect();
+    let reads = Reads {
+        replica_sets: &replica_sets,
+        analysis_runs: &runs,
+        services: &services,
+    };
+    let observed = observe(&experiment, &reads, found, jiff::Timestamp::now());
     let plan = plan(&observed);
     tracing::debug!(actions = plan.actions.len(), "planned");
     Actor {

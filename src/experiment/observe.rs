@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 
 use crate::api::analysis::{AnalysisPhase, AnalysisRun};
@@ -21,6 +22,8 @@ pub struct Observed {
     pub replica_sets: BTreeMap<String, ObservedReplicaSet>,
     /// The AnalysisRuns the Experiment owns, by name.
     pub analysis_runs: BTreeMap<String, ObservedRun>,
+    /// The name of each template's Service (`templates[].service`), by template name.
+    pub services: BTreeMap<String, String>,
     /// The AnalysisTemplates and ClusterAnalysisTemplates its analyses name that exist.
     pub templates: ResolvedTemplates,
     /// The time of this reconcile; the planner reads no clock.
@@ -65,13 +68,24 @@ pub fn template_references(experiment: &Experiment) -> Vec<TemplateRef> {
 
 /// Builds the snapshot. ReplicaSets and runs not controlled by `experiment` are ignored; a
 /// ReplicaSet is a template's when its annotations name the Experiment and the template (Argo's).
+/// What one reconcile read from the caches, besides the Experiment and its templates.
+pub struct Reads<'a> {
+    pub replica_sets: &'a [ReplicaSet],
+    pub analysis_runs: &'a [AnalysisRun],
+    pub services: &'a [Service],
+}
+
 pub fn observe(
     experiment: &Experiment,
-    replica_sets: &[ReplicaSet],
-    analysis_runs: &[AnalysisRun],
+    reads: &Reads<'_>,
     templates: ResolvedTemplates,
     now: Timestamp,
 ) -> Observed {
+    let Reads {
+        replica_sets,
+        analysis_runs,
+        services,
+    } = reads;
     let name = experiment.name_any();
     let replica_sets = replica_sets
         .iter()
@@ -97,10 +111,19 @@ pub fn observe(
             )
         })
         .collect();
+    let services = services
+        .iter()
+        .filter(|svc| controls(*svc, experiment) && svc.metadata.deletion_timestamp.is_none())
+        .filter_map(|svc| {
+            let template = svc.annotations().get(TEMPLATE_NAME_ANNOTATION)?.clone();
+            Some((template, svc.name_any()))
+        })
+        .collect();
     Observed {
         experiment: experiment.clone(),
         replica_sets,
         analysis_runs,
+        services,
         templates,
         now,
     }

@@ -54,6 +54,14 @@ pub enum Action {
     },
     /// Terminate a running AnalysisRun.
     TerminateAnalysisRun { name: String },
+    /// Create the Service `name` of `template`, selecting its ReplicaSet's pods.
+    CreateService {
+        template: String,
+        name: String,
+        hash: String,
+    },
+    /// Delete a template's Service (its pods are gone).
+    DeleteService { name: String },
     /// Record an Event on the Experiment.
     RecordEvent {
         warning: bool,
@@ -309,11 +317,16 @@ impl Ctx<'_> {
             None if desired > 0 => {
                 let hash = pod_template_hash(&template.template, prev.collision_count);
                 let name = replica_set_name(self.name(), &template.name);
-                self.event(
-                    false,
-                    "NewReplicaSetCreated",
-                    format!("Created ReplicaSet {name} with size {desired}"),
-                );
+                // The status already naming the hash means an earlier reconcile created it and
+                // the cache has not seen it yet: the create is repeated (a no-op), not reported.
+                if prev.pod_template_hash.is_none() {
+                    self.event(
+                        false,
+                        "NewReplicaSetCreated",
+                        format!("Created ReplicaSet {name} with size {desired}"),
+                    );
+                    status.last_transition_time = Some(now.clone());
+                }
                 self.actions.push(Action::CreateReplicaSet {
                     template: template.name.clone(),
                     name,
@@ -321,7 +334,6 @@ impl Ctx<'_> {
                     replicas: desired,
                 });
                 status.pod_template_hash = Some(hash);
-                status.last_transition_time = Some(now.clone());
             }
             None => {}
             Some(rs) => {
@@ -341,6 +353,7 @@ impl Ctx<'_> {
         if (prev.replicas, prev.ready_replicas, prev.available_replicas) != counts {
             status.last_transition_time = Some(now);
         }
+        self.reconcile_service(template, rs, desired, &mut status);
         if !completed {
             self.assess_template(template, &mut status, desired);
         }
@@ -355,6 +368,47 @@ impl Ctx<'_> {
         {
             Some(slot) => *slot = status,
             None => self.status.template_statuses.push(status),
+        }
+    }
+
+    /// `templates[].service` (Argo's `createTemplateService`): a Service selecting the template's
+    /// pods while it runs (when its containers declare ports), deleted once its pods are gone.
+    fn reconcile_service(
+        &mut self,
+        template: &ExperimentTemplate,
+        rs: Option<&ObservedReplicaSet>,
+        desired: i32,
+        status: &mut TemplateStatus,
+    ) {
+        let Some(service) = &template.service else {
+            return;
+        };
+        let Some(rs) = rs else {
+            return;
+        };
+        let existing = self.obs.services.get(&template.name);
+        if desired > 0 {
+            let name = service
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| rs.name.clone());
+            if existing.is_none() && has_ports(template) {
+                self.actions.push(Action::CreateService {
+                    template: template.name.clone(),
+                    name: name.clone(),
+                    hash: rs.pod_template_hash.clone(),
+                });
+            }
+            if existing.is_some() || has_ports(template) {
+                status.service_name = Some(existing.cloned().unwrap_or(name));
+            }
+        } else if rs.available_replicas == 0 {
+            if let Some(name) = existing {
+                self.actions
+                    .push(Action::DeleteService { name: name.clone() });
+            }
+            status.service_name = None;
         }
     }
 
@@ -794,6 +848,15 @@ impl Ctx<'_> {
             self.requeue_within(until(now, at));
         }
     }
+}
+
+/// Whether the template's containers declare ports (a Service needs one).
+fn has_ports(template: &ExperimentTemplate) -> bool {
+    template.template.spec.as_ref().is_some_and(|spec| {
+        spec.containers
+            .iter()
+            .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
+    })
 }
 
 /// How long from `now` until `at` (zero when past), plus a second so the deadline has passed.

@@ -58,6 +58,7 @@ fn observed(spec: serde_json::Value) -> Observed {
         experiment: experiment(spec),
         replica_sets: BTreeMap::new(),
         analysis_runs: BTreeMap::new(),
+        services: BTreeMap::new(),
         templates: templates(),
         now: t0(),
     }
@@ -123,6 +124,17 @@ fn apply(obs: &mut Observed, plan: &Plan) {
                 let run = obs.analysis_runs.get_mut(name).unwrap();
                 run.terminating = true;
                 run.phase = AnalysisPhase::Successful;
+            }
+            Action::CreateService { template, name, .. } => {
+                assert!(
+                    obs.services
+                        .insert(template.clone(), name.clone())
+                        .is_none(),
+                    "service of {template} created twice"
+                );
+            }
+            Action::DeleteService { name } => {
+                obs.services.retain(|_, n| n != name);
             }
             Action::RecordEvent { .. } => {}
         }
@@ -399,18 +411,48 @@ fn experiment_naming_a_missing_template_errors_before_anything_runs_long() {
 }
 
 #[test]
-fn experiment_with_an_unimplemented_field_is_invalid_spec_naming_its_path_and_runs_nothing() {
+fn experiment_template_service_selects_its_pods_while_they_run_and_goes_with_them() {
+    let mut spec = two_templates(json!({"scaleDownDelaySeconds": 0}));
+    spec["templates"][1]["service"] = json!({"name": "canary-svc"});
+    spec["templates"][1]["template"]["spec"] =
+        json!({"containers": [{"name": "web", "ports": [{"containerPort": 8080}]}]});
+    let mut obs = observed(spec);
+    step(&mut obs);
+    let second = step(&mut obs);
+    let hash = obs.replica_sets["canary"].pod_template_hash.clone();
+    assert!(second.actions.contains(&Action::CreateService {
+        template: "canary".to_string(),
+        name: "canary-svc".to_string(),
+        hash,
+    }));
+    assert_eq!(
+        second.status.template_statuses[1].service_name.as_deref(),
+        Some("canary-svc")
+    );
+    assert_eq!(second.status.template_statuses[0].service_name, None);
+    obs.experiment.spec.terminate = Some(true);
+    step(&mut obs);
+    step(&mut obs);
+    let gone = step(&mut obs);
+    assert!(
+        gone.actions.contains(&Action::DeleteService {
+            name: "canary-svc".to_string()
+        }) || obs.services.is_empty()
+    );
+    assert!(obs.services.is_empty());
+    assert_eq!(gone.status.template_statuses[1].service_name, None);
+}
+
+#[test]
+fn experiment_with_an_invalid_spec_is_error_naming_why_and_runs_nothing() {
     let mut spec = two_templates(json!({}));
-    spec["templates"][1]["service"] = json!({"name": "svc"});
+    spec["templates"][1]["name"] = json!("baseline");
     let mut obs = observed(spec);
     let plan = step(&mut obs);
     assert_eq!(plan.status.phase, Some(AnalysisPhase::Error));
     assert_eq!(
         plan.status.message.as_deref(),
-        Some(
-            "InvalidSpec: spec.templates[1].service is not supported by Sluice (an Argo field it \
-             does not implement)"
-        )
+        Some("InvalidSpec: spec.templates[1].name \"baseline\" must be set and unique")
     );
     assert!(plan.changes().next().is_none());
     assert_eq!(plan.status.conditions[0].type_, "InvalidSpec");
@@ -434,4 +476,34 @@ fn experiment_restarted_at_any_point_creates_nothing_twice() {
         .collect();
     assert_eq!(creates.len(), 1);
     assert!(matches!(creates[0], Action::CreateAnalysisRun { name, .. } if name == "exp-a"));
+}
+
+#[test]
+fn experiment_replanned_from_a_cache_without_its_replica_sets_creates_them_again_silently() {
+    let mut obs = observed(two_templates(json!({})));
+    let first = plan(&obs);
+    assert_eq!(
+        reasons(&first)
+            .iter()
+            .filter(|r| *r == "NewReplicaSetCreated")
+            .count(),
+        2
+    );
+    // The status is written but the cache has not seen the ReplicaSets yet.
+    obs.experiment.status = Some(first.status.clone());
+    advance(&mut obs, 1);
+    let again = plan(&obs);
+    assert!(!reasons(&again).contains(&"NewReplicaSetCreated".to_string()));
+    assert_eq!(
+        again.status.template_statuses[0].last_transition_time,
+        first.status.template_statuses[0].last_transition_time
+    );
+    assert_eq!(
+        again
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateReplicaSet { .. }))
+            .count(),
+        2
+    );
 }

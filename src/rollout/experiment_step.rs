@@ -276,6 +276,38 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_a_failed_experiment_runs_a_new_one_under_a_free_name() {
+        let mut obs = updated();
+        let name = format!("web-{}-2-0", obs.new_template_hash);
+        let first = plan(&obs);
+        simulate::apply(&mut obs, &first);
+        obs.experiments = vec![experiment(&obs, &name, AnalysisPhase::Failed)];
+        let aborted = plan(&obs);
+        simulate::apply(&mut obs, &aborted);
+        assert!(aborted.status.aborted());
+        simulate::edit_status(&mut obs, |s| s.abort = Some(false));
+        let retried = plan(&obs);
+        assert_eq!(created(&retried), vec![format!("{name}-1")]);
+        assert_eq!(current(&retried.status), Some(format!("{name}-1")));
+    }
+
+    #[test]
+    fn manual_abort_terminates_the_running_experiment() {
+        let mut obs = updated();
+        let name = format!("web-{}-2-0", obs.new_template_hash);
+        let first = plan(&obs);
+        simulate::apply(&mut obs, &first);
+        obs.experiments = vec![experiment(&obs, &name, AnalysisPhase::Running)];
+        simulate::edit_status(&mut obs, |s| s.abort = Some(true));
+        let aborted = plan(&obs);
+        assert!(
+            aborted
+                .actions
+                .contains(&Action::TerminateExperiment { name: name.clone() })
+        );
+    }
+
+    #[test]
     fn promote_full_terminates_the_running_experiment() {
         let mut obs = updated();
         let name = format!("web-{}-2-0", obs.new_template_hash);

@@ -145,7 +145,7 @@ fn experiment_template(
         min_ready_seconds: rollout.spec.min_ready_seconds,
         selector,
         template,
-        service: None,
+        service: step.service.clone(),
     }
 }
 

@@ -104,6 +104,12 @@ pub const CONTROLLERS: &[Need] = &[
         "src/experiment/act.rs: write_status -> replace_status",
     ),
     need(
+        "",
+        "services",
+        &["create", "delete"],
+        "src/experiment/act.rs: CreateService, DeleteService (templates[].service)",
+    ),
+    need(
         "sluice.dev",
         "experiments/finalizers",
         &["update"],

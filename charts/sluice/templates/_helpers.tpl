@@ -101,10 +101,11 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
 # Stable/canary/active/preview Services: watched, read and their selector applied with the
-# pod-template-hash set (the selector is an atomic map: the live keys are written back).
+# pod-template-hash set (the selector is an atomic map: the live keys are written back); an
+# Experiment template's `service` is created and deleted by src/experiment/act.rs.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods of Rollout revisions (readiness) and their eviction for `restartAt`.
 - apiGroups: [""]
   resources: ["pods"]
