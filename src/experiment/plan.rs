@@ -30,6 +30,7 @@ use crate::rollout::templates::TemplateRef;
 /// The message of an Experiment ended by its required analyses (Argo's).
 pub const REQUIRED_ANALYSIS_COMPLETED: &str = "Required AnalysisRuns completed";
 const INVALID_SPEC: &str = "InvalidSpec";
+const PROGRESSING: &str = "Progressing";
 
 /// One change to make in the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +115,7 @@ pub fn plan(obs: &Observed) -> Plan {
         ctx.reconcile_analysis(analysis);
     }
     ctx.calculate_phase();
+    ctx.progressing_condition();
     ctx.requeue_for_deadlines();
     ctx.finish()
 }
@@ -133,6 +135,26 @@ fn validate(spec: &ExperimentSpec) -> Result<(), String> {
             return Err(format!(
                 "spec.templates[{i}].name {:?} must be set and unique",
                 template.name
+            ));
+        }
+        let selects_all = template
+            .selector
+            .match_labels
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
+            && template
+                .selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(|e| e.is_empty());
+        if selects_all {
+            return Err(format!(
+                "spec.templates[{i}].selector selects every pod: a non-empty selector is required"
+            ));
+        }
+        if template.min_ready_seconds.unwrap_or(0) > spec.progress_deadline_seconds() {
+            return Err(format!(
+                "spec.templates[{i}].minReadySeconds cannot be longer than progressDeadlineSeconds"
             ));
         }
     }
@@ -762,6 +784,57 @@ impl Ctx<'_> {
         }
         self.status.phase = Some(phase);
         self.status.message = message;
+    }
+
+    /// Argo's `Progressing` condition: `True` while the templates come up (`ReplicaSetUpdated`)
+    /// and while they run (`NewReplicaSetAvailable`), `False` once Successful
+    /// (`ExperimentCompleted`). `lastTransitionTime` changes only with the condition's status.
+    fn progressing_condition(&mut self) {
+        let name = self.name().to_string();
+        let (status, reason, message) = match self.status.phase {
+            Some(AnalysisPhase::Successful) => (
+                "False",
+                "ExperimentCompleted",
+                format!("Experiment {name:?} has successfully ran and completed."),
+            ),
+            Some(AnalysisPhase::Running) => (
+                "True",
+                "NewReplicaSetAvailable",
+                format!("Experiment {name:?} is running."),
+            ),
+            Some(AnalysisPhase::Pending) | None => (
+                "True",
+                "ReplicaSetUpdated",
+                format!("Experiment {name:?} is progressing."),
+            ),
+            // Failed, Error, Inconclusive: the phase and message say why; the condition stays.
+            Some(_) => return,
+        };
+        let now = Time(self.now());
+        let previous = self
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PROGRESSING)
+            .cloned();
+        if previous.as_ref().is_some_and(|p| {
+            p.status.as_deref() == Some(status) && p.reason.as_deref() == Some(reason)
+        }) {
+            return;
+        }
+        let transition = match &previous {
+            Some(p) if p.status.as_deref() == Some(status) => p.last_transition_time.clone(),
+            _ => Some(now.clone()),
+        };
+        self.status.conditions.retain(|c| c.type_ != PROGRESSING);
+        self.status.conditions.push(Condition {
+            type_: PROGRESSING.to_string(),
+            status: Some(status.to_string()),
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            last_transition_time: transition,
+            last_update_time: Some(now),
+        });
     }
 
     /// The worst template status as an experiment phase (Progressing is Pending).

@@ -507,3 +507,52 @@ fn experiment_replanned_from_a_cache_without_its_replica_sets_creates_them_again
         2
     );
 }
+
+fn progressing(plan: &Plan) -> (Option<String>, Option<String>) {
+    let condition = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .expect("a Progressing condition");
+    (condition.status.clone(), condition.reason.clone())
+}
+
+#[test]
+fn experiment_progressing_condition_follows_argo_reasons() {
+    let mut obs = observed(two_templates(json!({})));
+    let first = step(&mut obs);
+    assert_eq!(
+        progressing(&first),
+        (Some("True".into()), Some("ReplicaSetUpdated".into()))
+    );
+    let running = step(&mut obs);
+    assert_eq!(
+        progressing(&running),
+        (Some("True".into()), Some("NewReplicaSetAvailable".into()))
+    );
+    // Unchanged while it runs: no write churn.
+    advance(&mut obs, 10);
+    let still = step(&mut obs);
+    assert_eq!(still.status.conditions, running.status.conditions);
+    advance(&mut obs, 60);
+    let done = step(&mut obs);
+    assert_eq!(
+        progressing(&done),
+        (Some("False".into()), Some("ExperimentCompleted".into()))
+    );
+}
+
+#[test]
+fn experiment_template_selecting_every_pod_is_invalid() {
+    let mut spec = two_templates(json!({}));
+    spec["templates"][0]["selector"] = json!({});
+    let plan = super::plan(&observed(spec));
+    assert_eq!(
+        plan.status.message.as_deref(),
+        Some(
+            "InvalidSpec: spec.templates[0].selector selects every pod: a non-empty selector is \
+             required"
+        )
+    );
+}
