@@ -268,7 +268,8 @@ async fn a_failing_experiment_step_aborts_the_rollout_back_to_stable() {
         name.starts_with(&format!("web-{green}-2-1")),
         "Argo's name <rollout>-<hash>-<revision>-<step>: {name}"
     );
-    let experiment = experiments(&h).get(&name).await.expect("the Experiment");
+    // The status names the Experiment before it is created (creates follow the status write).
+    let experiment = wait_experiment(&h, &name, "the Experiment created", |_| true).await;
     let owner = &experiment
         .metadata
         .owner_references
@@ -325,6 +326,20 @@ async fn a_passing_experiment_step_lets_the_rollout_become_healthy() {
         .await;
     let name = current_experiment(&at_step).expect("experiment named");
     let green = current_hash(&at_step);
+    // The step lasts at least the experiment's 6 s duration: the tree names its Experiment.
+    let tree = kubectl_sluice(
+        &E2eEnv::load(),
+        Some(&h.ns.name),
+        &["get", "rollout", "web"],
+    )
+    .await;
+    assert!(
+        tree.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("Experiment:") && l.contains(&name)),
+        "{}",
+        tree.stdout
+    );
     let running = wait_experiment(&h, &name, "the Experiment Running", |e| {
         experiment_phase(e) == Some(AnalysisPhase::Running)
     })
@@ -370,4 +385,58 @@ async fn a_passing_experiment_step_lets_the_rollout_become_healthy() {
         },
     )
     .await;
+}
+
+/// R10: a controller killed while the experiment step runs continues with the same Experiment:
+/// no second Experiment, no second ReplicaSet or AnalysisRun, and the Rollout completes.
+#[tokio::test]
+async fn a_controller_killed_during_an_experiment_step_continues_without_duplicates() {
+    let (mut h, _) = deployed_with_experiment_step("exp-crash", "1").await;
+    h.set_image("example/web:2.0").await;
+    let at_step = h
+        .wait_rollout("the experiment step to start", |r| {
+            current_experiment(r).is_some()
+        })
+        .await;
+    let name = current_experiment(&at_step).expect("experiment named");
+    wait_experiment(&h, &name, "the Experiment's ReplicaSets created", |e| {
+        e.status
+            .as_ref()
+            .is_some_and(|s| s.template_statuses.len() == 2)
+    })
+    .await;
+    h.restart_controller();
+    let green = current_hash(&at_step);
+    wait_for(
+        "the Rollout Healthy on the new revision",
+        TIMEOUT,
+        || async {
+            let r = h.rollouts().get("web").await.ok()?;
+            (observed_current(&r)
+                && phase(&r) == Some(RolloutPhase::Healthy)
+                && r.status.as_ref().and_then(|s| s.stable_rs.clone()) == Some(green.clone()))
+            .then_some(())
+        },
+    )
+    .await;
+    let all = experiments(&h)
+        .list(&ListParams::default())
+        .await
+        .expect("list experiments")
+        .items;
+    assert_eq!(all.len(), 1, "one Experiment only");
+    assert_eq!(template_replica_sets(&h, &name).await.len(), 2);
+    let runs = h
+        .analysis_runs()
+        .list(&ListParams::default())
+        .await
+        .expect("list runs")
+        .items;
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.metadata.name.as_deref() == Some(&format!("{name}-verdict")))
+            .count(),
+        1
+    );
+    assert_eq!(runs.len(), 1, "the only AnalysisRun is the Experiment's");
 }
