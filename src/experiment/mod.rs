@@ -8,8 +8,10 @@
 //! Experiment's status and its ReplicaSets' scale-down annotation.
 
 pub mod act;
+mod analyses;
 pub mod controller;
 pub mod observe;
+mod phase;
 pub mod plan;
 
 /// Server-side apply field manager of everything the Experiment controller writes.

@@ -13,24 +13,19 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::analysis::args::{ArgContext, build_analysis_run};
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
 use crate::api::common::Condition;
 use crate::api::experiment::{
-    ExperimentAnalysisRunStatus, ExperimentAnalysisTemplateRef, ExperimentSpec, ExperimentStatus,
-    ExperimentTemplate, TemplateStatus, TemplateStatusCode,
+    ExperimentAnalysisRunStatus, ExperimentSpec, ExperimentStatus, ExperimentTemplate,
+    TemplateStatus, TemplateStatusCode,
 };
-use crate::api::rollout::{AnalysisRunArgument, RolloutAnalysis, RolloutAnalysisTemplate};
 use crate::api::unsupported;
 use crate::experiment::observe::{Observed, ObservedReplicaSet};
-use crate::rollout::analysis_runs::named_templates;
 use crate::rollout::hash::pod_template_hash;
-use crate::rollout::templates::TemplateRef;
 
 /// The message of an Experiment ended by its required analyses (Argo's).
 pub const REQUIRED_ANALYSIS_COMPLETED: &str = "Required AnalysisRuns completed";
 const INVALID_SPEC: &str = "InvalidSpec";
-const PROGRESSING: &str = "Progressing";
 
 /// One change to make in the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,7 +188,7 @@ fn is_terminating(spec: &ExperimentSpec, status: &ExperimentStatus) -> bool {
 }
 
 /// There is a `requiredForCompletion` analysis and every such one is Successful.
-fn required_runs_successful(spec: &ExperimentSpec, status: &ExperimentStatus) -> bool {
+pub(super) fn required_runs_successful(spec: &ExperimentSpec, status: &ExperimentStatus) -> bool {
     let mut required = spec
         .analyses
         .iter()
@@ -205,14 +200,17 @@ fn required_runs_successful(spec: &ExperimentSpec, status: &ExperimentStatus) ->
         })
 }
 
-fn run_status<'s>(
+pub(super) fn run_status<'s>(
     status: &'s ExperimentStatus,
     name: &str,
 ) -> Option<&'s ExperimentAnalysisRunStatus> {
     status.analysis_runs.iter().find(|r| r.name == name)
 }
 
-fn template_status<'s>(status: &'s ExperimentStatus, name: &str) -> Option<&'s TemplateStatus> {
+pub(super) fn template_status<'s>(
+    status: &'s ExperimentStatus,
+    name: &str,
+) -> Option<&'s TemplateStatus> {
     status.template_statuses.iter().find(|t| t.name == name)
 }
 
@@ -226,18 +224,21 @@ pub fn analysis_run_name(experiment: &str, analysis: &str) -> String {
     format!("{experiment}-{analysis}")
 }
 
-struct Ctx<'a> {
-    obs: &'a Observed,
-    spec: &'a ExperimentSpec,
-    terminating: bool,
-    old: ExperimentStatus,
-    status: ExperimentStatus,
-    actions: Vec<Action>,
-    requeue: Option<Duration>,
+/// The state of one reconcile while it is planned (the analyses' and the phase's parts are in
+/// `analyses.rs` and `phase.rs`).
+pub(super) struct Ctx<'a> {
+    pub(super) obs: &'a Observed,
+    pub(super) spec: &'a ExperimentSpec,
+    /// Ending, as decided from the status as last written.
+    pub(super) terminating: bool,
+    pub(super) old: ExperimentStatus,
+    pub(super) status: ExperimentStatus,
+    pub(super) actions: Vec<Action>,
+    pub(super) requeue: Option<Duration>,
 }
 
 impl Ctx<'_> {
-    fn finish(self) -> Plan {
+    pub(super) fn finish(self) -> Plan {
         Plan {
             actions: self.actions,
             status: self.status,
@@ -245,11 +246,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.obs.now
     }
 
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         self.obs
             .experiment
             .metadata
@@ -258,7 +259,12 @@ impl Ctx<'_> {
             .unwrap_or_default()
     }
 
-    fn event(&mut self, warning: bool, reason: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn event(
+        &mut self,
+        warning: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.actions.push(Action::RecordEvent {
             warning,
             reason: reason.into(),
@@ -266,7 +272,7 @@ impl Ctx<'_> {
         });
     }
 
-    fn requeue_within(&mut self, after: Duration) {
+    pub(super) fn requeue_within(&mut self, after: Duration) {
         let after = after.max(Duration::from_millis(100));
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
     }
@@ -529,360 +535,6 @@ impl Ctx<'_> {
         }
         let warning = matches!(code, TemplateStatusCode::Failed | TemplateStatusCode::Error);
         self.event(warning, format!("Template{code}"), message);
-    }
-
-    fn reconcile_analysis(&mut self, analysis: &ExperimentAnalysisTemplateRef) {
-        let prev = run_status(&self.old, &analysis.name).cloned();
-        let mut status = prev.clone().unwrap_or_else(|| ExperimentAnalysisRunStatus {
-            name: analysis.name.clone(),
-            ..ExperimentAnalysisRunStatus::default()
-        });
-        self.follow_analysis(analysis, &mut status);
-        let changed = prev.as_ref().map(|p| p.phase) != Some(status.phase);
-        if changed && (prev.is_some() || status.phase != AnalysisPhase::Pending) {
-            self.analysis_event(&status);
-        }
-        match self
-            .status
-            .analysis_runs
-            .iter_mut()
-            .find(|r| r.name == status.name)
-        {
-            Some(slot) => *slot = status,
-            None => self.status.analysis_runs.push(status),
-        }
-    }
-
-    fn follow_analysis(
-        &mut self,
-        analysis: &ExperimentAnalysisTemplateRef,
-        status: &mut ExperimentAnalysisRunStatus,
-    ) {
-        if self.old.available_at.is_none() {
-            // Not started before every template is available; a template that cannot be found
-            // fails the Experiment at once, as Argo's verification does.
-            if let Err(reason) = self.verify(analysis) {
-                status.phase = AnalysisPhase::Error;
-                status.message = Some(format!(
-                    "AnalysisTemplate verification failed for analysis '{}': {reason}",
-                    analysis.name
-                ));
-            }
-            return;
-        }
-        if status.analysis_run.is_empty() {
-            if self.terminating {
-                return;
-            }
-            match self.run_spec(analysis) {
-                Ok(spec) => {
-                    let name = analysis_run_name(self.name(), &analysis.name);
-                    self.actions.push(Action::CreateAnalysisRun {
-                        name: name.clone(),
-                        analysis: analysis.name.clone(),
-                        spec: Box::new(spec),
-                    });
-                    status.analysis_run = name;
-                    status.phase = AnalysisPhase::Pending;
-                }
-                Err(reason) => {
-                    status.phase = AnalysisPhase::Error;
-                    status.message = Some(format!(
-                        "Failed to create AnalysisRun for analysis '{}': {reason}",
-                        analysis.name
-                    ));
-                }
-            }
-            return;
-        }
-        if status.phase.is_completed() {
-            return;
-        }
-        match self.obs.analysis_runs.get(&status.analysis_run) {
-            // Named by the status and not in the cache: not there yet, or its create failed after
-            // the status write; creating it again is a no-op or heals.
-            None => {
-                if !self.terminating
-                    && let Ok(spec) = self.run_spec(analysis)
-                {
-                    self.actions.push(Action::CreateAnalysisRun {
-                        name: status.analysis_run.clone(),
-                        analysis: analysis.name.clone(),
-                        spec: Box::new(spec),
-                    });
-                }
-            }
-            Some(run) => {
-                if self.terminating && !run.phase.is_completed() && !run.terminating {
-                    self.actions.push(Action::TerminateAnalysisRun {
-                        name: status.analysis_run.clone(),
-                    });
-                }
-                status.phase = run.phase;
-                status.message = run.message.clone();
-            }
-        }
-    }
-
-    fn analysis_event(&mut self, status: &ExperimentAnalysisRunStatus) {
-        let mut message = format!(
-            "AnalysisRun '{}' transitioned to {}",
-            status.name, status.phase
-        );
-        if let Some(m) = &status.message {
-            message.push_str(": ");
-            message.push_str(m);
-        }
-        let warning = matches!(
-            status.phase,
-            AnalysisPhase::Failed | AnalysisPhase::Error | AnalysisPhase::Inconclusive
-        );
-        self.event(warning, format!("AnalysisRun{}", status.phase), message);
-    }
-
-    fn template_ref(analysis: &ExperimentAnalysisTemplateRef) -> TemplateRef {
-        TemplateRef {
-            name: analysis.template_name.clone(),
-            cluster_scope: analysis.cluster_scope(),
-        }
-    }
-
-    /// The template exists and uses no Argo field Sluice does not implement.
-    fn verify(&self, analysis: &ExperimentAnalysisTemplateRef) -> Result<(), String> {
-        let reference = Self::template_ref(analysis);
-        let Some(template) = self.obs.templates.get(&reference) else {
-            return Err(format!(
-                "{} {:?} not found",
-                reference.kind(),
-                reference.name
-            ));
-        };
-        let unsupported = template.unsupported_fields();
-        if unsupported.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} {:?}: {}",
-                reference.kind(),
-                reference.name,
-                unsupported::message(&unsupported)
-            ))
-        }
-    }
-
-    /// The run spec of `analysis`: its template with the Experiment's arguments (a `value` may
-    /// name a template's hash or ReplicaSet), dry-run and retention, built by the same merge as a
-    /// Rollout's runs.
-    fn run_spec(
-        &self,
-        analysis: &ExperimentAnalysisTemplateRef,
-    ) -> Result<AnalysisRunSpec, String> {
-        self.verify(analysis)?;
-        let reference = Self::template_ref(analysis);
-        let literal_args = analysis
-            .args
-            .iter()
-            .filter(|a| a.value.is_some())
-            .map(|a| {
-                Ok(AnalysisRunArgument {
-                    name: a.name.clone(),
-                    value: a
-                        .value
-                        .as_deref()
-                        .map(|v| self.template_placeholders(v))
-                        .transpose()?,
-                    value_from: None,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let rollout_like = RolloutAnalysis {
-            templates: vec![RolloutAnalysisTemplate {
-                template_name: reference.name,
-                cluster_scope: analysis.cluster_scope,
-            }],
-            args: literal_args,
-            dry_run: self.spec.dry_run.clone(),
-            measurement_retention: self.spec.measurement_retention.clone(),
-            analysis_run_metadata: None,
-        };
-        let templates =
-            named_templates(&self.obs.templates, &rollout_like).map_err(|e| e.to_string())?;
-        let mut spec = build_analysis_run(&templates, &rollout_like, &ArgContext::default())
-            .map_err(|e| e.to_string())?;
-        // Secret arguments stay references, read by the analysis controller when it measures.
-        for given in analysis.args.iter().filter(|a| a.value.is_none()) {
-            match spec.args.iter_mut().find(|a| a.name == given.name) {
-                Some(existing) => *existing = given.clone(),
-                None => spec.args.push(given.clone()),
-            }
-        }
-        Ok(spec)
-    }
-
-    /// Argo's experiment argument placeholders: `{{templates.NAME.podTemplateHash}}` and
-    /// `{{templates.NAME.replicaset.name}}`.
-    fn template_placeholders(&self, value: &str) -> Result<String, String> {
-        let mut out = value.to_string();
-        for template in &self.spec.templates {
-            let hash_key = format!("{{{{templates.{}.podTemplateHash}}}}", template.name);
-            let rs_key = format!("{{{{templates.{}.replicaset.name}}}}", template.name);
-            if out.contains(&hash_key) {
-                let hash = template_status(&self.status, &template.name)
-                    .and_then(|t| t.pod_template_hash.clone())
-                    .ok_or_else(|| format!("template {} has no ReplicaSet yet", template.name))?;
-                out = out.replace(&hash_key, &hash);
-            }
-            out = out.replace(&rs_key, &replica_set_name(self.name(), &template.name));
-        }
-        Ok(out)
-    }
-
-    /// Argo's `calculateStatus`: the worse of the templates' and the analyses' verdicts, the
-    /// analyses deciding once the templates ran their duration or a required analysis finished.
-    fn calculate_phase(&mut self) {
-        if self.old.phase.is_some_and(AnalysisPhase::is_completed) {
-            return;
-        }
-        let (templates, template_message) = self.assess_templates();
-        let (analyses, analysis_message) = self.assess_analyses();
-        if templates == AnalysisPhase::Running && self.status.available_at.is_none() {
-            self.status.available_at = Some(Time(self.now()));
-            if let Some(duration) = self.spec.duration().ok().flatten() {
-                self.requeue_within(duration);
-            }
-        }
-        let has_required = self
-            .spec
-            .analyses
-            .iter()
-            .any(|a| a.required_for_completion());
-        let (phase, message) = if templates.is_completed() {
-            if templates == AnalysisPhase::Successful && (analyses.is_completed() || has_required) {
-                (analyses, analysis_message)
-            } else {
-                (templates, template_message)
-            }
-        } else if (analyses.is_completed() && analyses != AnalysisPhase::Successful)
-            || required_runs_successful(self.spec, &self.status)
-        {
-            (analyses, analysis_message)
-        } else {
-            (templates, template_message)
-        };
-        if phase.is_completed() && self.old.phase != Some(phase) {
-            self.event(
-                phase != AnalysisPhase::Successful,
-                format!("Experiment{phase}"),
-                format!(
-                    "Experiment {phase}{}",
-                    message
-                        .as_deref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ),
-            );
-        }
-        self.status.phase = Some(phase);
-        self.status.message = message;
-    }
-
-    /// Argo's `Progressing` condition: `True` while the templates come up (`ReplicaSetUpdated`)
-    /// and while they run (`NewReplicaSetAvailable`), `False` once Successful
-    /// (`ExperimentCompleted`). `lastTransitionTime` changes only with the condition's status.
-    fn progressing_condition(&mut self) {
-        let name = self.name().to_string();
-        let (status, reason, message) = match self.status.phase {
-            Some(AnalysisPhase::Successful) => (
-                "False",
-                "ExperimentCompleted",
-                format!("Experiment {name:?} has successfully ran and completed."),
-            ),
-            Some(AnalysisPhase::Running) => (
-                "True",
-                "NewReplicaSetAvailable",
-                format!("Experiment {name:?} is running."),
-            ),
-            Some(AnalysisPhase::Pending) | None => (
-                "True",
-                "ReplicaSetUpdated",
-                format!("Experiment {name:?} is progressing."),
-            ),
-            // Failed, Error, Inconclusive: the phase and message say why; the condition stays.
-            Some(_) => return,
-        };
-        let now = Time(self.now());
-        let previous = self
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == PROGRESSING)
-            .cloned();
-        if previous.as_ref().is_some_and(|p| {
-            p.status.as_deref() == Some(status) && p.reason.as_deref() == Some(reason)
-        }) {
-            return;
-        }
-        let transition = match &previous {
-            Some(p) if p.status.as_deref() == Some(status) => p.last_transition_time.clone(),
-            _ => Some(now.clone()),
-        };
-        self.status.conditions.retain(|c| c.type_ != PROGRESSING);
-        self.status.conditions.push(Condition {
-            type_: PROGRESSING.to_string(),
-            status: Some(status.to_string()),
-            reason: Some(reason.to_string()),
-            message: Some(message),
-            last_transition_time: transition,
-            last_update_time: Some(now),
-        });
-    }
-
-    /// The worst template status as an experiment phase (Progressing is Pending).
-    fn assess_templates(&self) -> (AnalysisPhase, Option<String>) {
-        let mut worst = TemplateStatusCode::Successful;
-        let mut message = None;
-        for template in &self.spec.templates {
-            let status = template_status(&self.status, &template.name);
-            let code = status
-                .and_then(|t| t.status)
-                .unwrap_or(TemplateStatusCode::Progressing);
-            if code.badness() > worst.badness() {
-                worst = code;
-                message = status.and_then(|t| t.message.clone());
-            }
-        }
-        let phase = match worst {
-            TemplateStatusCode::Progressing => AnalysisPhase::Pending,
-            TemplateStatusCode::Running => AnalysisPhase::Running,
-            TemplateStatusCode::Successful => AnalysisPhase::Successful,
-            TemplateStatusCode::Failed => AnalysisPhase::Failed,
-            TemplateStatusCode::Error => AnalysisPhase::Error,
-        };
-        (phase, message)
-    }
-
-    /// The worst analysis phase (Successful with none); Pending counts as Running.
-    fn assess_analyses(&self) -> (AnalysisPhase, Option<String>) {
-        let mut worst = AnalysisPhase::Successful;
-        let mut message = None;
-        for analysis in &self.spec.analyses {
-            let status = run_status(&self.status, &analysis.name);
-            let phase = status.map_or(AnalysisPhase::Pending, |s| s.phase);
-            if phase.severity() > worst.severity() {
-                worst = phase;
-                message = status.and_then(|s| s.message.clone());
-            }
-        }
-        if worst == AnalysisPhase::Successful && required_runs_successful(self.spec, &self.status) {
-            return (
-                AnalysisPhase::Successful,
-                Some(REQUIRED_ANALYSIS_COMPLETED.to_string()),
-            );
-        }
-        if worst == AnalysisPhase::Pending {
-            worst = AnalysisPhase::Running;
-        }
-        (worst, message)
     }
 
     /// Reconcile again when the duration ends or a template's progress deadline passes.

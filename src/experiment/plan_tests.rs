@@ -5,7 +5,7 @@ use super::*;
 use crate::api::analysis::AnalysisTemplateSpec;
 use crate::api::experiment::Experiment;
 use crate::experiment::observe::ObservedRun;
-use crate::rollout::templates::ResolvedTemplates;
+use crate::rollout::templates::{ResolvedTemplates, TemplateRef};
 use serde_json::json;
 
 fn t0() -> Timestamp {
