@@ -10,6 +10,7 @@ pub mod cli;
 pub mod crdgen;
 pub mod duration;
 pub mod error;
+pub mod experiment;
 pub mod gitops;
 pub mod kube_requests;
 pub mod leader;

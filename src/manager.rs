@@ -128,8 +128,9 @@ fn control_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> Stri
 }
 
 /// The watch caches of the controllers, each reported to `/readyz` once synced.
-const CACHES: [&str; 7] = [
+const CACHES: [&str; 8] = [
     "rollouts",
+    "experiments",
     "analysistemplates",
     "clusteranalysistemplates",
     "analysisruns",
@@ -183,6 +184,12 @@ impl Controllers {
             self.metrics.clone(),
             ready.clone(),
         );
+        let experiments = crate::experiment::controller::run(
+            self.client.clone(),
+            self.namespace.clone(),
+            self.metrics.clone(),
+            ready.clone(),
+        );
         let rollouts = crate::rollout::controller::run(
             self.client,
             crate::rollout::controller::RolloutSettings {
@@ -192,7 +199,7 @@ impl Controllers {
             self.metrics,
             ready,
         );
-        tokio::join!(analysis, rollouts, applications, reverts);
+        tokio::join!(analysis, rollouts, experiments, applications, reverts);
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await
     }

@@ -38,8 +38,8 @@ fn crdgen_prints_every_kind_as_one_multi_document_stream() {
         .filter(|l| *l == "kind: CustomResourceDefinition")
         .count();
     let separators = stream.lines().filter(|l| *l == "---").count();
-    assert_eq!(kinds, 6);
-    assert_eq!(separators, 5);
+    assert_eq!(kinds, 7);
+    assert_eq!(separators, 6);
     for name in [
         "applications.sluice.dev",
         "rollouts.sluice.dev",
@@ -47,6 +47,7 @@ fn crdgen_prints_every_kind_as_one_multi_document_stream() {
         "clusteranalysistemplates.sluice.dev",
         "analysisruns.sluice.dev",
         "appprojects.sluice.dev",
+        "experiments.sluice.dev",
     ] {
         assert!(
             stream.contains(&format!("name: {name}\n")),

@@ -88,7 +88,10 @@ fn argo_fields_sluice_does_not_implement_are_reported_at_their_lines_as_the_cont
         (39, "spec.strategy.canary.trafficRouting.istio"),
         (50, "spec.strategy.canary.steps[1].setHeaderRoute"),
         (56, "spec.strategy.canary.steps[2].setMirrorRoute"),
-        (62, "spec.strategy.canary.steps[3].experiment"),
+        (
+            69,
+            "spec.strategy.canary.steps[3].experiment.templates[1].weight",
+        ),
     ]
     .into_iter()
     .map(|(line, path)| (line, not_supported(path)))
@@ -127,4 +130,41 @@ fn reserved_pod_metadata_is_reported_at_its_field() {
         "{finding:?}"
     );
     assert!(finding.line >= 13, "{finding:?}");
+}
+
+#[test]
+fn an_experiment_is_linted_for_unknown_fields_and_its_duration() {
+    let text = "\
+apiVersion: sluice.dev/v1alpha1
+kind: Experiment
+metadata:
+  name: compare
+spec:
+  duration: 5 minutes
+  templates:
+    - name: canary
+      selector:
+        matchLabels: {app: web}
+      template:
+        metadata:
+          labels: {app: web}
+      serviceName: canary-svc
+";
+    let report = lint(text);
+    assert_eq!(report.checked, 1, "{report:?}");
+    let found: Vec<(u64, String)> = report
+        .findings
+        .into_iter()
+        .map(|f| (f.line, f.message))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, 6);
+    assert!(found[0].1.starts_with("spec.duration:"), "{found:?}");
+    assert_eq!(
+        found[1],
+        (
+            14,
+            "spec.templates[0].serviceName: unknown field".to_string()
+        )
+    );
 }

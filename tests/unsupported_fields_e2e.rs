@@ -20,6 +20,7 @@ fn argo_value(pattern: &str) -> Value {
     match pattern.rsplit('.').next().unwrap_or_default() {
         "minPodsPerReplicaSet" | "scaleDownDelayRevisionLimit" | "maxTrafficWeight" => json!(2),
         "maxUnavailable" => json!(1),
+        "weight" => json!(20),
         "stableIngresses" => json!(["web-extra"]),
         "managedRoutes" => json!([{"name": "header-route"}]),
         "canaryIngressAnnotations" => json!({"my-custom-annotation.mygroup.com/key": "value"}),
@@ -53,7 +54,15 @@ fn rollout_setting(name: &str, pattern: &str) -> Value {
         match segment.strip_suffix("[]") {
             // A step of its own, after the existing ones.
             Some(key) => {
-                let step = json!({ segments[i + 1]: argo_value(pattern) });
+                let step = if segments[i + 1] == "experiment" {
+                    // An experiment step of two templates, the second setting the field.
+                    let mut template = json!({"name": "canary", "specRef": "canary"});
+                    template[segments[segments.len() - 1]] = argo_value(pattern);
+                    json!({"experiment": {"templates": [
+                        {"name": "baseline", "specRef": "stable"}, template]}})
+                } else {
+                    json!({ segments[i + 1]: argo_value(pattern) })
+                };
                 cursor[key].as_array_mut().expect("a list").push(step);
                 break;
             }

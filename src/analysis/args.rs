@@ -385,7 +385,7 @@ pub fn build_analysis_run(
 
 /// A Rollout argument as a run argument: a literal stays; `podTemplateHashValue` / `fieldRef` become
 /// the value when `ctx` resolves them, else stay as `valueFrom` (and the run reports why).
-fn rollout_arg(given: &AnalysisRunArgument, ctx: &ArgContext<'_>) -> Argument {
+pub fn rollout_arg(given: &AnalysisRunArgument, ctx: &ArgContext<'_>) -> Argument {
     let mut arg = Argument {
         name: given.name.clone(),
         value: given.value.clone(),

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod application;
 pub mod common;
+pub mod experiment;
 pub mod project;
 pub mod rollout;
 pub mod unsupported;
@@ -17,6 +18,7 @@ use kube::CustomResourceExt;
 
 pub use analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 pub use application::Application;
+pub use experiment::Experiment;
 pub use rollout::Rollout;
 
 /// The API group of every Sluice kind.
@@ -33,6 +35,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         ClusterAnalysisTemplate::crd(),
         AnalysisRun::crd(),
         project::AppProject::crd(),
+        experiment::Experiment::crd(),
     ]
 }
 

@@ -349,7 +349,7 @@ fn pause_duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
 /// The schema of `spec.template`: Kubernetes' `PodTemplateSpec` without its descriptions, as Argo
 /// does, which keeps the CRD under the 256 KiB that client-side `kubectl apply` can store (with
 /// them it is about 380 KB). Validation is unchanged.
-fn pod_template_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn pod_template_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     fn strip_descriptions(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
@@ -513,11 +513,10 @@ pub struct CanaryStep {
     /// Run an AnalysisRun and wait for it to succeed before the next step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RolloutAnalysis>,
-    /// Argo's `experiment`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Run an Experiment (baseline and canary ReplicaSets side by side, judged by analyses) and
+    /// wait for it to succeed before the next step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub experiment: Option<serde_json::Value>,
+    pub experiment: Option<RolloutExperimentStep>,
     /// Argo's `plugin`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -546,6 +545,77 @@ pub enum CanaryStepKind<'a> {
     SetCanaryScale(&'a SetCanaryScale),
     /// `analysis: {...}`.
     Analysis(&'a RolloutAnalysis),
+    /// `experiment: {...}`.
+    Experiment(&'a RolloutExperimentStep),
+}
+
+/// `steps[].experiment` (Argo's `RolloutExperimentStep`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutExperimentStep {
+    /// The ReplicaSets of the Experiment, each from the stable or the canary template.
+    pub templates: Vec<RolloutExperimentTemplate>,
+    /// How long the Experiment runs once its templates are available (`30s`, `5m`, `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// AnalysisTemplates run by the Experiment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<RolloutExperimentStepAnalysisTemplateRef>,
+    /// Metrics run in dry-run mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRun>,
+    /// Labels and annotations put on the Experiment's AnalysisRuns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_run_metadata: Option<AnalysisRunMetadata>,
+    /// Seconds before the Experiment's ReplicaSets are scaled down once it is done [30].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_seconds: Option<i32>,
+}
+
+/// `steps[].experiment.templates[]` (Argo's `RolloutExperimentTemplate`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutExperimentTemplate {
+    /// Names the template in the Experiment.
+    pub name: String,
+    /// `stable` or `canary`: which revision's pod template it runs.
+    pub spec_ref: String,
+    /// Pods to run [1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Labels (also added to the selector) and annotations for its pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PodTemplateMetadata>,
+    /// Overrides the selector taken from the revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Argo's `weight` (traffic to the template through the router): kept as written, not
+    /// implemented (the Rollout is `InvalidSpec`; see [`crate::api::unsupported`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
+    pub weight: Option<serde_json::Value>,
+    /// A Service for the template's pods, created by the Experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<super::experiment::TemplateService>,
+}
+
+/// `steps[].experiment.analyses[]` (Argo's `RolloutExperimentStepAnalysisTemplateRef`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutExperimentStepAnalysisTemplateRef {
+    /// Names the analysis in the Experiment.
+    pub name: String,
+    /// The AnalysisTemplate (or ClusterAnalysisTemplate with `clusterScope`).
+    pub template_name: String,
+    /// Look the name up as a ClusterAnalysisTemplate [false].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_scope: Option<bool>,
+    /// Arguments, resolved by the Rollout (`podTemplateHashValue`, `fieldRef`) into the Experiment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisRunArgument>,
+    /// The Experiment ends when this analysis completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_for_completion: Option<bool>,
 }
 
 /// `steps[].pause` (Argo's `RolloutPause`).
@@ -1033,7 +1103,7 @@ pub enum PauseReason {
     BlueGreenPause,
     /// An AnalysisRun ended Inconclusive.
     InconclusiveAnalysisRun,
-    /// An Experiment ended Inconclusive (Argo; Sluice has no experiments).
+    /// The Experiment of an experiment step ended Inconclusive.
     InconclusiveExperiment,
 }
 
@@ -1050,6 +1120,9 @@ pub struct CanaryStatus {
     /// The background AnalysisRun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_background_analysis_run_status: Option<RolloutAnalysisRunStatus>,
+    /// The Experiment of the current experiment step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_experiment: Option<String>,
 }
 
 /// `status.canary.weights` (Argo's `TrafficWeights`).
@@ -1404,6 +1477,7 @@ impl CanaryStep {
                 .as_ref()
                 .map(CanaryStepKind::SetCanaryScale),
             self.analysis.as_ref().map(CanaryStepKind::Analysis),
+            self.experiment.as_ref().map(CanaryStepKind::Experiment),
         ];
         let mut set = kinds.into_iter().flatten();
         match (set.next(), set.next()) {
@@ -1413,14 +1487,9 @@ impl CanaryStep {
     }
 
     fn sets_unimplemented_kind(&self) -> bool {
-        [
-            &self.experiment,
-            &self.plugin,
-            &self.set_header_route,
-            &self.set_mirror_route,
-        ]
-        .iter()
-        .any(|kind| kind.is_some())
+        [&self.plugin, &self.set_header_route, &self.set_mirror_route]
+            .iter()
+            .any(|kind| kind.is_some())
     }
 
     fn validate(&self, index: usize) -> Result<(), RolloutSpecError> {
@@ -1455,8 +1524,39 @@ impl CanaryStep {
             Some(CanaryStepKind::Analysis(analysis)) => analysis
                 .validate(&format!("spec.strategy.canary.steps[{index}].analysis"))
                 .map_err(|e| invalid(e.to_string())),
+            Some(CanaryStepKind::Experiment(experiment)) => experiment.validate().map_err(invalid),
             Some(_) => Ok(()),
         }
+    }
+}
+
+impl RolloutExperimentStep {
+    /// Argo's `ValidateRolloutStrategyCanary` rules for an experiment step: templates named
+    /// uniquely, each from `stable` or `canary`; a duration that parses.
+    fn validate(&self) -> Result<(), String> {
+        if self.templates.is_empty() {
+            return Err("experiment.templates must not be empty".to_string());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, template) in self.templates.iter().enumerate() {
+            if !names.insert(template.name.as_str()) {
+                return Err(format!(
+                    "experiment.templates[{i}].name {:?} is used twice",
+                    template.name
+                ));
+            }
+            if !matches!(template.spec_ref.as_str(), "stable" | "canary") {
+                return Err(format!(
+                    "experiment.templates[{i}].specRef is {:?}, must be stable or canary",
+                    template.spec_ref
+                ));
+            }
+        }
+        if let Some(duration) = self.duration.as_deref().filter(|d| !d.is_empty()) {
+            crate::duration::parse_duration(duration)
+                .map_err(|e| format!("experiment.duration: {e}"))?;
+        }
+        Ok(())
     }
 }
 

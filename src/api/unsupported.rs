@@ -20,7 +20,7 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.pingPong",
     "strategy.canary.replicaProgressThreshold",
     "strategy.canary.scaleDownDelayRevisionLimit",
-    "strategy.canary.steps[].experiment",
+    "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
     "strategy.canary.steps[].setHeaderRoute",
     "strategy.canary.steps[].setMirrorRoute",

@@ -92,6 +92,15 @@ pub enum GetCommand {
     /// A Rollout with its revisions, ReplicaSets, pods and analysis runs.
     #[command(visible_aliases = ["ro", "rollouts"])]
     Rollout(GetRolloutArgs),
+    /// An Experiment with its templates' ReplicaSets and its analysis runs.
+    #[command(visible_aliases = ["exp", "experiments"])]
+    Experiment(GetExperimentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetExperimentArgs {
+    /// Name of the Experiment.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

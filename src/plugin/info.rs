@@ -39,6 +39,8 @@ pub struct RolloutInfo {
     pub images: Vec<ImageInfo>,
     pub replicas: ReplicaInfo,
     pub revert: Option<RevertStatus>,
+    /// The Experiment the current experiment step runs (`status.canary.currentExperiment`).
+    pub experiment: Option<String>,
     /// Newest first.
     pub revisions: Vec<RevisionInfo>,
 }
@@ -200,6 +202,10 @@ pub fn rollout_info(objects: &RolloutObjects) -> RolloutInfo {
             ready: status.ready_replicas.unwrap_or(0),
             available: status.available_replicas.unwrap_or(0),
         },
+        experiment: status
+            .canary
+            .as_ref()
+            .and_then(|c| c.current_experiment.clone()),
         revert: status.revert,
         revisions,
     }

@@ -16,6 +16,7 @@ pub mod client;
 pub mod completion;
 pub mod control;
 pub mod error;
+pub mod experiment;
 pub mod get;
 pub mod info;
 pub mod lint;
@@ -108,6 +109,9 @@ async fn run_on_cluster(
             } else {
                 get::get_rollout(kube, &args.name, display, out).await
             }
+        }
+        PluginCommand::Get(GetCommand::Experiment(args)) => {
+            experiment::get_experiment(kube, &args.name, style, out).await
         }
         PluginCommand::List(ListCommand::Rollouts(args)) => {
             list_rollouts(kube, args.all_namespaces, style, out).await

@@ -50,6 +50,10 @@ fn header(info: &RolloutInfo, style: Style) -> String {
             field(&mut out, "  Step:", step);
             field(&mut out, "  SetWeight:", &set_weight.to_string());
             field(&mut out, "  ActualWeight:", &actual_weight.to_string());
+            if let Some(experiment) = &info.experiment {
+                // `kubectl sluice get experiment NAME` shows it in full.
+                field(&mut out, "  Experiment:", experiment);
+            }
         }
         StrategyInfo::BlueGreen => field(&mut out, "Strategy:", "BlueGreen"),
     }

@@ -16,10 +16,12 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisRun;
+use crate::api::experiment::Experiment;
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout, RolloutStatus};
 use crate::rollout::FIELD_MANAGER;
 use crate::rollout::action::{Action, Event, EventType, Plan};
 use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
+use crate::rollout::experiments::{ExperimentSource, build_experiment};
 use crate::rollout::pod_metadata::{
     ARGO_EPHEMERAL_METADATA_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, PodMetadataChange,
     TemplateMetadataChange, inject,
@@ -87,7 +89,9 @@ impl Actor<'_> {
         let after_status = |action: &&Action| {
             matches!(
                 action,
-                Action::CreateAnalysisRun { .. } | Action::RecordEvent(_)
+                Action::CreateAnalysisRun { .. }
+                    | Action::CreateExperiment { .. }
+                    | Action::RecordEvent(_)
             )
         };
         for action in plan.actions.iter().filter(|a| !after_status(a)) {
@@ -209,11 +213,64 @@ impl Actor<'_> {
                 )
                 .map_err(Self::kube_err(format!("terminating AnalysisRun {name}")))
             }
+            Action::CreateExperiment {
+                name,
+                step_index,
+                step,
+                stable_hash,
+                pod_template_hash,
+                revision,
+            } => {
+                let stable = self.stable_replica_set(stable_hash).await?;
+                let spec = stable.spec.unwrap_or_default();
+                let source = ExperimentSource {
+                    name,
+                    step_index: *step_index,
+                    revision: *revision,
+                    stable_hash,
+                    stable_template: &spec.template.unwrap_or_default(),
+                    canary_hash: pod_template_hash,
+                    canary_template: self.template,
+                    selector: &spec.selector,
+                };
+                let experiment = build_experiment(self.rollout, step, &source)?;
+                ignore_already_exists(
+                    self.experiments()
+                        .create(&PostParams::default(), &experiment)
+                        .await,
+                )
+                .map_err(Self::kube_err(format!("creating Experiment {name}")))
+            }
+            Action::TerminateExperiment { name } => {
+                let patch = json!({"spec": {"terminate": true}});
+                ignore_not_found(
+                    self.experiments()
+                        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await,
+                )
+                .map_err(Self::kube_err(format!("terminating Experiment {name}")))
+            }
             Action::RecordEvent(event) => {
                 self.record(event).await;
                 Ok(())
             }
         }
+    }
+
+    fn experiments(&self) -> Api<Experiment> {
+        Api::namespaced(self.client.clone(), &self.namespace())
+    }
+
+    /// The stable revision's ReplicaSet, read whole: the watch cache keeps no pod spec, and an
+    /// experiment's `specRef: stable` template is that pod spec.
+    async fn stable_replica_set(&self, hash: &str) -> Result<ReplicaSet, ActError> {
+        let name = crate::rollout::replicasets::replica_set_name(&self.rollout.name_any(), hash);
+        self.replica_sets()
+            .get(&name)
+            .await
+            .map_err(Self::kube_err(format!(
+                "reading the stable ReplicaSet {name}"
+            )))
     }
 
     fn replica_sets(&self) -> Api<ReplicaSet> {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::rollout::{PodTemplateMetadata, RolloutAnalysis, RolloutStatus};
+use crate::api::rollout::{
+    PodTemplateMetadata, RolloutAnalysis, RolloutExperimentStep, RolloutStatus,
+};
 use crate::rollout::observed::AnalysisType;
 use crate::rollout::pod_metadata::{PodMetadataChange, TemplateMetadataChange};
 
@@ -62,6 +64,20 @@ pub enum Action {
     TerminateAnalysisRun { name: String },
     /// Delete a finished AnalysisRun beyond `spec.analysis`'s history limits.
     DeleteAnalysisRun { name: String },
+    /// Create the Experiment of an experiment step, named `name` (deterministic, so a repeated
+    /// create meets `AlreadyExists`), from the step, the stable revision `stable_hash` and the
+    /// current one `pod_template_hash`.
+    CreateExperiment {
+        name: String,
+        step_index: i32,
+        step: RolloutExperimentStep,
+        stable_hash: String,
+        pod_template_hash: String,
+        revision: i64,
+    },
+    /// End an Experiment (`spec.terminate: true`): its ReplicaSets are scaled down and its runs
+    /// terminated by the Experiment controller.
+    TerminateExperiment { name: String },
     /// Record a Kubernetes Event on the Rollout.
     RecordEvent(Event),
 }
@@ -104,6 +120,7 @@ pub enum EventReason {
     RolloutCompleted,
     SwitchService,
     AnalysisRunCreated,
+    ExperimentCreated,
     InvalidSpec,
     ProgressDeadlineExceeded,
 }
@@ -122,6 +139,7 @@ impl EventReason {
             EventReason::RolloutCompleted => "RolloutCompleted",
             EventReason::SwitchService => "SwitchService",
             EventReason::AnalysisRunCreated => "AnalysisRunCreated",
+            EventReason::ExperimentCreated => "ExperimentCreated",
             EventReason::InvalidSpec => "InvalidSpec",
             EventReason::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
         }

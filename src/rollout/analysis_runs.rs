@@ -43,17 +43,7 @@ pub fn build_analysis_run(
     pod_template_hash: &str,
 ) -> Result<AnalysisRun, AnalysisRunError> {
     let namespace = rollout.namespace().unwrap_or_default();
-    let mut templates = Vec::new();
-    for template in &analysis.templates {
-        let reference = TemplateRef {
-            name: template.template_name.clone(),
-            cluster_scope: template.cluster_scope(),
-        };
-        let spec = found
-            .get(&reference)
-            .ok_or_else(|| AnalysisRunError::TemplateNotFound(reference.name.clone()))?;
-        templates.push((reference.name, spec.clone()));
-    }
+    let templates = named_templates(found, analysis)?;
     let spec = run_spec(rollout, &templates, analysis, pod_template_hash)?;
     let owner = rollout_owner_reference(rollout)
         .ok_or_else(|| AnalysisRunError::NoOwner(rollout.name_any()))?;
@@ -79,6 +69,29 @@ pub fn build_analysis_run(
         spec,
         status: None,
     })
+}
+
+/// The templates `analysis` names, looked up in `found`, with their names (what
+/// [`merge_templates`] takes). Shared by every kind that creates AnalysisRuns (Rollouts,
+/// Experiments).
+pub fn named_templates(
+    found: &ResolvedTemplates,
+    analysis: &RolloutAnalysis,
+) -> Result<Vec<(String, AnalysisTemplateSpec)>, AnalysisRunError> {
+    analysis
+        .templates
+        .iter()
+        .map(|template| {
+            let reference = TemplateRef {
+                name: template.template_name.clone(),
+                cluster_scope: template.cluster_scope(),
+            };
+            let spec = found
+                .get(&reference)
+                .ok_or_else(|| AnalysisRunError::TemplateNotFound(reference.name.clone()))?;
+            Ok((reference.name, spec.clone()))
+        })
+        .collect()
 }
 
 /// The run spec: the templates merged, with the Rollout's arguments resolved against its stable

@@ -160,6 +160,19 @@ fn run_steps(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str, mut index
                     }
                 }
             }
+            Some(CanaryStepKind::Experiment(experiment)) => {
+                match crate::rollout::experiment_step::gate(ctx, index, experiment) {
+                    Verdict::Successful => true,
+                    Verdict::Running => false,
+                    Verdict::Failed => {
+                        ctx.status.abort = Some(true);
+                        return index;
+                    }
+                    Verdict::Inconclusive => {
+                        ctx.pause_gate(PauseReason::InconclusiveExperiment, None) == Gate::Pass
+                    }
+                }
+            }
             // `validate` refuses such steps; nothing to do for one.
             None => true,
         };
@@ -175,6 +188,7 @@ fn run_steps(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str, mut index
             ),
         );
         RunSlot::CanaryStep.set(&mut ctx.status, None);
+        crate::rollout::experiment_step::set_current(&mut ctx.status, None);
         ctx.progressed = true;
         index += 1;
     }
@@ -191,6 +205,7 @@ fn describe(kind: Option<CanaryStepKind<'_>>) -> String {
         },
         Some(CanaryStepKind::SetCanaryScale(_)) => "setCanaryScale".to_string(),
         Some(CanaryStepKind::Analysis(_)) => "analysis".to_string(),
+        Some(CanaryStepKind::Experiment(_)) => "experiment".to_string(),
         None => "invalid step".to_string(),
     }
 }

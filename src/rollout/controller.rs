@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use thiserror::Error;
 
 use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
+use crate::api::experiment::Experiment;
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -61,6 +62,7 @@ pub struct Context {
     replica_sets: Store<ReplicaSet>,
     services: Store<Service>,
     analysis_runs: Store<AnalysisRun>,
+    experiments: Store<Experiment>,
     pods: Store<Pod>,
     templates: TemplateStores,
     reconcile_seconds: Histogram,
@@ -105,6 +107,21 @@ pub async fn run(
     let (services, svc_writer) = reflector::store();
     let (analysis_runs, run_writer) = reflector::store();
     let (pods, pod_writer) = reflector::store();
+    let (experiments, experiment_writer) = reflector::store();
+    // Experiments of experiment steps: their phase completes, aborts or pauses the step.
+    let experiment_stream = reflector::reflector(
+        experiment_writer,
+        watcher(
+            scoped::<Experiment>(&client, namespace.as_deref()),
+            config.clone(),
+        )
+        .modify(|experiment| {
+            experiment.managed_fields_mut().clear();
+            experiment.spec.templates.clear();
+        }),
+    )
+    .default_backoff()
+    .touched_objects();
     // Only ReplicaSets of Rollout revisions carry the hash label (a Deployment's carry
     // `pod-template-hash`), so the Deployments' are never sent.
     let rs_stream = reflector::reflector(
@@ -184,6 +201,7 @@ pub async fn run(
         replica_sets,
         services,
         analysis_runs,
+        experiments,
         pods,
         templates,
         reconcile_seconds,
@@ -192,6 +210,7 @@ pub async fn run(
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
+        .owns_stream(experiment_stream)
         .watches_stream(pod_stream, move |pod: Pod| {
             rollout_of_pod(&pod_owners, &pod)
         })
@@ -369,6 +388,13 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         .filter(|run| is_controlled_by(run, &rollout))
         .map(|run| run.as_ref().clone())
         .collect();
+    let experiments: Vec<Experiment> = ctx
+        .experiments
+        .state()
+        .iter()
+        .filter(|e| crate::rollout::observe::controls(e.as_ref(), rollout.as_ref()))
+        .map(|e| e.as_ref().clone())
+        .collect();
     let owned_uids: Vec<&str> = replica_sets
         .iter()
         .filter(|rs| is_owned_by(rs, &rollout))
@@ -393,6 +419,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
         analysis_runs: &analysis_runs,
         workload: workload.as_ref(),
         templates: &found,
+        experiments: &experiments,
     };
     let observed = observe(&rollout, hash, &reads, jiff::Timestamp::now());
 

@@ -11,6 +11,8 @@ pub(crate) mod basic_canary;
 pub mod bluegreen;
 pub mod canary;
 pub mod controller;
+pub(crate) mod experiment_step;
+pub mod experiments;
 pub mod hash;
 pub mod metrics;
 pub mod observe;

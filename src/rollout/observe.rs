@@ -9,10 +9,11 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 
 use crate::api::analysis::{AnalysisPhase, AnalysisRun};
+use crate::api::experiment::Experiment;
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::rollout::observed::{
-    AnalysisType, Observed, ObservedAnalysisRun, ObservedPod, ObservedReplicaSet, ObservedService,
-    ObservedWorkload,
+    AnalysisType, Observed, ObservedAnalysisRun, ObservedExperiment, ObservedPod,
+    ObservedReplicaSet, ObservedService, ObservedWorkload,
 };
 use crate::rollout::pod_metadata::{recorded, selector_keys};
 use crate::rollout::replicasets::{
@@ -38,6 +39,8 @@ pub struct Reads<'a> {
     pub workload: Option<&'a Deployment>,
     /// The templates the spec names that were found.
     pub templates: &'a ResolvedTemplates,
+    /// Experiments; those the Rollout controls are kept.
+    pub experiments: &'a [Experiment],
 }
 
 /// Builds the snapshot for one reconcile. Objects not owned by `rollout` are ignored, so callers may
@@ -55,6 +58,7 @@ pub fn observe(
         pods,
         workload,
         templates,
+        experiments,
     } = reads;
     Observed {
         rollout: rollout.clone(),
@@ -77,8 +81,29 @@ pub fn observe(
             name: d.name_any(),
             spec_replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         }),
+        experiments: experiments
+            .iter()
+            .filter(|e| controls(*e, rollout))
+            .map(observe_experiment)
+            .collect(),
         templates: (*templates).clone(),
         now,
+    }
+}
+
+fn observe_experiment(experiment: &Experiment) -> ObservedExperiment {
+    let labels = experiment.labels();
+    let status = experiment.status.as_ref();
+    ObservedExperiment {
+        name: experiment.name_any(),
+        step_index: labels.get(STEP_INDEX_LABEL).and_then(|i| i.parse().ok()),
+        pod_template_hash: labels
+            .get(POD_TEMPLATE_HASH_LABEL)
+            .cloned()
+            .unwrap_or_default(),
+        phase: status.and_then(|s| s.phase),
+        message: status.and_then(|s| s.message.clone()),
+        terminating: experiment.spec.terminate(),
     }
 }
 
@@ -186,10 +211,16 @@ fn observe_service(svc: &Service) -> ObservedService {
 
 /// Whether `rollout` is the controller owner of `run`.
 pub fn is_controlled_by(run: &AnalysisRun, rollout: &Rollout) -> bool {
-    let Some(uid) = rollout.metadata.uid.as_deref() else {
+    controls(run, rollout)
+}
+
+/// Whether `owner` is the controller owner of `object`.
+pub fn controls(object: &impl ResourceExt, owner: &impl ResourceExt) -> bool {
+    let Some(uid) = owner.meta().uid.as_deref() else {
         return false;
     };
-    run.owner_references()
+    object
+        .owner_references()
         .iter()
         .any(|o| o.uid == uid && o.controller == Some(true))
 }
@@ -252,6 +283,7 @@ mod tests {
             pods: &[],
             workload: None,
             templates: &NO_TEMPLATES,
+            experiments: &[],
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Observed {
     /// The Deployment `spec.workloadRef` names, when it is set and exists (its template is
     /// already resolved into `new_template_hash` by the observe step).
     pub workload: Option<ObservedWorkload>,
+    /// The Experiments the Rollout owns (its experiment steps).
+    pub experiments: Vec<ObservedExperiment>,
     /// The AnalysisTemplates and ClusterAnalysisTemplates the spec names that exist.
     pub templates: ResolvedTemplates,
     /// The time of this reconcile; the planner reads no clock.
@@ -146,7 +148,36 @@ pub struct ObservedAnalysisRun {
     pub created: Option<Timestamp>,
 }
 
+/// An Experiment owned by the Rollout.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedExperiment {
+    /// `metadata.name`.
+    pub name: String,
+    /// From the `sluice.dev/step-index` label: the step that created it.
+    pub step_index: Option<i32>,
+    /// From the `rollouts-pod-template-hash` label: the revision it was created for.
+    pub pod_template_hash: String,
+    /// `status.phase`; `None` before the Experiment controller has seen it.
+    pub phase: Option<AnalysisPhase>,
+    /// `status.message`.
+    pub message: Option<String>,
+    /// `spec.terminate` is set.
+    pub terminating: bool,
+}
+
+impl ObservedExperiment {
+    /// Whether it has ended (Successful, Failed, Error or Inconclusive).
+    pub fn is_completed(&self) -> bool {
+        self.phase.is_some_and(AnalysisPhase::is_completed)
+    }
+}
+
 impl Observed {
+    /// The Experiment with this name.
+    pub fn experiment(&self, name: &str) -> Option<&ObservedExperiment> {
+        self.experiments.iter().find(|e| e.name == name)
+    }
+
     /// The Rollout's spec.
     pub fn spec(&self) -> &RolloutSpec {
         &self.rollout.spec

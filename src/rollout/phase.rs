@@ -46,6 +46,8 @@ pub struct PhaseFacts {
     pub new_revision: i64,
     /// Name of the current template's ReplicaSet, for messages.
     pub new_replica_set: String,
+    /// What aborted the update when it was not an AnalysisRun (a failed Experiment), for messages.
+    pub aborted_by: Option<String>,
 }
 
 /// R4: the phase and message, by the first rule that applies: invalid spec, abort or progress
@@ -134,7 +136,10 @@ fn abort_message(status: &RolloutStatus, facts: &PhaseFacts) -> String {
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         ),
-        None => base,
+        None => match &facts.aborted_by {
+            Some(cause) => format!("{base}: {cause}"),
+            None => base,
+        },
     }
 }
 
@@ -276,6 +281,7 @@ pub(crate) fn finish(ctx: &mut Ctx<'_>) -> Finished {
         deadline_exceeded: false,
         new_revision: ctx.new_revision(),
         new_replica_set: format!("{}-{}", ctx.obs.name(), ctx.new_hash()),
+        aborted_by: crate::rollout::experiment_step::failure(ctx),
     };
     let (phase, _) = rollout_phase(spec, &ctx.status, &facts);
     let progressing = progressing_condition(ctx, phase, &facts);

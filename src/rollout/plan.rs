@@ -94,6 +94,7 @@ fn plan_valid(observed: &Observed) -> Planned {
     } else if let Some(blue_green) = observed.spec().blue_green() {
         bluegreen::plan_blue_green(&mut ctx, blue_green);
     }
+    crate::rollout::experiment_step::terminate_others(&mut ctx, observed.spec().canary());
     ctx.delete_beyond_history_limit();
     ctx.delete_old_analysis_runs();
     pod_metadata::plan_pod_metadata(&mut ctx);
@@ -399,6 +400,7 @@ impl<'a> Ctx<'a> {
                 slot.set(status, None);
             }
         }
+        crate::rollout::experiment_step::set_current(status, None);
         self.progressed = true;
     }
 
@@ -416,6 +418,7 @@ impl<'a> Ctx<'a> {
                 slot.set(&mut self.status, None);
             }
         }
+        crate::rollout::experiment_step::set_current(&mut self.status, None);
         self.event(EventReason::RolloutResumed, "Rollout is resumed (retry)");
         self.progressed = true;
     }

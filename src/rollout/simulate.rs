@@ -162,6 +162,7 @@ pub fn observed(rollout: Rollout) -> Observed {
         services: BTreeMap::new(),
         analysis_runs: Vec::new(),
         workload: None,
+        experiments: Vec::new(),
         templates: Default::default(),
         now: t0(),
     };
@@ -294,6 +295,13 @@ fn apply_action(obs: &mut Observed, action: &Action) {
         Action::TerminateAnalysisRun { name } => {
             if let Some(run) = obs.analysis_runs.iter_mut().find(|r| &r.name == name) {
                 run.phase = AnalysisPhase::Successful;
+            }
+        }
+        // The Experiment controller is not simulated: tests put the Experiments they need.
+        Action::CreateExperiment { .. } => {}
+        Action::TerminateExperiment { name } => {
+            if let Some(experiment) = obs.experiments.iter_mut().find(|e| &e.name == name) {
+                experiment.terminating = true;
             }
         }
     }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::api::analysis::{AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::api::rollout::Rollout;
 use crate::readiness::Readiness;
-use crate::rollout::templates::{ResolvedTemplates, references};
+use crate::rollout::templates::{ResolvedTemplates, TemplateRef, references};
 
 /// Both template caches, and whether each has been listed once.
 pub struct TemplateStores {
@@ -64,21 +64,34 @@ impl TemplateStores {
     /// The templates `rollout` names that exist, or `None` while a cache has not been listed yet
     /// (then a template missing from it proves nothing).
     pub fn resolve(&self, rollout: &Rollout) -> Option<ResolvedTemplates> {
+        let namespace = rollout.namespace().unwrap_or_default();
+        self.resolve_refs(
+            &namespace,
+            references(&rollout.spec).into_iter().map(|(_, r)| r),
+        )
+    }
+
+    /// The templates of `references` (namespaced ones in `namespace`) that exist, or `None` while
+    /// a cache has not been listed yet.
+    pub fn resolve_refs(
+        &self,
+        namespace: &str,
+        references: impl IntoIterator<Item = TemplateRef>,
+    ) -> Option<ResolvedTemplates> {
         if !self.namespaced_synced.load(Ordering::Acquire)
             || !self.cluster_synced.load(Ordering::Acquire)
         {
             return None;
         }
-        let namespace = rollout.namespace().unwrap_or_default();
         let mut found = ResolvedTemplates::new();
-        for (_, reference) in references(&rollout.spec) {
+        for reference in references {
             let spec = if reference.cluster_scope {
                 self.cluster
                     .get(&ObjectRef::new(&reference.name))
                     .map(|t| t.spec.0.clone())
             } else {
                 self.namespaced
-                    .get(&ObjectRef::new(&reference.name).within(&namespace))
+                    .get(&ObjectRef::new(&reference.name).within(namespace))
                     .map(|t| t.spec.clone())
             };
             if let Some(spec) = spec {

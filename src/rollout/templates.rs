@@ -17,7 +17,7 @@ pub struct TemplateRef {
 }
 
 impl TemplateRef {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         if self.cluster_scope {
             "ClusterAnalysisTemplate"
         } else {
@@ -63,7 +63,7 @@ fn analyses(spec: &RolloutSpec) -> Vec<(String, &RolloutAnalysis)> {
 
 /// Every template reference of the spec with the path of its `templateName`.
 pub fn references(spec: &RolloutSpec) -> Vec<(String, TemplateRef)> {
-    analyses(spec)
+    let mut found: Vec<(String, TemplateRef)> = analyses(spec)
         .into_iter()
         .flat_map(|(path, analysis)| {
             analysis
@@ -80,7 +80,35 @@ pub fn references(spec: &RolloutSpec) -> Vec<(String, TemplateRef)> {
                     )
                 })
         })
-        .collect()
+        .collect();
+    found.extend(experiment_references(spec));
+    found
+}
+
+/// The templates the analyses of `experiment` steps name: the Experiment runs them, but a missing
+/// one is the Rollout's `InvalidSpec` before anything moves, as for its own analyses.
+fn experiment_references(spec: &RolloutSpec) -> Vec<(String, TemplateRef)> {
+    let Some(canary) = spec.canary() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (index, step) in canary.steps.iter().enumerate() {
+        let Some(experiment) = &step.experiment else {
+            continue;
+        };
+        for (i, analysis) in experiment.analyses.iter().enumerate() {
+            out.push((
+                format!(
+                    "spec.strategy.canary.steps[{index}].experiment.analyses[{i}].templateName"
+                ),
+                TemplateRef {
+                    name: analysis.template_name.clone(),
+                    cluster_scope: analysis.cluster_scope.unwrap_or(false),
+                },
+            ));
+        }
+    }
+    out
 }
 
 /// Whether the spec names this template.
@@ -185,6 +213,24 @@ mod tests {
             template(json!({"prometheus": {"query": "up"}})),
         );
         assert_eq!(check(&s, &found), Ok(()));
+    }
+
+    #[test]
+    fn an_experiment_step_naming_a_missing_template_is_invalid_spec() {
+        let s = spec(
+            json!({"canary": {"steps": [{"setWeight": 10}, {"experiment": {
+            "templates": [{"name": "c", "specRef": "canary"}],
+            "analyses": [{"name": "a", "templateName": "gone"}]}}]}}),
+        );
+        assert_eq!(
+            check(&s, &ResolvedTemplates::new()),
+            Err(
+                "spec.strategy.canary.steps[1].experiment.analyses[0].templateName: \
+                 AnalysisTemplate \"gone\" not found"
+                    .to_string()
+            )
+        );
+        assert!(names(&s, &named("gone", false)));
     }
 
     #[test]

@@ -81,6 +81,42 @@ pub const CONTROLLERS: &[Need] = &[
     ),
     need(
         "apps",
+        "replicasets",
+        &["get"],
+        "src/rollout/act.rs: stable_replica_set (an experiment step's specRef: stable template)",
+    ),
+    need(
+        "sluice.dev",
+        "experiments",
+        &["list", "watch"],
+        "src/rollout/controller.rs: reflector(watcher(Experiment)); src/experiment/controller.rs: Controller::for_stream",
+    ),
+    need(
+        "sluice.dev",
+        "experiments",
+        &["create", "patch"],
+        "src/rollout/act.rs: CreateExperiment, TerminateExperiment (merge)",
+    ),
+    need(
+        "sluice.dev",
+        "experiments/status",
+        &["update"],
+        "src/experiment/act.rs: write_status -> replace_status",
+    ),
+    need(
+        "",
+        "services",
+        &["create", "delete"],
+        "src/experiment/act.rs: CreateService, DeleteService (templates[].service)",
+    ),
+    need(
+        "sluice.dev",
+        "experiments/finalizers",
+        &["update"],
+        "src/experiment/act.rs: ownerReferences with blockOwnerDeletion on ReplicaSets and AnalysisRuns",
+    ),
+    need(
+        "apps",
         "deployments",
         &["get"],
         "src/rollout/controller.rs: current_template reads the workloadRef",

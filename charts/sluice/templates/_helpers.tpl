@@ -78,19 +78,34 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["sluice.dev"]
   resources: ["rollouts/finalizers"]
   verbs: ["update"]
-# src/rollout/act.rs creates, scales (server-side apply), annotates and deletes revisions' ReplicaSets.
+# src/rollout/act.rs creates, scales (server-side apply), annotates and deletes revisions' ReplicaSets,
+# and reads the stable one whole for an experiment step; src/experiment/act.rs creates, scales and
+# annotates Experiments' ReplicaSets.
 - apiGroups: ["apps"]
   resources: ["replicasets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Experiments: created and terminated by the Rollout controller for experiment steps
+# (src/rollout/act.rs), run by src/experiment/controller.rs, which replaces their status.
+- apiGroups: ["sluice.dev"]
+  resources: ["experiments"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["experiments/status"]
+  verbs: ["update"]
+# Experiments own their ReplicaSets and AnalysisRuns with blockOwnerDeletion.
+- apiGroups: ["sluice.dev"]
+  resources: ["experiments/finalizers"]
+  verbs: ["update"]
 # A workloadRef Deployment: read for its template, watched, scaled per `scaleDown`.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
 # Stable/canary/active/preview Services: watched, read and their selector applied with the
-# pod-template-hash set (the selector is an atomic map: the live keys are written back).
+# pod-template-hash set (the selector is an atomic map: the live keys are written back); an
+# Experiment template's `service` is created and deleted by src/experiment/act.rs.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods of Rollout revisions (readiness) and their eviction for `restartAt`.
 - apiGroups: [""]
   resources: ["pods"]

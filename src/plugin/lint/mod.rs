@@ -4,6 +4,7 @@
 //! compiler. Other kinds in the file are skipped.
 
 mod analysis;
+mod experiment;
 mod lines;
 mod rollout;
 mod unknown;
@@ -146,7 +147,7 @@ impl Document<'_> {
             .unwrap_or_default();
         if !matches!(
             kind,
-            "Rollout" | "AnalysisTemplate" | "ClusterAnalysisTemplate"
+            "Rollout" | "AnalysisTemplate" | "ClusterAnalysisTemplate" | "Experiment"
         ) {
             return false;
         }
@@ -159,6 +160,7 @@ impl Document<'_> {
         match kind {
             "Rollout" => rollout::check(self, &generic, &index),
             "AnalysisTemplate" => analysis::check_template(self, &generic, &index),
+            "Experiment" => experiment::check(self, &generic, &index),
             _ => analysis::check_cluster_template(self, &generic, &index),
         }
         true
