@@ -238,6 +238,34 @@ async fn a_bad_canary_fails_analysis_and_traffic_returns_to_stable() {
     assert!(ms >= 0, "weight 0 before the failing measurement: {ms} ms");
 }
 
+/// A template built from another (`spec.templates`, Argo ≥ 1.7): the step's AnalysisRun measures the
+/// included template's metric, and a bad canary fails it and aborts, as with the template itself.
+#[tokio::test]
+async fn a_composed_template_runs_the_metrics_it_includes() {
+    let h = Harness::start("ra-composed").await;
+    let mut base = success_rate_template(4, |_| ());
+    base["metadata"]["name"] = json!("success-rate-base");
+    h.create(&h.analysis_templates(), base).await;
+    let composed = json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate"},
+        "spec": {"templates": [{"templateName": "success-rate-base"}]}
+    });
+    let blue = canary_with_step_analysis(&h, composed).await;
+    h.set_image("example/web:bad").await;
+    let run = run_of_type(&h, "step", "the composed step analysis to fail", |p| {
+        p.is_completed()
+    })
+    .await;
+    assert_eq!(run_phase(&run), Some(AnalysisPhase::Failed), "{run:#?}");
+    let metrics: Vec<&str> = run.spec.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(metrics, ["success-rate"], "the included template's metric");
+    let aborted_rollout = h
+        .wait_rollout("aborted and Degraded", |r| degraded(r) && aborted(r))
+        .await;
+    assert_eq!(stable_rs(&aborted_rollout), Some(blue));
+}
+
 /// A2, A11: Prometheus goes away mid-analysis (the template's address is a proxy the test stops):
 /// measurements become Error, the run ends Error after the consecutive error limit, the rollout
 /// aborts and never promotes.

@@ -103,11 +103,15 @@ pub struct AnalysisTemplateSpec {
     /// How many measurements to keep per metric (default 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurement_retention: Vec<MeasurementRetention>,
-    /// Argo's `templates`: kept as written, not implemented (a Rollout using the template is refused; see
-    /// [`crate::api::unsupported`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub templates: Option<serde_json::Value>,
+    /// Other templates whose metrics, arguments and rules this one includes (Argo ≥ 1.7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub templates: Vec<crate::api::rollout::RolloutAnalysisTemplate>,
+    /// Why `templates` could not be composed (a template not found, a cycle, a metric defined
+    /// twice), once resolved by the controller; never read from or written to the API.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub composition_error: Option<String>,
 }
 
 /// The spec of a `ClusterAnalysisTemplate`: exactly an [`AnalysisTemplateSpec`] (same fields on the

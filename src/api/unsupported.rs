@@ -55,7 +55,7 @@ const PROVIDERS: &[&str] = &[
 /// Paths under an AnalysisTemplate's or ClusterAnalysisTemplate's `spec` that Sluice does not
 /// implement.
 pub fn analysis_template_spec() -> impl Iterator<Item = &'static str> {
-    PROVIDERS.iter().copied().chain(["templates"])
+    PROVIDERS.iter().copied()
 }
 
 /// Paths under an AnalysisRun's `spec` that Sluice does not implement.
@@ -199,7 +199,6 @@ mod tests {
             vec![
                 "spec.metrics[1].provider.datadog".to_string(),
                 "spec.metrics[2].provider.prometheus.authentication.sigv4".to_string(),
-                "spec.templates".to_string(),
             ]
         );
         let run = json!({"metrics": [], "ttlStrategy": {"secondsAfterCompletion": 60}});

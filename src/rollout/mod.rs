@@ -25,6 +25,7 @@ mod property_tests;
 pub mod replicasets;
 pub mod restart;
 pub mod simulate;
+pub mod template_composition;
 pub(crate) mod template_stores;
 pub mod templates;
 pub mod traffic;

@@ -10,9 +10,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::analysis::{AnalysisTemplate, ClusterAnalysisTemplate};
+use crate::api::analysis::{AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate};
 use crate::api::rollout::Rollout;
 use crate::readiness::Readiness;
+use crate::rollout::template_composition::compose;
 use crate::rollout::templates::{ResolvedTemplates, TemplateRef, references};
 
 /// Both template caches, and whether each has been listed once.
@@ -83,22 +84,35 @@ impl TemplateStores {
         {
             return None;
         }
+        let lookup = |reference: &TemplateRef| self.lookup(namespace, reference);
         let mut found = ResolvedTemplates::new();
         for reference in references {
-            let spec = if reference.cluster_scope {
-                self.cluster
-                    .get(&ObjectRef::new(&reference.name))
-                    .map(|t| t.spec.0.clone())
-            } else {
-                self.namespaced
-                    .get(&ObjectRef::new(&reference.name).within(namespace))
-                    .map(|t| t.spec.clone())
+            let Some(spec) = lookup(&reference) else {
+                continue;
             };
-            if let Some(spec) = spec {
-                found.insert(reference, spec);
-            }
+            // A template built from others is resolved whole: what fails to compose is recorded
+            // for the Rollout's InvalidSpec rather than run half.
+            let spec =
+                compose(&reference, &spec, &lookup).unwrap_or_else(|error| AnalysisTemplateSpec {
+                    composition_error: Some(error),
+                    ..spec
+                });
+            found.insert(reference, spec);
         }
         Some(found)
+    }
+
+    /// One template as cached (namespaced ones in `namespace`).
+    fn lookup(&self, namespace: &str, reference: &TemplateRef) -> Option<AnalysisTemplateSpec> {
+        if reference.cluster_scope {
+            self.cluster
+                .get(&ObjectRef::new(&reference.name))
+                .map(|t| t.spec.0.clone())
+        } else {
+            self.namespaced
+                .get(&ObjectRef::new(&reference.name).within(namespace))
+                .map(|t| t.spec.clone())
+        }
     }
 }
 

@@ -127,6 +127,13 @@ pub fn check(spec: &RolloutSpec, found: &ResolvedTemplates) -> Result<(), String
                 reference.name
             ));
         };
+        if let Some(error) = &template.composition_error {
+            return Err(format!(
+                "{path}: {} {:?}: {error}",
+                reference.kind(),
+                reference.name
+            ));
+        }
         let unsupported = template.unsupported_fields();
         if !unsupported.is_empty() {
             return Err(format!(
@@ -231,6 +238,19 @@ mod tests {
             )
         );
         assert!(names(&s, &named("gone", false)));
+    }
+
+    #[test]
+    fn a_template_that_does_not_compose_is_refused_naming_why() {
+        let spec = spec(json!({"canary": {"steps": [
+            {"analysis": {"templates": [{"templateName": "all"}]}}]}}));
+        let mut broken = template(json!({"prometheus": {"query": "up"}}));
+        broken.composition_error = Some("spec.templates forms a cycle: a -> b -> a".into());
+        let found = ResolvedTemplates::from([(named("all", false), broken)]);
+        assert_eq!(
+            check(&spec, &found).unwrap_err(),
+            "spec.strategy.canary.steps[0].analysis.templates[0].templateName: AnalysisTemplate \"all\": spec.templates forms a cycle: a -> b -> a"
+        );
     }
 
     #[test]

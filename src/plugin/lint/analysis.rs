@@ -61,7 +61,7 @@ fn check_spec(doc: &mut Document<'_>, spec: &AnalysisTemplateSpec, index: &LineI
         let message = unsupported::message(std::slice::from_ref(&path));
         doc.at(index, &path, message);
     }
-    if spec.metrics.is_empty() && spec.templates.is_none() {
+    if spec.metrics.is_empty() && spec.templates.is_empty() {
         doc.at(
             index,
             "spec.metrics",
