@@ -539,4 +539,40 @@ mod tests {
         );
         assert_eq!(missing, vec![MissingSecret("absent".to_string())]);
     }
+
+    /// The README's example reads without problems and does what it says.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Notifications")
+            .expect("the README's Notifications section");
+        let section = &readme[start..];
+        let yaml_start = section.find("```yaml\n").expect("its example") + "```yaml\n".len();
+        let yaml_end = yaml_start + section[yaml_start..].find("```").expect("its end");
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&section[yaml_start..yaml_end]).expect("YAML");
+        let config_map = docs
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap")
+            .expect("the ConfigMap");
+        let data: BTreeMap<String, String> =
+            serde_json::from_value(config_map["data"].clone()).expect("string data");
+        let (config, problems) = parse(&data);
+        assert_eq!(problems, vec![]);
+        assert_eq!(config.services.len(), 2);
+        let ctx = json!({"rollout": {"metadata": {"name": "web"}, "status": {"currentStepIndex": 1}},
+                         "context": {"env": "production"}});
+        assert_eq!(
+            config.templates["paused"].message.render(&ctx),
+            "Rollout web waits at step 1 (production)"
+        );
+        let secret = docs
+            .iter()
+            .find(|d| d["kind"] == "Secret")
+            .expect("the Secret");
+        for key in ["ops-url", "ops-token", "slack-webhook-url"] {
+            assert!(secret["stringData"][key].is_string(), "{key}");
+        }
+    }
 }

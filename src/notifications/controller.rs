@@ -45,7 +45,8 @@ pub const INVALID_CONFIG_REASON: &str = "InvalidNotificationsConfig";
 const REDELIVER_AFTER: Duration = Duration::from_secs(60);
 /// Objects reconciled at once per kind (each may wait on a slow receiver).
 const CONCURRENCY: u16 = 4;
-/// Problems remembered as already logged, before the memory starts afresh.
+/// Problems remembered as already logged (and records remembered as written), before the memory
+/// starts afresh.
 const MAX_REPORTED: usize = 10_000;
 
 /// What the notifications controller needs from the command line.
@@ -122,7 +123,8 @@ async fn run_controllers(
     let (rollout_tx, rollout_reload) = mpsc::unbounded();
     let (run_tx, run_reload) = mpsc::unbounded();
     let (app_tx, app_reload) = mpsc::unbounded();
-    let reload_senders = [rollout_tx, run_tx, app_tx];
+    let (check_tx, mut config_changes) = mpsc::unbounded();
+    let reload_senders = [rollout_tx, run_tx, app_tx, check_tx];
     let config_watch = watcher(
         config_api,
         watcher::Config::default().fields(&format!("metadata.name={CONFIG_NAME}")),
@@ -165,7 +167,15 @@ async fn run_controllers(
             return;
         }
         let ns = settings.namespace.as_deref();
+        // Each version of the ConfigMap is read (and its problems told) also when nothing
+        // subscribes yet.
+        let check_config = async {
+            while config_changes.next().await.is_some() {
+                context.config.current(&context).await;
+            }
+        };
         tokio::join!(
+            check_config,
             drive(
                 rollouts,
                 ObjectKind::Rollout,
