@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sluice::api::rollout::{RevertPhase, Rollout};
 
 use common::canary_app::{
-    app_at_v1, app_files, commit, git, git_dir, healthy, revert_phase, wait_rollout,
+    APP, app_at_v1, app_files, commit, git, git_dir, healthy, revert_phase, wait_rollout,
 };
 use common::gitops::{GitRepo, GitopsHarness, TIMEOUT};
 use common::wait_for;
@@ -59,11 +59,17 @@ impl Receiver {
         self.got.lock().expect("receiver lock").clone()
     }
 
-    /// The webhook messages of `trigger`.
+    /// The webhook messages of `trigger` about a Rollout or AnalysisRun.
     fn webhook(&self, trigger: &str) -> Vec<Received> {
+        self.webhook_about(trigger, &["Rollout", "AnalysisRun"])
+    }
+
+    /// The webhook messages of `trigger` about objects of `kinds`.
+    fn webhook_about(&self, trigger: &str, kinds: &[&str]) -> Vec<Received> {
         self.all()
             .into_iter()
             .filter(|r| r.path == "/hook" && r.body["trigger"] == trigger)
+            .filter(|r| kinds.iter().any(|k| r.body["kind"] == *k))
             .collect()
     }
 
@@ -146,6 +152,14 @@ async fn subscribe(h: &GitopsHarness) {
         .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("subscribe the Rollout");
+    // The Application is told of the same reverts (its own record of them).
+    let app = json!({"metadata": {"annotations": {
+        format!("{prefix}.on-git-reverted.receiver"): "app-team",
+    }}});
+    h.apps()
+        .patch(APP, &PatchParams::default(), &Patch::Merge(&app))
+        .await
+        .expect("subscribe the Application");
 }
 
 fn restart(h: &mut GitopsHarness, cache: &tempfile::TempDir) {
@@ -162,6 +176,10 @@ async fn wait_messages(receiver: &Receiver, count: usize) {
         || async {
             (receiver.webhook("on-analysis-run-failed").len() >= count
                 && receiver.webhook("on-git-reverted").len() >= count
+                && receiver
+                    .webhook_about("on-git-reverted", &["Application"])
+                    .len()
+                    >= count
                 && receiver.slack(SLACK_TEXT_FAILED).len() >= count
                 && receiver.slack(SLACK_TEXT_REVERTED).len() >= count)
                 .then_some(())
@@ -287,6 +305,12 @@ async fn each_bad_release_is_told_once_per_service_across_restarts() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(receiver.webhook("on-analysis-run-failed").len(), 2);
     assert_eq!(receiver.webhook("on-git-reverted").len(), 2);
+    assert_eq!(
+        receiver
+            .webhook_about("on-git-reverted", &["Application"])
+            .len(),
+        2
+    );
     assert_eq!(receiver.slack(SLACK_TEXT_FAILED).len(), 2);
     assert_eq!(receiver.slack(SLACK_TEXT_REVERTED).len(), 2);
     assert_eq!(receiver.webhook("on-rollout-completed").len(), 1);
@@ -294,11 +318,12 @@ async fn each_bad_release_is_told_once_per_service_across_restarts() {
     assert_eq!(blue_message.body["revision"], blue.as_str());
 
     // The restarted controller counted only release 2's sends; the bad keys as errors.
-    for (trigger, service) in [
-        ("on-analysis-run-failed", "receiver"),
-        ("on-git-reverted", "receiver"),
-        ("on-analysis-run-failed", "slack"),
-        ("on-git-reverted", "slack"),
+    for (trigger, service, count) in [
+        ("on-analysis-run-failed", "receiver", 1.0),
+        // The Rollout's and the Application's.
+        ("on-git-reverted", "receiver", 2.0),
+        ("on-analysis-run-failed", "slack", 1.0),
+        ("on-git-reverted", "slack", 1.0),
     ] {
         let sent = h
             .controller
@@ -311,7 +336,7 @@ async fn each_bad_release_is_told_once_per_service_across_restarts() {
                 ],
             )
             .await;
-        assert_eq!(sent, Some(1.0), "{trigger}/{service}");
+        assert_eq!(sent, Some(count), "{trigger}/{service}");
     }
     let errors = h
         .controller
@@ -399,6 +424,11 @@ fn check_release(h: &GitopsHarness, receiver: &Receiver, index: usize, bad: &str
             .as_str()
             .is_some_and(|m| m.contains(revert))
     );
+
+    let app = &receiver.webhook_about("on-git-reverted", &["Application"])[index];
+    assert_eq!(app.body["name"], APP);
+    assert_eq!(app.body["revertCommit"], revert, "{:?}", app.body);
+    assert_eq!(app.body["revertedCommit"], bad, "{:?}", app.body);
 
     let slack_failed = &receiver.slack(SLACK_TEXT_FAILED)[index];
     assert_slack_format(slack_failed);

@@ -256,7 +256,11 @@ pub enum Resolved {
 /// The conditions of `trigger` for an object of `kind`.
 pub fn resolve(config: &NotificationsConfig, trigger: &str, kind: ObjectKind) -> Resolved {
     if let Some(conditions) = config.triggers.get(trigger) {
-        return Resolved::Conditions(conditions.clone());
+        return if written_for_another_kind(conditions, kind) {
+            Resolved::OtherKind
+        } else {
+            Resolved::Conditions(conditions.clone())
+        };
     }
     let builtins: Vec<&Builtin> = BUILTINS.iter().filter(|b| b.trigger == trigger).collect();
     match builtins.iter().find(|b| b.kind == kind) {
@@ -269,6 +273,26 @@ pub fn resolve(config: &NotificationsConfig, trigger: &str, kind: ObjectKind) ->
         None if builtins.is_empty() => Resolved::Unknown,
         None => Resolved::OtherKind,
     }
+}
+
+/// Whether no condition reads `kind`'s variable while one reads another kind's: a trigger written
+/// for Rollouts, inherited by their AnalysisRuns, is not an error on each run.
+fn written_for_another_kind(conditions: &[TriggerCondition], kind: ObjectKind) -> bool {
+    let reads = |variable: &str| {
+        conditions.iter().any(|c| {
+            c.when
+                .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .any(|token| token == variable)
+        })
+    };
+    let mut others = [
+        ObjectKind::Rollout,
+        ObjectKind::AnalysisRun,
+        ObjectKind::Application,
+    ]
+    .into_iter()
+    .filter(|k| *k != kind);
+    !reads(kind.variable()) && others.any(|k| reads(k.variable()))
 }
 
 /// The outcome of one condition on one object.
@@ -567,6 +591,25 @@ mod tests {
         assert_eq!(
             resolve(&config, "on-rollout-completed", ObjectKind::Rollout),
             Resolved::Conditions(mine)
+        );
+        // Written for Rollouts: nothing to do on the AnalysisRuns that inherit the subscription;
+        // a condition naming no kind applies to every kind.
+        assert_eq!(
+            resolve(&config, "on-rollout-completed", ObjectKind::AnalysisRun),
+            Resolved::OtherKind
+        );
+        let any_kind = vec![TriggerCondition {
+            when: "true".to_string(),
+            send: vec!["mine".to_string()],
+            once_per: None,
+            description: None,
+        }];
+        config
+            .triggers
+            .insert("on-always".to_string(), any_kind.clone());
+        assert_eq!(
+            resolve(&config, "on-always", ObjectKind::AnalysisRun),
+            Resolved::Conditions(any_kind)
         );
         assert_eq!(
             builtin_names(),
