@@ -150,6 +150,31 @@ pub struct TriggerCondition {
     pub once_per: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Built-in triggers only: see [`Freshness`].
+    #[serde(skip)]
+    pub fresh_within: Option<Freshness>,
+}
+
+/// A condition about a past event is news only for a while: when the object's timestamp at
+/// `pointer` (a JSON pointer, e.g. `/status/completedAt`) is older than `max_age_secs`, it sends
+/// nothing. Argo Rollouts sends its analysis notifications on the event; without this, subscribing
+/// a Rollout would tell of every failed AnalysisRun it still keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub pointer: &'static str,
+    pub max_age_secs: i64,
+}
+
+impl Freshness {
+    /// Whether `object` is too old to tell of at `now` (unix seconds); an object without the
+    /// timestamp is not.
+    pub fn is_stale(&self, object: &serde_json::Value, now: i64) -> bool {
+        object
+            .pointer(self.pointer)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| now.saturating_sub(t.as_second()) > self.max_age_secs)
+    }
 }
 
 /// Reads every key of the ConfigMap's `data`; what cannot be read is returned as problems.

@@ -301,12 +301,14 @@ where
     }
 
     // Plan.
+    let now = jiff::Timestamp::now().as_second();
     let plan = plan::plan(&Input {
         kind,
         object: &value,
         subscriptions: &subscriptions,
         config: &config,
         record: &record,
+        now,
     });
     ctx.report_problems(&*object, &plan.problems);
 
@@ -322,7 +324,7 @@ where
                 .await
             {
                 // Written after each delivery: a restart in between resends one message at most.
-                record.mark_sent(&delivery.key, jiff::Timestamp::now().as_second());
+                record.mark_sent(&delivery.key, now);
                 ctx.write_record(&*object, &record).await?;
                 wrote = true;
             } else {

@@ -1,12 +1,13 @@
-//! What to send for one object (PURE): its subscriptions, each trigger's conditions and the
-//! object's record give the deliveries to make and the record without the conditions that turned
-//! false. No client, no clock: the caller marks what it delivered, at its `now`
+//! What to send for one object (PURE): its subscriptions, each trigger's conditions, the object's
+//! record and `now` give the deliveries to make and the record without the conditions that turned
+//! false. No client, no clock of its own: the caller passes `now`, and marks what it delivered
 //! ([`Record::mark_sent`]).
 //!
 //! Transition rule (Argo's): a condition that is true sends once per service and recipient; when
 //! it is false again its entry is cleared, so the next true sends again. A condition with
 //! `oncePer` sends once per distinct value and its entries are never cleared (only pruned, oldest
-//! first). A condition that cannot be evaluated neither sends nor clears.
+//! first). A condition that cannot be evaluated neither sends nor clears; nor does one about an
+//! event that is no news any more ([`Freshness`](super::config::Freshness)).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,6 +94,8 @@ pub struct Input<'a> {
     pub subscriptions: &'a [Subscription],
     pub config: &'a NotificationsConfig,
     pub record: &'a Record,
+    /// Unix seconds.
+    pub now: i64,
 }
 
 pub fn plan(input: &Input<'_>) -> Plan {
@@ -126,7 +129,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
             )));
             continue;
         };
-        for result in triggers::evaluate(&conditions, &variables) {
+        let results = triggers::evaluate(&conditions, &variables);
+        for (condition, result) in conditions.iter().zip(results) {
+            let stale = condition
+                .fresh_within
+                .is_some_and(|f| f.is_stale(input.object, input.now));
             for recipient in &subscription.recipients {
                 let key = |once_per: Option<&str>| {
                     record::key(
@@ -145,7 +152,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
                     Outcome::Triggered { once_per } => {
                         let key = key(once_per.as_deref());
                         current.insert(key.clone());
-                        if input.record.contains(&key) {
+                        if stale || input.record.contains(&key) {
                             continue;
                         }
                         let names = ContextNames {
@@ -204,6 +211,9 @@ mod tests {
     use crate::notifications::config::parse;
     use serde_json::json;
 
+    /// 2026-12-07T12:00:00Z.
+    const NOW: i64 = 1_796_644_800;
+
     fn config(extra: &[(&str, &str)]) -> NotificationsConfig {
         let mut data: BTreeMap<String, String> = BTreeMap::from([
             (
@@ -248,6 +258,7 @@ mod tests {
             subscriptions,
             config,
             record,
+            now: NOW,
         })
     }
 
@@ -455,6 +466,7 @@ mod tests {
             subscriptions: &subs,
             config: &config,
             record: &Record::default(),
+            now: NOW,
         });
         let Payload::Webhook { body, .. } = &p.deliveries[0].payloads[0] else {
             panic!("webhook")
@@ -464,5 +476,34 @@ mod tests {
         assert_eq!(body["rollout"], "web");
         assert_eq!(body["kind"], "AnalysisRun");
         assert!(body["message"].as_str().unwrap().contains("success-rate"));
+    }
+
+    /// A run that failed long ago (a Rollout subscribed today keeps its old runs) is no news; one
+    /// that failed within the hour is, also if the controller was down in between.
+    #[test]
+    fn an_analysis_run_that_failed_long_ago_is_not_told() {
+        let config = config(&[]);
+        let subs = subs(&[("on-analysis-run-failed.ops", "")]);
+        let failed_at = |at: &str| {
+            json!({"metadata": {"name": "web-1", "namespace": "shop"},
+                   "status": {"phase": "Failed", "completedAt": at}})
+        };
+        let deliveries = |run: &Value| {
+            plan(&Input {
+                kind: ObjectKind::AnalysisRun,
+                object: run,
+                subscriptions: &subs,
+                config: &config,
+                record: &Record::default(),
+                now: NOW,
+            })
+            .deliveries
+            .len()
+        };
+        assert_eq!(deliveries(&failed_at("2026-12-07T11:59:00Z")), 1);
+        assert_eq!(deliveries(&failed_at("2026-12-07T11:01:00Z")), 1);
+        assert_eq!(deliveries(&failed_at("2026-12-07T10:59:59Z")), 0);
+        assert_eq!(deliveries(&failed_at("2026-11-01T00:00:00Z")), 0);
+        assert_eq!(deliveries(&failed_at("not a time")), 1);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::config::{NotificationTemplate, NotificationsConfig, TriggerCondition};
+use super::config::{Freshness, NotificationTemplate, NotificationsConfig, TriggerCondition};
 use super::template::Template;
 
 /// The kinds notifications watch.
@@ -48,6 +48,7 @@ struct Builtin {
     when: &'static str,
     once_per: Option<&'static str>,
     template: &'static str,
+    fresh: Option<Freshness>,
 }
 
 /// The built-in triggers. Where a condition stays true for a while and could flap through states
@@ -60,6 +61,7 @@ const BUILTINS: &[Builtin] = &[
         when: "rollout.status?.phase == 'Healthy' && rollout.status?.stableRS != nil && rollout.status?.stableRS == rollout.status?.currentPodHash",
         once_per: Some("rollout.status?.currentPodHash"),
         template: "rollout-completed",
+        fresh: None,
     },
     Builtin {
         trigger: "on-rollout-aborted",
@@ -67,6 +69,7 @@ const BUILTINS: &[Builtin] = &[
         when: "rollout.status?.abort == true",
         once_per: Some("rollout.status?.currentPodHash"),
         template: "rollout-aborted",
+        fresh: None,
     },
     Builtin {
         trigger: "on-analysis-run-failed",
@@ -74,6 +77,10 @@ const BUILTINS: &[Builtin] = &[
         when: "analysisRun.status?.phase == 'Failed'",
         once_per: None,
         template: "analysis-run-failed",
+        fresh: Some(Freshness {
+            pointer: "/status/completedAt",
+            max_age_secs: 3600,
+        }),
     },
     Builtin {
         trigger: "on-git-reverted",
@@ -81,6 +88,7 @@ const BUILTINS: &[Builtin] = &[
         when: "rollout.status?.revert?.phase in ['Pushed', 'Synced'] && rollout.status?.revert?.revertCommit != nil",
         once_per: Some("rollout.status?.revert?.revertCommit"),
         template: "git-reverted",
+        fresh: None,
     },
     Builtin {
         trigger: "on-git-reverted",
@@ -88,6 +96,7 @@ const BUILTINS: &[Builtin] = &[
         when: "app.status?.revert?.phase in ['Pushed', 'Completed'] && app.status?.revert?.revertCommit != nil",
         once_per: Some("app.status?.revert?.revertCommit"),
         template: "git-reverted",
+        fresh: None,
     },
     Builtin {
         trigger: "on-revert-failed",
@@ -95,6 +104,7 @@ const BUILTINS: &[Builtin] = &[
         when: "rollout.status?.revert?.phase == 'Failed'",
         once_per: Some("rollout.status?.revert?.sha"),
         template: "revert-failed",
+        fresh: None,
     },
     Builtin {
         trigger: "on-revert-failed",
@@ -102,6 +112,7 @@ const BUILTINS: &[Builtin] = &[
         when: "app.status?.revert?.phase == 'Failed'",
         once_per: Some("app.status?.revert?.sha"),
         template: "revert-failed",
+        fresh: None,
     },
     Builtin {
         trigger: "on-sync-failed",
@@ -109,6 +120,7 @@ const BUILTINS: &[Builtin] = &[
         when: "app.status?.operationState?.phase in ['Error', 'Failed']",
         once_per: Some("app.status?.operationState?.startedAt"),
         template: "app-sync-failed",
+        fresh: None,
     },
     Builtin {
         trigger: "on-health-degraded",
@@ -116,6 +128,7 @@ const BUILTINS: &[Builtin] = &[
         when: "app.status?.health?.status == 'Degraded'",
         once_per: None,
         template: "app-health-degraded",
+        fresh: None,
     },
 ];
 
@@ -269,6 +282,7 @@ pub fn resolve(config: &NotificationsConfig, trigger: &str, kind: ObjectKind) ->
             send: vec![b.template.to_string()],
             once_per: b.once_per.map(str::to_string),
             description: None,
+            fresh_within: b.fresh,
         }]),
         None if builtins.is_empty() => Resolved::Unknown,
         None => Resolved::OtherKind,
@@ -584,6 +598,7 @@ mod tests {
             send: vec!["mine".to_string()],
             once_per: None,
             description: None,
+            fresh_within: None,
         }];
         config
             .triggers
@@ -603,6 +618,7 @@ mod tests {
             send: vec!["mine".to_string()],
             once_per: None,
             description: None,
+            fresh_within: None,
         }];
         config
             .triggers
@@ -633,12 +649,14 @@ mod tests {
                 send: vec!["a".to_string()],
                 once_per: Some("app.status.sync.revision".to_string()),
                 description: None,
+                fresh_within: None,
             },
             TriggerCondition {
                 when: "app.status.health.status == 'Degraded'".to_string(),
                 send: vec!["b".to_string()],
                 once_per: None,
                 description: None,
+                fresh_within: None,
             },
             // Written for Rollouts: on an Application it cannot be evaluated.
             TriggerCondition {
@@ -646,6 +664,7 @@ mod tests {
                 send: vec!["c".to_string()],
                 once_per: None,
                 description: None,
+                fresh_within: None,
             },
         ];
         let app = json!({"metadata": {"name": "demo"}, "status": {
