@@ -230,13 +230,49 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The value as YAML; an error is told by its first line (position and reason): the parser's
+/// further lines quote the source.
 fn yaml<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
     serde_saphyr::from_str(value).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
         format!(
             "cannot read the YAML: {}",
-            crate::reconcile_guard::truncate(&e.to_string(), 300)
+            crate::reconcile_guard::truncate(first, 300)
         )
     })
+}
+
+/// A service may hold a URL or token written in the ConfigMap itself: its YAML errors are told
+/// without the values they quote.
+fn service_yaml<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
+    yaml(value).map_err(|e| without_quoted(&e))
+}
+
+/// `message` with each `"..."` and `'...'` replaced by `"…"`.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// `webhook.<name>`, `slack`, `slack.<name>`.
@@ -248,7 +284,7 @@ fn parse_service(rest: &str, value: &str) -> Result<(String, Service), String> {
     check_name(name)?;
     match kind {
         "webhook" if name != kind => {
-            let service: WebhookService = yaml(value)?;
+            let service: WebhookService = service_yaml(value)?;
             if service.url.trim().is_empty() {
                 return Err("a webhook service needs a `url`".to_string());
             }
@@ -256,7 +292,7 @@ fn parse_service(rest: &str, value: &str) -> Result<(String, Service), String> {
         }
         "webhook" => Err("name the webhook: `service.webhook.<name>`".to_string()),
         "slack" => {
-            let service: SlackService = yaml(value)?;
+            let service: SlackService = service_yaml(value)?;
             if service.token.is_none() && service.webhook_url.is_none() {
                 return Err(
                     "a slack service needs a `token` or an incoming `webhookUrl`".to_string(),
@@ -517,6 +553,21 @@ mod tests {
         assert!(by_key["trigger.badexpr"].contains("[0].when"));
         assert!(by_key["trigger.notalist"].contains("cannot read the YAML"));
         assert!(by_key["trigger.bad name!"].contains("must be letters"));
+    }
+
+    #[test]
+    fn service_errors_do_not_quote_values() {
+        assert_eq!(
+            without_quoted(r#"invalid type: string "https://x/T1/secret", expected a sequence"#),
+            r#"invalid type: string "…", expected a sequence"#
+        );
+        assert_eq!(without_quoted("an 'open quote"), "an '…");
+        let (_, problems) = parse(&data(&[(
+            "service.webhook.ops",
+            "url: https://hooks.example/T1/B2/s3cr3t\nheaders: \"Bearer s3cr3t\"\n",
+        )]));
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].message.contains("s3cr3t"), "{problems:?}");
     }
 
     #[test]
