@@ -293,7 +293,7 @@ where
         return Ok(Action::await_change());
     }
     let config = ctx.config.current(&ctx).await;
-    let record = ctx.effective_record(&*object);
+    let before = ctx.effective_record(&*object);
     let mut value = serde_json::to_value(&*object).unwrap_or(Value::Null);
     if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         // Large and of no use to a message.
@@ -307,7 +307,7 @@ where
         object: &value,
         subscriptions: &subscriptions,
         config: &config,
-        record: &record,
+        record: &before,
         now,
     });
     ctx.report_problems(&*object, &plan.problems);
@@ -332,7 +332,8 @@ where
             }
         }
     }
-    if !wrote && plan_changed(&record, annotation) {
+    // Entries cleared (their condition is false again) or pruned.
+    if !wrote && record != before {
         ctx.write_record(&*object, &record).await?;
     }
     Ok(if failed {
@@ -349,14 +350,6 @@ fn newer_than_cache(written: Option<&Written>, seen: Option<u64>) -> Option<&Rec
     match (written, seen) {
         (Some(w), Some(seen)) if seen < w.resource_version => Some(&w.record),
         _ => None,
-    }
-}
-
-/// Whether `record` differs from the annotation as it is on the object.
-fn plan_changed(record: &Record, annotation: Option<&str>) -> bool {
-    match annotation {
-        None => !record.is_empty(),
-        Some(text) => Record::parse(Some(text)) != *record,
     }
 }
 
@@ -678,15 +671,5 @@ mod tests {
         assert_eq!(newer_than_cache(Some(&written), Some(500)), None);
         assert_eq!(newer_than_cache(Some(&written), None), None);
         assert_eq!(newer_than_cache(None, Some(1)), None);
-    }
-
-    #[test]
-    fn the_record_is_written_only_when_it_changed() {
-        let mut record = Record::default();
-        assert!(!plan_changed(&record, None));
-        record.mark_sent("k", 1);
-        assert!(plan_changed(&record, None));
-        assert!(!plan_changed(&record, Some(&record.to_annotation())));
-        assert!(plan_changed(&Record::default(), Some(r#"{"k":1}"#)));
     }
 }
