@@ -635,10 +635,17 @@ mod tests {
         );
     }
 
-    /// A receiver on 127.0.0.1 answering each request with the next status of `statuses`; returns
-    /// its URL and the requests it got (head and body).
+    /// A receiver on 127.0.0.1 answering each request with the next status of `statuses` and no
+    /// body; returns its URL and the requests it got (head and body).
     async fn receiver(
         statuses: Vec<u16>,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        answering(statuses.into_iter().map(|s| (s, String::new())).collect()).await
+    }
+
+    /// [`receiver`] answering each request with the next status and body of `answers`.
+    async fn answering(
+        answers: Vec<(u16, String)>,
     ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -646,7 +653,7 @@ mod tests {
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = got.clone();
         tokio::spawn(async move {
-            for status in statuses {
+            for (status, body) in answers {
                 let (mut socket, _) = listener.accept().await.unwrap();
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -673,7 +680,8 @@ mod tests {
                     .unwrap()
                     .push(String::from_utf8_lossy(&request).to_string());
                 let answer = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
                 );
                 socket.write_all(answer.as_bytes()).await.unwrap();
             }
@@ -777,5 +785,52 @@ mod tests {
             !text.contains("secret-path-token") && !text.contains("127.0.0.1"),
             "{text}"
         );
+    }
+
+    /// Slack's Web API with a token: the bearer token from the Secret, the channel from the
+    /// recipient, and `{"ok": false}` (which Slack answers with HTTP 200) is a failure.
+    #[tokio::test]
+    async fn a_slack_token_posts_to_chat_post_message_and_reads_its_answer() {
+        let (url, got) = answering(vec![
+            (200, r#"{"ok": true, "ts": "1.2"}"#.to_string()),
+            (
+                200,
+                r#"{"ok": false, "error": "channel_not_found"}"#.to_string(),
+            ),
+        ])
+        .await;
+        let bot = Service::Slack(SlackService {
+            token: Some("$slack-token".to_string()),
+            api_url: Some(format!("{url}/api/")),
+            ..SlackService::default()
+        });
+        let secret = BTreeMap::from([("slack-token".to_string(), "xoxb-123".to_string())]);
+        let payload = build("slack", &bot, &template("hi {{.name}}"), &ctx(), "#deploys").unwrap();
+        quick()
+            .send(&bot, &payload, &secret, &mut Vec::new())
+            .await
+            .unwrap();
+        let err = quick()
+            .send(&bot, &payload, &secret, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Slack answered ok=false: channel_not_found"
+        );
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 2, "a refusal is not retried");
+        let request = &got[0];
+        assert!(
+            request.starts_with("POST /api/chat.postMessage HTTP/1.1"),
+            "{request}"
+        );
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("authorization: bearer xoxb-123")
+        );
+        let body: Value = serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body, json!({"text": "hi web", "channel": "#deploys"}));
     }
 }
