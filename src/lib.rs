@@ -16,6 +16,7 @@ pub mod kube_requests;
 pub mod leader;
 pub mod manager;
 pub mod metrics;
+pub mod notifications;
 pub mod plugin;
 pub mod readiness;
 pub mod reconcile_guard;

@@ -95,6 +95,11 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             git_requests,
             allow_insecure_http: args.git_limits.git_allow_insecure_http,
         },
+        notifications: crate::notifications::controller::NotificationSettings {
+            namespace: args.namespace.clone(),
+            control_namespace: control_namespace.clone(),
+            retry: crate::notifications::services::RetryPolicy::default(),
+        },
     };
     let endpoints = server::serve(args.metrics_addr, server::router(metrics, readiness));
     let campaign = async {
@@ -149,6 +154,7 @@ struct Controllers {
     metrics: Metrics,
     gitops: crate::gitops::controller::GitopsSettings,
     revert: crate::revert::controller::RevertSettings,
+    notifications: crate::notifications::controller::NotificationSettings,
 }
 
 impl Controllers {
@@ -190,6 +196,12 @@ impl Controllers {
             self.metrics.clone(),
             ready.clone(),
         );
+        // Its own watches: a slow receiver never holds up the reconcilers above.
+        let notifications = crate::notifications::controller::run(
+            self.client.clone(),
+            self.notifications,
+            self.metrics.clone(),
+        );
         let rollouts = crate::rollout::controller::run(
             self.client,
             crate::rollout::controller::RolloutSettings {
@@ -199,7 +211,14 @@ impl Controllers {
             self.metrics,
             ready,
         );
-        tokio::join!(analysis, rollouts, experiments, applications, reverts);
+        tokio::join!(
+            analysis,
+            rollouts,
+            experiments,
+            applications,
+            reverts,
+            notifications
+        );
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await
     }

@@ -173,29 +173,107 @@ fn number_arg(name: &str, args: &[Value]) -> Result<f64, expr::Error> {
 /// thread of its own with a large stack, where a panic of the evaluator is an error of this
 /// condition only.
 pub fn eval_condition(condition: &str, result: &MetricValue) -> Result<bool, ConditionError> {
-    eval_bool(condition, vec![("result".to_string(), result.to_expr())])
+    let value = eval_bounded(condition, &|| {
+        vec![("result".to_string(), result.to_expr())]
+    })?;
+    as_bool(condition, value)
 }
 
-/// Evaluates `condition` with each JSON value bound to its name (e.g. a live object's `metadata`,
-/// `spec` and `status` for a health rule), bounded as [`eval_condition`]; it must return a bool.
-pub fn eval_condition_on_json(
-    condition: &str,
-    variables: &[(&str, &serde_json::Value)],
+/// Evaluates `expression` with each JSON value of `variables` bound to its name (e.g. a
+/// notification trigger's `rollout.status.phase == 'Healthy'`), under the same bounds as
+/// [`eval_condition`]; the result comes back as JSON (objects and arrays included).
+pub fn eval_json(
+    expression: &str,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, ConditionError> {
+    let bind = || {
+        variables
+            .iter()
+            .map(|(name, value)| (name.clone(), json_to_expr(value)))
+            .collect()
+    };
+    eval_bounded(expression, &bind).map(|value| expr_to_json(&value))
+}
+
+/// [`eval_json`] for an expression that must give a bool.
+pub fn eval_bool(
+    expression: &str,
+    variables: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<bool, ConditionError> {
-    let variables = variables
-        .iter()
-        .map(|(name, value)| (name.to_string(), json_to_expr(value)))
-        .collect();
-    eval_bool(condition, variables)
+    match eval_json(expression, variables)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        other => Err(ConditionError::NotABool {
+            condition: crate::reconcile_guard::truncate(expression, 200),
+            got: crate::reconcile_guard::truncate(&other.to_string(), 200),
+        }),
+    }
 }
 
-fn eval_bool(condition: &str, variables: Vec<(String, Value)>) -> Result<bool, ConditionError> {
+/// The reverse of [`json_to_expr`], for results handed back to callers.
+fn expr_to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Nil => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Integer(i) => serde_json::Value::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(expr_to_json).collect()),
+        Value::Map(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), expr_to_json(v)))
+                .collect(),
+        ),
+        other => serde_json::Value::String(other.to_string()),
+    }
+}
+
+fn as_bool(condition: &str, value: Value) -> Result<bool, ConditionError> {
+    match value {
+        Value::Bool(b) => Ok(b),
+        other => Err(ConditionError::NotABool {
+            condition: condition.to_string(),
+            got: other.to_string(),
+        }),
+    }
+}
+
+/// Bounds `condition` ([`check_bounds`]), then evaluates it on a thread of its own with a large
+/// stack, where a panic of the evaluator is an error of this expression only. `bind` gives the
+/// variables.
+fn eval_bounded(
+    condition: &str,
+    bind: &(dyn Fn() -> Vec<(String, Value)> + Sync),
+) -> Result<Value, ConditionError> {
     check_bounds(condition)?;
+    on_large_stack(condition, || eval_here(condition, bind()))
+}
+
+/// Whether `expression` parses (without evaluating it), under the same bounds as
+/// [`eval_condition`]: lets a configuration be refused when it is read rather than when used.
+pub fn check_syntax(expression: &str) -> Result<(), ConditionError> {
+    check_bounds(expression)?;
+    on_large_stack(expression, || {
+        expr::compile(expression)
+            .map(|_| ())
+            .map_err(|e| ConditionError::Eval {
+                condition: crate::reconcile_guard::truncate(expression, 200),
+                message: one_line(&e.to_string()),
+            })
+    })
+}
+
+/// Runs `work` on a thread with [`EVAL_STACK_BYTES`] of stack; a panic in it is an error of
+/// `condition`.
+fn on_large_stack<T: Send>(
+    condition: &str,
+    work: impl FnOnce() -> Result<T, ConditionError> + Send,
+) -> Result<T, ConditionError> {
     let evaluated = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("sluice-condition".to_string())
             .stack_size(EVAL_STACK_BYTES)
-            .spawn_scoped(scope, || eval_here(condition, variables))
+            .spawn_scoped(scope, work)
             .map(|thread| thread.join())
     });
     let eval_err = |message: String| ConditionError::Eval {
@@ -265,24 +343,17 @@ fn check_bounds(condition: &str) -> Result<(), ConditionError> {
     Ok(())
 }
 
-fn eval_here(condition: &str, variables: Vec<(String, Value)>) -> Result<bool, ConditionError> {
+fn eval_here(condition: &str, variables: Vec<(String, Value)>) -> Result<Value, ConditionError> {
     let mut ctx = Context::default();
     for (name, value) in variables {
         ctx.insert(name, value);
     }
-    let value = ENVIRONMENT
+    ENVIRONMENT
         .eval(condition, &ctx)
         .map_err(|e| ConditionError::Eval {
             condition: condition.to_string(),
             message: one_line(&e.to_string()),
-        })?;
-    match value {
-        Value::Bool(b) => Ok(b),
-        other => Err(ConditionError::NotABool {
-            condition: condition.to_string(),
-            got: other.to_string(),
-        }),
-    }
+        })
 }
 
 fn one_line(s: &str) -> String {
@@ -327,6 +398,47 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use AnalysisPhase::*;
+
+    /// Variables other than `result` (notification triggers read an object's fields), missing
+    /// fields as nil through `?.`, and results of any type back as JSON.
+    #[test]
+    fn expressions_over_named_json_objects() {
+        let mut vars = serde_json::Map::new();
+        vars.insert(
+            "app".to_string(),
+            serde_json::json!({"status": {"operationState": {"phase": "Failed"}, "count": 3}}),
+        );
+        assert_eq!(
+            eval_bool(
+                "app.status.operationState.phase in ['Error', 'Failed']",
+                &vars
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_bool("app.status?.health?.status == 'Degraded'", &vars),
+            Ok(false)
+        );
+        assert!(eval_bool("app.status.health.status == 'Degraded'", &vars).is_err());
+        assert_eq!(
+            eval_json("app.status.operationState", &vars),
+            Ok(serde_json::json!({"phase": "Failed"}))
+        );
+        assert_eq!(
+            eval_json("app.status.count + 1", &vars),
+            Ok(serde_json::json!(4))
+        );
+        assert!(matches!(
+            eval_bool("app.status.count", &vars),
+            Err(ConditionError::NotABool { .. })
+        ));
+        assert_eq!(check_syntax("a.b == 'c' && d?.e != nil"), Ok(()));
+        assert!(check_syntax("a.b ==").is_err());
+        assert!(matches!(
+            check_syntax("0..99999999999"),
+            Err(ConditionError::Refused { .. })
+        ));
+    }
 
     fn list(v: &[f64]) -> MetricValue {
         MetricValue::List(v.to_vec())

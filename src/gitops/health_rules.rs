@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::object::gvk;
-use crate::analysis::condition::eval_condition_on_json;
+use crate::analysis::condition::eval_bool;
 use crate::api::application::{HealthStatus, HealthStatusCode};
 
 /// The ConfigMap of the control namespace holding the rules.
@@ -118,18 +118,25 @@ fn parse_cases(key: &str, value: &str) -> KindRule {
 }
 
 fn evaluate(key: &str, cases: &[Case], obj: &Value) -> HealthStatus {
-    let empty = Value::Object(Map::new());
-    let field = |name: &str| obj.get(name).filter(|v| !v.is_null()).unwrap_or(&empty);
-    let variables = [
+    let field = |name: &str| {
+        obj.get(name)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()))
+    };
+    let variables: Map<String, Value> = [
         ("metadata", field("metadata")),
         ("spec", field("spec")),
         ("status", field("status")),
-        ("obj", obj),
-    ];
+        ("obj", obj.clone()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect();
     for (i, case) in cases.iter().enumerate() {
         let holds = match case.when.as_deref().filter(|w| !w.trim().is_empty()) {
             None => true,
-            Some(when) => match eval_condition_on_json(when, &variables) {
+            Some(when) => match eval_bool(when, &variables) {
                 Ok(holds) => holds,
                 Err(e) => return unknown(format!("{key}: case {i}: {e}")),
             },

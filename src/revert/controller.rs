@@ -265,7 +265,9 @@ async fn revert_now(
         message: None,
     };
     set_rollout_revert(ctx, rollout, &pending).await?;
-    quarantine(ctx, app, revert).await?;
+    // The Application with its Pending record: `mark_pushed` and the failures below edit that
+    // record (on the copy read before it, they would find none and record nothing).
+    let app = &quarantine(ctx, app, revert).await?;
 
     let url = app.spec.source.repo_url.clone();
     // The same transports the sync fetches from: never a local path or `file://`, whatever a
@@ -405,12 +407,14 @@ async fn set_rollout_revert(
 }
 
 /// Applies `edit` to the Application's status fields of the revert loop (`revert`,
-/// `quarantinedRevisions`, its `RevertFailed` condition), with optimistic concurrency.
+/// `quarantinedRevisions`, its `RevertFailed` condition), with optimistic concurrency. Returns the
+/// Application as written (or as it was, when the edit changed nothing), for later edits of the
+/// same reconcile: those on the copy read before this one would find no revert record.
 async fn edit_app_status(
     ctx: &Context,
     app: &Application,
     edit: impl Fn(&mut ApplicationStatus),
-) -> Result<(), ReconcileError> {
+) -> Result<Application, ReconcileError> {
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
@@ -420,7 +424,7 @@ async fn edit_app_status(
         let mut after = before.clone();
         edit(&mut after);
         if after == before {
-            return Ok(());
+            return Ok(current);
         }
         let patch = json!({
             "metadata": {"resourceVersion": current.resource_version()},
@@ -434,7 +438,7 @@ async fn edit_app_status(
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(written) => return Ok(written),
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 current = api
                     .get(&name)
@@ -458,7 +462,7 @@ async fn quarantine(
     ctx: &Context,
     app: &Application,
     revert: &Revert,
-) -> Result<(), ReconcileError> {
+) -> Result<Application, ReconcileError> {
     let now = Time(Timestamp::now());
     edit_app_status(ctx, app, |status| {
         if !status.is_quarantined(&revert.sha) {

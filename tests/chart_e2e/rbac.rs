@@ -211,6 +211,18 @@ pub const CONTROLLERS: &[Need] = &[
         &["create", "patch"],
         "src/rollout/act.rs: record -> kube Recorder::publish",
     ),
+    need(
+        "sluice.dev",
+        "rollouts",
+        &["patch"],
+        "src/notifications/controller.rs: write_record (merge patch of the record annotation)",
+    ),
+    need(
+        "",
+        "configmaps",
+        &["list", "watch"],
+        "src/notifications/controller.rs: watcher(ConfigMap sluice-notifications) of the control namespace",
+    ),
 ];
 
 /// Cluster-scoped reads, granted cluster-wide even when the controller watches one namespace.

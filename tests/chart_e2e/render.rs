@@ -560,6 +560,7 @@ const FAMILIES: &[&str] = &[
     "sluice_git_requests_total",
     "sluice_git_request_duration_seconds",
     "sluice_git_reverts_total",
+    "sluice_notifications_total",
     "sluice_kube_requests_total",
     "sluice_leader",
     "sluice_build_info",

@@ -137,6 +137,15 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# src/notifications/controller.rs: the `notified.notifications.sluice.dev` record on Rollouts (merge
+# patch; on AnalysisRuns and Applications the verbs above and the GitOps rules grant it), and a watch of
+# the ConfigMap sluice-notifications (the Secret of the same name is read with `get`, above).
+- apiGroups: ["sluice.dev"]
+  resources: ["rollouts"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch"]
 # kube's event Recorder (events.k8s.io/v1): created, then patched when repeated.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
