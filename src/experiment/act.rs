@@ -23,7 +23,7 @@ use crate::api::experiment::{
 };
 use crate::api::rollout::POD_TEMPLATE_HASH_LABEL;
 use crate::experiment::plan::{Action, Plan, run_labels};
-use crate::experiment::{EXPERIMENT_LABEL, FIELD_MANAGER};
+use crate::experiment::{EXPERIMENT_LABEL, FIELD_MANAGER, experiment_label_value};
 use crate::rollout::replicasets::{SCALE_DOWN_DEADLINE_ANNOTATION, scale_down_deadline_annotation};
 
 #[derive(Debug, Error)]
@@ -215,11 +215,17 @@ impl Actor<'_> {
             .match_labels
             .get_or_insert_with(BTreeMap::new)
             .insert(POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
+        // The ReplicaSet's own labels (not its pods'): what the controller's watch selects by.
+        let mut own_labels = labels;
+        own_labels.insert(
+            EXPERIMENT_LABEL.to_string(),
+            experiment_label_value(&self.experiment.name_any()),
+        );
         Ok(ReplicaSet {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: self.experiment.namespace(),
-                labels: Some(labels),
+                labels: Some(own_labels),
                 annotations: Some(self.template_annotations(template)),
                 owner_references: Some(vec![self.owner()?]),
                 ..ObjectMeta::default()
@@ -263,6 +269,10 @@ impl Actor<'_> {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: self.experiment.namespace(),
+                labels: Some(BTreeMap::from([(
+                    EXPERIMENT_LABEL.to_string(),
+                    experiment_label_value(&self.experiment.name_any()),
+                )])),
                 annotations: Some(self.template_annotations(template)),
                 owner_references: Some(vec![self.owner()?]),
                 ..ObjectMeta::default()
@@ -299,10 +309,10 @@ impl Actor<'_> {
     fn analysis_run(&self, name: &str, spec: &AnalysisRunSpec) -> Result<AnalysisRun, ActError> {
         let experiment = self.experiment.name_any();
         let mut labels = run_labels(&self.experiment.spec);
-        // A label value holds at most 63 characters; the ownerReference links the run anyway.
-        if experiment.len() <= 63 {
-            labels.insert(EXPERIMENT_LABEL.to_string(), experiment);
-        }
+        labels.insert(
+            EXPERIMENT_LABEL.to_string(),
+            experiment_label_value(&experiment),
+        );
         let annotations = self
             .experiment
             .spec

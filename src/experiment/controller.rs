@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::api::analysis::AnalysisRun;
 use crate::api::experiment::Experiment;
-use crate::api::rollout::POD_TEMPLATE_HASH_LABEL;
+use crate::experiment::EXPERIMENT_LABEL;
 use crate::experiment::act::{ActError, Actor};
 use crate::experiment::observe::{Reads, observe, template_references};
 use crate::experiment::plan::plan;
@@ -61,13 +61,14 @@ pub async fn run(
     let config = watcher::Config::default();
     let (replica_sets, rs_writer) = reflector::store();
     let (analysis_runs, run_writer) = reflector::store();
-    // Experiment ReplicaSets carry the hash label, as Rollout revisions do; their pod specs and
-    // managed fields are not read.
+    // Only what Experiments created (their label): not every ReplicaSet, AnalysisRun and Service
+    // of the cluster a second time beside the Rollout controller's caches. Pod specs and managed
+    // fields are not read.
     let rs_stream = reflector::reflector(
         rs_writer,
         watcher(
             scoped::<ReplicaSet>(&client, namespace.as_deref()),
-            config.clone().labels(POD_TEMPLATE_HASH_LABEL),
+            config.clone().labels(EXPERIMENT_LABEL),
         )
         .modify(|rs| {
             rs.managed_fields_mut().clear();
@@ -82,7 +83,7 @@ pub async fn run(
         run_writer,
         watcher(
             scoped::<AnalysisRun>(&client, namespace.as_deref()),
-            config.clone(),
+            config.clone().labels(EXPERIMENT_LABEL),
         )
         .modify(|run| {
             run.managed_fields_mut().clear();
@@ -100,7 +101,7 @@ pub async fn run(
         svc_writer,
         watcher(
             scoped::<Service>(&client, namespace.as_deref()),
-            config.clone(),
+            config.clone().labels(EXPERIMENT_LABEL),
         )
         .modify(|svc| svc.managed_fields_mut().clear()),
     )

@@ -125,6 +125,11 @@ async fn run_controllers(
     let (app_tx, app_reload) = mpsc::unbounded();
     let (check_tx, mut config_changes) = mpsc::unbounded();
     let reload_senders = [rollout_tx, run_tx, app_tx, check_tx];
+    // Whether the ConfigMap exists: without it no service is configured and nothing can be sent,
+    // so the watches of Rollouts, AnalysisRuns and Applications (whole caches, a reconcile per
+    // change) only start once it does.
+    let (configured_tx, mut configured) = tokio::sync::watch::channel(false);
+    let configured_store = config_store.clone();
     let config_watch = watcher(
         config_api,
         watcher::Config::default().fields(&format!("metadata.name={CONFIG_NAME}")),
@@ -136,6 +141,9 @@ async fn run_controllers(
         if event.is_ok() {
             for tx in &reload_senders {
                 let _ = tx.unbounded_send(());
+            }
+            if !configured_store.state().is_empty() {
+                configured_tx.send_replace(true);
             }
         }
         futures::future::ready(())
@@ -164,6 +172,9 @@ async fn run_controllers(
         // Until the ConfigMap is read, every object would look unsubscribed to any service.
         if config_store.wait_until_ready().await.is_err() {
             tracing::error!("the notifications ConfigMap cache stopped before it was ready");
+            return;
+        }
+        if configured.wait_for(|exists| *exists).await.is_err() {
             return;
         }
         let ns = settings.namespace.as_deref();
