@@ -434,23 +434,27 @@ impl Reader {
                 .unwrap_or_default(),
         };
         // A chart's root is the chart itself: Argo CD ignores `path` beside `chart`.
-        let (rendered_source, shown) = match source.chart.as_deref().filter(|c| !c.is_empty()) {
-            Some(chart) => (
-                ApplicationSource {
-                    path: None,
-                    ..source.clone()
-                },
-                format!("chart {chart} {sha}"),
-            ),
-            None => (source.clone(), source.path().to_string()),
-        };
+        // A commit sha names content whatever the repository; a chart's version does not (two
+        // charts share "1.0.0"), so a chart's renders are keyed by its unpacked directory too.
+        let (rendered_source, shown, content_key) =
+            match source.chart.as_deref().filter(|c| !c.is_empty()) {
+                Some(chart) => (
+                    ApplicationSource {
+                        path: None,
+                        ..source.clone()
+                    },
+                    format!("chart {chart} {sha}"),
+                    format!("{sha} {}", root.display()),
+                ),
+                None => (source.clone(), source.path().to_string(), sha.to_string()),
+            };
         let rendered = if hard {
             self.renders
-                .render_again(sha, &root, &rendered_source, &ctx)
+                .render_again(&content_key, &root, &rendered_source, &ctx)
                 .await
         } else {
             self.renders
-                .get_or_render(sha, &root, &rendered_source, &ctx)
+                .get_or_render(&content_key, &root, &rendered_source, &ctx)
                 .await
         }
         .map_err(|e| fail(format!("rendering {shown}: {e}")))?;
