@@ -22,6 +22,7 @@ pub mod readiness;
 pub mod reconcile_guard;
 pub mod revert;
 pub mod rollout;
+pub mod scope;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

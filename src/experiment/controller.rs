@@ -12,7 +12,7 @@ use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use thiserror::Error;
 
 use crate::api::analysis::AnalysisRun;
@@ -24,8 +24,10 @@ use crate::experiment::plan::plan;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::reconcile_guard::ReconcileGuard;
+use crate::rollout::controller::{slim_analysis_run, slim_replica_set};
 use crate::rollout::observe::controls;
 use crate::rollout::template_stores::TemplateStores;
+use crate::scope::scoped_api;
 
 /// How long an Experiment with nothing timed waits before it is looked at again anyway.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -67,32 +69,20 @@ pub async fn run(
     let rs_stream = reflector::reflector(
         rs_writer,
         watcher(
-            scoped::<ReplicaSet>(&client, namespace.as_deref()),
+            scoped_api::<ReplicaSet>(&client, namespace.as_deref()),
             config.clone().labels(EXPERIMENT_LABEL),
         )
-        .modify(|rs| {
-            rs.managed_fields_mut().clear();
-            if let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) {
-                template.spec = None;
-            }
-        }),
+        .modify(slim_replica_set),
     )
     .default_backoff()
     .touched_objects();
     let run_stream = reflector::reflector(
         run_writer,
         watcher(
-            scoped::<AnalysisRun>(&client, namespace.as_deref()),
+            scoped_api::<AnalysisRun>(&client, namespace.as_deref()),
             config.clone().labels(EXPERIMENT_LABEL),
         )
-        .modify(|run| {
-            run.managed_fields_mut().clear();
-            run.spec.metrics.clear();
-            run.spec.args.clear();
-            if let Some(status) = run.status.as_mut() {
-                status.metric_results.clear();
-            }
-        }),
+        .modify(slim_analysis_run),
     )
     .default_backoff()
     .touched_objects();
@@ -100,7 +90,7 @@ pub async fn run(
     let svc_stream = reflector::reflector(
         svc_writer,
         watcher(
-            scoped::<Service>(&client, namespace.as_deref()),
+            scoped_api::<Service>(&client, namespace.as_deref()),
             config.clone().labels(EXPERIMENT_LABEL),
         )
         .modify(|svc| svc.managed_fields_mut().clear()),
@@ -111,7 +101,7 @@ pub async fn run(
         TemplateStores::watch(&client, namespace.as_deref(), &readiness);
     let (store, changed) = readiness.watch(
         "experiments",
-        scoped::<Experiment>(&client, namespace.as_deref()),
+        scoped_api::<Experiment>(&client, namespace.as_deref()),
         config,
     );
     let guard = ReconcileGuard::new("experiment", &metrics).reporting(
@@ -152,17 +142,6 @@ pub async fn run(
             }
         })
         .await;
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 async fn reconcile(

@@ -36,6 +36,7 @@ use crate::api::analysis::AnalysisRun;
 use crate::api::application::Application;
 use crate::api::rollout::Rollout;
 use crate::metrics::Metrics;
+use crate::scope::scoped_api;
 
 /// Field manager of the record's writes, and the Events' reporter.
 pub const FIELD_MANAGER: &str = "sluice-notifications";
@@ -149,7 +150,7 @@ async fn run_controllers(
         futures::future::ready(())
     });
 
-    let rollouts_api: Api<Rollout> = namespaced_or_all(&client, settings.namespace.as_deref());
+    let rollouts_api: Api<Rollout> = scoped_api(&client, settings.namespace.as_deref());
     let rollouts = Controller::new(rollouts_api, watcher::Config::default());
     let context = Arc::new(Context {
         recorder: Recorder::new(
@@ -196,7 +197,7 @@ async fn run_controllers(
             ),
             drive(
                 Controller::new(
-                    namespaced_or_all::<AnalysisRun>(&client, ns),
+                    scoped_api::<AnalysisRun>(&client, ns),
                     watcher::Config::default()
                 ),
                 ObjectKind::AnalysisRun,
@@ -206,7 +207,7 @@ async fn run_controllers(
             ),
             drive(
                 Controller::new(
-                    namespaced_or_all::<Application>(&client, ns),
+                    scoped_api::<Application>(&client, ns),
                     watcher::Config::default()
                 ),
                 ObjectKind::Application,
@@ -218,17 +219,6 @@ async fn run_controllers(
     };
     tokio::join!(config_watch, runs);
     Ok(())
-}
-
-fn namespaced_or_all<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Runs one kind's controller, reconciling everything again on each ConfigMap change.

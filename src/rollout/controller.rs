@@ -31,6 +31,7 @@ use crate::rollout::plan::plan;
 use crate::rollout::replicasets::{ReplicaSetError, is_owned_by, workload_template};
 use crate::rollout::template_stores::TemplateStores;
 use crate::rollout::templates::{self, TemplateRef};
+use crate::scope::scoped_api;
 
 /// How long a Rollout with nothing timed waits before it is looked at again anyway.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -101,7 +102,7 @@ pub async fn run(
         );
     });
 
-    let rollouts: Api<Rollout> = scoped(&client, namespace.as_deref());
+    let rollouts: Api<Rollout> = scoped_api(&client, namespace.as_deref());
     let config = watcher::Config::default();
     let (replica_sets, rs_writer) = reflector::store();
     let (services, svc_writer) = reflector::store();
@@ -112,7 +113,7 @@ pub async fn run(
     let experiment_stream = reflector::reflector(
         experiment_writer,
         watcher(
-            scoped::<Experiment>(&client, namespace.as_deref()),
+            scoped_api::<Experiment>(&client, namespace.as_deref()),
             config.clone(),
         )
         .modify(|experiment| {
@@ -127,7 +128,7 @@ pub async fn run(
     let rs_stream = reflector::reflector(
         rs_writer,
         watcher(
-            scoped::<ReplicaSet>(&client, namespace.as_deref()),
+            scoped_api::<ReplicaSet>(&client, namespace.as_deref()),
             config.clone().labels(POD_TEMPLATE_HASH_LABEL),
         )
         .modify(slim_replica_set),
@@ -137,7 +138,7 @@ pub async fn run(
     let svc_stream = reflector::reflector(
         svc_writer,
         watcher(
-            scoped::<Service>(&client, namespace.as_deref()),
+            scoped_api::<Service>(&client, namespace.as_deref()),
             config.clone(),
         ),
     )
@@ -146,7 +147,7 @@ pub async fn run(
     let run_stream = reflector::reflector(
         run_writer,
         watcher(
-            scoped::<AnalysisRun>(&client, namespace.as_deref()),
+            scoped_api::<AnalysisRun>(&client, namespace.as_deref()),
             config.clone(),
         )
         .modify(slim_analysis_run),
@@ -159,7 +160,7 @@ pub async fn run(
     let pod_stream = reflector::reflector(
         pod_writer,
         watcher(
-            scoped::<Pod>(&client, namespace.as_deref()),
+            scoped_api::<Pod>(&client, namespace.as_deref()),
             config.clone().labels(POD_TEMPLATE_HASH_LABEL),
         )
         .modify(|pod| {
@@ -231,7 +232,7 @@ pub async fn run(
             },
         )
         .watches(
-            scoped::<Deployment>(&client, namespace.as_deref()),
+            scoped_api::<Deployment>(&client, namespace.as_deref()),
             config,
             move |deployment: Deployment| rollouts_referencing(&deployment_rollouts, &deployment),
         )
@@ -250,7 +251,7 @@ pub async fn run(
 
 /// What the cache keeps of a ReplicaSet: the planner reads its metadata, selector, counts and the
 /// pod template's metadata, never the pod spec or the managed fields, which are most of its bytes.
-fn slim_replica_set(rs: &mut ReplicaSet) {
+pub(crate) fn slim_replica_set(rs: &mut ReplicaSet) {
     rs.managed_fields_mut().clear();
     if let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) {
         template.spec = None;
@@ -259,23 +260,12 @@ fn slim_replica_set(rs: &mut ReplicaSet) {
 
 /// What the cache keeps of an AnalysisRun: labels, owner and phase; its metrics and measurements
 /// are the analysis controller's business.
-fn slim_analysis_run(run: &mut AnalysisRun) {
+pub(crate) fn slim_analysis_run(run: &mut AnalysisRun) {
     run.managed_fields_mut().clear();
     run.spec.metrics.clear();
     run.spec.args.clear();
     if let Some(status) = run.status.as_mut() {
         status.metric_results.clear();
-    }
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
 
