@@ -1577,6 +1577,9 @@ pub struct RevertStatus {
     /// The revert commit pushed (full sha), once pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_commit: Option<String>,
+    /// The revert commit's message (at most 4 KiB), for people without access to the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_message: Option<String>,
     pub phase: RevertPhase,
     /// Why the revert is in its phase (e.g. the conflict that stopped it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

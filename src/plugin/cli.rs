@@ -81,6 +81,8 @@ pub enum PluginCommand {
     /// not list them all.
     #[command(subcommand)]
     Proj(ProjCommand),
+    /// Serve a live web dashboard of Applications, Rollouts and their Events on 127.0.0.1.
+    Dashboard(DashboardArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
     /// Print the plugin version.
@@ -117,6 +119,16 @@ pub enum ListCommand {
     /// The Rollouts of the namespace (or of all namespaces with -A).
     #[command(visible_aliases = ["ro", "rollout"])]
     Rollouts(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Port on 127.0.0.1 (0: any free port; the URL is printed).
+    #[arg(long, default_value_t = 3100)]
+    pub port: u16,
+    /// Show every namespace instead of one.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,10 +15,12 @@ use crate::plugin::undo::undo_target;
 /// The field manager of everything the plugin writes, so `managedFields` shows who changed what.
 pub const FIELD_MANAGER: &str = "kubectl-sluice";
 
-pub async fn promote(
+// Generic over the writer (not `dyn Write`) so that the dashboard, which runs these from a
+// multi-threaded server, gets `Send` futures when it writes into a buffer.
+pub async fn promote<W: Write + ?Sized>(
     kube: &Kube,
     args: &PromoteArgs,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> Result<u8, PluginError> {
     let rollout = kube.get_rollout(&args.name).await?;
     let patches = if args.full {
@@ -44,7 +46,11 @@ pub async fn promote(
     Ok(EXIT_OK)
 }
 
-pub async fn abort(kube: &Kube, args: &AbortArgs, out: &mut dyn Write) -> Result<u8, PluginError> {
+pub async fn abort<W: Write + ?Sized>(
+    kube: &Kube,
+    args: &AbortArgs,
+    out: &mut W,
+) -> Result<u8, PluginError> {
     let rollout = kube.get_rollout(&args.name).await?;
     if args.revert {
         // Checked before anything is written: a half-done `abort --revert` would be worse than none.
@@ -63,12 +69,12 @@ pub async fn abort(kube: &Kube, args: &AbortArgs, out: &mut dyn Write) -> Result
 }
 
 /// Applies a control action that needs no more than the Rollout's existence: retry, pause, resume.
-pub async fn simple(
+pub async fn simple<W: Write + ?Sized>(
     kube: &Kube,
     name: &str,
     patches: Patches,
     done: &str,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> Result<u8, PluginError> {
     kube.get_rollout(name).await?;
     apply(kube, name, &patches).await?;
@@ -76,7 +82,11 @@ pub async fn simple(
     Ok(EXIT_OK)
 }
 
-pub async fn restart(kube: &Kube, name: &str, out: &mut dyn Write) -> Result<u8, PluginError> {
+pub async fn restart<W: Write + ?Sized>(
+    kube: &Kube,
+    name: &str,
+    out: &mut W,
+) -> Result<u8, PluginError> {
     kube.get_rollout(name).await?;
     let now = Timestamp::now();
     apply(kube, name, &actions::restart(now)).await?;

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod completion;
 pub mod control;
+pub mod dashboard;
 pub mod error;
 pub mod experiment;
 pub mod get;
@@ -133,6 +134,7 @@ async fn run_on_cluster(
         PluginCommand::Status(args) => status::wait(kube, &args.name, args.timeout, out, err).await,
         PluginCommand::App(command) => app::run(kube, command, style, out, err).await,
         PluginCommand::Proj(command) => proj::run(kube, command, style, out, err).await,
+        PluginCommand::Dashboard(args) => dashboard::serve(kube, &args, out).await,
         PluginCommand::Version | PluginCommand::Completion(_) | PluginCommand::Lint(_) => {
             Ok(EXIT_OK)
         }

@@ -310,13 +310,19 @@ async fn revert_now(
     .map_err(|e| ReconcileError::Task(e.to_string()))?;
 
     match outcome {
-        Ok(RevertOutcome::Pushed { revert_commit }) => {
+        Ok(RevertOutcome::Pushed {
+            revert_commit,
+            message,
+        }) => {
             count(ctx, "pushed");
-            mark_pushed(ctx, rollout, app, revert, &revert_commit).await
+            mark_pushed(ctx, rollout, app, revert, &revert_commit, &message).await
         }
-        Ok(RevertOutcome::AlreadyReverted { revert_commit }) => {
+        Ok(RevertOutcome::AlreadyReverted {
+            revert_commit,
+            message,
+        }) => {
             count(ctx, "already");
-            mark_pushed(ctx, rollout, app, revert, &revert_commit).await
+            mark_pushed(ctx, rollout, app, revert, &revert_commit, &message).await
         }
         Ok(RevertOutcome::Conflict { paths }) => {
             count(ctx, "conflict");
@@ -473,6 +479,7 @@ async fn quarantine(
             status.revert = Some(AppRevertStatus {
                 sha: revert.sha.clone(),
                 revert_commit: None,
+                commit_message: None,
                 phase: AppRevertPhase::Pending,
                 message: None,
                 rollout: Some(revert.reason.rollout.clone()),
@@ -516,6 +523,7 @@ async fn mark_pushed(
     app: &Application,
     revert: &Revert,
     revert_commit: &str,
+    commit_message: &str,
 ) -> Result<(), ReconcileError> {
     record(
         ctx,
@@ -525,6 +533,7 @@ async fn mark_pushed(
             if let Some(r) = status.revert.as_mut().filter(|r| r.sha == revert.sha) {
                 r.phase = AppRevertPhase::Pushed;
                 r.revert_commit = Some(revert_commit.to_string());
+                r.commit_message = Some(commit_message.to_string()).filter(|m| !m.is_empty());
                 r.message = Some(format!("revert commit {revert_commit} pushed"));
             }
         },
@@ -697,6 +706,7 @@ async fn record_skip(
             status.revert = Some(AppRevertStatus {
                 sha: sha.to_string(),
                 revert_commit: None,
+                commit_message: None,
                 phase: AppRevertPhase::Skipped,
                 message: Some(message.to_string()),
                 rollout: Some(reason.rollout.clone()),

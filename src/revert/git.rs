@@ -38,10 +38,16 @@ pub struct RevertJob<'a> {
 /// How a revert ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RevertOutcome {
-    /// The revert commit is on the branch now.
-    Pushed { revert_commit: String },
+    /// The revert commit is on the branch now; `message` is its commit message (bounded).
+    Pushed {
+        revert_commit: String,
+        message: String,
+    },
     /// A revert of the commit was already on the branch (an earlier attempt, or a person).
-    AlreadyReverted { revert_commit: String },
+    AlreadyReverted {
+        revert_commit: String,
+        message: String,
+    },
     /// The revert does not apply to the branch head; nothing was pushed.
     Conflict { paths: Vec<String> },
 }
@@ -105,6 +111,7 @@ pub fn revert_and_push_observed(
         if let Some(existing) = find_existing_revert(&repo, head, job)? {
             return Ok(RevertOutcome::AlreadyReverted {
                 revert_commit: existing.to_string(),
+                message: bounded_message(&repo, existing),
             });
         }
         refuse_a_revert_of_a_revert(&repo, job)?;
@@ -117,6 +124,7 @@ pub fn revert_and_push_observed(
             Ok(()) => {
                 return Ok(RevertOutcome::Pushed {
                     revert_commit: revert.to_string(),
+                    message: bounded_message(&repo, revert),
                 });
             }
             Err(Push::Refused(message)) => {
@@ -250,6 +258,22 @@ fn commits_since<'r>(
 }
 
 /// A commit after `job.sha` whose message says it reverts it.
+/// What status keeps of a revert commit's message, so people read why without Git access.
+pub const MAX_RECORDED_MESSAGE: usize = 4096;
+
+/// The commit's message, cut at [`MAX_RECORDED_MESSAGE`] bytes (at a character boundary).
+fn bounded_message(repo: &Repository, oid: Oid) -> String {
+    let Ok(commit) = repo.find_commit(oid) else {
+        return String::new();
+    };
+    let message = String::from_utf8_lossy(commit.message_bytes());
+    let mut end = message.len().min(MAX_RECORDED_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_string()
+}
+
 fn find_existing_revert(
     repo: &Repository,
     head: Oid,

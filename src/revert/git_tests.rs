@@ -8,7 +8,7 @@ use tempfile::TempDir;
 use super::git::{
     RevertError, RevertJob, RevertOutcome, revert_and_push, revert_and_push_observed,
 };
-use super::message::RevertReason;
+use super::message::{REVERTS_TRAILER, RevertReason};
 use crate::cli::GitAuthor;
 use crate::gitops::source::GitRequestMetrics;
 
@@ -131,9 +131,22 @@ fn run(remote: &Remote, sha: &str, attempts: u32) -> Result<RevertOutcome, Rever
     revert_and_push(&remote.work, &job, attempts)
 }
 
+fn already_reverted(outcome: Result<RevertOutcome, RevertError>) -> String {
+    match outcome {
+        Ok(RevertOutcome::AlreadyReverted { revert_commit, .. }) => revert_commit,
+        other => panic!("expected an existing revert: {other:?}"),
+    }
+}
+
 fn pushed(outcome: Result<RevertOutcome, RevertError>) -> String {
     match outcome {
-        Ok(RevertOutcome::Pushed { revert_commit }) => revert_commit,
+        Ok(RevertOutcome::Pushed {
+            revert_commit,
+            message,
+        }) => {
+            assert!(message.contains(REVERTS_TRAILER), "{message}");
+            revert_commit
+        }
         other => panic!("expected a pushed revert: {other:?}"),
     }
 }
@@ -170,12 +183,7 @@ fn l4_a_second_attempt_finds_the_first_revert_and_pushes_nothing() {
     // Even after more commits landed on top.
     remote.push_commit(&[("other.yaml", "a: 2\n")], "later");
     let head = remote.head();
-    assert_eq!(
-        run(&remote, &bad, 3),
-        Ok(RevertOutcome::AlreadyReverted {
-            revert_commit: revert
-        })
-    );
+    assert_eq!(already_reverted(run(&remote, &bad, 3)), revert);
     assert_eq!(remote.head(), head);
 }
 
@@ -186,12 +194,7 @@ fn l4_a_revert_made_by_a_person_counts() {
     git(&remote.person, &["revert", "--no-edit", &bad]);
     git(&remote.person, &["push", "--quiet", "origin", "HEAD:main"]);
     let by_person = remote.head();
-    assert_eq!(
-        run(&remote, &bad, 3),
-        Ok(RevertOutcome::AlreadyReverted {
-            revert_commit: by_person.clone()
-        })
-    );
+    assert_eq!(already_reverted(run(&remote, &bad, 3)), by_person);
     assert_eq!(remote.head(), by_person);
 }
 

@@ -1,6 +1,7 @@
 //! Helpers for the tests that run against the local cluster started by `e2e/cluster/up`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod browser;
 pub mod canary_app;
 pub mod gitops;
 pub mod rollouts;
