@@ -141,12 +141,28 @@ pub fn rollout_summary(rollout: &Rollout) -> Value {
         "name": info.name,
         "status": info.status,
         "message": info.message,
-        "images": info.images.iter().map(|i| i.image.clone()).collect::<Vec<_>>(),
+        // The desired images: the overview reads no ReplicaSets, whose images `info` would list.
+        "images": desired_images(rollout),
         "desired": info.replicas.desired,
         "ready": info.replicas.ready,
     });
     merge(&mut line, strategy(&info.strategy));
     line
+}
+
+fn desired_images(rollout: &Rollout) -> Vec<String> {
+    rollout
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .map(|spec| {
+            spec.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn strategy(strategy: &StrategyInfo) -> Value {
@@ -589,6 +605,7 @@ mod tests {
         assert_eq!(page["step"], json!("1/2"));
         assert_eq!(page["setWeight"], json!(20));
         assert_eq!(page["paused"], json!(true));
+        assert_eq!(page["images"], json!(["web:2"]));
         let runs = page["analysisRuns"].as_array().expect("runs");
         assert_eq!(runs.len(), 1, "only the Rollout's own runs");
         let metric = &runs[0]["metrics"][0];
