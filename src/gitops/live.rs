@@ -67,7 +67,11 @@ impl Drop for Watched {
 /// Watch caches by kind, shared by every reconcile.
 #[derive(Clone)]
 pub struct LiveCache {
+    /// Watches.
     client: Client,
+    /// GETs: the same client, or (a remote cluster) one with a request timeout, which a watch cannot
+    /// have.
+    get_client: Client,
     namespace: Option<String>,
     watched: Arc<Mutex<HashMap<GroupVersionKind, Arc<Watched>>>>,
     trigger: UnboundedSender<ObjectRef<Application>>,
@@ -82,11 +86,19 @@ impl LiveCache {
         trigger: UnboundedSender<ObjectRef<Application>>,
     ) -> Self {
         Self {
+            get_client: client.clone(),
             client,
             namespace,
             watched: Arc::default(),
             trigger,
         }
+    }
+
+    /// GETs go through `client` rather than the watches' client.
+    #[must_use]
+    pub fn with_get_client(mut self, client: Client) -> Self {
+        self.get_client = client;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupVersionKind, Arc<Watched>>> {
@@ -194,9 +206,9 @@ impl LiveCache {
         name: &str,
     ) -> Result<Option<Value>, LiveError> {
         let api: Api<DynamicObject> = if kind.namespaced {
-            Api::namespaced_with(self.client.clone(), namespace, &kind.resource)
+            Api::namespaced_with(self.get_client.clone(), namespace, &kind.resource)
         } else {
-            Api::all_with(self.client.clone(), &kind.resource)
+            Api::all_with(self.get_client.clone(), &kind.resource)
         };
         let obj = api.get_opt(name).await.map_err(|source| LiveError::Get {
             kind: kind.resource.kind.clone(),
