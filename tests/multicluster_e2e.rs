@@ -399,6 +399,33 @@ async fn unknown_or_broken_clusters_are_conditions_and_apply_nothing() {
         )
     );
     assert!(!message.contains(&two.key_data));
+
+    // A cluster that does not answer: a ComparisonError naming it, in bounded time.
+    let dead_server = format!("https://{}", common::free_local_addr());
+    let mut dead = certificate_secret("dead", "dead", &two);
+    dead.string_data
+        .as_mut()
+        .expect("stringData")
+        .insert("server".into(), dead_server.clone());
+    create_secret(&h, &dead).await;
+    create_app(
+        &h,
+        "dead",
+        &repo,
+        json!({"destination": {"name": "dead", "namespace": ns}, "syncPolicy": automated()}),
+    )
+    .await;
+    let app = h
+        .wait_app("dead", "a ComparisonError naming the cluster", |a| {
+            condition(a, "ComparisonError").is_some()
+        })
+        .await;
+    let message = condition(&app, "ComparisonError").unwrap_or_default();
+    assert!(
+        message.contains(&format!("on cluster dead ({dead_server})")),
+        "{message}"
+    );
+    assert_eq!(sync_status(&app), SyncStatusCode::Unknown);
     assert_eq!(h.config_value("settings").await, None);
     assert!(
         !two.namespace_exists(&ns).await,

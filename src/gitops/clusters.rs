@@ -754,7 +754,7 @@ impl Clusters {
         Ok(ClusterConn {
             identity: cluster.identity.clone(),
             secret: Some((cluster.secret.clone(), cluster.resource_version.clone())),
-            kinds: KindResolver::new(client.clone()),
+            kinds: KindResolver::for_cluster(client.clone(), &cluster.identity.to_string()),
             client,
             live,
             impersonator,

@@ -98,6 +98,17 @@ pub struct Reader {
     pub health_rules: HealthRulesSource,
 }
 
+/// `desired` (its revision kept) as a comparison that failed: the live objects could not be read.
+fn unreadable(
+    desired: &Result<Desired, ComparisonFailure>,
+    message: &str,
+) -> Result<Desired, ComparisonFailure> {
+    Err(ComparisonFailure {
+        revision: desired.as_ref().ok().map(|d| d.revision.clone()),
+        message: message.to_owned(),
+    })
+}
+
 /// A refresh asked for with the annotation or the operation.
 pub fn refresh_request(app: &Application) -> Option<RefreshType> {
     let from_annotation = [REFRESH_ANNOTATION, ARGO_REFRESH_ANNOTATION]
@@ -262,6 +273,7 @@ impl Reader {
         let id = tracking_id(&app.namespace().unwrap_or_default(), &app.name_any());
         self.watch_recorded_kinds(app, cluster).await;
         let mut live = BTreeMap::new();
+        let mut unread = None;
         for desired in [
             target.as_ref().ok(),
             requested.as_ref().and_then(|r| r.as_ref().ok()),
@@ -269,7 +281,21 @@ impl Reader {
         .into_iter()
         .flatten()
         {
-            self.read_live(cluster, &desired.objects, &mut live).await?;
+            match self.read_live(cluster, &desired.objects, &mut live).await {
+                Ok(()) => {}
+                // The controller's own cluster failing is the controller's trouble: retried.
+                Err(e) if cluster.secret.is_none() => return Err(e),
+                // Another cluster's is its user's: shown, and nothing compared or applied.
+                Err(e) => {
+                    unread = Some(format!("cluster {}: {e}", cluster.identity));
+                    break;
+                }
+            }
+        }
+        if let Some(message) = unread {
+            target = unreadable(&target, &message);
+            requested = requested.as_ref().map(|r| unreadable(r, &message));
+            live.clear();
         }
         let (tracked_hooks, tracked) = cluster
             .live
@@ -669,10 +695,18 @@ impl Reader {
             if !seen.insert((r.group.clone(), r.version.clone(), r.kind.clone())) {
                 continue;
             }
-            if let Ok(Some(kind)) = cluster.kinds.resolve(&gvk).await
-                && let Err(e) = cluster.live.watch(&kind).await
-            {
-                tracing::warn!(kind = %r.kind, error = %e, "cannot watch a kind the Application had");
+            match cluster.kinds.resolve(&gvk).await {
+                Ok(Some(kind)) => {
+                    if let Err(e) = cluster.live.watch(&kind).await {
+                        tracing::warn!(kind = %r.kind, error = %e, "cannot watch a kind the Application had");
+                    }
+                }
+                Ok(None) => {}
+                // The cluster does not answer: asking for each kind would only wait longer.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the kinds the Application had");
+                    return;
+                }
             }
         }
     }

@@ -449,6 +449,54 @@ mod tests {
     }
 
     #[test]
+    fn applications_and_objects_are_checked_on_the_cluster_their_destination_resolved_to() {
+        let app: Application = serde_json::from_value(json!({
+            "metadata": {"name": "shop", "namespace": "ctl"},
+            "spec": {"source": {"repoURL": "https://git.example.com/shop"},
+                     "destination": {"name": "prod", "namespace": "shop"}}
+        }))
+        .unwrap();
+        let prod = ClusterRef {
+            server: "https://prod:6443",
+            name: "prod",
+        };
+        let by_name = spec(json!({"sourceRepos": ["*"],
+                                  "destinations": [{"name": "prod", "namespace": "shop"}]}));
+        let by_server = spec(json!({"sourceRepos": ["*"],
+                                    "destinations": [{"server": "https://prod:*", "namespace": "*"}]}));
+        let local_only = spec(json!({"sourceRepos": ["*"], "destinations": [
+            {"server": "https://kubernetes.default.svc", "namespace": "*"}]}));
+        let project = |spec| Project { name: "p", spec };
+        for permits in [&by_name, &by_server] {
+            assert!(
+                project(permits)
+                    .check_application(&app, "ctl", prod)
+                    .is_ok()
+            );
+        }
+        let refused = project(&local_only)
+            .check_application(&app, "ctl", prod)
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "destination server \"https://prod:6443\" name \"prod\" namespace \"shop\" is not permitted by project p's destinations"
+        );
+        let cm = ObjectKind {
+            group: "",
+            kind: "ConfigMap",
+            name: "x",
+            namespaced: true,
+        };
+        assert!(project(&by_name).check_object(cm, "shop", prod).is_ok());
+        assert!(project(&by_name).check_object(cm, "other", prod).is_err());
+        assert!(
+            project(&by_name)
+                .check_object(cm, "shop", ClusterRef::in_cluster())
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_denied_server_refuses_even_when_another_entry_allows() {
         let s = spec(json!({"destinations": [
             {"server": "*", "namespace": "*"},
