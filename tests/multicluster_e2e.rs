@@ -465,7 +465,7 @@ async fn a_project_whose_destinations_exclude_the_cluster_refuses_it() {
         .await
         .expect("create the project");
     let repo = GitRepo::create(&h.env, "mc-project");
-    repo.commit(
+    let sha = repo.commit(
         "v1",
         &[("app/settings.json", Some(&config_map("settings", "1")))],
     );
@@ -503,6 +503,55 @@ async fn a_project_whose_destinations_exclude_the_cluster_refuses_it() {
         "nothing reached cluster 2"
     );
     assert_eq!(h.config_value("settings").await, None);
+
+    // Argo CD's `namespaces` of a cluster Secret: only those are managed there, nothing else applied.
+    let mut scoped = certificate_secret("scoped", "scoped", &two);
+    let data = scoped.string_data.as_mut().expect("stringData");
+    data.insert("namespaces".into(), "somewhere-else".into());
+    create_secret(&h, &scoped).await;
+    create_app(
+        &h,
+        "scoped",
+        &repo,
+        json!({"destination": {"name": "scoped", "namespace": ns}, "syncPolicy": automated()}),
+    )
+    .await;
+    let app = h
+        .wait_app("scoped", "a sync refused by the Secret's namespaces", |a| {
+            condition(a, "SyncError").is_some()
+        })
+        .await;
+    let message = condition(&app, "SyncError").unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "ConfigMap {ns}/settings: namespace {ns:?} is not managed on cluster scoped ({}): its Secret lists only namespaces somewhere-else",
+            two.server
+        )),
+        "{message}"
+    );
+    assert!(
+        !two.namespace_exists(&ns).await,
+        "nothing reached cluster 2"
+    );
+
+    // Listed among several namespaces (one watch each): synced there.
+    Api::<Secret>::namespaced(h.client.clone(), &ns)
+        .patch(
+            "scoped",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"namespaces": format!("somewhere-else,{ns}")}})),
+        )
+        .await
+        .expect("widen the Secret's namespaces");
+    // Automated sync does not retry a revision whose sync failed (Argo CD's rule): ask for one.
+    h.request("scoped", json!({"sync": {}})).await;
+    let app = h.wait_synced("scoped", &sha).await;
+    assert_eq!(condition(&app, "SyncError"), None);
+    assert_eq!(
+        two.config_value(&ns, "settings").await.as_deref(),
+        Some("1")
+    );
+    two.delete_namespace(&ns).await;
 }
 
 /// With `--sync-impersonation`, a sync to cluster 2 writes as the ServiceAccount the project names

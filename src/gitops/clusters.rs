@@ -745,12 +745,13 @@ impl Clusters {
             .settings
             .impersonation
             .then(|| Impersonator::new(config, self.settings.requests.clone()));
-        let watch_namespace = match cluster.namespaces.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        };
-        let live = LiveCache::new(watch_client, watch_namespace, self.settings.trigger.clone())
-            .with_get_client(client.clone());
+        // Argo CD's `namespaces`: the credentials may be good for those only; one watch each.
+        let live = LiveCache::new(
+            watch_client,
+            cluster.namespaces.clone(),
+            self.settings.trigger.clone(),
+        )
+        .with_get_client(client.clone());
         Ok(ClusterConn {
             identity: cluster.identity.clone(),
             secret: Some((cluster.secret.clone(), cluster.resource_version.clone())),

@@ -161,7 +161,11 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let local = ClusterConn::local(
         client.clone(),
         KindResolver::new(client.clone()),
-        LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
+        LiveCache::new(
+            client.clone(),
+            settings.namespace.clone().into_iter().collect(),
+            trigger.clone(),
+        ),
         settings.sync_impersonation.clone(),
     );
     let clusters = Clusters::new(
