@@ -659,6 +659,10 @@ impl Clusters {
         &self,
         dest: &ApplicationDestination,
     ) -> Result<Arc<ClusterConn>, ClusterError> {
+        // Most Applications: no Secret to look at (the same answer resolve_destination gives).
+        if dest.is_in_cluster() {
+            return Ok(self.local.clone());
+        }
         let secrets = self.cluster_secrets();
         let candidates: Vec<Candidate> = secrets.iter().filter_map(|s| candidate(s)).collect();
         let Some(chosen) = resolve_destination(dest, &candidates, &self.control_namespace)? else {
