@@ -53,8 +53,10 @@ BENCH_N ?= 100 1000
 bench-argo:
 	BENCH_N="$(BENCH_N)" BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) CARGO=$(CARGO) scripts/bench-argo
 
+## cluster-up: the local cluster, and clusters 2..CLUSTERS for multi-cluster Applications (default 1).
+CLUSTERS ?= 1
 cluster-up:
-	e2e/cluster/up
+	e2e/cluster/up --clusters $(CLUSTERS)
 
 cluster-down:
 	e2e/cluster/down

@@ -1,5 +1,5 @@
-# Sourced by scripts/test and scripts/bench (from the repository root). `use_local_cluster` brings the
-# local cluster up when it is not running and loads e2e/.run/env into the environment. A cluster it
+# Sourced by scripts/test and scripts/bench (from the repository root). `use_local_cluster [N]` brings the
+# local cluster (and clusters 2..N, `e2e/cluster/up --clusters N`) up when it is not running and loads e2e/.run/env into the environment. A cluster it
 # started is stopped when the script exits, even on failure; one that was already running is left
 # running, so that a developer's cluster survives `make test` and `make bench`.
 #
@@ -13,7 +13,7 @@ use_local_cluster() {
   e2e/cluster/build
   local modcache status=0
   modcache=$(mktemp -d "${TMPDIR:-/tmp}/sluice-empty-gomodcache.XXXXXX")
-  GOMODCACHE=$modcache e2e/cluster/up || status=$?
+  GOMODCACHE=$modcache e2e/cluster/up --clusters "${1:-1}" || status=$?
   # The module cache's files are read-only by design.
   chmod -R u+w "$modcache" && rm -rf "$modcache"
   [ "$status" = 0 ] || { echo "e2e/cluster/up failed with an empty Go module cache (status $status)" >&2; return "$status"; }

@@ -86,6 +86,7 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             git_limits,
             render_remote: args.render_remote_policy(),
             sync_impersonation,
+            kube_requests: kube_requests.clone(),
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),

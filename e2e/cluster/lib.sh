@@ -15,6 +15,10 @@ BIN_DIR=$CACHE_ROOT/bin/$K8S_VERSION
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 # Reverse of the start order; `down` stops them in this order.
 COMPONENTS_STOP_ORDER=(oci-registry chart-repo traffic prometheus git-daemon kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+# Clusters 2..N (`up --clusters N`): a control plane and a KWOK node each, nothing else. Their pids are
+# recorded as `cluster<i>-<component>` beside cluster 1's; `down` stops them first, in this order.
+EXTRA_CLUSTER_STOP_ORDER=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+CLUSTERS_DIR=$RUN_DIR/clusters
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -64,4 +68,31 @@ wait_for() {
     fi
     sleep 0.2
   done
+}
+
+# stop_component NAME: SIGTERM to the recorded process, SIGKILL after 30 s; waits until it is gone.
+stop_component() {
+  local name=$1 pid waited=0
+  pid=$(alive_pid "$name") || { rm -f "$PID_DIR/$name.pid"; return 0; }
+  kill -TERM "$pid" 2>/dev/null
+  # kube-apiserver drains for up to ~15 s after SIGTERM.
+  while kill -0 "$pid" 2>/dev/null && [ $waited -lt 300 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) ignored SIGTERM for 30 s: killing it"
+    kill -KILL "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$PID_DIR/$name.pid"
+}
+
+# stop_extra_cluster I: stops the processes of cluster I (2..N) and removes its state.
+stop_extra_cluster() {
+  local i=$1 c
+  for c in "${EXTRA_CLUSTER_STOP_ORDER[@]}"; do
+    stop_component "cluster$i-$c"
+  done
+  rm -rf "${CLUSTERS_DIR:?}/$i"
 }

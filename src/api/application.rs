@@ -1,8 +1,8 @@
 //! The `Application` kind: what to sync from Git into the cluster, and how it went.
 //!
 //! Field names and shapes are Argo CD's (`pkg/apis/application/v1alpha1/types.go`) for the features
-//! Sluice has: one Git `source` rendered as a plain directory, Kustomize or Helm; the in-cluster
-//! `destination`; `syncPolicy` (automated, options, retry); `ignoreDifferences`; and the status Argo CD
+//! Sluice has: one Git `source` rendered as a plain directory, Kustomize or Helm; the `destination`
+//! (the controller's own cluster, or one of a cluster Secret: `gitops::clusters`); `syncPolicy` (automated, options, retry); `ignoreDifferences`; and the status Argo CD
 //! reports; and Argo CD's top-level `operation` (a requested sync, recorded in
 //! `status.operationState`). Sluice adds `spec.syncPolicy.rollback.gitRevert`; in `operation`,
 //! `rollback` (to a `status.history` id; it turns automated sync off) and `refresh`; in status,

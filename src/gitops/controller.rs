@@ -28,14 +28,15 @@ use super::app_writes::{
 };
 use super::apply::Applier;
 use super::chart::ChartCache;
+use super::clusters::{ClusterConn, Clusters, RemoteSettings, is_cluster_secret};
 use super::credentials::SECRET_TYPE_LABELS;
 use super::events::{self, transitions};
 use super::health_rules::{HEALTH_CONFIG_MAP, HealthRulesSource};
-use super::impersonation::{ImpersonationError, Impersonator, SyncIdentity, account_label};
+use super::impersonation::{Impersonator, SyncIdentity};
 use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
-use super::observe::{ObserveError, Reader, refresh_request};
+use super::observe::{Observation, ObserveError, Reader, refresh_request};
 use super::plan::{Finalize, Plan, SyncOutcome, SyncTask, finish_sync, plan, sync_in_progress};
 use super::projects::{Projects, ensure_default_project};
 use super::render::{RemotePolicy, RenderCache};
@@ -43,6 +44,7 @@ use super::source::{GitLimits, GitRequestMetrics, RepoCache};
 use super::webhook::{self, PushLog, WebhookSecrets, WebhookState};
 use crate::api::application::{Application, ApplicationStatus, HealthStatusCode, OperationPhase};
 use crate::api::project::AppProject;
+use crate::kube_requests::KubeRequestCounter;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -77,6 +79,8 @@ pub struct GitopsSettings {
     /// `--sync-impersonation`: syncs write as their project's ServiceAccount, through clients this
     /// builds; `None` writes as the controller.
     pub sync_impersonation: Option<Impersonator>,
+    /// Counts the requests of the clients built for other clusters with the controller's own.
+    pub kube_requests: KubeRequestCounter,
 }
 
 #[derive(Debug, Error)]
@@ -88,28 +92,10 @@ pub enum ReconcileError {
 }
 
 struct Context {
+    /// The controller's own cluster: Applications, their events, projects.
     client: Client,
     reader: Reader,
     metrics: GitopsMetrics,
-    impersonator: Option<Impersonator>,
-}
-
-impl Context {
-    /// The client that writes as `identity`.
-    fn client_as(&self, identity: &SyncIdentity) -> Result<Client, ImpersonationError> {
-        match (identity, &self.impersonator) {
-            (SyncIdentity::Controller, _) => Ok(self.client.clone()),
-            (SyncIdentity::ServiceAccount(account), Some(impersonator)) => {
-                impersonator.client_for(account)
-            }
-            (SyncIdentity::ServiceAccount(account), None) => {
-                Err(ImpersonationError::Disabled(account_label(account)))
-            }
-            (SyncIdentity::Missing(why), _) => {
-                Err(ImpersonationError::NoServiceAccount(why.clone()))
-            }
-        }
-    }
 }
 
 /// Runs the Application controller and its webhook until the process stops.
@@ -134,18 +120,17 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         None => Api::all(client.clone()),
     };
     // One watch per label (Sluice's and Argo CD's): a selector cannot say "either label".
-    let (secrets, secrets_watches): (Vec<_>, Vec<_>) = SECRET_TYPE_LABELS
+    let (secrets, secret_changes): (Vec<_>, Vec<_>) = SECRET_TYPE_LABELS
         .iter()
         .map(|label| {
             let (store, writer) = reflector::store();
-            let watch = watcher(secrets_api.clone(), config.clone().labels(label))
+            let changes = watcher(secrets_api.clone(), config.clone().labels(label))
                 .default_backoff()
                 .reflect(writer)
-                .for_each(|_| async {});
-            (store, watch)
+                .touched_objects();
+            (store, changes)
         })
         .unzip();
-    let secrets_watch = futures::future::join_all(secrets_watches);
 
     let projects_api: Api<AppProject> =
         Api::namespaced(client.clone(), &settings.control_namespace);
@@ -173,13 +158,35 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     let health_triggers =
         every_application_on_change(health_changes, store.clone(), trigger.clone());
 
+    let local = ClusterConn::local(
+        client.clone(),
+        KindResolver::new(client.clone()),
+        LiveCache::new(
+            client.clone(),
+            settings.namespace.clone().into_iter().collect(),
+            trigger.clone(),
+        ),
+        settings.sync_impersonation.clone(),
+    );
+    let clusters = Clusters::new(
+        local,
+        secrets.clone(),
+        settings.control_namespace.clone(),
+        RemoteSettings {
+            requests: settings.kube_requests.clone(),
+            impersonation: settings.sync_impersonation.is_some(),
+            trigger: trigger.clone(),
+        },
+    );
+    let secrets_watch = futures::future::join_all(secret_changes.into_iter().map(|changes| {
+        applications_of_changed_clusters(changes, clusters.clone(), store.clone(), trigger.clone())
+    }));
     let pushes = PushLog::default();
     let reader = Reader {
         repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone())
             .with_limits(settings.git_limits.clone()),
         renders: RenderCache::new().with_remote_policy(settings.render_remote.clone()),
-        kinds: KindResolver::new(client.clone()),
-        live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
+        clusters,
         secrets,
         pushes: pushes.clone(),
         poll_interval: settings.poll_interval,
@@ -211,7 +218,6 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
         client,
         reader,
         metrics: gitops_metrics,
-        impersonator: settings.sync_impersonation.clone(),
     });
     let controller = async {
         // An Application is judged by its project: none before the projects are read.
@@ -298,6 +304,38 @@ async fn applications_of_changed_projects(
         .await;
 }
 
+/// When a cluster Secret of the control namespace changes or goes: its connection is built again
+/// (or dropped) and the Applications deploying to other clusters are reconciled at once (one that
+/// named an unknown cluster may name a known one now).
+async fn applications_of_changed_clusters(
+    changes: impl futures::Stream<Item = Result<Secret, watcher::Error>>,
+    clusters: Clusters,
+    applications: reflector::Store<Application>,
+    trigger: futures::channel::mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
+) {
+    changes
+        .for_each(|change| {
+            match change {
+                Ok(secret)
+                    if is_cluster_secret(&secret)
+                        && secret.metadata.namespace.as_deref()
+                            == Some(clusters.control_namespace()) =>
+                {
+                    clusters.forget_stale();
+                    for app in applications.state() {
+                        if !app.spec.destination.is_in_cluster() {
+                            let _ = trigger.unbounded_send(reflector::ObjectRef::from_obj(&*app));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "watching the secret-type Secrets"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
 /// Reconciles every Application when the watched object changes (or is deleted).
 async fn every_application_on_change<K>(
     changes: impl futures::Stream<Item = Result<K, watcher::Error>>,
@@ -347,12 +385,20 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Requeue, 
 }
 
 async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, ReconcileError> {
-    let observed = ctx.reader.observe(app, Timestamp::now()).await?;
+    let Observation { observed, cluster } = ctx.reader.observe(app, Timestamp::now()).await?;
     let plan = plan(&observed);
     let api: Api<Application> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     if let Some(finalize) = &plan.finalize {
-        finalize_app(app, &api, ctx, finalize, &observed.sync_identity).await?;
+        finalize_app(
+            app,
+            &api,
+            ctx,
+            cluster.as_deref(),
+            finalize,
+            &observed.sync_identity,
+        )
+        .await?;
         return Ok(Requeue::requeue(plan.requeue_after.max(MIN_REQUEUE)));
     }
     if plan.disable_automated {
@@ -362,7 +408,7 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
         );
     }
     let status = match &plan.sync {
-        Some(task) => run_sync(app, &api, ctx, &plan, task).await,
+        Some(task) => run_sync(app, &api, ctx, cluster.as_deref(), &plan, task).await,
         None => plan.status.clone(),
     };
     write_status(&api, app, &status).await?;
@@ -381,6 +427,7 @@ async fn run_sync(
     app: &Application,
     api: &Api<Application>,
     ctx: &Context,
+    cluster: Option<&ClusterConn>,
     plan: &Plan,
     task: &SyncTask,
 ) -> ApplicationStatus {
@@ -428,12 +475,20 @@ async fn run_sync(
             })
         }
     };
-    let outcome = match ctx.client_as(&task.run_as) {
-        Ok(writer) => {
+    let writer = match cluster {
+        Some(cluster) => cluster
+            .client_as(&task.run_as)
+            .map(|writer| (writer, cluster))
+            .map_err(|e| e.to_string()),
+        // Not planned without a cluster; said plainly should that change.
+        None => Err("the destination names no usable cluster".to_string()),
+    };
+    let outcome = match writer {
+        Ok((writer, cluster)) => {
             Applier {
                 client: &writer,
-                reader: &ctx.client,
-                kinds: &ctx.reader.kinds,
+                reader: &cluster.client,
+                kinds: &cluster.kinds,
                 progress: Some(&progress),
                 health_rules: &ctx.reader.health_rules,
             }
@@ -471,12 +526,17 @@ async fn finalize_app(
     app: &Application,
     api: &Api<Application>,
     ctx: &Context,
+    cluster: Option<&ClusterConn>,
     finalize: &Finalize,
     identity: &SyncIdentity,
 ) -> Result<(), ReconcileError> {
     match finalize {
         Finalize::Delete(objects) => {
-            let writer = match ctx.client_as(identity) {
+            // Objects are found only on a cluster that resolved.
+            let Some(cluster) = cluster else {
+                return Ok(());
+            };
+            let writer = match cluster.client_as(identity) {
                 Ok(writer) => writer,
                 Err(e) => {
                     // The finalizer stays: the objects are not deleted as anyone else.
@@ -486,8 +546,8 @@ async fn finalize_app(
             };
             let applier = Applier {
                 client: &writer,
-                reader: &ctx.client,
-                kinds: &ctx.reader.kinds,
+                reader: &cluster.client,
+                kinds: &cluster.kinds,
                 progress: None,
                 health_rules: &ctx.reader.health_rules,
             };

@@ -13,7 +13,6 @@ use thiserror::Error;
 use super::project::ServiceAccountRef;
 use super::projects::as_rules;
 use super::render::names::{dns1123_label_error, dns1123_subdomain_error};
-use crate::api::application::IN_CLUSTER_SERVER;
 use crate::api::project::AppProject;
 use crate::kube_requests::KubeRequestCounter;
 
@@ -36,14 +35,20 @@ pub enum SyncIdentity {
 
 impl SyncIdentity {
     /// Sync impersonation off, or the ServiceAccount `project` names for a sync to `namespace` of
-    /// this cluster. A project with no `destinationServiceAccounts` names none (as in Argo CD, the
-    /// controller's identity is never a fallback).
-    pub fn for_sync(impersonation: bool, project: &AppProject, namespace: &str) -> Self {
+    /// the cluster at `server` (the destination's, resolved). A project with no
+    /// `destinationServiceAccounts` names none (as in Argo CD, the controller's identity is never a
+    /// fallback).
+    pub fn for_sync(
+        impersonation: bool,
+        project: &AppProject,
+        server: &str,
+        namespace: &str,
+    ) -> Self {
         if !impersonation {
             return Self::Controller;
         }
         let rules = as_rules(project);
-        match rules.service_account_for(IN_CLUSTER_SERVER, namespace) {
+        match rules.service_account_for(server, namespace) {
             Ok(Some(account)) => match account_error(&account) {
                 None => Self::ServiceAccount(account),
                 Some(why) => Self::Missing(format!(
@@ -53,7 +58,7 @@ impl SyncIdentity {
                 )),
             },
             Ok(None) => Self::Missing(format!(
-                "sync impersonation is on (--sync-impersonation) and project {} has no destinationServiceAccounts: add one for server {IN_CLUSTER_SERVER} namespace {namespace:?}, nothing is applied as the controller itself",
+                "sync impersonation is on (--sync-impersonation) and project {} has no destinationServiceAccounts: add one for server {server} namespace {namespace:?}, nothing is applied as the controller itself",
                 rules.name
             )),
             Err(violation) => Self::Missing(format!(
@@ -214,6 +219,7 @@ impl ClientCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::application::IN_CLUSTER_SERVER;
     use serde_json::json;
 
     fn project(spec: serde_json::Value) -> AppProject {
@@ -237,11 +243,11 @@ mod tests {
         let p = project(json!({"destinationServiceAccounts": [
             {"server": "*", "namespace": "*", "defaultServiceAccount": "deployer"}]}));
         assert_eq!(
-            SyncIdentity::for_sync(false, &p, "team-a"),
+            SyncIdentity::for_sync(false, &p, IN_CLUSTER_SERVER, "team-a"),
             SyncIdentity::Controller
         );
         assert_eq!(
-            SyncIdentity::for_sync(false, &project(json!({})), "team-a"),
+            SyncIdentity::for_sync(false, &project(json!({})), IN_CLUSTER_SERVER, "team-a"),
             SyncIdentity::Controller
         );
     }
@@ -252,10 +258,19 @@ mod tests {
             {"server": "https://kubernetes.default.svc", "namespace": "team-a", "defaultServiceAccount": "deployer"},
             {"server": "*", "namespace": "shared-*", "defaultServiceAccount": "ops:shared-deployer"}]}));
         assert_eq!(
-            SyncIdentity::for_sync(true, &p, "team-a"),
+            SyncIdentity::for_sync(true, &p, IN_CLUSTER_SERVER, "team-a"),
             deployer("team-a")
         );
-        let shared = SyncIdentity::for_sync(true, &p, "shared-web");
+        let shared = SyncIdentity::for_sync(true, &p, IN_CLUSTER_SERVER, "shared-web");
+        // Another cluster's syncs match entries by its server: only the `*` one here.
+        assert_eq!(
+            SyncIdentity::for_sync(true, &p, "https://10.0.0.2:6443", "shared-web"),
+            shared
+        );
+        assert!(matches!(
+            SyncIdentity::for_sync(true, &p, "https://10.0.0.2:6443", "team-a"),
+            SyncIdentity::Missing(m) if m.contains("https://10.0.0.2:6443")
+        ));
         assert_eq!(
             shared.service_account(),
             Some(&ServiceAccountRef {
@@ -270,6 +285,7 @@ mod tests {
         let Some(SyncIdentity::Missing(none)) = Some(SyncIdentity::for_sync(
             true,
             &project(json!({"sourceRepos": ["*"]})),
+            IN_CLUSTER_SERVER,
             "team-a",
         )) else {
             panic!("a project with no accounts must refuse");
@@ -281,7 +297,8 @@ mod tests {
         );
         let narrow = project(json!({"destinationServiceAccounts": [
             {"server": "*", "namespace": "team-a", "defaultServiceAccount": "deployer"}]}));
-        let SyncIdentity::Missing(unmatched) = SyncIdentity::for_sync(true, &narrow, "kube-system")
+        let SyncIdentity::Missing(unmatched) =
+            SyncIdentity::for_sync(true, &narrow, IN_CLUSTER_SERVER, "kube-system")
         else {
             panic!("no entry matches kube-system");
         };
@@ -303,7 +320,7 @@ mod tests {
         ] {
             let p = project(json!({"destinationServiceAccounts": [
                 {"server": "*", "namespace": "*", "defaultServiceAccount": account}]}));
-            let identity = SyncIdentity::for_sync(true, &p, destination);
+            let identity = SyncIdentity::for_sync(true, &p, IN_CLUSTER_SERVER, destination);
             assert!(
                 matches!(&identity, SyncIdentity::Missing(m) if m.contains("not a ServiceAccount")),
                 "{account:?} in {destination:?}: {identity:?}"

@@ -22,11 +22,13 @@ pub struct Kind {
 
 #[derive(Debug, Error)]
 pub enum KindError {
-    #[error("API discovery of {group}/{version} {kind} failed: {source}")]
+    #[error("API discovery of {group}/{version} {kind}{on} failed: {source}")]
     Discovery {
         group: String,
         version: String,
         kind: String,
+        /// ` on cluster <name> (<server>)` for another cluster than the controller's own.
+        on: String,
         #[source]
         source: kube::Error,
     },
@@ -37,6 +39,8 @@ pub enum KindError {
 pub struct KindResolver {
     client: Client,
     known: Arc<Mutex<HashMap<GroupVersionKind, Kind>>>,
+    /// Named in errors: empty for the controller's own cluster.
+    on: String,
 }
 
 impl KindResolver {
@@ -44,6 +48,15 @@ impl KindResolver {
         Self {
             client,
             known: Arc::default(),
+            on: String::new(),
+        }
+    }
+
+    /// Discovery on another cluster, named `cluster` in errors.
+    pub fn for_cluster(client: Client, cluster: &str) -> Self {
+        Self {
+            on: format!(" on cluster {cluster}"),
+            ..Self::new(client)
         }
     }
 
@@ -67,6 +80,7 @@ impl KindResolver {
                 group: gvk.group.clone(),
                 version: gvk.version.clone(),
                 kind: gvk.kind.clone(),
+                on: self.on.clone(),
                 source,
             }),
         }

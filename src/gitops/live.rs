@@ -10,8 +10,9 @@
 //! `sluice.dev/application: <ns>/<name>` queues that Application at once, which is how drift is
 //! seen (and self-healed) in seconds rather than at the next poll (SCENARIOS G4).
 //!
-//! With `--namespace`, namespaced kinds are watched in that namespace only; objects an Application
-//! puts elsewhere are read with a GET.
+//! With `--namespace` (or the `namespaces` of another cluster's Secret), namespaced kinds are watched
+//! in those namespaces only, one watch each; objects an Application puts elsewhere are read with a
+//! GET.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -54,39 +55,55 @@ pub enum LiveError {
 
 struct Watched {
     kind: Kind,
-    store: Store<DynamicObject>,
-    task: tokio::task::JoinHandle<()>,
+    /// One per watched namespace (in [`LiveCache`]'s order), or one for the whole cluster.
+    stores: Vec<Store<DynamicObject>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
 /// Watch caches by kind, shared by every reconcile.
 #[derive(Clone)]
 pub struct LiveCache {
+    /// Watches.
     client: Client,
-    namespace: Option<String>,
+    /// GETs: the same client, or (a remote cluster) one with a request timeout, which a watch cannot
+    /// have.
+    get_client: Client,
+    /// Where namespaced kinds are watched; empty: every namespace.
+    namespaces: Vec<String>,
     watched: Arc<Mutex<HashMap<GroupVersionKind, Arc<Watched>>>>,
     trigger: UnboundedSender<ObjectRef<Application>>,
 }
 
 impl LiveCache {
-    /// `namespace` limits the watches of namespaced kinds; changes of tracked objects are sent to
-    /// `trigger`.
+    /// `namespaces` (none: all) limits the watches of namespaced kinds; changes of tracked objects
+    /// are sent to `trigger`.
     pub fn new(
         client: Client,
-        namespace: Option<String>,
+        namespaces: Vec<String>,
         trigger: UnboundedSender<ObjectRef<Application>>,
     ) -> Self {
         Self {
+            get_client: client.clone(),
             client,
-            namespace,
+            namespaces,
             watched: Arc::default(),
             trigger,
         }
+    }
+
+    /// GETs go through `client` rather than the watches' client.
+    #[must_use]
+    pub fn with_get_client(mut self, client: Client) -> Self {
+        self.get_client = client;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupVersionKind, Arc<Watched>>> {
@@ -102,8 +119,8 @@ impl LiveCache {
         )
     }
 
-    /// The watch cache of `kind`, started and listed if it was not already.
-    pub async fn watch(&self, kind: &Kind) -> Result<Store<DynamicObject>, LiveError> {
+    /// The watch caches of `kind`, started and listed if they were not already.
+    async fn watch_listed(&self, kind: &Kind) -> Result<Arc<Watched>, LiveError> {
         let gvk = Self::gvk(kind);
         let existing = self.lock().get(&gvk).cloned();
         let watched = match existing {
@@ -116,21 +133,50 @@ impl LiveCache {
                     .clone()
             }
         };
-        if !listed(&watched.store).await {
-            return Err(LiveError::NotReady {
-                kind: kind.resource.kind.clone(),
-                seconds: FIRST_LIST_TIMEOUT.as_secs(),
-            });
+        let deadline = tokio::time::Instant::now() + FIRST_LIST_TIMEOUT;
+        for store in &watched.stores {
+            if !listed(store, deadline).await {
+                return Err(LiveError::NotReady {
+                    kind: kind.resource.kind.clone(),
+                    seconds: FIRST_LIST_TIMEOUT.as_secs(),
+                });
+            }
         }
-        Ok(watched.store.clone())
+        Ok(watched)
+    }
+
+    /// Starts (if needed) the watches of `kind` and waits for their first list.
+    pub async fn watch(&self, kind: &Kind) -> Result<(), LiveError> {
+        self.watch_listed(kind).await.map(|_| ())
     }
 
     fn start(&self, kind: &Kind) -> Watched {
-        let resource = kind.resource.clone();
-        let api: Api<DynamicObject> = match (&self.namespace, kind.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            _ => Api::all_with(self.client.clone(), &resource),
+        let resource = &kind.resource;
+        let apis: Vec<Api<DynamicObject>> = if kind.namespaced && !self.namespaces.is_empty() {
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(self.client.clone(), ns, resource))
+                .collect()
+        } else {
+            vec![Api::all_with(self.client.clone(), resource)]
         };
+        let (stores, tasks) = apis
+            .into_iter()
+            .map(|api| self.start_one(kind, api))
+            .unzip();
+        Watched {
+            kind: kind.clone(),
+            stores,
+            tasks,
+        }
+    }
+
+    fn start_one(
+        &self,
+        kind: &Kind,
+        api: Api<DynamicObject>,
+    ) -> (Store<DynamicObject>, tokio::task::JoinHandle<()>) {
+        let resource = kind.resource.clone();
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
         let trigger = self.trigger.clone();
@@ -153,15 +199,15 @@ impl LiveCache {
                 }
             }
         });
-        Watched {
-            kind: kind.clone(),
-            store,
-            task,
-        }
+        (store, task)
     }
 
-    fn in_scope(&self, kind: &Kind, namespace: &str) -> bool {
-        !kind.namespaced || self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    /// Which store of a kind's watches holds objects of `namespace`: `None` when none watches it.
+    fn store_index(&self, kind: &Kind, namespace: &str) -> Option<usize> {
+        if !kind.namespaced || self.namespaces.is_empty() {
+            return Some(0);
+        }
+        self.namespaces.iter().position(|ns| ns == namespace)
     }
 
     /// The live object, as JSON with `apiVersion` and `kind` set.
@@ -171,10 +217,13 @@ impl LiveCache {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, LiveError> {
-        if !self.in_scope(kind, namespace) {
+        let Some(index) = self.store_index(kind, namespace) else {
             return self.read(kind, namespace, name).await;
-        }
-        let store = self.watch(kind).await?;
+        };
+        let watched = self.watch_listed(kind).await?;
+        let Some(store) = watched.stores.get(index) else {
+            return self.read(kind, namespace, name).await;
+        };
         let mut key = ObjectRef::new_with(name, kind.resource.clone());
         if kind.namespaced {
             key = key.within(namespace);
@@ -194,9 +243,9 @@ impl LiveCache {
         name: &str,
     ) -> Result<Option<Value>, LiveError> {
         let api: Api<DynamicObject> = if kind.namespaced {
-            Api::namespaced_with(self.client.clone(), namespace, &kind.resource)
+            Api::namespaced_with(self.get_client.clone(), namespace, &kind.resource)
         } else {
-            Api::all_with(self.client.clone(), &kind.resource)
+            Api::all_with(self.get_client.clone(), &kind.resource)
         };
         let obj = api.get_opt(name).await.map_err(|source| LiveError::Get {
             kind: kind.resource.kind.clone(),
@@ -216,9 +265,9 @@ impl LiveCache {
                 // Every reconcile comes here: converting only the Application's own objects keeps
                 // its cost from growing with every other Application's (converting them all took
                 // 94% of the controller's CPU with 200 Applications of 10 objects).
-                w.store
-                    .state()
-                    .into_iter()
+                w.stores
+                    .iter()
+                    .flat_map(Store::state)
                     .filter(|o| {
                         o.annotations()
                             .get(APPLICATION_ANNOTATION)
@@ -263,8 +312,7 @@ pub fn to_value(obj: &DynamicObject, kind: &Kind) -> Value {
 /// Whether `store` has its first complete list within [`FIRST_LIST_TIMEOUT`]. A store's
 /// `wait_until_ready` wakes only the last task that polled it, and several reconciles wait on the
 /// same cache: each asks again every [`LIST_RECHECK`] rather than sleep through the wake-up.
-async fn listed(store: &Store<DynamicObject>) -> bool {
-    let deadline = tokio::time::Instant::now() + FIRST_LIST_TIMEOUT;
+async fn listed(store: &Store<DynamicObject>, deadline: tokio::time::Instant) -> bool {
     while tokio::time::Instant::now() < deadline {
         match tokio::time::timeout(LIST_RECHECK, store.wait_until_ready()).await {
             Ok(result) => return result.is_ok(),

@@ -3,6 +3,7 @@
 pub mod app_writes;
 pub mod apply;
 pub mod chart;
+pub mod clusters;
 pub mod compare;
 pub mod conditions;
 pub mod controller;

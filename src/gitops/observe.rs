@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -17,20 +18,21 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::chart::{ChartCache, ChartLocation};
+use super::clusters::{ClusterConn, ClusterError, Clusters};
 use super::credentials::{CredentialScope, ScopedSecrets};
 use super::engine_fields::carry_over_engine_fields;
 use super::health_rules::HealthRulesSource;
 use super::hooks;
 use super::impersonation::SyncIdentity;
-use super::kinds::{KindResolver, kinds_defined_by_crds};
-use super::live::{LiveCache, LiveError};
+use super::kinds::kinds_defined_by_crds;
+use super::live::LiveError;
 use super::object::{
     APPLICATION_ANNOTATION, REVISION_ANNOTATION, ResourceKey, TRACKING_LABEL, TRACKING_LABEL_VALUE,
     check_manifests, gvk, key_of, set_annotation, set_label, set_namespace, str_at, tracking_id,
 };
 use super::order::sort_for_apply;
 use super::plan::{ComparisonFailure, Desired, Observed, operation_request, spec_refusal};
-use super::project::ObjectKind;
+use super::project::{ClusterRef, ObjectKind};
 use super::projects::{Projects, as_rules};
 use super::refresh::{RefreshInput, decide, jitter_seed};
 use super::render::{RenderCache, RenderContext};
@@ -59,6 +61,17 @@ const SERVER_METADATA: &[&str] = &[
 pub enum ObserveError {
     #[error(transparent)]
     Live(#[from] LiveError),
+    /// Deleting an Application whose cluster is broken or unreachable: its finalizer stays until
+    /// what it deployed there can be deleted.
+    #[error("deleting the Application: {0}")]
+    Cluster(ClusterError),
+}
+
+/// What a reconcile observed, and the cluster its destination resolved to (`None` when it did not
+/// resolve: nothing is applied then).
+pub struct Observation {
+    pub observed: Observed,
+    pub cluster: Option<Arc<ClusterConn>>,
 }
 
 /// What the observe step reads from.
@@ -66,8 +79,8 @@ pub enum ObserveError {
 pub struct Reader {
     pub repos: RepoCache,
     pub renders: RenderCache,
-    pub kinds: KindResolver,
-    pub live: LiveCache,
+    /// The destination clusters: API discovery and watch caches per cluster.
+    pub clusters: Clusters,
     /// Repository credential Secrets: one store per label (`sluice.dev/secret-type`,
     /// `argocd.argoproj.io/secret-type`).
     pub secrets: Vec<Store<Secret>>,
@@ -83,6 +96,17 @@ pub struct Reader {
     pub allow_insecure_http: bool,
     /// The users' health rules (the `sluice-health` ConfigMap).
     pub health_rules: HealthRulesSource,
+}
+
+/// `desired` (its revision kept) as a comparison that failed: the live objects could not be read.
+fn unreadable(
+    desired: &Result<Desired, ComparisonFailure>,
+    message: &str,
+) -> Result<Desired, ComparisonFailure> {
+    Err(ComparisonFailure {
+        revision: desired.as_ref().ok().map(|d| d.revision.clone()),
+        message: message.to_owned(),
+    })
 }
 
 /// A refresh asked for with the annotation or the operation.
@@ -114,19 +138,47 @@ impl Reader {
         &self,
         app: &Application,
         now: Timestamp,
+    ) -> Result<Observation, ObserveError> {
+        let cluster = match self.clusters.resolve(&app.spec.destination).await {
+            Ok(cluster) => cluster,
+            Err(e) if app.metadata.deletion_timestamp.is_some() && !e.is_unknown() => {
+                return Err(ObserveError::Cluster(e));
+            }
+            // A cluster that is not declared at all: as Argo CD, deleting the Application then
+            // deletes nothing there (nothing can be reached) and lets it go.
+            Err(e) => {
+                return Ok(Observation {
+                    observed: self.refused(app, now, e.to_string(), None, None),
+                    cluster: None,
+                });
+            }
+        };
+        let observed = self.observe_on(app, now, &cluster).await?;
+        Ok(Observation {
+            observed,
+            cluster: Some(cluster),
+        })
+    }
+
+    async fn observe_on(
+        &self,
+        app: &Application,
+        now: Timestamp,
+        cluster: &ClusterConn,
     ) -> Result<Observed, ObserveError> {
-        let project = match self.permitted_project(app) {
+        let project = match self.permitted_project(app, cluster) {
             Ok(project) => project,
-            Err(message) => return Ok(self.refused(app, now, message, None)),
+            Err(message) => return Ok(self.refused(app, now, message, None, Some(cluster))),
         };
         if let Some(message) = spec_refusal(app) {
             // Refused before anything is fetched: nothing of it is supported as written.
-            return Ok(self.refused(app, now, message, Some(&project)));
+            return Ok(self.refused(app, now, message, Some(&project), Some(cluster)));
         }
         let spec = &app.spec;
         let sync_identity = SyncIdentity::for_sync(
             self.sync_impersonation,
             &project,
+            &cluster.identity.server,
             spec.destination.namespace.as_deref().unwrap_or_default(),
         );
         let source = &spec.source;
@@ -169,7 +221,7 @@ impl Reader {
         };
         let mut target = match target_sha {
             Ok(sha) => {
-                self.desired(app, &project, &creds, &sha, source, decision.hard)
+                self.desired(app, &project, cluster, &creds, &sha, source, decision.hard)
                     .await
             }
             Err(message) => Err(ComparisonFailure {
@@ -205,7 +257,7 @@ impl Reader {
                         .await
                     {
                         Ok(sha) => {
-                            self.desired(app, &project, &creds, &sha, &req.source, false)
+                            self.desired(app, &project, cluster, &creds, &sha, &req.source, false)
                                 .await
                         }
                         Err(message) => Err(ComparisonFailure {
@@ -219,8 +271,9 @@ impl Reader {
         };
 
         let id = tracking_id(&app.namespace().unwrap_or_default(), &app.name_any());
-        self.watch_recorded_kinds(app).await;
+        self.watch_recorded_kinds(app, cluster).await;
         let mut live = BTreeMap::new();
+        let mut unread = None;
         for desired in [
             target.as_ref().ok(),
             requested.as_ref().and_then(|r| r.as_ref().ok()),
@@ -228,9 +281,23 @@ impl Reader {
         .into_iter()
         .flatten()
         {
-            self.read_live(&desired.objects, &mut live).await?;
+            match self.read_live(cluster, &desired.objects, &mut live).await {
+                Ok(()) => {}
+                // The controller's own cluster failing is the controller's trouble: retried.
+                Err(e) if cluster.secret.is_none() => return Err(e),
+                // Another cluster's is its user's: shown, and nothing compared or applied.
+                Err(e) => {
+                    unread = Some(format!("cluster {}: {e}", cluster.identity));
+                    break;
+                }
+            }
         }
-        let (tracked_hooks, tracked) = self
+        if let Some(message) = unread {
+            target = unreadable(&target, &message);
+            requested = requested.as_ref().map(|r| unreadable(r, &message));
+            live.clear();
+        }
+        let (tracked_hooks, tracked) = cluster
             .live
             .tracked_by(&id)
             .into_iter()
@@ -258,31 +325,33 @@ impl Reader {
             sync_identity,
             sync_windows: project.spec.sync_windows.clone(),
             health_rules: self.health_rules.current(),
+            cluster: cluster.identity.clone(),
         })
     }
 
     /// An Application refused before anything is read: `tracked` is only read to finish a
-    /// deletion, as the project's ServiceAccount when the project permits the Application.
+    /// deletion (on `cluster`, when its destination resolved), as the project's ServiceAccount when
+    /// the project permits the Application.
     fn refused(
         &self,
         app: &Application,
         now: Timestamp,
         message: String,
         project: Option<&AppProject>,
+        cluster: Option<&ClusterConn>,
     ) -> Observed {
         // Deleting it still deletes what it applied before it was refused.
-        let tracked = if app.metadata.deletion_timestamp.is_some() {
-            self.live.tracked_by(&tracking_id(
-                &app.namespace().unwrap_or_default(),
-                &app.name_any(),
-            ))
-        } else {
-            Vec::new()
+        let tracked = match cluster {
+            Some(cluster) if app.metadata.deletion_timestamp.is_some() => cluster.live.tracked_by(
+                &tracking_id(&app.namespace().unwrap_or_default(), &app.name_any()),
+            ),
+            _ => Vec::new(),
         };
-        let identity = match project {
-            Some(project) => SyncIdentity::for_sync(
+        let identity = match (project, cluster) {
+            (Some(project), Some(cluster)) => SyncIdentity::for_sync(
                 self.sync_impersonation,
                 project,
+                &cluster.identity.server,
                 app.spec
                     .destination
                     .namespace
@@ -290,20 +359,37 @@ impl Reader {
                     .unwrap_or_default(),
             ),
             // Without a project there is no ServiceAccount to delete as.
-            None if self.sync_impersonation => SyncIdentity::Missing(format!(
+            _ if self.sync_impersonation => SyncIdentity::Missing(format!(
                 "sync impersonation is on and the project refuses the Application: {message}"
             )),
-            None => SyncIdentity::Controller,
+            _ => SyncIdentity::Controller,
         };
-        Observed::refused(app, now, message, tracked, self.poll_interval, identity)
+        let mut observed =
+            Observed::refused(app, now, message, tracked, self.poll_interval, identity);
+        if let Some(cluster) = cluster {
+            observed.cluster = cluster.identity.clone();
+        }
+        observed
     }
 
     /// The Application's project, when it may use it and it permits the Application's source and
     /// destination; else why not (nothing of the Application is fetched or applied then).
-    fn permitted_project(&self, app: &Application) -> Result<std::sync::Arc<AppProject>, String> {
+    fn permitted_project(
+        &self,
+        app: &Application,
+        cluster: &ClusterConn,
+    ) -> Result<Arc<AppProject>, String> {
         let project = self.projects.of(app).map_err(|e| e.to_string())?;
+        let identity = &cluster.identity;
         as_rules(&project)
-            .check_application(app, self.projects.control_namespace())
+            .check_application(
+                app,
+                self.projects.control_namespace(),
+                ClusterRef {
+                    server: &identity.server,
+                    name: &identity.name,
+                },
+            )
             .map_err(|e| e.to_string())?;
         Ok(project)
     }
@@ -408,10 +494,12 @@ impl Reader {
     }
 
     /// The normalised manifests of `source` at `sha` (a chart's version for a chart source).
+    #[allow(clippy::too_many_arguments)]
     async fn desired(
         &self,
         app: &Application,
         project: &AppProject,
+        cluster: &ClusterConn,
         creds: &ScopedSecrets,
         sha: &str,
         source: &ApplicationSource,
@@ -461,7 +549,7 @@ impl Reader {
         let (objects, hooks) = hooks::split(rendered.objects.clone())
             .map_err(|e| fail(format!("rendering {shown}: {e}")))?;
         let (objects, hooks, not_permitted) = self
-            .normalize(app, project, sha, objects, hooks)
+            .normalize(app, project, cluster, sha, objects, hooks)
             .await
             .map_err(fail)?;
         Ok(Desired {
@@ -483,6 +571,7 @@ impl Reader {
         &self,
         app: &Application,
         project: &AppProject,
+        cluster: &ClusterConn,
         sha: &str,
         mut objects: Vec<Value>,
         mut hooks: Vec<Value>,
@@ -504,7 +593,9 @@ impl Reader {
             let Some(gvk) = gvk(obj) else { continue };
             let skip_missing =
                 sync_options::effective(obj, &app_options).skips_dry_run_on_missing_resource();
-            let namespaced = self.namespaced(&gvk, &defined, skip_missing).await?;
+            let namespaced = self
+                .namespaced(cluster, &gvk, &defined, skip_missing)
+                .await?;
             if namespaced {
                 let declared = str_at(obj, "/metadata/namespace")
                     .filter(|ns| !ns.is_empty())
@@ -528,9 +619,20 @@ impl Reader {
                 name,
                 namespaced,
             };
-            if let Err(violation) = rules.check_object(object, namespace) {
-                let key = key_of(obj).map_or_else(|| gvk.kind.clone(), |k| k.to_string());
-                not_permitted.push(format!("{key}: {violation}"));
+            let identity = &cluster.identity;
+            let on_cluster = ClusterRef {
+                server: &identity.server,
+                name: &identity.name,
+            };
+            let key = || key_of(obj).map_or_else(|| gvk.kind.clone(), |k| k.to_string());
+            if let Err(violation) = rules.check_object(object, namespace, on_cluster) {
+                not_permitted.push(format!("{}: {violation}", key()));
+            }
+            if let Some(why) = cluster
+                .scope
+                .refusal(identity, namespaced.then_some(namespace))
+            {
+                not_permitted.push(format!("{}: {why}", key()));
             }
             if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                 for key in SERVER_METADATA {
@@ -556,11 +658,12 @@ impl Reader {
     /// CD's assumption for a kind it cannot find), else an error.
     async fn namespaced(
         &self,
+        cluster: &ClusterConn,
         gvk: &GroupVersionKind,
         defined: &[(GroupVersionKind, bool)],
         skip_missing: bool,
     ) -> Result<bool, String> {
-        match self.kinds.resolve(gvk).await {
+        match cluster.kinds.resolve(gvk).await {
             Ok(Some(kind)) => Ok(kind.namespaced),
             Ok(None) if skip_missing && !defined.iter().any(|(g, _)| g == gvk) => Ok(true),
             Ok(None) => defined
@@ -584,7 +687,7 @@ impl Reader {
 
     /// Starts the watches of the kinds `status.resources` lists, so that objects Git no longer
     /// declares are still found (and pruned) after a restart.
-    async fn watch_recorded_kinds(&self, app: &Application) {
+    async fn watch_recorded_kinds(&self, app: &Application, cluster: &ClusterConn) {
         let Some(status) = &app.status else { return };
         let mut seen = std::collections::BTreeSet::new();
         for r in &status.resources {
@@ -592,16 +695,25 @@ impl Reader {
             if !seen.insert((r.group.clone(), r.version.clone(), r.kind.clone())) {
                 continue;
             }
-            if let Ok(Some(kind)) = self.kinds.resolve(&gvk).await
-                && let Err(e) = self.live.watch(&kind).await
-            {
-                tracing::warn!(kind = %r.kind, error = %e, "cannot watch a kind the Application had");
+            match cluster.kinds.resolve(&gvk).await {
+                Ok(Some(kind)) => {
+                    if let Err(e) = cluster.live.watch(&kind).await {
+                        tracing::warn!(kind = %r.kind, error = %e, "cannot watch a kind the Application had");
+                    }
+                }
+                Ok(None) => {}
+                // The cluster does not answer: asking for each kind would only wait longer.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the kinds the Application had");
+                    return;
+                }
             }
         }
     }
 
     async fn read_live(
         &self,
+        cluster: &ClusterConn,
         objects: &[Value],
         live: &mut BTreeMap<ResourceKey, Value>,
     ) -> Result<(), ObserveError> {
@@ -613,10 +725,10 @@ impl Reader {
                 continue;
             }
             // A kind its CRD (in the same sync) has not registered yet has no live objects.
-            let Ok(Some(kind)) = self.kinds.resolve(&gvk).await else {
+            let Ok(Some(kind)) = cluster.kinds.resolve(&gvk).await else {
                 continue;
             };
-            if let Some(found) = self.live.get(&kind, &key.namespace, &key.name).await? {
+            if let Some(found) = cluster.live.get(&kind, &key.namespace, &key.name).await? {
                 live.insert(key, found);
             }
         }

@@ -18,6 +18,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
+use super::clusters::ClusterIdentity;
 use super::compare::{Comparison, compare, images};
 use super::conditions::{
     COMPARISON_ERROR, INVALID_SPEC_ERROR, ORPHANED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
@@ -105,6 +106,8 @@ pub struct Observed {
     pub sync_windows: Vec<crate::api::project::SyncWindow>,
     /// The users' health rules (`sluice-health`).
     pub health_rules: std::sync::Arc<super::health_rules::HealthRules>,
+    /// The cluster the destination resolved to (the controller's own when it did not resolve).
+    pub cluster: ClusterIdentity,
 }
 
 impl Observed {
@@ -135,6 +138,7 @@ impl Observed {
             sync_identity,
             sync_windows: Vec::new(),
             health_rules: std::sync::Arc::default(),
+            cluster: ClusterIdentity::in_cluster(),
         }
     }
 }
@@ -360,15 +364,7 @@ pub fn plan(obs: &Observed) -> Plan {
         plan.status = status;
         return plan;
     }
-    let invalid_spec = if app.spec.destination.is_in_cluster() {
-        obs.invalid_spec.clone().or_else(|| spec_refusal(app))
-    } else {
-        Some(format!(
-            "destination {} is not the cluster Sluice runs in; Sluice syncs only to its own cluster (server {} or name in-cluster)",
-            app.spec.destination.server(),
-            crate::api::application::IN_CLUSTER_SERVER
-        ))
-    };
+    let invalid_spec = obs.invalid_spec.clone().or_else(|| spec_refusal(app));
     if let Some(message) = invalid_spec {
         refuse_invalid_spec(&mut status, app, message, obs.now);
         plan.status = status;
@@ -452,16 +448,11 @@ fn gate_by_sync_windows(obs: &Observed, decision: Decision) -> Decision {
         .is_none_or(|by| !by.automated);
     let name = app.metadata.name.clone().unwrap_or_default();
     let destination = &app.spec.destination;
+    // The cluster resolved, as Argo CD matches windows' `clusters` (server or name).
     let target = sync_windows::Target {
         name: &name,
         namespace: destination.namespace.as_deref().unwrap_or_default(),
-        clusters: [
-            destination.server(),
-            destination
-                .name
-                .as_deref()
-                .unwrap_or(crate::api::application::IN_CLUSTER_NAME),
-        ],
+        clusters: [obs.cluster.server.as_str(), obs.cluster.name.as_str()],
     };
     match sync_windows::check(&obs.sync_windows, &target, obs.now, manual) {
         Ok(None) => Decision::Sync(task),

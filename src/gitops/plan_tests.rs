@@ -66,6 +66,7 @@ fn observed(app: Application, target: Desired, live: Vec<Value>) -> Observed {
         next_refresh_in: Duration::from_secs(60),
         invalid_spec: None,
         sync_identity: SyncIdentity::Controller,
+        cluster: crate::gitops::clusters::ClusterIdentity::in_cluster(),
         sync_windows: Vec::new(),
         health_rules: std::sync::Arc::default(),
     }
@@ -697,16 +698,29 @@ fn quarantined_revisions_are_never_synced_automatically() {
 }
 
 #[test]
-fn destinations_outside_the_cluster_are_refused() {
+fn a_destination_on_another_cluster_syncs_and_sync_windows_match_that_cluster() {
     let mut a = automated(json!({}));
-    a.spec.destination.server = Some("https://prod.example.com:6443".into());
-    let p = plan(&observed(
-        a,
-        desired(SHA_A, vec![cm("a", "1", SHA_A)]),
-        vec![],
-    ));
-    assert_eq!(p.sync, None);
-    assert!(condition(&p, INVALID_SPEC_ERROR).is_some());
+    a.spec.destination.name = Some("prod".into());
+    let mut obs = observed(a, desired(SHA_A, vec![cm("a", "1", SHA_A)]), vec![]);
+    obs.cluster = crate::gitops::clusters::ClusterIdentity {
+        server: "https://prod.example.com:6443".into(),
+        name: "prod".into(),
+    };
+    assert!(plan(&obs).sync.is_some());
+    for clusters in [json!(["prod"]), json!(["https://prod.example.com:6443"])] {
+        obs.sync_windows = vec![
+            serde_json::from_value(json!({"kind": "deny", "schedule": "* * * * *",
+                                          "duration": "1h", "clusters": clusters}))
+            .unwrap(),
+        ];
+        assert_eq!(plan(&obs).sync, None, "a deny window for {clusters}");
+    }
+    obs.sync_windows = vec![
+        serde_json::from_value(json!({"kind": "deny", "schedule": "* * * * *",
+                                      "duration": "1h", "clusters": ["in-cluster"]}))
+        .unwrap(),
+    ];
+    assert!(plan(&obs).sync.is_some(), "the window of another cluster");
 }
 
 #[test]

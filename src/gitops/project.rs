@@ -221,12 +221,39 @@ impl Project<'_> {
     }
 }
 
-/// The cluster an Application deploys to, as project rules see it (Sluice syncs only to its own).
+/// The controller's own cluster, as project rules see it.
 pub fn in_cluster_destination(namespace: &str) -> Destination<'_> {
     Destination {
         server: IN_CLUSTER_SERVER,
         name: IN_CLUSTER_NAME,
         namespace,
+    }
+}
+
+/// The cluster an Application's destination resolved to: its server and name, both matched by the
+/// project's `destinations` (Argo CD matches the resolved cluster, whichever of the two the
+/// Application wrote).
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterRef<'a> {
+    pub server: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> ClusterRef<'a> {
+    pub fn in_cluster() -> Self {
+        Self {
+            server: IN_CLUSTER_SERVER,
+            name: IN_CLUSTER_NAME,
+        }
+    }
+
+    /// A namespace of this cluster.
+    pub fn at(self, namespace: &'a str) -> Destination<'a> {
+        Destination {
+            server: self.server,
+            name: self.name,
+            namespace,
+        }
     }
 }
 
@@ -237,6 +264,7 @@ impl Project<'_> {
         &self,
         app: &Application,
         control_namespace: &str,
+        cluster: ClusterRef<'_>,
     ) -> Result<(), ProjectViolation> {
         let app_namespace = app.metadata.namespace.as_deref().unwrap_or_default();
         self.check_source_namespace(app_namespace, control_namespace)?;
@@ -247,7 +275,7 @@ impl Project<'_> {
             .namespace
             .as_deref()
             .unwrap_or_default();
-        self.check_destination(in_cluster_destination(namespace))
+        self.check_destination(cluster.at(namespace))
     }
 
     /// Argo CD's check of each object a sync would apply: its kind against the allow and deny
@@ -256,10 +284,11 @@ impl Project<'_> {
         &self,
         object: ObjectKind<'_>,
         namespace: &str,
+        cluster: ClusterRef<'_>,
     ) -> Result<(), ProjectViolation> {
         self.check_kind(object)?;
         if object.namespaced {
-            self.check_destination(in_cluster_destination(namespace))?;
+            self.check_destination(cluster.at(namespace))?;
         }
         Ok(())
     }
@@ -415,6 +444,54 @@ mod tests {
         assert!(p.check_destination(dst(local, "", "team-b")).is_err());
         assert!(
             p.check_destination(dst("https://other:6443", "", "team-a"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn applications_and_objects_are_checked_on_the_cluster_their_destination_resolved_to() {
+        let app: Application = serde_json::from_value(json!({
+            "metadata": {"name": "shop", "namespace": "ctl"},
+            "spec": {"source": {"repoURL": "https://git.example.com/shop"},
+                     "destination": {"name": "prod", "namespace": "shop"}}
+        }))
+        .unwrap();
+        let prod = ClusterRef {
+            server: "https://prod:6443",
+            name: "prod",
+        };
+        let by_name = spec(json!({"sourceRepos": ["*"],
+                                  "destinations": [{"name": "prod", "namespace": "shop"}]}));
+        let by_server = spec(json!({"sourceRepos": ["*"],
+                                    "destinations": [{"server": "https://prod:*", "namespace": "*"}]}));
+        let local_only = spec(json!({"sourceRepos": ["*"], "destinations": [
+            {"server": "https://kubernetes.default.svc", "namespace": "*"}]}));
+        let project = |spec| Project { name: "p", spec };
+        for permits in [&by_name, &by_server] {
+            assert!(
+                project(permits)
+                    .check_application(&app, "ctl", prod)
+                    .is_ok()
+            );
+        }
+        let refused = project(&local_only)
+            .check_application(&app, "ctl", prod)
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "destination server \"https://prod:6443\" name \"prod\" namespace \"shop\" is not permitted by project p's destinations"
+        );
+        let cm = ObjectKind {
+            group: "",
+            kind: "ConfigMap",
+            name: "x",
+            namespaced: true,
+        };
+        assert!(project(&by_name).check_object(cm, "shop", prod).is_ok());
+        assert!(project(&by_name).check_object(cm, "other", prod).is_err());
+        assert!(
+            project(&by_name)
+                .check_object(cm, "shop", ClusterRef::in_cluster())
                 .is_err()
         );
     }

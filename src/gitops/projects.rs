@@ -192,7 +192,11 @@ mod tests {
             spec: &spec,
         };
         rules
-            .check_application(&app("sluice", None), "sluice")
+            .check_application(
+                &app("sluice", None),
+                "sluice",
+                crate::gitops::project::ClusterRef::in_cluster(),
+            )
             .unwrap();
         for (kind, namespaced) in [("ClusterRoleBinding", false), ("ConfigMap", true)] {
             let object = ObjectKind {
@@ -201,7 +205,13 @@ mod tests {
                 name: "x",
                 namespaced,
             };
-            rules.check_object(object, "kube-system").unwrap();
+            rules
+                .check_object(
+                    object,
+                    "kube-system",
+                    crate::gitops::project::ClusterRef::in_cluster(),
+                )
+                .unwrap();
         }
     }
 }

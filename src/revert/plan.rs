@@ -126,6 +126,15 @@ pub enum Refusal {
         "commit {sha} is not in status.history of Application {application} (not a revision it deployed)"
     )]
     NotDeployed { application: String, sha: String },
+    /// The Rollout engine watches the controller's own cluster; an Application deploying to
+    /// another one lists objects of that cluster, not this Rollout.
+    #[error(
+        "Application {application} deploys to another cluster ({destination}), not to the one this Rollout runs in"
+    )]
+    OtherCluster {
+        application: String,
+        destination: String,
+    },
 }
 
 /// The message of a refused revert (the Rollout's status and its Event).
@@ -173,6 +182,17 @@ pub fn refusal(rollout: &Rollout, owner: &Owner<'_>, sha: &str) -> Option<Refusa
     let namespace = rollout.metadata.namespace.as_deref().unwrap_or_default();
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
     let status = app.status.as_ref();
+    let destination = &app.spec.destination;
+    if !destination.is_in_cluster() {
+        return Some(Refusal::OtherCluster {
+            application,
+            destination: destination
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| destination.server().to_owned()),
+        });
+    }
     if !status.is_some_and(|s| lists_rollout(s, namespace, name)) {
         return Some(Refusal::NotListed {
             application,
@@ -1011,6 +1031,28 @@ mod tests {
         assert!(
             refusal.to_string().contains("project shop's destinations"),
             "{refusal}"
+        );
+    }
+
+    #[test]
+    fn an_application_deploying_to_another_cluster_vouches_for_no_local_rollout() {
+        let a = app(
+            json!({"destination": {"name": "prod", "namespace": "shop"}}),
+            json!({}),
+        );
+        let anything = project(json!({"destinations": [{"server": "*", "namespace": "*"}]}));
+        let owner = Owner {
+            app: &a,
+            project: Ok(&anything),
+        };
+        let Decision::Refuse { refusal, .. } =
+            decide(&rollout(failed_step_analysis()), Some(&owner), now())
+        else {
+            panic!("not refused");
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "Application shop/app deploys to another cluster (prod), not to the one this Rollout runs in"
         );
     }
 
