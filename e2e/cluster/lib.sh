@@ -82,17 +82,18 @@ release_pod_cidr() {
   done
 }
 
-# Sets POD_CIDR to a free 127.N.0.0/16 (N in 20..219, random start) and claims it for this run dir. A
+# Sets POD_CIDR to a free 127.N.0.0/16 (N in 20..99, random start; e2e/argo/bench-nodes gives its nodes
+# 127.101.0.0/20 and up) and claims it for this run dir. A
 # claim whose owner has no pids dir (its cluster is down) is stale and taken over; a range in which
 # some process already listens is skipped. Call after PID_DIR exists.
 claim_pod_cidr() {
-  local i octet claim owner listening first=$((RANDOM % 200))
+  local i octet claim owner listening first=$((RANDOM % 80))
   release_pod_cidr
   mkdir -p "$POD_CIDR_CLAIMS"
   # Second octets (hex) of loopback addresses something listens on (/proc/net/tcp: little-endian).
   listening=$(awk 'NR > 1 && $4 == "0A" && substr($2, 7, 2) == "7F" { print substr($2, 5, 2) }' /proc/net/tcp | sort -u)
-  for i in $(seq 0 199); do
-    octet=$(((first + i) % 200 + 20))
+  for i in $(seq 0 79); do
+    octet=$(((first + i) % 80 + 20))
     grep -qix "$(printf '%02x' "$octet")" <<<"$listening" && continue
     claim=$POD_CIDR_CLAIMS/127.$octet
     if ! mkdir "$claim" 2>/dev/null; then
