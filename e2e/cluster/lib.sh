@@ -4,6 +4,9 @@ K8S_VERSION=v1.36.3
 HELM_VERSION=v3.22.0
 # `crane registry serve`: the local OCI registry (go-containerregistry's registry implementation).
 CRANE_VERSION=v0.22.1
+# The Gateway API proxy (its kubernetesgateway provider). v3.7.x does not build as a dependency: it needs a
+# nested module (traefik/dynamic/ext) that the module proxy does not serve.
+TRAEFIK_VERSION=v3.6.12
 CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 E2E_DIR=$(dirname "$CLUSTER_DIR")
 REPO_DIR=$(dirname "$E2E_DIR")
@@ -14,11 +17,15 @@ CACHE_ROOT=${SLUICE_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-e2e}
 BIN_DIR=$CACHE_ROOT/bin/$K8S_VERSION
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 # Reverse of the start order; `down` stops them in this order.
-COMPONENTS_STOP_ORDER=(oci-registry chart-repo traffic prometheus git-daemon kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+COMPONENTS_STOP_ORDER=(traefik oci-registry chart-repo traffic prometheus git-daemon kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 # Clusters 2..N (`up --clusters N`): a control plane and a KWOK node each, nothing else. Their pids are
 # recorded as `cluster<i>-<component>` beside cluster 1's; `down` stops them first, in this order.
 EXTRA_CLUSTER_STOP_ORDER=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 CLUSTERS_DIR=$RUN_DIR/clusters
+
+# Every local cluster on this machine (one per clone or worktree) answers HTTP on its pods' IPs, so each
+# takes a /16 of 127.0.0.0/8 of its own: a claim dir per range (mkdir is atomic), released by `down`.
+POD_CIDR_CLAIMS=$CACHE_ROOT/pod-cidrs
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -95,4 +102,41 @@ stop_extra_cluster() {
     stop_component "cluster$i-$c"
   done
   rm -rf "${CLUSTERS_DIR:?}/$i"
+}
+
+# Releases this run dir's pod IP range claim, if any.
+release_pod_cidr() {
+  local claim
+  for claim in "$POD_CIDR_CLAIMS"/127.*; do
+    [ -d "$claim" ] || continue
+    if [ "$(cat "$claim/owner" 2>/dev/null)" = "$RUN_DIR" ]; then rm -rf "$claim"; fi
+  done
+}
+
+# Sets POD_CIDR to a free 127.N.0.0/16 (N in 20..99, random start; e2e/argo/bench-nodes gives its nodes
+# 127.101.0.0/20 and up) and claims it for this run dir. A
+# claim whose owner has no pids dir (its cluster is down) is stale and taken over; a range in which
+# some process already listens is skipped. Call after PID_DIR exists.
+claim_pod_cidr() {
+  local i octet claim owner listening first=$((RANDOM % 80))
+  release_pod_cidr
+  mkdir -p "$POD_CIDR_CLAIMS"
+  # Second octets (hex) of loopback addresses something listens on (/proc/net/tcp: little-endian).
+  listening=$(awk 'NR > 1 && $4 == "0A" && substr($2, 7, 2) == "7F" { print substr($2, 5, 2) }' /proc/net/tcp | sort -u)
+  for i in $(seq 0 79); do
+    octet=$(((first + i) % 80 + 20))
+    grep -qix "$(printf '%02x' "$octet")" <<<"$listening" && continue
+    claim=$POD_CIDR_CLAIMS/127.$octet
+    if ! mkdir "$claim" 2>/dev/null; then
+      owner=$(cat "$claim/owner" 2>/dev/null) || continue
+      [ -n "$owner" ] && [ ! -d "$owner/pids" ] || continue
+      rm -rf "$claim"
+      mkdir "$claim" 2>/dev/null || continue
+    fi
+    echo "$RUN_DIR" >"$claim/owner"
+    POD_CIDR=127.$octet.0.0/16
+    log "pod IPs from $POD_CIDR"
+    return 0
+  done
+  die "no free 127.N.0.0/16 for pod IPs (claims in $POD_CIDR_CLAIMS)"
 }

@@ -3,11 +3,17 @@
 //! Every tick it reads the live traffic split of each Rollout (HTTPRoute weights, NGINX canary weight,
 //! blue-green active Service, or ready pods without a router), emulates requests against the revisions
 //! (behaviour chosen by image tag, see [`behaviour`]) and exposes them as Prometheus metrics.
+//! With `--serve-pods` it also answers real HTTP on every Ready pod's `podIP:containerPort` with the
+//! same behaviour (see [`pods`]), and writes the EndpointSlices of selector Services that the API server
+//! would refuse from kube-controller-manager for loopback pod IPs (see [`endpoints`]), for a real proxy
+//! in front of the pods.
 
 mod behaviour;
+mod endpoints;
 mod engine;
 mod metrics;
 mod observe;
+mod pods;
 mod split;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -44,6 +50,11 @@ struct Args {
     /// Seed for the request emulation (default: random).
     #[arg(long, env = "SLUICE_TRAFFIC_SEED")]
     seed: Option<u64>,
+    /// Also serve HTTP on each Ready pod's loopback `podIP:containerPort` (pods with other IPs are
+    /// skipped), answering as the container's image tag says, with an `X-Pod-Name` header; and keep
+    /// selector Services' EndpointSlices (address type FQDN), which the cluster then must not write.
+    #[arg(long, env = "SLUICE_TRAFFIC_SERVE_PODS")]
+    serve_pods: bool,
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, String> {
@@ -94,6 +105,14 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("building a Kubernetes client from KUBECONFIG")?;
+    if args.serve_pods {
+        tokio::spawn(pods::run(
+            client.clone(),
+            args.namespace.clone(),
+            pods::Limits::default(),
+        ));
+        tokio::spawn(endpoints::run(client.clone(), args.namespace.clone()));
+    }
     let observer = observe::Observer::new(client, args.namespace.clone());
     let metrics = Arc::new(metrics::Metrics::new());
 
@@ -207,6 +226,7 @@ mod tests {
         assert!((args.rate - 20.0).abs() < f64::EPSILON);
         assert_eq!(args.tick_ms, 250);
         assert_eq!(args.namespace, None);
+        assert!(!args.serve_pods);
         assert!(Args::try_parse_from(["sluice-traffic", "--tick-ms", "0"]).is_err());
     }
 
