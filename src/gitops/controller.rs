@@ -77,6 +77,9 @@ pub struct GitopsSettings {
     /// `--sync-impersonation`: syncs write as their project's ServiceAccount, through clients this
     /// builds; `None` writes as the controller.
     pub sync_impersonation: Option<Impersonator>,
+    /// The Git cache of the process (shared with the ApplicationSet controller's git generators,
+    /// so a repository is fetched once per tick whoever reads it).
+    pub repos: RepoCache,
 }
 
 #[derive(Debug, Error)]
@@ -175,8 +178,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
 
     let pushes = PushLog::default();
     let reader = Reader {
-        repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone())
-            .with_limits(settings.git_limits.clone()),
+        repos: settings.repos.clone(),
         renders: RenderCache::new().with_remote_policy(settings.render_remote.clone()),
         kinds: KindResolver::new(client.clone()),
         live: LiveCache::new(client.clone(), settings.namespace.clone(), trigger.clone()),
