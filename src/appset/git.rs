@@ -40,19 +40,12 @@ pub async fn read(
     let walked = tokio::task::spawn_blocking(move || walk(&root, &files))
         .await
         .map_err(|e| format!("git tree walk failed: {e}"))??;
-    Ok(GitData {
-        sha,
-        directories: walked.0,
-        files: walked.1,
-    })
+    Ok(GitData { sha, ..walked })
 }
 
 /// The directories (not hidden, not the root) and the files matching `files` of the tree at
-/// `root`. Symbolic links are not followed.
-pub fn walk(
-    root: &Path,
-    files: &[(String, bool)],
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+/// `root` (`sha` left empty). Symbolic links are not followed.
+pub fn walk(root: &Path, files: &[(String, bool)]) -> Result<GitData, String> {
     let matcher = (!files.is_empty())
         .then(|| PathMatcher::new(files))
         .transpose()?;
@@ -102,7 +95,11 @@ pub fn walk(
     }
     directories.sort();
     matched.sort();
-    Ok((directories, matched))
+    Ok(GitData {
+        sha: String::new(),
+        directories,
+        files: matched,
+    })
 }
 
 #[cfg(test)]
@@ -119,7 +116,11 @@ mod tests {
         std::fs::write(root.join("apps/a/config.json"), r#"{"x": 1}"#).unwrap();
         std::fs::write(root.join("apps/b/config.json"), r#"{"x": 2}"#).unwrap();
         std::fs::write(root.join("apps/b/deep/config.json"), "{}").unwrap();
-        let (dirs, files) = walk(root, &[("apps/*/config.json".into(), false)]).unwrap();
+        let GitData {
+            directories: dirs,
+            files,
+            ..
+        } = walk(root, &[("apps/*/config.json".into(), false)]).unwrap();
         assert_eq!(
             dirs,
             vec!["apps", "apps/a", "apps/b", "apps/b/deep", "other"]
@@ -131,7 +132,7 @@ mod tests {
                 ("apps/b/config.json".to_string(), r#"{"x": 2}"#.to_string()),
             ]
         );
-        let (_, deep) = walk(root, &[("apps/**/config.json".into(), false)]).unwrap();
-        assert_eq!(deep.len(), 3);
+        let deep = walk(root, &[("apps/**/config.json".into(), false)]).unwrap();
+        assert_eq!(deep.files.len(), 3);
     }
 }
