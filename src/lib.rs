@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod appset;
 pub mod cli;
 pub mod crdgen;
 pub mod duration;

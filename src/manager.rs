@@ -68,6 +68,8 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
     let leading = elector.as_ref().map_or(always, LeaderElector::subscribe);
 
     let git_requests = crate::gitops::source::GitRequestMetrics::register(&metrics);
+    let repos = crate::gitops::source::RepoCache::new(args.git_cache_dir(), git_requests.clone())
+        .with_limits(git_limits.clone());
     let controllers = Controllers {
         client: client.clone(),
         readiness: readiness.clone(),
@@ -87,6 +89,12 @@ pub async fn run(args: ControllerArgs) -> Result<()> {
             render_remote: args.render_remote_policy(),
             sync_impersonation,
             kube_requests: kube_requests.clone(),
+            repos: repos.clone(),
+        },
+        appsets: crate::appset::controller::AppSetSettings {
+            control_namespace: control_namespace.clone(),
+            poll_interval: args.repo_poll_interval,
+            repos,
         },
         revert: crate::revert::controller::RevertSettings {
             namespace: args.namespace.clone(),
@@ -134,7 +142,7 @@ fn control_namespace(watched: Option<&str>, pod_namespace: Option<&str>) -> Stri
 }
 
 /// The watch caches of the controllers, each reported to `/readyz` once synced.
-const CACHES: [&str; 8] = [
+const CACHES: [&str; 9] = [
     "rollouts",
     "experiments",
     "analysistemplates",
@@ -143,6 +151,7 @@ const CACHES: [&str; 8] = [
     "applications",
     "appprojects",
     "reverts",
+    "applicationsets",
 ];
 
 /// What the reconcilers share.
@@ -156,6 +165,7 @@ struct Controllers {
     gitops: crate::gitops::controller::GitopsSettings,
     revert: crate::revert::controller::RevertSettings,
     notifications: crate::notifications::controller::NotificationSettings,
+    appsets: crate::appset::controller::AppSetSettings,
 }
 
 impl Controllers {
@@ -197,6 +207,12 @@ impl Controllers {
             self.metrics.clone(),
             ready.clone(),
         );
+        let appsets = crate::appset::controller::run(
+            self.client.clone(),
+            self.appsets,
+            self.metrics.clone(),
+            ready.clone(),
+        );
         // Its own watches: a slow receiver never holds up the reconcilers above.
         let notifications = crate::notifications::controller::run(
             self.client.clone(),
@@ -218,7 +234,8 @@ impl Controllers {
             experiments,
             applications,
             reverts,
-            notifications
+            notifications,
+            appsets
         );
         // A controller stream only ends when the process is shutting down.
         std::future::pending().await

@@ -38,8 +38,8 @@ fn crdgen_prints_every_kind_as_one_multi_document_stream() {
         .filter(|l| *l == "kind: CustomResourceDefinition")
         .count();
     let separators = stream.lines().filter(|l| *l == "---").count();
-    assert_eq!(kinds, 7);
-    assert_eq!(separators, 6);
+    assert_eq!(kinds, 8);
+    assert_eq!(separators, 7);
     for name in [
         "applications.sluice.dev",
         "rollouts.sluice.dev",
@@ -48,6 +48,7 @@ fn crdgen_prints_every_kind_as_one_multi_document_stream() {
         "analysisruns.sluice.dev",
         "appprojects.sluice.dev",
         "experiments.sluice.dev",
+        "applicationsets.sluice.dev",
     ] {
         assert!(
             stream.contains(&format!("name: {name}\n")),

@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod application;
+pub mod applicationset;
 pub mod common;
 pub mod experiment;
 pub mod project;
@@ -18,6 +19,7 @@ use kube::CustomResourceExt;
 
 pub use analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 pub use application::Application;
+pub use applicationset::ApplicationSet;
 pub use experiment::Experiment;
 pub use rollout::Rollout;
 
@@ -36,6 +38,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         AnalysisRun::crd(),
         project::AppProject::crd(),
         experiment::Experiment::crd(),
+        applicationset::ApplicationSet::crd(),
     ]
 }
 

@@ -81,6 +81,9 @@ pub struct GitopsSettings {
     pub sync_impersonation: Option<Impersonator>,
     /// Counts the requests of the clients built for other clusters with the controller's own.
     pub kube_requests: KubeRequestCounter,
+    /// The Git cache of the process (shared with the ApplicationSet controller's git generators,
+    /// so a repository is fetched once per tick whoever reads it).
+    pub repos: RepoCache,
 }
 
 #[derive(Debug, Error)]
@@ -183,8 +186,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
     }));
     let pushes = PushLog::default();
     let reader = Reader {
-        repos: RepoCache::new(settings.cache_dir.clone(), settings.git_requests.clone())
-            .with_limits(settings.git_limits.clone()),
+        repos: settings.repos.clone(),
         renders: RenderCache::new().with_remote_policy(settings.render_remote.clone()),
         clusters,
         secrets,

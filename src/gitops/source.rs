@@ -150,6 +150,14 @@ struct FetchOutcome {
     error: Option<String>,
 }
 
+impl std::fmt::Debug for RepoCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoCache")
+            .field("cache_dir", &self.inner.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RepoCache {
     /// A cache under `cache_dir` whose fetches are counted and timed in `requests`, with the
     /// default [`GitLimits`].

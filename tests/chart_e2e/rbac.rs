@@ -256,6 +256,30 @@ pub const GITOPS: &[Need] = &[
     ),
     need(
         "sluice.dev",
+        "applicationsets",
+        &["get", "list", "watch"],
+        "src/appset/controller.rs: Controller::for_stream(watcher(Api<ApplicationSet>)) of the control namespace",
+    ),
+    need(
+        "sluice.dev",
+        "applicationsets/status",
+        &["patch"],
+        "src/appset/controller.rs: write_status (Patch::Apply on the status)",
+    ),
+    need(
+        "sluice.dev",
+        "applicationsets/finalizers",
+        &["update"],
+        "src/appset/plan.rs: generated Applications' blockOwnerDeletion ownerReference",
+    ),
+    need(
+        "sluice.dev",
+        "applications",
+        &["create", "delete"],
+        "src/appset/controller.rs: act (Patch::Apply creating generated Applications, delete when no longer generated)",
+    ),
+    need(
+        "sluice.dev",
         "appprojects",
         &["get", "list", "watch", "create"],
         "src/gitops/controller.rs: watcher(Api<AppProject>) of the control namespace; src/gitops/projects.rs: ensure_default_project",

@@ -187,6 +187,21 @@ cluster admin, read access and `impersonate` (syncImpersonation) or the kinds th
 - apiGroups: ["sluice.dev"]
   resources: ["applications/status"]
   verbs: ["patch"]
+# src/appset/controller.rs watches the ApplicationSets of the control namespace, server-side applies
+# (create or patch) and deletes the Applications they generate, and applies their status. Generated
+# Applications carry a blockOwnerDeletion ownerReference to their ApplicationSet.
+- apiGroups: ["sluice.dev"]
+  resources: ["applicationsets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["applicationsets/status"]
+  verbs: ["patch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["applicationsets/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["sluice.dev"]
+  resources: ["applications"]
+  verbs: ["create", "delete"]
 # src/gitops/controller.rs watches the AppProjects of the control namespace; src/gitops/projects.rs
 # creates the `default` project when it is missing.
 - apiGroups: ["sluice.dev"]

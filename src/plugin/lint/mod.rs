@@ -1,9 +1,10 @@
-//! `lint -f FILE`: offline checks of Rollout, AnalysisTemplate and ClusterAnalysisTemplate
-//! manifests. Each document is parsed with serde-saphyr into the real API types and checked with
-//! their own validation, and every problem is reported at its line (`FILE:LINE: ...`), like a
-//! compiler. Other kinds in the file are skipped.
+//! `lint -f FILE`: offline checks of Rollout, AnalysisTemplate, ClusterAnalysisTemplate,
+//! Experiment and ApplicationSet manifests. Each document is parsed with serde-saphyr into the
+//! real API types and checked with their own validation, and every problem is reported at its
+//! line (`FILE:LINE: ...`), like a compiler. Other kinds in the file are skipped.
 
 mod analysis;
+mod applicationset;
 mod experiment;
 mod lines;
 mod rollout;
@@ -147,7 +148,11 @@ impl Document<'_> {
             .unwrap_or_default();
         if !matches!(
             kind,
-            "Rollout" | "AnalysisTemplate" | "ClusterAnalysisTemplate" | "Experiment"
+            "Rollout"
+                | "AnalysisTemplate"
+                | "ClusterAnalysisTemplate"
+                | "Experiment"
+                | "ApplicationSet"
         ) {
             return false;
         }
@@ -161,6 +166,7 @@ impl Document<'_> {
             "Rollout" => rollout::check(self, &generic, &index),
             "AnalysisTemplate" => analysis::check_template(self, &generic, &index),
             "Experiment" => experiment::check(self, &generic, &index),
+            "ApplicationSet" => applicationset::check(self, &generic, &index),
             _ => analysis::check_cluster_template(self, &generic, &index),
         }
         true
