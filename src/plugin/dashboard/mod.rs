@@ -32,7 +32,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| PluginError::Invalid(format!("cannot listen on {address}: {e}")))?;
-    let port = listener.local_addr()?.port();
+    let listen_error =
+        |e: std::io::Error| PluginError::Invalid(format!("cannot listen on {address}: {e}"));
+    let port = listener.local_addr().map_err(listen_error)?.port();
     let dashboard = http::Dashboard {
         cache: cache::Cache::start(&kube.client, &scope),
         kube: kube.clone(),
@@ -47,7 +49,7 @@ pub async fn serve(
     out.flush()?;
     let server = axum::serve(listener, http::router(dashboard));
     tokio::select! {
-        served = server => served?,
+        served = server => served.map_err(listen_error)?,
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(EXIT_OK)
