@@ -255,6 +255,20 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// What a controller does with each result of its stream (`.for_each(log_result("rollout"))`):
+/// failures are already counted and reported by the guard's `error_policy`, so what is left (watch
+/// hiccups, objects gone) is logged at debug level under `controller`.
+pub fn log_result<T, E: std::fmt::Display>(
+    controller: &'static str,
+) -> impl FnMut(Result<T, E>) -> std::future::Ready<()> {
+    move |result| {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, controller, "controller event");
+        }
+        std::future::ready(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

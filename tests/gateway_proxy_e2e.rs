@@ -7,7 +7,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use common::rollouts::{Harness, TIMEOUT, current_hash, observed_current, phase, step};
+use common::rollouts::{
+    Harness, TIMEOUT, current_hash, observed_current, phase, rollout_manifest, step,
+};
 use common::{E2eEnv, TestNamespace, wait_for};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -113,24 +115,17 @@ async fn wait_pods_answer(pods: &BTreeMap<String, IpAddr>) {
 }
 
 fn web_rollout(replicas: i32) -> Value {
-    json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1.0",
-                                         "ports": [{"containerPort": POD_PORT}]}]}
-            },
-            "strategy": {"canary": {
-                "stableService": "web-stable", "canaryService": "web-canary",
-                "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
-                "steps": [{"setWeight": 20}, {"pause": {}}]
-            }}
-        }
-    })
+    let mut rollout = rollout_manifest(
+        replicas,
+        json!({"canary": {
+            "stableService": "web-stable", "canaryService": "web-canary",
+            "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
+            "steps": [{"setWeight": 20}, {"pause": {}}]
+        }}),
+    );
+    rollout["spec"]["template"]["spec"]["containers"][0]["ports"] =
+        json!([{"containerPort": POD_PORT}]);
+    rollout
 }
 
 /// A new pod template image. The whole container is given: a merge patch replaces the list.

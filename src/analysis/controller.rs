@@ -109,11 +109,7 @@ pub async fn run(client: Client, ctx: AnalysisContext, readiness: Readiness) {
             guard.error_policy(error_policy),
             context,
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "analysis controller event");
-            }
-        })
+        .for_each(crate::reconcile_guard::log_result("analysis"))
         .await;
 }
 

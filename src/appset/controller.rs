@@ -131,11 +131,7 @@ pub async fn run(client: Client, settings: AppSetSettings, metrics: Metrics, rea
             guard.error_policy(error_policy),
             context,
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "applicationset controller event");
-            }
-        })
+        .for_each(crate::reconcile_guard::log_result("applicationset"))
         .await;
 }
 

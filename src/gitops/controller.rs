@@ -234,11 +234,7 @@ pub async fn run(client: Client, settings: GitopsSettings, metrics: Metrics, rea
                 guard.error_policy(error_policy),
                 context,
             )
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "application controller event");
-                }
-            })
+            .for_each(crate::reconcile_guard::log_result("application"))
             .await;
     };
     tracing::info!(

@@ -247,11 +247,7 @@ async fn drive<K>(
             guard.error_policy(error_policy),
             context.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "notifications event");
-            }
-        })
+        .for_each(crate::reconcile_guard::log_result("notifications"))
         .await;
 }
 

@@ -155,11 +155,7 @@ pub async fn run(client: Client, settings: RevertSettings, metrics: Metrics, rea
                 guard.error_policy(error_policy),
                 context,
             )
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "revert loop event");
-                }
-            })
+            .for_each(crate::reconcile_guard::log_result("revert"))
             .await;
     };
     tokio::join!(controller, projects_watch);

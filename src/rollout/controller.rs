@@ -241,11 +241,7 @@ pub async fn run(
             guard.error_policy(error_policy),
             context,
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "rollout controller event");
-            }
-        })
+        .for_each(crate::reconcile_guard::log_result("rollout"))
         .await;
 }
 
