@@ -1,7 +1,8 @@
 //! Health of kinds Sluice has no code for, end to end: cert-manager's `Certificate` (its CRD
 //! installed by the test, its status written by the test as cert-manager would) is judged by the
 //! built-in rule, and a rule in the `sluice-health` ConfigMap of the control namespace changes a
-//! kind's health while the controller runs.
+//! kind's health while the controller runs. An app-of-apps parent is not judged by its children's
+//! health unless such a rule opts in, as in Argo CD.
 
 mod common;
 
@@ -141,4 +142,88 @@ async fn a_certificate_is_judged_by_the_built_in_rule_then_by_a_users_rule_witho
         health(a) == HealthStatusCode::Healthy
     })
     .await;
+}
+
+/// A child Application's manifest: `path` of `repo`, synced automatically into `namespace`.
+fn child_application(name: &str, repo: &GitRepo, path: &str, namespace: &str) -> String {
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application",
+           "metadata": {"name": name},
+           "spec": {"source": {"repoURL": repo.url, "targetRevision": "main", "path": path},
+                    "destination": {"namespace": namespace},
+                    "syncPolicy": {"automated": {}}}})
+    .to_string()
+}
+
+/// A Deployment whose pod no node will ever run: Progressing for as long as the test lasts.
+const NEVER_READY: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+ "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stuck"}},
+          "template": {"metadata": {"labels": {"app": "stuck"}},
+                       "spec": {"nodeSelector": {"sluice.dev/no-such-node": "true"},
+                                "containers": [{"name": "main", "image": "example/web:1.0"}]}}}}"#;
+
+/// Argo CD's rule for assessing child Applications (its opt-in Lua rule), as README gives it.
+const CHILD_APPLICATION_RULE: &str = r#"- when: 'status.health?.status == "Healthy"'
+  status: Healthy
+- when: 'status.health?.status == "Suspended"'
+  status: Suspended
+- when: 'status.health?.status == "Degraded"'
+  status: Degraded
+  message: a child Application is Degraded
+- when: 'status.health?.status == "Missing"'
+  status: Missing
+- status: Progressing
+"#;
+
+#[tokio::test]
+async fn a_parent_ignores_its_child_applications_health_unless_a_rule_opts_in() {
+    let h = GitopsHarness::start("app-health", "60s").await;
+    let repo = GitRepo::create(&h.env, "app-health");
+    repo.commit(
+        "a parent of one child that never becomes ready",
+        &[
+            (
+                "parent/child.yaml",
+                Some(&child_application("child", &repo, "child", &h.ns.name)),
+            ),
+            ("child/stuck.json", Some(NEVER_READY)),
+        ],
+    );
+    h.create_app(
+        "parent",
+        &repo,
+        "parent",
+        json!({"syncPolicy": {"automated": {}}}),
+    )
+    .await;
+    h.wait_app("child", "the child Progressing", |a| {
+        health(a) == HealthStatusCode::Progressing
+    })
+    .await;
+    let parent = h
+        .wait_app("parent", "the parent Healthy, as in Argo CD", |a| {
+            health(a) == HealthStatusCode::Healthy
+        })
+        .await;
+    let child_entry = parent
+        .status
+        .as_ref()
+        .and_then(|s| s.resources.iter().find(|r| r.kind == "Application"))
+        .expect("the child is one of the parent's resources");
+    assert_eq!(child_entry.health, None, "{child_entry:?}");
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let config_map: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-health"},
+        "data": {"sluice.dev_Application": CHILD_APPLICATION_RULE}
+    }))
+    .expect("config map");
+    config_maps
+        .create(&PostParams::default(), &config_map)
+        .await
+        .expect("create sluice-health");
+    h.wait_app("parent", "Progressing once the rule opts in", |a| {
+        health(a) == HealthStatusCode::Progressing
+    })
+    .await;
+    h.ns.delete().await;
 }

@@ -99,7 +99,9 @@ fn built_in_health(obj: &Value) -> Option<HealthStatus> {
         ("", "PersistentVolumeClaim") => Some(pvc(obj)),
         ("", "Namespace") => Some(namespace(obj)),
         ("sluice.dev" | "argoproj.io", "Rollout") => Some(rollout(obj)),
-        ("sluice.dev" | "argoproj.io", "Application") => Some(application(obj)),
+        // Child Applications of an app-of-apps have no health of their own here, as in Argo CD
+        // since 1.8: a parent is not Progressing while a child rolls out. A user's rule for
+        // `sluice.dev_Application` opts in (README, health of kinds).
         ("sluice.dev" | "argoproj.io", "AnalysisRun") => Some(analysis_run(obj)),
         _ => None,
     }
@@ -383,19 +385,6 @@ fn rollout(obj: &Value) -> HealthStatus {
         Some("Healthy") => health(HealthStatusCode::Healthy, message),
         Some("Paused") => health(HealthStatusCode::Suspended, message),
         Some("Degraded") => degraded(message),
-        _ => progressing(message),
-    }
-}
-
-/// A child Application (app-of-apps, G12): its own health.
-fn application(obj: &Value) -> HealthStatus {
-    let message = str_at(obj, "/status/health/message").unwrap_or_default();
-    match str_at(obj, "/status/health/status") {
-        Some("Healthy") => health(HealthStatusCode::Healthy, message),
-        Some("Suspended") => health(HealthStatusCode::Suspended, message),
-        Some("Degraded") => degraded(message),
-        Some("Missing") => health(HealthStatusCode::Missing, message),
-        Some("Unknown") => health(HealthStatusCode::Unknown, message),
         _ => progressing(message),
     }
 }
@@ -729,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn g8_rollouts_and_applications() {
+    fn g8_rollouts() {
         let rollout = |phase: &str, observed: &str| {
             json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
                    "metadata": {"generation": 3},
@@ -747,15 +736,49 @@ mod tests {
                 .as_deref(),
             Some("m")
         );
+    }
 
-        let app = |status: Value| json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application", "status": status});
+    /// The rule README gives for assessing child Applications, as Argo CD's opt-in Lua rule does.
+    const CHILD_APPLICATION_RULE: &str = r#"
+- when: 'status.health?.status == "Healthy"'
+  status: Healthy
+- when: 'status.health?.status == "Suspended"'
+  status: Suspended
+- when: 'status.health?.status == "Degraded"'
+  status: Degraded
+  message: a child Application is Degraded
+- when: 'status.health?.status == "Missing"'
+  status: Missing
+- status: Progressing
+"#;
+
+    #[test]
+    fn child_applications_count_only_when_a_rule_opts_in() {
+        let app = |status: Value| {
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application", "status": status})
+        };
+        let degraded_child = app(json!({"health": {"status": "Degraded"}}));
         assert_eq!(
-            code(app(json!({"health": {"status": "Degraded"}}))),
-            Some(Degraded)
+            health_of(&degraded_child, &HealthRules::default()),
+            None,
+            "Argo CD (since 1.8) does not assess child Applications by default"
         );
+        let argo_child = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"});
+        assert_eq!(health_of(&argo_child, &HealthRules::default()), None);
+
+        let rules = HealthRules::parse(&std::collections::BTreeMap::from([(
+            "sluice.dev_Application".to_string(),
+            CHILD_APPLICATION_RULE.to_string(),
+        )]));
+        let code = |obj: Value| health_of(&obj, &rules).map(|h| h.status);
+        assert_eq!(code(degraded_child), Some(Degraded));
         assert_eq!(
             code(app(json!({"health": {"status": "Healthy"}}))),
             Some(Healthy)
+        );
+        assert_eq!(
+            code(app(json!({"health": {"status": "Suspended"}}))),
+            Some(Suspended)
         );
         assert_eq!(code(app(json!({}))), Some(Progressing));
     }
