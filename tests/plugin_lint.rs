@@ -82,7 +82,6 @@ fn argo_fields_sluice_does_not_implement_are_reported_at_their_lines_as_the_cont
         format!("{path} is not supported by Sluice (an Argo field it does not implement)")
     };
     let expected: Vec<(u64, String)> = [
-        (31, "spec.strategy.canary.antiAffinity"),
         (35, "spec.strategy.canary.trafficRouting.maxTrafficWeight"),
         (36, "spec.strategy.canary.trafficRouting.managedRoutes"),
         (39, "spec.strategy.canary.trafficRouting.istio"),

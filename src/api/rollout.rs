@@ -466,11 +466,9 @@ pub struct CanaryStrategy {
     /// Labels and annotations added to stable pods while they are the stable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_metadata: Option<PodTemplateMetadata>,
-    /// Argo's `antiAffinity`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Keep the new revision's pods off the nodes of the stable revision's while it rolls out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub anti_affinity: Option<serde_json::Value>,
+    pub anti_affinity: Option<AntiAffinity>,
     /// With `trafficRouting`: a canary or stable ReplicaSet that gets pods gets at least this many
     /// (Argo's high-availability floor; not with an explicit `setCanaryScale.replicas`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -812,6 +810,60 @@ pub struct GatewayApiHttpRoute {
     pub use_header_routes: Option<bool>,
 }
 
+/// Argo's `antiAffinity`: while a new revision rolls out, its pods avoid the nodes (by
+/// `kubernetes.io/hostname`) of the stable revision's pods, preferably or as a requirement.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(
+    "has(self.preferredDuringSchedulingIgnoredDuringExecution) != has(self.requiredDuringSchedulingIgnoredDuringExecution)"
+).message("AntiAffinity must have exactly one strategy listed"))]
+#[serde(rename_all = "camelCase")]
+pub struct AntiAffinity {
+    /// The scheduler prefers other nodes, with this weight among the pod's preferences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_during_scheduling_ignored_during_execution: Option<PreferredAntiAffinity>,
+    /// The scheduler never puts a new pod on a node running a stable pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_during_scheduling_ignored_during_execution: Option<RequiredAntiAffinity>,
+}
+
+/// Argo's `PreferredDuringSchedulingIgnoredDuringExecution`.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new("self.weight >= 1 && self.weight <= 100")
+    .message("AntiAffinity weight must be between 1-100"))]
+#[serde(rename_all = "camelCase")]
+pub struct PreferredAntiAffinity {
+    /// Weight of the preference, 1 to 100.
+    pub weight: i32,
+}
+
+/// Argo's `RequiredDuringSchedulingIgnoredDuringExecution` (no fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RequiredAntiAffinity {}
+
+impl AntiAffinity {
+    /// The preferred weight, `None` for the required strategy; an error naming `field` unless
+    /// exactly one strategy with a weight of 1 to 100 is set (Argo's messages).
+    pub fn preferred_weight(&self, field: &'static str) -> Result<Option<i32>, RolloutSpecError> {
+        match (
+            &self.preferred_during_scheduling_ignored_during_execution,
+            &self.required_during_scheduling_ignored_during_execution,
+        ) {
+            (Some(preferred), None) if (1..=100).contains(&preferred.weight) => {
+                Ok(Some(preferred.weight))
+            }
+            (Some(_), None) => Err(RolloutSpecError::Invalid {
+                field,
+                reason: "is invalid: AntiAffinity weight must be between 1-100",
+            }),
+            (None, Some(_)) => Ok(None),
+            _ => Err(RolloutSpecError::Invalid {
+                field,
+                reason: "is invalid: AntiAffinity must have exactly one strategy listed",
+            }),
+        }
+    }
+}
+
 /// Labels and annotations added to pods for as long as they play a role (Argo's
 /// `PodTemplateMetadata`, used by `canaryMetadata`, `stableMetadata`, `previewMetadata`,
 /// `activeMetadata`).
@@ -866,11 +918,9 @@ pub struct BlueGreenStrategy {
     /// Labels and annotations added to active pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_metadata: Option<PodTemplateMetadata>,
-    /// Argo's `antiAffinity`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Keep the new revision's pods off the nodes of the stable revision's while it rolls out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub anti_affinity: Option<serde_json::Value>,
+    pub anti_affinity: Option<AntiAffinity>,
     /// Argo's `maxUnavailable`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1405,6 +1455,9 @@ impl CanaryStrategy {
         for (index, step) in self.steps.iter().enumerate() {
             step.validate(index)?;
         }
+        if let Some(anti_affinity) = &self.anti_affinity {
+            anti_affinity.preferred_weight("spec.strategy.canary.antiAffinity")?;
+        }
         if self.min_pods_per_replica_set.is_some() && self.traffic_routing.is_none() {
             return Err(RolloutSpecError::Invalid {
                 field: "spec.strategy.canary.minPodsPerReplicaSet",
@@ -1639,6 +1692,9 @@ impl BlueGreenStrategy {
     }
 
     fn validate(&self) -> Result<(), RolloutSpecError> {
+        if let Some(anti_affinity) = &self.anti_affinity {
+            anti_affinity.preferred_weight("spec.strategy.blueGreen.antiAffinity")?;
+        }
         for (field, value) in [
             (
                 "spec.strategy.blueGreen.autoPromotionSeconds",
@@ -2539,6 +2595,8 @@ example.com/other:
                 "!(has(self.value) && has(self.valueFrom))".to_string(),
                 "has(self.podTemplateHashValue) != has(self.fieldRef)".to_string(),
                 "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.experiment) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1".to_string(),
+                "has(self.preferredDuringSchedulingIgnoredDuringExecution) != has(self.requiredDuringSchedulingIgnoredDuringExecution)".to_string(),
+                "self.weight >= 1 && self.weight <= 100".to_string(),
         ];
         expected.sort();
         assert_eq!(rules, expected);

@@ -13,10 +13,8 @@ use serde_json::Value;
 /// Paths under a Rollout's `spec` (relative to it) that Sluice does not implement. `[]` matches
 /// every item of a list.
 pub const ROLLOUT_SPEC: &[&str] = &[
-    "strategy.blueGreen.antiAffinity",
     "strategy.blueGreen.maxUnavailable",
     "strategy.blueGreen.scaleDownDelayRevisionLimit",
-    "strategy.canary.antiAffinity",
     "strategy.canary.pingPong",
     "strategy.canary.replicaProgressThreshold",
     "strategy.canary.scaleDownDelayRevisionLimit",

@@ -754,9 +754,7 @@ mod tests {
 
     #[test]
     fn child_applications_count_only_when_a_rule_opts_in() {
-        let app = |status: Value| {
-            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application", "status": status})
-        };
+        let app = |status: Value| json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Application", "status": status});
         let degraded_child = app(json!({"health": {"status": "Degraded"}}));
         assert_eq!(
             health_of(&degraded_child, &HealthRules::default()),

@@ -21,6 +21,7 @@ use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout,
 use crate::rollout::FIELD_MANAGER;
 use crate::rollout::action::{Action, Event, EventType, Plan};
 use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
+use crate::rollout::anti_affinity::{self, ANTI_AFFINITY_ANNOTATION, InjectedAntiAffinity};
 use crate::rollout::experiments::{ExperimentSource, build_experiment};
 use crate::rollout::pod_metadata::{
     ARGO_EPHEMERAL_METADATA_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, PodMetadataChange,
@@ -32,6 +33,13 @@ use crate::rollout::replicasets::{
 };
 use crate::rollout::templates::ResolvedTemplates;
 use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
+
+/// What the pods of a ReplicaSet created now are born with, besides the Rollout's template.
+#[derive(Clone, Copy)]
+struct BornWith<'a> {
+    ephemeral_metadata: Option<&'a PodTemplateMetadata>,
+    anti_affinity: Option<&'a InjectedAntiAffinity>,
+}
 
 /// Pods whose ephemeral metadata is patched at the same time (Argo uses 10 threads).
 const POD_PATCH_CONCURRENCY: usize = 8;
@@ -118,11 +126,20 @@ impl Actor<'_> {
                 revision,
                 replicas,
                 ephemeral_metadata,
+                anti_affinity,
                 ..
             } => {
-                self.create_replica_set(hash, *revision, *replicas, ephemeral_metadata.as_ref())
+                let born_with = BornWith {
+                    ephemeral_metadata: ephemeral_metadata.as_ref(),
+                    anti_affinity: anti_affinity.as_ref(),
+                };
+                self.create_replica_set(hash, *revision, *replicas, born_with)
                     .await
             }
+            Action::SetAntiAffinity {
+                replica_set,
+                injected,
+            } => self.set_anti_affinity(replica_set, injected.as_ref()).await,
             Action::SyncEphemeralMetadata {
                 replica_set,
                 template,
@@ -305,14 +322,26 @@ impl Actor<'_> {
         hash: &str,
         revision: i64,
         replicas: i32,
-        ephemeral_metadata: Option<&PodTemplateMetadata>,
+        born_with: BornWith<'_>,
     ) -> Result<(), ActError> {
         let mut rs = new_replica_set(self.rollout, self.template, hash, revision, replicas)?;
-        if let Some(metadata) = ephemeral_metadata {
-            inject(&mut rs, metadata).map_err(|e| ActError::Kube {
-                action: format!("recording the ephemeral metadata of the ReplicaSet of {hash}"),
+        let serde_err = |what: &str| {
+            let action = format!("recording the {what} of the ReplicaSet of {hash}");
+            move |e| ActError::Kube {
+                action,
                 source: kube::Error::SerdeError(e),
-            })?;
+            }
+        };
+        if let Some(metadata) = born_with.ephemeral_metadata {
+            inject(&mut rs, metadata).map_err(serde_err("ephemeral metadata"))?;
+        }
+        if let Some(injected) = born_with.anti_affinity {
+            let record = serde_json::to_string(injected).map_err(serde_err("anti-affinity"))?;
+            rs.annotations_mut()
+                .insert(ANTI_AFFINITY_ANNOTATION.to_string(), record);
+            if let Some(template) = rs.spec.as_mut().and_then(|s| s.template.as_mut()) {
+                anti_affinity::inject(template, injected, &self.namespace());
+            }
         }
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
@@ -320,6 +349,43 @@ impl Actor<'_> {
         };
         ignore_already_exists(self.replica_sets().create(&params, &rs).await)
             .map_err(Self::kube_err(format!("creating the ReplicaSet of {hash}")))
+    }
+
+    /// The pod template's affinity is replaced whole (the template's own plus `injected`) in the
+    /// same patch as the record of what was injected.
+    async fn set_anti_affinity(
+        &self,
+        name: &str,
+        injected: Option<&InjectedAntiAffinity>,
+    ) -> Result<(), ActError> {
+        let action = || format!("setting the anti-affinity of ReplicaSet {name}");
+        let own = self
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref());
+        let affinity = anti_affinity::affinity_with(own, injected, &self.namespace());
+        let affinity =
+            anti_affinity::affinity_merge_patch(affinity.as_ref()).map_err(|e| ActError::Kube {
+                action: action(),
+                source: kube::Error::SerdeError(e),
+            })?;
+        let record = injected
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| ActError::Kube {
+                action: action(),
+                source: kube::Error::SerdeError(e),
+            })?;
+        let patch = json!({
+            "metadata": {"annotations": {ANTI_AFFINITY_ANNOTATION: record}},
+            "spec": {"template": {"spec": {"affinity": affinity}}}
+        });
+        self.replica_sets()
+            .patch(name, &Self::patch_params(), &Patch::Merge(patch))
+            .await
+            .map(drop)
+            .map_err(Self::kube_err(action()))
     }
 
     /// The ReplicaSet first, then its pods (as Argo): a pod created in between is born with the

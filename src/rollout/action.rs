@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use crate::api::rollout::{
     PodTemplateMetadata, RolloutAnalysis, RolloutExperimentStep, RolloutStatus,
 };
+use crate::rollout::anti_affinity::InjectedAntiAffinity;
 use crate::rollout::observed::AnalysisType;
 use crate::rollout::pod_metadata::{PodMetadataChange, TemplateMetadataChange};
 
@@ -16,13 +17,21 @@ use crate::rollout::pod_metadata::{PodMetadataChange, TemplateMetadataChange};
 pub enum Action {
     /// Create the ReplicaSet of the current template, named `name`, labelled with `hash`, annotated
     /// with `revision`, at `replicas` pods, its pods born with the `ephemeral_metadata` of the role
-    /// it starts in (`canaryMetadata`, `stableMetadata`, ...).
+    /// it starts in (`canaryMetadata`, `stableMetadata`, ...) and the `anti_affinity` against the
+    /// stable revision's pods.
     CreateReplicaSet {
         name: String,
         hash: String,
         revision: i64,
         replicas: i32,
         ephemeral_metadata: Option<PodTemplateMetadata>,
+        anti_affinity: Option<InjectedAntiAffinity>,
+    },
+    /// Set the anti-affinity term against the stable revision in a ReplicaSet's pod template (and
+    /// its record), or take it off with `None`.
+    SetAntiAffinity {
+        replica_set: String,
+        injected: Option<InjectedAntiAffinity>,
     },
     /// Bring a ReplicaSet's ephemeral pod metadata to the role it plays now: change its pod
     /// template (and the record of what is injected) when `template` is set, then its live `pods`

@@ -7,6 +7,7 @@
 pub mod act;
 pub mod action;
 pub mod analysis_runs;
+pub mod anti_affinity;
 pub(crate) mod basic_canary;
 pub mod bluegreen;
 pub mod canary;

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use crate::api::analysis::{AnalysisPhase, AnalysisRun};
 use crate::api::experiment::Experiment;
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::rollout::anti_affinity;
 use crate::rollout::observed::{
     AnalysisType, Observed, ObservedAnalysisRun, ObservedExperiment, ObservedPod,
     ObservedReplicaSet, ObservedService, ObservedWorkload,
@@ -160,6 +161,7 @@ fn observe_replica_set(rs: &ReplicaSet, pods: &[Pod]) -> Option<ObservedReplicaS
             .unwrap_or_default(),
         ephemeral_metadata: recorded(rs),
         selector_keys: spec.map(|s| selector_keys(&s.selector)).unwrap_or_default(),
+        anti_affinity: anti_affinity::recorded(rs.metadata.annotations.as_ref()),
     })
 }
 

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use crate::api::analysis::AnalysisPhase;
 use crate::api::rollout::{PodTemplateMetadata, Rollout, RolloutSpec, RolloutStatus};
+use crate::rollout::anti_affinity::InjectedAntiAffinity;
 use crate::rollout::templates::ResolvedTemplates;
 
 /// Everything [`crate::rollout::plan::plan`] looks at.
@@ -78,6 +79,8 @@ pub struct ObservedReplicaSet {
     /// The label keys of its `spec.selector`: its pods must keep them, so ephemeral metadata never
     /// touches them.
     pub selector_keys: BTreeSet<String>,
+    /// The anti-affinity injected into its pod template, as recorded in its annotation.
+    pub anti_affinity: Option<InjectedAntiAffinity>,
 }
 
 /// A pod of an owned ReplicaSet.

@@ -22,7 +22,7 @@ use crate::api::rollout::{
 };
 use crate::rollout::action::{Action, Event, EventReason, Plan};
 use crate::rollout::observed::{AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet};
-use crate::rollout::{bluegreen, canary, phase, pod_metadata, restart, templates};
+use crate::rollout::{anti_affinity, bluegreen, canary, phase, pod_metadata, restart, templates};
 
 /// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
 pub const GIT_REVISION_LABEL: &str = "sluice.dev/revision";
@@ -98,6 +98,7 @@ fn plan_valid(observed: &Observed) -> Planned {
     ctx.delete_beyond_history_limit();
     ctx.delete_old_analysis_runs();
     pod_metadata::plan_pod_metadata(&mut ctx);
+    anti_affinity::plan_anti_affinity(&mut ctx);
     restart::plan_restart(&mut ctx);
     ctx.record_revision();
     ctx.fill_counts();
@@ -514,12 +515,14 @@ impl<'a> Ctx<'a> {
         let name = format!("{}-{hash}", self.obs.name());
         let revision = self.new_revision();
         let ephemeral_metadata = pod_metadata::for_new_replica_set(self);
+        let anti_affinity = anti_affinity::for_new_replica_set(self);
         self.actions.push(Action::CreateReplicaSet {
             name: name.clone(),
             hash,
             revision,
             replicas,
             ephemeral_metadata,
+            anti_affinity,
         });
         self.event(
             EventReason::NewReplicaSetCreated,
@@ -1284,6 +1287,7 @@ mod tests {
                 revision: 1,
                 replicas: 3,
                 ephemeral_metadata: None,
+                anti_affinity: None,
             }
         );
         assert_eq!(creates(&plans).len(), 1, "no AnalysisRun");
@@ -1321,6 +1325,7 @@ mod tests {
                 revision: 2,
                 replicas: 1,
                 ephemeral_metadata: None,
+                anti_affinity: None,
             }]
         );
         assert_eq!(

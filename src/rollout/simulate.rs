@@ -188,6 +188,7 @@ fn apply_action(obs: &mut Observed, action: &Action) {
             revision,
             replicas,
             ephemeral_metadata,
+            anti_affinity,
         } => {
             assert!(
                 obs.replica_set(hash).is_none(),
@@ -211,9 +212,14 @@ fn apply_action(obs: &mut Observed, action: &Action) {
                 template_annotations,
                 ephemeral_metadata: ephemeral_metadata.clone(),
                 selector_keys: [POD_TEMPLATE_HASH_LABEL.to_string()].into(),
+                anti_affinity: anti_affinity.clone(),
                 ..Default::default()
             });
         }
+        Action::SetAntiAffinity {
+            replica_set,
+            injected,
+        } => rs_mut(obs, replica_set).anti_affinity = injected.clone(),
         Action::SyncEphemeralMetadata {
             replica_set,
             template,
