@@ -484,11 +484,11 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub replica_progress_threshold: Option<serde_json::Value>,
-    /// Argo's `scaleDownDelayRevisionLimit`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// How many old revisions may wait out `scaleDownDelaySeconds` at once, the newest first; older
+    /// ones are scaled down at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub scale_down_delay_revision_limit: Option<serde_json::Value>,
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
 }
 
 /// One canary step (Argo's `CanaryStep`): exactly one of its fields is set.
@@ -926,11 +926,11 @@ pub struct BlueGreenStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
     pub max_unavailable: Option<serde_json::Value>,
-    /// Argo's `scaleDownDelayRevisionLimit`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// How many old revisions may wait out `scaleDownDelaySeconds` at once, the newest first; older
+    /// ones are scaled down at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub scale_down_delay_revision_limit: Option<serde_json::Value>,
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
 }
 
 /// An analysis to run (Argo's `RolloutAnalysis`): step analysis, pre/post-promotion analysis.
@@ -1377,10 +1377,35 @@ impl RolloutSpec {
             check_range(field, value, 0, i64::from(i32::MAX))?;
         }
         match (&self.strategy.canary, &self.strategy.blue_green) {
-            (Some(canary), None) => canary.validate(),
-            (None, Some(blue_green)) => blue_green.validate(),
-            _ => Err(RolloutSpecError::Strategy),
+            (Some(canary), None) => canary.validate()?,
+            (None, Some(blue_green)) => blue_green.validate()?,
+            _ => return Err(RolloutSpecError::Strategy),
         }
+        self.validate_scale_down_delay_revision_limit()
+    }
+
+    /// Argo's rule (blue-green): no more revisions wait to be scaled down than are kept at all.
+    fn validate_scale_down_delay_revision_limit(&self) -> Result<(), RolloutSpecError> {
+        let Some(limit) = self.scale_down_delay_revision_limit() else {
+            return Ok(());
+        };
+        if self.blue_green().is_some() && self.revision_history_limit() < limit {
+            return Err(RolloutSpecError::Invalid {
+                field: "spec.strategy.blueGreen.scaleDownDelayRevisionLimit",
+                reason: "is invalid: This rollout's revision history limit can not be smaller than the rollout's scale down limit",
+            });
+        }
+        Ok(())
+    }
+
+    /// The strategy's `scaleDownDelayRevisionLimit`, `None` for no limit.
+    pub fn scale_down_delay_revision_limit(&self) -> Option<i32> {
+        self.canary()
+            .and_then(|c| c.scale_down_delay_revision_limit)
+            .or_else(|| {
+                self.blue_green()
+                    .and_then(|b| b.scale_down_delay_revision_limit)
+            })
     }
 }
 
@@ -1457,6 +1482,12 @@ impl CanaryStrategy {
         }
         if let Some(anti_affinity) = &self.anti_affinity {
             anti_affinity.preferred_weight("spec.strategy.canary.antiAffinity")?;
+        }
+        if self.scale_down_delay_revision_limit.is_some() && self.traffic_routing.is_none() {
+            return Err(RolloutSpecError::Invalid {
+                field: "spec.strategy.canary.scaleDownDelayRevisionLimit",
+                reason: "applies only with trafficRouting (without one, older revisions are scaled down as soon as availability allows, with no delay to limit; set trafficRouting or remove it)",
+            });
         }
         if self.min_pods_per_replica_set.is_some() && self.traffic_routing.is_none() {
             return Err(RolloutSpecError::Invalid {

@@ -14,10 +14,8 @@ use serde_json::Value;
 /// every item of a list.
 pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.blueGreen.maxUnavailable",
-    "strategy.blueGreen.scaleDownDelayRevisionLimit",
     "strategy.canary.pingPong",
     "strategy.canary.replicaProgressThreshold",
-    "strategy.canary.scaleDownDelayRevisionLimit",
     "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
     "strategy.canary.steps[].setHeaderRoute",

@@ -30,7 +30,8 @@ pub(crate) fn plan_blue_green(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy)
     }
     // B6: a revision between the stable and the current one (e.g. an aborted one) goes at once,
     // unless the active Service still selects it (an update arrived during post-promotion
-    // analysis): that one serves until the current revision is promoted.
+    // analysis): that one serves until the current revision is promoted. One already waiting for
+    // its scale-down deadline waits it out within `scaleDownDelayRevisionLimit`, as in Argo.
     let new_hash = ctx.new_hash();
     let active = ctx
         .status
@@ -38,9 +39,7 @@ pub(crate) fn plan_blue_green(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy)
         .as_ref()
         .and_then(|b| b.active_selector.clone())
         .unwrap_or_default();
-    for rs in ctx.other_replica_sets(&[stable.as_str(), new_hash, active.as_str()]) {
-        ctx.scale_down_after(rs, Some(0));
-    }
+    ctx.scale_down_others_after(&[stable.as_str(), new_hash, active.as_str()], 0);
 }
 
 fn bg_status<'s>(ctx: &'s mut Ctx<'_>) -> &'s mut BlueGreenStatus {
@@ -84,10 +83,7 @@ fn plan_steady(ctx: &mut Ctx<'_>, blue_green: &BlueGreenStrategy) {
     ctx.scale_to(stable, ctx.replicas());
     point(ctx, Some(&blue_green.active_service), stable, true);
     point(ctx, blue_green.preview_service.as_deref(), stable, false);
-    let delay = blue_green.scale_down_delay_seconds();
-    for rs in ctx.other_replica_sets(&[stable]) {
-        ctx.scale_down_after(rs, Some(delay));
-    }
+    ctx.scale_down_others_after(&[stable], blue_green.scale_down_delay_seconds());
 }
 
 /// Before the switch: preview at `previewReplicaCount` (B1), pre-promotion analysis (B4), the pause
@@ -414,6 +410,42 @@ mod tests {
             None,
             "blue-green has no steps"
         );
+    }
+
+    /// Two promotions within `scaleDownDelaySeconds`: without a limit both old revisions wait; with
+    /// `scaleDownDelayRevisionLimit: 1` only the newest old one does, the older goes at once.
+    #[test]
+    fn b3_scale_down_delay_revision_limit_keeps_only_the_newest_old_revisions_waiting() {
+        for (limit, h1_after_second_promotion) in [(None, 4), (Some(1), 0), (Some(2), 4)] {
+            let mut obs = deployed_bg(|bg| bg.scale_down_delay_revision_limit = limit);
+            update(&mut obs, "h2");
+            settle(&mut obs);
+            assert_eq!(spec_replicas(&obs, "h1"), 4, "limit {limit:?}");
+            advance(&mut obs, 10);
+            update(&mut obs, "h3");
+            settle(&mut obs);
+            assert_eq!(status(&obs).stable_rs.as_deref(), Some("h3"));
+            assert_eq!(spec_replicas(&obs, "h2"), 4, "limit {limit:?}");
+            assert_eq!(
+                spec_replicas(&obs, "h1"),
+                h1_after_second_promotion,
+                "limit {limit:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn b3_a_limit_above_the_revision_history_limit_is_invalid_spec() {
+        let mut rollout = blue_green(2);
+        bg_spec(&mut rollout).scale_down_delay_revision_limit = Some(3);
+        rollout.spec.revision_history_limit = Some(2);
+        let error = rollout.spec.validate().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "spec.strategy.blueGreen.scaleDownDelayRevisionLimit is invalid: This rollout's revision history limit can not be smaller than the rollout's scale down limit"
+        );
+        rollout.spec.revision_history_limit = Some(3);
+        assert_eq!(rollout.spec.validate(), Ok(()));
     }
 
     #[test]

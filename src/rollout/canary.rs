@@ -75,10 +75,7 @@ fn plan_steady(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     ctx.select(canary.canary_service.as_deref(), stable);
     if router {
         set_weight(ctx, canary, 0, stable, stable);
-        let delay = canary.scale_down_delay_seconds();
-        for rs in ctx.other_replica_sets(&[stable]) {
-            ctx.scale_down_after(rs, Some(delay));
-        }
+        ctx.scale_down_others_after(&[stable], canary.scale_down_delay_seconds());
     } else {
         scale_down_older_without_router(ctx, canary, &[stable]);
     }
@@ -531,14 +528,14 @@ fn plan_abort(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
 }
 
 /// R8: a revision between the stable and the current one (an update replaced it) is scaled down.
-/// With a router at once: it gets no traffic any more (the weight restarted with the steps).
+/// With a router at once: it gets no traffic any more (the weight restarted with the steps); one
+/// already waiting for its scale-down deadline (an old stable, an aborted canary) waits it out
+/// within `scaleDownDelayRevisionLimit`, as in Argo.
 /// Without one its pods still take traffic, so (as Argo) they go as fast as availability allows.
 fn scale_down_in_between(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
     let new_hash = ctx.new_hash();
     if canary.has_traffic_routing() {
-        for rs in ctx.other_replica_sets(&[stable, new_hash]) {
-            ctx.scale_down_after(rs, Some(0));
-        }
+        ctx.scale_down_others_after(&[stable, new_hash], 0);
     } else {
         scale_down_older_without_router(ctx, canary, &[stable, new_hash]);
     }
@@ -968,6 +965,37 @@ mod tests {
         settle(&mut obs);
         assert_eq!(status(&obs).stable_rs.as_deref(), Some("h2"));
         assert_eq!(spec_replicas(&obs, "h1"), 0);
+    }
+
+    #[test]
+    fn c8_scale_down_delay_revision_limit_scales_older_revisions_down_at_once() {
+        let mut rollout = canary_with_router(2, vec![weight(50)]);
+        canary_spec(&mut rollout).scale_down_delay_revision_limit = Some(1);
+        let mut obs = deployed(rollout);
+        update(&mut obs, "h2");
+        settle(&mut obs);
+        assert_eq!(spec_replicas(&obs, "h1"), 2, "within the limit: it waits");
+        update(&mut obs, "h3");
+        settle(&mut obs);
+        assert_eq!(status(&obs).stable_rs.as_deref(), Some("h3"));
+        assert_eq!(
+            spec_replicas(&obs, "h2"),
+            2,
+            "the newest old revision waits"
+        );
+        assert_eq!(spec_replicas(&obs, "h1"), 0, "beyond the limit");
+
+        // Without a router there is no delay to limit: refused, as minPodsPerReplicaSet.
+        let mut rollout = canary(2, vec![weight(50)]);
+        canary_spec(&mut rollout).scale_down_delay_revision_limit = Some(1);
+        assert!(
+            rollout
+                .spec
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("spec.strategy.canary.scaleDownDelayRevisionLimit applies only with trafficRouting")
+        );
     }
 
     #[test]

@@ -579,6 +579,30 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Every revision but `keep` scaled down: one already waiting for its scale-down deadline
+    /// keeps waiting, others wait `delay_seconds` from now (0: go at once); but at most the spec's
+    /// `scaleDownDelayRevisionLimit` of them (the newest) wait at once, older ones go now. This is
+    /// Argo's `scaleDownDelayHelper`.
+    pub(crate) fn scale_down_others_after(&mut self, keep: &[&str], delay_seconds: i32) {
+        let limit = self.spec().scale_down_delay_revision_limit();
+        let mut waiting = 0;
+        // Newest first.
+        for rs in self.other_replica_sets(keep) {
+            let waits =
+                rs.spec_replicas > 0 && (rs.scale_down_deadline.is_some() || delay_seconds > 0);
+            if waits {
+                waiting += 1;
+            }
+            let over_limit = limit.is_some_and(|limit| waiting > limit);
+            if waits && !over_limit {
+                // Its deadline, once set, is kept whatever the delay now.
+                self.scale_down_after(rs, Some(delay_seconds.max(1)));
+            } else {
+                self.scale_down_after(rs, Some(0));
+            }
+        }
+    }
+
     /// Points `service` at `hash` when it does not already, and only when that revision has ready
     /// pods: a Service never selects a revision that cannot serve.
     pub(crate) fn select(&mut self, service: Option<&str>, hash: &str) {
