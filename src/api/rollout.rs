@@ -479,11 +479,10 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub ping_pong: Option<serde_json::Value>,
-    /// Argo's `replicaProgressThreshold`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// How many of the canary's pods must be available for a step (and the promotion) to go on;
+    /// all of them when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub replica_progress_threshold: Option<serde_json::Value>,
+    pub replica_progress_threshold: Option<ReplicaProgressThreshold>,
     /// How many old revisions may wait out `scaleDownDelaySeconds` at once, the newest first; older
     /// ones are scaled down at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -808,6 +807,39 @@ pub struct GatewayApiHttpRoute {
     /// Whether header routes are added to this route (setHeaderRoute steps; unused by Sluice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_header_routes: Option<bool>,
+}
+
+/// Argo's `replicaProgressThreshold`: a share or a number of the pods a step wants that is enough
+/// for it to go on (with an HPA, say, that is slow to bring the last pods).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaProgressThreshold {
+    /// `Percent` of the pods the step wants, or a number of `Pods`.
+    #[serde(rename = "type")]
+    pub type_: ProgressType,
+    /// The percentage or the pod count, at least 1.
+    #[schemars(range(min = 1))]
+    pub value: i32,
+}
+
+/// Argo's `ProgressType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ProgressType {
+    Percent,
+    Pods,
+}
+
+impl ReplicaProgressThreshold {
+    /// Argo's `ReplicaProgressThresholdMet`: whether `available` pods of the `desired` are enough.
+    pub fn met(&self, available: i32, desired: i32) -> bool {
+        match self.type_ {
+            ProgressType::Percent => {
+                desired <= 0
+                    || i64::from(available) * 100 >= i64::from(self.value) * i64::from(desired)
+            }
+            ProgressType::Pods => available >= self.value,
+        }
+    }
 }
 
 /// Argo's `antiAffinity`: while a new revision rolls out, its pods avoid the nodes (by
@@ -2689,6 +2721,46 @@ example.com/other:
             serde_saphyr::to_string(&crd)
                 .unwrap()
                 .contains("kind: CustomResourceDefinition")
+        );
+    }
+
+    #[test]
+    fn replica_progress_threshold_is_argos_replica_progress_threshold_met() {
+        let percent = |value| ReplicaProgressThreshold {
+            type_: ProgressType::Percent,
+            value,
+        };
+        let pods = |value| ReplicaProgressThreshold {
+            type_: ProgressType::Pods,
+            value,
+        };
+        // (threshold, available, desired, met): Argo's own examples and edges.
+        let cases = [
+            (percent(80), 4, 5, true),
+            (percent(80), 3, 5, false),
+            (percent(70), 7, 10, true),
+            (percent(70), 6, 10, false),
+            (percent(34), 1, 3, false),
+            (percent(33), 1, 3, true),
+            (percent(100), 5, 5, true),
+            (percent(50), 0, 0, true),
+            (pods(3), 3, 10, true),
+            (pods(3), 2, 10, false),
+            (pods(1), 1, 0, true),
+        ];
+        for (threshold, available, desired, met) in cases {
+            assert_eq!(
+                threshold.met(available, desired),
+                met,
+                "{threshold:?} {available}/{desired}"
+            );
+        }
+        let parsed: ReplicaProgressThreshold =
+            serde_json::from_value(json!({"type": "Percent", "value": 90})).unwrap();
+        assert_eq!(parsed, percent(90));
+        assert!(
+            serde_json::from_value::<ReplicaProgressThreshold>(json!({"type": "Pod", "value": 1}))
+                .is_err()
         );
     }
 }

@@ -15,7 +15,6 @@ use serde_json::Value;
 pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.blueGreen.maxUnavailable",
     "strategy.canary.pingPong",
-    "strategy.canary.replicaProgressThreshold",
     "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
     "strategy.canary.steps[].setHeaderRoute",

@@ -311,7 +311,7 @@ fn at_step_targets(ctx: &Ctx<'_>, canary: &CanaryStrategy, stable: &str, index: 
     let new = Counts::of(ctx.obs.new_replica_set());
     if canary.has_traffic_routing() {
         let want = router_canary_replicas(canary, index, replicas);
-        return new.spec == want && new.available >= want;
+        return new.spec == want && enough_available(canary, new.available, want);
     }
     // Argo's `AtDesiredReplicaCountsForCanary`: the counts it would ask for now are the ones
     // there, the canary's all available, and no other revision serves traffic any more.
@@ -324,7 +324,19 @@ fn at_step_targets(ctx: &Ctx<'_>, canary: &CanaryStrategy, stable: &str, index: 
         .other_replica_sets(&[stable, ctx.new_hash()])
         .iter()
         .any(|rs| rs.available_replicas > 0);
-    new.spec == want_canary && new.available == want_canary && stable_there && !others_serving
+    let canary_there = new.available == want_canary
+        || (new.available < want_canary && enough_available(canary, new.available, want_canary));
+    new.spec == want_canary && canary_there && stable_there && !others_serving
+}
+
+/// Whether `available` of the `desired` canary pods let the rollout go on: all of them, or as many
+/// as `replicaProgressThreshold` asks for.
+fn enough_available(canary: &CanaryStrategy, available: i32, desired: i32) -> bool {
+    available >= desired
+        || canary
+            .replica_progress_threshold
+            .as_ref()
+            .is_some_and(|threshold| threshold.met(available, desired))
 }
 
 /// C1: the (stable, canary) counts to ask for now on the way to `weight` without a router, from
@@ -376,7 +388,8 @@ fn budget(canary: &CanaryStrategy, replicas: i32) -> Budget {
     }
 }
 
-/// All steps done and the canary runs every pod, available.
+/// All steps done and the canary runs every pod, available (or as many as
+/// `replicaProgressThreshold` asks for).
 fn is_complete(
     canary: &CanaryStrategy,
     index: i32,
@@ -385,7 +398,10 @@ fn is_complete(
 ) -> bool {
     let steps = i32::try_from(canary.steps.len()).unwrap_or(i32::MAX);
     index >= steps
-        && new.is_some_and(|rs| rs.spec_replicas == replicas && rs.available_replicas >= replicas)
+        && new.is_some_and(|rs| {
+            rs.spec_replicas == replicas
+                && enough_available(canary, rs.available_replicas, replicas)
+        })
 }
 
 /// C2/C5/C9: with a router the canary's pods follow the step, the weight follows once the canary
@@ -399,7 +415,8 @@ fn converge_with_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str
     }
     let canary_target = router_canary_replicas(canary, index, replicas);
     let canary_ready = new.is_some_and(|rs| {
-        rs.spec_replicas == canary_target && rs.available_replicas >= canary_target
+        rs.spec_replicas == canary_target
+            && enough_available(canary, rs.available_replicas, canary_target)
     });
     let weight = if canary_ready {
         step_weight(canary, index)
@@ -768,6 +785,63 @@ mod tests {
         let second = step(&mut obs);
         assert_eq!(weight_action(&second), Some(50));
         assert_eq!(obs.service_hash("web-canary"), Some("h2"));
+    }
+
+    /// The ReplicaSet of `hash` has `available` of its pods available (an HPA-like slow tail).
+    fn only_available(obs: &mut crate::rollout::observed::Observed, hash: &str, available: i32) {
+        let rs = obs
+            .replica_sets
+            .iter_mut()
+            .find(|rs| rs.pod_template_hash == hash)
+            .unwrap();
+        rs.replicas = rs.spec_replicas;
+        rs.ready_replicas = available;
+        rs.available_replicas = available;
+    }
+
+    #[test]
+    fn replica_progress_threshold_lets_steps_and_promotion_go_on_with_that_many_pods() {
+        use crate::api::rollout::{ProgressType, ReplicaProgressThreshold};
+        for (threshold, goes_on) in [
+            (None, false),
+            (Some((ProgressType::Percent, 80)), true),
+            (Some((ProgressType::Percent, 81)), false),
+            (Some((ProgressType::Pods, 4)), true),
+            (Some((ProgressType::Pods, 5)), false),
+        ] {
+            let mut rollout = canary_with_router(10, vec![weight(50), pause()]);
+            canary_spec(&mut rollout).replica_progress_threshold =
+                threshold.map(|(type_, value)| ReplicaProgressThreshold { type_, value });
+            let mut obs = deployed(rollout);
+            update(&mut obs, "h2");
+            step(&mut obs);
+            assert_eq!(spec_replicas(&obs, "h2"), 5);
+            only_available(&mut obs, "h2", 4);
+            for _ in 0..5 {
+                step(&mut obs);
+                only_available(&mut obs, "h2", 4);
+            }
+            let expected = if goes_on { (50, Some(1)) } else { (0, Some(0)) };
+            assert_eq!(
+                (weights(&obs).1, status(&obs).current_step_index),
+                expected,
+                "{threshold:?}"
+            );
+            if !goes_on {
+                continue;
+            }
+            // The promotion: 8 of the 10 pods is 80 % (and more than 4 pods).
+            user_promotes(&mut obs);
+            for _ in 0..5 {
+                step(&mut obs);
+                only_available(&mut obs, "h2", 8);
+            }
+            assert_eq!(
+                status(&obs).stable_rs.as_deref(),
+                Some("h2"),
+                "{threshold:?}"
+            );
+        }
     }
 
     #[test]
