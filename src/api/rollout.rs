@@ -953,11 +953,11 @@ pub struct BlueGreenStrategy {
     /// Keep the new revision's pods off the nodes of the stable revision's while it rolls out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anti_affinity: Option<AntiAffinity>,
-    /// Argo's `maxUnavailable`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Pods that may be unavailable at once while `restartAt` replaces them: a count (at most
+    /// 1000000) or a percentage (at most 100%) [25%], as Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub max_unavailable: Option<serde_json::Value>,
+    #[schemars(schema_with = "max_unavailable_schema")]
+    pub max_unavailable: Option<IntOrString>,
     /// How many old revisions may wait out `scaleDownDelaySeconds` at once, the newest first; older
     /// ones are scaled down at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1727,6 +1727,23 @@ impl GatewayApiTrafficRouting {
 }
 
 impl BlueGreenStrategy {
+    /// `maxUnavailable`, default 25% (Argo's default for both strategies).
+    pub fn max_unavailable(&self) -> IntOrString {
+        self.max_unavailable
+            .clone()
+            .unwrap_or_else(|| IntOrString::String(DEFAULT_MAX_SURGE_UNAVAILABLE.to_string()))
+    }
+
+    /// `maxUnavailable` of `replicas` pods, rounded down.
+    pub fn max_unavailable_for(&self, replicas: i32) -> Result<i32, RolloutSpecError> {
+        resolve_int_or_percent(
+            "spec.strategy.blueGreen.maxUnavailable",
+            &self.max_unavailable(),
+            replicas,
+            false,
+        )
+    }
+
     /// `autoPromotionEnabled`, default true.
     pub fn auto_promotion_enabled(&self) -> bool {
         self.auto_promotion_enabled.unwrap_or(true)
@@ -1758,6 +1775,11 @@ impl BlueGreenStrategy {
         if let Some(anti_affinity) = &self.anti_affinity {
             anti_affinity.preferred_weight("spec.strategy.blueGreen.antiAffinity")?;
         }
+        check_pod_budget(
+            "spec.strategy.blueGreen.maxUnavailable",
+            &self.max_unavailable(),
+            MAX_UNAVAILABLE_PERCENT,
+        )?;
         for (field, value) in [
             (
                 "spec.strategy.blueGreen.autoPromotionSeconds",

@@ -13,7 +13,6 @@ use serde_json::Value;
 /// Paths under a Rollout's `spec` (relative to it) that Sluice does not implement. `[]` matches
 /// every item of a list.
 pub const ROLLOUT_SPEC: &[&str] = &[
-    "strategy.blueGreen.maxUnavailable",
     "strategy.canary.pingPong",
     "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
@@ -171,13 +170,14 @@ mod tests {
 
     #[test]
     fn null_and_absent_fields_are_not_reported_but_empty_objects_and_zero_are() {
-        let spec = json!({"strategy": {"canary": {"pingPong": {}, "scaleDownDelayRevisionLimit": 0,
+        let spec = json!({"strategy": {"canary": {"pingPong": {},
+                                                  "trafficRouting": {"maxTrafficWeight": 0},
                                                   "steps": [{"setWeight": 5}]}}});
         assert_eq!(
             set_paths(&spec, "spec", ROLLOUT_SPEC.iter().copied()),
             vec![
                 "spec.strategy.canary.pingPong".to_string(),
-                "spec.strategy.canary.scaleDownDelayRevisionLimit".to_string()
+                "spec.strategy.canary.trafficRouting.maxTrafficWeight".to_string()
             ]
         );
     }

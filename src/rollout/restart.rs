@@ -127,14 +127,17 @@ fn unavailable(rs: &ObservedReplicaSet) -> i32 {
         .max(0)
 }
 
-/// Pods that may be unavailable at once: the canary's `maxUnavailable` (blue-green has none
-/// here), at least 1.
+/// Pods that may be unavailable at once: the strategy's `maxUnavailable` (25% by default), at
+/// least 1 (Argo: a restart must be able to replace a pod).
 fn max_unavailable(ctx: &Ctx<'_>) -> i32 {
-    ctx.spec()
-        .canary()
-        .and_then(|c| c.max_unavailable_for(ctx.replicas()).ok())
-        .unwrap_or(1)
-        .max(1)
+    let spec = ctx.spec();
+    let replicas = ctx.replicas();
+    let resolved = match (spec.canary(), spec.blue_green()) {
+        (Some(canary), _) => canary.max_unavailable_for(replicas).ok(),
+        (None, Some(blue_green)) => blue_green.max_unavailable_for(replicas).ok(),
+        (None, None) => None,
+    };
+    resolved.unwrap_or(1).max(1)
 }
 
 #[cfg(test)]
@@ -263,11 +266,27 @@ mod tests {
                 2,
                 2,
             ),
-            ("blue-green: one at a time", 3, None, 1, 1),
+            (
+                "blue-green 25% of 3 rounds to 0: one at a time",
+                3,
+                None,
+                1,
+                1,
+            ),
+            ("blue-green 25% of 8: two at a time", 8, None, 2, 2),
+            (
+                "blue-green maxUnavailable 3: three at a time",
+                6,
+                Some(IntOrString::Int(3)),
+                3,
+                3,
+            ),
         ];
         for (name, replicas, max_unavailable, per_reconcile, most) in cases {
             let rollout = if name.starts_with("blue-green") {
-                blue_green(replicas)
+                let mut r = blue_green(replicas);
+                bg_spec(&mut r).max_unavailable = max_unavailable.clone();
+                r
             } else {
                 let mut r = canary(replicas, vec![weight(50), pause()]);
                 canary_spec(&mut r).max_unavailable = max_unavailable;
