@@ -1394,16 +1394,18 @@ pub struct SyncOperation {
     /// Consecutive self-heal syncs of the same revision, for the self-heal backoff.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub auto_heal_attempts_count: i64,
-    /// Argo CD's dry-run sync: refused when true.
+    /// Only check what would be applied and pruned (server-side dry runs); nothing changes and
+    /// no history entry is added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// Argo CD's manifests to sync instead of the source's: refused when set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifests: Vec<String>,
-    /// Argo CD's selective sync: kept as written, refused when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object_list")]
-    pub resources: Option<Vec<Map<String, Value>>>,
+    /// Selective sync: only these objects are applied (and, with `prune`, pruned); no hooks run
+    /// and no history entry is added, as in Argo CD.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub resources: Vec<SyncOperationResource>,
     /// Argo CD's revisions of multiple sources: refused when set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revisions: Vec<String>,
@@ -1415,6 +1417,37 @@ pub struct SyncOperation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub sync_strategy: Option<Map<String, Value>>,
+}
+
+/// One object of a selective sync (Argo CD's `SyncOperationResource`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncOperationResource {
+    /// API group; empty for the core group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    /// Empty matches the object in any namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+}
+
+impl SyncOperationResource {
+    /// Argo CD's `HasIdentity`: the same group, kind and name, and the namespace when given.
+    pub fn matches(&self, group: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        self.group == group
+            && self.kind == kind
+            && self.name == name
+            && (self.namespace.is_empty() || self.namespace == namespace)
+    }
+}
+
+impl SyncOperation {
+    /// `dryRun: true`.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
+    }
 }
 
 /// A rollback request: sync the revision and source of `status.history[id]`.

@@ -58,6 +58,26 @@ pub fn owned_status(status: &ApplicationStatus) -> Map<String, Value> {
         .collect()
 }
 
+/// `new` as a merge patch over `old`: a merge patch merges objects key by key, so a key `old` has
+/// and `new` lacks, at any depth, is written as `null` (a new operation's state must not keep the
+/// previous one's `finishedAt` or sync options). The `resourceVersion` precondition makes `old`
+/// the live value.
+fn with_removals(old: &Value, new: Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(mut new)) => {
+            for (key, old_value) in old {
+                let value = match new.remove(key) {
+                    None => Value::Null,
+                    Some(new_value) => with_removals(old_value, new_value),
+                };
+                new.insert(key.clone(), value);
+            }
+            Value::Object(new)
+        }
+        (_, new) => new,
+    }
+}
+
 /// `mine` with the conditions other writers added to `fresh` since it was read.
 fn rebase(fresh: &ApplicationStatus, mine: &ApplicationStatus) -> ApplicationStatus {
     let mut merged = mine.clone();
@@ -92,7 +112,10 @@ pub async fn write_status(
         }
         let patch = json!({
             "metadata": {"resourceVersion": current.resource_version()},
-            "status": owned_status(&wanted),
+            "status": with_removals(
+                &Value::Object(owned_status(&previous)),
+                Value::Object(owned_status(&wanted)),
+            ),
         });
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
@@ -232,6 +255,29 @@ mod tests {
         assert_eq!(owned["health"], Value::Null);
         assert!(!owned.contains_key("quarantinedRevisions"));
         assert!(!owned.contains_key("revert"));
+    }
+
+    #[test]
+    fn removed_keys_are_null_at_every_depth_and_lists_are_replaced() {
+        let old = json!({"operationState": {
+            "operation": {"sync": {"dryRun": true, "prune": true}},
+            "finishedAt": "2026-01-01T00:00:00Z",
+            "syncResult": {"resources": [{"name": "a"}, {"name": "b"}]}
+        }, "summary": {"images": ["x"]}});
+        let new = json!({"operationState": {
+            "operation": {"sync": {"resources": [{"kind": "ConfigMap", "name": "a"}]}},
+            "syncResult": {"resources": [{"name": "a"}]}
+        }, "summary": null});
+        assert_eq!(
+            with_removals(&old, new),
+            json!({"operationState": {
+                "operation": {"sync": {
+                    "resources": [{"kind": "ConfigMap", "name": "a"}],
+                    "dryRun": null, "prune": null}},
+                "finishedAt": null,
+                "syncResult": {"resources": [{"name": "a"}]}
+            }, "summary": null})
+        );
     }
 
     #[test]

@@ -142,6 +142,10 @@ impl Applier<'_> {
     /// PreSync hooks, then the objects and Sync hooks wave by wave, the prune, then (once
     /// everything applied is healthy) the PostSync hooks.
     async fn sync(&self, task: &SyncTask, outcome: &mut SyncOutcome) {
+        if task.dry_run {
+            self.dry_run_sync(task, outcome).await;
+            return;
+        }
         if let Some(ns) = &task.create_namespace
             && let Err(e) = self
                 .ensure_namespace(ns, task.namespace_metadata.as_ref())
@@ -254,24 +258,57 @@ impl Applier<'_> {
         true
     }
 
+    /// `dryRun: true` (Argo CD's `kubectl apply --dry-run`): every object the API server can
+    /// check is applied as a server-side dry run and reported, what would be pruned is reported;
+    /// nothing is created, changed or deleted, and no hook runs.
+    async fn dry_run_sync(&self, task: &SyncTask, outcome: &mut SyncOutcome) {
+        let uncheckable = Uncheckable::of(task);
+        let mut failures = Vec::new();
+        for obj in &task.apply {
+            let mode = Mode::of(task, obj, true);
+            let unserved = mode.skip_dry_run_on_missing && !self.is_served(obj).await;
+            let (code, message) = if uncheckable.covers(obj) || unserved {
+                (
+                    ResultCode::Synced,
+                    "not checked (dry run): its namespace or kind does not exist yet".to_string(),
+                )
+            } else {
+                match self.apply(obj, mode).await {
+                    Ok(()) => (ResultCode::Synced, "applied (dry run)".to_string()),
+                    Err(message) => {
+                        failures.push(message.clone());
+                        (ResultCode::SyncFailed, format!("{message} (dry run)"))
+                    }
+                }
+            };
+            outcome.results.push(result(obj, code, message));
+        }
+        for obj in task.prune.iter().chain(&task.prune_last) {
+            outcome
+                .results
+                .push(result(obj, ResultCode::Pruned, "pruned (dry run)"));
+        }
+        for obj in &task.prune_skipped {
+            outcome.results.push(result(
+                obj,
+                ResultCode::PruneSkipped,
+                "ignored (requires pruning)",
+            ));
+        }
+        if !failures.is_empty() {
+            outcome.error = Some(format!(
+                "the dry run refused {} object(s), nothing was changed: {}",
+                failures.len(),
+                failures.join("; ")
+            ));
+        }
+    }
+
     /// Dry-runs every object that can be checked before anything is created.
     async fn dry_run(&self, task: &SyncTask) -> Result<(), (Value, String)> {
-        let mut created_namespaces: BTreeSet<String> =
-            task.create_namespace.iter().cloned().collect();
-        created_namespaces.extend(
-            task.apply
-                .iter()
-                .filter(|o| str_at(o, "/kind") == Some("Namespace"))
-                .filter_map(|o| str_at(o, "/metadata/name").map(String::from)),
-        );
-        let defined: Vec<GroupVersionKind> = kinds_defined_by_crds(&task.apply)
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect();
+        let uncheckable = Uncheckable::of(task);
         for obj in &task.apply {
-            let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
-            let from_new_crd = gvk(obj).is_some_and(|g| defined.contains(&g));
-            if created_namespaces.contains(namespace) || from_new_crd {
+            if uncheckable.covers(obj) {
                 continue;
             }
             let mode = Mode::of(task, obj, true);
@@ -598,6 +635,35 @@ impl Applier<'_> {
             )
             .await
             .map(|_| ())
+    }
+}
+
+/// The objects a dry run cannot check before the sync creates what they need: those in a
+/// namespace the sync creates, and those of a kind a CRD of the sync defines.
+struct Uncheckable {
+    namespaces: BTreeSet<String>,
+    kinds: Vec<GroupVersionKind>,
+}
+
+impl Uncheckable {
+    fn of(task: &SyncTask) -> Self {
+        let mut namespaces: BTreeSet<String> = task.create_namespace.iter().cloned().collect();
+        namespaces.extend(
+            task.apply
+                .iter()
+                .filter(|o| str_at(o, "/kind") == Some("Namespace"))
+                .filter_map(|o| str_at(o, "/metadata/name").map(String::from)),
+        );
+        let kinds = kinds_defined_by_crds(&task.apply)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        Self { namespaces, kinds }
+    }
+
+    fn covers(&self, obj: &Value) -> bool {
+        let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
+        self.namespaces.contains(namespace) || gvk(obj).is_some_and(|g| self.kinds.contains(&g))
     }
 }
 

@@ -34,7 +34,8 @@ use crate::api::application::{
     Application, ApplicationSource, ApplicationSourceType, ApplicationSpec, ApplicationStatus,
     ApplicationSummary, ComparedTo, HealthStatus, ManagedNamespaceMetadata, Operation,
     OperationInitiator, OperationPhase, OperationState, ResourceResult, RetryStrategy,
-    RevisionHistory, SyncOperation, SyncOperationResult, SyncStatus, SyncStatusCode,
+    RevisionHistory, SyncOperation, SyncOperationResource, SyncOperationResult, SyncStatus,
+    SyncStatusCode,
 };
 
 /// Finalizers that make deleting the Application delete its objects first (Argo CD's and Sluice's).
@@ -206,6 +207,17 @@ pub struct SyncTask {
     pub retry: Option<RetryStrategy>,
     /// Retries already made for this operation.
     pub retry_count: i64,
+    /// `operation.sync.dryRun`: every object is checked by a server-side dry run, nothing changes.
+    pub dry_run: bool,
+    /// `operation.sync.resources` named the objects: only those are synced.
+    pub selective: bool,
+}
+
+impl SyncTask {
+    /// A sync that leaves no history entry (Argo CD records only full, real syncs).
+    pub fn is_partial(&self) -> bool {
+        self.dry_run || self.selective
+    }
 }
 
 /// Deleting the Application with a resources finalizer: delete its objects, then the finalizer.
@@ -298,6 +310,13 @@ fn operation_revision(state: &OperationState) -> Option<&str> {
         .map(|r| r.revision.as_str())
         .filter(|r| !r.is_empty())
         .or_else(|| state.operation.sync.as_ref()?.revision.as_deref())
+}
+
+/// A dry-run or selective sync operation.
+fn is_partial_operation(op: &Operation) -> bool {
+    op.sync
+        .as_ref()
+        .is_some_and(|s| s.is_dry_run() || !s.resources.is_empty())
 }
 
 fn is_automated_operation(op: &Operation) -> bool {
@@ -847,11 +866,11 @@ fn decide_automated(obs: &Observed, comparison: Option<&Comparison>) -> Decision
     }
     let mut heal_attempts = 0;
     let mut kind = SyncKind::Automated;
-    if let Some(last) = status
-        .operation_state
-        .as_ref()
-        .filter(|s| operation_revision(s) == Some(desired.revision.as_str()))
-    {
+    if let Some(last) = status.operation_state.as_ref().filter(|s| {
+        // A finished dry-run or selective sync did not sync the revision.
+        operation_revision(s) == Some(desired.revision.as_str())
+            && !(s.phase.is_completed() && is_partial_operation(&s.operation))
+    }) {
         match last.phase {
             // Reported as SyncError from the failed operation (G10).
             OperationPhase::Failed | OperationPhase::Error => return Decision::Nothing,
@@ -1007,7 +1026,8 @@ fn sync_task(
                 .is_some_and(|live| annotation(live, APPLICATION_ANNOTATION).is_none())
         })
         .collect();
-    SyncTask {
+    let requested = operation.sync.clone().unwrap_or_default();
+    let task = SyncTask {
         kind,
         revision: desired.revision.clone(),
         source: desired.source.clone(),
@@ -1028,7 +1048,37 @@ fn sync_task(
         operation,
         retry,
         retry_count: 0,
+        dry_run: requested.is_dry_run(),
+        selective: false,
+    };
+    select(task, &requested.resources)
+}
+
+/// Argo CD's selective sync: only the objects `resources` names are applied, pruned or reported,
+/// and no hook runs.
+fn select(mut task: SyncTask, resources: &[SyncOperationResource]) -> SyncTask {
+    if resources.is_empty() {
+        return task;
     }
+    let chosen = |obj: &Value| {
+        key_of(obj).is_some_and(|k| {
+            resources
+                .iter()
+                .any(|r| r.matches(&k.group, &k.kind, &k.namespace, &k.name))
+        })
+    };
+    for list in [
+        &mut task.apply,
+        &mut task.prune,
+        &mut task.prune_last,
+        &mut task.prune_skipped,
+        &mut task.shared,
+    ] {
+        list.retain(|obj| chosen(obj));
+    }
+    task.hooks.clear();
+    task.selective = true;
+    task
 }
 
 /// `ApplyOutOfSyncOnly=true`: the objects of `apply` that are missing or differ from their live
@@ -1117,6 +1167,10 @@ pub fn finish_sync(
         })
     });
     let (phase, message) = match (&outcome.error, retry_due) {
+        (None, _) if task.dry_run => (
+            OperationPhase::Succeeded,
+            "successfully synced (dry run: nothing was changed)".to_string(),
+        ),
         (None, _) => (
             OperationPhase::Succeeded,
             "successfully synced (all tasks run)".to_string(),
@@ -1153,7 +1207,7 @@ pub fn finish_sync(
                     .history
                     .last()
                     .is_some_and(|h| h.revision == task.revision);
-            if task.kind != SyncKind::SelfHeal && !repeated {
+            if task.kind != SyncKind::SelfHeal && !repeated && !task.is_partial() {
                 let entry = RevisionHistory {
                     id: status.next_history_id(),
                     revision: task.revision.clone(),

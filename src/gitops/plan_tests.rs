@@ -231,6 +231,96 @@ fn g3_a_requested_sync_runs_once_and_is_recorded() {
     assert_eq!(status.history[0].revision, SHA_B);
 }
 
+/// A manual sync requested with `sync` (the operation's `sync` field).
+fn requesting(sync: Value) -> Application {
+    let mut a = app(json!({}));
+    a.operation = Some(
+        serde_json::from_value(json!({"sync": sync, "initiatedBy": {"username": "alice"}}))
+            .unwrap(),
+    );
+    a
+}
+
+#[test]
+fn a_selective_sync_applies_and_prunes_only_the_named_objects_runs_no_hook_and_adds_no_history() {
+    let mut target = desired(SHA_B, vec![cm("a", "2", SHA_B), cm("b", "2", SHA_B)]);
+    target.hooks = vec![json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": "shop",
+                     "annotations": {"argocd.argoproj.io/hook": "PreSync"}}})];
+    let live = vec![
+        cm("a", "1", SHA_A),
+        cm("b", "1", SHA_A),
+        cm("old", "x", SHA_A),
+        cm("older", "x", SHA_A),
+    ];
+    let a = requesting(json!({"prune": true, "resources": [
+        {"kind": "ConfigMap", "name": "a"},
+        {"kind": "ConfigMap", "name": "old", "namespace": "shop"},
+        {"kind": "ConfigMap", "name": "older", "namespace": "elsewhere"}
+    ]}));
+    let p = plan(&observed(a.clone(), target, live));
+    let task = p.sync.as_ref().unwrap();
+    assert!(task.selective && !task.dry_run);
+    assert_eq!(names(&task.apply), ["a"]);
+    assert_eq!(
+        names(&task.prune),
+        ["old"],
+        "`older` is in another namespace"
+    );
+    assert!(task.hooks.is_empty(), "no hook runs in a selective sync");
+    let status = finish_sync(
+        p.status.clone(),
+        &a.spec,
+        task,
+        &SyncOutcome::default(),
+        at(T0),
+        at(T0 + 1),
+    );
+    assert_eq!(
+        status.operation_state.as_ref().unwrap().phase,
+        OperationPhase::Succeeded
+    );
+    assert!(status.history.is_empty(), "Argo CD records full syncs only");
+}
+
+#[test]
+fn a_dry_run_sync_is_reported_without_history_and_does_not_stand_for_the_revision() {
+    let a = requesting(json!({"dryRun": true}));
+    let p = plan(&observed(
+        a.clone(),
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        vec![cm("a", "1", SHA_A)],
+    ));
+    let task = p.sync.as_ref().unwrap();
+    assert!(task.dry_run && !task.selective);
+    let status = finish_sync(
+        p.status.clone(),
+        &a.spec,
+        task,
+        &SyncOutcome::default(),
+        at(T0),
+        at(T0 + 1),
+    );
+    let state = status.operation_state.clone().unwrap();
+    assert_eq!(state.phase, OperationPhase::Succeeded);
+    assert_eq!(
+        state.message.as_deref(),
+        Some("successfully synced (dry run: nothing was changed)")
+    );
+    assert!(status.history.is_empty());
+
+    // Automated sync still applies the revision the dry run looked at.
+    let mut auto = automated(json!({}));
+    auto.status = Some(status);
+    let p = plan(&observed(
+        auto,
+        desired(SHA_B, vec![cm("a", "2", SHA_B)]),
+        vec![cm("a", "1", SHA_A)],
+    ));
+    assert_eq!(kind(&p), Some(SyncKind::Automated));
+    assert!(!p.sync.unwrap().is_partial());
+}
+
 #[test]
 fn refresh_only_operation_is_cleared_without_a_sync() {
     let mut a = app(json!({}));

@@ -69,11 +69,6 @@ pub fn unsupported_fields() -> Vec<Unsupported> {
         Unsupported::new("operation.sync.sources", MULTI_SOURCE),
         Unsupported::new("operation.sync.revisions", MULTI_SOURCE),
         Unsupported::new(
-            "operation.sync.resources",
-            "selective sync is not implemented; a sync applies every object",
-        ),
-        Unsupported::new("operation.sync.dryRun", "a dry-run sync is not implemented"),
-        Unsupported::new(
             "operation.sync.manifests",
             "a sync applies the source's manifests only",
         ),
@@ -232,7 +227,7 @@ mod tests {
     fn sample(pattern: &str) -> Value {
         let last = pattern.rsplit('.').next().unwrap();
         match last {
-            "sources" | "resources" | "patches" => json!([{"repoURL": "x", "patch": "p"}]),
+            "sources" | "patches" => json!([{"repoURL": "x", "patch": "p"}]),
             "fileParameters" => json!([{"name": "a", "path": "b"}]),
             "components" | "apiVersions" | "manifests" | "revisions" => json!(["x"]),
             "plugin" | "jsonnet" | "sourceHydrator" | "syncStrategy" => {
@@ -241,8 +236,7 @@ mod tests {
             "disableExtensionFilter"
             | "passCredentials"
             | "ignoreMissingComponents"
-            | "commonAnnotationsEnvsubst"
-            | "dryRun" => json!(true),
+            | "commonAnnotationsEnvsubst" => json!(true),
             _ => json!("x"),
         }
     }
@@ -259,7 +253,7 @@ mod tests {
     #[test]
     fn every_unsupported_field_is_found_by_its_path_and_only_when_set() {
         let fields = unsupported_fields();
-        assert_eq!(fields.len(), 8 + 2 * SOURCE_FIELDS.len());
+        assert_eq!(fields.len(), 6 + 2 * SOURCE_FIELDS.len());
         for field in &fields {
             let pattern = field.pattern.as_str();
             let mut extra = nested(pattern, sample(pattern));
@@ -378,9 +372,7 @@ mod tests {
             (
                 EVERY_FIELD,
                 &[
-                    "operation.sync.dryRun",
                     "operation.sync.manifests",
-                    "operation.sync.resources",
                     "operation.sync.revisions",
                     "operation.sync.source.kustomize.apiVersions",
                     "operation.sync.source.kustomize.commonAnnotationsEnvsubst",

@@ -375,8 +375,36 @@ pub struct AppSyncArgs {
     /// Sync this branch, tag or commit instead of `targetRevision`.
     #[arg(long, value_name = "REVISION")]
     pub revision: Option<String>,
+    /// Sync only this object (repeatable): `GROUP:KIND:NAME` or `GROUP:KIND:NAMESPACE/NAME`, the
+    /// group empty for the core group (`:ConfigMap:settings`). No hooks run.
+    #[arg(long = "resource", value_name = "GROUP:KIND:NAME", value_parser = parse_sync_resource)]
+    pub resources: Vec<crate::api::application::SyncOperationResource>,
+    /// Check what would be applied and pruned (server-side dry runs) without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub wait: OperationWait,
+}
+
+/// Argo CD's `--resource` form: `GROUP:KIND:NAME` or `GROUP:KIND:NAMESPACE/NAME`.
+fn parse_sync_resource(
+    value: &str,
+) -> Result<crate::api::application::SyncOperationResource, String> {
+    let invalid = || format!("{value:?}: expected GROUP:KIND:NAME or GROUP:KIND:NAMESPACE/NAME");
+    let mut parts = value.splitn(3, ':');
+    let (Some(group), Some(kind), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid());
+    };
+    let (namespace, name) = rest.split_once('/').unwrap_or(("", rest));
+    if kind.is_empty() || name.is_empty() || name.contains('/') {
+        return Err(invalid());
+    }
+    Ok(crate::api::application::SyncOperationResource {
+        group: group.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -420,6 +448,41 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<PluginCli, clap::Error> {
         PluginCli::try_parse_from(std::iter::once("kubectl-sluice").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn sync_resources_are_argo_cds_group_kind_namespace_name() {
+        let parsed = parse_sync_resource("apps:Deployment:shop/web").unwrap();
+        assert_eq!(
+            (
+                parsed.group.as_str(),
+                parsed.kind.as_str(),
+                parsed.namespace.as_str(),
+                parsed.name.as_str()
+            ),
+            ("apps", "Deployment", "shop", "web")
+        );
+        let core = parse_sync_resource(":ConfigMap:settings").unwrap();
+        assert_eq!((core.group.as_str(), core.namespace.as_str()), ("", ""));
+        for bad in [
+            "Deployment:web",
+            "apps::web",
+            "apps:Deployment:",
+            "a:B:c/d/e",
+        ] {
+            assert!(parse_sync_resource(bad).is_err(), "{bad}");
+        }
+        let cli = parse(&[
+            "app",
+            "sync",
+            "shop",
+            "--dry-run",
+            "--resource",
+            ":ConfigMap:a",
+            "--resource",
+            "apps:Deployment:web",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 
     #[test]

@@ -69,9 +69,13 @@ pub async fn run(
         }
         AppCommand::Sync(args) => {
             let user = username(kube).await;
-            let revision = args.revision.as_deref();
-            let build =
-                |app: &Application| operation::sync_request(app, args.prune, revision, &user);
+            let request_for = operation::SyncRequest {
+                prune: args.prune,
+                revision: args.revision.as_deref(),
+                resources: &args.resources,
+                dry_run: args.dry_run,
+            };
+            let build = |app: &Application| operation::sync_request(app, &request_for, &user);
             request(kube, &args.name, build, "sync", args.wait, out, err).await
         }
         AppCommand::Wait(args) => {

@@ -5,25 +5,41 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::api::application::{Application, OperationPhase};
+use crate::api::application::{Application, OperationPhase, SyncOperationResource};
 use crate::plugin::error::PluginError;
 
-/// `operation.sync` (of `revision` instead of `targetRevision` when given), initiated by `username`.
+/// `operation.sync` (of `revision` instead of `targetRevision` when given, of some objects only, as a
+/// dry run), initiated by `username`.
 pub fn sync_request(
     app: &Application,
-    prune: bool,
-    revision: Option<&str>,
+    wanted: &SyncRequest<'_>,
     username: &str,
 ) -> Result<Value, PluginError> {
     refuse_if_busy(app)?;
     let mut sync = json!({});
-    if prune {
+    if wanted.prune {
         sync["prune"] = json!(true);
     }
-    if let Some(revision) = revision.map(str::trim).filter(|r| !r.is_empty()) {
+    if let Some(revision) = wanted.revision.map(str::trim).filter(|r| !r.is_empty()) {
         sync["revision"] = json!(revision);
     }
+    if !wanted.resources.is_empty() {
+        sync["resources"] = json!(wanted.resources);
+    }
+    if wanted.dry_run {
+        sync["dryRun"] = json!(true);
+    }
     Ok(request(app, json!({"sync": sync}), username))
+}
+
+/// What `app sync` asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncRequest<'a> {
+    pub prune: bool,
+    pub revision: Option<&'a str>,
+    /// Selective sync: only these objects.
+    pub resources: &'a [SyncOperationResource],
+    pub dry_run: bool,
 }
 
 /// `operation.rollback` to history entry `id`, initiated by `username`.
@@ -105,16 +121,40 @@ mod tests {
 
     #[test]
     fn sync_writes_argo_cds_operation_with_the_user() {
-        let patch = sync_request(&app(json!({})), true, None, "alice").unwrap();
+        let pruning = SyncRequest {
+            prune: true,
+            ..SyncRequest::default()
+        };
+        let patch = sync_request(&app(json!({})), &pruning, "alice").unwrap();
         assert_eq!(
             patch,
             json!({"metadata": {"resourceVersion": "7"},
                    "operation": {"sync": {"prune": true}, "initiatedBy": {"username": "alice"}}})
         );
-        let plain = sync_request(&app(json!({})), false, None, "alice").unwrap();
+        let plain = sync_request(&app(json!({})), &SyncRequest::default(), "alice").unwrap();
         assert_eq!(plain["operation"]["sync"], json!({}));
-        let pinned = sync_request(&app(json!({})), false, Some("v1.2"), "alice").unwrap();
+        let pinned = SyncRequest {
+            revision: Some("v1.2"),
+            ..SyncRequest::default()
+        };
+        let pinned = sync_request(&app(json!({})), &pinned, "alice").unwrap();
         assert_eq!(pinned["operation"]["sync"], json!({"revision": "v1.2"}));
+        let resources = [SyncOperationResource {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            name: "web".into(),
+            namespace: String::new(),
+        }];
+        let selective = SyncRequest {
+            resources: &resources,
+            dry_run: true,
+            ..SyncRequest::default()
+        };
+        let selective = sync_request(&app(json!({})), &selective, "alice").unwrap();
+        assert_eq!(
+            selective["operation"]["sync"],
+            json!({"resources": [{"group": "apps", "kind": "Deployment", "name": "web"}], "dryRun": true})
+        );
     }
 
     #[test]
@@ -131,7 +171,7 @@ mod tests {
     #[test]
     fn a_pending_operation_blocks_another() {
         let busy = app(json!({"operation": {"sync": {}}}));
-        let err = sync_request(&busy, false, None, "alice").unwrap_err();
+        let err = sync_request(&busy, &SyncRequest::default(), "alice").unwrap_err();
         assert_eq!(
             err.to_string(),
             "another operation is already in progress for Application \"shop\""
