@@ -410,44 +410,17 @@ async fn reconcile_run(
         ..spec.clone()
     };
 
-    let planned = plan(&resolved_spec, &current, now);
-    // Measurements in flight first: stopped when the run takes no more, else read again.
-    let mut changes = if planned.terminating {
-        terminate_in_flight(&ctx.client, run_ref.as_ref(), &current, now).await
-    } else {
-        resume_in_flight(&ctx.client, run_ref.as_ref(), &current, now).await
-    }
+    let (status, started) = measure(
+        &ctx,
+        run_ref.as_ref(),
+        &namespace,
+        &resolved_spec,
+        &current,
+        &resolved,
+        now,
+    )
+    .await
     .map_err(job_err)?;
-    for (_, change) in &mut changes {
-        mask(change, &resolved);
-    }
-    let takes = planned.due.iter().filter_map(|due| {
-        let metric = resolved_spec.metrics.iter().find(|m| &m.name == due)?;
-        Some(measure_or_start(
-            &ctx,
-            run_ref.as_ref(),
-            &namespace,
-            metric,
-            current.metric_result(due),
-            &resolved,
-        ))
-    });
-    let taken = futures::future::join_all(takes).await;
-    let started: Vec<String> = taken
-        .iter()
-        .filter(|(_, c)| matches!(c, Change::Add(m) if job::in_flight(m)))
-        .map(|(name, _)| name.clone())
-        .collect();
-    changes.extend(taken);
-    let mut status = apply(&resolved_spec, &current, changes.clone(), Timestamp::now());
-    if status.phase().is_completed() && has_in_flight(&status) {
-        // A metric ended the run in this pass: the Jobs still running are no longer needed.
-        let stop = terminate_in_flight(&ctx.client, run_ref.as_ref(), &status, Timestamp::now())
-            .await
-            .map_err(job_err)?;
-        changes.extend(stop);
-        status = apply(&resolved_spec, &current, changes, Timestamp::now());
-    }
     write_status(&ctx.client, &run, &current, &status).await?;
     if status.phase() != current.phase() {
         tracing::info!(
@@ -465,6 +438,55 @@ async fn reconcile_run(
             Some(after) => Action::requeue(after.min(RESYNC)),
         },
     )
+}
+
+/// The act of one reconcile: the measurements in flight terminated (the run takes no more) or read
+/// again, the due ones taken or started, and, if that ended the run, the Jobs still running
+/// stopped. Returns the new status and the metrics that started a Job.
+async fn measure(
+    ctx: &Context,
+    run_ref: Option<&RunRef>,
+    namespace: &str,
+    resolved_spec: &AnalysisRunSpec,
+    current: &AnalysisRunStatus,
+    resolved: &ResolvedArgs,
+    now: Timestamp,
+) -> Result<(AnalysisRunStatus, Vec<String>), JobError> {
+    let planned = plan(resolved_spec, current, now);
+    let mut changes = if planned.terminating {
+        terminate_in_flight(&ctx.client, run_ref, current, now).await
+    } else {
+        resume_in_flight(&ctx.client, run_ref, current, now).await
+    }?;
+    for (_, change) in &mut changes {
+        mask(change, resolved);
+    }
+    let takes = planned.due.iter().filter_map(|due| {
+        let metric = resolved_spec.metrics.iter().find(|m| &m.name == due)?;
+        Some(measure_or_start(
+            ctx,
+            run_ref,
+            namespace,
+            metric,
+            current.metric_result(due),
+            resolved,
+        ))
+    });
+    let taken = futures::future::join_all(takes).await;
+    let started: Vec<String> = taken
+        .iter()
+        .filter(|(_, c)| matches!(c, Change::Add(m) if job::in_flight(m)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    changes.extend(taken);
+    let mut status = apply(resolved_spec, current, changes.clone(), Timestamp::now());
+    if status.phase().is_completed() && has_in_flight(&status) {
+        // A metric ended the run in this pass: the Jobs still running are no longer needed.
+        let stop = terminate_in_flight(&ctx.client, run_ref, &status, Timestamp::now()).await?;
+        changes.extend(stop);
+        status = apply(resolved_spec, current, changes, Timestamp::now());
+    }
+    Ok((status, started))
 }
 
 async fn take_measurement(
