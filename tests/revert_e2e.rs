@@ -17,8 +17,8 @@ use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice::api::rollout::{RevertPhase, RolloutPhase};
 
 use common::canary_app::{
-    APP, app_at_v1, app_files, app_files_labelled, commit, git, git_dir, healthy, revert_phase,
-    reverts_of, stable_rs, synced_at, wait_rollout,
+    APP, app_at_v1, app_at_v1_with, app_files, app_files_labelled, app_files_with_args, commit,
+    git, git_dir, healthy, revert_phase, reverts_of, stable_rs, synced_at, wait_rollout,
 };
 use common::gitops::{GitopsHarness, TIMEOUT};
 use common::rollouts::{WeightZeroWatch, current_hash, observed_current, phase};
@@ -155,6 +155,99 @@ async fn l1_a_failed_canary_is_rolled_back_and_its_commit_reverted_in_git() {
         "v2 promoted {} ms after its commit",
         start.elapsed().as_millis()
     );
+}
+
+/// The step analysis as a `job` metric (named as the Rollout's template): a Job whose pod selects
+/// nodes of type `{{args.node-type}}`. The local cluster's fake node is `kwok` (the pod completes);
+/// any other type is never scheduled, so the Job fails at its 10 s deadline.
+fn job_template() -> serde_json::Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate"},
+        "spec": {
+            "args": [{"name": "namespace"}, {"name": "rollout"}, {"name": "revision"},
+                     {"name": "window"}, {"name": "node-type", "value": "kwok"}],
+            "metrics": [{"name": "smoke", "provider": {"job": {"spec": {
+                "backoffLimit": 0, "activeDeadlineSeconds": 10,
+                "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": {"type": "{{args.node-type}}"},
+                    "containers": [{"name": "smoke", "image": "example/smoke:1",
+                                    "args": ["{{args.rollout}}", "{{args.revision}}"]}]
+                }}
+            }}}}]
+        }
+    })
+}
+
+/// L1 with a Job analysis: the bad commit's smoke-test Job fails, the canary aborts, the commit is
+/// reverted in Git, the Application syncs the revert and the Rollout is Healthy on stable.
+#[tokio::test]
+async fn l1_a_failing_job_analysis_reverts_the_commit() {
+    let h = GitopsHarness::start("loop-job", "2s").await;
+    let template = job_template();
+    let (repo, blue) = app_at_v1_with(&h, "loop-job", &template, json!({})).await;
+    let ns = h.ns.name.clone();
+    let files = app_files_with_args(
+        &ns,
+        "example/web:bad",
+        json!({}),
+        &template,
+        &[("node-type", "nowhere")],
+    );
+    let bad = commit(&repo, "web: release bad", &files);
+
+    let pushed = wait_rollout(&h, "the revert pushed", |r| {
+        matches!(
+            revert_phase(r),
+            Some(RevertPhase::Pushed | RevertPhase::Synced)
+        )
+    })
+    .await;
+    let revert_commit = pushed
+        .status
+        .as_ref()
+        .and_then(|s| s.revert.as_ref())
+        .and_then(|r| r.revert_commit.clone())
+        .expect("the revert commit");
+    let dir = git_dir(&h, &repo);
+    assert_eq!(git(&dir, &["rev-parse", "main^"]), bad);
+    let message = git(&dir, &["log", "-1", "--format=%B", &revert_commit]);
+    assert!(
+        message.contains(&format!("Sluice-Reverts: {bad}")),
+        "{message}"
+    );
+    assert!(message.contains("smoke"), "{message}");
+
+    // The failed measurement is the Job's, with its reason.
+    let runs: Api<AnalysisRun> = Api::namespaced(h.client.clone(), &ns);
+    let failed = runs
+        .list(&ListParams::default().labels("sluice.dev/analysis-type=step"))
+        .await
+        .expect("list runs")
+        .items
+        .into_iter()
+        .find(|r| r.status.as_ref().and_then(|s| s.phase) == Some(AnalysisPhase::Failed))
+        .expect("a failed step run");
+    let measurement = failed
+        .status
+        .as_ref()
+        .and_then(|s| s.metric_results.first())
+        .and_then(|m| m.measurements.last())
+        .cloned()
+        .expect("a measurement");
+    assert_eq!(measurement.phase, AnalysisPhase::Failed);
+    let why = measurement.message.unwrap_or_default();
+    assert!(why.contains("DeadlineExceeded"), "{why}");
+    assert!(measurement.metadata.contains_key("job-name"));
+
+    h.wait_synced(APP, &revert_commit).await;
+    let done = wait_rollout(&h, "Healthy on the stable revision, revert Synced", |r| {
+        healthy(r) && revert_phase(r) == Some(RevertPhase::Synced)
+    })
+    .await;
+    assert_eq!(stable_rs(&done).as_deref(), Some(blue.as_str()));
+    assert_eq!(h_route_weights(&h).await, (100, 0));
 }
 
 /// L3: someone changes the same line after the bad commit: the revert conflicts, nothing is pushed,

@@ -218,9 +218,7 @@ async fn an_analysis_run_with_an_unimplemented_field_ends_in_error_naming_it() {
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
         "metadata": {"name": "run"},
         "spec": {
-            "metrics": [{"name": "m", "provider": {"job": {"spec": {"template": {"spec": {
-                "containers": [{"name": "smoke", "image": "example/smoke:1"}],
-                "restartPolicy": "Never"}}}}}}],
+            "metrics": [{"name": "m", "provider": {"datadog": {"query": "avg:cpu{*}"}}}],
             "ttlStrategy": {"secondsAfterCompletion": 60}
         }
     });
@@ -234,7 +232,7 @@ async fn an_analysis_run_with_an_unimplemented_field_ends_in_error_naming_it() {
     let message = finished.status.and_then(|s| s.message).unwrap_or_default();
     assert_eq!(
         message,
-        "spec.metrics[0].provider.job, spec.ttlStrategy are not supported by Sluice \
+        "spec.metrics[0].provider.datadog, spec.ttlStrategy are not supported by Sluice \
          (Argo fields it does not implement)"
     );
     h.ns.delete().await;

@@ -6,6 +6,12 @@
 //!   write the status through the status subresource (server-side apply, field manager
 //!   `sluice-analysis`) only when it changed; then requeue at the next measurement time, never polling.
 //!
+//! A `job` metric's measurement takes time ([`job`]): it is started (a Job created, the measurement
+//! Running in the status), then each reconcile reads that one Job and finishes the measurement
+//! when the Job has; a run that is terminated or ends deletes the Jobs still running. Jobs are
+//! watched by metadata only and only those labelled `analysisrun.argoproj.io/uid`, to trigger a
+//! reconcile of their run when they change.
+//!
 //! All state is in the run's status, so a controller restarted at any point continues where it was.
 
 use std::sync::Arc;
@@ -13,16 +19,19 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::args::{self, ArgContext, ArgsError, ResolvedArgs};
 use super::condition::{self, MetricValue};
 use super::metrics::AnalysisRunMetrics;
+use super::provider::job::{self, JobError, RunRef};
 use super::provider::{Measured, Provider, ProviderError, Providers};
 use super::secrets;
 use super::verdict::{self, METADATA_FAILURE_CONDITION_MET};
@@ -60,6 +69,13 @@ pub enum ReconcileError {
         name: String,
         #[source]
         source: kube::Error,
+    },
+    #[error("AnalysisRun {namespace}/{name}: {source}")]
+    Job {
+        namespace: String,
+        name: String,
+        #[source]
+        source: JobError,
     },
     #[error("serializing the status of AnalysisRun {namespace}/{name}: {source}")]
     Serialize {
@@ -99,7 +115,16 @@ pub async fn run(client: Client, ctx: AnalysisContext, readiness: Readiness) {
         "analysis controller running"
     );
     let (cached, changed) = readiness.watch("analysisruns", runs, watcher::Config::default());
-    let controller = Controller::for_stream(changed, cached.clone());
+    let jobs: Api<PartialObjectMeta<Job>> = match ctx.namespace.as_deref() {
+        Some(ns) => Api::namespaced(context.client.clone(), ns),
+        None => Api::all(context.client.clone()),
+    };
+    // Metadata only, and only the Jobs of analysis runs: a change reconciles the owning run, which
+    // then reads that Job itself.
+    let job_changes = watcher(jobs, watcher::Config::default().labels(job::UID_LABEL))
+        .default_backoff()
+        .touched_objects();
+    let controller = Controller::for_stream(changed, cached.clone()).owns_stream(job_changes);
     ctx.metrics.register(|r| {
         r.register_collector(Box::new(AnalysisRunMetrics { runs: cached }));
     });
@@ -119,6 +144,9 @@ pub struct Plan {
     pub status: AnalysisRunStatus,
     /// Names of the metrics whose measurement is due, in spec order.
     pub due: Vec<String>,
+    /// The run takes no more measurements (completed, terminated, or a metric ended badly): the
+    /// measurements still in flight are to be terminated rather than resumed.
+    pub terminating: bool,
 }
 
 /// Assesses the run at `now` (A2, A4) and lists the metrics due (A3). A completed run, a terminated
@@ -129,6 +157,7 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: Timestamp) 
         return Plan {
             status,
             due: Vec::new(),
+            terminating: true,
         };
     }
     let started = status.started_at.as_ref().map_or(now, |t| t.0);
@@ -141,7 +170,11 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: Timestamp) 
         })
         .map(|m| m.name.clone())
         .collect();
-    Plan { status, due }
+    Plan {
+        status,
+        due,
+        terminating: false,
+    }
 }
 
 /// How long until the next measurement of any metric (PURE); `None` when the run is done.
@@ -154,13 +187,16 @@ pub fn requeue_after(
         return None;
     }
     let started = status.started_at.as_ref().map_or(now, |t| t.0);
-    let next = spec
-        .metrics
+    let measurements = spec.metrics.iter().filter_map(|m| {
+        verdict::next_measurement_at(m, status.metric_result(&m.name), started).ok()?
+    });
+    // An unfinished measurement (a running Job) is looked at again at its `resumeAt`.
+    let resumes = status
+        .metric_results
         .iter()
-        .filter_map(|m| {
-            verdict::next_measurement_at(m, status.metric_result(&m.name), started).ok()?
-        })
-        .min()?;
+        .filter_map(verdict::in_flight)
+        .map(|m| m.resume_at.as_ref().map_or(now, |t| t.0));
+    let next = measurements.chain(resumes).min()?;
     let wait = now.duration_until(next);
     Some(
         Duration::try_from(wait)
@@ -242,6 +278,15 @@ fn failure_met(failure: Option<&str>, value: &MetricValue) -> bool {
         .is_some_and(|f| condition::eval_condition(f, value) == Ok(true))
 }
 
+/// A change to a metric's measurements.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A new measurement (finished, or a Job just started).
+    Add(Measurement),
+    /// The unfinished measurement, read again: finished, terminated, or still running.
+    Replace(Measurement),
+}
+
 /// Adds new measurements to the status and assesses the run again (PURE).
 pub fn record(
     spec: &AnalysisRunSpec,
@@ -249,8 +294,23 @@ pub fn record(
     measurements: Vec<(String, Measurement)>,
     now: Timestamp,
 ) -> AnalysisRunStatus {
+    let changes = measurements
+        .into_iter()
+        .map(|(name, m)| (name, Change::Add(m)))
+        .collect();
+    apply(spec, status, changes, now)
+}
+
+/// Applies the changes, in order, to the status and assesses the run again (PURE). A completed
+/// run keeps its verdict (only its terminated measurements are recorded).
+pub fn apply(
+    spec: &AnalysisRunSpec,
+    status: &AnalysisRunStatus,
+    changes: Vec<(String, Change)>,
+    now: Timestamp,
+) -> AnalysisRunStatus {
     let mut next = status.clone();
-    for (name, m) in measurements {
+    for (name, change) in changes {
         let retention = spec.measurement_retention_limit(&name);
         let index = match next.metric_results.iter().position(|r| r.name == name) {
             Some(i) => i,
@@ -262,9 +322,21 @@ pub fn record(
                 next.metric_results.len() - 1
             }
         };
-        verdict::record_measurement(&mut next.metric_results[index], m, retention);
+        let result = &mut next.metric_results[index];
+        match change {
+            Change::Add(m) => verdict::record_measurement(result, m, retention),
+            Change::Replace(m) => verdict::replace_in_flight(result, m, retention),
+        }
     }
     verdict::assess(spec, &next, now)
+}
+
+/// Whether any metric has an unfinished measurement.
+fn has_in_flight(status: &AnalysisRunStatus) -> bool {
+    status
+        .metric_results
+        .iter()
+        .any(|r| verdict::in_flight(r).is_some())
 }
 
 async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -279,7 +351,22 @@ async fn reconcile_run(
     namespace: String,
 ) -> Result<Action, ReconcileError> {
     let current = run.status.clone().unwrap_or_default();
+    let run_ref = RunRef::of(&run);
+    let job_err = |source: JobError| ReconcileError::Job {
+        namespace: namespace.clone(),
+        name: run.name_any(),
+        source,
+    };
     if current.phase().is_completed() {
+        // Ended with a Job still running (e.g. it ended in Error on an argument): stop it.
+        if has_in_flight(&current) {
+            let now = Timestamp::now();
+            let changes = terminate_in_flight(&ctx.client, run_ref.as_ref(), &current, now)
+                .await
+                .map_err(job_err)?;
+            let status = apply(&run.spec, &current, changes, now);
+            write_status(&ctx.client, &run, &current, &status).await?;
+        }
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -323,21 +410,17 @@ async fn reconcile_run(
         ..spec.clone()
     };
 
-    let planned = plan(&resolved_spec, &current, now);
-    let mut status = planned.status;
-    if !planned.due.is_empty() {
-        let takes = planned.due.iter().filter_map(|due| {
-            let metric = resolved_spec.metrics.iter().find(|m| &m.name == due)?;
-            Some(take_measurement(
-                &ctx.providers,
-                &namespace,
-                metric,
-                &resolved,
-            ))
-        });
-        let taken = futures::future::join_all(takes).await;
-        status = record(&resolved_spec, &status, taken, Timestamp::now());
-    }
+    let (status, started) = measure(
+        &ctx,
+        run_ref.as_ref(),
+        &namespace,
+        &resolved_spec,
+        &current,
+        &resolved,
+        now,
+    )
+    .await
+    .map_err(job_err)?;
     write_status(&ctx.client, &run, &current, &status).await?;
     if status.phase() != current.phase() {
         tracing::info!(
@@ -346,12 +429,64 @@ async fn reconcile_run(
             "analysis run phase changed"
         );
     }
+    if let Some(run_ref) = &run_ref {
+        collect_jobs(&ctx.client, run_ref, &resolved_spec, &current, &started).await;
+    }
     Ok(
         match requeue_after(&resolved_spec, &status, Timestamp::now()) {
             None => Action::await_change(),
             Some(after) => Action::requeue(after.min(RESYNC)),
         },
     )
+}
+
+/// The act of one reconcile: the measurements in flight terminated (the run takes no more) or read
+/// again, the due ones taken or started, and, if that ended the run, the Jobs still running
+/// stopped. Returns the new status and the metrics that started a Job.
+async fn measure(
+    ctx: &Context,
+    run_ref: Option<&RunRef>,
+    namespace: &str,
+    resolved_spec: &AnalysisRunSpec,
+    current: &AnalysisRunStatus,
+    resolved: &ResolvedArgs,
+    now: Timestamp,
+) -> Result<(AnalysisRunStatus, Vec<String>), JobError> {
+    let planned = plan(resolved_spec, current, now);
+    let mut changes = if planned.terminating {
+        terminate_in_flight(&ctx.client, run_ref, current, now).await
+    } else {
+        resume_in_flight(&ctx.client, run_ref, current, now).await
+    }?;
+    for (_, change) in &mut changes {
+        mask(change, resolved);
+    }
+    let takes = planned.due.iter().filter_map(|due| {
+        let metric = resolved_spec.metrics.iter().find(|m| &m.name == due)?;
+        Some(measure_or_start(
+            ctx,
+            run_ref,
+            namespace,
+            metric,
+            current.metric_result(due),
+            resolved,
+        ))
+    });
+    let taken = futures::future::join_all(takes).await;
+    let started: Vec<String> = taken
+        .iter()
+        .filter(|(_, c)| matches!(c, Change::Add(m) if job::in_flight(m)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    changes.extend(taken);
+    let mut status = apply(resolved_spec, current, changes.clone(), Timestamp::now());
+    if status.phase().is_completed() && has_in_flight(&status) {
+        // A metric ended the run in this pass: the Jobs still running are no longer needed.
+        let stop = terminate_in_flight(&ctx.client, run_ref, &status, Timestamp::now()).await?;
+        changes.extend(stop);
+        status = apply(resolved_spec, current, changes, Timestamp::now());
+    }
+    Ok((status, started))
 }
 
 async fn take_measurement(
@@ -371,6 +506,126 @@ async fn take_measurement(
     let m = measurement(metric, outcome, started, Timestamp::now(), args);
     tracing::debug!(metric = %metric.name, phase = %m.phase, value = m.value.as_deref().unwrap_or(""), "measured");
     (metric.name.clone(), m)
+}
+
+/// Takes a due measurement: a `job` metric starts its Job (numbered after the measurements taken
+/// so far), any other is measured now.
+async fn measure_or_start(
+    ctx: &Context,
+    run: Option<&RunRef>,
+    namespace: &str,
+    metric: &Metric,
+    result: Option<&MetricResult>,
+    args: &ResolvedArgs,
+) -> (String, Change) {
+    if metric.provider.job.is_none() {
+        let (name, m) = take_measurement(&ctx.providers, namespace, metric, args).await;
+        return (name, Change::Add(m));
+    }
+    let now = Timestamp::now();
+    let mut change = match run {
+        Some(run) => {
+            let id = job::next_job_id(result);
+            Change::Add(job::start(&ctx.client, run, metric, id, FIELD_MANAGER, now).await)
+        }
+        None => Change::Add(job::errored(
+            &Measurement::default(),
+            "the AnalysisRun has no uid yet".into(),
+            now,
+        )),
+    };
+    mask(&mut change, args);
+    if let Change::Add(m) = &change {
+        tracing::debug!(metric = %metric.name, phase = %m.phase, message = m.message.as_deref().unwrap_or(""), "job measurement started");
+    }
+    (metric.name.clone(), change)
+}
+
+/// Secret argument values never reach the status, whatever a Job's message says.
+fn mask(change: &mut Change, args: &ResolvedArgs) {
+    let (Change::Add(m) | Change::Replace(m)) = change;
+    if let Some(message) = &m.message {
+        m.message = Some(args.mask(message));
+    }
+}
+
+/// Reads the Job of each unfinished measurement and finishes, errors or reschedules it
+/// ([`job::resume`]); one GET per running Job.
+async fn resume_in_flight(
+    client: &Client,
+    run: Option<&RunRef>,
+    status: &AnalysisRunStatus,
+    now: Timestamp,
+) -> Result<Vec<(String, Change)>, JobError> {
+    let mut changes = Vec::new();
+    for result in &status.metric_results {
+        let Some(m) = verdict::in_flight(result) else {
+            continue;
+        };
+        let next = match run.ok_or_else(no_uid).and_then(|run| job::job_ref(m, run)) {
+            Err(reason) => Some(job::errored(m, reason, now)),
+            Ok((namespace, name)) => {
+                let observed = job::observe(client, &namespace, &name).await?;
+                job::resume(m, &observed, now)
+            }
+        };
+        if let Some(next) = next {
+            tracing::debug!(metric = %result.name, phase = %next.phase, "job measurement read");
+            changes.push((result.name.clone(), Change::Replace(next)));
+        }
+    }
+    Ok(changes)
+}
+
+/// Deletes the Job of each unfinished measurement: the measurement is Inconclusive, "Metric
+/// Terminated" (Argo's `Terminate`). A failed delete is returned, so the reconcile retries it
+/// rather than leaving the Job running.
+async fn terminate_in_flight(
+    client: &Client,
+    run: Option<&RunRef>,
+    status: &AnalysisRunStatus,
+    now: Timestamp,
+) -> Result<Vec<(String, Change)>, JobError> {
+    let mut changes = Vec::new();
+    for result in &status.metric_results {
+        let Some(m) = verdict::in_flight(result) else {
+            continue;
+        };
+        let next = match run.ok_or_else(no_uid).and_then(|run| job::job_ref(m, run)) {
+            Err(reason) => job::errored(m, reason, now),
+            Ok((namespace, name)) => {
+                job::delete(client, &namespace, &name).await?;
+                tracing::info!(metric = %result.name, job = %name, "running analysis Job deleted: the run takes no more measurements");
+                job::terminated(m, now)
+            }
+        };
+        changes.push((result.name.clone(), Change::Replace(next)));
+    }
+    Ok(changes)
+}
+
+fn no_uid() -> String {
+    "the AnalysisRun has no uid yet".to_string()
+}
+
+/// After a metric started a Job beyond its measurement retention, deletes its oldest Jobs (Argo
+/// keeps as many as the measurements it keeps). A failure is logged; the next Job retries it.
+async fn collect_jobs(
+    client: &Client,
+    run: &RunRef,
+    spec: &AnalysisRunSpec,
+    before: &AnalysisRunStatus,
+    started: &[String],
+) {
+    for metric in started {
+        let keep = spec.measurement_retention_limit(metric);
+        if job::next_job_id(before.metric_result(metric)) <= i64::from(keep.max(1)) {
+            continue;
+        }
+        if let Err(e) = job::collect_garbage(client, run, metric, keep).await {
+            tracing::warn!(metric = %metric, error = %e, "old analysis Jobs not collected");
+        }
+    }
 }
 
 /// Reads the Secrets the arguments name (only those labelled for analysis, see [`secrets`]) and
@@ -694,6 +949,188 @@ mod tests {
                 "unable to resolve arguments: args.service has no value: give it a value in the Rollout's analysis args"
             )
         );
+    }
+
+    fn job_spec(extra: serde_json::Value) -> AnalysisRunSpec {
+        let mut v = json!({"metrics": [{"name": "smoke", "provider": {"job": {"spec": {"template": {}}}}}]});
+        if let (Some(into), Some(from)) = (v.as_object_mut(), extra.as_object()) {
+            into.extend(from.clone());
+        }
+        spec(v)
+    }
+
+    fn add(name: &str, m: Measurement) -> (String, Change) {
+        (name.into(), Change::Add(m))
+    }
+
+    fn replace(name: &str, m: Measurement) -> (String, Change) {
+        (name.into(), Change::Replace(m))
+    }
+
+    #[test]
+    fn a_job_measurement_spans_reconciles_until_its_job_ends() {
+        use job::{JobOutcome, Observed};
+        let spec = job_spec(json!({}));
+        let p = plan(&spec, &AnalysisRunStatus::default(), ts(100));
+        assert_eq!(p.due, ["smoke"]);
+        assert!(!p.terminating);
+        let running = job::started("ns", "u.smoke.1", ts(100));
+        let s = apply(
+            &spec,
+            &p.status,
+            vec![add("smoke", running.clone())],
+            ts(100),
+        );
+        assert_eq!(s.phase(), AnalysisPhase::Running);
+        assert_eq!(s.metric_results[0].phase, AnalysisPhase::Running);
+        assert_eq!(s.metric_results[0].count, 0);
+        assert!(has_in_flight(&s));
+        // In flight: not due again, looked at again at its resumeAt (now).
+        let p = plan(&spec, &s, ts(101));
+        assert!(p.due.is_empty());
+        assert!(!p.terminating);
+        assert_eq!(
+            requeue_after(&spec, &s, ts(101)),
+            Some(Duration::from_millis(50))
+        );
+        // Still running: the next look sqrt(2 × 2) = 2 s later; the measurement replaced, not added.
+        let later = job::resume(&running, &Observed::Found(JobOutcome::Running), ts(102)).unwrap();
+        let s = apply(&spec, &s, vec![replace("smoke", later.clone())], ts(102));
+        assert_eq!(s.metric_results[0].measurements, vec![later.clone()]);
+        assert_eq!(
+            requeue_after(&spec, &s, ts(102)),
+            Some(Duration::from_secs(2))
+        );
+        // The Job completes: Successful, counted once, the run done.
+        let done = job::resume(&later, &Observed::Found(JobOutcome::Complete), ts(110)).unwrap();
+        let s = apply(&spec, &s, vec![replace("smoke", done)], ts(110));
+        assert_eq!(s.phase(), AnalysisPhase::Successful);
+        let r = &s.metric_results[0];
+        assert_eq!((r.count, r.successful, r.measurements.len()), (1, 1, 1));
+        assert!(!has_in_flight(&s));
+        assert_eq!(requeue_after(&spec, &s, ts(110)), None);
+    }
+
+    #[test]
+    fn a_failed_job_fails_the_run_with_the_jobs_reason() {
+        use job::{JobOutcome, Observed};
+        let spec = job_spec(json!({}));
+        let running = job::started("ns", "u.smoke.1", ts(1));
+        let s = apply(
+            &spec,
+            &AnalysisRunStatus::default(),
+            vec![add("smoke", running.clone())],
+            ts(1),
+        );
+        let failed = Observed::Found(JobOutcome::Failed {
+            message: "Job u.smoke.1 failed: DeadlineExceeded".into(),
+        });
+        let s = apply(
+            &spec,
+            &s,
+            vec![replace(
+                "smoke",
+                job::resume(&running, &failed, ts(5)).unwrap(),
+            )],
+            ts(5),
+        );
+        assert_eq!(s.phase(), AnalysisPhase::Failed);
+        assert_eq!(
+            s.message.as_deref(),
+            Some(
+                "metric \"smoke\" assessed Failed due to failed (1) > failureLimit (0): \
+                 Job u.smoke.1 failed: DeadlineExceeded"
+            )
+        );
+        // A vanished Job is an Error measurement, retried as any error.
+        let s = apply(
+            &spec,
+            &AnalysisRunStatus::default(),
+            vec![add("smoke", running.clone())],
+            ts(1),
+        );
+        let gone = job::resume(&running, &Observed::Missing, ts(5)).unwrap();
+        let s = apply(&spec, &s, vec![replace("smoke", gone)], ts(5));
+        assert_eq!(s.phase(), AnalysisPhase::Running);
+        assert_eq!(s.metric_results[0].error, 1);
+        let p = plan(&spec, &s, ts(15));
+        assert_eq!(p.due, ["smoke"], "retried after the error interval");
+    }
+
+    #[test]
+    fn a_terminated_run_stops_its_job_inconclusive_as_argo() {
+        let mut spec = job_spec(json!({}));
+        let running = job::started("ns", "u.smoke.1", ts(1));
+        let s = apply(
+            &spec,
+            &AnalysisRunStatus::default(),
+            vec![add("smoke", running.clone())],
+            ts(1),
+        );
+        spec.terminate = Some(true);
+        let p = plan(&spec, &s, ts(5));
+        assert!(p.terminating);
+        assert!(p.due.is_empty());
+        let s = apply(
+            &spec,
+            &s,
+            vec![replace("smoke", job::terminated(&running, ts(5)))],
+            ts(5),
+        );
+        assert!(s.phase().is_completed());
+        let r = &s.metric_results[0];
+        assert_eq!(r.measurements[0].phase, AnalysisPhase::Inconclusive);
+        assert_eq!(
+            r.measurements[0].message.as_deref(),
+            Some(job::TERMINATED_MESSAGE)
+        );
+        // Argo counts the terminated measurement: the metric and the run are Inconclusive.
+        assert_eq!(r.phase, AnalysisPhase::Inconclusive);
+        assert_eq!(s.phase(), AnalysisPhase::Inconclusive);
+        assert!(s.message.unwrap().ends_with(": Metric Terminated"));
+    }
+
+    #[test]
+    fn a_sibling_failing_ends_the_run_with_the_job_still_in_flight_until_stopped() {
+        let spec = spec(json!({"metrics": [
+            {"name": "smoke", "provider": {"job": {"spec": {"template": {}}}}},
+            {"name": "rate", "successCondition": "result[0] >= 0.95", "provider": {"prometheus": {"query": "q"}}}
+        ]}));
+        let running = job::started("ns", "u.smoke.1", ts(1));
+        let s = apply(
+            &spec,
+            &AnalysisRunStatus::default(),
+            vec![add("smoke", running.clone())],
+            ts(1),
+        );
+        let bad = measurement(
+            &spec.metrics[1],
+            measured(&[0.5]),
+            ts(2),
+            ts(2),
+            &ResolvedArgs::default(),
+        );
+        let mut changes = vec![add("rate", bad)];
+        let ended = apply(&spec, &s, changes.clone(), ts(2));
+        assert_eq!(ended.phase(), AnalysisPhase::Failed);
+        assert!(has_in_flight(&ended), "the Job is still to be stopped");
+        changes.push(replace("smoke", job::terminated(&running, ts(2))));
+        let stopped = apply(&spec, &s, changes, ts(2));
+        assert_eq!(stopped.phase(), AnalysisPhase::Failed);
+        assert!(!has_in_flight(&stopped));
+        assert_eq!(stopped.metric_results[0].phase, AnalysisPhase::Inconclusive);
+        assert!(stopped.message.unwrap().contains("\"rate\""));
+        // A completed run records what is stopped later without changing its verdict.
+        let mut late = ended.clone();
+        late.metric_results[0].measurements = vec![running.clone()];
+        let after = apply(
+            &spec,
+            &late,
+            vec![replace("smoke", job::terminated(&running, ts(9)))],
+            ts(9),
+        );
+        assert_eq!(after.phase(), AnalysisPhase::Failed);
+        assert!(!has_in_flight(&after));
     }
 
     fn cases() -> proptest::prelude::ProptestConfig {

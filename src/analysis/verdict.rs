@@ -57,6 +57,27 @@ pub fn record_measurement(result: &mut MetricResult, measurement: Measurement, r
     }
 }
 
+/// Replaces the unfinished (last) measurement of a metric by `measurement`, counting it when it is
+/// finished, as [`record_measurement`]. Without an unfinished one, `measurement` is added.
+pub fn replace_in_flight(result: &mut MetricResult, measurement: Measurement, retention: i32) {
+    if result
+        .measurements
+        .last()
+        .is_some_and(|m| !m.phase.is_completed())
+    {
+        result.measurements.pop();
+    }
+    record_measurement(result, measurement, retention);
+}
+
+/// The metric's unfinished measurement (a Job still running), if its last one is.
+pub fn in_flight(result: &MetricResult) -> Option<&Measurement> {
+    result
+        .measurements
+        .last()
+        .filter(|m| !m.phase.is_completed())
+}
+
 /// Counters live in the status, which users can write: a hand-set `i32::MAX` stays there.
 fn bump(counter: &mut i32) {
     *counter = counter.saturating_add(1);
@@ -89,6 +110,10 @@ pub fn metric_phase(
             AnalysisPhase::Pending
         };
         return Ok((phase, None));
+    }
+    if in_flight(result).is_some() {
+        // A measurement is still being taken (Argo: "we still have an in-flight measurement").
+        return Ok((AnalysisPhase::Running, None));
     }
     let mut verdict: Option<(AnalysisPhase, String)> = None;
     if failure_limit >= 0 && result.failed > failure_limit {
@@ -139,6 +164,16 @@ pub fn explain(metric: &Metric, result: &MetricResult, phase: AnalysisPhase, why
     let mut message = format!("metric {:?} assessed {phase} due to {why}", metric.name);
     let last = result.measurements.iter().rev().find(|m| m.phase == phase);
     if let Some(last) = last {
+        let judged_without_value =
+            matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Inconclusive)
+                && last.value.is_none();
+        if judged_without_value {
+            // A Job measurement: no value and no condition, the Job's outcome is the reason.
+            if let Some(m) = &last.message {
+                message.push_str(&format!(": {m}"));
+            }
+            return message;
+        }
         if let Some(value) = &last.value {
             message.push_str(&format!(": value {value}"));
         }
@@ -309,6 +344,10 @@ pub fn next_measurement_at(
     let interval = metric.interval()?;
     let taken = result.map_or(0, |r| r.count);
     if count.is_some_and(|c| taken >= c) {
+        return Ok(None);
+    }
+    if result.and_then(in_flight).is_some() {
+        // The next one is taken once this one has finished.
         return Ok(None);
     }
     let last = result.and_then(|r| r.measurements.last());

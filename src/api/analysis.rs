@@ -366,6 +366,28 @@ fn int32_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
     })
 }
 
+/// Argo's `JobMetric`: `metadata` (labels and annotations copied to the Job) and `spec` (a
+/// batch/v1 JobSpec). The JobSpec is kept as written rather than typed here: the API server validates
+/// it when the Job is created (strictly, so an unknown field is refused, not dropped), and a
+/// refusal is an Error measurement naming the reason.
+fn job_metric_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "required": ["spec"],
+        "properties": {
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        }
+    })
+}
+
 /// The provider of a metric's measurements: exactly one must be set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.scrape) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.datadog) ? 1 : 0) + (has(self.graphite) ? 1 : 0) + (has(self.influxdb) ? 1 : 0) + (has(self.job) ? 1 : 0) + (has(self.kayenta) ? 1 : 0) + (has(self.newRelic) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.skywalking) ? 1 : 0) + (has(self.wavefront) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1")
@@ -398,10 +420,13 @@ pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub influxdb: Option<serde_json::Value>,
-    /// Argo's `job`: kept as written, not implemented (a metric using it is refused; see
-    /// [`crate::api::unsupported`]).
+    /// Argo's `job`: each measurement runs a batch/v1 Job built from `spec` (a JobSpec, kept as
+    /// written and judged by the API server when the Job is created), with the labels and
+    /// annotations of `metadata`. The Job completing makes the measurement Successful, failing
+    /// makes it Failed; `successCondition`/`failureCondition` are not used (as in Argo). See
+    /// [`crate::analysis::provider::job`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
+    #[schemars(schema_with = "job_metric_schema")]
     pub job: Option<serde_json::Value>,
     /// Argo's `kayenta`: kept as written, not implemented (a metric using it is refused; see
     /// [`crate::api::unsupported`]).

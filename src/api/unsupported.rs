@@ -37,7 +37,6 @@ const PROVIDERS: &[&str] = &[
     "metrics[].provider.datadog",
     "metrics[].provider.graphite",
     "metrics[].provider.influxdb",
-    "metrics[].provider.job",
     "metrics[].provider.kayenta",
     "metrics[].provider.newRelic",
     "metrics[].provider.plugin",

@@ -194,6 +194,24 @@ pub const CONTROLLERS: &[Need] = &[
         "src/analysis/controller.rs: write_status -> patch_status (apply)",
     ),
     need(
+        "batch",
+        "jobs",
+        &["create", "get", "delete"],
+        "src/analysis/provider/job.rs: start (create, get on a name clash), observe (get), delete (terminate, collect_garbage)",
+    ),
+    need(
+        "batch",
+        "jobs",
+        &["list", "watch"],
+        "src/analysis/controller.rs: metadata_watcher(Job) labelled analysisrun.argoproj.io/uid; src/analysis/provider/job.rs: collect_garbage (list_metadata)",
+    ),
+    need(
+        "sluice.dev",
+        "analysisruns/finalizers",
+        &["update"],
+        "src/analysis/provider/job.rs: build_job sets blockOwnerDeletion on the Job's owner reference (OwnerReferencesPermissionEnforcement)",
+    ),
+    need(
         "sluice.dev",
         "analysistemplates",
         &["list", "watch"],

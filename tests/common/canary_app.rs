@@ -38,6 +38,30 @@ pub fn app_files_with(
     labels: Value,
     template: &Value,
 ) -> Vec<(String, String)> {
+    app_files_with_args(ns, image, labels, template, &[])
+}
+
+/// As [`app_files_with`], with `extra_args` (`(name, value)`) given to the analysis step too.
+pub fn app_files_with_args(
+    ns: &str,
+    image: &str,
+    labels: Value,
+    template: &Value,
+    extra_args: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut args = json!([
+        {"name": "namespace", "value": ns},
+        {"name": "rollout", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "revision", "valueFrom": {"podTemplateHashValue": "Latest"}},
+        {"name": "window", "value": "10s"}
+    ]);
+    if let Some(list) = args.as_array_mut() {
+        list.extend(
+            extra_args
+                .iter()
+                .map(|(name, value)| json!({"name": name, "value": value})),
+        );
+    }
     let service = |name: &str| {
         manifest(
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
@@ -64,12 +88,7 @@ pub fn app_files_with(
                 "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
                 "steps": [
                     {"setWeight": 20},
-                    {"analysis": {"templates": [{"templateName": "success-rate"}], "args": [
-                        {"name": "namespace", "value": ns},
-                        {"name": "rollout", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        {"name": "revision", "valueFrom": {"podTemplateHashValue": "Latest"}},
-                        {"name": "window", "value": "10s"}
-                    ]}}
+                    {"analysis": {"templates": [{"templateName": "success-rate"}], "args": args}}
                 ]
             }}
         }

@@ -129,6 +129,16 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["sluice.dev"]
   resources: ["analysisruns/status"]
   verbs: ["patch"]
+# The `job` metric provider (src/analysis/provider/job.rs): a Job per measurement, created, read
+# while it runs, deleted when the run ends or beyond the measurement retention; a metadata watch of
+# the Jobs labelled analysisrun.argoproj.io/uid. The Jobs' controller reference to their run sets
+# blockOwnerDeletion, which needs update on the run's finalizers.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list", "watch", "delete"]
+- apiGroups: ["sluice.dev"]
+  resources: ["analysisruns/finalizers"]
+  verbs: ["update"]
 # src/rollout/template_stores.rs: the templates Rollouts name, resolved from a watch cache.
 - apiGroups: ["sluice.dev"]
   resources: ["analysistemplates"]

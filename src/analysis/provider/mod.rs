@@ -1,6 +1,9 @@
 //! Measurement providers behind one trait: [`prometheus`] (PromQL over the HTTP API), [`scrape`]
 //! (a Prometheus exposition-format endpoint read directly) and [`web`] (Argo's HTTP/JSON provider).
+//! [`job`] (Argo's Job provider) is not behind the trait: its measurements span reconciles, so the
+//! controller starts, resumes and terminates them itself.
 
+pub mod job;
 pub mod prometheus;
 pub mod scrape;
 #[cfg(test)]
@@ -122,6 +125,14 @@ impl Provider for Providers {
             self.scrape.measure(namespace, metric)
         } else if metric.provider.web.is_some() {
             self.web.measure(namespace, metric)
+        } else if metric.provider.job.is_some() {
+            Box::pin(async move {
+                Err(ProviderError::Spec {
+                    field: "provider.job",
+                    reason: "a Job measurement is started by the analysis controller, not measured"
+                        .into(),
+                })
+            })
         } else {
             Box::pin(async move {
                 Err(ProviderError::NoProvider {

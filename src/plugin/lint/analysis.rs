@@ -43,14 +43,15 @@ fn check_unknown(
     }
 }
 
-/// Whether a provider other than those Sluice implements (`prometheus`, `scrape`, `web`) is set.
+/// Whether a provider other than those Sluice implements (`prometheus`, `scrape`, `web`, `job`) is
+/// set.
 fn sets_other_provider(provider: &MetricProvider) -> bool {
     serde_json::to_value(provider)
         .ok()
         .and_then(|value| {
             value.as_object().map(|set| {
                 set.keys()
-                    .any(|k| !["prometheus", "scrape", "web"].contains(&k.as_str()))
+                    .any(|k| !["prometheus", "scrape", "web", "job"].contains(&k.as_str()))
             })
         })
         .unwrap_or(false)
@@ -158,19 +159,23 @@ fn metric_problems(metric: &Metric) -> Vec<(&'static str, String)> {
     let provider = &metric.provider;
     let set = usize::from(provider.prometheus.is_some())
         + usize::from(provider.scrape.is_some())
-        + usize::from(provider.web.is_some());
+        + usize::from(provider.web.is_some())
+        + usize::from(provider.job.is_some());
     match set {
         // An Argo provider Sluice does not implement: reported with the unimplemented fields.
         0 if sets_other_provider(provider) => {}
         0 => problems.push((
             "provider",
-            "set one provider: prometheus, scrape or web".to_string(),
+            "set one provider: prometheus, scrape, web or job".to_string(),
         )),
         1 => {}
         _ => problems.push((
             "provider",
-            "set only one provider: prometheus, scrape or web".to_string(),
+            "set only one provider: prometheus, scrape, web or job".to_string(),
         )),
+    }
+    if provider.job.is_some() {
+        problems.extend(crate::analysis::provider::job::lint(metric));
     }
     if let Some(p) = &provider.prometheus
         && p.query.trim().is_empty()
@@ -427,7 +432,7 @@ mod tests {
             metric_problems(&two),
             vec![(
                 "provider",
-                "set only one provider: prometheus, scrape or web".to_string()
+                "set only one provider: prometheus, scrape, web or job".to_string()
             )]
         );
     }
