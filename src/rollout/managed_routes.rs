@@ -77,8 +77,10 @@ pub(crate) fn set_routes(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, routes: Vec
         .and_then(|t| t.managed_routes.as_ref())
         .is_some_and(|m| !m.is_empty());
     let current = Some(ctx.new_hash());
-    let stays_promoted =
-        ctx.old.stable_rs.as_deref() == current && ctx.status.stable_rs.as_deref() == current;
+    // A template reverted to the stable one mid-update (R7) was not promoted before: its routes go.
+    let stays_promoted = ctx.old.stable_rs.as_deref() == current
+        && ctx.old.current_pod_hash.as_deref() == current
+        && ctx.status.stable_rs.as_deref() == current;
     if has_managed && canary.has_traffic_routing() && !(stays_promoted && routes.is_empty()) {
         ctx.actions.push(Action::SetManagedRoutes { routes });
     }
@@ -267,6 +269,17 @@ spec:
             let mut obs = rollout_at_first_pause();
             edit_status(&mut obs, |s| s.promote_full = Some(true));
             assert_eq!(routes_asked(&[step(&mut obs)]), Some(vec![]));
+        }
+
+        #[test]
+        fn reverting_to_the_stable_template_removes_the_routes() {
+            let mut obs = rollout_at_first_pause();
+            update(&mut obs, "h1");
+            let plans = settle(&mut obs);
+            assert_eq!(phase(&obs), RolloutPhase::Healthy);
+            assert_eq!(routes_asked(&plans), Some(vec![]));
+            // Then nothing more to ask.
+            assert_eq!(routes_asked(&[step(&mut obs)]), None);
         }
 
         #[test]

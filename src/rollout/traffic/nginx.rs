@@ -417,6 +417,13 @@ impl TrafficRouter for NginxRouter {
             Some(ingress) => ingress_canary_weight(ingress, &self.prefix)?,
             None => 0,
         };
+        if header.is_none() && weight == 0 {
+            // It was there for the header only: at weight 0 no canary Ingress is the steady
+            // state (C3), and a promotion at weight 0 writes no weight that would remove it.
+            return Ok(vec![TrafficWrite::Delete {
+                key: self.canary.clone(),
+            }]);
+        }
         let desired = self.build_canary_ingress_with(&stable, weight, header.as_ref())?;
         if current.is_some_and(|c| self.up_to_date(&c, &desired)) {
             return Ok(Vec::new());
@@ -798,6 +805,13 @@ mod tests {
             Ok(vec![])
         );
         assert_eq!(r.managed_routes(&live_with(None), &[]), Ok(vec![]));
+        // At weight 0 the canary Ingress was there for the header only: it goes with it.
+        assert_eq!(
+            r.managed_routes(&live_with(Some(canary_with_header(0))), &[]),
+            Ok(vec![TrafficWrite::Delete {
+                key: ingress_key("shop", "web-web-canary")
+            }])
+        );
         // Promotion deletes the canary Ingress, header and all.
         assert_eq!(
             r.after_promotion(&live_with(Some(canary_with_header(0)))),
