@@ -22,14 +22,9 @@ fn argo_value(pattern: &str) -> Value {
         "maxUnavailable" => json!(1),
         "weight" => json!(20),
         "stableIngresses" => json!(["web-extra"]),
-        "managedRoutes" => json!([{"name": "header-route"}]),
         "canaryIngressAnnotations" => json!({"my-custom-annotation.mygroup.com/key": "value"}),
         "antiAffinity" => json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 1}}),
         "rollbackWindow" => json!({"revisions": 3}),
-        "setHeaderRoute" => {
-            json!({"name": "header-route", "match": [{"headerName": "x-canary", "headerValue": {"exact": "yes"}}]})
-        }
-        "setMirrorRoute" => json!({"name": "mirror-route", "percentage": 35}),
         "istio" => json!({"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}),
         _ => json!({"name": "web"}),
     }

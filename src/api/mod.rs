@@ -12,6 +12,7 @@ pub mod common;
 pub mod experiment;
 pub mod project;
 pub mod rollout;
+pub mod routes;
 pub mod unsupported;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -519,16 +519,14 @@ pub struct CanaryStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub plugin: Option<serde_json::Value>,
-    /// Argo's `setHeaderRoute`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Send requests with a header to the canary only (a managed route, see
+    /// [`crate::api::routes`]); without `match` the route is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub set_header_route: Option<serde_json::Value>,
-    /// Argo's `setMirrorRoute`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    pub set_header_route: Option<super::routes::SetHeaderRoute>,
+    /// Mirror a percentage of matching requests to the canary (a managed route, see
+    /// [`crate::api::routes`]); without `match` the route is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub set_mirror_route: Option<serde_json::Value>,
+    pub set_mirror_route: Option<super::routes::SetMirrorRoute>,
 }
 
 /// What a canary step does, borrowed from a [`CanaryStep`] that sets exactly one kind.
@@ -544,6 +542,10 @@ pub enum CanaryStepKind<'a> {
     Analysis(&'a RolloutAnalysis),
     /// `experiment: {...}`.
     Experiment(&'a RolloutExperimentStep),
+    /// `setHeaderRoute: {...}`.
+    SetHeaderRoute(&'a super::routes::SetHeaderRoute),
+    /// `setMirrorRoute: {...}`.
+    SetMirrorRoute(&'a super::routes::SetMirrorRoute),
 }
 
 /// `steps[].experiment` (Argo's `RolloutExperimentStep`).
@@ -690,11 +692,10 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub istio: Option<serde_json::Value>,
-    /// Argo's `managedRoutes`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// The routes `setHeaderRoute` and `setMirrorRoute` steps may add, in order of precedence;
+    /// required by such steps, removed at the end of the update and on abort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub managed_routes: Option<serde_json::Value>,
+    pub managed_routes: Option<Vec<super::routes::ManagedRoute>>,
     /// Argo's `maxTrafficWeight`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -804,7 +805,7 @@ pub struct GatewayApiTrafficRouting {
 pub struct GatewayApiHttpRoute {
     /// Name of the HTTPRoute.
     pub name: String,
-    /// Whether header routes are added to this route (setHeaderRoute steps; unused by Sluice).
+    /// Whether managed routes (setHeaderRoute and setMirrorRoute rules) are added to this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_header_routes: Option<bool>,
 }
@@ -1521,6 +1522,7 @@ impl CanaryStrategy {
                 reason: "applies only with trafficRouting (without one, older revisions are scaled down as soon as availability allows, with no delay to limit; set trafficRouting or remove it)",
             });
         }
+        super::routes::validate_steps_against_routing(self)?;
         if self.min_pods_per_replica_set.is_some() && self.traffic_routing.is_none() {
             return Err(RolloutSpecError::Invalid {
                 field: "spec.strategy.canary.minPodsPerReplicaSet",
@@ -1594,6 +1596,12 @@ impl CanaryStep {
                 .map(CanaryStepKind::SetCanaryScale),
             self.analysis.as_ref().map(CanaryStepKind::Analysis),
             self.experiment.as_ref().map(CanaryStepKind::Experiment),
+            self.set_header_route
+                .as_ref()
+                .map(CanaryStepKind::SetHeaderRoute),
+            self.set_mirror_route
+                .as_ref()
+                .map(CanaryStepKind::SetMirrorRoute),
         ];
         let mut set = kinds.into_iter().flatten();
         match (set.next(), set.next()) {
@@ -1603,9 +1611,7 @@ impl CanaryStep {
     }
 
     fn sets_unimplemented_kind(&self) -> bool {
-        [&self.plugin, &self.set_header_route, &self.set_mirror_route]
-            .iter()
-            .any(|kind| kind.is_some())
+        self.plugin.is_some()
     }
 
     fn validate(&self, index: usize) -> Result<(), RolloutSpecError> {
@@ -1641,6 +1647,16 @@ impl CanaryStep {
                 .validate(&format!("spec.strategy.canary.steps[{index}].analysis"))
                 .map_err(|e| invalid(e.to_string())),
             Some(CanaryStepKind::Experiment(experiment)) => experiment.validate().map_err(invalid),
+            Some(CanaryStepKind::SetHeaderRoute(route)) => super::routes::validate_header_route(
+                route,
+                &format!("spec.strategy.canary.steps[{index}].setHeaderRoute"),
+            )
+            .map_err(invalid),
+            Some(CanaryStepKind::SetMirrorRoute(route)) => super::routes::validate_mirror_route(
+                route,
+                &format!("spec.strategy.canary.steps[{index}].setMirrorRoute"),
+            )
+            .map_err(invalid),
             Some(_) => Ok(()),
         }
     }
@@ -1723,6 +1739,17 @@ impl GatewayApiTrafficRouting {
             .map(String::as_str)
             .chain(self.http_routes.iter().map(|r| r.name.as_str()))
             .collect()
+    }
+
+    /// The HTTPRoutes that take header and mirror rules: `httpRoute` (the plugin implies
+    /// `useHeaderRoutes` for it), then the `httpRoutes` with `useHeaderRoutes: true`.
+    pub fn routes_with_managed_rules(&self) -> impl Iterator<Item = &str> {
+        self.http_route.iter().map(String::as_str).chain(
+            self.http_routes
+                .iter()
+                .filter(|r| r.use_header_routes == Some(true))
+                .map(|r| r.name.as_str()),
+        )
     }
 }
 

@@ -16,14 +16,11 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.pingPong",
     "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
-    "strategy.canary.steps[].setHeaderRoute",
-    "strategy.canary.steps[].setMirrorRoute",
     "strategy.canary.trafficRouting.alb",
     "strategy.canary.trafficRouting.ambassador",
     "strategy.canary.trafficRouting.apisix",
     "strategy.canary.trafficRouting.appMesh",
     "strategy.canary.trafficRouting.istio",
-    "strategy.canary.trafficRouting.managedRoutes",
     "strategy.canary.trafficRouting.maxTrafficWeight",
     "strategy.canary.trafficRouting.nginx.canaryIngressAnnotations",
     "strategy.canary.trafficRouting.nginx.stableIngresses",
@@ -57,7 +54,7 @@ pub fn analysis_run_spec() -> impl Iterator<Item = &'static str> {
 }
 
 /// Every place in `value` where one of `patterns` is set (present and not `null`), as concrete
-/// paths prefixed with `root` (`spec.strategy.canary.steps[2].setHeaderRoute`), in pattern order.
+/// paths prefixed with `root` (`spec.strategy.canary.steps[2].plugin`), in pattern order.
 pub fn set_paths<'a>(
     value: &Value,
     root: &str,
@@ -122,7 +119,7 @@ pub fn preserved_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// [`preserved_schema`] for an Argo field that is an object: typed as one, so that CEL rules can
-/// name it (`has(self.setHeaderRoute)`).
+/// name it (`has(self.plugin)`).
 pub fn preserved_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
@@ -204,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_list_where_an_object_is_expected_is_not_a_match() {
-        let spec = json!({"strategy": {"canary": {"steps": {"setHeaderRoute": {}}}}});
+        let spec = json!({"strategy": {"canary": {"steps": {"plugin": {}}}}});
         assert!(set_paths(&spec, "spec", ROLLOUT_SPEC.iter().copied()).is_empty());
     }
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::object::{ResourceKey, gvk, key_of, str_at};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::rollout::traffic::gateway::{carry_over_live_weights, managed_backends_of_route};
+use crate::rollout::traffic::gateway_routes::carry_over_managed_rules;
 
 /// Gives `desired` the live values of the engine's fields. `live` holds the live objects by key;
 /// the Rollouts considered are those among `desired`.
@@ -35,6 +36,7 @@ pub fn carry_over_engine_fields(desired: &mut [Value], live: &BTreeMap<ResourceK
             {
                 *obj = carry_over_live_weights(obj, live_obj, &backends);
             }
+            *obj = carry_over_managed_rules(obj, live_obj, &rollouts, &key.namespace, &key.name);
         } else if is_kind(obj, &[""], "Service") {
             carry_over_selector_hash(obj, live_obj);
         } else if (is_kind(obj, &["apps"], "Deployment") && is_workload_of(&key, &rollouts))

@@ -23,6 +23,7 @@ use crate::rollout::action::{Action, Event, EventType, Plan};
 use crate::rollout::analysis_runs::{AnalysisRunError, build_analysis_run};
 use crate::rollout::anti_affinity::{self, ANTI_AFFINITY_ANNOTATION, InjectedAntiAffinity};
 use crate::rollout::experiments::{ExperimentSource, build_experiment};
+use crate::rollout::managed_routes::ActiveRoute;
 use crate::rollout::pod_metadata::{
     ARGO_EPHEMERAL_METADATA_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, PodMetadataChange,
     TemplateMetadataChange, inject,
@@ -32,7 +33,9 @@ use crate::rollout::replicasets::{
     new_replica_set, scale_down_deadline_annotation,
 };
 use crate::rollout::templates::ResolvedTemplates;
-use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
+use crate::rollout::traffic::{
+    LiveObjects, ObjectKey, TrafficError, TrafficRouter, TrafficWrite, router_for,
+};
 
 /// What the pods of a ReplicaSet created now are born with, besides the Rollout's template.
 #[derive(Clone, Copy)]
@@ -198,6 +201,7 @@ impl Actor<'_> {
                 self.set_canary_weight(*weight, fully_promoted(planned))
                     .await
             }
+            Action::SetManagedRoutes { routes } => self.set_managed_routes(routes).await,
             Action::CreateAnalysisRun {
                 name,
                 analysis_type,
@@ -513,12 +517,7 @@ impl Actor<'_> {
 
     async fn set_canary_weight(&self, weight: i32, promoted: bool) -> Result<(), ActError> {
         let router = router_for(self.rollout)?;
-        let mut live = LiveObjects::new();
-        for key in router.reads() {
-            if let Some(object) = self.get_dynamic(&key).await? {
-                live.insert(key, object);
-            }
-        }
+        let live = self.read_live(router.as_ref()).await?;
         let writes = if weight == 0 && promoted {
             router.after_promotion(&live)?
         } else {
@@ -528,6 +527,27 @@ impl Actor<'_> {
             self.write_traffic(write).await?;
         }
         Ok(())
+    }
+
+    /// Reads the router's objects afresh, after any write of an earlier action: a write based on
+    /// stale objects would fail on their `resourceVersion`.
+    async fn set_managed_routes(&self, routes: &[ActiveRoute]) -> Result<(), ActError> {
+        let router = router_for(self.rollout)?;
+        let live = self.read_live(router.as_ref()).await?;
+        for write in router.managed_routes(&live, routes)? {
+            self.write_traffic(write).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_live(&self, router: &dyn TrafficRouter) -> Result<LiveObjects, ActError> {
+        let mut live = LiveObjects::new();
+        for key in router.reads() {
+            if let Some(object) = self.get_dynamic(&key).await? {
+                live.insert(key, object);
+            }
+        }
+        Ok(live)
     }
 
     fn dynamic_api(&self, key: &ObjectKey) -> Api<DynamicObject> {
@@ -560,7 +580,7 @@ impl Actor<'_> {
                 .patch(&key.name, &Self::apply_params(), &Patch::Apply(body))
                 .await
                 .map(drop)
-                .map_err(Self::kube_err(format!("setting weights on {key}"))),
+                .map_err(Self::kube_err(format!("writing {key}"))),
             TrafficWrite::Delete { key } => ignore_not_found(
                 self.dynamic_api(&key)
                     .delete(&key.name, &DeleteParams::default())

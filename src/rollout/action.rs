@@ -58,6 +58,11 @@ pub enum Action {
     ScaleWorkload { name: String, replicas: i32 },
     /// Set the canary's traffic weight (percent) on the traffic router; the stable gets the rest.
     SetCanaryWeight { weight: i32 },
+    /// Bring the router's managed routes (header and mirror routes) to exactly `routes`, in
+    /// precedence order; an empty list removes them all.
+    SetManagedRoutes {
+        routes: Vec<crate::rollout::managed_routes::ActiveRoute>,
+    },
     /// Create an AnalysisRun. `name` is deterministic so that a create repeated after a crash
     /// meets `AlreadyExists` instead of making a second run. `pod_template_hash` is the revision
     /// analysed (`podTemplateHashValue: Latest`); the stable one (`Stable`) is the plan's

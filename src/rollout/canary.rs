@@ -11,6 +11,7 @@ use crate::api::rollout::{
 use crate::rollout::action::{Action, EventReason};
 use crate::rollout::basic_canary::older_replica_set_counts;
 pub(crate) use crate::rollout::basic_canary::{Budget, Counts, basic_canary_counts};
+use crate::rollout::managed_routes;
 use crate::rollout::observed::ObservedReplicaSet;
 use crate::rollout::plan::{Ctx, Gate, RunSlot, Verdict};
 
@@ -75,6 +76,7 @@ fn plan_steady(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     ctx.select(canary.canary_service.as_deref(), stable);
     if router {
         set_weight(ctx, canary, 0, stable, stable);
+        managed_routes::set_routes(ctx, canary, Vec::new());
         ctx.scale_down_others_after(&[stable], canary.scale_down_delay_seconds());
     } else {
         scale_down_older_without_router(ctx, canary, &[stable]);
@@ -157,6 +159,9 @@ fn run_steps(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str, mut index
                     }
                 }
             }
+            // The route is put in place with the weight (`converge_with_router`), from the steps
+            // completed: nothing to wait for (Argo completes these steps at once too).
+            Some(CanaryStepKind::SetHeaderRoute(_) | CanaryStepKind::SetMirrorRoute(_)) => true,
             Some(CanaryStepKind::Experiment(experiment)) => {
                 match crate::rollout::experiment_step::gate(ctx, index, experiment) {
                     Verdict::Successful => true,
@@ -203,6 +208,8 @@ fn describe(kind: Option<CanaryStepKind<'_>>) -> String {
         Some(CanaryStepKind::SetCanaryScale(_)) => "setCanaryScale".to_string(),
         Some(CanaryStepKind::Analysis(_)) => "analysis".to_string(),
         Some(CanaryStepKind::Experiment(_)) => "experiment".to_string(),
+        Some(CanaryStepKind::SetHeaderRoute(r)) => format!("setHeaderRoute: {}", r.name),
+        Some(CanaryStepKind::SetMirrorRoute(r)) => format!("setMirrorRoute: {}", r.name),
         None => "invalid step".to_string(),
     }
 }
@@ -429,6 +436,7 @@ fn converge_with_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str
     ctx.scale_to(new_hash, canary_target);
     point_services(ctx, canary, stable);
     set_weight(ctx, canary, weight, new_hash, stable);
+    managed_routes::set_routes(ctx, canary, routes_in_force(ctx, canary, index));
     let stable_target = if canary.dynamic_stable_scale() {
         at_least_min_pods(
             canary,
@@ -438,6 +446,23 @@ fn converge_with_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str
         replicas
     };
     ctx.scale_to(stable, stable_target);
+}
+
+/// The managed routes of the steps completed before `index`; none (as in Argo) after
+/// `promote --full` or a fast rollback, or while the canary has no available pod to answer them.
+fn routes_in_force(
+    ctx: &Ctx<'_>,
+    canary: &CanaryStrategy,
+    index: i32,
+) -> Vec<managed_routes::ActiveRoute> {
+    let canary_available = ctx
+        .obs
+        .new_replica_set()
+        .is_some_and(|rs| rs.available_replicas > 0);
+    if !canary_available || ctx.status.promote_full() || ctx.rollback_within_window() {
+        return Vec::new();
+    }
+    managed_routes::routes_after(canary, index)
 }
 
 /// The canary Service selects the canary once it has ready pods (the stable until then); the
@@ -535,6 +560,7 @@ fn plan_abort(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
         0
     };
     set_weight(ctx, canary, weight, new_hash, stable);
+    managed_routes::set_routes(ctx, canary, Vec::new());
     ctx.scale_to(stable, replicas);
     if weight == 0
         && let Some(rs) = new

@@ -15,6 +15,7 @@ pub mod controller;
 pub(crate) mod experiment_step;
 pub mod experiments;
 pub mod hash;
+pub mod managed_routes;
 pub mod metrics;
 pub mod observe;
 pub mod observed;

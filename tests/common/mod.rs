@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod canary_app;
 pub mod gitops;
+pub mod proxy;
 pub mod rollouts;
 pub mod tenancy;
 

@@ -9,7 +9,7 @@ use rand::Rng;
 use crate::behaviour;
 use crate::metrics::{Metrics, Request};
 use crate::observe::{Observation, ObserveError};
-use crate::split::{self, Backend, Split};
+use crate::split::{self, Backend, Mirror, Split};
 
 /// Longest stretch of time one tick makes up for (after a slow or failed read of the cluster).
 const MAX_CATCH_UP: Duration = Duration::from_secs(5);
@@ -19,6 +19,8 @@ const MAX_CATCH_UP: Duration = Duration::from_secs(5);
 pub struct Engine<R> {
     rate: f64,
     preview_rate: f64,
+    /// Share (0..=1) of the user-facing requests that carry the emulated header.
+    header_share: f64,
     rng: R,
     /// Fractional requests carried to the next tick, per Rollout (and per Rollout preview).
     carry: HashMap<String, f64>,
@@ -34,6 +36,7 @@ impl<R: Rng> Engine<R> {
         Self {
             rate: rate.max(0.0),
             preview_rate: preview_rate.max(0.0),
+            header_share: 0.0,
             rng,
             carry: HashMap::new(),
             splits: HashMap::new(),
@@ -41,7 +44,20 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    /// Emulate the requests due for `elapsed` time. Returns how many were sent.
+    /// A share (clamped to 0..=1) of the user-facing requests carries the emulated header; they
+    /// follow the split's header route when it has one, and are counted as `traffic="header"`.
+    #[must_use]
+    pub fn with_header_share(mut self, share: f64) -> Self {
+        self.header_share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// Emulate the requests due for `elapsed` time. Returns how many were sent (mirrored copies
+    /// not included).
     pub fn tick(
         &mut self,
         observed: Result<Vec<Observation>, ObserveError>,
@@ -78,22 +94,24 @@ impl<R: Rng> Engine<R> {
             };
             self.note_split(&key, &split);
             let due = self.due(&key, self.rate * seconds);
-            sent += self.send(
-                &observation.namespace,
-                &observation.name,
-                &split.backends,
-                due,
-                metrics,
-            );
+            let target = Target {
+                namespace: &observation.namespace,
+                rollout: &observation.name,
+            };
+            sent += self.send_user_traffic(target, &split, due, metrics);
             if let Some(preview) = &split.preview {
                 let due = self.due(&format!("{key}#preview"), self.preview_rate * seconds);
-                sent += self.send(
-                    &observation.namespace,
-                    &observation.name,
-                    std::slice::from_ref(preview),
-                    due,
-                    metrics,
-                );
+                let lane = Lane {
+                    backends: std::slice::from_ref(preview),
+                    mirrors: &[],
+                    traffic: PLAIN,
+                };
+                for _ in 0..due {
+                    if !self.send_one(target, &lane, metrics) {
+                        break;
+                    }
+                    sent += 1;
+                }
             }
         }
         self.forget_all_but(&seen);
@@ -112,31 +130,67 @@ impl<R: Rng> Engine<R> {
         whole
     }
 
-    fn send(
+    /// `count` user-facing requests: each carries the header with `header_share` probability and
+    /// takes the header lane when the split has one, the weighted backends otherwise.
+    fn send_user_traffic(
         &mut self,
-        namespace: &str,
-        rollout: &str,
-        backends: &[Backend],
+        target: Target<'_>,
+        split: &Split,
         count: u64,
         metrics: &Metrics,
     ) -> u64 {
+        let plain = Lane {
+            backends: &split.backends,
+            mirrors: &split.mirrors,
+            traffic: PLAIN,
+        };
+        let header = Lane {
+            traffic: HEADER,
+            ..split.header.as_ref().map_or(plain, |lane| Lane {
+                backends: &lane.backends,
+                mirrors: &lane.mirrors,
+                traffic: HEADER,
+            })
+        };
         let mut sent = 0;
         for _ in 0..count {
-            let Some(backend) = split::pick(backends, &mut self.rng) else {
+            let carries_header = self.header_share > 0.0 && self.rng.random_bool(self.header_share);
+            let lane = if carries_header { &header } else { &plain };
+            if !self.send_one(target, lane, metrics) {
                 break;
-            };
-            let outcome = behaviour::respond(backend.image.as_deref(), &mut self.rng);
-            metrics.record(&Request {
-                namespace,
-                service: &backend.service,
-                rollout,
-                revision: backend.hash.as_deref().unwrap_or(""),
-                code: outcome.code,
-                latency: outcome.latency,
-            });
+            }
             sent += 1;
         }
         sent
+    }
+
+    /// One request along `lane`, and its mirrored copies; false when no backend takes traffic.
+    fn send_one(&mut self, target: Target<'_>, lane: &Lane<'_>, metrics: &Metrics) -> bool {
+        let Some(backend) = split::pick(lane.backends, &mut self.rng) else {
+            return false;
+        };
+        self.record(target, backend, lane.traffic, metrics);
+        for mirror in lane.mirrors {
+            let copied = mirror.percent >= 100
+                || (mirror.percent > 0 && self.rng.random_ratio(mirror.percent, 100));
+            if copied {
+                self.record(target, &mirror.backend, MIRROR, metrics);
+            }
+        }
+        true
+    }
+
+    fn record(&mut self, target: Target<'_>, backend: &Backend, traffic: &str, metrics: &Metrics) {
+        let outcome = behaviour::respond(backend.image.as_deref(), &mut self.rng);
+        metrics.record(&Request {
+            namespace: target.namespace,
+            service: &backend.service,
+            rollout: target.rollout,
+            revision: backend.hash.as_deref().unwrap_or(""),
+            code: outcome.code,
+            latency: outcome.latency,
+            traffic,
+        });
     }
 
     fn note_split(&mut self, key: &str, split: &Split) {
@@ -180,6 +234,28 @@ impl<R: Rng> Engine<R> {
     }
 }
 
+/// The `traffic` label of plain user-facing requests.
+pub const PLAIN: &str = "plain";
+/// The `traffic` label of requests carrying the emulated header.
+pub const HEADER: &str = "header";
+/// The `traffic` label of copies made by a mirror route.
+pub const MIRROR: &str = "mirror";
+
+/// The Rollout requests are sent for.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    namespace: &'a str,
+    rollout: &'a str,
+}
+
+/// Where one kind of request goes.
+#[derive(Debug, Clone, Copy)]
+struct Lane<'a> {
+    backends: &'a [Backend],
+    mirrors: &'a [Mirror],
+    traffic: &'static str,
+}
+
 /// `demo-stable(aaa)=80 demo-canary(bbb,no endpoints)=20 | preview demo-preview(bbb)`.
 fn summarize(split: &Split) -> String {
     fn one(out: &mut String, backend: &Backend) {
@@ -204,6 +280,23 @@ fn summarize(split: &Split) -> String {
     }
     if split.backends.is_empty() {
         out.push_str("no backends");
+    }
+    for mirror in &split.mirrors {
+        let _ = write!(out, " mirror {}%→", mirror.percent);
+        one(&mut out, &mirror.backend);
+    }
+    if let Some(header) = &split.header {
+        out.push_str(" | header ");
+        for (i, backend) in header.backends.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            one(&mut out, backend);
+        }
+        for mirror in &header.mirrors {
+            let _ = write!(out, " mirror {}%→", mirror.percent);
+            one(&mut out, &mirror.backend);
+        }
     }
     if let Some(preview) = &split.preview {
         out.push_str(" | preview ");
@@ -243,6 +336,7 @@ mod tests {
                 backend("demo-canary", "bbb", 20, "demo:bad"),
             ],
             preview: None,
+            ..Split::default()
         }
     }
 
@@ -251,6 +345,80 @@ mod tests {
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
+    }
+
+    /// Requests counted under `traffic` for `service`.
+    fn traffic(text: &str, service: &str, traffic: &str) -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    r#"http_requests_total{{namespace="apps",service="{service}""#
+                ))
+            })
+            .filter(|l| l.contains(&format!(r#"traffic="{traffic}"}}"#)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    #[test]
+    fn header_requests_take_the_header_lane_and_mirrors_are_counted_apart() {
+        let metrics = Metrics::new();
+        let mut engine =
+            Engine::new(1_000.0, 0.0, StdRng::seed_from_u64(9)).with_header_share(0.25);
+        let split = Split {
+            mirrors: vec![Mirror {
+                backend: backend("demo-canary", "bbb", 1, "demo:v2"),
+                percent: 40,
+            }],
+            header: Some(crate::split::HeaderLane {
+                backends: vec![backend("demo-canary", "bbb", 1, "demo:v2")],
+                mirrors: Vec::new(),
+            }),
+            ..canary_split()
+        };
+        for _ in 0..10 {
+            let sent = engine.tick(
+                Ok(vec![observation("demo", Ok(split.clone()))]),
+                Duration::from_secs(1),
+                &metrics,
+            );
+            assert_eq!(sent, 1_000, "mirrored copies are not sent requests");
+        }
+        let text = metrics.encode().unwrap();
+        let header_canary = traffic(&text, "demo-canary", "header");
+        assert_eq!(traffic(&text, "demo-stable", "header"), 0);
+        assert!((2_300..=2_700).contains(&header_canary), "{header_canary}");
+        let plain = traffic(&text, "demo-canary", "plain") + traffic(&text, "demo-stable", "plain");
+        assert_eq!(plain + header_canary, 10_000);
+        // 40 % of the plain requests are mirrored; the header lane has no mirror.
+        let mirrored = traffic(&text, "demo-canary", "mirror");
+        #[allow(clippy::cast_precision_loss)]
+        let share = mirrored as f64 / plain as f64;
+        assert!((0.37..=0.43).contains(&share), "{share}");
+        assert_eq!(traffic(&text, "demo-stable", "mirror"), 0);
+        assert!(
+            summarize(&split).contains("mirror 40%→demo-canary(bbb)=1 | header demo-canary(bbb)=1")
+        );
+    }
+
+    #[test]
+    fn without_a_header_lane_header_requests_follow_the_weights() {
+        let metrics = Metrics::new();
+        let mut engine = Engine::new(1_000.0, 0.0, StdRng::seed_from_u64(3)).with_header_share(0.5);
+        for _ in 0..4 {
+            engine.tick(
+                Ok(vec![observation("demo", Ok(canary_split()))]),
+                Duration::from_secs(1),
+                &metrics,
+            );
+        }
+        let text = metrics.encode().unwrap();
+        let header_stable = traffic(&text, "demo-stable", "header");
+        let header_canary = traffic(&text, "demo-canary", "header");
+        #[allow(clippy::cast_precision_loss)]
+        let canary_share = header_canary as f64 / (header_stable + header_canary) as f64;
+        assert!((0.16..=0.24).contains(&canary_share), "{canary_share}");
+        assert_eq!(traffic(&text, "demo-canary", "mirror"), 0);
     }
 
     #[test]
@@ -287,7 +455,7 @@ mod tests {
         );
         let canary_errors = count(
             &text,
-            r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="500"}"#,
+            r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="500""#,
         );
         let stable = count(
             &text,
@@ -295,7 +463,7 @@ mod tests {
         );
         let stable_errors = count(
             &text,
-            r#"http_requests_total{namespace="apps",service="demo-stable",rollout="demo",revision="aaa",code="500"}"#,
+            r#"http_requests_total{namespace="apps",service="demo-stable",rollout="demo",revision="aaa",code="500""#,
         );
         assert_eq!(canary + stable, 10_000);
         assert!((1_800..=2_200).contains(&canary), "{canary}");
@@ -324,6 +492,7 @@ mod tests {
         let split = Split {
             backends: vec![backend("demo-active", "aaa", 1, "demo:v1")],
             preview: Some(backend("demo-preview", "bbb", 1, "demo:slow")),
+            ..Split::default()
         };
         let sent = engine.tick(
             Ok(vec![observation("bg", Ok(split))]),
@@ -388,6 +557,7 @@ mod tests {
                 image: None,
             }],
             preview: None,
+            ..Split::default()
         };
         engine.tick(
             Ok(vec![observation("demo", Ok(split))]),
@@ -395,7 +565,7 @@ mod tests {
             &metrics,
         );
         assert!(metrics.encode().unwrap().contains(
-            r#"http_requests_total{namespace="apps",service="demo",rollout="demo",revision="",code="503"} 10"#
+            r#"http_requests_total{namespace="apps",service="demo",rollout="demo",revision="",code="503",traffic="plain"} 10"#
         ));
     }
 

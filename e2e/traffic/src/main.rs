@@ -14,6 +14,7 @@ mod engine;
 mod metrics;
 mod observe;
 mod pods;
+mod routes;
 mod split;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -47,6 +48,14 @@ struct Args {
     /// Milliseconds between reads of the cluster.
     #[arg(long, env = "SLUICE_TRAFFIC_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     tick_ms: u64,
+    /// The header (`NAME=VALUE`) a share of the emulated requests carries, so that header routes
+    /// (an HTTPRoute rule matching it, NGINX `canary-by-header`) can be seen in
+    /// `http_requests_total{traffic="header"}`.
+    #[arg(long, env = "SLUICE_TRAFFIC_HEADER", default_value = DEFAULT_HEADER, value_parser = parse_header)]
+    header: (String, String),
+    /// Share (0 to 1) of the requests that carry `--header`.
+    #[arg(long, env = "SLUICE_TRAFFIC_HEADER_SHARE", default_value_t = 0.2, value_parser = parse_share)]
+    header_share: f64,
     /// Seed for the request emulation (default: random).
     #[arg(long, env = "SLUICE_TRAFFIC_SEED")]
     seed: Option<u64>,
@@ -74,6 +83,32 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
         Err(format!(
             "{addr} is not a loopback address; use 127.0.0.1 or localhost"
         ))
+    }
+}
+
+/// The header emulated requests carry by default.
+const DEFAULT_HEADER: &str = "x-sluice-canary=true";
+
+fn parse_header(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, value))
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{value:?} is not NAME=VALUE with a header name")),
+    }
+}
+
+fn parse_share(value: &str) -> Result<f64, String> {
+    let share: f64 = value.parse().map_err(|e| format!("{value:?}: {e}"))?;
+    if share.is_finite() && (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{value} is not between 0 and 1"))
     }
 }
 
@@ -113,7 +148,8 @@ async fn main() -> anyhow::Result<()> {
         ));
         tokio::spawn(endpoints::run(client.clone(), args.namespace.clone()));
     }
-    let observer = observe::Observer::new(client, args.namespace.clone());
+    let observer = observe::Observer::new(client, args.namespace.clone())
+        .with_header(Some(args.header.clone()));
     let metrics = Arc::new(metrics::Metrics::new());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -134,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_os_rng(),
     };
-    let mut engine = engine::Engine::new(args.rate, args.preview_rate, rng);
+    let mut engine =
+        engine::Engine::new(args.rate, args.preview_rate, rng).with_header_share(args.header_share);
     let mut interval = tokio::time::interval(Duration::from_millis(args.tick_ms));
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last = Instant::now();
@@ -227,7 +264,25 @@ mod tests {
         assert_eq!(args.tick_ms, 250);
         assert_eq!(args.namespace, None);
         assert!(!args.serve_pods);
+        assert_eq!(
+            args.header,
+            ("x-sluice-canary".to_string(), "true".to_string())
+        );
+        assert!((args.header_share - 0.2).abs() < f64::EPSILON);
         assert!(Args::try_parse_from(["sluice-traffic", "--tick-ms", "0"]).is_err());
+    }
+
+    #[test]
+    fn header_and_share_are_checked() {
+        assert_eq!(
+            parse_header("X-Beta=a=b"),
+            Ok(("X-Beta".to_string(), "a=b".to_string()))
+        );
+        assert!(parse_header("novalue").is_err());
+        assert!(parse_header("bad name=x").is_err());
+        assert_eq!(parse_share("0"), Ok(0.0));
+        assert!(parse_share("1.5").is_err());
+        assert!(parse_share("NaN").is_err());
     }
 
     #[test]

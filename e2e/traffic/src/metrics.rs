@@ -48,6 +48,9 @@ pub struct RequestLabels {
     pub revision: String,
     /// HTTP status code.
     pub code: String,
+    /// Which traffic it was: `plain`, `header` (it carried the emulated header) or `mirror` (a
+    /// copy made by a mirror route, its answer dropped).
+    pub traffic: String,
 }
 
 /// Labels of `http_request_duration_seconds`.
@@ -78,6 +81,8 @@ pub struct Request<'a> {
     pub code: u16,
     /// Time the request took.
     pub latency: Duration,
+    /// [`RequestLabels::traffic`].
+    pub traffic: &'a str,
 }
 
 fn new_histogram() -> Histogram {
@@ -139,6 +144,7 @@ impl Metrics {
             rollout: durations.rollout.clone(),
             revision: durations.revision.clone(),
             code: request.code.to_string(),
+            traffic: request.traffic.to_owned(),
         };
         // Every code a revision can answer gets its series at 0 with the first request: a series
         // that first appears with a value already above 0 loses that value to rate(), so a canary's
@@ -210,6 +216,7 @@ mod tests {
             revision: "bbb",
             code,
             latency: Duration::from_millis(latency_ms),
+            traffic: "plain",
         }
     }
 
@@ -223,13 +230,13 @@ mod tests {
         assert!(text.contains("# TYPE http_requests counter"), "{text}");
         assert!(
             text.contains(
-                r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="200"} 2"#
+                r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="200",traffic="plain"} 2"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="500"} 1"#
+                r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="500",traffic="plain"} 1"#
             ),
             "{text}"
         );
@@ -265,7 +272,7 @@ mod tests {
         let text = metrics.encode().unwrap();
         for (code, value) in [("200", 1), ("500", 0), ("503", 0)] {
             let line = format!(
-                r#"http_requests_total{{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="{code}"}} {value}"#
+                r#"http_requests_total{{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="{code}",traffic="plain"}} {value}"#
             );
             assert!(text.contains(&line), "{line} missing from:\n{text}");
         }
@@ -274,7 +281,7 @@ mod tests {
     #[test]
     fn counters_only_grow() {
         let metrics = Metrics::new();
-        let line = r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="200"}"#;
+        let line = r#"http_requests_total{namespace="apps",service="demo-canary",rollout="demo",revision="bbb",code="200",traffic="plain"}"#;
         let value = |text: &str| -> u64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(line))
@@ -321,7 +328,10 @@ mod tests {
                 .contains("content-type: application/openmetrics-text"),
             "{scraped}"
         );
-        assert!(scraped.contains(r#"code="503"} 1"#), "{scraped}");
+        assert!(
+            scraped.contains(r#"code="503",traffic="plain"} 1"#),
+            "{scraped}"
+        );
 
         let missing = get(addr, "/nope").await;
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");

@@ -66,6 +66,8 @@ pub struct Observer {
     namespace: Option<String>,
     rollouts: ApiResource,
     routes: ApiResource,
+    /// The header a share of the emulated requests carries.
+    header: Option<(String, String)>,
 }
 
 fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
@@ -81,7 +83,15 @@ impl Observer {
             namespace,
             rollouts: resource("sluice.dev", "v1alpha1", "Rollout"),
             routes: resource("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            header: None,
         }
+    }
+
+    /// Splits also say where requests carrying `header` (`(name, value)`) go.
+    #[must_use]
+    pub fn with_header(mut self, header: Option<(String, String)>) -> Self {
+        self.header = header;
+        self
     }
 
     /// The split of every Rollout in scope.
@@ -186,6 +196,7 @@ impl Observer {
                         services,
                         ingresses,
                         replica_sets,
+                        header: self.header.as_ref().map(|(n, v)| (n.as_str(), v.as_str())),
                     };
                     Ok(split::compute(&json, &world)?)
                 });

@@ -18,6 +18,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use rand::Rng;
 use serde_json::Value;
 
+use crate::routes::EmulatedRequest;
+
 /// Label (and Service selector key) naming a Rollout revision.
 pub const HASH_LABEL: &str = "rollouts-pod-template-hash";
 /// Traffic router plugin key for the Gateway API.
@@ -103,6 +105,29 @@ pub struct Split {
     pub backends: Vec<Backend>,
     /// Blue-green preview Service, which gets only the separate preview traffic.
     pub preview: Option<Backend>,
+    /// Copies of the user-facing traffic (HTTPRoute `RequestMirror` filters).
+    pub mirrors: Vec<Mirror>,
+    /// Where requests carrying the emulated header go, when a header route sends them elsewhere
+    /// than `backends` (see [`crate::routes`]).
+    pub header: Option<HeaderLane>,
+}
+
+/// A share of requests copied to a backend; the copy's answer is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// Where the copies go.
+    pub backend: Backend,
+    /// Percentage of the requests copied.
+    pub percent: u32,
+}
+
+/// The route of requests carrying the emulated header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderLane {
+    /// Where they go.
+    pub backends: Vec<Backend>,
+    /// Copies of them.
+    pub mirrors: Vec<Mirror>,
 }
 
 /// Objects observed in the Rollout's namespace.
@@ -116,6 +141,8 @@ pub struct World<'a> {
     pub ingresses: &'a [Ingress],
     /// ReplicaSets of the namespace.
     pub replica_sets: &'a [ReplicaSet],
+    /// The header a share of the emulated requests carries, `(name, value)`.
+    pub header: Option<(&'a str, &'a str)>,
 }
 
 /// `value[key]`, with JSON `null` read as absent.
@@ -345,12 +372,13 @@ pub fn compute(rollout: &Value, world: &World<'_>) -> Result<Split, SplitError> 
             }
             Ok(Split {
                 backends,
-                preview: None,
+                ..Split::default()
             })
         }
         Router::BlueGreen { active, preview } => Ok(Split {
             backends: vec![backend(&active, 1)],
             preview: preview.map(|preview| backend(&preview, 1)),
+            ..Split::default()
         }),
         Router::GatewayApi {
             namespace: route_namespace,
@@ -362,14 +390,45 @@ pub fn compute(rollout: &Value, world: &World<'_>) -> Result<Split, SplitError> 
                 namespace: route_namespace.clone(),
                 name: route_name.clone(),
             })?;
-            Ok(Split {
-                backends: gateway_backends(route, &route_namespace, namespace, &stable, &canary)
+            let lane = |request: &EmulatedRequest<'_>| {
+                let (refs, mirrors) = gateway_lane(
+                    route,
+                    &route_namespace,
+                    namespace,
+                    &stable,
+                    &canary,
+                    request,
+                );
+                let to_backend = |(service, local, weight): (String, bool, u32)| {
+                    service_backend(&service, local, weight, world.services, &revisions)
+                };
+                let mirrors: Vec<Mirror> = mirrors
                     .into_iter()
-                    .map(|(service, local, weight)| {
-                        service_backend(&service, local, weight, world.services, &revisions)
+                    .map(|(service, local, percent)| Mirror {
+                        backend: to_backend((service, local, 1)),
+                        percent,
                     })
-                    .collect(),
-                preview: None,
+                    .collect();
+                HeaderLane {
+                    backends: refs.into_iter().map(to_backend).collect(),
+                    mirrors,
+                }
+            };
+            let plain = lane(&EmulatedRequest::PLAIN);
+            let header = world
+                .header
+                .map(|header| {
+                    lane(&EmulatedRequest {
+                        header: Some(header),
+                        ..EmulatedRequest::PLAIN
+                    })
+                })
+                .filter(|lane| *lane != plain);
+            Ok(Split {
+                backends: plain.backends,
+                mirrors: plain.mirrors,
+                header,
+                ..Split::default()
             })
         }
         Router::Nginx {
@@ -392,59 +451,82 @@ pub fn compute(rollout: &Value, world: &World<'_>) -> Result<Split, SplitError> 
                 .iter()
                 .map(|stable_ingress| format!("{name}-{stable_ingress}-canary"))
                 .collect();
-            let (canary_weight, total) =
-                nginx_canary_weight(world.ingresses, &annotation_prefix, &canary, &preferred);
+            let canary_ingress =
+                nginx_canary_ingress(world.ingresses, &annotation_prefix, &canary, &preferred);
+            let (canary_weight, total) = nginx_canary_weight(canary_ingress, &annotation_prefix);
+            // `canary-by-header` wins over the weight (ingress-nginx's precedence).
+            let by_header = canary_ingress.and_then(|ingress| {
+                let annotations = ingress.metadata.annotations.clone().unwrap_or_default();
+                crate::routes::nginx_header_matches(&annotations, &annotation_prefix, world.header)
+            });
             Ok(Split {
                 backends: vec![
                     backend(&stable, total - canary_weight),
                     backend(&canary, canary_weight),
                 ],
-                preview: None,
+                header: (by_header == Some(true)).then(|| HeaderLane {
+                    backends: vec![backend(&canary, 1)],
+                    mirrors: Vec::new(),
+                }),
+                ..Split::default()
             })
         }
     }
 }
 
-/// `(service, in the Rollout's namespace, weight)` for every Service backendRef of the first HTTPRoute
-/// rule that references the stable or canary Service.
-fn gateway_backends(
+/// `(service, in the Rollout's namespace, weight)` for a Service reference (`None` for other kinds).
+fn service_ref(
+    reference: &Value,
+    route_namespace: &str,
+    rollout_namespace: &str,
+) -> Option<(String, bool, u32)> {
+    let is_service = str_at(reference, "/group").unwrap_or("").is_empty()
+        && str_at(reference, "/kind").unwrap_or("Service") == "Service";
+    let name = str_at(reference, "/name").filter(|_| is_service)?;
+    let namespace = str_at(reference, "/namespace").unwrap_or(route_namespace);
+    let weight = reference
+        .get("weight")
+        .and_then(Value::as_i64)
+        .map_or(1, |w| u32::try_from(w).unwrap_or(0));
+    Some((name.to_owned(), namespace == rollout_namespace, weight))
+}
+
+/// For the HTTPRoute rule `request` takes among those referencing the stable or canary Service
+/// (see [`crate::routes::select_rule`]): its Service backendRefs `(service, local, weight)` and its
+/// mirrors `(service, local, percent)`.
+type Refs = Vec<(String, bool, u32)>;
+fn gateway_lane(
     route: &Value,
     route_namespace: &str,
     rollout_namespace: &str,
     stable: &str,
     canary: &str,
-) -> Vec<(String, bool, u32)> {
-    let refs_of = |rule: &Value| -> Vec<(String, bool, u32)> {
+    request: &EmulatedRequest<'_>,
+) -> (Refs, Refs) {
+    let refs_of = |rule: &Value| -> Refs {
         rule.get("backendRefs")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter(|r| {
-                str_at(r, "/group").unwrap_or("").is_empty()
-                    && str_at(r, "/kind").unwrap_or("Service") == "Service"
-            })
-            .filter_map(|r| {
-                let name = str_at(r, "/name")?;
-                let namespace = str_at(r, "/namespace").unwrap_or(route_namespace);
-                let weight = r
-                    .get("weight")
-                    .and_then(Value::as_i64)
-                    .map_or(1, |w| u32::try_from(w).unwrap_or(0));
-                Some((name.to_owned(), namespace == rollout_namespace, weight))
-            })
+            .filter_map(|r| service_ref(r, route_namespace, rollout_namespace))
             .collect()
     };
-    route
-        .pointer("/spec/rules")
-        .and_then(Value::as_array)
+    let eligible = |rule: &Value| {
+        refs_of(rule)
+            .iter()
+            .any(|(name, local, _)| *local && (name == stable || name == canary))
+    };
+    let Some(rule) = crate::routes::select_rule(route, request, eligible) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mirrors = crate::routes::rule_mirrors(rule)
         .into_iter()
-        .flatten()
-        .map(refs_of)
-        .find(|refs| {
-            refs.iter()
-                .any(|(name, local, _)| *local && (name == stable || name == canary))
+        .filter_map(|(reference, percent)| {
+            let (name, local, _) = service_ref(reference, route_namespace, rollout_namespace)?;
+            Some((name, local, percent))
         })
-        .unwrap_or_default()
+        .collect();
+    (refs_of(rule), mirrors)
 }
 
 fn ingress_services(backend: Option<&IngressBackend>) -> impl Iterator<Item = &str> {
@@ -469,32 +551,39 @@ fn ingress_targets(ingress: &Ingress, service: &str) -> bool {
     names.any(|name| name == service)
 }
 
-/// `(canary weight, total weight)` from the canary Ingress of `canary_service`; `(0, 100)` without one.
-/// Ingresses named in `preferred` win over other matching canary Ingresses.
-fn nginx_canary_weight(
-    ingresses: &[Ingress],
+fn ingress_annotation(ingress: &Ingress, prefix: &str, key: &str) -> Option<String> {
+    ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&format!("{prefix}/{key}")))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The canary Ingress of `canary_service`: Ingresses named in `preferred` win over other matching
+/// canary Ingresses.
+fn nginx_canary_ingress<'i>(
+    ingresses: &'i [Ingress],
     prefix: &str,
     canary_service: &str,
     preferred: &[String],
-) -> (u32, u32) {
-    let annotation = |ingress: &Ingress, key: &str| -> Option<String> {
-        ingress
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(&format!("{prefix}/{key}")))
-            .map(|v| v.trim().to_owned())
-    };
+) -> Option<&'i Ingress> {
     let mut candidates: Vec<&Ingress> = ingresses
         .iter()
-        .filter(|ing| annotation(ing, "canary").as_deref() == Some("true"))
+        .filter(|ing| ingress_annotation(ing, prefix, "canary").as_deref() == Some("true"))
         .filter(|ing| ingress_targets(ing, canary_service))
         .collect();
     candidates.sort_by_key(|ing| {
         let name = ing.metadata.name.clone().unwrap_or_default();
         (!preferred.contains(&name), name)
     });
-    let Some(canary) = candidates.first() else {
+    candidates.first().copied()
+}
+
+/// `(canary weight, total weight)` from the canary Ingress; `(0, 100)` without one.
+fn nginx_canary_weight(canary: Option<&Ingress>, prefix: &str) -> (u32, u32) {
+    let annotation = |ingress: &Ingress, key: &str| ingress_annotation(ingress, prefix, key);
+    let Some(canary) = canary else {
         return (0, 100);
     };
     let total = annotation(canary, "canary-weight-total")
@@ -888,6 +977,115 @@ mod tests {
     }
 
     #[test]
+    fn gateway_api_header_and_mirror_routes() {
+        let services = standard_services();
+        let replica_sets = standard_replica_sets();
+        let weighted = json!([
+            {"name": "demo-stable", "port": 80, "weight": 80},
+            {"name": "demo-canary", "port": 80, "weight": 20},
+        ]);
+        let prefix = json!({"type": "PathPrefix", "value": "/"});
+        // As Sluice writes them: managed rules first, then the user's.
+        let route = json!({"metadata": {"namespace": "apps"}, "spec": {"rules": [
+            {"name": "copy", "matches": [{"path": prefix}],
+             "filters": [{"type": "RequestMirror",
+                          "requestMirror": {"backendRef": {"name": "demo-canary", "port": 80}, "percent": 30}}],
+             "backendRefs": weighted},
+            {"name": "beta", "matches": [{"path": prefix, "headers": [
+                {"type": "Exact", "name": "x-sluice-canary", "value": "true"}]}],
+             "backendRefs": [{"name": "demo-canary", "port": 80, "weight": 1}]},
+            {"matches": [{"path": prefix}], "backendRefs": weighted},
+        ]}});
+        let world = World {
+            route: Some(&route),
+            services: &services,
+            replica_sets: &replica_sets,
+            header: Some(("X-Sluice-Canary", "true")),
+            ..World::default()
+        };
+        let split = compute(&gateway_rollout(), &world).unwrap();
+        let weighted = vec![
+            b("demo-stable", Some("aaa"), 80, Some("demo:v1")),
+            b("demo-canary", Some("bbb"), 20, Some("demo:bad")),
+        ];
+        assert_eq!(split.backends, weighted);
+        assert_eq!(
+            split.mirrors,
+            vec![Mirror {
+                backend: b("demo-canary", Some("bbb"), 1, Some("demo:bad")),
+                percent: 30
+            }]
+        );
+        assert_eq!(
+            split.header,
+            Some(HeaderLane {
+                backends: vec![b("demo-canary", Some("bbb"), 1, Some("demo:bad"))],
+                mirrors: vec![],
+            })
+        );
+        // Another header value: the same lane as plain requests, so none of its own.
+        let other = World {
+            header: Some(("x-sluice-canary", "false")),
+            ..world
+        };
+        assert_eq!(compute(&gateway_rollout(), &other).unwrap().header, None);
+        // Without managed rules the split is as before.
+        let plain = http_route(&json!([
+            {"name": "demo-stable", "port": 80, "weight": 80},
+            {"name": "demo-canary", "port": 80, "weight": 20},
+        ]));
+        let split = compute(
+            &gateway_rollout(),
+            &World {
+                route: Some(&plain),
+                ..world
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (split.backends, split.mirrors, split.header),
+            (weighted, vec![], None)
+        );
+    }
+
+    #[test]
+    fn nginx_canary_by_header() {
+        let services = standard_services();
+        let replica_sets = standard_replica_sets();
+        let ingresses = vec![
+            ingress("demo", "demo-stable", &json!({})),
+            ingress(
+                "demo-demo-canary",
+                "demo-canary",
+                &json!({
+                    "nginx.ingress.kubernetes.io/canary": "true",
+                    "nginx.ingress.kubernetes.io/canary-weight": "0",
+                    "nginx.ingress.kubernetes.io/canary-by-header": "x-sluice-canary",
+                    "nginx.ingress.kubernetes.io/canary-by-header-value": "true",
+                }),
+            ),
+        ];
+        let world = World {
+            services: &services,
+            ingresses: &ingresses,
+            replica_sets: &replica_sets,
+            header: Some(("x-sluice-canary", "true")),
+            ..World::default()
+        };
+        let split = compute(&nginx_rollout(), &world).unwrap();
+        assert_eq!(split.backends[1].weight, 0);
+        assert_eq!(
+            split.header.unwrap().backends,
+            vec![b("demo-canary", Some("bbb"), 1, Some("demo:bad"))]
+        );
+        let other = World {
+            header: Some(("x-sluice-canary", "no")),
+            ..world
+        };
+        assert_eq!(compute(&nginx_rollout(), &other).unwrap().header, None);
+    }
+
+    #[test]
     fn gateway_api_without_route_is_an_error() {
         let world = World::default();
         assert_eq!(
@@ -1140,6 +1338,7 @@ mod tests {
                     b("demo-canary", Some("bbb"), canary, Some("demo:bad")),
                 ],
                 preview: None,
+                ..Split::default()
             });
             assert_eq!(compute(&rollout, &world), expected, "{name}");
         }
@@ -1166,6 +1365,7 @@ mod tests {
                 Split {
                     backends: vec![b("demo-active", Some("aaa"), 1, Some("demo:v1"))],
                     preview: Some(b("demo-preview", Some("bbb"), 1, Some("demo:bad"))),
+                    ..Split::default()
                 },
             ),
             (
@@ -1174,6 +1374,7 @@ mod tests {
                 Split {
                     backends: vec![b("demo-active", Some("aaa"), 1, Some("demo:v1"))],
                     preview: None,
+                    ..Split::default()
                 },
             ),
             (
@@ -1182,6 +1383,7 @@ mod tests {
                 Split {
                     backends: vec![b("nope", None, 1, None)],
                     preview: None,
+                    ..Split::default()
                 },
             ),
         ];

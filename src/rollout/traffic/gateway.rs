@@ -14,11 +14,13 @@
 
 use serde_json::{Map, Value, json};
 
+use super::gateway_routes::ManagedRules;
 use super::{
     LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite, check_weight,
     invalid_rollout, namespace, services,
 };
 use crate::api::rollout::{GatewayApiTrafficRouting, Rollout};
+use crate::rollout::managed_routes::ActiveRoute;
 
 /// The HTTPRoute API version Sluice reads and writes.
 pub const HTTP_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
@@ -43,6 +45,7 @@ pub struct ManagedBackends {
 pub struct GatewayRouter {
     routes: Vec<ObjectKey>,
     backends: ManagedBackends,
+    managed: ManagedRules,
 }
 
 /// The key of an HTTPRoute.
@@ -80,6 +83,7 @@ impl GatewayRouter {
                     .to_string(),
             ));
         }
+        let managed = ManagedRules::from_rollout(rollout, config, &route_ns);
         Ok(Self {
             routes,
             backends: ManagedBackends {
@@ -87,6 +91,7 @@ impl GatewayRouter {
                 canary,
                 namespace: rollout_ns,
             },
+            managed,
         })
     }
 
@@ -99,6 +104,11 @@ impl GatewayRouter {
     /// The Services whose weights it sets.
     pub fn backends(&self) -> &ManagedBackends {
         &self.backends
+    }
+
+    /// Where and under which names it adds header and mirror rules.
+    pub fn managed(&self) -> &ManagedRules {
+        &self.managed
     }
 
     fn live_route<'a>(
@@ -149,18 +159,30 @@ impl TrafficRouter for GatewayRouter {
         let (stable, canary) = route_weights(self.live_route(live, key)?, key, &self.backends)?;
         Ok(Some(canary_percent(stable, canary)))
     }
+
+    fn managed_routes(
+        &self,
+        live: &LiveObjects,
+        routes: &[ActiveRoute],
+    ) -> Result<Vec<TrafficWrite>, TrafficError> {
+        super::gateway_routes::writes(&self.managed, &self.backends, live, routes)
+    }
 }
 
 /// Which managed Service a backendRef points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     Stable,
     Canary,
 }
 
 /// The role of a backendRef: a core `Service` (group and kind default to it) with a managed
 /// name, in the Services' namespace (a backendRef's namespace defaults to the route's).
-fn role(backend: &Value, route_namespace: &str, backends: &ManagedBackends) -> Option<Role> {
+pub(super) fn role(
+    backend: &Value,
+    route_namespace: &str,
+    backends: &ManagedBackends,
+) -> Option<Role> {
     let field = |name: &str| backend.get(name).and_then(Value::as_str);
     let is_service = matches!(field("group"), None | Some(""))
         && matches!(field("kind"), None | Some("Service"))
@@ -172,14 +194,18 @@ fn role(backend: &Value, route_namespace: &str, backends: &ManagedBackends) -> O
     }
 }
 
-fn backend_refs(rule: &Value) -> &[Value] {
+pub(super) fn backend_refs(rule: &Value) -> &[Value] {
     rule.get("backendRefs")
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
 
 /// Whether a rule routes to the stable and to the canary Service.
-fn roles_in(rule: &Value, route_namespace: &str, backends: &ManagedBackends) -> (bool, bool) {
+pub(super) fn roles_in(
+    rule: &Value,
+    route_namespace: &str,
+    backends: &ManagedBackends,
+) -> (bool, bool) {
     let roles: Vec<Role> = backend_refs(rule)
         .iter()
         .filter_map(|b| role(b, route_namespace, backends))
@@ -187,7 +213,7 @@ fn roles_in(rule: &Value, route_namespace: &str, backends: &ManagedBackends) -> 
     (roles.contains(&Role::Stable), roles.contains(&Role::Canary))
 }
 
-fn rules<'a>(route: &'a Value, key: &ObjectKey) -> Result<&'a [Value], TrafficError> {
+pub(super) fn rules<'a>(route: &'a Value, key: &ObjectKey) -> Result<&'a [Value], TrafficError> {
     match route.pointer("/spec/rules") {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(rules)) => Ok(rules),
@@ -199,7 +225,7 @@ fn rules<'a>(route: &'a Value, key: &ObjectKey) -> Result<&'a [Value], TrafficEr
 }
 
 /// The namespace of a route: its own, else the one in its key.
-fn route_namespace<'a>(route: &'a Value, key: &'a ObjectKey) -> &'a str {
+pub(super) fn route_namespace<'a>(route: &'a Value, key: &'a ObjectKey) -> &'a str {
     route
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -295,7 +321,7 @@ pub fn route_weights(
 }
 
 /// The error naming which Service the route lacks.
-fn missing_backend(
+pub(super) fn missing_backend(
     rules: &[Value],
     route_namespace: &str,
     key: &ObjectKey,
@@ -448,6 +474,7 @@ mod tests {
         GatewayRouter {
             routes: vec![key()],
             backends: backends(),
+            managed: ManagedRules::default(),
         }
     }
 
@@ -647,6 +674,7 @@ mod tests {
         let router = GatewayRouter {
             routes: vec![key(), other.clone()],
             backends: backends(),
+            managed: ManagedRules::default(),
         };
         let mut api = route();
         api["metadata"]["name"] = json!("api-route");

@@ -10,8 +10,13 @@
 //! - no router: [`ReplicaRatio`], the split follows the replica counts and nothing is written;
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
 //! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one.
+//!
+//! Managed routes (`setHeaderRoute`, `setMirrorRoute`) go through
+//! [`managed_routes`](TrafficRouter::managed_routes): [`gateway_routes`] for the Gateway API, the
+//! canary Ingress's `canary-by-header` for NGINX.
 
 pub mod gateway;
+pub mod gateway_routes;
 pub mod nginx;
 
 use std::collections::BTreeMap;
@@ -23,6 +28,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::api::rollout::{GATEWAY_API_PLUGIN, Rollout};
+use crate::rollout::managed_routes::ActiveRoute;
 
 /// Identifies an object a router reads or writes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,6 +140,16 @@ pub enum TrafficError {
         /// What is wrong.
         reason: String,
     },
+    /// A managed route asked of a router that cannot route by header or mirror.
+    #[error(
+        "the {router} router cannot set managed route {route:?} (setHeaderRoute/setMirrorRoute)"
+    )]
+    RouteUnsupported {
+        /// The router.
+        router: String,
+        /// The route's name.
+        route: String,
+    },
     /// An object the router would write exists and is controlled by someone else.
     #[error("{key} exists and is not controlled by Rollout {rollout}; refusing to take it over")]
     NotOwned {
@@ -170,6 +186,23 @@ pub trait TrafficRouter: fmt::Debug + Send + Sync {
     /// by default all traffic to the stable, i.e. weight 0.
     fn after_promotion(&self, live: &LiveObjects) -> Result<Vec<TrafficWrite>, TrafficError> {
         self.desired(live, 0)
+    }
+
+    /// The writes that leave exactly `routes` (header and mirror routes, in precedence order) in
+    /// place, the weights as they are; empty when the live objects already say so. A router
+    /// without managed routes has none to remove and refuses to add any.
+    fn managed_routes(
+        &self,
+        _live: &LiveObjects,
+        routes: &[ActiveRoute],
+    ) -> Result<Vec<TrafficWrite>, TrafficError> {
+        match routes.first() {
+            None => Ok(Vec::new()),
+            Some(route) => Err(TrafficError::RouteUnsupported {
+                router: format!("{:?}", self.kind()),
+                route: route.name().to_string(),
+            }),
+        }
     }
 }
 

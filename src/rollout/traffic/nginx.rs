@@ -19,6 +19,8 @@ use super::{
     invalid_rollout, namespace, services,
 };
 use crate::api::rollout::{NginxTrafficRouting, Rollout};
+use crate::api::routes::ValueMatch;
+use crate::rollout::managed_routes::ActiveRoute;
 use crate::rollout::replicasets::rollout_owner_reference;
 
 /// The Ingress API version Sluice reads and writes.
@@ -30,6 +32,21 @@ pub const INGRESS_KIND: &str = "Ingress";
 const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// Longest object name the API server accepts (DNS subdomain).
 const MAX_NAME_LENGTH: usize = 253;
+/// On the canary Ingress, the name of the managed header route its `canary-by-header*`
+/// annotations carry (rather than `additionalIngressAnnotations`'): the route's state, read back
+/// by every write so that a weight change keeps the route and a route change keeps the weight.
+pub const HEADER_ROUTE_ANNOTATION: &str = "rollout.sluice.dev/header-route";
+/// ingress-nginx's header annotations (after the prefix): the header's name, then an exact value
+/// or a regular expression (`canary-by-header-value` wins when both are set).
+const HEADER_KEYS: [&str; 3] = [
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-header-pattern",
+];
+
+/// The annotations of a managed header route on the canary Ingress (full keys, with
+/// [`HEADER_ROUTE_ANNOTATION`]).
+type HeaderAnnotations = BTreeMap<String, String>;
 
 /// The name of the canary Ingress: `<rollout>-<stableIngress>-canary` (Argo's name).
 pub fn canary_ingress_name(rollout: &str, stable_ingress: &str) -> String {
@@ -117,13 +134,24 @@ impl NginxRouter {
         stable: &Ingress,
         canary_weight: i32,
     ) -> Result<Ingress, TrafficError> {
+        self.build_canary_ingress_with(stable, canary_weight, None)
+    }
+
+    /// The canary Ingress for `stable` at `canary_weight`, with a managed header route's
+    /// annotations when one is in force.
+    fn build_canary_ingress_with(
+        &self,
+        stable: &Ingress,
+        canary_weight: i32,
+        header: Option<&HeaderAnnotations>,
+    ) -> Result<Ingress, TrafficError> {
         let weight = check_weight(canary_weight)?;
         let spec = self.canary_spec(stable.spec.as_ref())?;
         Ok(Ingress {
             metadata: ObjectMeta {
                 name: Some(self.canary.name.clone()),
                 namespace: Some(self.canary.namespace.clone()),
-                annotations: Some(self.canary_annotations(stable, weight)),
+                annotations: Some(self.canary_annotations(stable, weight, header)),
                 owner_references: Some(vec![self.owner.clone()]),
                 ..ObjectMeta::default()
             },
@@ -185,20 +213,87 @@ impl NginxRouter {
         Some(backend)
     }
 
-    /// `additionalIngressAnnotations` (prefixed), then `canary` and `canary-weight`, which the
+    /// `additionalIngressAnnotations` (prefixed), then a managed header route's annotations
+    /// (replacing the additional header ones), then `canary` and `canary-weight`, which the
     /// additional ones cannot override, plus the stable's class annotation.
-    fn canary_annotations(&self, stable: &Ingress, weight: i32) -> BTreeMap<String, String> {
+    fn canary_annotations(
+        &self,
+        stable: &Ingress,
+        weight: i32,
+        header: Option<&HeaderAnnotations>,
+    ) -> BTreeMap<String, String> {
         let mut annotations: BTreeMap<String, String> = self
             .additional_annotations
             .iter()
             .map(|(k, v)| (self.annotation(k), v.clone()))
             .collect();
+        if let Some(header) = header {
+            for key in HEADER_KEYS {
+                annotations.remove(&self.annotation(key));
+            }
+            annotations.extend(header.clone());
+        }
         annotations.insert(self.annotation("canary"), "true".to_string());
         annotations.insert(self.annotation("canary-weight"), weight.to_string());
         if let Some(class) = stable.annotations().get(INGRESS_CLASS_ANNOTATION) {
             annotations.insert(INGRESS_CLASS_ANNOTATION.to_string(), class.clone());
         }
         annotations
+    }
+
+    /// The annotations of the header route in `routes` (validation allows one, with one match);
+    /// a mirror route is refused, ingress-nginx has none for a canary.
+    fn header_annotations(
+        &self,
+        routes: &[ActiveRoute],
+    ) -> Result<Option<HeaderAnnotations>, TrafficError> {
+        let unsupported = |route: &ActiveRoute| TrafficError::RouteUnsupported {
+            router: "nginx".to_string(),
+            route: route.name().to_string(),
+        };
+        let mut header = None;
+        for route in routes {
+            let ActiveRoute::Header(h) = route else {
+                return Err(unsupported(route));
+            };
+            let ([m], None) = (h.matches.as_slice(), header.as_ref()) else {
+                return Err(unsupported(route));
+            };
+            let value = m
+                .header_value
+                .as_ref()
+                .ok_or_else(|| unsupported(route))?
+                .resolve()
+                .map_err(|_| unsupported(route))?;
+            let (key, value) = match value {
+                ValueMatch::Exact(v) => ("canary-by-header-value", v),
+                ValueMatch::Prefix(p) => (
+                    "canary-by-header-pattern",
+                    format!("^{}.*", regex::escape(&p)),
+                ),
+                ValueMatch::Regex(r) => ("canary-by-header-pattern", r),
+            };
+            header = Some(HeaderAnnotations::from([
+                (HEADER_ROUTE_ANNOTATION.to_string(), h.name.clone()),
+                (self.annotation("canary-by-header"), m.header_name.clone()),
+                (self.annotation(key), value),
+            ]));
+        }
+        Ok(header)
+    }
+
+    /// The managed header route's annotations on a live canary Ingress, if it carries one.
+    fn live_header(&self, ingress: &Ingress) -> Option<HeaderAnnotations> {
+        let annotations = ingress.annotations();
+        let name = annotations.get(HEADER_ROUTE_ANNOTATION)?;
+        let mut header =
+            HeaderAnnotations::from([(HEADER_ROUTE_ANNOTATION.to_string(), name.clone())]);
+        for key in HEADER_KEYS.map(|k| self.annotation(k)) {
+            if let Some(value) = annotations.get(&key) {
+                header.insert(key, value.clone());
+            }
+        }
+        Some(header)
     }
 
     fn annotation(&self, name: &str) -> String {
@@ -242,7 +337,9 @@ impl NginxRouter {
         let managed: BTreeMap<&String, &String> = live
             .annotations()
             .iter()
-            .filter(|(k, _)| k.starts_with(&prefix) || wanted.contains_key(*k))
+            .filter(|(k, _)| {
+                k.starts_with(&prefix) || *k == HEADER_ROUTE_ANNOTATION || wanted.contains_key(*k)
+            })
             .collect();
         live.spec == desired.spec && managed == wanted.iter().collect()
     }
@@ -269,8 +366,10 @@ impl TrafficRouter for NginxRouter {
                 key: Box::new(self.stable.clone()),
             })?;
         let stable = self.decode(&self.stable, stable_value)?;
-        let desired = self.build_canary_ingress(&stable, canary_weight)?;
-        match self.live_canary(live)? {
+        let current = self.live_canary(live)?;
+        let header = current.as_ref().and_then(|c| self.live_header(c));
+        let desired = self.build_canary_ingress_with(&stable, canary_weight, header.as_ref())?;
+        match current {
             // No canary Ingress already means weight 0: creating one to say so again would leave
             // it behind in the steady state, where it must not exist (C3).
             None if canary_weight == 0 => return Ok(Vec::new()),
@@ -293,6 +392,50 @@ impl TrafficRouter for NginxRouter {
             None => Ok(Some(0)),
             Some(ingress) => ingress_canary_weight(&ingress, &self.prefix).map(Some),
         }
+    }
+
+    /// A header route is the canary Ingress's `canary-by-header*` annotations, at the live weight
+    /// (0 when there is no canary Ingress yet: it is created for the header alone).
+    fn managed_routes(
+        &self,
+        live: &LiveObjects,
+        routes: &[ActiveRoute],
+    ) -> Result<Vec<TrafficWrite>, TrafficError> {
+        let header = self.header_annotations(routes)?;
+        let current = self.live_canary(live)?;
+        let live_header = current.as_ref().and_then(|c| self.live_header(c));
+        if header.is_none() && live_header.is_none() {
+            return Ok(Vec::new());
+        }
+        let stable_value = live
+            .get(&self.stable)
+            .ok_or_else(|| TrafficError::NotFound {
+                key: Box::new(self.stable.clone()),
+            })?;
+        let stable = self.decode(&self.stable, stable_value)?;
+        let weight = match &current {
+            Some(ingress) => ingress_canary_weight(ingress, &self.prefix)?,
+            None => 0,
+        };
+        if header.is_none() && weight == 0 {
+            // It was there for the header only: at weight 0 no canary Ingress is the steady
+            // state (C3), and a promotion at weight 0 writes no weight that would remove it.
+            return Ok(vec![TrafficWrite::Delete {
+                key: self.canary.clone(),
+            }]);
+        }
+        let desired = self.build_canary_ingress_with(&stable, weight, header.as_ref())?;
+        if current.is_some_and(|c| self.up_to_date(&c, &desired)) {
+            return Ok(Vec::new());
+        }
+        let body = serde_json::to_value(&desired).map_err(|e| TrafficError::Malformed {
+            key: Box::new(self.canary.clone()),
+            reason: format!("cannot serialize: {e}"),
+        })?;
+        Ok(vec![TrafficWrite::Apply {
+            key: self.canary.clone(),
+            body,
+        }])
     }
 
     /// Deletes the canary Ingress: after promotion the stable Ingress serves the new pods.
@@ -590,6 +733,139 @@ mod tests {
             spec,
             json!({"defaultBackend": {"service": {"name": "web-canary", "port": {"number": 80}}}})
         );
+    }
+
+    fn header_route(name: &str, value: crate::api::routes::StringMatch) -> ActiveRoute {
+        ActiveRoute::Header(crate::api::routes::SetHeaderRoute {
+            name: name.into(),
+            matches: vec![crate::api::routes::HeaderRoutingMatch {
+                header_name: "X-Beta".into(),
+                header_value: Some(value),
+            }],
+        })
+    }
+
+    fn exact(v: &str) -> crate::api::routes::StringMatch {
+        crate::api::routes::StringMatch {
+            exact: Some(v.into()),
+            ..Default::default()
+        }
+    }
+
+    fn applied(writes: Result<Vec<TrafficWrite>, TrafficError>) -> Value {
+        let writes = writes.unwrap();
+        let [TrafficWrite::Apply { key, body }] = writes.as_slice() else {
+            panic!("{writes:?}");
+        };
+        assert_eq!(key, &ingress_key("shop", "web-web-canary"));
+        body.clone()
+    }
+
+    /// The canary Ingress at `weight` carrying the header route `beta` on `X-Beta: yes`.
+    fn canary_with_header(weight: i32) -> Value {
+        let mut canary = expected_canary(weight);
+        let annotations = canary["metadata"]["annotations"].as_object_mut().unwrap();
+        annotations.remove("custom.nginx.org/canary-by-header-value");
+        annotations.insert("custom.nginx.org/canary-by-header".into(), json!("X-Beta"));
+        annotations.insert(
+            "custom.nginx.org/canary-by-header-value".into(),
+            json!("yes"),
+        );
+        annotations.insert(HEADER_ROUTE_ANNOTATION.into(), json!("beta"));
+        canary
+    }
+
+    #[test]
+    fn a_header_route_is_the_canary_ingress_header_annotations() {
+        let r = router();
+        let route = [header_route("beta", exact("yes"))];
+        // No canary Ingress yet: created at weight 0 for the header alone, the route's header
+        // replacing additionalIngressAnnotations' one.
+        let body = applied(r.managed_routes(&live_with(None), &route));
+        assert_eq!(body, canary_with_header(0));
+        // At the live weight, and nothing more to write once it is there.
+        let body = applied(r.managed_routes(&live_with(Some(expected_canary(30))), &route));
+        assert_eq!(body, canary_with_header(30));
+        assert_eq!(
+            r.managed_routes(&live_with(Some(canary_with_header(30))), &route),
+            Ok(vec![])
+        );
+        // A weight change keeps the header route.
+        let body = applied(r.desired(&live_with(Some(canary_with_header(30))), 60));
+        assert_eq!(body, canary_with_header(60));
+        assert_eq!(
+            r.desired(&live_with(Some(canary_with_header(60))), 60),
+            Ok(vec![])
+        );
+        // Removing it brings additionalIngressAnnotations' header back, at the weight in force.
+        let body = applied(r.managed_routes(&live_with(Some(canary_with_header(60))), &[]));
+        assert_eq!(body, expected_canary(60));
+        assert_eq!(
+            r.managed_routes(&live_with(Some(expected_canary(60))), &[]),
+            Ok(vec![])
+        );
+        assert_eq!(r.managed_routes(&live_with(None), &[]), Ok(vec![]));
+        // At weight 0 the canary Ingress was there for the header only: it goes with it.
+        assert_eq!(
+            r.managed_routes(&live_with(Some(canary_with_header(0))), &[]),
+            Ok(vec![TrafficWrite::Delete {
+                key: ingress_key("shop", "web-web-canary")
+            }])
+        );
+        // Promotion deletes the canary Ingress, header and all.
+        assert_eq!(
+            r.after_promotion(&live_with(Some(canary_with_header(0)))),
+            Ok(vec![TrafficWrite::Delete {
+                key: ingress_key("shop", "web-web-canary")
+            }])
+        );
+    }
+
+    #[test]
+    fn header_match_kinds_map_to_ingress_nginx_annotations() {
+        let r = router();
+        let prefix = crate::api::routes::StringMatch {
+            prefix: Some("v1.".into()),
+            ..Default::default()
+        };
+        let regex = crate::api::routes::StringMatch {
+            regex: Some("^(a|b)$".into()),
+            ..Default::default()
+        };
+        for (value, pattern) in [(prefix, "^v1\\..*"), (regex, "^(a|b)$")] {
+            let body = applied(r.managed_routes(&live_with(None), &[header_route("beta", value)]));
+            let annotations = &body["metadata"]["annotations"];
+            assert_eq!(
+                annotations["custom.nginx.org/canary-by-header-pattern"],
+                json!(pattern)
+            );
+            // The additional exact value would win over the pattern: it is left out.
+            assert_eq!(
+                annotations.get("custom.nginx.org/canary-by-header-value"),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn mirror_routes_and_several_headers_are_refused() {
+        let r = router();
+        let mirror = ActiveRoute::Mirror(crate::api::routes::SetMirrorRoute {
+            name: "m".into(),
+            matches: vec![Default::default()],
+            percentage: None,
+        });
+        assert_eq!(
+            r.managed_routes(&live_with(None), &[mirror])
+                .unwrap_err()
+                .to_string(),
+            "the nginx router cannot set managed route \"m\" (setHeaderRoute/setMirrorRoute)"
+        );
+        let two = [header_route("a", exact("1")), header_route("b", exact("2"))];
+        assert!(matches!(
+            r.managed_routes(&live_with(None), &two),
+            Err(TrafficError::RouteUnsupported { .. })
+        ));
     }
 
     #[test]
