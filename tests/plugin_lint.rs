@@ -85,7 +85,6 @@ fn argo_fields_sluice_does_not_implement_are_reported_at_their_lines_as_the_cont
         (31, "spec.strategy.canary.antiAffinity"),
         (35, "spec.strategy.canary.trafficRouting.maxTrafficWeight"),
         (36, "spec.strategy.canary.trafficRouting.managedRoutes"),
-        (39, "spec.strategy.canary.trafficRouting.istio"),
         (50, "spec.strategy.canary.steps[1].setHeaderRoute"),
         (56, "spec.strategy.canary.steps[2].setMirrorRoute"),
         (

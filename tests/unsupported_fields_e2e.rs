@@ -30,7 +30,6 @@ fn argo_value(pattern: &str) -> Value {
             json!({"name": "header-route", "match": [{"headerName": "x-canary", "headerValue": {"exact": "yes"}}]})
         }
         "setMirrorRoute" => json!({"name": "mirror-route", "percentage": 35}),
-        "istio" => json!({"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}),
         _ => json!({"name": "web"}),
     }
 }

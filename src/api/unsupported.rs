@@ -28,12 +28,10 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.trafficRouting.ambassador",
     "strategy.canary.trafficRouting.apisix",
     "strategy.canary.trafficRouting.appMesh",
-    "strategy.canary.trafficRouting.istio",
     "strategy.canary.trafficRouting.managedRoutes",
     "strategy.canary.trafficRouting.maxTrafficWeight",
     "strategy.canary.trafficRouting.nginx.canaryIngressAnnotations",
     "strategy.canary.trafficRouting.nginx.stableIngresses",
-    "strategy.canary.trafficRouting.smi",
     "strategy.canary.trafficRouting.traefik",
 ];
 

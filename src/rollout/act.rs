@@ -177,10 +177,7 @@ impl Actor<'_> {
                 self.set_service_selector(service, hash).await
             }
             Action::ScaleWorkload { name, replicas } => self.scale_workload(name, *replicas).await,
-            Action::SetCanaryWeight { weight } => {
-                self.set_canary_weight(*weight, fully_promoted(planned))
-                    .await
-            }
+            Action::SetCanaryWeight { weight } => self.set_canary_weight(*weight, planned).await,
             Action::CreateAnalysisRun {
                 name,
                 analysis_type,
@@ -445,8 +442,17 @@ impl Actor<'_> {
             )))
     }
 
-    async fn set_canary_weight(&self, weight: i32, promoted: bool) -> Result<(), ActError> {
-        let router = router_for(self.rollout)?;
+    /// The router is built from the Rollout with the planned status: a router that labels
+    /// revisions (Istio's DestinationRule subsets) takes the canary and stable hashes from it.
+    async fn set_canary_weight(
+        &self,
+        weight: i32,
+        planned: &RolloutStatus,
+    ) -> Result<(), ActError> {
+        let promoted = fully_promoted(planned);
+        let mut rollout = self.rollout.clone();
+        rollout.status = Some(planned.clone());
+        let router = router_for(&rollout)?;
         let mut live = LiveObjects::new();
         for key in router.reads() {
             if let Some(object) = self.get_dynamic(&key).await? {

@@ -176,6 +176,24 @@ pub const CONTROLLERS: &[Need] = &[
         "src/rollout/traffic/nginx.rs: the canary Ingress is created by that apply",
     ),
     need(
+        "networking.istio.io",
+        "virtualservices",
+        &["get", "patch"],
+        "src/rollout/act.rs: set_canary_weight get_dynamic + write_traffic Apply (traffic/istio.rs)",
+    ),
+    need(
+        "networking.istio.io",
+        "destinationrules",
+        &["get", "patch"],
+        "src/rollout/act.rs: set_canary_weight get_dynamic + write_traffic Apply (traffic/istio.rs subsets)",
+    ),
+    need(
+        "split.smi-spec.io",
+        "trafficsplits",
+        &["get", "patch", "create"],
+        "src/rollout/act.rs: set_canary_weight get_dynamic + write_traffic Apply, which creates it (traffic/smi.rs)",
+    ),
+    need(
         "sluice.dev",
         "analysisruns",
         &["list", "watch"],

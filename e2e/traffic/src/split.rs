@@ -7,8 +7,12 @@
 //! - blue-green: everything to the active Service (the preview Service is reported separately);
 //! - no router: one backend per ReplicaSet owned by the Rollout, weighted by its ready replicas.
 //!
+//! - Istio / SMI: see [`mesh`].
+//!
 //! Services map to revisions by `spec.selector["rollouts-pod-template-hash"]`; a revision serves only when
 //! a ReplicaSet owned by the Rollout carries that hash and has ready pods, otherwise requests get 503.
+
+pub mod mesh;
 
 use std::collections::BTreeMap;
 
@@ -42,6 +46,9 @@ pub enum SplitError {
         /// Route name.
         name: String,
     },
+    /// A mesh object (VirtualService, DestinationRule, TrafficSplit) the router names does not exist.
+    #[error("{0} not found")]
+    ObjectNotFound(String),
     /// None of the stable Ingresses named by `trafficRouting.nginx` exists.
     #[error("stable Ingress {0} not found")]
     IngressNotFound(String),
@@ -72,6 +79,8 @@ pub enum Router {
         /// `canary.canaryService`.
         canary: String,
     },
+    /// Canary through a service mesh (Istio, SMI).
+    Mesh(mesh::MeshRouter),
     /// Blue-green: all traffic through the active Service.
     BlueGreen {
         /// `blueGreen.activeService`.
@@ -116,6 +125,8 @@ pub struct World<'a> {
     pub ingresses: &'a [Ingress],
     /// ReplicaSets of the namespace.
     pub replica_sets: &'a [ReplicaSet],
+    /// The mesh objects a [`Router::Mesh`] names (JSON), those that exist.
+    pub mesh: &'a [Value],
 }
 
 /// `value[key]`, with JSON `null` read as absent.
@@ -222,6 +233,10 @@ pub fn router(rollout: &Value) -> Result<Router, SplitError> {
             stable: stable()?,
             canary: canary_service()?,
         });
+    }
+    let rollout_name = str_at(rollout, "/metadata/name").unwrap_or_default();
+    if let Some(mesh) = mesh::router(routing, namespace, rollout_name)? {
+        return Ok(Router::Mesh(mesh));
     }
     let non_null = |v: &Value| -> Vec<String> {
         v.as_object()
@@ -372,6 +387,10 @@ pub fn compute(rollout: &Value, world: &World<'_>) -> Result<Split, SplitError> 
                 preview: None,
             })
         }
+        Router::Mesh(mesh) => Ok(Split {
+            backends: mesh::backends(&mesh, world, namespace, &revisions)?,
+            preview: None,
+        }),
         Router::Nginx {
             stable_ingresses,
             annotation_prefix,
@@ -718,9 +737,9 @@ mod tests {
                 )),
             ),
             (
-                "istio is not emulated",
-                canary_with(&json!({"istio": {}})),
-                Err(SplitError::UnsupportedRouter("istio".into())),
+                "alb is not emulated",
+                canary_with(&json!({"alb": {}})),
+                Err(SplitError::UnsupportedRouter("alb".into())),
             ),
             (
                 "other plugin is not emulated",

@@ -9,10 +9,13 @@
 //!
 //! - no router: [`ReplicaRatio`], the split follows the replica counts and nothing is written;
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
-//! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one.
+//! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one;
+//! - [`istio::IstioRouter`], [`smi::SmiRouter`]: see [`mesh_router`].
 
 pub mod gateway;
+pub mod istio;
 pub mod nginx;
+pub mod smi;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,6 +89,10 @@ pub enum RouterKind {
     GatewayApi,
     /// `trafficRouting.nginx`.
     Nginx,
+    /// `trafficRouting.istio`.
+    Istio,
+    /// `trafficRouting.smi`.
+    Smi,
 }
 
 /// Why a router cannot be built, or cannot set or read a weight.
@@ -223,6 +230,9 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
             ),
         ));
     }
+    if let Some(router) = mesh_router(rollout, routing)? {
+        return Ok(router);
+    }
     match (routing.nginx.as_ref(), routing.gateway_api()) {
         (Some(_), Some(_)) => Err(invalid_rollout(
             rollout,
@@ -239,6 +249,36 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
         )),
         (None, None) => Ok(Box::new(ReplicaRatio)),
     }
+}
+
+/// The router of `trafficRouting.istio` or `.smi`, `None` when neither is set. Like Argo, Sluice
+/// drives one router per Rollout: any second one is refused rather than left unmanaged.
+fn mesh_router(
+    rollout: &Rollout,
+    routing: &crate::api::rollout::TrafficRouting,
+) -> Result<Option<Box<dyn TrafficRouter>>, TrafficError> {
+    let mut set: Vec<&str> = [
+        ("istio", routing.istio.is_some()),
+        ("smi", routing.smi.is_some()),
+        ("nginx", routing.nginx.is_some()),
+        ("plugins", routing.plugins.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    let router: Box<dyn TrafficRouter> = match (routing.istio.as_ref(), routing.smi.as_ref()) {
+        (Some(istio), _) => Box::new(istio::IstioRouter::from_rollout(rollout, istio)?),
+        (None, Some(smi)) => Box::new(smi::SmiRouter::from_rollout(rollout, smi)?),
+        (None, None) => return Ok(None),
+    };
+    if set.len() > 1 {
+        set.sort_unstable();
+        return Err(invalid_rollout(
+            rollout,
+            format!("trafficRouting sets {}; set one router", set.join(", ")),
+        ));
+    }
+    Ok(Some(router))
 }
 
 /// Refuses weights outside 0..=100.
