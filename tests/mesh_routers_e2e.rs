@@ -1,7 +1,8 @@
-//! The Istio and SMI traffic routers end to end: a real `sluice controller` (scoped to the test's
-//! namespace) sets VirtualService destination weights (host- and subset-level, with the
-//! DestinationRule's subsets labelled per revision) and an owned SMI TrafficSplit, step by step, on
-//! the local cluster (whose `up` installs the Istio and SMI CRDs, `e2e/crds/mesh-routers.yaml`). The
+//! The Istio, SMI and Traefik traffic routers end to end: a real `sluice controller` (scoped to the
+//! test's namespace) sets VirtualService destination weights (host- and subset-level, with the
+//! DestinationRule's subsets labelled per revision), an owned SMI TrafficSplit and a TraefikService's
+//! weighted services, step by step, on the local cluster (whose `up` installs their CRDs,
+//! `e2e/crds/mesh-routers.yaml`). The
 //! traffic emulator reads the same objects, so an analysis of a `:bad` canary measures the traffic
 //! the VirtualService sends it.
 
@@ -39,6 +40,10 @@ fn destination_rules(h: &Harness) -> Api<DynamicObject> {
 
 fn traffic_splits(h: &Harness) -> Api<DynamicObject> {
     api(h, "split.smi-spec.io", "v1alpha1", "TrafficSplit")
+}
+
+fn traefik_services(h: &Harness) -> Api<DynamicObject> {
+    api(h, "traefik.io", "v1alpha1", "TraefikService")
 }
 
 fn healthy(r: &Rollout) -> bool {
@@ -314,6 +319,56 @@ async fn smi_canary_owns_a_traffic_split_weighted_per_step() {
     h.ns.delete().await;
 }
 
+/// The weighted entries of the TraefikService `web`, and `(stable, canary)` weights.
+async fn traefik_weights(h: &Harness) -> Option<(i64, i64)> {
+    let service = traefik_services(h).get("web").await.ok()?;
+    let entries = service.data["spec"]["weighted"]["services"]
+        .as_array()?
+        .clone();
+    assert_eq!(
+        entries.get(2),
+        Some(&json!({"name": "maintenance", "port": 80, "weight": 1})),
+        "the unmanaged entry is untouched"
+    );
+    let weight = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["weight"].as_i64())
+            .unwrap_or(-1)
+    };
+    Some((weight("web-stable"), weight("web-canary")))
+}
+
+#[tokio::test]
+async fn traefik_canary_moves_weighted_service_weights_per_step() {
+    let h = Harness::start("mesh-traefik").await;
+    h.create_web_services(&["web-stable", "web-canary"]).await;
+    let service: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "TraefikService",
+        "metadata": {"name": "web"},
+        "spec": {"weighted": {"services": [
+            {"name": "web-stable", "port": 80, "weight": 100},
+            {"name": "web-canary", "port": 80, "weight": 0},
+            {"name": "maintenance", "port": 80, "weight": 1},
+        ]}},
+    }))
+    .expect("a TraefikService");
+    traefik_services(&h)
+        .create(&Default::default(), &service)
+        .await
+        .expect("create the TraefikService");
+    let routing = json!({"traefik": {"weightedTraefikServiceName": "web"}});
+    h.create(
+        &h.rollouts(),
+        rollout_manifest(2, canary_strategy(routing, paused_steps())),
+    )
+    .await;
+    let at_step = |_: String, _: String| async {};
+    walk_steps(&h, || traefik_weights(&h), at_step).await;
+    h.ns.delete().await;
+}
+
 /// A `:bad` canary (30 % HTTP 500) behind a host-level VirtualService fails its success-rate
 /// analysis — measured on the traffic the emulator sends through the VirtualService — and the
 /// Rollout is aborted with all traffic back on the stable.
@@ -396,5 +451,71 @@ async fn a_bad_canary_through_istio_is_aborted_with_weights_back_to_stable() {
     })
     .await;
     println!("figure: bad canary through Istio measured success rate {rate:.3}");
+    h.ns.delete().await;
+}
+
+fn invalid_spec_message(r: &Rollout) -> Option<String> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "InvalidSpec" && c.status.as_deref() == Some("True"))
+        .and_then(|c| c.message.clone())
+}
+
+/// As Argo, a VirtualService that is missing, or lacks the named route, makes the Rollout
+/// `InvalidSpec` naming it (no pod is created meanwhile); once the VirtualService is fixed the
+/// Rollout deploys.
+#[tokio::test]
+async fn a_missing_virtual_service_or_route_is_invalid_spec_until_fixed() {
+    let h = Harness::start("mesh-invalid").await;
+    h.create_web_services(&["web-stable", "web-canary"]).await;
+    let routing = json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}});
+    h.create(
+        &h.rollouts(),
+        rollout_manifest(2, canary_strategy(routing, paused_steps())),
+    )
+    .await;
+    let ns = h.ns.name.clone();
+    let missing = h
+        .wait_rollout("InvalidSpec: no VirtualService", |r| {
+            phase(r) == Some(RolloutPhase::Degraded) && invalid_spec_message(r).is_some()
+        })
+        .await;
+    assert_eq!(
+        invalid_spec_message(&missing).as_deref(),
+        Some(format!("VirtualService {ns}/web not found").as_str())
+    );
+    assert!(h.replica_sets_named().await.is_empty(), "nothing deployed");
+
+    let vs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+        "metadata": {"name": "web"},
+        "spec": {"hosts": ["web"], "http": [{"name": "other", "route": [
+            {"destination": {"host": "web-stable"}, "weight": 100},
+            {"destination": {"host": "web-canary"}, "weight": 0}]}]},
+    }))
+    .expect("a VirtualService");
+    virtual_services(&h)
+        .create(&Default::default(), &vs)
+        .await
+        .expect("create the VirtualService");
+    let expected = format!("VirtualService {ns}/web: has no http route named \"primary\"");
+    h.wait_rollout("InvalidSpec: no such route", |r| {
+        invalid_spec_message(r).as_deref() == Some(expected.as_str())
+    })
+    .await;
+
+    let mut fixed = virtual_services(&h)
+        .get("web")
+        .await
+        .expect("the VirtualService");
+    fixed.data["spec"]["http"][0]["name"] = json!("primary");
+    virtual_services(&h)
+        .replace("web", &Default::default(), &fixed)
+        .await
+        .expect("fix the route name");
+    let healthy_now = h.wait_rollout("deployed once fixed", healthy).await;
+    assert_eq!(invalid_spec_message(&healthy_now), None);
     h.ns.delete().await;
 }

@@ -709,8 +709,8 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub smi: Option<serde_json::Value>,
-    /// Argo's `traefik`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Argo's `traefik` (`weightedTraefikServiceName`): the weights of a TraefikService's weighted
+    /// services (`crate::rollout::traffic::traefik`). Kept as written JSON, read by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub traefik: Option<serde_json::Value>,
@@ -1374,11 +1374,15 @@ impl CanaryStrategy {
         self.dynamic_stable_scale.unwrap_or(false)
     }
 
-    /// Whether a traffic router is configured (nginx, istio, smi or a plugin). Without one, weights are
+    /// Whether a traffic router is configured (nginx, istio, smi, traefik or a plugin). Without one, weights are
     /// approximated by replica counts.
     pub fn has_traffic_routing(&self) -> bool {
         self.traffic_routing.as_ref().is_some_and(|t| {
-            t.nginx.is_some() || t.plugins.is_some() || t.istio.is_some() || t.smi.is_some()
+            t.nginx.is_some()
+                || t.plugins.is_some()
+                || t.istio.is_some()
+                || t.smi.is_some()
+                || t.traefik.is_some()
         })
     }
 

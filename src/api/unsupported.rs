@@ -32,7 +32,6 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.trafficRouting.maxTrafficWeight",
     "strategy.canary.trafficRouting.nginx.canaryIngressAnnotations",
     "strategy.canary.trafficRouting.nginx.stableIngresses",
-    "strategy.canary.trafficRouting.traefik",
 ];
 
 /// Metric providers of Argo that Sluice does not implement, under `spec.metrics[].provider`.

@@ -31,7 +31,9 @@ use crate::rollout::replicasets::{
     new_replica_set, scale_down_deadline_annotation,
 };
 use crate::rollout::templates::ResolvedTemplates;
-use crate::rollout::traffic::{LiveObjects, ObjectKey, TrafficError, TrafficWrite, router_for};
+use crate::rollout::traffic::{
+    LiveObjects, ObjectKey, TrafficError, TrafficRouter, TrafficWrite, router_for,
+};
 
 /// Pods whose ephemeral metadata is patched at the same time (Argo uses 10 threads).
 const POD_PATCH_CONCURRENCY: usize = 8;
@@ -453,12 +455,7 @@ impl Actor<'_> {
         let mut rollout = self.rollout.clone();
         rollout.status = Some(planned.clone());
         let router = router_for(&rollout)?;
-        let mut live = LiveObjects::new();
-        for key in router.reads() {
-            if let Some(object) = self.get_dynamic(&key).await? {
-                live.insert(key, object);
-            }
-        }
+        let live = read_live(self.client, router.as_ref()).await?;
         let writes = if weight == 0 && promoted {
             router.after_promotion(&live)?
         } else {
@@ -471,26 +468,7 @@ impl Actor<'_> {
     }
 
     fn dynamic_api(&self, key: &ObjectKey) -> Api<DynamicObject> {
-        Api::namespaced_with(
-            self.client.clone(),
-            &key.namespace,
-            &ApiResource::from_gvk(&key.gvk()),
-        )
-    }
-
-    async fn get_dynamic(&self, key: &ObjectKey) -> Result<Option<Value>, ActError> {
-        let object = self
-            .dynamic_api(key)
-            .get_opt(&key.name)
-            .await
-            .map_err(Self::kube_err(format!("reading {key}")))?;
-        object
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|e| ActError::Kube {
-                action: format!("reading {key}"),
-                source: kube::Error::SerdeError(e),
-            })
+        dynamic_api(self.client, key)
     }
 
     async fn write_traffic(&self, write: TrafficWrite) -> Result<(), ActError> {
@@ -554,6 +532,40 @@ impl Actor<'_> {
             }),
         }
     }
+}
+
+fn dynamic_api(client: &Client, key: &ObjectKey) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        &key.namespace,
+        &ApiResource::from_gvk(&key.gvk()),
+    )
+}
+
+/// The objects `router` reads, as they are now (a missing one is absent from the map).
+pub async fn read_live(
+    client: &Client,
+    router: &dyn TrafficRouter,
+) -> Result<LiveObjects, ActError> {
+    let mut live = LiveObjects::new();
+    for key in router.reads() {
+        let action = || format!("reading {key}");
+        let object = dynamic_api(client, &key)
+            .get_opt(&key.name)
+            .await
+            .map_err(|source| ActError::Kube {
+                action: action(),
+                source,
+            })?;
+        if let Some(object) = object {
+            let json = serde_json::to_value(object).map_err(|e| ActError::Kube {
+                action: action(),
+                source: kube::Error::SerdeError(e),
+            })?;
+            live.insert(key, json);
+        }
+    }
+    Ok(live)
 }
 
 fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {

@@ -115,7 +115,7 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
   verbs: ["create"]
 # Traffic routing: Gateway API HTTPRoute weights; the NGINX canary Ingress, created beside the stable
 # one and deleted after promotion; Istio VirtualService weights and DestinationRule subset hashes; the
-# SMI TrafficSplit the Rollout owns (created by the apply).
+# SMI TrafficSplit the Rollout owns (created by the apply); TraefikService weights.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "patch"]
@@ -128,6 +128,9 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["split.smi-spec.io"]
   resources: ["trafficsplits"]
   verbs: ["get", "create", "patch"]
+- apiGroups: ["traefik.io"]
+  resources: ["traefikservices"]
+  verbs: ["get", "patch"]
 # AnalysisRuns: created, terminated and (beyond spec.analysis's history limits) deleted by the Rollout controller, measured by the analysis controller
 # (src/analysis/controller.rs), which writes their status.
 - apiGroups: ["sluice.dev"]

@@ -879,7 +879,7 @@ mod tests {
         assert_eq!(r.reads(), vec![virtual_service_key("shop", "web-vs")]);
         let mut vs = host_vs();
         for weight in [20, 50, 80, 0] {
-            let writes = r.desired(&live(&[vs.clone()]), weight).unwrap();
+            let writes = r.desired(&live(std::slice::from_ref(&vs)), weight).unwrap();
             assert_eq!(writes.len(), 1, "weight {weight}");
             let body = apply_body_of(&writes[0]);
             assert_eq!(body["metadata"]["resourceVersion"], json!("7"));
@@ -899,9 +899,12 @@ mod tests {
                 host_vs()["spec"]["http"][0],
                 "unmanaged route"
             );
-            assert_eq!(r.live_weight(&live(&[vs.clone()])), Ok(Some(weight)));
             assert_eq!(
-                r.desired(&live(&[vs.clone()]), weight),
+                r.live_weight(&live(std::slice::from_ref(&vs))),
+                Ok(Some(weight))
+            );
+            assert_eq!(
+                r.desired(&live(std::slice::from_ref(&vs)), weight),
                 Ok(vec![]),
                 "no churn"
             );
@@ -913,7 +916,7 @@ mod tests {
         let r = router(json!({"virtualService": {"name": "web-vs"}}));
         let mut vs = host_vs();
         vs["spec"]["http"].as_array_mut().unwrap().remove(0);
-        let writes = r.desired(&live(&[vs.clone()]), 30).unwrap();
+        let writes = r.desired(&live(std::slice::from_ref(&vs)), 30).unwrap();
         let vs = applied(&vs, &writes[0]);
         assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], json!(30));
 
@@ -987,7 +990,7 @@ mod tests {
                 ],
             },
         });
-        let writes = r.desired(&live(&[vs.clone()]), 40).unwrap();
+        let writes = r.desired(&live(std::slice::from_ref(&vs)), 40).unwrap();
         let after = applied(&vs, &writes[0]);
         assert_eq!(after["spec"]["tls"][0], vs["spec"]["tls"][0]);
         assert_eq!(after["spec"]["tls"][1]["route"][1]["weight"], json!(40));
@@ -998,7 +1001,10 @@ mod tests {
         // Without tlsRoutes Argo manages the only tls route, and refuses several.
         let r =
             router(json!({"virtualService": {"name": "web-vs", "tcpRoutes": [{"port": 5432}]}}));
-        let err = r.desired(&live(&[vs.clone()]), 40).unwrap_err().to_string();
+        let err = r
+            .desired(&live(std::slice::from_ref(&vs)), 40)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("spec.tls has more than one route"), "{err}");
         let mut tcp_only = vs;
         tcp_only["spec"].as_object_mut().unwrap().remove("tls");

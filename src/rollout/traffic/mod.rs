@@ -10,12 +10,13 @@
 //! - no router: [`ReplicaRatio`], the split follows the replica counts and nothing is written;
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
 //! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one;
-//! - [`istio::IstioRouter`], [`smi::SmiRouter`]: see [`mesh_router`].
+//! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`]: see [`mesh_router`].
 
 pub mod gateway;
 pub mod istio;
 pub mod nginx;
 pub mod smi;
+pub mod traefik;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -93,6 +94,8 @@ pub enum RouterKind {
     Istio,
     /// `trafficRouting.smi`.
     Smi,
+    /// `trafficRouting.traefik`.
+    Traefik,
 }
 
 /// Why a router cannot be built, or cannot set or read a weight.
@@ -251,7 +254,7 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
     }
 }
 
-/// The router of `trafficRouting.istio` or `.smi`, `None` when neither is set. Like Argo, Sluice
+/// The router of `trafficRouting.istio`, `.smi` or `.traefik`, `None` when none is set. Like Argo, Sluice
 /// drives one router per Rollout: any second one is refused rather than left unmanaged.
 fn mesh_router(
     rollout: &Rollout,
@@ -260,16 +263,21 @@ fn mesh_router(
     let mut set: Vec<&str> = [
         ("istio", routing.istio.is_some()),
         ("smi", routing.smi.is_some()),
+        ("traefik", routing.traefik.is_some()),
         ("nginx", routing.nginx.is_some()),
         ("plugins", routing.plugins.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, present)| present.then_some(name))
     .collect();
-    let router: Box<dyn TrafficRouter> = match (routing.istio.as_ref(), routing.smi.as_ref()) {
-        (Some(istio), _) => Box::new(istio::IstioRouter::from_rollout(rollout, istio)?),
-        (None, Some(smi)) => Box::new(smi::SmiRouter::from_rollout(rollout, smi)?),
-        (None, None) => return Ok(None),
+    let router: Box<dyn TrafficRouter> = if let Some(istio) = &routing.istio {
+        Box::new(istio::IstioRouter::from_rollout(rollout, istio)?)
+    } else if let Some(smi) = &routing.smi {
+        Box::new(smi::SmiRouter::from_rollout(rollout, smi)?)
+    } else if let Some(traefik) = &routing.traefik {
+        Box::new(traefik::TraefikRouter::from_rollout(rollout, traefik)?)
+    } else {
+        return Ok(None);
     };
     if set.len() > 1 {
         set.sort_unstable();

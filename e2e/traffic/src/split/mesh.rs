@@ -8,6 +8,8 @@
 //!   (a subset without that label falls back to what the Service selects).
 //! - SMI: the TrafficSplit's backends (`trafficSplitName`, default the Rollout's name), weights being
 //!   integers or whole-number quantity strings.
+//! - Traefik: the Service entries of the TraefikService's `spec.weighted.services` (weight 1 when
+//!   absent, as in Traefik); entries naming another TraefikService are not followed.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,8 @@ pub enum MeshKind {
     DestinationRule,
     /// `split.smi-spec.io` TrafficSplit.
     TrafficSplit,
+    /// `traefik.io` TraefikService.
+    TraefikService,
 }
 
 impl MeshKind {
@@ -34,6 +38,7 @@ impl MeshKind {
             Self::VirtualService => ("networking.istio.io", "v1alpha3", "VirtualService"),
             Self::DestinationRule => ("networking.istio.io", "v1alpha3", "DestinationRule"),
             Self::TrafficSplit => ("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
+            Self::TraefikService => ("traefik.io", "v1alpha1", "TraefikService"),
         }
     }
 }
@@ -72,6 +77,11 @@ pub enum MeshRouter {
         /// The TrafficSplit.
         split: MeshRef,
     },
+    /// `trafficRouting.traefik`.
+    Traefik {
+        /// The weighted TraefikService.
+        service: MeshRef,
+    },
 }
 
 impl MeshRouter {
@@ -87,6 +97,7 @@ impl MeshRouter {
                 .chain(destination_rule.clone())
                 .collect(),
             Self::Smi { split } => vec![split.clone()],
+            Self::Traefik { service } => vec![service.clone()],
         }
     }
 }
@@ -141,6 +152,16 @@ pub fn router(
             .unwrap_or(rollout);
         return Ok(Some(MeshRouter::Smi {
             split: mesh_ref(MeshKind::TrafficSplit, namespace, name),
+        }));
+    }
+    if let Some(traefik) = field(routing, "traefik") {
+        let name = str_at(traefik, "/weightedTraefikServiceName")
+            .filter(|s| !s.is_empty())
+            .ok_or(SplitError::MissingField(
+                "trafficRouting.traefik.weightedTraefikServiceName",
+            ))?;
+        return Ok(Some(MeshRouter::Traefik {
+            service: mesh_ref(MeshKind::TraefikService, namespace, name),
         }));
     }
     Ok(None)
@@ -206,6 +227,28 @@ pub(super) fn backends(
                 })
                 .collect())
         }
+        MeshRouter::Traefik { service } => Ok(find(world, service)?
+            .pointer("/spec/weighted/services")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| str_at(e, "/kind").unwrap_or("Service") == "Service")
+            .filter_map(|e| {
+                let name = str_at(e, "/name")?;
+                let local = str_at(e, "/namespace").unwrap_or(namespace) == namespace;
+                let weight = e
+                    .get("weight")
+                    .and_then(Value::as_u64)
+                    .map_or(1, |w| u32::try_from(w).unwrap_or(0));
+                Some(service_backend(
+                    name,
+                    local,
+                    weight,
+                    world.services,
+                    revisions,
+                ))
+            })
+            .collect()),
         MeshRouter::Smi { split } => {
             let split = find(world, split)?;
             let local = str_at(split, "/metadata/namespace") == Some(namespace);
@@ -474,6 +517,34 @@ mod tests {
         assert_eq!(
             split_of(&r, &[vs]).unwrap_err().to_string(),
             "DestinationRule apps/dr not found"
+        );
+    }
+
+    #[test]
+    fn traefik_weighted_services_are_the_backends() {
+        let r = rollout(&json!({"traefik": {"weightedTraefikServiceName": "demo-wrr"}}));
+        let service = json!({"kind": "TraefikService", "metadata": {"name": "demo-wrr", "namespace": "apps"},
+        "spec": {"weighted": {"services": [
+            {"name": "demo-stable", "port": 80, "weight": 60},
+            {"name": "demo-canary", "port": 80, "weight": 40},
+            {"name": "other-wrr", "kind": "TraefikService", "weight": 5},
+            {"name": "demo-canary", "namespace": "elsewhere"},
+        ]}}});
+        assert_eq!(
+            split_of(&r, &[service]).unwrap().backends,
+            vec![
+                b("demo-stable", Some("aaa"), 60, Some("demo:v1")),
+                b("demo-canary", Some("bbb"), 40, Some("demo:bad")),
+                b("demo-canary", None, 1, None),
+            ]
+        );
+        assert_eq!(
+            split_of(&r, &[]).unwrap_err(),
+            SplitError::ObjectNotFound("TraefikService apps/demo-wrr".into())
+        );
+        assert_eq!(
+            rollout_router(&rollout(&json!({"traefik": {}}))).unwrap_err(),
+            SplitError::MissingField("trafficRouting.traefik.weightedTraefikServiceName")
         );
     }
 
