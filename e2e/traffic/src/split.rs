@@ -5,9 +5,8 @@
 //! - canary with NGINX: the stable Service gets `total − w`, the canary Service `w`, from the canary
 //!   Ingress (`<prefix>/canary: "true"`, backend = canaryService, `<prefix>/canary-weight`);
 //! - blue-green: everything to the active Service (the preview Service is reported separately);
-//! - no router: one backend per ReplicaSet owned by the Rollout, weighted by its ready replicas.
-//!
-//! - Istio / SMI: see [`mesh`].
+//! - no router: one backend per ReplicaSet owned by the Rollout, weighted by its ready replicas;
+//! - Istio, SMI, Traefik: see [`mesh`].
 //!
 //! Services map to revisions by `spec.selector["rollouts-pod-template-hash"]`; a revision serves only when
 //! a ReplicaSet owned by the Rollout carries that hash and has ready pods, otherwise requests get 503.
@@ -46,7 +45,8 @@ pub enum SplitError {
         /// Route name.
         name: String,
     },
-    /// A mesh object (VirtualService, DestinationRule, TrafficSplit) the router names does not exist.
+    /// A mesh object (VirtualService, DestinationRule, TrafficSplit, TraefikService) the router
+    /// names does not exist.
     #[error("{0} not found")]
     ObjectNotFound(String),
     /// None of the stable Ingresses named by `trafficRouting.nginx` exists.
@@ -79,7 +79,7 @@ pub enum Router {
         /// `canary.canaryService`.
         canary: String,
     },
-    /// Canary through a service mesh (Istio, SMI).
+    /// Canary through a service mesh or Traefik (Istio, SMI, TraefikService).
     Mesh(mesh::MeshRouter),
     /// Blue-green: all traffic through the active Service.
     BlueGreen {

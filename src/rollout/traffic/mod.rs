@@ -254,8 +254,9 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
     }
 }
 
-/// The router of `trafficRouting.istio`, `.smi` or `.traefik`, `None` when none is set. Like Argo, Sluice
-/// drives one router per Rollout: any second one is refused rather than left unmanaged.
+/// The router of `trafficRouting.istio`, `.smi` or `.traefik`, `None` when none is set. Argo can
+/// drive several routers of one Rollout at once; Sluice drives one, and refuses a second rather
+/// than leave it unmanaged.
 fn mesh_router(
     rollout: &Rollout,
     routing: &crate::api::rollout::TrafficRouting,
