@@ -443,6 +443,138 @@ impl TrafficRouter for IstioRouter {
     }
 }
 
+/// The Istio router of the first Rollout among `rollouts` that manages the VirtualService or
+/// DestinationRule (`kind`) `namespace/name`. The GitOps side uses it to keep the engine's fields
+/// (SCENARIOS G15).
+pub fn router_managing<'a>(
+    rollouts: impl IntoIterator<Item = &'a Rollout>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<IstioRouter> {
+    rollouts.into_iter().find_map(|rollout| {
+        let config = rollout
+            .spec
+            .canary()?
+            .traffic_routing
+            .as_ref()?
+            .istio
+            .as_ref()?;
+        let router = IstioRouter::from_rollout(rollout, config).ok()?;
+        router
+            .reads()
+            .iter()
+            .any(|k| k.kind == kind && k.namespace == namespace && k.name == name)
+            .then_some(router)
+    })
+}
+
+impl IstioRouter {
+    /// For the GitOps apply and diff of an object this router manages (SCENARIOS G15): `desired`
+    /// (from Git) with the engine's fields taken from `live` — the weights of the managed routes'
+    /// canary and stable destinations, and the pod-template hash labels of the managed subsets —
+    /// so a sync never resets the split and they never show as drift. Everything else is Git's; an
+    /// object that does not have the managed shape (yet) is returned unchanged.
+    pub fn carry_over_live(&self, desired: &Value, live: &Value) -> Value {
+        match desired.get("kind").and_then(Value::as_str) {
+            Some(VIRTUAL_SERVICE_KIND) => self.carry_over_weights(desired, live),
+            Some(DESTINATION_RULE_KIND) => self.carry_over_subset_hashes(desired, live),
+            _ => desired.clone(),
+        }
+    }
+
+    fn carry_over_weights(&self, desired: &Value, live: &Value) -> Value {
+        let (Some(name), Some(namespace)) = (
+            live.pointer("/metadata/name").and_then(Value::as_str),
+            live.pointer("/metadata/namespace").and_then(Value::as_str),
+        ) else {
+            return desired.clone();
+        };
+        let Some(vs) = self
+            .virtual_services
+            .iter()
+            .find(|vs| vs.key.name == name && vs.key.namespace == namespace)
+        else {
+            return desired.clone();
+        };
+        let mut objects = LiveObjects::new();
+        objects.insert(vs.key.clone(), live.clone());
+        let Ok((stable, canary)) = self.route_weights(&objects, vs) else {
+            return desired.clone();
+        };
+        let mut out = desired.clone();
+        for kind in RouteKind::ALL {
+            let Ok(indices) = list_at(desired, &vs.key, kind.field())
+                .and_then(|routes| managed_indices(vs, kind, routes))
+            else {
+                return desired.clone();
+            };
+            let Some(routes) = out
+                .pointer_mut(&format!("/spec/{}", kind.field()))
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for index in indices {
+                if let Some(route) = routes.get_mut(index) {
+                    set_weights(route, &self.targets, stable, canary);
+                }
+            }
+        }
+        out
+    }
+
+    fn carry_over_subset_hashes(&self, desired: &Value, live: &Value) -> Value {
+        let Some(dr) = &self.destination_rule else {
+            return desired.clone();
+        };
+        let live_hash = |subset: &str| {
+            live.pointer("/spec/subsets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|s| s.get("name").and_then(Value::as_str) == Some(subset))
+                .and_then(|s| s.pointer(&format!("/labels/{HASH_LABEL}")))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let mut out = desired.clone();
+        if let Some(subsets) = out
+            .pointer_mut("/spec/subsets")
+            .and_then(Value::as_array_mut)
+        {
+            for subset in subsets.iter_mut() {
+                let name = subset
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if (name == dr.canary_subset || name == dr.stable_subset)
+                    && let Some(hash) = live_hash(name)
+                {
+                    set_subset_hash(subset, Some(&hash));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sets the canary and stable destinations' weights of a route to the given values.
+fn set_weights(route: &mut Value, targets: &Targets, stable: i64, canary: i64) {
+    if let Some(destinations) = route.get_mut("route").and_then(Value::as_array_mut) {
+        for destination in destinations.iter_mut() {
+            let value = match role(destination, targets) {
+                Some(Role::Canary) => canary,
+                Some(Role::Stable) => stable,
+                None => continue,
+            };
+            if let Some(fields) = destination.as_object_mut() {
+                fields.insert("weight".to_string(), json!(value));
+            }
+        }
+    }
+}
+
 /// The three route lists of a VirtualService.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RouteKind {
@@ -715,18 +847,7 @@ fn set_route_weights(
     index: usize,
 ) -> Result<(), TrafficError> {
     checked_destinations(route, targets, key, kind, index)?;
-    if let Some(destinations) = route.get_mut("route").and_then(Value::as_array_mut) {
-        for destination in destinations.iter_mut() {
-            let value = match role(destination, targets) {
-                Some(Role::Canary) => weight,
-                Some(Role::Stable) => 100 - weight,
-                None => continue,
-            };
-            if let Some(fields) = destination.as_object_mut() {
-                fields.insert("weight".to_string(), json!(value));
-            }
-        }
-    }
+    set_weights(route, targets, 100 - weight, weight);
     Ok(())
 }
 
@@ -1173,6 +1294,42 @@ mod tests {
         edge["spec"]["http"].as_array_mut().unwrap().remove(0);
         let writes = r.desired(&live(&[host_vs(), edge]), 60).unwrap();
         assert_eq!(writes.len(), 2);
+    }
+
+    #[test]
+    fn gitops_keeps_the_live_weights_and_subset_hashes_of_managed_objects_only() {
+        let r = with_hashes(rollout(subset_config()), "new", "old");
+        let found = router_managing([&r], "VirtualService", "shop", "web-vs").unwrap();
+        assert!(router_managing([&r], "VirtualService", "shop", "other").is_none());
+        assert_eq!(
+            router_managing([&r], "DestinationRule", "shop", "web-dr").as_ref(),
+            Some(&found)
+        );
+        let writes = found
+            .desired(&live(&[destination_rule(), subset_vs()]), 30)
+            .unwrap();
+        let live_dr = applied(&destination_rule(), &writes[0]);
+        let live_vs = applied(&subset_vs(), &writes[1]);
+
+        // Git's version: weights 100/0, subsets without hashes, and a new field.
+        let mut git_vs = subset_vs();
+        git_vs["spec"]["hosts"] = json!(["web.example.com"]);
+        let kept = found.carry_over_live(&git_vs, &live_vs);
+        assert_eq!(kept["spec"]["http"], live_vs["spec"]["http"]);
+        assert_eq!(kept["spec"]["hosts"], json!(["web.example.com"]));
+        let mut git_dr = destination_rule();
+        git_dr["spec"]["subsets"][2]["labels"]["version"] = json!("v1");
+        let kept = found.carry_over_live(&git_dr, &live_dr);
+        assert_eq!(kept["spec"]["subsets"][0], live_dr["spec"]["subsets"][0]);
+        assert_eq!(kept["spec"]["subsets"][1], live_dr["spec"]["subsets"][1]);
+        assert_eq!(kept["spec"]["subsets"][2]["labels"]["version"], json!("v1"));
+        // Not yet weighted, or not the managed shape: Git's as is.
+        let mut bare = subset_vs();
+        bare["spec"]["http"][0]["route"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        assert_eq!(found.carry_over_live(&git_vs, &bare), git_vs);
     }
 
     #[test]

@@ -99,6 +99,63 @@ impl TraefikRouter {
     }
 }
 
+/// The Traefik router of the first Rollout among `rollouts` that weights the TraefikService
+/// `namespace/name` (for the GitOps side, SCENARIOS G15).
+pub fn router_managing<'a>(
+    rollouts: impl IntoIterator<Item = &'a Rollout>,
+    namespace: &str,
+    name: &str,
+) -> Option<TraefikRouter> {
+    rollouts.into_iter().find_map(|rollout| {
+        let config = rollout
+            .spec
+            .canary()?
+            .traffic_routing
+            .as_ref()?
+            .traefik
+            .as_ref()?;
+        let router = TraefikRouter::from_rollout(rollout, config).ok()?;
+        (router.key.namespace == namespace && router.key.name == name).then_some(router)
+    })
+}
+
+impl TraefikRouter {
+    /// For the GitOps apply and diff (SCENARIOS G15): `desired` (from Git) with the canary and
+    /// stable entries' weights taken from `live`; unchanged when `live` lacks them.
+    pub fn carry_over_live(&self, desired: &Value, live: &Value) -> Value {
+        let mut objects = LiveObjects::new();
+        objects.insert(self.key.clone(), live.clone());
+        let Ok(entries) = self.weighted(&objects) else {
+            return desired.clone();
+        };
+        let live_weight = |name: &str| {
+            entries
+                .iter()
+                .find(|e| is_named(e, name))
+                .and_then(|e| e.get("weight"))
+                .cloned()
+        };
+        let mut out = desired.clone();
+        if let Some(services) = out
+            .pointer_mut("/spec/weighted/services")
+            .and_then(Value::as_array_mut)
+        {
+            for entry in services.iter_mut() {
+                let name = entry
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if (name == self.canary || name == self.stable)
+                    && let (Some(weight), Some(fields)) = (live_weight(name), entry.as_object_mut())
+                {
+                    fields.insert("weight".to_string(), weight);
+                }
+            }
+        }
+        out
+    }
+}
+
 fn is_named(entry: &Value, name: &str) -> bool {
     entry.get("name").and_then(Value::as_str) == Some(name)
 }
@@ -256,6 +313,25 @@ mod tests {
             assert_eq!(r.live_weight(&live), Ok(Some(weight)));
             assert_eq!(r.desired(&live, weight), Ok(vec![]), "no churn");
         }
+    }
+
+    #[test]
+    fn gitops_keeps_the_live_weights() {
+        let ro = rollout(config());
+        let r = router_managing([&ro], "shop", "web-wrr").unwrap();
+        assert!(router_managing([&ro], "shop", "other").is_none());
+        let live = live_service(json!([
+            {"name": "web-stable", "port": 80, "weight": 70},
+            {"name": "web-canary", "port": 80, "weight": 30},
+        ]));
+        let live = live.values().next().unwrap();
+        let mut git = live.clone();
+        git["spec"]["weighted"]["services"] = standard();
+        let kept = r.carry_over_live(&git, live);
+        assert_eq!(kept["spec"]["weighted"]["services"][0]["weight"], json!(70));
+        assert_eq!(kept["spec"]["weighted"]["services"][1]["weight"], json!(30));
+        assert_eq!(kept["spec"]["weighted"]["services"][2], standard()[2]);
+        assert_eq!(r.carry_over_live(&git, &json!({})), git);
     }
 
     #[test]
