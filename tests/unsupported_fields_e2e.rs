@@ -25,7 +25,6 @@ fn argo_value(pattern: &str) -> Value {
         "canaryIngressAnnotations" => json!({"my-custom-annotation.mygroup.com/key": "value"}),
         "antiAffinity" => json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 1}}),
         "rollbackWindow" => json!({"revisions": 3}),
-        "istio" => json!({"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}),
         _ => json!({"name": "web"}),
     }
 }

@@ -687,8 +687,9 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub app_mesh: Option<serde_json::Value>,
-    /// Argo's `istio`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Argo's `istio` (`virtualService` / `virtualServices`, `destinationRule`): VirtualService
+    /// destination weights, host- or subset-level (`crate::rollout::traffic::istio`). Kept as
+    /// written JSON, read by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub istio: Option<serde_json::Value>,
@@ -701,13 +702,13 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
     pub max_traffic_weight: Option<serde_json::Value>,
-    /// Argo's `smi`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Argo's `smi` (`rootService`, `trafficSplitName`): a TrafficSplit owned by the Rollout
+    /// (`crate::rollout::traffic::smi`). Kept as written JSON, read by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub smi: Option<serde_json::Value>,
-    /// Argo's `traefik`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Argo's `traefik` (`weightedTraefikServiceName`): the weights of a TraefikService's weighted
+    /// services (`crate::rollout::traffic::traefik`). Kept as written JSON, read by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub traefik: Option<serde_json::Value>,
@@ -1481,12 +1482,16 @@ impl CanaryStrategy {
         self.dynamic_stable_scale.unwrap_or(false)
     }
 
-    /// Whether a traffic router is configured (nginx or a plugin). Without one, weights are
+    /// Whether a traffic router is configured (nginx, istio, smi, traefik or a plugin). Without one, weights are
     /// approximated by replica counts.
     pub fn has_traffic_routing(&self) -> bool {
-        self.traffic_routing
-            .as_ref()
-            .is_some_and(|t| t.nginx.is_some() || t.plugins.is_some())
+        self.traffic_routing.as_ref().is_some_and(|t| {
+            t.nginx.is_some()
+                || t.plugins.is_some()
+                || t.istio.is_some()
+                || t.smi.is_some()
+                || t.traefik.is_some()
+        })
     }
 
     /// `maxSurge` as a pod count for `replicas` pods (percentages rounded up, as Kubernetes does).

@@ -20,12 +20,9 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.trafficRouting.ambassador",
     "strategy.canary.trafficRouting.apisix",
     "strategy.canary.trafficRouting.appMesh",
-    "strategy.canary.trafficRouting.istio",
     "strategy.canary.trafficRouting.maxTrafficWeight",
     "strategy.canary.trafficRouting.nginx.canaryIngressAnnotations",
     "strategy.canary.trafficRouting.nginx.stableIngresses",
-    "strategy.canary.trafficRouting.smi",
-    "strategy.canary.trafficRouting.traefik",
 ];
 
 /// Metric providers of Argo that Sluice does not implement, under `spec.metrics[].provider`.

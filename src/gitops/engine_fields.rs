@@ -2,10 +2,11 @@
 //! never resets them and they never show as drift, because the objects Git declares are given the
 //! live values before they are compared or applied.
 //!
-//! Field ownership alone does not do it: an HTTPRoute's `spec.rules` and a Service's `spec.selector`
-//! are atomic, so applying Git's version would replace the engine's weights and selector hash; and
-//! `replicas` of a Deployment or ReplicaSet a Rollout scales would be reset by an apply that
-//! declares them.
+//! Field ownership alone does not do it: an HTTPRoute's `spec.rules`, an Istio VirtualService's
+//! route lists, a DestinationRule's `spec.subsets`, a TraefikService's weighted services and a
+//! Service's `spec.selector` are atomic, so applying Git's version would replace the engine's
+//! weights, subset hashes and selector hash; and `replicas` of a Deployment or ReplicaSet a
+//! Rollout scales would be reset by an apply that declares them.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use super::object::{ResourceKey, gvk, key_of, str_at};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::rollout::traffic::gateway::{carry_over_live_weights, managed_backends_of_route};
 use crate::rollout::traffic::gateway_routes::carry_over_managed_rules;
+use crate::rollout::traffic::{istio, traefik};
 
 /// Gives `desired` the live values of the engine's fields. `live` holds the live objects by key;
 /// the Rollouts considered are those among `desired`.
@@ -37,6 +39,18 @@ pub fn carry_over_engine_fields(desired: &mut [Value], live: &BTreeMap<ResourceK
                 *obj = carry_over_live_weights(obj, live_obj, &backends);
             }
             *obj = carry_over_managed_rules(obj, live_obj, &rollouts, &key.namespace, &key.name);
+        } else if is_kind(obj, &["networking.istio.io"], "VirtualService")
+            || is_kind(obj, &["networking.istio.io"], "DestinationRule")
+        {
+            if let Some(router) =
+                istio::router_managing(&rollouts, &key.kind, &key.namespace, &key.name)
+            {
+                *obj = router.carry_over_live(obj, live_obj);
+            }
+        } else if is_kind(obj, &["traefik.io"], "TraefikService") {
+            if let Some(router) = traefik::router_managing(&rollouts, &key.namespace, &key.name) {
+                *obj = router.carry_over_live(obj, live_obj);
+            }
         } else if is_kind(obj, &[""], "Service") {
             carry_over_selector_hash(obj, live_obj);
         } else if (is_kind(obj, &["apps"], "Deployment") && is_workload_of(&key, &rollouts))
@@ -153,6 +167,25 @@ mod tests {
         assert_eq!(diff(&desired[1], &route(80, 20)), []);
         assert_eq!(diff(&desired[2], &live_service), []);
         assert_eq!(diff(&desired[3], &live_deployment), []);
+    }
+
+    #[test]
+    fn g15_virtual_service_weights_keep_their_live_values() {
+        let mut istio_rollout = rollout();
+        istio_rollout["spec"]["strategy"]["canary"]["trafficRouting"] =
+            json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}});
+        let vs = |stable: i64, canary: i64| {
+            json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                    {"destination": {"host": "web-stable"}, "weight": stable},
+                    {"destination": {"host": "web-canary"}, "weight": canary}]}]}})
+        };
+        let live = live_of(&[vs(80, 20)]);
+        let mut desired = vec![istio_rollout, vs(100, 0)];
+        carry_over_engine_fields(&mut desired, &live);
+        assert_eq!(desired[1], vs(80, 20));
+        assert_eq!(diff(&desired[1], &vs(80, 20)), []);
     }
 
     #[test]

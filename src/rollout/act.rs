@@ -197,10 +197,7 @@ impl Actor<'_> {
                 self.set_service_selector(service, hash).await
             }
             Action::ScaleWorkload { name, replicas } => self.scale_workload(name, *replicas).await,
-            Action::SetCanaryWeight { weight } => {
-                self.set_canary_weight(*weight, fully_promoted(planned))
-                    .await
-            }
+            Action::SetCanaryWeight { weight } => self.set_canary_weight(*weight, planned).await,
             Action::SetManagedRoutes { routes } => self.set_managed_routes(routes).await,
             Action::CreateAnalysisRun {
                 name,
@@ -515,9 +512,18 @@ impl Actor<'_> {
             )))
     }
 
-    async fn set_canary_weight(&self, weight: i32, promoted: bool) -> Result<(), ActError> {
-        let router = router_for(self.rollout)?;
-        let live = self.read_live(router.as_ref()).await?;
+    /// The router is built from the Rollout with the planned status: a router that labels
+    /// revisions (Istio's DestinationRule subsets) takes the canary and stable hashes from it.
+    async fn set_canary_weight(
+        &self,
+        weight: i32,
+        planned: &RolloutStatus,
+    ) -> Result<(), ActError> {
+        let promoted = fully_promoted(planned);
+        let mut rollout = self.rollout.clone();
+        rollout.status = Some(planned.clone());
+        let router = router_for(&rollout)?;
+        let live = read_live(self.client, router.as_ref()).await?;
         let writes = if weight == 0 && promoted {
             router.after_promotion(&live)?
         } else {
@@ -533,44 +539,15 @@ impl Actor<'_> {
     /// stale objects would fail on their `resourceVersion`.
     async fn set_managed_routes(&self, routes: &[ActiveRoute]) -> Result<(), ActError> {
         let router = router_for(self.rollout)?;
-        let live = self.read_live(router.as_ref()).await?;
+        let live = read_live(self.client, router.as_ref()).await?;
         for write in router.managed_routes(&live, routes)? {
             self.write_traffic(write).await?;
         }
         Ok(())
     }
 
-    async fn read_live(&self, router: &dyn TrafficRouter) -> Result<LiveObjects, ActError> {
-        let mut live = LiveObjects::new();
-        for key in router.reads() {
-            if let Some(object) = self.get_dynamic(&key).await? {
-                live.insert(key, object);
-            }
-        }
-        Ok(live)
-    }
-
     fn dynamic_api(&self, key: &ObjectKey) -> Api<DynamicObject> {
-        Api::namespaced_with(
-            self.client.clone(),
-            &key.namespace,
-            &ApiResource::from_gvk(&key.gvk()),
-        )
-    }
-
-    async fn get_dynamic(&self, key: &ObjectKey) -> Result<Option<Value>, ActError> {
-        let object = self
-            .dynamic_api(key)
-            .get_opt(&key.name)
-            .await
-            .map_err(Self::kube_err(format!("reading {key}")))?;
-        object
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|e| ActError::Kube {
-                action: format!("reading {key}"),
-                source: kube::Error::SerdeError(e),
-            })
+        dynamic_api(self.client, key)
     }
 
     async fn write_traffic(&self, write: TrafficWrite) -> Result<(), ActError> {
@@ -634,6 +611,40 @@ impl Actor<'_> {
             }),
         }
     }
+}
+
+fn dynamic_api(client: &Client, key: &ObjectKey) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        &key.namespace,
+        &ApiResource::from_gvk(&key.gvk()),
+    )
+}
+
+/// The objects `router` reads, as they are now (a missing one is absent from the map).
+pub async fn read_live(
+    client: &Client,
+    router: &dyn TrafficRouter,
+) -> Result<LiveObjects, ActError> {
+    let mut live = LiveObjects::new();
+    for key in router.reads() {
+        let action = || format!("reading {key}");
+        let object = dynamic_api(client, &key)
+            .get_opt(&key.name)
+            .await
+            .map_err(|source| ActError::Kube {
+                action: action(),
+                source,
+            })?;
+        if let Some(object) = object {
+            let json = serde_json::to_value(object).map_err(|e| ActError::Kube {
+                action: action(),
+                source: kube::Error::SerdeError(e),
+            })?;
+            live.insert(key, json);
+        }
+    }
+    Ok(live)
 }
 
 fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {

@@ -23,20 +23,24 @@ use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::reconcile_guard::ReconcileGuard;
-use crate::rollout::act::{ActError, Actor};
+use crate::rollout::act::{ActError, Actor, read_live};
 use crate::rollout::hash::pod_template_hash;
 use crate::rollout::metrics::RolloutInfo;
 use crate::rollout::observe::{Reads, is_controlled_by, observe, referenced_services};
+use crate::rollout::phase::invalid_spec_plan;
 use crate::rollout::plan::plan;
 use crate::rollout::replicasets::{ReplicaSetError, is_owned_by, workload_template};
 use crate::rollout::template_stores::TemplateStores;
 use crate::rollout::templates::{self, TemplateRef};
+use crate::rollout::traffic::{RouterKind, router_for};
 use crate::scope::scoped_api;
 
 /// How long a Rollout with nothing timed waits before it is looked at again anyway.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Retry delay after a failed reconcile.
 const RETRY: Duration = Duration::from_secs(5);
+/// How soon a Rollout whose router references are invalid is looked at again (they are not watched).
+const INVALID_REFERENCE_RETRY: Duration = Duration::from_secs(5);
 /// Retry after a status conflict when no watch event has triggered one sooner.
 const CONFLICT_FALLBACK: Duration = Duration::from_secs(2);
 /// Delay before a reconcile that came before the template caches were listed is tried again.
@@ -409,7 +413,14 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
     };
     let observed = observe(&rollout, hash, &reads, jiff::Timestamp::now());
 
-    let plan = plan(&observed);
+    let plan = match traffic_reference_error(&ctx.client, &rollout).await? {
+        Some(reason) => {
+            let mut invalid = invalid_spec_plan(&observed, &reason);
+            invalid.requeue_after = Some(INVALID_REFERENCE_RETRY);
+            invalid
+        }
+        None => plan(&observed),
+    };
     tracing::debug!(actions = plan.actions.len(), "planned");
     Actor {
         client: &ctx.client,
@@ -444,6 +455,33 @@ fn error_policy(rollout: Arc<Rollout>, error: &ReconcileError, ctx: Arc<Context>
             Requeue::requeue(RETRY)
         }
     }
+}
+
+/// Why the traffic router cannot work with this Rollout, if it cannot. As Argo validates the
+/// objects a Rollout references on every reconcile, a router configuration Sluice cannot build, and
+/// an Istio VirtualService or DestinationRule that is missing or lacks the named routes,
+/// destinations or subsets, make the Rollout `InvalidSpec` (naming the object and what is wrong)
+/// before anything moves, instead of failing each weight change. Those objects are not watched, so
+/// the Rollout is looked at again every [`INVALID_REFERENCE_RETRY`] until they are fixed.
+async fn traffic_reference_error(
+    client: &Client,
+    rollout: &Rollout,
+) -> Result<Option<String>, ReconcileError> {
+    let router = match router_for(rollout) {
+        Ok(router) => router,
+        Err(error) => return Ok(Some(error.to_string())),
+    };
+    if router.kind() != RouterKind::Istio {
+        return Ok(None);
+    }
+    let live = read_live(client, router.as_ref()).await?;
+    let weight = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.canary.as_ref())
+        .and_then(|c| c.weights.as_ref())
+        .map_or(0, |w| w.canary.weight.clamp(0, 100));
+    Ok(router.desired(&live, weight).err().map(|e| e.to_string()))
 }
 
 /// The pod template of the current revision (the Rollout's own, or its workloadRef Deployment's),

@@ -1160,7 +1160,7 @@ mod tests {
     fn r1_an_unimplemented_argo_field_is_invalid_spec_naming_it() {
         let mut rollout = canary(2, vec![weight(50)]);
         canary_spec(&mut rollout).traffic_routing = Some(crate::api::rollout::TrafficRouting {
-            istio: Some(serde_json::json!({"virtualService": {"name": "web"}})),
+            alb: Some(serde_json::json!({"ingress": "web", "servicePort": 80})),
             ..Default::default()
         });
         let p = plan(&observed(rollout));
@@ -1168,7 +1168,7 @@ mod tests {
         assert_eq!(
             condition(&p.status, "InvalidSpec").message.as_deref(),
             Some(
-                "spec.strategy.canary.trafficRouting.istio is not supported by Sluice \
+                "spec.strategy.canary.trafficRouting.alb is not supported by Sluice \
                  (an Argo field it does not implement)"
             )
         );

@@ -114,13 +114,23 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
   resources: ["pods/eviction"]
   verbs: ["create"]
 # Traffic routing: Gateway API HTTPRoute weights; the NGINX canary Ingress, created beside the stable
-# one and deleted after promotion.
+# one and deleted after promotion; Istio VirtualService weights and DestinationRule subset hashes; the
+# SMI TrafficSplit the Rollout owns (created by the apply); TraefikService weights.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
   verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["virtualservices", "destinationrules"]
+  verbs: ["get", "patch"]
+- apiGroups: ["split.smi-spec.io"]
+  resources: ["trafficsplits"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["traefik.io"]
+  resources: ["traefikservices"]
+  verbs: ["get", "patch"]
 # AnalysisRuns: created, terminated and (beyond spec.analysis's history limits) deleted by the Rollout controller, measured by the analysis controller
 # (src/analysis/controller.rs), which writes their status.
 - apiGroups: ["sluice.dev"]

@@ -9,6 +9,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::Value;
 
+use crate::split::mesh::MeshRef;
 use crate::split::{self, HASH_LABEL, Router, Split, SplitError, World};
 
 /// Errors reading the cluster or computing a split.
@@ -159,6 +160,7 @@ impl Observer {
             let fetched = self.route(&key.0, &key.1).await;
             routes.insert(key, fetched);
         }
+        let (mesh, mesh_errors) = self.mesh_objects(&routers).await;
 
         rollouts
             .into_iter()
@@ -191,12 +193,21 @@ impl Observer {
                         },
                         _ => None,
                     };
+                    if let Some(Router::Mesh(router)) = &router
+                        && let Some((what, m)) = router
+                            .reads()
+                            .iter()
+                            .find_map(|r| mesh_errors.get(r).map(|m| (r.to_string(), m)))
+                    {
+                        return Err(read_error(what, m));
+                    }
                     let world = World {
                         route,
                         services,
                         ingresses,
                         replica_sets,
                         header: self.header.as_ref().map(|(n, v)| (n.as_str(), v.as_str())),
+                        mesh: &mesh,
                     };
                     Ok(split::compute(&json, &world)?)
                 });
@@ -234,6 +245,44 @@ impl Observer {
             .await
             .map(|l| l.items)
             .map_err(|e| describe(&e))
+    }
+
+    /// The mesh objects the Rollouts' mesh routers name: those found, and the read errors.
+    async fn mesh_objects(
+        &self,
+        routers: &[Option<Router>],
+    ) -> (Vec<Value>, BTreeMap<MeshRef, String>) {
+        let wanted: BTreeSet<MeshRef> = routers
+            .iter()
+            .filter_map(|r| match r {
+                Some(Router::Mesh(mesh)) => Some(mesh.reads()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut found = Vec::new();
+        let mut errors = BTreeMap::new();
+        for object in wanted {
+            let (group, version, kind) = object.kind.gvk();
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                self.client.clone(),
+                &object.namespace,
+                &resource(group, version, kind),
+            );
+            match api.get_opt(&object.name).await.map_err(|e| describe(&e)) {
+                Ok(Some(value)) => match serde_json::to_value(&value) {
+                    Ok(json) => found.push(json),
+                    Err(e) => {
+                        errors.insert(object, e.to_string());
+                    }
+                },
+                Ok(None) => {}
+                Err(message) => {
+                    errors.insert(object, message);
+                }
+            }
+        }
+        (found, errors)
     }
 
     async fn route(&self, namespace: &str, name: &str) -> Result<Option<Value>, String> {

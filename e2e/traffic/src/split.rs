@@ -5,10 +5,13 @@
 //! - canary with NGINX: the stable Service gets `total − w`, the canary Service `w`, from the canary
 //!   Ingress (`<prefix>/canary: "true"`, backend = canaryService, `<prefix>/canary-weight`);
 //! - blue-green: everything to the active Service (the preview Service is reported separately);
-//! - no router: one backend per ReplicaSet owned by the Rollout, weighted by its ready replicas.
+//! - no router: one backend per ReplicaSet owned by the Rollout, weighted by its ready replicas;
+//! - Istio, SMI, Traefik: see [`mesh`].
 //!
 //! Services map to revisions by `spec.selector["rollouts-pod-template-hash"]`; a revision serves only when
 //! a ReplicaSet owned by the Rollout carries that hash and has ready pods, otherwise requests get 503.
+
+pub mod mesh;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +47,10 @@ pub enum SplitError {
         /// Route name.
         name: String,
     },
+    /// A mesh object (VirtualService, DestinationRule, TrafficSplit, TraefikService) the router
+    /// names does not exist.
+    #[error("{0} not found")]
+    ObjectNotFound(String),
     /// None of the stable Ingresses named by `trafficRouting.nginx` exists.
     #[error("stable Ingress {0} not found")]
     IngressNotFound(String),
@@ -74,6 +81,8 @@ pub enum Router {
         /// `canary.canaryService`.
         canary: String,
     },
+    /// Canary through a service mesh or Traefik (Istio, SMI, TraefikService).
+    Mesh(mesh::MeshRouter),
     /// Blue-green: all traffic through the active Service.
     BlueGreen {
         /// `blueGreen.activeService`.
@@ -143,6 +152,8 @@ pub struct World<'a> {
     pub replica_sets: &'a [ReplicaSet],
     /// The header a share of the emulated requests carries, `(name, value)`.
     pub header: Option<(&'a str, &'a str)>,
+    /// The mesh objects a [`Router::Mesh`] names (JSON), those that exist.
+    pub mesh: &'a [Value],
 }
 
 /// `value[key]`, with JSON `null` read as absent.
@@ -249,6 +260,10 @@ pub fn router(rollout: &Value) -> Result<Router, SplitError> {
             stable: stable()?,
             canary: canary_service()?,
         });
+    }
+    let rollout_name = str_at(rollout, "/metadata/name").unwrap_or_default();
+    if let Some(mesh) = mesh::router(routing, namespace, rollout_name)? {
+        return Ok(Router::Mesh(mesh));
     }
     let non_null = |v: &Value| -> Vec<String> {
         v.as_object()
@@ -431,6 +446,10 @@ pub fn compute(rollout: &Value, world: &World<'_>) -> Result<Split, SplitError> 
                 ..Split::default()
             })
         }
+        Router::Mesh(mesh) => Ok(Split {
+            backends: mesh::backends(&mesh, world, namespace, &revisions)?,
+            ..Split::default()
+        }),
         Router::Nginx {
             stable_ingresses,
             annotation_prefix,
@@ -807,9 +826,9 @@ mod tests {
                 )),
             ),
             (
-                "istio is not emulated",
-                canary_with(&json!({"istio": {}})),
-                Err(SplitError::UnsupportedRouter("istio".into())),
+                "alb is not emulated",
+                canary_with(&json!({"alb": {}})),
+                Err(SplitError::UnsupportedRouter("alb".into())),
             ),
             (
                 "other plugin is not emulated",

@@ -9,15 +9,19 @@
 //!
 //! - no router: [`ReplicaRatio`], the split follows the replica counts and nothing is written;
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
-//! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one.
+//! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one;
+//! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`]: see [`mesh_router`].
 //!
 //! Managed routes (`setHeaderRoute`, `setMirrorRoute`) go through
 //! [`managed_routes`](TrafficRouter::managed_routes): [`gateway_routes`] for the Gateway API, the
-//! canary Ingress's `canary-by-header` for NGINX.
+//! canary Ingress's `canary-by-header` for NGINX; the other routers refuse them.
 
 pub mod gateway;
 pub mod gateway_routes;
+pub mod istio;
 pub mod nginx;
+pub mod smi;
+pub mod traefik;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,6 +96,12 @@ pub enum RouterKind {
     GatewayApi,
     /// `trafficRouting.nginx`.
     Nginx,
+    /// `trafficRouting.istio`.
+    Istio,
+    /// `trafficRouting.smi`.
+    Smi,
+    /// `trafficRouting.traefik`.
+    Traefik,
 }
 
 /// Why a router cannot be built, or cannot set or read a weight.
@@ -256,6 +266,9 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
             ),
         ));
     }
+    if let Some(router) = mesh_router(rollout, routing)? {
+        return Ok(router);
+    }
     match (routing.nginx.as_ref(), routing.gateway_api()) {
         (Some(_), Some(_)) => Err(invalid_rollout(
             rollout,
@@ -272,6 +285,42 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
         )),
         (None, None) => Ok(Box::new(ReplicaRatio)),
     }
+}
+
+/// The router of `trafficRouting.istio`, `.smi` or `.traefik`, `None` when none is set. Argo can
+/// drive several routers of one Rollout at once; Sluice drives one, and refuses a second rather
+/// than leave it unmanaged.
+fn mesh_router(
+    rollout: &Rollout,
+    routing: &crate::api::rollout::TrafficRouting,
+) -> Result<Option<Box<dyn TrafficRouter>>, TrafficError> {
+    let mut set: Vec<&str> = [
+        ("istio", routing.istio.is_some()),
+        ("smi", routing.smi.is_some()),
+        ("traefik", routing.traefik.is_some()),
+        ("nginx", routing.nginx.is_some()),
+        ("plugins", routing.plugins.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    let router: Box<dyn TrafficRouter> = if let Some(istio) = &routing.istio {
+        Box::new(istio::IstioRouter::from_rollout(rollout, istio)?)
+    } else if let Some(smi) = &routing.smi {
+        Box::new(smi::SmiRouter::from_rollout(rollout, smi)?)
+    } else if let Some(traefik) = &routing.traefik {
+        Box::new(traefik::TraefikRouter::from_rollout(rollout, traefik)?)
+    } else {
+        return Ok(None);
+    };
+    if set.len() > 1 {
+        set.sort_unstable();
+        return Err(invalid_rollout(
+            rollout,
+            format!("trafficRouting sets {}; set one router", set.join(", ")),
+        ));
+    }
+    Ok(Some(router))
 }
 
 /// Refuses weights outside 0..=100.
