@@ -341,7 +341,7 @@ async fn success_rate_passes_for_the_good_revision_and_fails_for_the_bad_one() {
             "provider": {"scrape": {
                 "url": format!("{}/metrics", env.get("TRAFFIC_URL")),
                 "metric": "http_requests_total",
-                "labels": {"namespace": ns.name, "revision": "canaryhash", "code": "500"}
+                "labels": {"namespace": ns.name, "revision": "canaryhash", "code": "500", "traffic": "plain"}
             }}
         }]})),
     )

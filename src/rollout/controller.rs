@@ -43,8 +43,9 @@ const RETRY: Duration = Duration::from_secs(5);
 const INVALID_REFERENCE_RETRY: Duration = Duration::from_secs(5);
 /// Retry after a status conflict when no watch event has triggered one sooner.
 const CONFLICT_FALLBACK: Duration = Duration::from_secs(2);
-/// Delay before a reconcile that came before the template caches were listed is tried again.
-const TEMPLATES_NOT_SYNCED: Duration = Duration::from_millis(500);
+/// Delay before a reconcile that came before the caches (objects, templates) were listed is tried
+/// again.
+const CACHES_NOT_LISTED: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Error)]
 pub enum ReconcileError {
@@ -337,6 +338,26 @@ fn rollouts_referencing(
         .collect()
 }
 
+/// Whether every cache the planner reads has been listed once (checked without waiting).
+fn caches_listed(ctx: &Context) -> bool {
+    listed(&ctx.replica_sets)
+        && listed(&ctx.pods)
+        && listed(&ctx.services)
+        && listed(&ctx.analysis_runs)
+        && listed(&ctx.experiments)
+}
+
+fn listed<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    use futures::FutureExt;
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|ready| ready.is_ok())
+}
+
 async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
     let namespace = rollout.namespace().unwrap_or_default();
@@ -344,9 +365,14 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, 
     let span = tracing::info_span!("reconcile", %namespace, rollout = %name);
     let _entered = span.enter();
 
+    if !caches_listed(&ctx) {
+        // Right after a start: a ReplicaSet or pod missing from a cache still being filled would
+        // be planned as gone (a header route or a weight undone, a ReplicaSet created again).
+        return Ok(Requeue::requeue(CACHES_NOT_LISTED));
+    }
     let Some(found) = ctx.templates.resolve(&rollout) else {
         // The template caches have not listed yet: a template missing from them now proves nothing.
-        return Ok(Requeue::requeue(TEMPLATES_NOT_SYNCED));
+        return Ok(Requeue::requeue(CACHES_NOT_LISTED));
     };
     let (template, workload) = current_template(&ctx.client, &rollout).await?;
     let hash = pod_template_hash(
