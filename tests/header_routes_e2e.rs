@@ -380,12 +380,24 @@ async fn a_mirror_route_copies_its_percentage_to_the_canary_until_promotion() {
         emulated_requests(&traffic, &ns_only).await,
         emulated_requests(&traffic, &mirrored).await,
     );
+    // Counted as increases between polls: a counter that starts again from 0 (the emulator
+    // forgets a Rollout's series while it cannot read its split) never counts backwards.
+    let seen = std::sync::Mutex::new((start, 0u64, 0u64));
+    let (seen, traffic_url, all_lanes, copies_only) = (&seen, &traffic, &ns_only, &mirrored);
     // At 20 requests/s: 400 requests (≈ 20 s) give a share within ±0.1 with P > 1 − 1e-3.
-    let (sent, copies) = wait_for("400 more emulated requests", TIMEOUT, || async {
-        let total = emulated_requests(&traffic, &ns_only).await;
-        let copies = emulated_requests(&traffic, &mirrored).await - start.1;
-        let sent = total - start.0 - copies;
-        (sent >= 400).then_some((sent, copies))
+    let (sent, copies) = wait_for("400 more emulated requests", TIMEOUT, move || async move {
+        let now = (
+            emulated_requests(traffic_url, all_lanes).await,
+            emulated_requests(traffic_url, copies_only).await,
+        );
+        let increase = |now: u64, last: u64| now.checked_sub(last).unwrap_or(now);
+        let mut state = seen.lock().expect("counts");
+        let (last, sent, copies) = &mut *state;
+        let new_copies = increase(now.1, last.1);
+        *copies += new_copies;
+        *sent += increase(now.0, last.0).saturating_sub(new_copies);
+        *last = now;
+        (*sent >= 400).then_some((*sent, *copies))
     })
     .await;
     #[allow(clippy::cast_precision_loss)]
