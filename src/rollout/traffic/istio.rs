@@ -904,23 +904,7 @@ mod tests {
     use crate::rollout::traffic::router_for;
 
     fn rollout(istio: Value) -> Rollout {
-        let mut r: Rollout = serde_saphyr::from_str(include_str!(
-            "../../../tests/fixtures/rollout/canary-gatewayapi.yaml"
-        ))
-        .unwrap();
-        r.metadata.uid = Some("uid-1".into());
-        let routing = r
-            .spec
-            .strategy
-            .canary
-            .as_mut()
-            .unwrap()
-            .traffic_routing
-            .as_mut()
-            .unwrap();
-        routing.plugins = None;
-        routing.istio = Some(istio);
-        r
+        crate::rollout::traffic::fixture_routed_by(|routing| routing.istio = Some(istio))
     }
 
     fn with_hashes(mut r: Rollout, canary: &str, stable: &str) -> Rollout {

@@ -373,6 +373,29 @@ fn invalid_rollout(rollout: &Rollout, reason: String) -> TrafficError {
     }
 }
 
+/// The Gateway API canary fixture with its `trafficRouting` replaced by what `route` sets: the
+/// routers' tests start from it.
+#[cfg(test)]
+pub(super) fn fixture_routed_by(
+    route: impl FnOnce(&mut crate::api::rollout::TrafficRouting),
+) -> Rollout {
+    let mut r: Rollout = serde_saphyr::from_str(include_str!(
+        "../../../tests/fixtures/rollout/canary-gatewayapi.yaml"
+    ))
+    .expect("fixture");
+    r.metadata.uid = Some("uid-1".into());
+    let routing = r
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .and_then(|c| c.traffic_routing.as_mut())
+        .expect("a routed canary");
+    routing.plugins = None;
+    route(routing);
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use pretty_assertions::assert_eq;

@@ -206,23 +206,7 @@ mod tests {
     use crate::rollout::traffic::router_for;
 
     fn rollout(smi: Value) -> Rollout {
-        let mut r: Rollout = serde_saphyr::from_str(include_str!(
-            "../../../tests/fixtures/rollout/canary-gatewayapi.yaml"
-        ))
-        .unwrap();
-        r.metadata.uid = Some("uid-1".into());
-        let routing = r
-            .spec
-            .strategy
-            .canary
-            .as_mut()
-            .unwrap()
-            .traffic_routing
-            .as_mut()
-            .unwrap();
-        routing.plugins = None;
-        routing.smi = Some(smi);
-        r
+        crate::rollout::traffic::fixture_routed_by(|routing| routing.smi = Some(smi))
     }
 
     fn router(smi: Value) -> SmiRouter {
