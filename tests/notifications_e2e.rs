@@ -168,24 +168,37 @@ fn restart(h: &mut GitopsHarness, cache: &tempfile::TempDir) {
     h.controller = controller;
 }
 
-/// Waits until `count` messages of each kind have arrived.
+/// Waits until `count` messages of each kind have arrived; on a timeout, says which are missing.
 async fn wait_messages(receiver: &Receiver, count: usize) {
-    wait_for(
-        &format!("{count} failed-analysis and revert message(s) per service"),
-        TIMEOUT * 2,
-        || async {
-            (receiver.webhook("on-analysis-run-failed").len() >= count
-                && receiver.webhook("on-git-reverted").len() >= count
-                && receiver
+    let counts = || {
+        [
+            (
+                "webhook failed",
+                receiver.webhook("on-analysis-run-failed").len(),
+            ),
+            (
+                "webhook reverted",
+                receiver.webhook("on-git-reverted").len(),
+            ),
+            (
+                "webhook app reverted",
+                receiver
                     .webhook_about("on-git-reverted", &["Application"])
-                    .len()
-                    >= count
-                && receiver.slack(SLACK_TEXT_FAILED).len() >= count
-                && receiver.slack(SLACK_TEXT_REVERTED).len() >= count)
-                .then_some(())
-        },
-    )
-    .await;
+                    .len(),
+            ),
+            ("slack failed", receiver.slack(SLACK_TEXT_FAILED).len()),
+            ("slack reverted", receiver.slack(SLACK_TEXT_REVERTED).len()),
+        ]
+    };
+    let start = std::time::Instant::now();
+    while counts().iter().any(|(_, n)| *n < count) {
+        assert!(
+            start.elapsed() < TIMEOUT * 2,
+            "timed out waiting for {count} failed-analysis and revert message(s) per service: {:?}",
+            counts()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A bad release: committed, its analysis fails, Sluice reverts it; returns (bad sha, revert sha)

@@ -44,6 +44,9 @@ pub const FIELD_MANAGER: &str = "sluice-notifications";
 pub const INVALID_CONFIG_REASON: &str = "InvalidNotificationsConfig";
 /// When a delivery failed after its retries, the object is looked at again after this.
 const REDELIVER_AFTER: Duration = Duration::from_secs(60);
+/// An AnalysisRun whose Rollout the cache does not show yet is looked at again after this (its
+/// subscriptions are the Rollout's).
+const OWNER_NOT_CACHED: Duration = Duration::from_secs(2);
 /// Objects reconciled at once per kind (each may wait on a slow receiver).
 const CONCURRENCY: u16 = 4;
 /// Problems remembered as already logged (and records remembered as written), before the memory
@@ -195,16 +198,25 @@ async fn run_controllers(
                 &context,
                 &metrics
             ),
-            drive(
-                Controller::new(
-                    scoped_api::<AnalysisRun>(&client, ns),
-                    watcher::Config::default()
-                ),
-                ObjectKind::AnalysisRun,
-                run_reload,
-                &context,
-                &metrics,
-            ),
+            async {
+                // A run's subscriptions are its Rollout's: read before the Rollouts are listed, a
+                // failed run would look unsubscribed and (being final) never be looked at again.
+                if context.rollouts.wait_until_ready().await.is_err() {
+                    tracing::error!("the notifications Rollout cache stopped before it was ready");
+                    return;
+                }
+                drive(
+                    Controller::new(
+                        scoped_api::<AnalysisRun>(&client, ns),
+                        watcher::Config::default(),
+                    ),
+                    ObjectKind::AnalysisRun,
+                    run_reload,
+                    &context,
+                    &metrics,
+                )
+                .await
+            },
             drive(
                 Controller::new(
                     scoped_api::<Application>(&client, ns),
@@ -281,7 +293,9 @@ where
         + 'static,
 {
     // Observe.
-    let subscriptions = subscriptions_of(&*object, kind, &ctx.rollouts);
+    let Some(subscriptions) = subscriptions_of(&*object, kind, &ctx.rollouts) else {
+        return Ok(Action::requeue(OWNER_NOT_CACHED));
+    };
     let annotation = object
         .annotations()
         .get(record::ANNOTATION)
@@ -352,11 +366,12 @@ fn newer_than_cache(written: Option<&Written>, seen: Option<u64>) -> Option<&Rec
 
 /// The object's subscriptions; an AnalysisRun also has its Rollout's (the runs are made by the
 /// controller, with names no one knows beforehand, so the Rollout is where users subscribe).
+/// None while the run's Rollout is not in the cache yet.
 fn subscriptions_of<K: Resource>(
     object: &K,
     kind: ObjectKind,
     rollouts: &Store<Rollout>,
-) -> Vec<plan::Subscription> {
+) -> Option<Vec<plan::Subscription>> {
     let mut subscriptions = plan::subscriptions(object.annotations());
     if kind == ObjectKind::AnalysisRun {
         let value = json!({"metadata": {
@@ -365,9 +380,16 @@ fn subscriptions_of<K: Resource>(
         }});
         let rollout = triggers::rollout_of(&value);
         let namespace = object.namespace().unwrap_or_default();
-        if !rollout.is_empty()
-            && let Some(owner) = rollouts.get(&ObjectRef::new(&rollout).within(&namespace))
+        let owner = (!rollout.is_empty())
+            .then(|| rollouts.get(&ObjectRef::new(&rollout).within(&namespace)))
+            .flatten();
+        // The owner is in the cache before long (the garbage collector removes its runs once it
+        // is gone); a run merely labelled with a Rollout's name has the subscriptions it has.
+        if owner.is_none() && owned_by_rollout(object) && object.meta().deletion_timestamp.is_none()
         {
+            return None;
+        }
+        if let Some(owner) = owner {
             for inherited in plan::subscriptions(owner.annotations()) {
                 if !subscriptions
                     .iter()
@@ -378,7 +400,14 @@ fn subscriptions_of<K: Resource>(
             }
         }
     }
-    subscriptions
+    Some(subscriptions)
+}
+
+fn owned_by_rollout<K: Resource>(object: &K) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "Rollout" && o.controller == Some(true))
 }
 
 impl Context {
@@ -668,5 +697,51 @@ mod tests {
         assert_eq!(newer_than_cache(Some(&written), Some(500)), None);
         assert_eq!(newer_than_cache(Some(&written), None), None);
         assert_eq!(newer_than_cache(None, Some(1)), None);
+    }
+
+    fn run_of(owner: Option<&str>, label: Option<&str>) -> AnalysisRun {
+        let owners: Vec<Value> = owner
+            .map(|name| json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": name, "uid": "u1", "controller": true}))
+            .into_iter()
+            .collect();
+        let labels = label.map(|name| json!({crate::rollout::observe::ROLLOUT_LABEL: name}));
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "ns", "ownerReferences": owners, "labels": labels},
+            "spec": {"metrics": []}
+        }))
+        .expect("run")
+    }
+
+    #[test]
+    fn a_run_waits_for_its_rollout_in_the_cache_and_then_has_its_subscriptions() {
+        let (rollouts, mut writer) = kube::runtime::reflector::store::<Rollout>();
+        let run = run_of(Some("web"), None);
+        assert_eq!(
+            subscriptions_of(&run, ObjectKind::AnalysisRun, &rollouts),
+            None
+        );
+
+        let rollout: Rollout = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "annotations": {
+                "notifications.sluice.dev/subscribe.on-analysis-run-failed.slack": "#deploys"
+            }},
+            "spec": {"selector": {}, "template": {}}
+        }))
+        .expect("rollout");
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(rollout));
+        let inherited = subscriptions_of(&run, ObjectKind::AnalysisRun, &rollouts).expect("cached");
+        assert_eq!(inherited.len(), 1);
+        assert_eq!(inherited[0].trigger, "on-analysis-run-failed");
+        assert_eq!(inherited[0].service, "slack");
+    }
+
+    #[test]
+    fn a_run_only_labelled_with_a_missing_rollout_does_not_wait() {
+        let (rollouts, _writer) = kube::runtime::reflector::store::<Rollout>();
+        let run = run_of(None, Some("gone"));
+        assert_eq!(
+            subscriptions_of(&run, ObjectKind::AnalysisRun, &rollouts),
+            Some(vec![])
+        );
     }
 }
