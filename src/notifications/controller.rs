@@ -725,7 +725,7 @@ mod tests {
             "metadata": {"name": "web", "namespace": "ns", "annotations": {
                 "notifications.sluice.dev/subscribe.on-analysis-run-failed.slack": "#deploys"
             }},
-            "spec": {"selector": {}, "template": {}}
+            "spec": {"selector": {}, "template": {}, "strategy": {"canary": {}}}
         }))
         .expect("rollout");
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(rollout));
