@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
@@ -22,6 +23,47 @@ pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
     /// `sluice_reconcile_panics_total{controller}`, shared by every controller's reconcile guard.
     reconcile_panics: Family<Labels, Counter>,
+    /// `sluice_reconciles_total{controller,result}` (`ok`, `error`, `panic`).
+    reconciles: Family<Labels, Counter>,
+    /// `sluice_reconcile_duration_seconds{controller}`: how long each reconcile held its slot.
+    reconcile_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+/// Reconcile durations, from a cache read (milliseconds) to a slot held for minutes.
+const RECONCILE_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
+];
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(RECONCILE_BUCKETS)
+}
+
+/// What every controller's reconciles are counted and timed with.
+#[derive(Clone, Debug)]
+pub struct ControllerMetrics {
+    ok: Counter,
+    error: Counter,
+    panic: Counter,
+    seconds: Histogram,
+}
+
+/// How one reconcile ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReconcileResult {
+    Ok,
+    Error,
+    Panic,
+}
+
+impl ControllerMetrics {
+    pub fn observe(&self, result: ReconcileResult, seconds: f64) {
+        match result {
+            ReconcileResult::Ok => self.ok.inc(),
+            ReconcileResult::Error => self.error.inc(),
+            ReconcileResult::Panic => self.panic.inc(),
+        };
+        self.seconds.observe(seconds);
+    }
 }
 
 impl Metrics {
@@ -39,9 +81,44 @@ impl Metrics {
             "Reconciles that panicked, by controller; the panic failed that object only",
             reconcile_panics.clone(),
         );
+        let reconciles = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by controller and result (ok, error, panic)",
+            reconciles.clone(),
+        );
+        let reconcile_seconds = Family::new_with_constructor(reconcile_histogram as fn() -> Histogram);
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long each reconcile took, by controller",
+            reconcile_seconds.clone(),
+        );
         Self {
             registry: Arc::new(RwLock::new(registry)),
             reconcile_panics,
+            reconciles,
+            reconcile_seconds,
+        }
+    }
+
+    /// The reconcile counters and duration histogram of `controller`, created at 0.
+    pub fn controller(&self, controller: &str) -> ControllerMetrics {
+        let result = |result: &str| {
+            self.reconciles
+                .get_or_create(&vec![
+                    ("controller".to_string(), controller.to_string()),
+                    ("result".to_string(), result.to_string()),
+                ])
+                .clone()
+        };
+        ControllerMetrics {
+            ok: result("ok"),
+            error: result("error"),
+            panic: result("panic"),
+            seconds: self
+                .reconcile_seconds
+                .get_or_create(&vec![("controller".to_string(), controller.to_string())])
+                .clone(),
         }
     }
 

@@ -7,6 +7,9 @@
 //! a Warning Event `ReconcilePanicked` on the object (and, where the kind has a place for it, in its
 //! status), and requeued after [`PANIC_RETRY`] by [`ReconcileGuard::error_policy`]. Every other error
 //! goes to the controller's own error policy unchanged.
+//!
+//! It also counts and times every reconcile of every controller the same way:
+//! `sluice_reconciles_total{controller,result}` and `sluice_reconcile_duration_seconds{controller}`.
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -27,7 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::metrics::Metrics;
+use crate::metrics::{ControllerMetrics, Metrics, ReconcileResult};
 
 /// Requeue delay of an object whose reconcile panicked: a panic is almost always the same input
 /// hitting the same bug, so it is retried slowly rather than at the error policy's pace.
@@ -66,6 +69,7 @@ trait Report<K>: Send + Sync {
 pub struct ReconcileGuard<K> {
     controller: &'static str,
     panics: Counter,
+    reconciles: ControllerMetrics,
     report: Option<Arc<dyn Report<K>>>,
 }
 
@@ -74,6 +78,7 @@ impl<K> Clone for ReconcileGuard<K> {
         Self {
             controller: self.controller,
             panics: self.panics.clone(),
+            reconciles: self.reconciles.clone(),
             report: self.report.clone(),
         }
     }
@@ -89,6 +94,7 @@ where
         Self {
             controller,
             panics: metrics.reconcile_panics(controller),
+            reconciles: metrics.controller(controller),
             report: None,
         }
     }
@@ -138,10 +144,19 @@ where
             // Building the future runs none of its body, so it cannot panic here.
             let future = reconcile(object.clone(), ctx);
             Box::pin(async move {
-                match AssertUnwindSafe(future).catch_unwind().await {
-                    Ok(result) => result.map_err(Guarded::Reconcile),
-                    Err(payload) => Err(Guarded::Panicked(guard.contain(&object, payload).await)),
-                }
+                let started = std::time::Instant::now();
+                let (result, ended) = match AssertUnwindSafe(future).catch_unwind().await {
+                    Ok(Ok(action)) => (Ok(action), ReconcileResult::Ok),
+                    Ok(Err(e)) => (Err(Guarded::Reconcile(e)), ReconcileResult::Error),
+                    Err(payload) => (
+                        Err(Guarded::Panicked(guard.contain(&object, payload).await)),
+                        ReconcileResult::Panic,
+                    ),
+                };
+                guard
+                    .reconciles
+                    .observe(ended, started.elapsed().as_secs_f64());
+                result
             })
         }
     }
@@ -307,7 +322,8 @@ mod tests {
         }
     }
 
-    fn panics_counted(metrics: &Metrics) -> f64 {
+    /// The sample of `metric` for the rollout controller (and `result`, when given).
+    fn sample(metrics: &Metrics, metric: &str, result: Option<&str>) -> f64 {
         let text = metrics.encode().unwrap();
         let scrape =
             prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
@@ -315,14 +331,19 @@ mod tests {
             .samples
             .iter()
             .find(|s| {
-                s.metric == "sluice_reconcile_panics_total"
+                s.metric == metric
                     && s.labels.get("controller") == Some("rollout")
+                    && s.labels.get("result") == result
             })
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
-            .expect("sluice_reconcile_panics_total{controller=\"rollout\"}")
+            .unwrap_or_else(|| panic!("{metric}{{controller=\"rollout\"}} in {text}"))
+    }
+
+    fn panics_counted(metrics: &Metrics) -> f64 {
+        sample(metrics, "sluice_reconcile_panics_total", None)
     }
 
     #[tokio::test]
@@ -363,6 +384,16 @@ mod tests {
         );
         assert!(run(rollout("bad"), ctx).await.is_err());
         assert_eq!(panics_counted(&metrics), 2.0);
+
+        // Every reconcile counted by how it ended, and timed.
+        let reconciles = |result| sample(&metrics, "sluice_reconciles_total", Some(result));
+        assert_eq!(
+            (reconciles("ok"), reconciles("error"), reconciles("panic")),
+            (1.0, 1.0, 2.0)
+        );
+        assert!(metrics.encode().unwrap().contains(
+            "sluice_reconcile_duration_seconds_count{controller=\"rollout\"} 4"
+        ));
     }
 
     #[test]

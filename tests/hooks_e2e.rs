@@ -3,13 +3,14 @@
 //! `helm.sh/hook`) into the local cluster, where KWOK runs the Jobs' pods to completion.
 
 mod common;
+mod plugin_support;
 
 use common::gitops::{
     GitRepo, GitopsHarness, condition, config_map, operation_message, sync_status,
 };
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use sluice::api::application::{
@@ -265,4 +266,150 @@ async fn skipped_objects_and_helm_tests_are_never_applied_and_unknown_hook_types
     let message = condition(&app, "ComparisonError").unwrap_or_default();
     assert!(message.contains("Job.batch"), "{message}");
     assert_eq!(h.config_value("a").await.as_deref(), Some("1"));
+}
+
+/// A PreSync hook PersistentVolumeClaim bound only to the volume `volume` (created by hand, no
+/// provisioner): Progressing, so the hook runs, until the test creates that volume.
+fn claim_hook(name: &str, volume: &str) -> String {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "annotations": {"argocd.argoproj.io/hook": "PreSync"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": volume,
+                 "resources": {"requests": {"storage": "1Mi"}}}})
+    .to_string()
+}
+
+fn volume_for(name: &str, namespace: &str, claim: &str) -> PersistentVolume {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "", "hostPath": {"path": "/tmp/sluice-e2e"},
+                 "claimRef": {"namespace": namespace, "name": claim}}
+    }))
+    .expect("volume")
+}
+
+fn waiting_for_hook(app: &Application, hook: &str) -> bool {
+    app.status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .is_some_and(|o| {
+            o.phase == OperationPhase::Running
+                && o.finished_at.is_none()
+                && o.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("waiting for PreSync hook") && m.contains(hook))
+        })
+}
+
+/// A sync waits for its hook across reconciles (and a controller restart) without creating it twice,
+/// and `kubectl sluice app terminate-op` ends a sync whose hook never completes.
+#[tokio::test]
+async fn a_sync_waits_for_its_hook_across_restarts_and_terminate_op_ends_a_stuck_one() {
+    let mut h = GitopsHarness::start("hooks-wait", "2s").await;
+    let repo = GitRepo::create(&h.env, "hooks-wait");
+    let volume = format!("{}-hook", h.ns.name);
+    let first = repo.commit(
+        "a claim the migration needs",
+        &[
+            ("app/a.yaml", Some(&config_map("a", "1"))),
+            ("app/claim.yaml", Some(&claim_hook("data", &volume))),
+        ],
+    );
+    h.create_app(
+        "web",
+        &repo,
+        "app",
+        json!({"syncPolicy": {"automated": {}}}),
+    )
+    .await;
+    h.wait_app("web", "waiting for the PreSync hook", |a| {
+        waiting_for_hook(a, "data")
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let uid = claims.get("data").await.expect("the hook").uid();
+    assert_eq!(
+        h.config_value("a").await,
+        None,
+        "applied before its PreSync hook"
+    );
+
+    // A controller killed while the sync waits: the new one goes on with the same hook.
+    h.controller.signal("KILL");
+    let cache = tempfile::tempdir().expect("cache");
+    let (controller, _) = common::gitops::start_controller(&h.env, &h.ns.name, "2s", cache.path());
+    h.controller = controller;
+    let volumes: Api<PersistentVolume> = Api::all(h.client.clone());
+    volumes
+        .create(
+            &PostParams::default(),
+            &volume_for(&volume, &h.ns.name, "data"),
+        )
+        .await
+        .expect("create the volume");
+    let app = h.wait_synced("web", &first).await;
+    assert_eq!(h.config_value("a").await.as_deref(), Some("1"));
+    assert_eq!(
+        claims.get("data").await.expect("the hook").uid(),
+        uid,
+        "the hook was created again"
+    );
+    let hook = results(&app)
+        .into_iter()
+        .find(|r| r.name == "data")
+        .expect("the hook's result");
+    assert_eq!(hook.hook_phase, Some(HookPhase::Succeeded));
+
+    // A hook that never completes: the sync waits until it is terminated.
+    repo.commit(
+        "a claim no volume will bind",
+        &[
+            ("app/a.yaml", Some(&config_map("a", "2"))),
+            ("app/claim.yaml", None),
+            (
+                "app/stuck.yaml",
+                Some(&claim_hook("stuck", &format!("{volume}-never"))),
+            ),
+        ],
+    );
+    h.wait_app("web", "waiting for the stuck hook", |a| {
+        waiting_for_hook(a, "stuck")
+    })
+    .await;
+    let env = common::E2eEnv::load();
+    let run =
+        plugin_support::kubectl_sluice(&env, Some(&h.ns.name), &["app", "terminate-op", "web"])
+            .await
+            .expect_code(0);
+    assert_eq!(run.stdout.trim(), "Application 'web' operation terminating");
+    let app = h.wait_operation("web", OperationPhase::Failed).await;
+    assert_eq!(operation_message(&app), "Operation terminated");
+    let stuck = results(&app)
+        .into_iter()
+        .find(|r| r.name == "stuck")
+        .expect("the hook's result");
+    assert_eq!(stuck.hook_phase, Some(HookPhase::Failed));
+    assert_eq!(stuck.message.as_deref(), Some("Terminated"));
+    common::wait_for(
+        "the stuck hook deleted",
+        common::gitops::TIMEOUT,
+        || async {
+            let claim = claims.get_opt("stuck").await.ok()?;
+            claim
+                .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(h.config_value("a").await.as_deref(), Some("1"));
+
+    // Nothing in progress now: a one-line error.
+    plugin_support::kubectl_sluice(&env, Some(&h.ns.name), &["app", "terminate-op", "web"])
+        .await
+        .expect_code(3)
+        .expect_one_line_error("No operation is in progress");
+    volumes
+        .delete(&volume, &Default::default())
+        .await
+        .expect("delete the volume");
 }

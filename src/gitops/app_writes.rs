@@ -12,7 +12,7 @@ use super::conditions::is_owned;
 use super::object::FIELD_MANAGER;
 use super::observe::{ARGO_REFRESH_ANNOTATION, REFRESH_ANNOTATION};
 use super::plan::RESOURCES_FINALIZERS;
-use crate::api::application::{Application, ApplicationStatus};
+use crate::api::application::{Application, ApplicationStatus, OperationPhase};
 
 /// Status fields the GitOps core writes.
 const OWNED_STATUS_FIELDS: &[&str] = &[
@@ -78,9 +78,20 @@ fn with_removals(old: &Value, new: Value) -> Value {
     }
 }
 
-/// `mine` with the conditions other writers added to `fresh` since it was read.
+/// `mine` with the conditions other writers added to `fresh` since it was read, and a user's
+/// `terminate-op` of the operation `mine` still has under way (the next reconcile ends it).
 fn rebase(fresh: &ApplicationStatus, mine: &ApplicationStatus) -> ApplicationStatus {
     let mut merged = mine.clone();
+    let terminating = fresh
+        .operation_state
+        .as_ref()
+        .filter(|s| s.phase == OperationPhase::Terminating);
+    if let (Some(asked), Some(state)) = (terminating, merged.operation_state.as_mut())
+        && state.phase == OperationPhase::Running
+        && state.started_at == asked.started_at
+    {
+        state.phase = OperationPhase::Terminating;
+    }
     merged.conditions = fresh
         .conditions
         .iter()
@@ -300,5 +311,29 @@ mod tests {
             .map(|c| c.type_)
             .collect();
         assert_eq!(types, ["RevertFailed", "Other", "SyncError"]);
+    }
+
+    #[test]
+    fn a_rebase_keeps_a_terminate_request_of_the_operation_under_way() {
+        let state = |phase: &str, started: &str| -> ApplicationStatus {
+            serde_json::from_value(json!({"operationState": {
+                "operation": {"sync": {}}, "phase": phase, "startedAt": started}}))
+            .unwrap()
+        };
+        let phase = |s: ApplicationStatus| s.operation_state.unwrap().phase;
+        let asked = state("Terminating", "2026-01-01T00:00:00Z");
+        assert_eq!(
+            phase(rebase(&asked, &state("Running", "2026-01-01T00:00:00Z"))),
+            OperationPhase::Terminating
+        );
+        // Finished meanwhile, or another operation: mine stands.
+        assert_eq!(
+            phase(rebase(&asked, &state("Succeeded", "2026-01-01T00:00:00Z"))),
+            OperationPhase::Succeeded
+        );
+        assert_eq!(
+            phase(rebase(&asked, &state("Running", "2026-01-01T00:05:00Z"))),
+            OperationPhase::Running
+        );
     }
 }

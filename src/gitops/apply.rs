@@ -7,6 +7,10 @@
 //! by the real apply. A CRD is applied and waited for until Established before its resources.
 //! Between sync waves the sync waits for what it applied to be healthy (Degraded fails it).
 //!
+//! A sync never waits inside a reconcile: [`Applier::run`] does what can be done now, records it
+//! (the results), and says what it waits for; the next reconcile goes on from those results, so a
+//! restarted controller goes on too and a slow wave holds no reconcile slot.
+//!
 //! Sync options (application-level, overridden per object): `Replace=true` replaces or creates
 //! instead of applying, `Force=true` deletes and creates again, `Validate=false` writes with
 //! `fieldValidation=Ignore` (else `Strict`, kubectl's default), `SkipDryRunOnMissingResource=true`
@@ -17,7 +21,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -38,15 +41,12 @@ use super::order::{sync_wave, wave_groups};
 use super::plan::{SyncOutcome, SyncTask};
 use super::sync_options::{Propagation, effective};
 use crate::api::application::{
-    HealthStatus, HealthStatusCode, ManagedNamespaceMetadata, ResourceResult, ResultCode, SyncPhase,
+    HealthStatus, HealthStatusCode, HookPhase, ManagedNamespaceMetadata, ResourceResult,
+    ResultCode, SyncPhase,
 };
 
 mod hook_run;
 
-/// How long a sync waits for a wave to be healthy before the next one.
-const WAVE_TIMEOUT: Duration = Duration::from_secs(600);
-/// How often the health of a wave is read while waiting.
-const WAVE_POLL: Duration = Duration::from_secs(1);
 /// How long a CRD applied by a sync may take to be Established, and its kind to be served.
 const CRD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `Force=true` waits for the object it deleted to be gone before creating it again.
@@ -101,9 +101,6 @@ fn result(obj: &Value, status: ResultCode, message: impl Into<String>) -> Resour
     }
 }
 
-/// Told what a sync waits for (to record it in the status while it waits).
-pub type ProgressFn = dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync;
-
 /// Applies and deletes objects for the GitOps core.
 pub struct Applier<'a> {
     /// Writes (dry run, apply, prune, CreateNamespace, cascade delete): the controller's client, or
@@ -113,22 +110,75 @@ pub struct Applier<'a> {
     /// exists): always the controller's own, as for the watch caches.
     pub reader: &'a Client,
     pub kinds: &'a KindResolver,
-    pub progress: Option<&'a ProgressFn>,
     /// The users' health rules, for a wave's and a hook's health.
     pub health_rules: &'a HealthRulesSource,
 }
 
+/// Whether `result` is about `obj` (same group, kind, namespace and name).
+fn is_about(result: &ResourceResult, obj: &Value) -> bool {
+    let other = self::result(obj, ResultCode::Synced, "");
+    (&result.group, &result.kind, &result.namespace, &result.name)
+        == (&other.group, &other.kind, &other.namespace, &other.name)
+}
+
+/// Whether the operation already applied or pruned `obj` (a result not of a hook).
+fn handled(outcome: &SyncOutcome, obj: &Value) -> bool {
+    outcome
+        .results
+        .iter()
+        .any(|r| r.hook_type.is_none() && is_about(r, obj))
+}
+
+/// Records that `obj`, applied, made the sync fail (`message`).
+fn mark_failed(outcome: &mut SyncOutcome, obj: &Value, message: &str) {
+    let failed = result(obj, ResultCode::SyncFailed, message);
+    match outcome
+        .results
+        .iter_mut()
+        .find(|r| r.hook_type.is_none() && is_about(r, obj))
+    {
+        Some(recorded) => *recorded = failed,
+        None => outcome.results.push(failed),
+    }
+}
+
+/// Why the operation failed, as an earlier reconcile of it recorded (an object or hook result
+/// that failed); `None` while it has not.
+fn recorded_failure(results: &[ResourceResult]) -> Option<String> {
+    results
+        .iter()
+        .find(|r| {
+            r.status == Some(ResultCode::SyncFailed) || r.hook_phase == Some(HookPhase::Failed)
+        })
+        .map(|r| r.message.clone().unwrap_or_default())
+}
+
 impl Applier<'_> {
-    /// Runs `task`, reporting per object what happened; stops at the first failure, after which
-    /// the SyncFail hooks run.
+    /// Runs `task` from where its earlier reconciles left it (`task.done`) until it ends or must
+    /// wait, reporting per object what happened; stops at the first failure, after which the
+    /// SyncFail hooks run. Never waits: what it would wait for is `outcome.waiting`.
     pub async fn run(&self, task: &SyncTask) -> SyncOutcome {
-        let mut outcome = SyncOutcome::default();
-        self.sync(task, &mut outcome).await;
+        let mut outcome = SyncOutcome {
+            results: task.done.clone(),
+            ..SyncOutcome::default()
+        };
+        match recorded_failure(&task.done) {
+            // Failed in an earlier reconcile: its SyncFail hooks are under way.
+            Some(error) => outcome.error = Some(error),
+            None => self.sync(task, &mut outcome).await,
+        }
+        if outcome.waiting.is_some() {
+            return outcome;
+        }
         if let Some(error) = outcome.error.clone() {
             let fail_hooks = hook_run::hooks_of(task, SyncPhase::SyncFail);
             let ran = self
                 .run_hooks(task, SyncPhase::SyncFail, &fail_hooks, &mut outcome)
                 .await;
+            if let Some(waiting) = outcome.waiting.take() {
+                outcome.waiting = Some(format!("{error}; {waiting}"));
+                return outcome;
+            }
             outcome.error = Some(match (ran, outcome.error.take()) {
                 (false, Some(hook_error)) if hook_error != error => {
                     format!("{error}; then {hook_error}")
@@ -140,25 +190,14 @@ impl Applier<'_> {
     }
 
     /// PreSync hooks, then the objects and Sync hooks wave by wave, the prune, then (once
-    /// everything applied is healthy) the PostSync hooks.
+    /// everything applied is healthy) the PostSync hooks. What `outcome` already records is not
+    /// done again.
     async fn sync(&self, task: &SyncTask, outcome: &mut SyncOutcome) {
         if task.dry_run {
             self.dry_run_sync(task, outcome).await;
             return;
         }
-        if let Some(ns) = &task.create_namespace
-            && let Err(e) = self
-                .ensure_namespace(ns, task.namespace_metadata.as_ref())
-                .await
-        {
-            outcome.error = Some(format!("creating namespace {ns}: {}", kube_message(&e)));
-            return;
-        }
-        if let Err((obj, message)) = self.dry_run(task).await {
-            outcome
-                .results
-                .push(result(&obj, ResultCode::SyncFailed, message.clone()));
-            outcome.error = Some(message);
+        if !task.resumed && !self.prepare(task, outcome).await {
             return;
         }
         let pre_sync = hook_run::hooks_of(task, SyncPhase::PreSync);
@@ -176,8 +215,10 @@ impl Applier<'_> {
         }
         if !task.prune_last.is_empty() {
             // `PruneLast=true`: an implicit last wave, after everything applied is healthy.
-            if let Err(message) = self.wait_healthy(&task.apply).await {
-                outcome.error = Some(format!("before pruning last: {message}"));
+            if !self
+                .gate(&task.apply, Some("before pruning last"), outcome)
+                .await
+            {
                 return;
             }
             if !self.prune(task, &task.prune_last, outcome).await {
@@ -185,16 +226,20 @@ impl Applier<'_> {
             }
         }
         for obj in &task.prune_skipped {
-            outcome.results.push(result(
-                obj,
-                ResultCode::PruneSkipped,
-                "ignored (requires pruning)",
-            ));
+            if !handled(outcome, obj) {
+                outcome.results.push(result(
+                    obj,
+                    ResultCode::PruneSkipped,
+                    "ignored (requires pruning)",
+                ));
+            }
         }
         let post_sync = hook_run::hooks_of(task, SyncPhase::PostSync);
         if !post_sync.is_empty() {
-            if let Err(message) = self.wait_healthy(&task.apply).await {
-                outcome.error = Some(format!("before the PostSync hooks: {message}"));
+            if !self
+                .gate(&task.apply, Some("before the PostSync hooks"), outcome)
+                .await
+            {
                 return;
             }
             self.run_hooks(task, SyncPhase::PostSync, &post_sync, outcome)
@@ -202,8 +247,35 @@ impl Applier<'_> {
         }
     }
 
-    /// Applies the objects wave by wave, each wave's Sync hooks after its objects, waiting for
-    /// each wave to be healthy (its hooks complete) before the next; whether all went well.
+    /// The first steps of a sync, before anything of it is applied: `CreateNamespace`, and the dry
+    /// run of every object; whether the sync goes on.
+    async fn prepare(&self, task: &SyncTask, outcome: &mut SyncOutcome) -> bool {
+        if let Some(ns) = &task.create_namespace
+            && let Err(e) = self
+                .ensure_namespace(ns, task.namespace_metadata.as_ref())
+                .await
+        {
+            let message = format!("creating namespace {ns}: {}", kube_message(&e));
+            let namespace =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            outcome
+                .results
+                .push(result(&namespace, ResultCode::SyncFailed, message.clone()));
+            outcome.error = Some(message);
+            return false;
+        }
+        if let Err((obj, message)) = self.dry_run(task).await {
+            outcome
+                .results
+                .push(result(&obj, ResultCode::SyncFailed, message.clone()));
+            outcome.error = Some(message);
+            return false;
+        }
+        true
+    }
+
+    /// Applies the objects wave by wave, each wave's Sync hooks after its objects; the next wave
+    /// once everything applied before is healthy (its hooks complete). Whether all is done.
     async fn apply_waves(&self, task: &SyncTask, outcome: &mut SyncOutcome) -> bool {
         let sync_hooks = hook_run::hooks_of(task, SyncPhase::Sync);
         let mut hooks_left: &[Value] = &sync_hooks;
@@ -220,6 +292,9 @@ impl Applier<'_> {
                 return false;
             }
             for obj in *group {
+                if handled(outcome, obj) {
+                    continue;
+                }
                 let done = self.apply(obj, Mode::of(task, obj, false)).await;
                 if !record(outcome, obj, done, ResultCode::Synced, "applied") {
                     return false;
@@ -235,10 +310,7 @@ impl Applier<'_> {
             }
             hooks_left = rest;
             applied += group.len();
-            if index + 1 < groups.len()
-                && let Err(message) = self.wait_healthy(&task.apply[..applied]).await
-            {
-                outcome.error = Some(message);
+            if index + 1 < groups.len() && !self.gate(&task.apply[..applied], None, outcome).await {
                 return false;
             }
         }
@@ -250,6 +322,9 @@ impl Applier<'_> {
     async fn prune(&self, task: &SyncTask, objects: &[Value], outcome: &mut SyncOutcome) -> bool {
         let propagation = task.options.propagation();
         for obj in objects {
+            if handled(outcome, obj) {
+                continue;
+            }
             let done = self.delete_with(obj, propagation).await;
             if !record(outcome, obj, done, ResultCode::Pruned, "pruned") {
                 return false;
@@ -327,53 +402,70 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Waits until the objects applied so far are healthy enough for the next wave.
-    async fn wait_healthy(&self, applied: &[Value]) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + WAVE_TIMEOUT;
+    /// Whether the objects applied so far are healthy enough to go on: else the sync waits
+    /// (`outcome.waiting`), or fails when one is Degraded (its result says so). `before` names
+    /// the step that waits for them, when it is not the next wave. As in Argo CD there is no
+    /// deadline: a new revision to sync or `terminate-op` ends a wait.
+    async fn gate(
+        &self,
+        applied: &[Value],
+        before: Option<&str>,
+        outcome: &mut SyncOutcome,
+    ) -> bool {
         let wave = applied.last().map_or(0, sync_wave);
-        let mut reported = None;
-        loop {
-            let rules = self.health_rules.current();
-            let mut healths = Vec::new();
-            for obj in applied {
-                let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
-                let kind = self.kind_of(obj).await?;
-                let live = api(self.reader, &kind, &key.namespace)
-                    .get_opt(&key.name)
-                    .await
-                    .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
-                let health = match live {
-                    Some(live) => health_of(&to_value(&live, &kind), &rules),
-                    None => Some(HealthStatus {
-                        status: HealthStatusCode::Missing,
-                        message: None,
-                        last_transition_time: None,
-                    }),
-                };
-                healths.push((key.to_string(), health));
+        let rules = self.health_rules.current();
+        let mut healths = Vec::with_capacity(applied.len());
+        for obj in applied {
+            let health = match self.live(obj).await {
+                Ok(Some(live)) => health_of(&live, &rules),
+                Ok(None) => Some(HealthStatus {
+                    status: HealthStatusCode::Missing,
+                    message: None,
+                    last_transition_time: None,
+                }),
+                Err(message) => {
+                    outcome.error = Some(message);
+                    return false;
+                }
+            };
+            let key = key_of(obj).map(|k| k.to_string()).unwrap_or_default();
+            healths.push((obj, key, health));
+        }
+        let prefix = before.map(|b| format!("{b}: ")).unwrap_or_default();
+        match wave_gate(healths.iter().map(|(_, key, h)| (key.clone(), h.as_ref()))) {
+            WaveGate::Proceed => true,
+            WaveGate::Fail(why) => {
+                let message = format!("{prefix}sync wave {wave}: {why}");
+                let degraded = healths.iter().find(|(_, _, h)| {
+                    h.as_ref()
+                        .is_some_and(|h| h.status == HealthStatusCode::Degraded)
+                });
+                if let Some((obj, _, _)) = degraded {
+                    mark_failed(outcome, obj, &message);
+                }
+                outcome.error = Some(message);
+                false
             }
-            match wave_gate(healths.iter().map(|(k, h)| (k.clone(), h.as_ref()))) {
-                WaveGate::Proceed => return Ok(()),
-                WaveGate::Fail(why) => return Err(format!("sync wave {wave}: {why}")),
-                WaveGate::Wait(why) if tokio::time::Instant::now() >= deadline => {
-                    return Err(format!(
-                        "sync wave {wave} did not become healthy within {}s: {why}",
-                        WAVE_TIMEOUT.as_secs()
-                    ));
-                }
-                WaveGate::Wait(why) => {
-                    if reported.as_ref() != Some(&why) {
-                        tracing::info!(wave, waiting_for = %why, "waiting for the wave to be healthy");
-                        if let Some(progress) = self.progress {
-                            progress(format!("waiting for sync wave {wave} to be healthy: {why}"))
-                                .await;
-                        }
-                        reported = Some(why);
-                    }
-                    tokio::time::sleep(WAVE_POLL).await;
-                }
+            WaveGate::Wait(why) => {
+                tracing::info!(wave, waiting_for = %why, "waiting for the wave to be healthy");
+                outcome.waiting = Some(format!(
+                    "{prefix}waiting for sync wave {wave} to be healthy: {why}"
+                ));
+                false
             }
         }
+    }
+
+    /// The live copy of `obj` (a GET: a sync reads what it just wrote, which the caches may not
+    /// show yet), `None` when it does not exist.
+    async fn live(&self, obj: &Value) -> Result<Option<Value>, String> {
+        let key = key_of(obj).ok_or_else(|| "a manifest has no name".to_string())?;
+        let kind = self.kind_of(obj).await?;
+        api(self.reader, &kind, &key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map(|live| live.map(|l| to_value(&l, &kind)))
+            .map_err(|e| format!("{key}: {}", kube_message(&e)))
     }
 
     async fn kind_of(&self, obj: &Value) -> Result<Kind, String> {

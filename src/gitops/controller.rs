@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
@@ -37,7 +36,9 @@ use super::kinds::KindResolver;
 use super::live::LiveCache;
 use super::metrics::GitopsMetrics;
 use super::observe::{Observation, ObserveError, Reader, refresh_request};
-use super::plan::{Finalize, Plan, SyncOutcome, SyncTask, finish_sync, plan, sync_in_progress};
+use super::plan::{
+    Finalize, Plan, SyncOutcome, SyncTask, finish_sync, plan, sync_in_progress, task_started_at,
+};
 use super::projects::{Projects, ensure_default_project};
 use super::render::{RemotePolicy, RenderCache};
 use super::source::{GitLimits, GitRequestMetrics, RepoCache};
@@ -54,6 +55,8 @@ const RETRY: Duration = Duration::from_secs(5);
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Applications reconciled at the same time.
 const CONCURRENCY: u16 = 16;
+/// How soon a sync that waits for a wave or a hook looks again.
+const SYNC_UNDER_WAY: Duration = Duration::from_secs(2);
 /// The shortest requeue (a plan never asks for an immediate one).
 const MIN_REQUEUE: Duration = Duration::from_millis(200);
 
@@ -405,9 +408,21 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
             "rollback: automated sync suspended (set spec.syncPolicy.automated.enabled: true to resume)"
         );
     }
-    let status = match &plan.sync {
-        Some(task) => run_sync(app, &api, ctx, cluster.as_deref(), &plan, task).await,
-        None => plan.status.clone(),
+    if !plan.delete.is_empty() {
+        delete_objects(
+            ctx,
+            cluster.as_deref(),
+            &observed.sync_identity,
+            &plan.delete,
+        )
+        .await;
+    }
+    let (status, requeue_after) = match &plan.sync {
+        Some(task) => match run_sync(app, ctx, cluster.as_deref(), &plan, task).await {
+            Ran::Finished(status) => (status, plan.requeue_after),
+            Ran::UnderWay(status) => (status, SYNC_UNDER_WAY),
+        },
+        None => (plan.status.clone(), plan.requeue_after),
     };
     write_status(&api, app, &status).await?;
     let before = app.status.clone().unwrap_or_default();
@@ -418,19 +433,85 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
     if observed.refreshed && refresh_request(app).is_some() {
         clear_refresh_annotations(&api, app).await?;
     }
-    Ok(Requeue::requeue(plan.requeue_after.max(MIN_REQUEUE)))
+    Ok(Requeue::requeue(requeue_after.max(MIN_REQUEUE)))
 }
 
+/// The status after a sync's reconcile.
+enum Ran {
+    Finished(ApplicationStatus),
+    /// Waiting for a wave or a hook: looked at again after [`SYNC_UNDER_WAY`].
+    UnderWay(ApplicationStatus),
+}
+
+/// Runs what can be done of `task` now: to its end, or until it waits for a wave or a hook.
 async fn run_sync(
     app: &Application,
-    api: &Api<Application>,
     ctx: &Context,
     cluster: Option<&ClusterConn>,
     plan: &Plan,
     task: &SyncTask,
-) -> ApplicationStatus {
-    let started = Timestamp::now();
-    // The changed lines only: the hunk headers and context would drown them in a log line.
+) -> Ran {
+    if !task.resumed {
+        log_sync_start(plan, task);
+    }
+    let writer = match cluster {
+        Some(cluster) => cluster
+            .client_as(&task.run_as)
+            .map(|writer| (writer, cluster))
+            .map_err(|e| e.to_string()),
+        // Not planned without a cluster; said plainly should that change.
+        None => Err("the destination names no usable cluster".to_string()),
+    };
+    let outcome = match writer {
+        Ok((writer, cluster)) => {
+            Applier {
+                client: &writer,
+                reader: &cluster.client,
+                kinds: &cluster.kinds,
+                health_rules: &ctx.reader.health_rules,
+            }
+            .run(task)
+            .await
+        }
+        Err(e) => SyncOutcome {
+            results: task.done.clone(),
+            error: Some(format!("{e}; nothing was applied")),
+            waiting: None,
+        },
+    };
+    if let Some(waiting) = outcome.waiting {
+        return Ran::UnderWay(sync_in_progress(
+            plan.status.clone(),
+            task,
+            waiting,
+            outcome.results,
+        ));
+    }
+    let status = finish_sync(
+        plan.status.clone(),
+        &app.spec,
+        task,
+        &outcome,
+        task_started_at(task),
+        Timestamp::now(),
+    );
+    let phase = status
+        .operation_state
+        .as_ref()
+        .map_or(OperationPhase::Error, |s| s.phase);
+    ctx.metrics.sync_finished(phase);
+    match &outcome.error {
+        None => tracing::info!(revision = %task.revision, "synced"),
+        Some(error) => {
+            tracing::warn!(revision = %task.revision, phase = ?phase, %error, "sync failed");
+        }
+    }
+    Ran::Finished(status)
+}
+
+/// Logs what a sync starts to change (the changed lines only: the hunk headers and context would
+/// drown them in a log line).
+fn log_sync_start(plan: &Plan, task: &SyncTask) {
     let drift: Vec<String> = plan
         .status
         .resources
@@ -461,63 +542,37 @@ async fn run_sync(
         prune = task.prune.len(),
         "syncing"
     );
-    let progress = {
-        let (api, app, base, task) = (api.clone(), app.clone(), plan.status.clone(), task.clone());
-        move |message: String| -> BoxFuture<'static, ()> {
-            let (api, app) = (api.clone(), app.clone());
-            let status = sync_in_progress(base.clone(), &task, message, started);
-            Box::pin(async move {
-                if let Err(e) = write_status(&api, &app, &status).await {
-                    tracing::warn!(error = %e, "recording the sync's progress");
-                }
-            })
+}
+
+/// Deletes `objects` as the sync's identity (a failure is logged: what is left is found again).
+async fn delete_objects(
+    ctx: &Context,
+    cluster: Option<&ClusterConn>,
+    identity: &SyncIdentity,
+    objects: &[serde_json::Value],
+) {
+    // Objects are found only on a cluster that resolved.
+    let Some(cluster) = cluster else {
+        return;
+    };
+    let writer = match cluster.client_as(identity) {
+        Ok(writer) => writer,
+        Err(e) => {
+            tracing::warn!(error = %e, "nothing deleted");
+            return;
         }
     };
-    let writer = match cluster {
-        Some(cluster) => cluster
-            .client_as(&task.run_as)
-            .map(|writer| (writer, cluster))
-            .map_err(|e| e.to_string()),
-        // Not planned without a cluster; said plainly should that change.
-        None => Err("the destination names no usable cluster".to_string()),
+    let applier = Applier {
+        client: &writer,
+        reader: &cluster.client,
+        kinds: &cluster.kinds,
+        health_rules: &ctx.reader.health_rules,
     };
-    let outcome = match writer {
-        Ok((writer, cluster)) => {
-            Applier {
-                client: &writer,
-                reader: &cluster.client,
-                kinds: &cluster.kinds,
-                progress: Some(&progress),
-                health_rules: &ctx.reader.health_rules,
-            }
-            .run(task)
-            .await
-        }
-        Err(e) => SyncOutcome {
-            results: Vec::new(),
-            error: Some(format!("{e}; nothing was applied")),
-        },
-    };
-    let status = finish_sync(
-        plan.status.clone(),
-        &app.spec,
-        task,
-        &outcome,
-        started,
-        Timestamp::now(),
-    );
-    let phase = status
-        .operation_state
-        .as_ref()
-        .map_or(OperationPhase::Error, |s| s.phase);
-    ctx.metrics.sync_finished(phase);
-    match &outcome.error {
-        None => tracing::info!(revision = %task.revision, "synced"),
-        Some(error) => {
-            tracing::warn!(revision = %task.revision, phase = ?phase, %error, "sync failed");
+    for obj in objects {
+        if let Err(e) = applier.delete(obj).await {
+            tracing::warn!(error = %e, "deleting");
         }
     }
-    status
 }
 
 async fn finalize_app(
@@ -530,30 +585,8 @@ async fn finalize_app(
 ) -> Result<(), ReconcileError> {
     match finalize {
         Finalize::Delete(objects) => {
-            // Objects are found only on a cluster that resolved.
-            let Some(cluster) = cluster else {
-                return Ok(());
-            };
-            let writer = match cluster.client_as(identity) {
-                Ok(writer) => writer,
-                Err(e) => {
-                    // The finalizer stays: the objects are not deleted as anyone else.
-                    tracing::warn!(error = %e, "cascade delete: nothing deleted");
-                    return Ok(());
-                }
-            };
-            let applier = Applier {
-                client: &writer,
-                reader: &cluster.client,
-                kinds: &cluster.kinds,
-                progress: None,
-                health_rules: &ctx.reader.health_rules,
-            };
-            for obj in objects {
-                if let Err(e) = applier.delete(obj).await {
-                    tracing::warn!(error = %e, "cascade delete");
-                }
-            }
+            // The finalizer stays until they are gone: nothing is deleted as anyone else.
+            delete_objects(ctx, cluster, identity, objects).await;
             Ok(())
         }
         Finalize::RemoveFinalizers => Ok(remove_finalizers(api, app).await?),

@@ -32,7 +32,7 @@ use super::sync_options::{self, SyncOptions, effective};
 use super::sync_windows;
 use crate::api::application::{
     Application, ApplicationSource, ApplicationSourceType, ApplicationSpec, ApplicationStatus,
-    ApplicationSummary, ComparedTo, HealthStatus, ManagedNamespaceMetadata, Operation,
+    ApplicationSummary, ComparedTo, HealthStatus, HookPhase, ManagedNamespaceMetadata, Operation,
     OperationInitiator, OperationPhase, OperationState, ResourceResult, RetryStrategy,
     RevisionHistory, SyncOperation, SyncOperationResource, SyncOperationResult, SyncStatus,
     SyncStatusCode,
@@ -51,6 +51,8 @@ const SELF_HEAL_BACKOFF_MAX: Duration = Duration::from_secs(300);
 const SELF_HEAL_COOLDOWN: Duration = Duration::from_secs(330);
 /// Look again soon after a sync, for the health and sync status of what was applied.
 const AFTER_SYNC: Duration = Duration::from_secs(2);
+/// The message of an operation ended by `terminate-op` (Argo CD's).
+pub const TERMINATED: &str = "Operation terminated";
 
 /// The manifests of one revision of a source, ready to compare and apply: namespaces defaulted,
 /// tracking annotations set, the Rollout engine's fields carried over, in apply order.
@@ -211,6 +213,12 @@ pub struct SyncTask {
     pub dry_run: bool,
     /// `operation.sync.resources` named the objects: only those are synced.
     pub selective: bool,
+    /// What earlier reconciles of this operation did (`syncResult.resources` of the operation
+    /// under way): done again by none of the next steps.
+    pub done: Vec<ResourceResult>,
+    /// The operation was under way before this reconcile: the namespace and the dry run were
+    /// done, and the sync carries on where `done` says.
+    pub resumed: bool,
 }
 
 impl SyncTask {
@@ -238,6 +246,8 @@ pub struct Plan {
     /// Set `spec.syncPolicy.automated.enabled: false` (a rollback suspends automated sync).
     pub disable_automated: bool,
     pub finalize: Option<Finalize>,
+    /// Live objects to delete (the hooks still running when their operation was terminated).
+    pub delete: Vec<Value>,
     pub requeue_after: Duration,
 }
 
@@ -248,6 +258,9 @@ pub struct SyncOutcome {
     pub results: Vec<ResourceResult>,
     /// Why the sync failed, if it did.
     pub error: Option<String>,
+    /// Not finished: what the sync waits for (a wave's health, a hook); the next reconcile goes
+    /// on from `results`.
+    pub waiting: Option<String>,
 }
 
 /// The revision and source to render for the Application's operation or pending retry.
@@ -368,6 +381,7 @@ pub fn plan(obs: &Observed) -> Plan {
         clear_operation: app.operation.is_some(),
         disable_automated: false,
         finalize: None,
+        delete: Vec::new(),
         requeue_after: obs.next_refresh_in,
     };
     if app.metadata.deletion_timestamp.is_some() {
@@ -392,9 +406,21 @@ pub fn plan(obs: &Observed) -> Plan {
     let mut conditions: Vec<(&str, String)> = Vec::new();
     let comparison = record_comparison(&mut status, obs, &mut conditions);
 
-    let decision = match &app.operation {
-        Some(op) => decide_operation(obs, op),
-        None => match decide_retry(obs) {
+    let terminating = previous
+        .operation_state
+        .as_ref()
+        .filter(|s| s.phase == OperationPhase::Terminating);
+    let decision = match (terminating, &app.operation) {
+        (Some(state), _) => {
+            // A new operation waits for the next reconcile.
+            plan.clear_operation = false;
+            let (state, running_hooks) = terminated(state, obs.now);
+            status.operation_state = Some(state);
+            plan.delete = running_hooks;
+            Decision::Nothing
+        }
+        (None, Some(op)) => decide_operation(obs, op),
+        (None, None) => match decide_retry(obs) {
             Some(decision) => decision,
             None => decide_automated(obs, comparison.as_ref()),
         },
@@ -407,7 +433,7 @@ pub fn plan(obs: &Observed) -> Plan {
         Decision::Refuse(message) => sync_error = Some(message),
         // Reported as SyncError from the failed operation state, below.
         Decision::OperationError(state) => status.operation_state = Some(*state),
-        Decision::Blocked { task, reason } => {
+        Decision::Blocked { mut task, reason } => {
             if app.operation.is_some() {
                 // A user's request waits for the window, Running and saying why, as in Argo CD.
                 plan.clear_operation = false;
@@ -417,7 +443,8 @@ pub fn plan(obs: &Observed) -> Plan {
                     .as_ref()
                     .filter(|s| s.finished_at.is_none() && s.message.as_ref() == Some(&message))
                     .map_or(obs.now, |s| s.started_at.0);
-                status = sync_in_progress(status, &task, message, started);
+                task.started_at = started.as_second();
+                status = sync_in_progress(status, &task, message, Vec::new());
             }
             plan.requeue_after = plan.requeue_after.min(until_next_minute(obs.now));
         }
@@ -459,6 +486,10 @@ fn gate_by_sync_windows(obs: &Observed, decision: Decision) -> Decision {
     let Decision::Sync(task) = decision else {
         return decision;
     };
+    if task.resumed {
+        // As in Argo CD, a window that opens or closes does not stop a sync under way.
+        return Decision::Sync(task);
+    }
     let app = &obs.app;
     let manual = task
         .operation
@@ -481,6 +512,37 @@ fn gate_by_sync_windows(obs: &Observed, decision: Decision) -> Decision {
         },
         Err(e) => Decision::Refuse(format!("the project's {e}")),
     }
+}
+
+/// Argo CD's `terminate-op` (`status.operationState.phase: Terminating`): the operation ends
+/// Failed, "Operation terminated", without a retry; the hooks it left running are marked failed and
+/// returned, to be deleted (named from their results: the watch caches may not hold their kind).
+fn terminated(state: &OperationState, now: Timestamp) -> (OperationState, Vec<Value>) {
+    let mut state = state.clone();
+    let mut running = Vec::new();
+    for result in state
+        .sync_result
+        .iter_mut()
+        .flat_map(|r| r.resources.iter_mut())
+        .filter(|r| r.hook_phase == Some(HookPhase::Running))
+    {
+        result.hook_phase = Some(HookPhase::Failed);
+        result.message = Some("Terminated".to_string());
+        let api_version = if result.group.is_empty() {
+            result.version.clone()
+        } else {
+            format!("{}/{}", result.group, result.version)
+        };
+        running.push(serde_json::json!({
+            "apiVersion": api_version,
+            "kind": result.kind,
+            "metadata": {"name": result.name, "namespace": result.namespace},
+        }));
+    }
+    state.phase = OperationPhase::Failed;
+    state.message = Some(TERMINATED.to_string());
+    state.finished_at = Some(Time(now));
+    (state, running)
 }
 
 /// Windows open and close on minutes: look again just after the next one starts.
@@ -529,9 +591,16 @@ fn refusal(task: &SyncTask) -> Option<SyncOutcome> {
     } else {
         return None;
     };
+    // An operation under way keeps what it did (and says so).
+    let error = if task.resumed {
+        error.replace("nothing was applied", "nothing more was applied")
+    } else {
+        error
+    };
     Some(SyncOutcome {
-        results: Vec::new(),
+        results: task.done.clone(),
         error: Some(error),
+        waiting: None,
     })
 }
 
@@ -744,6 +813,7 @@ fn decide_operation(obs: &Observed, op: &Operation) -> Decision {
             rollback.prune,
             &[],
             recorded,
+            None,
         );
         return Decision::Sync(Box::new(task));
     }
@@ -760,6 +830,7 @@ fn decide_operation(obs: &Observed, op: &Operation) -> Decision {
                 sync.prune,
                 &sync.sync_options,
                 op.clone(),
+                None,
             );
             Decision::Sync(Box::new(task))
         }
@@ -767,9 +838,10 @@ fn decide_operation(obs: &Observed, op: &Operation) -> Decision {
     }
 }
 
-/// A Running operation: one interrupted mid-sync (no `finishedAt`, e.g. the controller restarted
-/// while a wave was waited for) is resumed at once; a failed one waiting for its next attempt
-/// runs when its backoff is over. `None` when there is none to consider.
+/// A Running operation: one under way (no `finishedAt`: waiting for a wave or a hook, or the
+/// controller restarted meanwhile) goes on where its `syncResult` says; a failed one waiting for its
+/// next attempt runs again from the start when its backoff is over. `None` when there is none to
+/// consider.
 fn decide_retry(obs: &Observed) -> Option<Decision> {
     let app = &obs.app;
     let state = pending_retry(app.status.as_ref()?)?;
@@ -786,8 +858,8 @@ fn decide_retry(obs: &Observed) -> Option<Decision> {
         .retry
         .clone()
         .or_else(|| app.spec.retry().cloned());
-    let interrupted = state.finished_at.is_none();
-    if !interrupted {
+    let under_way = state.finished_at.is_none();
+    if !under_way {
         let retry = retry.as_ref()?;
         let delay = retry
             .delay(u32::try_from(state.retry_count).unwrap_or(u32::MAX))
@@ -809,6 +881,12 @@ fn decide_retry(obs: &Observed) -> Option<Decision> {
         }
     };
     let sync = state.operation.sync.clone().unwrap_or_default();
+    // Nothing done yet (e.g. held by a sync window): it starts afresh.
+    let resumes = under_way
+        && state
+            .sync_result
+            .as_ref()
+            .is_some_and(|r| !r.resources.is_empty());
     let mut task = sync_task(
         obs,
         desired,
@@ -816,19 +894,21 @@ fn decide_retry(obs: &Observed) -> Option<Decision> {
         sync.prune,
         &sync.sync_options,
         state.operation.clone(),
+        resumes.then_some(state),
     );
     task.retry = retry;
-    task.retry_count = state.retry_count + i64::from(!interrupted);
+    task.retry_count = state.retry_count + i64::from(!under_way);
     Some(Decision::Sync(Box::new(task)))
 }
 
-/// The status while `task` waits for a sync wave to be healthy: its operation Running, without
-/// `finishedAt` (so a restarted controller resumes it), with `message` saying what it waits for.
+/// The status while `task` is under way (waiting for a wave, a hook or a sync window): its
+/// operation Running, without `finishedAt`, with `message` saying what it waits for and `results`
+/// what it did so far (where the next reconcile goes on).
 pub fn sync_in_progress(
     mut status: ApplicationStatus,
     task: &SyncTask,
     message: String,
-    started_at: Timestamp,
+    results: Vec<ResourceResult>,
 ) -> ApplicationStatus {
     status.operation_state = Some(OperationState {
         operation: task.operation.clone(),
@@ -836,14 +916,19 @@ pub fn sync_in_progress(
         message: Some(message),
         sync_result: Some(SyncOperationResult {
             revision: task.revision.clone(),
-            resources: Vec::new(),
+            resources: results,
             source: Some(task.source.clone()),
         }),
-        started_at: Time(started_at),
+        started_at: Time(task_started_at(task)),
         finished_at: None,
         retry_count: task.retry_count,
     });
     status
+}
+
+/// When `task`'s operation started (its hooks are named for it).
+pub fn task_started_at(task: &SyncTask) -> Timestamp {
+    Timestamp::from_second(task.started_at).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 fn decide_automated(obs: &Observed, comparison: Option<&Comparison>) -> Decision {
@@ -947,6 +1032,7 @@ fn decide_automated(obs: &Observed, comparison: Option<&Comparison>) -> Decision
         automated.prune(),
         &[],
         operation,
+        None,
     )))
 }
 
@@ -972,6 +1058,7 @@ fn sync_task(
     prune: bool,
     extra_options: &[String],
     operation: Operation,
+    under_way: Option<&OperationState>,
 ) -> SyncTask {
     let spec = &obs.app.spec;
     let options = sync_options::sync_options(&obs.app, extra_options);
@@ -1007,8 +1094,12 @@ fn sync_task(
         .iter()
         .cloned()
         .partition(|o| tracked_by_another(obs, o, &me).is_some());
+    let done: Vec<ResourceResult> = under_way
+        .and_then(|state| state.sync_result.as_ref())
+        .map(|r| r.resources.clone())
+        .unwrap_or_default();
     if options.applies_out_of_sync_only() {
-        apply = out_of_sync_only(obs, apply);
+        apply = out_of_sync_only(obs, apply, &done);
     }
     if options.respects_ignore_differences() {
         for obj in &mut apply {
@@ -1033,7 +1124,10 @@ fn sync_task(
         source: desired.source.clone(),
         apply,
         hooks: desired.hooks.clone(),
-        started_at: obs.now.as_second(),
+        // Hooks are named for the start of their operation: the same in each of its reconciles.
+        started_at: under_way
+            .map_or(obs.now, |state| state.started_at.0)
+            .as_second(),
         prune: to_prune,
         prune_last,
         prune_skipped: kept,
@@ -1050,6 +1144,8 @@ fn sync_task(
         retry_count: 0,
         dry_run: requested.is_dry_run(),
         selective: false,
+        resumed: under_way.is_some(),
+        done,
     };
     select(task, &requested.resources)
 }
@@ -1083,7 +1179,9 @@ fn select(mut task: SyncTask, resources: &[SyncOperationResource]) -> SyncTask {
 
 /// `ApplyOutOfSyncOnly=true`: the objects of `apply` that are missing or differ from their live
 /// copy (as the comparison judges them, `ignoreDifferences` included).
-fn out_of_sync_only(obs: &Observed, apply: Vec<Value>) -> Vec<Value> {
+/// `ApplyOutOfSyncOnly=true`: the objects that differ from their live copy, and those this
+/// operation applied already (`done`: in sync now, but their waves are still waited for).
+fn out_of_sync_only(obs: &Observed, apply: Vec<Value>, done: &[ResourceResult]) -> Vec<Value> {
     let comparison = compare(
         &apply,
         &obs.live,
@@ -1097,9 +1195,14 @@ fn out_of_sync_only(obs: &Observed, apply: Vec<Value>) -> Vec<Value> {
         .filter(|r| r.status == Some(SyncStatusCode::Synced))
         .map(|r| ResourceKey::new(&r.group, &r.kind, &r.namespace, &r.name))
         .collect();
+    let applied: BTreeSet<ResourceKey> = done
+        .iter()
+        .filter(|r| r.hook_type.is_none())
+        .map(|r| ResourceKey::new(&r.group, &r.kind, &r.namespace, &r.name))
+        .collect();
     apply
         .into_iter()
-        .filter(|o| key_of(o).is_none_or(|k| !synced.contains(&k)))
+        .filter(|o| key_of(o).is_none_or(|k| !synced.contains(&k) || applied.contains(&k)))
         .collect()
 }
 

@@ -4,7 +4,7 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 
 use super::*;
-use crate::api::application::{HealthStatusCode, ResultCode};
+use crate::api::application::{HealthStatusCode, ResultCode, SyncPhase};
 use crate::gitops::conditions::message_of;
 use crate::gitops::project::ServiceAccountRef;
 
@@ -654,6 +654,7 @@ fn g10_retry_backs_off_and_gives_up_after_the_limit() {
     let failure = SyncOutcome {
         results: vec![],
         error: Some("apply failed".into()),
+        waiting: None,
     };
 
     // First failure: Running, retry #1 in 5 s.
@@ -851,6 +852,7 @@ fn failed_objects_are_recorded_in_the_sync_result() {
             ..ResourceResult::default()
         }],
         error: Some("ConfigMap shop/a: denied".into()),
+        waiting: None,
     };
     let status = finish_sync(
         p.status,
@@ -866,23 +868,144 @@ fn failed_objects_are_recorded_in_the_sync_result() {
     assert!(status.history.is_empty());
 }
 
+fn applied(obj: &Value) -> ResourceResult {
+    ResourceResult {
+        group: String::new(),
+        version: "v1".into(),
+        kind: obj["kind"].as_str().unwrap().into(),
+        namespace: obj["metadata"]["namespace"].as_str().unwrap().into(),
+        name: obj["metadata"]["name"].as_str().unwrap().into(),
+        status: Some(ResultCode::Synced),
+        message: Some("applied".into()),
+        sync_phase: Some(SyncPhase::Sync),
+        ..ResourceResult::default()
+    }
+}
+
+fn running_hook(name: &str, phase: SyncPhase) -> ResourceResult {
+    ResourceResult {
+        hook_type: Some(phase),
+        hook_phase: Some(HookPhase::Running),
+        sync_phase: Some(phase),
+        message: Some("created".into()),
+        ..applied(&cm(name, "hook", SHA_A))
+    }
+}
+
 #[test]
-fn g7_a_sync_interrupted_while_waiting_for_a_wave_is_resumed() {
+fn g7_a_sync_waiting_for_a_wave_goes_on_where_it_was_in_the_next_reconcile() {
+    let a = automated(json!({}));
+    let target = || desired(SHA_A, vec![cm("a", "1", SHA_A), cm("b", "1", SHA_A)]);
+    let p = plan(&observed(a.clone(), target(), vec![]));
+    let task = p.sync.clone().unwrap();
+    assert!(!task.resumed);
+    assert!(task.done.is_empty());
+    let done = vec![applied(&cm("a", "1", SHA_A))];
+    let waiting = sync_in_progress(
+        p.status,
+        &task,
+        "waiting for sync wave -1".into(),
+        done.clone(),
+    );
+    let state = waiting.operation_state.as_ref().unwrap();
+    assert_eq!(state.phase, OperationPhase::Running);
+    assert_eq!(state.finished_at, None);
+    assert_eq!(state.started_at.0, at(T0));
+
+    // The next reconcile, or a restarted controller, later: the same operation, from its results.
+    let mut next = a;
+    next.status = Some(waiting);
+    let mut obs = observed(next, target(), vec![]);
+    obs.now = at(T0 + 30);
+    let p = plan(&obs);
+    let resumed = p.sync.unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.done, done);
+    assert_eq!((resumed.kind, resumed.retry_count), (SyncKind::Retry, 0));
+    assert_eq!(resumed.operation, task.operation);
+    // Its hooks keep the names they were created with.
+    assert_eq!(resumed.started_at, T0);
+}
+
+#[test]
+fn a_sync_under_way_is_not_stopped_by_a_sync_window() {
     let a = automated(json!({}));
     let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
     let p = plan(&observed(a.clone(), target(), vec![]));
     let task = p.sync.clone().unwrap();
-    let waiting = sync_in_progress(p.status, &task, "waiting for sync wave -1".into(), at(T0));
-    assert_eq!(
-        waiting.operation_state.as_ref().unwrap().phase,
-        OperationPhase::Running
+    let mut next = a;
+    next.status = Some(sync_in_progress(
+        p.status,
+        &task,
+        "waiting".into(),
+        vec![applied(&cm("a", "1", SHA_A))],
+    ));
+    let mut obs = observed(next.clone(), target(), vec![]);
+    obs.sync_windows = vec![deny_always(false)];
+    assert!(plan(&obs).sync.is_some_and(|t| t.resumed));
+
+    // Held by the window before it did anything: it starts afresh once the window allows it.
+    let status = next.status.as_mut().unwrap();
+    status.operation_state.as_mut().unwrap().sync_result = None;
+    let obs = observed(next, target(), vec![]);
+    assert!(plan(&obs).sync.is_some_and(|t| !t.resumed));
+}
+
+#[test]
+fn apply_out_of_sync_only_keeps_what_the_operation_applied_for_its_waves() {
+    let a = with_options(&["ApplyOutOfSyncOnly=true"]);
+    let target = || desired(SHA_B, vec![cm("a", "2", SHA_B), cm("b", "2", SHA_B)]);
+    let p = plan(&observed(a.clone(), target(), vec![cm("a", "1", SHA_A)]));
+    let task = p.sync.clone().unwrap();
+    assert_eq!(names(&task.apply), ["a", "b"]);
+    // `a` applied (in sync now), `b` not yet: both stay in the operation.
+    let mut next = a;
+    next.status = Some(sync_in_progress(
+        p.status,
+        &task,
+        "waiting".into(),
+        vec![applied(&cm("a", "2", SHA_B))],
+    ));
+    let p = plan(&observed(next, target(), vec![cm("a", "2", SHA_B)]));
+    assert_eq!(names(&p.sync.unwrap().apply), ["a", "b"]);
+}
+
+#[test]
+fn terminating_an_operation_fails_it_and_deletes_its_running_hooks() {
+    let a = automated(json!({}));
+    let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    let p = plan(&observed(a.clone(), target(), vec![]));
+    let task = p.sync.clone().unwrap();
+    let mut status = sync_in_progress(
+        p.status,
+        &task,
+        "waiting for PreSync hook shop/migrate to complete".into(),
+        vec![running_hook("migrate", SyncPhase::PreSync)],
     );
-    let mut restarted = a;
-    restarted.status = Some(waiting);
-    let p = plan(&observed(restarted, target(), vec![]));
-    let resumed = p.sync.unwrap();
-    assert_eq!((resumed.kind, resumed.retry_count), (SyncKind::Retry, 0));
-    assert_eq!(resumed.operation, task.operation);
+    status.operation_state.as_mut().unwrap().phase = OperationPhase::Terminating;
+    let mut next = a;
+    next.status = Some(status);
+    let p = plan(&observed(next.clone(), target(), vec![]));
+    assert_eq!(p.sync, None);
+    assert_eq!(
+        p.delete,
+        [json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "migrate", "namespace": "shop"}})]
+    );
+    let state = p.status.operation_state.clone().unwrap();
+    assert_eq!(state.phase, OperationPhase::Failed);
+    assert_eq!(state.message.as_deref(), Some(TERMINATED));
+    assert_eq!(state.finished_at, Some(Time(at(T0))));
+    let hook_result = &state.sync_result.unwrap().resources[0];
+    assert_eq!(hook_result.hook_phase, Some(HookPhase::Failed));
+    assert_eq!(hook_result.message.as_deref(), Some("Terminated"));
+    assert!(condition(&p, SYNC_ERROR).unwrap().contains(TERMINATED));
+
+    // Not retried, and the same revision is not synced again automatically.
+    next.status = Some(p.status);
+    let p = plan(&observed(next, target(), vec![]));
+    assert_eq!(p.sync, None);
+    assert!(p.delete.is_empty());
 }
 
 #[test]

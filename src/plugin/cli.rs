@@ -252,6 +252,8 @@ pub enum AppCommand {
     Set(AppSetArgs),
     /// Delete an Application; with --cascade (the default) what it deployed is deleted with it.
     Delete(AppDeleteArgs),
+    /// Stop the sync in progress (it ends Failed, "Operation terminated"; running hooks are deleted).
+    TerminateOp(AppNameArg),
 }
 
 #[derive(Debug, Args)]

@@ -1,22 +1,16 @@
 //! Runs the hooks of one sync phase, wave by wave: each hook is created (after its previous copy is
-//! deleted, `BeforeHookCreation`), then the wave waits until every hook of it has completed; a
-//! failed hook fails the sync. Completed hooks are deleted as their delete policies say.
+//! deleted, `BeforeHookCreation`) and recorded Running; the sync goes on to the next wave once
+//! every hook of it has completed (read again at each reconcile until then); a failed hook fails
+//! the sync. Completed hooks are deleted as their delete policies say.
 
 use serde_json::Value;
 
-use super::{Applier, Mode, api, kube_message, result};
+use super::{Applier, Mode, is_about, result};
 use crate::api::application::{HookPhase, ResourceResult, ResultCode, SyncPhase};
 use crate::gitops::hooks::{self, DeletePolicy, HookProgress};
-use crate::gitops::live::to_value;
 use crate::gitops::object::key_of;
 use crate::gitops::order::{sync_wave, wave_groups};
 use crate::gitops::plan::{SyncOutcome, SyncTask};
-
-/// One hook created in this sync.
-struct Started {
-    obj: Value,
-    policies: Vec<DeletePolicy>,
-}
 
 /// The hooks of `task` that run in `phase`, named for this sync, in apply order.
 pub(super) fn hooks_of(task: &SyncTask, phase: SyncPhase) -> Vec<Value> {
@@ -60,9 +54,45 @@ fn hook_result(
     }
 }
 
+/// Where `outcome` records the hook `obj` of `phase`.
+fn recorded(outcome: &SyncOutcome, obj: &Value, phase: SyncPhase) -> Option<usize> {
+    outcome
+        .results
+        .iter()
+        .position(|r| r.hook_type == Some(phase) && is_about(r, obj))
+}
+
+/// What a hook's end means: its phase, the message, and the delete policy that then applies.
+fn ending(
+    phase: SyncPhase,
+    key: &str,
+    progress: &HookProgress,
+) -> (HookPhase, String, DeletePolicy) {
+    match progress {
+        HookProgress::Failed(why) => (
+            HookPhase::Failed,
+            format!(
+                "{phase:?} hook {key} failed{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            ),
+            DeletePolicy::HookFailed,
+        ),
+        _ => (
+            HookPhase::Succeeded,
+            format!("{phase:?} hook succeeded"),
+            DeletePolicy::HookSucceeded,
+        ),
+    }
+}
+
 impl Applier<'_> {
-    /// Runs `hooks` (of `phase`, named, in apply order) wave by wave; whether all succeeded. On a
-    /// failure the outcome's error says which hook and why.
+    /// Runs `hooks` (of `phase`, named, in apply order) wave by wave: creates those `outcome` does
+    /// not record yet, then reads the wave's; whether all of them succeeded. Otherwise the outcome
+    /// says why the sync failed, or what it waits for.
     pub(super) async fn run_hooks(
         &self,
         task: &SyncTask,
@@ -71,13 +101,18 @@ impl Applier<'_> {
         outcome: &mut SyncOutcome,
     ) -> bool {
         for wave in wave_groups(hooks) {
-            let mut started = Vec::new();
             for obj in wave {
+                if recorded(outcome, obj, phase).is_some() {
+                    continue;
+                }
                 match self.start_hook(task, obj).await {
-                    Ok(policies) => started.push(Started {
-                        obj: obj.clone(),
-                        policies,
-                    }),
+                    Ok(()) => outcome.results.push(hook_result(
+                        obj,
+                        phase,
+                        ResultCode::Synced,
+                        HookPhase::Running,
+                        "created",
+                    )),
                     Err(message) => {
                         outcome.results.push(hook_result(
                             obj,
@@ -91,7 +126,7 @@ impl Applier<'_> {
                     }
                 }
             }
-            if !self.finish_wave(phase, &started, outcome).await {
+            if !self.check_wave(phase, wave, outcome).await {
                 return false;
             }
         }
@@ -99,80 +134,83 @@ impl Applier<'_> {
     }
 
     /// Creates one hook, deleting its previous copy first unless its policies say otherwise.
-    async fn start_hook(&self, task: &SyncTask, obj: &Value) -> Result<Vec<DeletePolicy>, String> {
+    async fn start_hook(&self, task: &SyncTask, obj: &Value) -> Result<(), String> {
         let key = key_of(obj).ok_or_else(|| "a hook has no name".to_string())?;
         let policies = hooks::delete_policies(obj).map_err(|e| e.to_string())?;
         let kind = self.kind_of(obj).await?;
-        if policies.contains(&DeletePolicy::BeforeHookCreation) {
-            let live = api(self.reader, &kind, &key.namespace)
-                .get_opt(&key.name)
-                .await
-                .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
-            if let Some(live) = live {
-                self.delete_with(&to_value(&live, &kind), super::Propagation::Background)
-                    .await?;
-                self.wait_gone(&key, &kind).await?;
-            }
+        if policies.contains(&DeletePolicy::BeforeHookCreation)
+            && let Some(live) = self.live(obj).await?
+        {
+            self.delete_with(&live, super::Propagation::Background)
+                .await?;
+            self.wait_gone(&key, &kind).await?;
         }
-        self.apply(obj, Mode::of(task, obj, false)).await?;
-        Ok(policies)
+        self.apply(obj, Mode::of(task, obj, false)).await
     }
 
-    /// Waits until every hook of a wave has completed, records each, deletes them as their
-    /// policies say; whether all succeeded.
-    async fn finish_wave(
+    /// Reads the hooks of a wave still running: records those that ended, deleting them as their
+    /// policies say; whether all of the wave succeeded (else the sync fails, or waits for one).
+    async fn check_wave(
         &self,
         phase: SyncPhase,
-        started: &[Started],
+        wave: &[Value],
         outcome: &mut SyncOutcome,
     ) -> bool {
-        let wave = started.first().map_or(0, |s| sync_wave(&s.obj));
-        let ended = match self.wait_hooks(phase, wave, started).await {
-            Ok(ended) => ended,
-            Err(message) => {
-                for hook in started {
-                    outcome.results.push(hook_result(
-                        &hook.obj,
-                        phase,
-                        ResultCode::Synced,
-                        HookPhase::Running,
-                        "created; not complete when the sync ended",
-                    ));
-                }
-                outcome.error = Some(message);
-                return false;
-            }
-        };
+        let rules = self.health_rules.current();
         let mut failure = None;
-        for (hook, (live, progress)) in started.iter().zip(ended) {
-            let (hook_phase, message, delete_on) = match &progress {
-                HookProgress::Failed(why) => {
-                    let what = format!(
-                        "{phase:?} hook {} failed{}",
-                        key_of(&hook.obj).map(|k| k.to_string()).unwrap_or_default(),
-                        if why.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {why}")
-                        }
-                    );
-                    failure.get_or_insert(what.clone());
-                    (HookPhase::Failed, what, DeletePolicy::HookFailed)
-                }
-                _ => (
-                    HookPhase::Succeeded,
-                    format!("{phase:?} hook succeeded"),
-                    DeletePolicy::HookSucceeded,
-                ),
+        let mut running = None;
+        for obj in wave {
+            let Some(index) = recorded(outcome, obj, phase) else {
+                continue;
             };
-            outcome.results.push(hook_result(
-                &hook.obj,
-                phase,
-                ResultCode::Synced,
-                hook_phase,
-                message,
-            ));
-            if hook.policies.contains(&delete_on)
+            match outcome.results[index].hook_phase {
+                Some(HookPhase::Running) => {}
+                Some(HookPhase::Failed) => {
+                    failure
+                        .get_or_insert(outcome.results[index].message.clone().unwrap_or_default());
+                    continue;
+                }
+                _ => continue,
+            }
+            let key = key_of(obj).map(|k| k.to_string()).unwrap_or_default();
+            let live = match self.live(obj).await {
+                Ok(live) => live,
+                Err(message) => {
+                    outcome.error = Some(message);
+                    return false;
+                }
+            };
+            let Some(live) = live else {
+                let message = format!("{phase:?} hook {key} was deleted before it completed");
+                outcome.results[index] = hook_result(
+                    obj,
+                    phase,
+                    ResultCode::Synced,
+                    HookPhase::Failed,
+                    message.clone(),
+                );
+                failure.get_or_insert(message);
+                continue;
+            };
+            let progress = hooks::progress(&live, &rules);
+            if let HookProgress::Running(why) = &progress {
+                running.get_or_insert_with(|| {
+                    if why.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{key}: {why}")
+                    }
+                });
+                continue;
+            }
+            let (hook_phase, message, delete_on) = ending(phase, &key, &progress);
+            if hook_phase == HookPhase::Failed {
+                failure.get_or_insert(message.clone());
+            }
+            outcome.results[index] =
+                hook_result(obj, phase, ResultCode::Synced, hook_phase, message);
+            let policies = hooks::delete_policies(obj).unwrap_or_default();
+            if policies.contains(&delete_on)
                 && let Err(e) = self
                     .delete_with(&live, super::Propagation::Background)
                     .await
@@ -180,75 +218,17 @@ impl Applier<'_> {
                 tracing::warn!(error = %e, "cannot delete a completed hook");
             }
         }
-        match failure {
-            Some(message) => {
-                outcome.error = Some(message);
-                false
-            }
-            None => true,
+        if let Some(message) = failure {
+            outcome.error = Some(message);
+            return false;
         }
-    }
-
-    /// Polls the hooks of a wave until all have completed (or [`super::WAVE_TIMEOUT`] passed):
-    /// each live object with how it ended.
-    async fn wait_hooks(
-        &self,
-        phase: SyncPhase,
-        wave: i64,
-        started: &[Started],
-    ) -> Result<Vec<(Value, HookProgress)>, String> {
-        let deadline = tokio::time::Instant::now() + super::WAVE_TIMEOUT;
-        let mut reported = None;
-        loop {
-            let mut ended = Vec::new();
-            let mut running = None;
-            for hook in started {
-                let key = key_of(&hook.obj).ok_or_else(|| "a hook has no name".to_string())?;
-                let kind = self.kind_of(&hook.obj).await?;
-                let live = api(self.reader, &kind, &key.namespace)
-                    .get_opt(&key.name)
-                    .await
-                    .map_err(|e| format!("{key}: {}", kube_message(&e)))?;
-                let Some(live) = live.map(|l| to_value(&l, &kind)) else {
-                    return Err(format!(
-                        "{phase:?} hook {key} was deleted before it completed"
-                    ));
-                };
-                let progress = hooks::progress(&live, &self.health_rules.current());
-                if let HookProgress::Running(why) = &progress {
-                    running.get_or_insert_with(|| {
-                        format!(
-                            "{key}{}",
-                            if why.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {why}")
-                            }
-                        )
-                    });
-                }
-                ended.push((live, progress));
-            }
-            let Some(waiting_for) = running else {
-                return Ok(ended);
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "{phase:?} hooks of wave {wave} did not complete within {}s: {waiting_for}",
-                    super::WAVE_TIMEOUT.as_secs()
-                ));
-            }
-            if reported.as_ref() != Some(&waiting_for) {
-                if let Some(progress) = self.progress {
-                    progress(format!(
-                        "waiting for {phase:?} hook {waiting_for} to complete"
-                    ))
-                    .await;
-                }
-                reported = Some(waiting_for);
-            }
-            tokio::time::sleep(super::WAVE_POLL).await;
+        if let Some(waiting_for) = running {
+            outcome.waiting = Some(format!(
+                "waiting for {phase:?} hook {waiting_for} to complete"
+            ));
+            return false;
         }
+        true
     }
 }
 

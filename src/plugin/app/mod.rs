@@ -110,6 +110,7 @@ pub async fn run(
         AppCommand::Delete(args) => {
             delete(kube, &args.name, args.cascade, args.wait, out, err).await
         }
+        AppCommand::TerminateOp(args) => terminate(kube, &args.name, out).await,
         AppCommand::Rollback(args) => {
             let user = username(kube).await;
             let build = |app: &Application| operation::rollback_request(app, args.id, &user);
@@ -117,6 +118,22 @@ pub async fn run(
             request(kube, &args.name, build, &what, args.wait, out, err).await
         }
     }
+}
+
+/// `app terminate-op`: asks the controller to stop the operation in progress.
+async fn terminate(kube: &Kube, name: &str, out: &mut dyn Write) -> Result<u8, PluginError> {
+    let params = patch_params();
+    retry_on_conflict(|| async {
+        let app = get(kube, name).await?;
+        let patch = operation::terminate_request(&app)?;
+        kube.namespaced::<Application>()
+            .patch_status(name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(|e| kube.error(e, "Application", name, "terminate the operation"))
+    })
+    .await?;
+    writeln!(out, "Application '{name}' operation terminating")?;
+    Ok(EXIT_OK)
 }
 
 fn patch_params() -> PatchParams {

@@ -65,6 +65,27 @@ pub fn rollback_request(app: &Application, id: i64, username: &str) -> Result<Va
     Ok(request(app, json!({"rollback": {"id": id}}), username))
 }
 
+/// Argo CD's `terminate-op`: `status.operationState.phase: Terminating` (a status merge patch
+/// guarded by the `resourceVersion` read), which the controller turns into a Failed operation,
+/// "Operation terminated", deleting the hooks it left running.
+pub fn terminate_request(app: &Application) -> Result<Value, PluginError> {
+    let running = app
+        .status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .is_some_and(|s| s.phase == OperationPhase::Running);
+    if !running {
+        return Err(PluginError::Invalid(format!(
+            "Unable to terminate operation. No operation is in progress for Application {:?}",
+            app.metadata.name.clone().unwrap_or_default()
+        )));
+    }
+    Ok(json!({
+        "metadata": {"resourceVersion": app.metadata.resource_version},
+        "status": {"operationState": {"phase": "Terminating"}}
+    }))
+}
+
 fn refuse_if_busy(app: &Application) -> Result<(), PluginError> {
     if app.operation.is_some() {
         return Err(PluginError::Invalid(format!(
@@ -166,6 +187,30 @@ mod tests {
             err.to_string(),
             "Application \"shop\" has no history entry 5 (ids: 0, 1)"
         );
+    }
+
+    #[test]
+    fn only_an_operation_in_progress_can_be_terminated() {
+        let state = |phase: &str| {
+            json!({"status": {"operationState": {"operation": {"sync": {}}, "phase": phase,
+                                                 "startedAt": "2025-03-04T10:00:00Z"}}})
+        };
+        let patch = terminate_request(&app(state("Running"))).unwrap();
+        assert_eq!(
+            patch,
+            json!({"metadata": {"resourceVersion": "7"},
+                   "status": {"operationState": {"phase": "Terminating"}}})
+        );
+        for idle in [
+            app(state("Succeeded")),
+            app(state("Failed")),
+            app(json!({})),
+        ] {
+            assert_eq!(
+                terminate_request(&idle).unwrap_err().to_string(),
+                "Unable to terminate operation. No operation is in progress for Application \"shop\""
+            );
+        }
     }
 
     #[test]
