@@ -87,7 +87,8 @@ impl Metrics {
             "Reconciles by controller and result (ok, error, panic)",
             reconciles.clone(),
         );
-        let reconcile_seconds = Family::new_with_constructor(reconcile_histogram as fn() -> Histogram);
+        let reconcile_seconds =
+            Family::new_with_constructor(reconcile_histogram as fn() -> Histogram);
         registry.register(
             "reconcile_duration_seconds",
             "How long each reconcile took, by controller",

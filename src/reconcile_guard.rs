@@ -391,9 +391,12 @@ mod tests {
             (reconciles("ok"), reconciles("error"), reconciles("panic")),
             (1.0, 1.0, 2.0)
         );
-        assert!(metrics.encode().unwrap().contains(
-            "sluice_reconcile_duration_seconds_count{controller=\"rollout\"} 4"
-        ));
+        assert!(
+            metrics
+                .encode()
+                .unwrap()
+                .contains("sluice_reconcile_duration_seconds_count{controller=\"rollout\"} 4")
+        );
     }
 
     #[test]

@@ -899,6 +899,24 @@ async fn g7_a_later_wave_waits_until_the_earlier_one_is_healthy() {
         .unwrap();
     assert!(message.contains("PersistentVolumeClaim"), "{message}");
     assert_eq!(h.config_value("late").await, None);
+    // The wait holds no reconcile: reconciles of the Application keep ending while it waits.
+    let reconciles = || async {
+        h.controller
+            .metric_with(
+                "sluice_reconciles_total",
+                &[("controller", "application"), ("result", "ok")],
+            )
+            .await
+            .unwrap_or(0.0)
+    };
+    let before = reconciles().await;
+    common::wait_for(
+        "reconciles that end while the wave waits",
+        TIMEOUT,
+        || async { (reconciles().await >= before + 2.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(h.config_value("late").await, None);
 
     let volume: PersistentVolume = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -182,7 +183,13 @@ async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
     let span = tracing::info_span!("reconcile", applicationset = %appset.name_any());
-    let _entered = span.enter();
+    reconcile_appset(appset, ctx).instrument(span).await
+}
+
+async fn reconcile_appset(
+    appset: Arc<ApplicationSet>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
     if appset.metadata.deletion_timestamp.is_some() {
         // Its Applications go with it through their ownerReferences (garbage collection).
         return Ok(Requeue::await_change());

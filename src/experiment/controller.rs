@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -144,9 +145,19 @@ async fn reconcile(
     experiment: Arc<Experiment>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %experiment.namespace().unwrap_or_default(),
+        experiment = %experiment.name_any()
+    );
+    reconcile_experiment(experiment, ctx).instrument(span).await
+}
+
+async fn reconcile_experiment(
+    experiment: Arc<Experiment>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
     let namespace = experiment.namespace().unwrap_or_default();
-    let span = tracing::info_span!("reconcile", %namespace, experiment = %experiment.name_any());
-    let _entered = span.enter();
     let Some(found) = ctx
         .templates
         .resolve_refs(&namespace, template_references(&experiment))

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -359,11 +360,20 @@ where
 }
 
 async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %rollout.namespace().unwrap_or_default(),
+        rollout = %rollout.name_any()
+    );
+    reconcile_rollout(rollout, ctx).instrument(span).await
+}
+
+async fn reconcile_rollout(
+    rollout: Arc<Rollout>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
     let namespace = rollout.namespace().unwrap_or_default();
-    let name = rollout.name_any();
-    let span = tracing::info_span!("reconcile", %namespace, rollout = %name);
-    let _entered = span.enter();
 
     if !caches_listed(&ctx) {
         // Right after a start: a ReplicaSet or pod missing from a cache still being filled would
