@@ -1031,3 +1031,59 @@ async fn g13_an_ssh_key_repository_syncs_and_the_key_is_in_no_log_event_or_statu
     }
     h.ns.delete().await;
 }
+
+/// A CustomResourceDefinition and a resource of its kind in one commit: the resource is applied
+/// once the API server serves its kind (a later reconcile of the same sync), and the sync succeeds.
+#[tokio::test]
+async fn a_crd_and_its_resources_sync_in_one_commit() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+
+    let h = GitopsHarness::start("go-crd", "60s").await;
+    let repo = GitRepo::create(&h.env, "crd");
+    let group = format!("{}.sluice-e2e.example", h.ns.name);
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                   "schema": {"openAPIV3Schema": {"type": "object",
+                     "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let gadget = json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget",
+        "metadata": {"name": "g"}, "spec": {"size": 3}});
+    let sha = repo.commit(
+        "a kind and a resource of it",
+        &[
+            ("app/crd.yaml", Some(&crd.to_string())),
+            ("app/gadget.yaml", Some(&gadget.to_string())),
+        ],
+    );
+    h.create_app(
+        "crd",
+        &repo,
+        "app",
+        json!({"syncPolicy": {"automated": {}}}),
+    )
+    .await;
+    h.wait_app("crd", "synced", |a| {
+        sync_status(a) == SyncStatusCode::Synced && revision(a).as_deref() == Some(sha.as_str())
+    })
+    .await;
+    let app = h.wait_operation("crd", OperationPhase::Succeeded).await;
+    let applied: Vec<String> = app
+        .status
+        .and_then(|s| s.operation_state)
+        .and_then(|o| o.sync_result)
+        .map(|r| r.resources.iter().map(|r| r.kind.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(applied, ["CustomResourceDefinition", "Gadget"]);
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, "v1", "Gadget"));
+    let gadgets: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(h.client.clone(), &h.ns.name, &resource);
+    let live = gadgets.get("g").await.expect("the Gadget");
+    assert_eq!(live.data["spec"]["size"], 3);
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(h.client.clone());
+    crds.delete(&format!("gadgets.{group}"), &DeleteParams::default())
+        .await
+        .expect("delete the CRD");
+}

@@ -426,8 +426,10 @@ async fn skip_dry_run_on_missing_resource_applies_a_kind_served_during_the_sync(
             ("strict/w.yaml", Some(&widget("v", ""))),
         ],
     );
+    // A kind no CRD of the sync defines fails the attempt at once (as in Argo CD): retried until the
+    // test has created the CRD.
     let retry =
-        json!({"syncPolicy": {"retry": {"limit": 5, "backoff": {"duration": "2s", "factor": 1}}}});
+        json!({"syncPolicy": {"retry": {"limit": 30, "backoff": {"duration": "2s", "factor": 1}}}});
     create_app(&h, "skip", &repo, "skip", retry.clone()).await;
     create_app(&h, "strict", &repo, "strict", retry).await;
     let strict = h

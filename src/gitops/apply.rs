@@ -4,12 +4,14 @@
 //! As Argo CD does, every object is first applied as a server-side dry run: if any is refused
 //! (admission, validation, immutable field), nothing is applied and the sync fails with the
 //! reason. Objects whose namespace or CRD the same sync creates cannot be dry-run and are checked
-//! by the real apply. A CRD is applied and waited for until Established before its resources.
-//! Between sync waves the sync waits for what it applied to be healthy (Degraded fails it).
+//! by the real apply. Objects of a kind whose CRD the sync applies wait (for a later reconcile)
+//! until the kind is served. Between sync waves the sync waits for what it applied to be healthy (Degraded fails it).
 //!
 //! A sync never waits inside a reconcile: [`Applier::run`] does what can be done now, records it
 //! (the results), and says what it waits for; the next reconcile goes on from those results, so a
-//! restarted controller goes on too and a slow wave holds no reconcile slot.
+//! restarted controller goes on too and a slow wave holds no reconcile slot. The one bounded wait
+//! left is `Force=true`'s (at most [`FORCE_DELETE_TIMEOUT`] for the object it deleted to be gone
+//! before it is created again).
 //!
 //! Sync options (application-level, overridden per object): `Replace=true` replaces or creates
 //! instead of applying, `Force=true` deletes and creates again, `Validate=false` writes with
@@ -22,13 +24,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
     PropagationPolicy, ValidationDirective,
 };
 use kube::core::{GroupVersionKind, Request};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
@@ -47,8 +47,6 @@ use crate::api::application::{
 
 mod hook_run;
 
-/// How long a CRD applied by a sync may take to be Established, and its kind to be served.
-const CRD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `Force=true` waits for the object it deleted to be gone before creating it again.
 const FORCE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -106,7 +104,7 @@ pub struct Applier<'a> {
     /// Writes (dry run, apply, prune, CreateNamespace, cascade delete): the controller's client, or
     /// one impersonating the sync's ServiceAccount (`--sync-impersonation`).
     pub client: &'a Client,
-    /// Reads between the writes (a wave's health, a CRD being Established, whether the namespace
+    /// Reads between the writes (a wave's health, a kind being served, whether the namespace
     /// exists): always the controller's own, as for the watch caches.
     pub reader: &'a Client,
     pub kinds: &'a KindResolver,
@@ -127,6 +125,14 @@ fn handled(outcome: &SyncOutcome, obj: &Value) -> bool {
         .results
         .iter()
         .any(|r| r.hook_type.is_none() && is_about(r, obj))
+}
+
+/// The kinds the CRDs `task` applies define.
+pub(super) fn crd_kinds(task: &SyncTask) -> Vec<GroupVersionKind> {
+    kinds_defined_by_crds(&task.apply)
+        .into_iter()
+        .map(|(gvk, _)| gvk)
+        .collect()
 }
 
 /// Records that `obj`, applied, made the sync fail (`message`).
@@ -280,6 +286,7 @@ impl Applier<'_> {
         let sync_hooks = hook_run::hooks_of(task, SyncPhase::Sync);
         let mut hooks_left: &[Value] = &sync_hooks;
         let groups = wave_groups(&task.apply);
+        let crd_kinds = crd_kinds(task);
         let mut applied = 0;
         for (index, group) in groups.iter().enumerate() {
             let wave = group.first().map_or(0, sync_wave);
@@ -294,6 +301,9 @@ impl Applier<'_> {
             for obj in *group {
                 if handled(outcome, obj) {
                     continue;
+                }
+                if self.awaits_kind(obj, &crd_kinds, outcome).await {
+                    return false;
                 }
                 let done = self.apply(obj, Mode::of(task, obj, false)).await;
                 if !record(outcome, obj, done, ResultCode::Synced, "applied") {
@@ -468,26 +478,42 @@ impl Applier<'_> {
             .map_err(|e| format!("{key}: {}", kube_message(&e)))
     }
 
+    /// The kind of `obj` as the cluster serves it (a kind whose CRD this sync applies is waited
+    /// for beforehand: [`Applier::awaits_kind`]).
     async fn kind_of(&self, obj: &Value) -> Result<Kind, String> {
         let gvk = gvk(obj).ok_or_else(|| "a manifest has no apiVersion or kind".to_string())?;
-        let deadline = tokio::time::Instant::now() + CRD_READY_TIMEOUT;
-        loop {
-            match self.kinds.resolve(&gvk).await {
-                Ok(Some(kind)) => return Ok(kind),
-                Ok(None) if tokio::time::Instant::now() < deadline => {
-                    // Served a moment after its CRD is Established.
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Ok(None) => {
-                    return Err(format!(
-                        "kind {} of {} is not served by the cluster",
-                        gvk.kind,
-                        str_at(obj, "/apiVersion").unwrap_or_default()
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
-            }
+        match self.kinds.resolve(&gvk).await {
+            Ok(Some(kind)) => Ok(kind),
+            Ok(None) => Err(format!(
+                "kind {} of {} is not served by the cluster",
+                gvk.kind,
+                str_at(obj, "/apiVersion").unwrap_or_default()
+            )),
+            Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Whether the sync must wait before writing `obj`: its kind is defined by a CRD among
+    /// `crd_kinds` (applied by this sync) that the API server does not serve yet. Then
+    /// `outcome.waiting` says so.
+    pub(super) async fn awaits_kind(
+        &self,
+        obj: &Value,
+        crd_kinds: &[GroupVersionKind],
+        outcome: &mut SyncOutcome,
+    ) -> bool {
+        let Some(gvk) = gvk(obj).filter(|g| crd_kinds.contains(g)) else {
+            return false;
+        };
+        if self.is_served(obj).await {
+            return false;
+        }
+        outcome.waiting = Some(format!(
+            "waiting for kind {} of {} to be served (its CustomResourceDefinition is applied by this sync)",
+            gvk.kind,
+            str_at(obj, "/apiVersion").unwrap_or_default()
+        ));
+        true
     }
 
     /// Whether the cluster serves `obj`'s kind now.
@@ -512,9 +538,6 @@ impl Applier<'_> {
                 }
                 done => done.map_err(|e| apply_error(&key, &e, mode))?,
             }
-        }
-        if !mode.dry_run && is_crd(obj) {
-            self.wait_established(&key).await?;
         }
         Ok(())
     }
@@ -649,19 +672,6 @@ impl Applier<'_> {
             .map_err(|e| fail(kube_message(&e)))
     }
 
-    async fn wait_established(&self, key: &ResourceKey) -> Result<(), String> {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.reader.clone());
-        let established = await_condition(crds, &key.name, conditions::is_crd_established());
-        match tokio::time::timeout(CRD_READY_TIMEOUT, established).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("{key}: waiting for Established: {e}")),
-            Err(_) => Err(format!(
-                "{key}: not Established within {}s",
-                CRD_READY_TIMEOUT.as_secs()
-            )),
-        }
-    }
-
     /// Deletes a live object, if it is still the one observed (same uid), its dependents in the
     /// background.
     pub async fn delete(&self, live: &Value) -> Result<(), String> {
@@ -746,11 +756,10 @@ impl Uncheckable {
                 .filter(|o| str_at(o, "/kind") == Some("Namespace"))
                 .filter_map(|o| str_at(o, "/metadata/name").map(String::from)),
         );
-        let kinds = kinds_defined_by_crds(&task.apply)
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect();
-        Self { namespaces, kinds }
+        Self {
+            namespaces,
+            kinds: crd_kinds(task),
+        }
     }
 
     fn covers(&self, obj: &Value) -> bool {
@@ -827,9 +836,4 @@ fn api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
     } else {
         Api::all_with(client.clone(), &kind.resource)
     }
-}
-
-fn is_crd(obj: &Value) -> bool {
-    gvk(obj)
-        .is_some_and(|g| g.group == "apiextensions.k8s.io" && g.kind == "CustomResourceDefinition")
 }

@@ -54,6 +54,13 @@ fn hook_result(
     }
 }
 
+/// Whether a hook was created.
+enum Started {
+    Yes,
+    /// Not yet: what it waits for.
+    Not(String),
+}
+
 /// Where `outcome` records the hook `obj` of `phase`.
 fn recorded(outcome: &SyncOutcome, obj: &Value, phase: SyncPhase) -> Option<usize> {
     outcome
@@ -100,13 +107,21 @@ impl Applier<'_> {
         hooks: &[Value],
         outcome: &mut SyncOutcome,
     ) -> bool {
+        let crd_kinds = super::crd_kinds(task);
         for wave in wave_groups(hooks) {
             for obj in wave {
                 if recorded(outcome, obj, phase).is_some() {
                     continue;
                 }
+                if self.awaits_kind(obj, &crd_kinds, outcome).await {
+                    return false;
+                }
                 match self.start_hook(task, obj).await {
-                    Ok(()) => outcome.results.push(hook_result(
+                    Ok(Started::Not(waiting)) => {
+                        outcome.waiting = Some(waiting);
+                        return false;
+                    }
+                    Ok(Started::Yes) => outcome.results.push(hook_result(
                         obj,
                         phase,
                         ResultCode::Synced,
@@ -133,19 +148,24 @@ impl Applier<'_> {
         true
     }
 
-    /// Creates one hook, deleting its previous copy first unless its policies say otherwise.
-    async fn start_hook(&self, task: &SyncTask, obj: &Value) -> Result<(), String> {
+    /// Creates one hook; its previous copy is deleted first unless its policies say otherwise,
+    /// and the hook created once that copy is gone (a later reconcile).
+    async fn start_hook(&self, task: &SyncTask, obj: &Value) -> Result<Started, String> {
         let key = key_of(obj).ok_or_else(|| "a hook has no name".to_string())?;
         let policies = hooks::delete_policies(obj).map_err(|e| e.to_string())?;
-        let kind = self.kind_of(obj).await?;
         if policies.contains(&DeletePolicy::BeforeHookCreation)
             && let Some(live) = self.live(obj).await?
         {
-            self.delete_with(&live, super::Propagation::Background)
-                .await?;
-            self.wait_gone(&key, &kind).await?;
+            if live.pointer("/metadata/deletionTimestamp").is_none() {
+                self.delete_with(&live, super::Propagation::Background)
+                    .await?;
+            }
+            return Ok(Started::Not(format!(
+                "waiting for the previous {key} to be deleted before the hook is created again"
+            )));
         }
-        self.apply(obj, Mode::of(task, obj, false)).await
+        self.apply(obj, Mode::of(task, obj, false)).await?;
+        Ok(Started::Yes)
     }
 
     /// Reads the hooks of a wave still running: records those that ended, deleting them as their
