@@ -44,7 +44,7 @@ use crate::readiness::Readiness;
 use crate::reconcile_guard::{Panicked, ReconcileGuard};
 
 /// Field manager of every write of this controller.
-pub const FIELD_MANAGER: &str = "sluice-analysis";
+pub const FIELD_MANAGER: &str = crate::api::keys::ANALYSIS_FIELD_MANAGER;
 /// Retry delay after a failed reconcile (e.g. the status write failed).
 const RETRY: Duration = Duration::from_secs(5);
 /// How long a running run with nothing scheduled waits before it is looked at again anyway.

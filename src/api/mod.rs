@@ -10,6 +10,7 @@ pub mod application;
 pub mod applicationset;
 pub mod common;
 pub mod experiment;
+pub mod keys;
 pub mod project;
 pub mod rollout;
 pub mod routes;

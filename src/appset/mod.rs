@@ -17,7 +17,7 @@ pub mod plan;
 pub mod template;
 
 /// Server-side apply field manager of everything the ApplicationSet controller writes.
-pub const FIELD_MANAGER: &str = "sluice-applicationset";
+pub const FIELD_MANAGER: &str = crate::api::keys::APPLICATIONSET_FIELD_MANAGER;
 /// Label on every generated Application: its ApplicationSet's name (or a prefix and a hash of it
 /// when longer than a label value may be). The controller's watch selects by it, so it caches the
 /// generated Applications only.

@@ -27,7 +27,7 @@ use crate::api::common::Condition;
 use crate::api::unsupported;
 
 /// The finalizer generated Applications get unless `preserveResourcesOnDeletion` (Argo CD's).
-pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+pub const RESOURCES_FINALIZER: &str = crate::api::keys::ARGO_RESOURCES_FINALIZER;
 /// Most Applications one ApplicationSet may generate.
 pub const MAX_APPLICATIONS: usize = 1000;
 /// Longest `status.conditions[].message`.

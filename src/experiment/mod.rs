@@ -15,7 +15,7 @@ mod phase;
 pub mod plan;
 
 /// Server-side apply field manager of everything the Experiment controller writes.
-pub const FIELD_MANAGER: &str = "sluice-experiment";
+pub const FIELD_MANAGER: &str = crate::api::keys::EXPERIMENT_FIELD_MANAGER;
 /// Label on everything an Experiment creates (ReplicaSets, Services, AnalysisRuns): its name, or
 /// for a name longer than a label value may be, a prefix and a hash of it. The controller's
 /// watches select by it, so they cache the Experiments' objects only, not every ReplicaSet of the

@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::object::{FIELD_MANAGER, REVISION_ANNOTATION, gvk};
+use super::object::{FIELD_MANAGER, GIT_REVISION_ANNOTATION, gvk};
 
 /// One step from an object down to one of its fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +167,7 @@ fn compare_metadata(git: &Value, live: Option<&Value>, out: &mut Vec<Drift>) {
         if field == "annotations"
             && let Some(map) = declared.as_object_mut()
         {
-            map.remove(REVISION_ANNOTATION);
+            map.remove(GIT_REVISION_ANNOTATION);
         }
         let mut path = vec![
             Segment::Field("metadata".to_string()),

@@ -8,16 +8,10 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 /// Server-side apply field manager of everything the GitOps core writes.
-pub const FIELD_MANAGER: &str = "sluice-gitops";
-/// The Application (`<namespace>/<name>`) that applied an object (DESIGN "The hand-off").
-pub const APPLICATION_ANNOTATION: &str = "sluice.dev/application";
-/// The commit an object was last applied from.
-pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
-/// Label on every object the GitOps core applies, with the value [`TRACKING_LABEL_VALUE`]: the live
-/// cache watches only objects carrying it, never every object of a kind (a fixed value, since an
-/// Application's `<namespace>/<name>` is not a valid label value).
-pub const TRACKING_LABEL: &str = "sluice.dev/tracked";
-pub const TRACKING_LABEL_VALUE: &str = "true";
+pub const FIELD_MANAGER: &str = crate::api::keys::GITOPS_FIELD_MANAGER;
+pub use crate::api::keys::{
+    APPLICATION_ANNOTATION, GIT_REVISION_ANNOTATION, TRACKING_LABEL, TRACKING_LABEL_VALUE,
+};
 /// Per-object sync options, e.g. `Prune=false` (also read under Argo CD's name; see
 /// [`super::sync_options`]).
 pub const SYNC_OPTIONS_ANNOTATION: &str = "sluice.dev/sync-options";

@@ -27,8 +27,9 @@ use super::impersonation::SyncIdentity;
 use super::kinds::kinds_defined_by_crds;
 use super::live::LiveError;
 use super::object::{
-    APPLICATION_ANNOTATION, REVISION_ANNOTATION, ResourceKey, TRACKING_LABEL, TRACKING_LABEL_VALUE,
-    check_manifests, gvk, key_of, set_annotation, set_label, set_namespace, str_at, tracking_id,
+    APPLICATION_ANNOTATION, GIT_REVISION_ANNOTATION, ResourceKey, TRACKING_LABEL,
+    TRACKING_LABEL_VALUE, check_manifests, gvk, key_of, set_annotation, set_label, set_namespace,
+    str_at, tracking_id,
 };
 use super::order::sort_for_apply;
 use super::plan::{ComparisonFailure, Desired, Observed, operation_request, spec_refusal};
@@ -640,7 +641,7 @@ impl Reader {
                 }
             }
             set_annotation(obj, APPLICATION_ANNOTATION, &id);
-            set_annotation(obj, REVISION_ANNOTATION, sha);
+            set_annotation(obj, GIT_REVISION_ANNOTATION, sha);
             set_label(obj, TRACKING_LABEL, TRACKING_LABEL_VALUE);
         }
         check_manifests(&objects).map_err(|e| e.to_string())?;

@@ -40,8 +40,8 @@ use crate::api::application::{
 
 /// Finalizers that make deleting the Application delete its objects first (Argo CD's and Sluice's).
 pub const RESOURCES_FINALIZERS: &[&str] = &[
-    "resources-finalizer.argocd.argoproj.io",
-    "sluice.dev/resources-finalizer",
+    crate::api::keys::ARGO_RESOURCES_FINALIZER,
+    crate::api::keys::RESOURCES_FINALIZER,
 ];
 /// Self-heal backoff: the first re-apply is immediate, then 2 s × 3ⁿ, at most 5 min (Argo CD's).
 const SELF_HEAL_BACKOFF_BASE: Duration = Duration::from_secs(2);

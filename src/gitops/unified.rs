@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use similar::TextDiff;
 
 use super::diff::{Drift, live_view, normalize_desired};
-use super::object::{REVISION_ANNOTATION, gvk};
+use super::object::{GIT_REVISION_ANNOTATION, gvk};
 
 /// Unchanged lines shown around each change, as `diff -u`.
 pub const CONTEXT_LINES: usize = 3;
@@ -96,7 +96,7 @@ fn shown(obj: &Value, masks: &mut SecretMasks) -> Value {
         metadata.retain(|field, _| SHOWN_METADATA.contains(&field.as_str()));
         let no_annotations = match metadata.get_mut("annotations") {
             Some(Value::Object(annotations)) => {
-                annotations.remove(REVISION_ANNOTATION);
+                annotations.remove(GIT_REVISION_ANNOTATION);
                 annotations.is_empty()
             }
             _ => false,

@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::scope::scoped_api;
 
 /// Field manager of the record's writes, and the Events' reporter.
-pub const FIELD_MANAGER: &str = "sluice-notifications";
+pub const FIELD_MANAGER: &str = crate::api::keys::NOTIFICATIONS_FIELD_MANAGER;
 /// Reason of the Warning Event on a ConfigMap with keys that cannot be used.
 pub const INVALID_CONFIG_REASON: &str = "InvalidNotificationsConfig";
 /// When a delivery failed after its retries, the object is looked at again after this.

@@ -13,7 +13,7 @@ use crate::plugin::error::{EXIT_OK, PluginError};
 use crate::plugin::undo::undo_target;
 
 /// The field manager of everything the plugin writes, so `managedFields` shows who changed what.
-pub const FIELD_MANAGER: &str = "kubectl-sluice";
+pub const FIELD_MANAGER: &str = crate::api::keys::PLUGIN_FIELD_MANAGER;
 
 // Generic over the writer (not `dyn Write`) so that the dashboard, which runs these from a
 // multi-threaded server, gets `Send` futures when it writes into a buffer.

@@ -46,7 +46,7 @@ use crate::revert::plan::{
 };
 
 /// Field manager of the revert loop's writes.
-pub const FIELD_MANAGER: &str = "sluice-revert";
+pub const FIELD_MANAGER: &str = crate::api::keys::REVERT_FIELD_MANAGER;
 /// Application condition set when a revert cannot be made.
 pub const REVERT_FAILED: &str = "RevertFailed";
 /// Application condition set when an errored analysis does not revert (no `gitRevert.onError`).

@@ -29,8 +29,8 @@ use crate::rollout::pod_metadata::{
     TemplateMetadataChange, inject,
 };
 use crate::rollout::replicasets::{
-    ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, ReplicaSetError, SCALE_DOWN_DEADLINE_ANNOTATION,
-    new_replica_set, scale_down_deadline_annotation,
+    ARGO_ROLLOUT_REVISION_ANNOTATION, ROLLOUT_REVISION_ANNOTATION, ReplicaSetError,
+    SCALE_DOWN_DEADLINE_ANNOTATION, new_replica_set, scale_down_deadline_annotation,
 };
 use crate::rollout::templates::ResolvedTemplates;
 use crate::rollout::traffic::{
@@ -181,8 +181,8 @@ impl Actor<'_> {
             Action::SetReplicaSetRevision { name, revision } => {
                 let value = revision.to_string();
                 let patch = json!({"metadata": {"annotations": {
-                    REVISION_ANNOTATION: value,
-                    ARGO_REVISION_ANNOTATION: value,
+                    ROLLOUT_REVISION_ANNOTATION: value,
+                    ARGO_ROLLOUT_REVISION_ANNOTATION: value,
                 }}});
                 self.replica_sets()
                     .patch(name, &PatchParams::default(), &Patch::Merge(patch))

@@ -200,7 +200,7 @@ pub async fn run(
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: "sluice-rollout".into(),
+                controller: crate::rollout::FIELD_MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),

@@ -17,7 +17,7 @@ use crate::api::experiment::{
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutExperimentStep};
 use crate::rollout::analysis_runs::AnalysisRunError;
 use crate::rollout::observe::{ROLLOUT_LABEL, STEP_INDEX_LABEL};
-use crate::rollout::replicasets::{ARGO_REVISION_ANNOTATION, rollout_owner_reference};
+use crate::rollout::replicasets::{ARGO_ROLLOUT_REVISION_ANNOTATION, rollout_owner_reference};
 
 /// What an experiment step's Experiment is made of besides the step.
 pub struct ExperimentSource<'a> {
@@ -89,7 +89,7 @@ pub fn build_experiment(
             namespace: rollout.namespace(),
             labels: Some(labels),
             annotations: Some(BTreeMap::from([(
-                ARGO_REVISION_ANNOTATION.to_string(),
+                ARGO_ROLLOUT_REVISION_ANNOTATION.to_string(),
                 source.revision.to_string(),
             )])),
             owner_references: Some(vec![owner]),

@@ -33,4 +33,4 @@ pub mod templates;
 pub mod traffic;
 
 /// Server-side apply field manager of everything the Rollout engine writes.
-pub const FIELD_MANAGER: &str = "sluice-rollout";
+pub const FIELD_MANAGER: &str = crate::api::keys::ROLLOUT_FIELD_MANAGER;

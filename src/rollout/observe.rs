@@ -1,6 +1,7 @@
 //! The observe step: turns the Rollout and the objects read from the watch caches into the plain
 //! [`Observed`] snapshot the planner takes. Pure, so the mapping is tested without a cluster.
 
+pub use crate::api::keys::{ANALYSIS_TYPE_LABEL, ROLLOUT_LABEL, STEP_INDEX_LABEL};
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -21,13 +22,6 @@ use crate::rollout::replicasets::{
     is_owned_by, replica_counts, replica_set_hash, replica_set_revision, scale_down_deadline,
 };
 use crate::rollout::templates::ResolvedTemplates;
-
-/// Label naming the Rollout an AnalysisRun belongs to.
-pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
-/// Label saying why an AnalysisRun was created (`step|background|prePromotion|postPromotion`).
-pub const ANALYSIS_TYPE_LABEL: &str = "sluice.dev/analysis-type";
-/// Label with the index of the canary step that created a step AnalysisRun.
-pub const STEP_INDEX_LABEL: &str = "sluice.dev/step-index";
 
 /// What one reconcile read from the cluster, before it is turned into an [`Observed`].
 pub struct Reads<'a> {

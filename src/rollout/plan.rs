@@ -24,10 +24,7 @@ use crate::rollout::action::{Action, Event, EventReason, Plan};
 use crate::rollout::observed::{AnalysisType, Observed, ObservedAnalysisRun, ObservedReplicaSet};
 use crate::rollout::{anti_affinity, bluegreen, canary, phase, pod_metadata, restart, templates};
 
-/// Label of the Rollout naming the Git commit that applied it (the GitOps hand-off).
-pub const GIT_REVISION_LABEL: &str = "sluice.dev/revision";
-/// Label of the Rollout naming the Application (`<namespace>/<name>`) that applied it.
-pub const APPLICATION_LABEL: &str = "sluice.dev/application";
+use crate::api::keys::{APPLICATION_ANNOTATION, GIT_REVISION_ANNOTATION};
 
 /// A pod template value the API server would refuse when the ReplicaSet is created (R1b): it is
 /// reported as `InvalidSpec` rather than failing the create on every reconcile.
@@ -907,8 +904,8 @@ impl<'a> Ctx<'a> {
         self.status.revisions.push(RevisionRecord {
             pod_template_hash: hash,
             revision: self.new_revision(),
-            git_revision: stamp(GIT_REVISION_LABEL),
-            application: stamp(APPLICATION_LABEL),
+            git_revision: stamp(GIT_REVISION_ANNOTATION),
+            application: stamp(APPLICATION_ANNOTATION),
         });
         self.status.revisions.sort_by_key(|r| r.revision);
     }
@@ -1372,8 +1369,8 @@ mod tests {
         let mut rollout = canary(1, vec![]);
         rollout.metadata.labels = Some(
             [
-                (GIT_REVISION_LABEL.to_string(), "a".repeat(40)),
-                (APPLICATION_LABEL.to_string(), "shop/web".to_string()),
+                (GIT_REVISION_ANNOTATION.to_string(), "a".repeat(40)),
+                (APPLICATION_ANNOTATION.to_string(), "shop/web".to_string()),
             ]
             .into(),
         );

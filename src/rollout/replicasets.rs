@@ -15,16 +15,12 @@ use thiserror::Error;
 
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 
-/// Revision number of the ReplicaSet within its Rollout (1, 2, ...).
-pub const REVISION_ANNOTATION: &str = "rollout.sluice.dev/revision";
-/// Argo's revision annotation, also written so that tools made for Argo read the revision.
-pub const ARGO_REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
+pub use crate::api::keys::{
+    ARGO_ROLLOUT_REVISION_ANNOTATION, GIT_REVISION_ANNOTATION, ROLLOUT_REVISION_ANNOTATION,
+};
 /// When a ReplicaSet kept for `scaleDownDelaySeconds` may be scaled to 0 (RFC 3339, UTC).
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "rollout.sluice.dev/scale-down-deadline";
-/// The Git commit that introduced the revision (put on every object by the GitOps core).
-pub const GIT_REVISION_KEY: &str = "sluice.dev/revision";
-/// The Application (`<namespace>/<name>`) that applied the Rollout.
-pub const APPLICATION_KEY: &str = "sluice.dev/application";
+use crate::api::keys::APPLICATION_ANNOTATION;
 
 /// Why a ReplicaSet could not be built or one of its annotations could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -185,10 +181,16 @@ fn selector_with_hash(rollout: &Rollout, template: &PodTemplateSpec, hash: &str)
 /// that it survives a lost status.
 fn replica_set_annotations(rollout: &Rollout, revision: i64) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::from([
-        (REVISION_ANNOTATION.to_string(), revision.to_string()),
-        (ARGO_REVISION_ANNOTATION.to_string(), revision.to_string()),
+        (
+            ROLLOUT_REVISION_ANNOTATION.to_string(),
+            revision.to_string(),
+        ),
+        (
+            ARGO_ROLLOUT_REVISION_ANNOTATION.to_string(),
+            revision.to_string(),
+        ),
     ]);
-    for key in [GIT_REVISION_KEY, APPLICATION_KEY] {
+    for key in [GIT_REVISION_ANNOTATION, APPLICATION_ANNOTATION] {
         if let Some(value) = rollout_provenance(rollout, key) {
             annotations.insert(key.to_string(), value.to_string());
         }
@@ -224,9 +226,12 @@ pub fn replica_set_hash(rs: &ReplicaSet) -> Option<&str> {
 /// Argo Rollouts keeps its revision). `None` when neither is a number.
 pub fn replica_set_revision(rs: &ReplicaSet) -> Option<i64> {
     let annotations = rs.metadata.annotations.as_ref()?;
-    [REVISION_ANNOTATION, ARGO_REVISION_ANNOTATION]
-        .iter()
-        .find_map(|key| annotations.get(*key)?.trim().parse().ok())
+    [
+        ROLLOUT_REVISION_ANNOTATION,
+        ARGO_ROLLOUT_REVISION_ANNOTATION,
+    ]
+    .iter()
+    .find_map(|key| annotations.get(*key)?.trim().parse().ok())
 }
 
 /// The Git provenance recorded on a ReplicaSet.
@@ -247,8 +252,8 @@ pub fn git_provenance(rs: &ReplicaSet) -> GitProvenance {
             .and_then(|a| a.get(key).cloned())
     };
     GitProvenance {
-        revision: get(GIT_REVISION_KEY),
-        application: get(APPLICATION_KEY),
+        revision: get(GIT_REVISION_ANNOTATION),
+        application: get(APPLICATION_ANNOTATION),
     }
 }
 
@@ -401,7 +406,8 @@ mod tests {
         .unwrap();
         r.metadata.uid = Some("uid-1".into());
         r.spec.min_ready_seconds = Some(5);
-        r.metadata.annotations = Some([(GIT_REVISION_KEY.to_string(), "a".repeat(40))].into());
+        r.metadata.annotations =
+            Some([(GIT_REVISION_ANNOTATION.to_string(), "a".repeat(40))].into());
         r
     }
 
@@ -439,11 +445,11 @@ mod tests {
         assert_eq!(json["spec"]["replicas"], json!(2));
         assert_eq!(json["spec"]["minReadySeconds"], json!(5));
         let annotations = &json["metadata"]["annotations"];
-        assert_eq!(annotations[REVISION_ANNOTATION], json!("3"));
-        assert_eq!(annotations[ARGO_REVISION_ANNOTATION], json!("3"));
+        assert_eq!(annotations[ROLLOUT_REVISION_ANNOTATION], json!("3"));
+        assert_eq!(annotations[ARGO_ROLLOUT_REVISION_ANNOTATION], json!("3"));
         // Provenance: the annotation from the Rollout, the label when no annotation exists.
-        assert_eq!(annotations[GIT_REVISION_KEY], json!("a".repeat(40)));
-        assert_eq!(annotations[APPLICATION_KEY], json!("shop-web"));
+        assert_eq!(annotations[GIT_REVISION_ANNOTATION], json!("a".repeat(40)));
+        assert_eq!(annotations[APPLICATION_ANNOTATION], json!("shop-web"));
         assert_eq!(
             json["metadata"]["ownerReferences"],
             json!([{
@@ -475,8 +481,8 @@ mod tests {
         r.spec.selector = None;
         let rs = new_replica_set(&r, &template(&r), "h", 1, 0).unwrap();
         let annotations = rs.metadata.annotations.clone().unwrap();
-        assert!(!annotations.contains_key(GIT_REVISION_KEY));
-        assert!(!annotations.contains_key(APPLICATION_KEY));
+        assert!(!annotations.contains_key(GIT_REVISION_ANNOTATION));
+        assert!(!annotations.contains_key(APPLICATION_ANNOTATION));
         assert_eq!(
             rs.spec.unwrap().selector.match_labels.unwrap(),
             BTreeMap::from([
@@ -509,11 +515,12 @@ mod tests {
         );
         // Adopted from Argo: only Argo's annotation.
         let mut argo = ReplicaSet::default();
-        argo.metadata.annotations = Some([(ARGO_REVISION_ANNOTATION.into(), "7".into())].into());
+        argo.metadata.annotations =
+            Some([(ARGO_ROLLOUT_REVISION_ANNOTATION.into(), "7".into())].into());
         assert_eq!(replica_set_revision(&argo), Some(7));
         assert_eq!(replica_set_revision(&ReplicaSet::default()), None);
         assert_eq!(replica_set_hash(&ReplicaSet::default()), None);
-        argo.metadata.annotations = Some([(REVISION_ANNOTATION.into(), "x".into())].into());
+        argo.metadata.annotations = Some([(ROLLOUT_REVISION_ANNOTATION.into(), "x".into())].into());
         assert_eq!(replica_set_revision(&argo), None);
         assert_eq!(git_provenance(&argo), GitProvenance::default());
     }

@@ -12,7 +12,7 @@ use crate::plugin::error::PluginError;
 const API_VERSION: &str = "sluice.dev/v1alpha1";
 const ARGO_API_VERSION: &str = "argoproj.io/v1alpha1";
 /// The finalizer `app delete --cascade` sets, as Argo CD's CLI does.
-const CASCADE_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+const CASCADE_FINALIZER: &str = crate::api::keys::ARGO_RESOURCES_FINALIZER;
 
 fn invalid(message: impl Into<String>) -> PluginError {
     PluginError::Invalid(message.into())
