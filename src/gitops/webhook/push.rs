@@ -15,6 +15,7 @@
 
 use axum::http::HeaderMap;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 /// Environment variable holding the GitHub webhook secret.
@@ -263,7 +264,7 @@ fn gitlab(
     if let Some(secret) = secrets.required(secrets.gitlab.as_deref(), Provider::GitLab)? {
         let token = header(headers, "x-gitlab-token")
             .ok_or(WebhookError::Unauthorized("X-Gitlab-Token is missing"))?;
-        if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+        if !bool::from(token.as_bytes().ct_eq(secret.as_bytes())) {
             return Err(WebhookError::Unauthorized("X-Gitlab-Token does not match"));
         }
     }
@@ -328,7 +329,7 @@ fn bitbucket_cloud(
     if let Some(expected) = secrets.required(uuid, Provider::BitbucketCloud)? {
         let sent = header(headers, "x-hook-uuid").unwrap_or_default();
         let bare = |u: &str| u.trim().trim_matches(['{', '}']).to_ascii_lowercase();
-        if !constant_time_eq(bare(sent).as_bytes(), bare(expected).as_bytes()) {
+        if !bool::from(bare(sent).as_bytes().ct_eq(bare(expected).as_bytes())) {
             return Err(WebhookError::Unauthorized(
                 "X-Hook-UUID is not the configured webhook's",
             ));
@@ -410,7 +411,7 @@ fn azure_devops(
             &base64::engine::general_purpose::STANDARD,
             format!("{username}:{password}"),
         );
-        if !constant_time_eq(sent.trim().as_bytes(), expected.as_bytes()) {
+        if !bool::from(sent.trim().as_bytes().ct_eq(expected.as_bytes())) {
             return Err(WebhookError::Unauthorized(
                 "the basic credentials do not match",
             ));
@@ -509,10 +510,6 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
