@@ -434,7 +434,8 @@ impl Applier<'_> {
                     last_transition_time: None,
                 }),
                 Err(message) => {
-                    outcome.error = Some(message);
+                    // Read again by the next reconcile: a failed read says nothing of the wave.
+                    outcome.waiting = Some(format!("reading what the sync applied: {message}"));
                     return false;
                 }
             };

@@ -196,7 +196,8 @@ impl Applier<'_> {
             let live = match self.live(obj).await {
                 Ok(live) => live,
                 Err(message) => {
-                    outcome.error = Some(message);
+                    // Read again by the next reconcile: a failed read says nothing of the hook.
+                    outcome.waiting = Some(format!("reading {phase:?} hook {key}: {message}"));
                     return false;
                 }
             };

@@ -87,6 +87,22 @@ pub fn terminate_request(app: &Application) -> Result<Value, PluginError> {
 }
 
 fn refuse_if_busy(app: &Application) -> Result<(), PluginError> {
+    let under_way = app
+        .status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .is_some_and(|s| {
+            matches!(
+                s.phase,
+                OperationPhase::Running | OperationPhase::Terminating
+            ) && s.finished_at.is_none()
+        });
+    if under_way {
+        return Err(PluginError::Invalid(format!(
+            "another operation is already in progress for Application {:?} (`kubectl sluice app terminate-op` stops it)",
+            app.metadata.name.clone().unwrap_or_default()
+        )));
+    }
     if app.operation.is_some() {
         return Err(PluginError::Invalid(format!(
             "another operation is already in progress for Application {:?}",
@@ -221,6 +237,19 @@ mod tests {
             err.to_string(),
             "another operation is already in progress for Application \"shop\""
         );
+        let under_way = app(
+            json!({"status": {"operationState": {"operation": {"sync": {}},
+            "phase": "Running", "startedAt": "2025-03-04T10:00:00Z"}}}),
+        );
+        let err = sync_request(&under_way, &SyncRequest::default(), "alice").unwrap_err();
+        assert!(err.to_string().contains("app terminate-op"), "{err}");
+        // Failed and waiting for a retry: a new request replaces it.
+        let retrying = app(
+            json!({"status": {"operationState": {"operation": {"sync": {}},
+            "phase": "Running", "startedAt": "2025-03-04T10:00:00Z",
+            "finishedAt": "2025-03-04T10:00:05Z"}}}),
+        );
+        assert!(sync_request(&retrying, &SyncRequest::default(), "alice").is_ok());
     }
 
     #[test]
