@@ -1,6 +1,7 @@
 //! The local cluster's real data path: requests through the Gateway API proxy (Traefik, Gateway
 //! `e2e/e2e-gateway`, `$GATEWAY_URL`) reach pods whose loopback IPs answer HTTP, split by the weights
-//! Sluice writes into the HTTPRoute (SCENARIOS C2), counted by the `X-Pod-Name` each pod answers with.
+//! Sluice writes into the HTTPRoute (docs/behaviour.md C2), counted by the `X-Pod-Name` each pod
+//! answers with.
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The Application reconciler end to end: a real `sluice controller` (scoped to the test's
 //! namespace) syncs repositories served by the local git daemon into the local cluster; pods of
-//! the Deployments become Ready on the KWOK node. Each test names the SCENARIOS.md lines it shows.
+//! the Deployments become Ready on the KWOK node. Each test names the docs/behaviour.md ids it
+//! shows.
 
 mod common;
 #[path = "gitops_source_e2e/ssh_git.rs"]

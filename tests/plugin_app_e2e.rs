@@ -188,7 +188,8 @@ async fn app_sync_and_rollback_wait_for_the_controller() {
         .expect_code(0);
     assert!(rollback.stdout.contains("Succeeded"), "{rollback:?}");
     assert_eq!(h.config_value("config").await.as_deref(), Some("1"));
-    // What the controller reports after a rollback is its business (see SCENARIOS G9); the command
+    // What the controller reports after a rollback is its business (see docs/behaviour.md G9); the
+    // command
     // shows the operation's outcome.
     let get = run(words("app get shop")).await.expect_code(0).stdout;
     assert!(get.contains("Last Operation:     Succeeded"), "{get}");

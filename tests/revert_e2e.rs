@@ -1,7 +1,7 @@
-//! The loop (SCENARIOS L1, L2, L6) on the local cluster: an Application syncs a canary Rollout from
-//! the local git server; a `:bad` commit fails its analysis on real Prometheus data; traffic returns
-//! to stable, the commit is reverted in Git by the controller, the Application syncs the revert and
-//! everything is Healthy again; a good commit afterwards rolls out normally.
+//! The loop (docs/behaviour.md L1, L2, L6) on the local cluster: an Application syncs a canary
+//! Rollout from the local git server; a `:bad` commit fails its analysis on real Prometheus data;
+//! traffic returns to stable, the commit is reverted in Git by the controller, the Application
+//! syncs the revert and everything is Healthy again; a good commit afterwards rolls out normally.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Runs a sync: server-side apply of every object in order under the field manager
-//! `sluice-gitops`, then the prune in reverse order (SCENARIOS G5, G7).
+//! `sluice-gitops`, then the prune in reverse order (docs/behaviour.md G5, G7).
 //!
 //! As Argo CD does, every object is first applied as a server-side dry run: if any is refused
 //! (admission, validation, immutable field), nothing is applied and the sync fails with the

@@ -1,6 +1,6 @@
-//! The fields the Rollout engine moves at run time (DESIGN "The hand-off", SCENARIOS G15): a sync
-//! never resets them and they never show as drift, because the objects Git declares are given the
-//! live values before they are compared or applied.
+//! The fields the Rollout engine moves at run time (DESIGN "The hand-off", docs/behaviour.md G15):
+//! a sync never resets them and they never show as drift, because the objects Git declares are
+//! given the live values before they are compared or applied.
 //!
 //! Field ownership alone does not do it: an HTTPRoute's `spec.rules`, an Istio VirtualService's
 //! route lists, a DestinationRule's `spec.subsets`, a TraefikService's weighted services and a

@@ -1,8 +1,8 @@
-//! Health of live objects, per kind (SCENARIOS G8), following Argo CD's built-in health checks
-//! (gitops-engine `pkg/health` and the common CRDs of Argo CD's resource customizations), after the
-//! users' rules ([`HealthRules`], the `sluice-health` ConfigMap). Kinds without a check have no
-//! health and do not count towards the Application's, as in Argo CD; an object Git declares but the
-//! cluster lacks is `Missing`.
+//! Health of live objects, per kind (docs/behaviour.md G8), following Argo CD's built-in health
+//! checks (gitops-engine `pkg/health` and the common CRDs of Argo CD's resource customizations),
+//! after the users' rules ([`HealthRules`], the `sluice-health` ConfigMap). Kinds without a check
+//! have no health and do not count towards the Application's, as in Argo CD; an object Git declares
+//! but the cluster lacks is `Missing`.
 
 use serde_json::Value;
 

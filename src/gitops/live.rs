@@ -8,7 +8,7 @@
 //!
 //! Each watched kind also feeds the reconciler: a change to an object carrying
 //! `sluice.dev/application: <ns>/<name>` queues that Application at once, which is how drift is
-//! seen (and self-healed) in seconds rather than at the next poll (SCENARIOS G4).
+//! seen (and self-healed) in seconds rather than at the next poll (docs/behaviour.md G4).
 //!
 //! With `--namespace` (or the `namespaces` of another cluster's Secret), namespaced kinds are watched
 //! in those namespaces only, one watch each; objects an Application puts elsewhere are read with a

@@ -1,5 +1,5 @@
 //! Manifests as JSON values: their identity, the tracking annotations the GitOps core puts on them,
-//! and the checks that reject an object Git declares badly (SCENARIOS G11).
+//! and the checks that reject an object Git declares badly (docs/behaviour.md G11).
 
 use std::fmt;
 

@@ -2,7 +2,8 @@
 //! due), render it, normalise the manifests, and read the live objects from the watch caches.
 //!
 //! Everything Git or rendering gets wrong becomes a [`ComparisonFailure`] shown to the user
-//! (SCENARIOS G11); only infrastructure trouble (a watch that cannot list) fails the reconcile.
+//! (docs/behaviour.md G11); only infrastructure trouble (a watch that cannot list) fails the
+//! reconcile.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

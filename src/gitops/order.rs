@@ -1,5 +1,5 @@
-//! Sync order (SCENARIOS G7): namespaces and CRDs first, then by sync wave, then by kind in Argo CD's
-//! order (gitops-engine `kindOrder`), then by name. Pruning runs in the reverse order.
+//! Sync order (docs/behaviour.md G7): namespaces and CRDs first, then by sync wave, then by kind in
+//! Argo CD's order (gitops-engine `kindOrder`), then by name. Pruning runs in the reverse order.
 
 use serde_json::Value;
 

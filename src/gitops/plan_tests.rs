@@ -1,4 +1,4 @@
-//! Planner tests, one or more per line of SCENARIOS.md G1–G12 that the planner decides.
+//! Planner tests, one or more per line of docs/behaviour.md G1–G12 that the planner decides.
 
 use pretty_assertions::assert_eq;
 use serde_json::json;

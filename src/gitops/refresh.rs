@@ -1,4 +1,4 @@
-//! When an Application is compared with Git again (SCENARIOS G2, G14).
+//! When an Application is compared with Git again (docs/behaviour.md G2, G14).
 //!
 //! Time is cut into ticks of `--repo-poll-interval`, aligned on the Unix epoch so every Application
 //! shares them. Each Application has its own slot in the tick (a jitter derived from its name, so

@@ -3,8 +3,8 @@
 //! (`helm template`), the tools being found on `PATH`.
 //!
 //! A render either returns every object or fails with a message naming the file (and line, for YAML)
-//! at fault: nothing is half-returned, so nothing is half-applied (SCENARIOS G11). The type is detected
-//! as Argo CD does when the spec names none.
+//! at fault: nothing is half-returned, so nothing is half-applied (docs/behaviour.md G11). The type
+//! is detected as Argo CD does when the spec names none.
 //!
 //! Everything in a repository and an Application's spec is hostile: a tree with a symlink that leads
 //! outside it (chains followed) is refused; `helm` and `kustomize` run in a private copy of the one

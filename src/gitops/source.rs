@@ -1,6 +1,6 @@
 //! Git sources: one bare cache repository per repo URL and credentials, fetched at most once per
-//! `max_age` however many Applications use it (SCENARIOS G14), revisions resolved to commits, and
-//! commit trees extracted once for the renderers.
+//! `max_age` however many Applications use it (docs/behaviour.md G14), revisions resolved to
+//! commits, and commit trees extracted once for the renderers.
 //!
 //! Everything is kept apart by URL *and* [`CredentialIdentity`] (the fetch state, the bare
 //! repository, the extracted trees): an Application reads only objects fetched with the credentials
@@ -10,7 +10,7 @@
 //! The cache is only a cache: losing it costs a fetch, nothing else. Everything git2 does is blocking,
 //! so it runs on tokio's blocking pool. Credentials are passed in per call (they come from Secrets that
 //! may change) and never written to disk or to a message: errors are scrubbed of URL userinfo and of
-//! the secret values themselves (SCENARIOS G13).
+//! the secret values themselves (docs/behaviour.md G13).
 //!
 //! Servers and repositories may be hostile ([`GitLimits`]): only remote transports are fetched, a
 //! fetch is bounded in time, bytes and objects, an extracted tree in files and bytes, and a fetch

@@ -1,7 +1,7 @@
-//! Git push webhooks (SCENARIOS G2): `POST /api/webhook` on `--webhook-addr` takes the push events of
-//! GitHub, GitLab, Gitea/Forgejo, Bitbucket Cloud and Server, and Azure DevOps, and refreshes at once
-//! the Applications whose `repoURL` is the pushed repository (compared without scheme, user, port,
-//! `.git` suffix and trailing slash, as Argo CD does).
+//! Git push webhooks (docs/behaviour.md G2): `POST /api/webhook` on `--webhook-addr` takes the push
+//! events of GitHub, GitLab, Gitea/Forgejo, Bitbucket Cloud and Server, and Azure DevOps, and
+//! refreshes at once the Applications whose `repoURL` is the pushed repository (compared without
+//! scheme, user, port, `.git` suffix and trailing slash, as Argo CD does).
 //!
 //! Authentication ([`push`]), one environment variable per provider (in a pod, set them from a
 //! Secret with `valueFrom.secretKeyRef`). The provider a request claims (its headers) is never

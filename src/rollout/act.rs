@@ -490,7 +490,7 @@ impl Actor<'_> {
 
     /// A Service's `spec.selector` is an atomic map: an apply replaces it whole. So the live
     /// selector is written back with the hash key set, keeping the keys Git declares (the GitOps
-    /// apply carries the hash over in turn, SCENARIOS G15).
+    /// apply carries the hash over in turn, docs/behaviour.md G15).
     async fn set_service_selector(&self, service: &str, hash: &str) -> Result<(), ActError> {
         let api = Api::<Service>::namespaced(self.client.clone(), &self.namespace());
         let live = api

@@ -1,5 +1,5 @@
 //! Blue-green: the new revision runs beside the active one behind the preview Service, then the
-//! active Service is switched to it in one write (SCENARIOS B1–B6).
+//! active Service is switched to it in one write (docs/behaviour.md B1–B6).
 //!
 //! Progress is kept in the status: `blueGreen.scaleUpPreviewCheckPoint` marks that the gates before
 //! the switch (pre-promotion analysis, the `BlueGreenPause`) are passed; `blueGreen.activeSelector`

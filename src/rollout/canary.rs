@@ -1,5 +1,5 @@
 //! Canary: steps of traffic weight, pauses and analysis, with or without a traffic router
-//! (SCENARIOS C1–C10, A5, A6).
+//! (docs/behaviour.md C1–C10, A5, A6).
 //!
 //! Without a router the weight is approximated by replica counts (C1). With one, the canary's pod
 //! count follows the weight or `setCanaryScale`, the stable stays full unless `dynamicStableScale`,

@@ -3,10 +3,11 @@
 //!
 //! The value must be the same in every process and every version of this binary: a controller
 //! restarted (or upgraded) mid-rollout must find the ReplicaSet it already created instead of making
-//! a duplicate (SCENARIOS R10). So it is FNV-1a 32-bit, as Kubernetes' and Argo's `ComputeHash`, over
-//! the JSON of the template. That JSON is stable: k8s-openapi serializes struct fields in a fixed
-//! order, skips unset optional fields (so a k8s-openapi upgrade that adds fields changes nothing for
-//! templates that do not use them), and keeps maps in `BTreeMap`s (sorted keys).
+//! a duplicate (docs/behaviour.md R10). So it is FNV-1a 32-bit, as Kubernetes' and Argo's
+//! `ComputeHash`, over the JSON of the template. That JSON is stable: k8s-openapi serializes struct
+//! fields in a fixed order, skips unset optional fields (so a k8s-openapi upgrade that adds fields
+//! changes nothing for templates that do not use them), and keeps maps in `BTreeMap`s (sorted
+//! keys).
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 

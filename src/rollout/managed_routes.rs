@@ -1,5 +1,5 @@
 //! Which managed routes (`setHeaderRoute` / `setMirrorRoute`) are in force, decided purely from
-//! the spec and the step reached (SCENARIOS: Argo Rollouts' `reconcileTrafficRouting`).
+//! the spec and the step reached (as Argo Rollouts' `reconcileTrafficRouting`).
 //!
 //! The routes are not remembered anywhere but in the router's objects: the planner derives the
 //! wanted set from the steps already completed, the router compares it with the live objects and

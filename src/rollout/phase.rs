@@ -1,4 +1,4 @@
-//! Phase, message and conditions of a Rollout (SCENARIOS R4, R6), pure.
+//! Phase, message and conditions of a Rollout (docs/behaviour.md R4, R6), pure.
 //!
 //! Conditions keep `lastTransitionTime` while their status stays the same and `lastUpdateTime` while
 //! nothing about them changes, so a reconcile that changes nothing writes nothing. The one exception

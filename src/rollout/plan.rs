@@ -3,7 +3,7 @@
 //! No client, no clock (`observed.now`), no randomness. Everything the planner must remember between
 //! reconciles is in the status it returns (and in ReplicaSet annotations such as the scale-down
 //! deadline), so planning the same observation twice gives the same plan, and planning again after
-//! the plan was applied creates nothing twice (SCENARIOS R10).
+//! the plan was applied creates nothing twice (docs/behaviour.md R10).
 //!
 //! This module holds the lifecycle rules shared by both strategies (R1–R8) and the helpers the
 //! strategies use ([`Ctx`]); `canary.rs` and `bluegreen.rs` hold the strategy rules and `phase.rs` the

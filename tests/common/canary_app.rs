@@ -1,6 +1,6 @@
-//! The canary app of the revert loop's tests (SCENARIOS L1-L6): an Application syncing two
-//! Services, an HTTPRoute, the success-rate AnalysisTemplate and a canary Rollout from the local git
-//! server, and readers of the Rollout and of the bare repository.
+//! The canary app of the revert loop's tests (docs/behaviour.md L1-L6): an Application syncing two
+//! Services, an HTTPRoute, the success-rate AnalysisTemplate and a canary Rollout from the local
+//! git server, and readers of the Rollout and of the bare repository.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

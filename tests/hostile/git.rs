@@ -107,8 +107,8 @@ impl Drop for Tarpit {
     }
 }
 
-/// SCENARIOS G14 under attack: 16 Applications (as many as there are reconcile slots) on a git
-/// server that never answers, created before 10 healthy ones. The healthy ones converge within
+/// docs/behaviour.md G14 under attack: 16 Applications (as many as there are reconcile slots) on a
+/// git server that never answers, created before 10 healthy ones. The healthy ones converge within
 /// 30 s; the stuck ones show that their fetch is in progress, then that the server did not answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tarpit_git_server_delays_no_other_application() {

@@ -10,7 +10,7 @@
 //! the weights: the apply body carries the whole live `rules` list with only the weights changed,
 //! plus the live `resourceVersion`, so that a concurrent edit of the rules (e.g. a GitOps sync)
 //! makes the apply fail and be retried on fresh data instead of being overwritten with stale rules.
-//! The GitOps side does the converse with [`carry_over_live_weights`] (SCENARIOS G15).
+//! The GitOps side does the converse with [`carry_over_live_weights`] (docs/behaviour.md G15).
 
 use serde_json::{Map, Value, json};
 
@@ -96,7 +96,7 @@ impl GatewayRouter {
     }
 
     /// The routes this router weights. The GitOps side uses it to know which routes of an
-    /// Application a Rollout manages (SCENARIOS G15).
+    /// Application a Rollout manages (docs/behaviour.md G15).
     pub fn routes(&self) -> &[ObjectKey] {
         &self.routes
     }
@@ -359,8 +359,8 @@ pub fn canary_percent(stable: i64, canary: i64) -> i32 {
 }
 
 /// The Services whose weights one of `rollouts` sets on the HTTPRoute `namespace/name`, if any:
-/// what the GitOps apply and diff need to call [`carry_over_live_weights`] (SCENARIOS G15). The
-/// API version is not compared, since Git may declare the route in an older served version.
+/// what the GitOps apply and diff need to call [`carry_over_live_weights`] (docs/behaviour.md G15).
+/// The API version is not compared, since Git may declare the route in an older served version.
 /// Rollouts whose router cannot be built are skipped: they set no weights.
 pub fn managed_backends_of_route<'a>(
     rollouts: impl IntoIterator<Item = &'a Rollout>,
@@ -383,8 +383,8 @@ pub fn managed_backends_of_route<'a>(
     })
 }
 
-/// For the GitOps apply and diff of a route a Rollout manages (SCENARIOS G15): `desired` (from
-/// Git) with the managed backendRefs' weights taken from `live`, so a sync never resets the
+/// For the GitOps apply and diff of a route a Rollout manages (docs/behaviour.md G15): `desired`
+/// (from Git) with the managed backendRefs' weights taken from `live`, so a sync never resets the
 /// Rollout's split and the weights never show as drift. Everything else is Git's.
 ///
 /// The weights of the first live rule that has both Services are used for every desired rule that

@@ -351,10 +351,10 @@ fn method_match(method: &StringMatch) -> Result<String, String> {
     }
 }
 
-/// For the GitOps apply and diff of an HTTPRoute (SCENARIOS G15): `desired` (Git's) with the live
-/// managed rules of the Rollout among `rollouts` that adds them to `namespace/name` put in front,
-/// as the router keeps them, so a sync neither removes a header or mirror route in force nor shows
-/// it as drift. `desired` unchanged when no Rollout adds rules to the route, or none is live.
+/// For the GitOps apply and diff of an HTTPRoute (docs/behaviour.md G15): `desired` (Git's) with
+/// the live managed rules of the Rollout among `rollouts` that adds them to `namespace/name` put in
+/// front, as the router keeps them, so a sync neither removes a header or mirror route in force nor
+/// shows it as drift. `desired` unchanged when no Rollout adds rules to the route, or none is live.
 pub fn carry_over_managed_rules<'a>(
     desired: &Value,
     live: &Value,

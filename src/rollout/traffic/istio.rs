@@ -445,7 +445,7 @@ impl TrafficRouter for IstioRouter {
 
 /// The Istio router of the first Rollout among `rollouts` that manages the VirtualService or
 /// DestinationRule (`kind`) `namespace/name`. The GitOps side uses it to keep the engine's fields
-/// (SCENARIOS G15).
+/// (docs/behaviour.md G15).
 pub fn router_managing<'a>(
     rollouts: impl IntoIterator<Item = &'a Rollout>,
     kind: &str,
@@ -470,11 +470,11 @@ pub fn router_managing<'a>(
 }
 
 impl IstioRouter {
-    /// For the GitOps apply and diff of an object this router manages (SCENARIOS G15): `desired`
-    /// (from Git) with the engine's fields taken from `live` — the weights of the managed routes'
-    /// canary and stable destinations, and the pod-template hash labels of the managed subsets —
-    /// so a sync never resets the split and they never show as drift. Everything else is Git's; an
-    /// object that does not have the managed shape (yet) is returned unchanged.
+    /// For the GitOps apply and diff of an object this router manages (docs/behaviour.md G15):
+    /// `desired` (from Git) with the engine's fields taken from `live` — the weights of the managed
+    /// routes' canary and stable destinations, and the pod-template hash labels of the managed
+    /// subsets — so a sync never resets the split and they never show as drift. Everything else is
+    /// Git's; an object that does not have the managed shape (yet) is returned unchanged.
     pub fn carry_over_live(&self, desired: &Value, live: &Value) -> Value {
         match desired.get("kind").and_then(Value::as_str) {
             Some(VIRTUAL_SERVICE_KIND) => self.carry_over_weights(desired, live),

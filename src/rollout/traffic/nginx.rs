@@ -5,7 +5,7 @@
 //! that canary Ingress, `<rollout>-<stableIngress>-canary`, from the stable Ingress: the paths that
 //! route to the stable Service, pointed at the canary Service; other paths are dropped (they are
 //! not the Rollout's to split). The stable Ingress itself is never written. The canary Ingress is
-//! owned by the Rollout and removed once the Rollout is fully promoted (SCENARIOS C3).
+//! owned by the Rollout and removed once the Rollout is fully promoted (docs/behaviour.md C3).
 
 use std::collections::BTreeMap;
 

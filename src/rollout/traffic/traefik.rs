@@ -100,7 +100,7 @@ impl TraefikRouter {
 }
 
 /// The Traefik router of the first Rollout among `rollouts` that weights the TraefikService
-/// `namespace/name` (for the GitOps side, SCENARIOS G15).
+/// `namespace/name` (for the GitOps side, docs/behaviour.md G15).
 pub fn router_managing<'a>(
     rollouts: impl IntoIterator<Item = &'a Rollout>,
     namespace: &str,
@@ -120,8 +120,8 @@ pub fn router_managing<'a>(
 }
 
 impl TraefikRouter {
-    /// For the GitOps apply and diff (SCENARIOS G15): `desired` (from Git) with the canary and
-    /// stable entries' weights taken from `live`; unchanged when `live` lacks them.
+    /// For the GitOps apply and diff (docs/behaviour.md G15): `desired` (from Git) with the canary
+    /// and stable entries' weights taken from `live`; unchanged when `live` lacks them.
     pub fn carry_over_live(&self, desired: &Value, live: &Value) -> Value {
         let mut objects = LiveObjects::new();
         objects.insert(self.key.clone(), live.clone());
