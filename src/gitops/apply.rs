@@ -5,7 +5,8 @@
 //! (admission, validation, immutable field), nothing is applied and the sync fails with the
 //! reason. Objects whose namespace or CRD the same sync creates cannot be dry-run and are checked
 //! by the real apply. Objects of a kind whose CRD the sync applies wait (for a later reconcile)
-//! until the kind is served. Between sync waves the sync waits for what it applied to be healthy (Degraded fails it).
+//! until the kind is served. Between sync waves the sync waits for what it applied to be healthy
+//! (Degraded fails it).
 //!
 //! A sync never waits inside a reconcile: [`Applier::run`] does what can be done now, records it
 //! (the results), and says what it waits for; the next reconcile goes on from those results, so a
@@ -458,7 +459,7 @@ impl Applier<'_> {
                 false
             }
             WaveGate::Wait(why) => {
-                tracing::info!(wave, waiting_for = %why, "waiting for the wave to be healthy");
+                tracing::debug!(wave, waiting_for = %why, "waiting for the wave to be healthy");
                 outcome.waiting = Some(format!(
                     "{prefix}waiting for sync wave {wave} to be healthy: {why}"
                 ));

@@ -414,6 +414,7 @@ async fn reconcile_app(app: &Application, ctx: &Context) -> Result<Requeue, Reco
             cluster.as_deref(),
             &observed.sync_identity,
             &plan.delete,
+            "deleting the hooks of a terminated operation",
         )
         .await;
     }
@@ -544,12 +545,14 @@ fn log_sync_start(plan: &Plan, task: &SyncTask) {
     );
 }
 
-/// Deletes `objects` as the sync's identity (a failure is logged: what is left is found again).
+/// Deletes `objects` as the sync's identity (a failure is logged, under `what`: what is left is
+/// found again).
 async fn delete_objects(
     ctx: &Context,
     cluster: Option<&ClusterConn>,
     identity: &SyncIdentity,
     objects: &[serde_json::Value],
+    what: &str,
 ) {
     // Objects are found only on a cluster that resolved.
     let Some(cluster) = cluster else {
@@ -558,7 +561,7 @@ async fn delete_objects(
     let writer = match cluster.client_as(identity) {
         Ok(writer) => writer,
         Err(e) => {
-            tracing::warn!(error = %e, "nothing deleted");
+            tracing::warn!(error = %e, "{what}: nothing deleted");
             return;
         }
     };
@@ -570,7 +573,7 @@ async fn delete_objects(
     };
     for obj in objects {
         if let Err(e) = applier.delete(obj).await {
-            tracing::warn!(error = %e, "deleting");
+            tracing::warn!(error = %e, "{what}");
         }
     }
 }
@@ -586,7 +589,7 @@ async fn finalize_app(
     match finalize {
         Finalize::Delete(objects) => {
             // The finalizer stays until they are gone: nothing is deleted as anyone else.
-            delete_objects(ctx, cluster, identity, objects).await;
+            delete_objects(ctx, cluster, identity, objects, "cascade delete").await;
             Ok(())
         }
         Finalize::RemoveFinalizers => Ok(remove_finalizers(api, app).await?),
