@@ -34,6 +34,12 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 pub const GATEWAY_API_PLUGIN: &str = "argoproj-labs/gatewayAPI";
 /// Argo's default `nginx.annotationPrefix`.
 pub const DEFAULT_NGINX_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
+/// Argo's message when `nginx` sets both `stableIngress` and `stableIngresses`.
+pub const NGINX_BOTH_INGRESSES: &str =
+    "Either StableIngress or StableIngresses must be configured. Both are configured.";
+/// Argo's message when `nginx` sets neither `stableIngress` nor `stableIngresses`.
+pub const NGINX_NEITHER_INGRESS: &str =
+    "Either StableIngress or StableIngresses must be configured. Neither are configured.";
 
 /// Default `spec.replicas`.
 pub const DEFAULT_REPLICAS: i32 = 1;
@@ -108,6 +114,14 @@ pub enum RolloutSpecError {
     Invalid {
         field: &'static str,
         reason: &'static str,
+    },
+    /// A field with a bad value, and why (Argo's message where Argo has one).
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field, e.g. `spec.strategy.canary.trafficRouting.nginx`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Argo fields Sluice does not implement are set (paths from the object's root).
     #[error("{}", super::unsupported::message(.0))]
@@ -715,11 +729,19 @@ pub struct TrafficRouting {
 }
 
 /// `trafficRouting.nginx` (Argo's `NginxTrafficRouting`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(
+    validation = Rule::new(
+        "!(has(self.stableIngress) && self.stableIngress != '' && has(self.stableIngresses))"
+    ).message(NGINX_BOTH_INGRESSES),
+    validation = Rule::new(
+        "(has(self.stableIngress) && self.stableIngress != '') || has(self.stableIngresses)"
+    ).message(NGINX_NEITHER_INGRESS)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct NginxTrafficRouting {
-    /// The Ingress serving the stable Service; the canary Ingress is derived from it. Required
-    /// (Argo's alternative, `stableIngresses`, is not implemented).
+    /// The Ingress serving the stable Service; the canary Ingress is derived from it. Exactly one
+    /// of `stableIngress` and `stableIngresses` is set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stable_ingress: String,
     /// Annotation prefix of the NGINX controller [`DEFAULT_NGINX_ANNOTATION_PREFIX`].
@@ -729,16 +751,14 @@ pub struct NginxTrafficRouting {
     /// without the prefix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_ingress_annotations: BTreeMap<String, String>,
-    /// Argo's `canaryIngressAnnotations`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Extra annotations for the canary Ingresses, full keys (any group, no prefix added); they
+    /// win over `additionalIngressAnnotations`, never over `canary` and `canary-weight`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub canary_ingress_annotations: BTreeMap<String, String>,
+    /// Several stable Ingresses (e.g. one per NGINX controller), each with a canary Ingress of
+    /// its own at the same weight. Exactly one of `stableIngress` and `stableIngresses` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub canary_ingress_annotations: Option<serde_json::Value>,
-    /// Argo's `stableIngresses`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub stable_ingresses: Option<serde_json::Value>,
+    pub stable_ingresses: Option<Vec<String>>,
 }
 
 /// `trafficRouting.plugins`: a map from plugin name to that plugin's configuration, exactly as Argo
@@ -1534,11 +1554,8 @@ impl CanaryStrategy {
                 reason: "applies only with trafficRouting (Argo Rollouts ignores it without; set trafficRouting or remove it)",
             });
         }
-        let nginx = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref());
-        if nginx.is_some_and(|n| n.stable_ingress.is_empty()) {
-            return Err(RolloutSpecError::Required(
-                "spec.strategy.canary.trafficRouting.nginx.stableIngress",
-            ));
+        if let Some(nginx) = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref()) {
+            nginx.validate()?;
         }
         for (field, value, max_percent) in [
             (
@@ -1733,6 +1750,61 @@ impl NginxTrafficRouting {
         self.annotation_prefix
             .as_deref()
             .unwrap_or(DEFAULT_NGINX_ANNOTATION_PREFIX)
+    }
+
+    /// The stable Ingresses: `stableIngress`, or `stableIngresses` in order without repeats.
+    pub fn stable_ingress_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let listed = self.stable_ingresses.iter().flatten().map(String::as_str);
+        for name in std::iter::once(self.stable_ingress.as_str()).chain(listed) {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Argo's rules: exactly one of `stableIngress` and `stableIngresses` (with its message);
+    /// and, since the canary Ingresses carry `canaryIngressAnnotations` as written, keys the API
+    /// server accepts as annotation keys (Kubernetes' qualified names), so that a bad key is named
+    /// here rather than failing every write of a canary Ingress.
+    fn validate(&self) -> Result<(), RolloutSpecError> {
+        let field = |path: &str| format!("spec.strategy.canary.trafficRouting.nginx{path}");
+        let invalid = |path: &str, reason: String| RolloutSpecError::InvalidField {
+            field: field(path),
+            reason,
+        };
+        match (self.stable_ingress.is_empty(), &self.stable_ingresses) {
+            (false, Some(_)) => return Err(invalid("", NGINX_BOTH_INGRESSES.to_string())),
+            (true, None) => return Err(invalid("", NGINX_NEITHER_INGRESS.to_string())),
+            (true, Some(list)) if list.is_empty() => {
+                return Err(invalid(
+                    ".stableIngresses",
+                    "names no Ingress; list at least one".to_string(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(i) = self
+            .stable_ingresses
+            .iter()
+            .flatten()
+            .position(String::is_empty)
+        {
+            return Err(invalid(
+                &format!(".stableIngresses[{i}]"),
+                "is empty; name an Ingress".to_string(),
+            ));
+        }
+        for key in self.canary_ingress_annotations.keys() {
+            super::common::qualified_name(key).map_err(|reason| {
+                invalid(
+                    &format!(".canaryIngressAnnotations.{key}"),
+                    format!("{key:?} is not a valid annotation key: {reason}"),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -2200,6 +2272,92 @@ example.com/other:
         );
         let generic: Value = serde_saphyr::from_str(yaml).unwrap();
         assert_eq!(serde_json::to_value(&plugins).unwrap(), generic);
+    }
+
+    #[test]
+    fn nginx_ingresses_and_canary_annotations_are_checked_as_argo() {
+        let with = |edit: &dyn Fn(&mut NginxTrafficRouting)| {
+            let mut r = parse(CANARY_NGINX);
+            let canary = r.spec.strategy.canary.as_mut().unwrap();
+            edit(
+                canary
+                    .traffic_routing
+                    .as_mut()
+                    .unwrap()
+                    .nginx
+                    .as_mut()
+                    .unwrap(),
+            );
+            r.spec.validate().map_err(|e| e.to_string())
+        };
+        let nginx = "spec.strategy.canary.trafficRouting.nginx";
+        assert_eq!(with(&|_| ()), Ok(()));
+        assert_eq!(
+            with(&|n| n.stable_ingresses = Some(vec!["a".into()])),
+            Err(format!("{nginx}: {NGINX_BOTH_INGRESSES}"))
+        );
+        assert_eq!(
+            with(&|n| n.stable_ingress.clear()),
+            Err(format!("{nginx}: {NGINX_NEITHER_INGRESS}"))
+        );
+        let several = |n: &mut NginxTrafficRouting, names: &[&str]| {
+            n.stable_ingress.clear();
+            n.stable_ingresses = Some(names.iter().map(|s| s.to_string()).collect());
+        };
+        assert_eq!(with(&|n| several(n, &["a", "b"])), Ok(()));
+        assert_eq!(
+            with(&|n| several(n, &[])),
+            Err(format!(
+                "{nginx}.stableIngresses: names no Ingress; list at least one"
+            ))
+        );
+        assert_eq!(
+            with(&|n| several(n, &["a", ""])),
+            Err(format!(
+                "{nginx}.stableIngresses[1]: is empty; name an Ingress"
+            ))
+        );
+        let mut n = NginxTrafficRouting::default();
+        several(&mut n, &["a", "b", "a"]);
+        n.stable_ingress = String::new();
+        assert_eq!(n.stable_ingress_names(), ["a", "b"]);
+
+        let annotate = |key: &'static str| {
+            move |n: &mut NginxTrafficRouting| {
+                n.canary_ingress_annotations
+                    .insert(key.to_string(), "v".to_string());
+            }
+        };
+        for good in [
+            "my-custom-annotation.mygroup.com/key",
+            "plain",
+            "a.b/C_d-1.x",
+        ] {
+            assert_eq!(with(&annotate(good)), Ok(()), "{good}");
+        }
+        for (bad, reason) in [
+            (
+                "Bad.Example/key",
+                "the prefix must be a lowercase DNS subdomain",
+            ),
+            ("example.com/", "the name part is empty"),
+            (
+                "a/b/c",
+                "must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric",
+            ),
+            (
+                "-key",
+                "must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric",
+            ),
+        ] {
+            assert_eq!(
+                with(&annotate(bad)),
+                Err(format!(
+                    "{nginx}.canaryIngressAnnotations.{bad}: {bad:?} is not a valid annotation key: {reason}"
+                )),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -2714,6 +2872,8 @@ example.com/other:
                 "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.experiment) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1".to_string(),
                 "has(self.preferredDuringSchedulingIgnoredDuringExecution) != has(self.requiredDuringSchedulingIgnoredDuringExecution)".to_string(),
                 "self.weight >= 1 && self.weight <= 100".to_string(),
+                "!(has(self.stableIngress) && self.stableIngress != '' && has(self.stableIngresses))".to_string(),
+                "(has(self.stableIngress) && self.stableIngress != '') || has(self.stableIngresses)".to_string(),
         ];
         expected.sort();
         assert_eq!(rules, expected);

@@ -21,8 +21,6 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.trafficRouting.apisix",
     "strategy.canary.trafficRouting.appMesh",
     "strategy.canary.trafficRouting.maxTrafficWeight",
-    "strategy.canary.trafficRouting.nginx.canaryIngressAnnotations",
-    "strategy.canary.trafficRouting.nginx.stableIngresses",
 ];
 
 /// Metric providers of Argo that Sluice does not implement, under `spec.metrics[].provider`.
