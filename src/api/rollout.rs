@@ -34,6 +34,14 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 pub const GATEWAY_API_PLUGIN: &str = "argoproj-labs/gatewayAPI";
 /// Argo's default `nginx.annotationPrefix`.
 pub const DEFAULT_NGINX_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
+/// The total traffic weight in CEL, on a canary strategy: `trafficRouting.maxTrafficWeight`, 100
+/// unless set.
+const MAX_WEIGHT_CEL: &str = "(has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100)";
+/// The total traffic weight when `maxTrafficWeight` is not set.
+pub const DEFAULT_MAX_TRAFFIC_WEIGHT: i32 = 100;
+/// Argo's message when `maxTrafficWeight` is set for a router other than NGINX or a plugin.
+pub const MAX_WEIGHT_ROUTERS: &str =
+    "Canary maxTrafficWeight in traffic routing only supported in Nginx and Plugins";
 /// Argo's message when `nginx` sets both `stableIngress` and `stableIngresses`.
 pub const NGINX_BOTH_INGRESSES: &str =
     "Either StableIngress or StableIngresses must be configured. Both are configured.";
@@ -432,8 +440,14 @@ pub struct RolloutStrategy {
     pub blue_green: Option<BlueGreenStrategy>,
 }
 
-/// `spec.strategy.canary` (Argo's `CanaryStrategy`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// `spec.strategy.canary` (Argo's `CanaryStrategy`). Each `setWeight` is at most
+/// `maxTrafficWeight` (100 unless set): the API server checks it (a static message: a message
+/// expression naming the bound exceeds the schema's CEL cost budget), and so does
+/// [`RolloutSpec::validate`] with Argo's message.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(format!(
+    "!has(self.steps) || self.steps.all(s, !has(s.setWeight) || s.setWeight <= {MAX_WEIGHT_CEL})"
+)).message("setWeight: SetWeight needs to be between 0 and 100, or maxTrafficWeight when set"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStrategy {
     /// The steps, run in order. Without steps a new revision is promoted at once.
@@ -511,9 +525,10 @@ pub struct CanaryStrategy {
 ).message("a canary step sets exactly one of setWeight, pause, setCanaryScale, analysis, experiment, plugin, setHeaderRoute and setMirrorRoute"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
-    /// Percentage of traffic (or of replicas, without a router) sent to the canary.
+    /// Traffic (or, without a router, replicas) sent to the canary, out of `maxTrafficWeight`
+    /// (100 unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0))]
     pub set_weight: Option<i32>,
     /// Wait: for `duration`, or until promoted when it has none (`pause: {}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -646,9 +661,10 @@ pub struct RolloutPause {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetCanaryScale {
-    /// Percentage of `spec.replicas` the canary runs.
+    /// Share of `spec.replicas` the canary runs, out of `maxTrafficWeight` (100 unless set), as
+    /// in Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0))]
     pub weight: Option<i32>,
     /// Absolute number of canary pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -671,7 +687,10 @@ pub enum CanaryScale {
 }
 
 /// `trafficRouting` (Argo's `RolloutTrafficRouting`, the routers Sluice drives).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(
+    "!has(self.maxTrafficWeight) || has(self.nginx) || has(self.plugins)"
+).message(MAX_WEIGHT_ROUTERS))]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficRouting {
     /// NGINX Ingress: a canary Ingress next to `stableIngress`.
@@ -711,11 +730,11 @@ pub struct TrafficRouting {
     /// required by such steps, removed at the end of the update and on abort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_routes: Option<Vec<super::routes::ManagedRoute>>,
-    /// Argo's `maxTrafficWeight`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// The total traffic weight (default 100): `setWeight` values and the weights the router
+    /// writes are out of it. NGINX and the Gateway API plugin only, as in Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub max_traffic_weight: Option<serde_json::Value>,
+    #[schemars(range(min = 1))]
+    pub max_traffic_weight: Option<i32>,
     /// Argo's `smi` (`rootService`, `trafficSplitName`): a TrafficSplit owned by the Rollout
     /// (`crate::rollout::traffic::smi`). Kept as written JSON, read by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1502,6 +1521,33 @@ impl CanaryStrategy {
         self.dynamic_stable_scale.unwrap_or(false)
     }
 
+    /// `trafficRouting.maxTrafficWeight`, default 100: the total every weight is out of.
+    pub fn max_traffic_weight(&self) -> i32 {
+        self.traffic_routing
+            .as_ref()
+            .and_then(|t| t.max_traffic_weight)
+            .unwrap_or(DEFAULT_MAX_TRAFFIC_WEIGHT)
+    }
+
+    /// Argo's rules for `maxTrafficWeight`: NGINX and plugins only (with Argo's message), and
+    /// positive, since weights are divided by it.
+    fn validate_max_traffic_weight(&self) -> Result<(), RolloutSpecError> {
+        let Some(routing) = &self.traffic_routing else {
+            return Ok(());
+        };
+        let Some(max) = routing.max_traffic_weight else {
+            return Ok(());
+        };
+        let field = "spec.strategy.canary.trafficRouting.maxTrafficWeight";
+        if routing.nginx.is_none() && routing.plugins.is_none() {
+            return Err(RolloutSpecError::InvalidField {
+                field: field.to_string(),
+                reason: MAX_WEIGHT_ROUTERS.to_string(),
+            });
+        }
+        check_range(field, Some(max), 1, i64::from(i32::MAX))
+    }
+
     /// Whether a traffic router is configured (nginx, istio, smi, traefik or a plugin). Without one, weights are
     /// approximated by replica counts.
     pub fn has_traffic_routing(&self) -> bool {
@@ -1535,8 +1581,10 @@ impl CanaryStrategy {
     }
 
     fn validate(&self) -> Result<(), RolloutSpecError> {
+        self.validate_max_traffic_weight()?;
+        let max_weight = self.max_traffic_weight();
         for (index, step) in self.steps.iter().enumerate() {
-            step.validate(index)?;
+            step.validate(index, max_weight)?;
         }
         if let Some(anti_affinity) = &self.anti_affinity {
             anti_affinity.preferred_weight("spec.strategy.canary.antiAffinity")?;
@@ -1636,7 +1684,8 @@ impl CanaryStep {
         self.plugin.is_some()
     }
 
-    fn validate(&self, index: usize) -> Result<(), RolloutSpecError> {
+    /// The step's own rules; weights are out of `max_weight` (`maxTrafficWeight`).
+    fn validate(&self, index: usize, max_weight: i32) -> Result<(), RolloutSpecError> {
         let invalid = |reason: String| RolloutSpecError::InvalidStep { index, reason };
         match self.kind() {
             // An Argo step kind Sluice does not implement: reported as such (`unsupported_fields`).
@@ -1645,17 +1694,19 @@ impl CanaryStep {
                 "a step sets exactly one of setWeight, pause, setCanaryScale and analysis"
                     .to_string(),
             )),
-            Some(CanaryStepKind::SetWeight(weight)) if !(0..=100).contains(&weight) => Err(
-                invalid(format!("setWeight is {weight}, must be between 0 and 100")),
-            ),
+            Some(CanaryStepKind::SetWeight(weight)) if !(0..=max_weight).contains(&weight) => {
+                Err(invalid(format!(
+                    "setWeight is {weight}: SetWeight needs to be between 0 and {max_weight}"
+                )))
+            }
             Some(CanaryStepKind::Pause(pause)) => pause
                 .duration()
                 .map(|_| ())
                 .map_err(|e| invalid(e.to_string())),
             Some(CanaryStepKind::SetCanaryScale(scale)) => {
-                if let Some(weight) = scale.weight.filter(|w| !(0..=100).contains(w)) {
+                if let Some(weight) = scale.weight.filter(|w| !(0..=max_weight).contains(w)) {
                     return Err(invalid(format!(
-                        "setCanaryScale.weight is {weight}, must be between 0 and 100"
+                        "setCanaryScale.weight is {weight}, must be between 0 and {max_weight}"
                     )));
                 }
                 if let Some(replicas) = scale.replicas.filter(|r| *r < 0) {
@@ -2361,6 +2412,62 @@ example.com/other:
     }
 
     #[test]
+    fn max_traffic_weight_bounds_set_weight_and_needs_nginx_or_a_plugin() {
+        let with = |max: Option<i32>, weights: &[i32], edit: &dyn Fn(&mut TrafficRouting)| {
+            let mut r = parse(CANARY_NGINX);
+            let canary = r.spec.strategy.canary.as_mut().unwrap();
+            canary.steps = weights
+                .iter()
+                .map(|w| CanaryStep {
+                    set_weight: Some(*w),
+                    ..Default::default()
+                })
+                .collect();
+            let routing = canary.traffic_routing.as_mut().unwrap();
+            routing.max_traffic_weight = max;
+            edit(routing);
+            assert_eq!(canary.max_traffic_weight(), max.unwrap_or(100));
+            r.spec.validate().map_err(|e| e.to_string())
+        };
+        let keep = |_: &mut TrafficRouting| ();
+        assert_eq!(with(None, &[0, 100], &keep), Ok(()));
+        assert_eq!(
+            with(None, &[10, 101], &keep),
+            Err("spec.strategy.canary.steps[1]: setWeight is 101: SetWeight needs to be between 0 and 100".into())
+        );
+        assert_eq!(with(Some(1000), &[5, 500, 1000], &keep), Ok(()));
+        assert_eq!(
+            with(Some(1000), &[1001], &keep),
+            Err("spec.strategy.canary.steps[0]: setWeight is 1001: SetWeight needs to be between 0 and 1000".into())
+        );
+        assert_eq!(
+            with(Some(0), &[0], &keep),
+            Err("spec.strategy.canary.trafficRouting.maxTrafficWeight is 0, must be between 1 and 2147483647".into())
+        );
+        let istio = |t: &mut TrafficRouting| {
+            t.nginx = None;
+            t.istio = Some(serde_json::json!({"virtualService": {"name": "vs"}}));
+        };
+        assert_eq!(
+            with(Some(1000), &[5], &istio),
+            Err(format!(
+                "spec.strategy.canary.trafficRouting.maxTrafficWeight: {MAX_WEIGHT_ROUTERS}"
+            ))
+        );
+        let plugin = |t: &mut TrafficRouting| {
+            t.nginx = None;
+            t.plugins = Some(TrafficRoutingPlugins {
+                gateway_api: Some(GatewayApiTrafficRouting {
+                    http_route: Some("r".into()),
+                    ..Default::default()
+                }),
+                other: BTreeMap::new(),
+            });
+        };
+        assert_eq!(with(Some(1000), &[5], &plugin), Ok(()));
+    }
+
+    #[test]
     fn nginx_fixture() {
         let r = parse(CANARY_NGINX);
         let nginx = r.spec.canary().unwrap().traffic_routing.as_ref().unwrap();
@@ -2874,6 +2981,8 @@ example.com/other:
                 "self.weight >= 1 && self.weight <= 100".to_string(),
                 "!(has(self.stableIngress) && self.stableIngress != '' && has(self.stableIngresses))".to_string(),
                 "(has(self.stableIngress) && self.stableIngress != '') || has(self.stableIngresses)".to_string(),
+                "!has(self.maxTrafficWeight) || has(self.nginx) || has(self.plugins)".to_string(),
+                "!has(self.steps) || self.steps.all(s, !has(s.setWeight) || s.setWeight <= (has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100))".to_string(),
         ];
         expected.sort();
         assert_eq!(rules, expected);
@@ -2883,7 +2992,8 @@ example.com/other:
         let canary = &spec["properties"]["strategy"]["properties"]["canary"];
         let step = &canary["properties"]["steps"]["items"]["properties"];
         assert_eq!(step["setWeight"]["minimum"].as_f64(), Some(0.0));
-        assert_eq!(step["setWeight"]["maximum"].as_f64(), Some(100.0));
+        // Bounded by maxTrafficWeight (the canary strategy's rule), not by 100.
+        assert_eq!(step["setWeight"]["maximum"], Value::Null);
         assert_eq!(
             step["pause"]["properties"]["duration"]["x-kubernetes-int-or-string"],
             json!(true)

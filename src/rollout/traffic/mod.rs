@@ -107,11 +107,13 @@ pub enum RouterKind {
 /// Why a router cannot be built, or cannot set or read a weight.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TrafficError {
-    /// The weight asked for is not a percentage.
-    #[error("canary weight {weight} is outside 0..=100")]
+    /// The weight asked for is outside 0..=the total weight.
+    #[error("canary weight {weight} is outside 0..={max_weight}")]
     WeightOutOfRange {
         /// The weight asked for.
         weight: i32,
+        /// The total weight (100, or `maxTrafficWeight`).
+        max_weight: i32,
     },
     /// The Rollout lacks what a router needs to identify or own objects.
     #[error("Rollout {rollout}: {reason}")]
@@ -180,16 +182,16 @@ pub trait TrafficRouter: fmt::Debug + Send + Sync {
     /// [`live_weight`](Self::live_weight) or [`after_promotion`](Self::after_promotion).
     fn reads(&self) -> Vec<ObjectKey>;
 
-    /// The writes that send `canary_weight` percent of traffic to the canary and the rest to the
-    /// stable. Empty when the live objects already say so (no write churn).
+    /// The writes that send `canary_weight` (out of `maxTrafficWeight`, 100 unless set) of the
+    /// traffic to the canary and the rest to the stable. Empty when the live objects already say so (no write churn).
     fn desired(
         &self,
         live: &LiveObjects,
         canary_weight: i32,
     ) -> Result<Vec<TrafficWrite>, TrafficError>;
 
-    /// The canary weight in force, in percent; `None` when the router sets no weights (the split
-    /// then follows the replica counts).
+    /// The canary weight in force, out of `maxTrafficWeight`; `None` when the router sets no
+    /// weights (the split then follows the replica counts).
     fn live_weight(&self, live: &LiveObjects) -> Result<Option<i32>, TrafficError>;
 
     /// The writes once the Rollout is fully promoted (the stable Service selects the new pods):
@@ -325,11 +327,25 @@ fn mesh_router(
 
 /// Refuses weights outside 0..=100.
 pub fn check_weight(weight: i32) -> Result<i32, TrafficError> {
-    if (0..=100).contains(&weight) {
+    check_weight_out_of(weight, 100)
+}
+
+/// Refuses weights outside 0..=`max_weight` (`maxTrafficWeight`, for the routers that honour it).
+pub fn check_weight_out_of(weight: i32, max_weight: i32) -> Result<i32, TrafficError> {
+    if (0..=max_weight).contains(&weight) {
         Ok(weight)
     } else {
-        Err(TrafficError::WeightOutOfRange { weight })
+        Err(TrafficError::WeightOutOfRange { weight, max_weight })
     }
+}
+
+/// `trafficRouting.maxTrafficWeight` of the Rollout, when set.
+fn max_traffic_weight(rollout: &Rollout) -> Option<i32> {
+    rollout
+        .spec
+        .canary()
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|t| t.max_traffic_weight)
 }
 
 /// The `stableService` and `canaryService` a router needs, or why they are missing.
@@ -461,7 +477,10 @@ mod tests {
         assert_eq!(router.after_promotion(&live), Ok(vec![]));
         assert_eq!(
             router.desired(&live, 101),
-            Err(TrafficError::WeightOutOfRange { weight: 101 })
+            Err(TrafficError::WeightOutOfRange {
+                weight: 101,
+                max_weight: 100
+            })
         );
     }
 

@@ -17,9 +17,10 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::{
-    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite, check_weight,
-    invalid_rollout, namespace, services,
+    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite,
+    check_weight_out_of, invalid_rollout, max_traffic_weight, namespace, services,
 };
+use crate::api::rollout::DEFAULT_MAX_TRAFFIC_WEIGHT;
 use crate::api::rollout::{NginxTrafficRouting, Rollout};
 use crate::api::routes::ValueMatch;
 use crate::rollout::FIELD_MANAGER;
@@ -87,6 +88,9 @@ pub struct NginxRouter {
     canary_annotations: BTreeMap<String, String>,
     stable_service: String,
     canary_service: String,
+    /// `maxTrafficWeight` when set: written as `canary-weight-total`, as Argo does (ingress-nginx
+    /// reads `canary-weight` out of it, 100 without).
+    weight_total: Option<i32>,
 }
 
 impl NginxRouter {
@@ -136,7 +140,13 @@ impl NginxRouter {
             canary_annotations: config.canary_ingress_annotations.clone(),
             stable_service,
             canary_service,
+            weight_total: max_traffic_weight(rollout),
         })
+    }
+
+    /// The total the weights are out of: `maxTrafficWeight`, else 100.
+    fn max_weight(&self) -> i32 {
+        self.weight_total.unwrap_or(DEFAULT_MAX_TRAFFIC_WEIGHT)
     }
 
     /// Each stable Ingress with its canary Ingress, in the order the Rollout names them.
@@ -163,7 +173,7 @@ impl NginxRouter {
         canary_weight: i32,
         header: Option<&HeaderAnnotations>,
     ) -> Result<Ingress, TrafficError> {
-        let weight = check_weight(canary_weight)?;
+        let weight = check_weight_out_of(canary_weight, self.max_weight())?;
         let spec = self.canary_spec(pair, stable.spec.as_ref())?;
         Ok(Ingress {
             metadata: ObjectMeta {
@@ -238,8 +248,8 @@ impl NginxRouter {
     /// In Argo's order, each overriding the ones before: the stable's class annotation,
     /// `additionalIngressAnnotations` (prefixed unless they already carry the prefix),
     /// `canaryIngressAnnotations` as written, then a managed header route's annotations
-    /// (replacing any other header ones), then `canary` and `canary-weight`, which nothing
-    /// overrides.
+    /// (replacing any other header ones), then `canary`, `canary-weight` and (with
+    /// `maxTrafficWeight`) `canary-weight-total`, which nothing overrides.
     fn canary_annotations(
         &self,
         stable: &Ingress,
@@ -268,6 +278,9 @@ impl NginxRouter {
         }
         annotations.insert(self.annotation("canary"), "true".to_string());
         annotations.insert(self.annotation("canary-weight"), weight.to_string());
+        if let Some(total) = self.weight_total {
+            annotations.insert(self.annotation("canary-weight-total"), total.to_string());
+        }
         annotations
     }
 
@@ -496,7 +509,7 @@ impl TrafficRouter for NginxRouter {
         live: &LiveObjects,
         canary_weight: i32,
     ) -> Result<Vec<TrafficWrite>, TrafficError> {
-        check_weight(canary_weight)?;
+        check_weight_out_of(canary_weight, self.max_weight())?;
         let mut writes = Vec::new();
         for pair in &self.pairs {
             writes.extend(self.desired_for(pair, live, canary_weight)?);
@@ -548,8 +561,9 @@ impl TrafficRouter for NginxRouter {
     }
 }
 
-/// The weight an Ingress receives as an NGINX canary: `<prefix>/canary-weight` when
-/// `<prefix>/canary` is `"true"`, 0 otherwise (ingress-nginx's defaults).
+/// The weight an Ingress receives as an NGINX canary, out of its `<prefix>/canary-weight-total`
+/// (100 without): `<prefix>/canary-weight` when `<prefix>/canary` is `"true"`, 0 otherwise
+/// (ingress-nginx's defaults).
 pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, TrafficError> {
     let annotations = ingress.annotations();
     if annotations
@@ -559,6 +573,23 @@ pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, Tra
     {
         return Ok(0);
     }
+    let malformed = |key: &str, value: &str, expected: String| TrafficError::Malformed {
+        key: Box::new(ingress_key(
+            &ingress.namespace().unwrap_or_default(),
+            &ingress.name_any(),
+        )),
+        reason: format!("annotation {key} is {value:?}, not {expected}"),
+    };
+    let total_key = format!("{prefix}/canary-weight-total");
+    let total = match annotations.get(&total_key) {
+        None => DEFAULT_MAX_TRAFFIC_WEIGHT,
+        Some(value) => value
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| malformed(&total_key, value, "a positive total".to_string()))?,
+    };
     let key = format!("{prefix}/canary-weight");
     let Some(value) = annotations.get(&key) else {
         return Ok(0);
@@ -567,14 +598,8 @@ pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, Tra
         .trim()
         .parse::<i32>()
         .ok()
-        .filter(|w| (0..=100).contains(w))
-        .ok_or_else(|| TrafficError::Malformed {
-            key: Box::new(ingress_key(
-                &ingress.namespace().unwrap_or_default(),
-                &ingress.name_any(),
-            )),
-            reason: format!("annotation {key} is {value:?}, not a weight between 0 and 100"),
-        })
+        .filter(|w| (0..=total).contains(w))
+        .ok_or_else(|| malformed(&key, value, format!("a weight between 0 and {total}")))
 }
 
 #[cfg(test)]
@@ -815,7 +840,10 @@ mod tests {
         assert_eq!(r.after_promotion(&live), Ok(vec![]));
         assert_eq!(
             r.desired(&live_with(None), -5),
-            Err(TrafficError::WeightOutOfRange { weight: -5 })
+            Err(TrafficError::WeightOutOfRange {
+                weight: -5,
+                max_weight: 100
+            })
         );
     }
 
@@ -1242,6 +1270,50 @@ mod tests {
         assert_eq!(
             applied(r.desired(&live_with(Some(live)), 20)),
             expected_canary(20)
+        );
+    }
+
+    #[test]
+    fn max_traffic_weight_is_written_as_canary_weight_total() {
+        let mut r = router();
+        r.weight_total = Some(1000);
+        let body = applied(r.desired(&live_with(None), 250));
+        let annotations = &body["metadata"]["annotations"];
+        assert_eq!(annotations["custom.nginx.org/canary-weight"], json!("250"));
+        assert_eq!(
+            annotations["custom.nginx.org/canary-weight-total"],
+            json!("1000")
+        );
+        let live = live_with(Some(body));
+        assert_eq!(r.live_weight(&live), Ok(Some(250)));
+        assert_eq!(r.desired(&live, 250), Ok(vec![]));
+        assert_eq!(
+            r.desired(&live_with(None), 1001),
+            Err(TrafficError::WeightOutOfRange {
+                weight: 1001,
+                max_weight: 1000
+            })
+        );
+        // Without maxTrafficWeight the total goes (a stale prefixed annotation forces a write).
+        let mut without = router();
+        without.weight_total = None;
+        let writes = without.desired(&live, 25).unwrap();
+        let [TrafficWrite::Apply { body, .. }] = writes.as_slice() else {
+            panic!("{writes:?}");
+        };
+        assert_eq!(
+            body["metadata"]["annotations"].get("custom.nginx.org/canary-weight-total"),
+            None
+        );
+        // ingress-nginx reads the weight out of the total.
+        let ingress: Ingress = serde_json::from_value(json!({"metadata": {"name": "c",
+            "annotations": {"custom.nginx.org/canary": "true",
+                "custom.nginx.org/canary-weight": "5000",
+                "custom.nginx.org/canary-weight-total": "10000"}}}))
+        .unwrap();
+        assert_eq!(
+            ingress_canary_weight(&ingress, "custom.nginx.org"),
+            Ok(5000)
         );
     }
 }
