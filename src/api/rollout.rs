@@ -705,11 +705,10 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub alb: Option<serde_json::Value>,
-    /// Argo's `ambassador`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Ambassador: a canary copy of each Mapping, weighted
+    /// (`crate::rollout::traffic::ambassador`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub ambassador: Option<serde_json::Value>,
+    pub ambassador: Option<AmbassadorTrafficRouting>,
     /// Argo's `apisix`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -778,6 +777,15 @@ pub struct NginxTrafficRouting {
     /// its own at the same weight. Exactly one of `stableIngress` and `stableIngresses` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_ingresses: Option<Vec<String>>,
+}
+
+/// `trafficRouting.ambassador` (Argo's `AmbassadorTrafficRouting`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmbassadorTrafficRouting {
+    /// The Mappings (`getambassador.io/v2`) that route to the stable Service; each gets a canary
+    /// Mapping `<name>-canary` carrying the canary weight. At least one.
+    pub mappings: Vec<String>,
 }
 
 /// `trafficRouting.plugins`: a map from plugin name to that plugin's configuration, exactly as Argo
@@ -1553,6 +1561,7 @@ impl CanaryStrategy {
     pub fn has_traffic_routing(&self) -> bool {
         self.traffic_routing.as_ref().is_some_and(|t| {
             t.nginx.is_some()
+                || t.ambassador.is_some()
                 || t.plugins.is_some()
                 || t.istio.is_some()
                 || t.smi.is_some()
@@ -1604,6 +1613,13 @@ impl CanaryStrategy {
         }
         if let Some(nginx) = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref()) {
             nginx.validate()?;
+        }
+        if let Some(ambassador) = self
+            .traffic_routing
+            .as_ref()
+            .and_then(|t| t.ambassador.as_ref())
+        {
+            ambassador.validate()?;
         }
         for (field, value, max_percent) in [
             (
@@ -1792,6 +1808,26 @@ impl TrafficRouting {
     /// The Gateway API plugin's configuration, when that is the router.
     pub fn gateway_api(&self) -> Option<&GatewayApiTrafficRouting> {
         self.plugins.as_ref().and_then(|p| p.gateway_api.as_ref())
+    }
+}
+
+impl AmbassadorTrafficRouting {
+    /// Argo needs at least one Mapping (it aborts the Rollout without); and each named.
+    fn validate(&self) -> Result<(), RolloutSpecError> {
+        let field = "spec.strategy.canary.trafficRouting.ambassador.mappings";
+        if self.mappings.is_empty() {
+            return Err(RolloutSpecError::InvalidField {
+                field: field.to_string(),
+                reason: "names no Mapping; list at least one".to_string(),
+            });
+        }
+        if let Some(i) = self.mappings.iter().position(String::is_empty) {
+            return Err(RolloutSpecError::InvalidField {
+                field: format!("{field}[{i}]"),
+                reason: "is empty; name a Mapping".to_string(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -10,12 +10,14 @@
 //! - no router: [`ReplicaRatio`], the split follows the replica counts and nothing is written;
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
 //! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one;
-//! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`]: see [`mesh_router`].
+//! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`],
+//!   [`ambassador::AmbassadorRouter`]: see [`mesh_router`].
 //!
 //! Managed routes (`setHeaderRoute`, `setMirrorRoute`) go through
 //! [`managed_routes`](TrafficRouter::managed_routes): [`gateway_routes`] for the Gateway API, the
 //! canary Ingress's `canary-by-header` for NGINX; the other routers refuse them.
 
+pub mod ambassador;
 pub mod gateway;
 pub mod gateway_routes;
 pub mod istio;
@@ -102,6 +104,8 @@ pub enum RouterKind {
     Smi,
     /// `trafficRouting.traefik`.
     Traefik,
+    /// `trafficRouting.ambassador`.
+    Ambassador,
 }
 
 /// Why a router cannot be built, or cannot set or read a weight.
@@ -289,7 +293,8 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
     }
 }
 
-/// The router of `trafficRouting.istio`, `.smi` or `.traefik`, `None` when none is set. Argo can
+/// The router of `trafficRouting.istio`, `.smi`, `.traefik` or `.ambassador`, `None` when none is
+/// set. Argo can
 /// drive several routers of one Rollout at once; Sluice drives one, and refuses a second rather
 /// than leave it unmanaged.
 fn mesh_router(
@@ -300,6 +305,7 @@ fn mesh_router(
         ("istio", routing.istio.is_some()),
         ("smi", routing.smi.is_some()),
         ("traefik", routing.traefik.is_some()),
+        ("ambassador", routing.ambassador.is_some()),
         ("nginx", routing.nginx.is_some()),
         ("plugins", routing.plugins.is_some()),
     ]
@@ -312,6 +318,10 @@ fn mesh_router(
         Box::new(smi::SmiRouter::from_rollout(rollout, smi)?)
     } else if let Some(traefik) = &routing.traefik {
         Box::new(traefik::TraefikRouter::from_rollout(rollout, traefik)?)
+    } else if let Some(ambassador) = &routing.ambassador {
+        Box::new(ambassador::AmbassadorRouter::from_rollout(
+            rollout, ambassador,
+        )?)
     } else {
         return Ok(None);
     };
