@@ -709,11 +709,10 @@ pub struct TrafficRouting {
     /// (`crate::rollout::traffic::ambassador`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ambassador: Option<AmbassadorTrafficRouting>,
-    /// Argo's `apisix`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// APISIX: the canary and stable backend weights of an ApisixRoute's http rules
+    /// (`crate::rollout::traffic::apisix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub apisix: Option<serde_json::Value>,
+    pub apisix: Option<ApisixTrafficRouting>,
     /// Argo's `appMesh`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -786,6 +785,26 @@ pub struct AmbassadorTrafficRouting {
     /// The Mappings (`getambassador.io/v2`) that route to the stable Service; each gets a canary
     /// Mapping `<name>-canary` carrying the canary weight. At least one.
     pub mappings: Vec<String>,
+}
+
+/// `trafficRouting.apisix` (Argo's `ApisixTrafficRouting`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApisixTrafficRouting {
+    /// The ApisixRoute whose backends are weighted. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<ApisixRouteRef>,
+}
+
+/// `trafficRouting.apisix.route` (Argo's `ApisixRoute`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApisixRouteRef {
+    /// The ApisixRoute (`apisix.apache.org/v2`) in the Rollout's namespace.
+    pub name: String,
+    /// The names of its `spec.http` rules to weight; without, the rule named like the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<String>>,
 }
 
 /// `trafficRouting.plugins`: a map from plugin name to that plugin's configuration, exactly as Argo
@@ -1562,6 +1581,7 @@ impl CanaryStrategy {
         self.traffic_routing.as_ref().is_some_and(|t| {
             t.nginx.is_some()
                 || t.ambassador.is_some()
+                || t.apisix.is_some()
                 || t.plugins.is_some()
                 || t.istio.is_some()
                 || t.smi.is_some()
@@ -1620,6 +1640,15 @@ impl CanaryStrategy {
             .and_then(|t| t.ambassador.as_ref())
         {
             ambassador.validate()?;
+        }
+        let apisix = self
+            .traffic_routing
+            .as_ref()
+            .and_then(|t| t.apisix.as_ref());
+        if apisix.is_some_and(|a| a.route.as_ref().is_none_or(|r| r.name.is_empty())) {
+            return Err(RolloutSpecError::Required(
+                "spec.strategy.canary.trafficRouting.apisix.route.name",
+            ));
         }
         for (field, value, max_percent) in [
             (

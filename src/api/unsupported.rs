@@ -17,7 +17,6 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
     "strategy.canary.trafficRouting.alb",
-    "strategy.canary.trafficRouting.apisix",
     "strategy.canary.trafficRouting.appMesh",
 ];
 

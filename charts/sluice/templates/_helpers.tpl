@@ -116,7 +116,7 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 # Traffic routing: Gateway API HTTPRoute weights; the NGINX canary Ingress, created beside the stable
 # one and deleted after promotion; Istio VirtualService weights and DestinationRule subset hashes; the
 # SMI TrafficSplit the Rollout owns (created by the apply); TraefikService weights; the Ambassador
-# canary Mappings the Rollout owns (created, weighted, deleted).
+# canary Mappings the Rollout owns (created, weighted, deleted); ApisixRoute backend weights.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "patch"]
@@ -135,6 +135,9 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
 - apiGroups: ["getambassador.io"]
   resources: ["mappings"]
   verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["apisix.apache.org"]
+  resources: ["apisixroutes"]
+  verbs: ["get", "patch"]
 # AnalysisRuns: created, terminated and (beyond spec.analysis's history limits) deleted by the Rollout controller, measured by the analysis controller
 # (src/analysis/controller.rs), which writes their status.
 - apiGroups: ["sluice.dev"]

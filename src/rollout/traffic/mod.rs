@@ -11,13 +11,14 @@
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
 //! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one;
 //! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`],
-//!   [`ambassador::AmbassadorRouter`]: see [`mesh_router`].
+//!   [`ambassador::AmbassadorRouter`], [`apisix::ApisixRouter`]: see [`mesh_router`].
 //!
 //! Managed routes (`setHeaderRoute`, `setMirrorRoute`) go through
 //! [`managed_routes`](TrafficRouter::managed_routes): [`gateway_routes`] for the Gateway API, the
 //! canary Ingress's `canary-by-header` for NGINX; the other routers refuse them.
 
 pub mod ambassador;
+pub mod apisix;
 pub mod gateway;
 pub mod gateway_routes;
 pub mod istio;
@@ -106,6 +107,8 @@ pub enum RouterKind {
     Traefik,
     /// `trafficRouting.ambassador`.
     Ambassador,
+    /// `trafficRouting.apisix`.
+    Apisix,
 }
 
 /// Why a router cannot be built, or cannot set or read a weight.
@@ -293,8 +296,8 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
     }
 }
 
-/// The router of `trafficRouting.istio`, `.smi`, `.traefik` or `.ambassador`, `None` when none is
-/// set. Argo can
+/// The router of `trafficRouting.istio`, `.smi`, `.traefik`, `.ambassador` or `.apisix`, `None`
+/// when none is set. Argo can
 /// drive several routers of one Rollout at once; Sluice drives one, and refuses a second rather
 /// than leave it unmanaged.
 fn mesh_router(
@@ -306,6 +309,7 @@ fn mesh_router(
         ("smi", routing.smi.is_some()),
         ("traefik", routing.traefik.is_some()),
         ("ambassador", routing.ambassador.is_some()),
+        ("apisix", routing.apisix.is_some()),
         ("nginx", routing.nginx.is_some()),
         ("plugins", routing.plugins.is_some()),
     ]
@@ -318,6 +322,8 @@ fn mesh_router(
         Box::new(smi::SmiRouter::from_rollout(rollout, smi)?)
     } else if let Some(traefik) = &routing.traefik {
         Box::new(traefik::TraefikRouter::from_rollout(rollout, traefik)?)
+    } else if let Some(apisix) = &routing.apisix {
+        Box::new(apisix::ApisixRouter::from_rollout(rollout, apisix)?)
     } else if let Some(ambassador) = &routing.ambassador {
         Box::new(ambassador::AmbassadorRouter::from_rollout(
             rollout, ambassador,

@@ -13,6 +13,8 @@
 //! - Ambassador: the first Mapping of `mappings` and its canary copy `<name>-canary`: the canary
 //!   Mapping's `service` gets its `weight` (of 100), the stable Mapping's the rest, all of it when
 //!   there is no canary Mapping (Ambassador's canary rule). `service` is `name[.namespace][:port]`.
+//! - APISIX: the backends (`serviceName`, `weight`, 100 when absent as in APISIX) of the ApisixRoute's
+//!   first managed http rule (the first of `rules`, else the rule named like the route).
 
 use std::collections::BTreeMap;
 
@@ -33,6 +35,8 @@ pub enum MeshKind {
     TraefikService,
     /// `getambassador.io` Mapping.
     Mapping,
+    /// `apisix.apache.org` ApisixRoute.
+    ApisixRoute,
 }
 
 impl MeshKind {
@@ -45,6 +49,7 @@ impl MeshKind {
             Self::TrafficSplit => ("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
             Self::TraefikService => ("traefik.io", "v1alpha1", "TraefikService"),
             Self::Mapping => ("getambassador.io", "v2", "Mapping"),
+            Self::ApisixRoute => ("apisix.apache.org", "v2", "ApisixRoute"),
         }
     }
 }
@@ -95,6 +100,13 @@ pub enum MeshRouter {
         /// Its canary copy (absent at rest).
         canary: MeshRef,
     },
+    /// `trafficRouting.apisix`.
+    Apisix {
+        /// The ApisixRoute.
+        route: MeshRef,
+        /// The http rule whose backends split the traffic.
+        rule: String,
+    },
 }
 
 impl MeshRouter {
@@ -112,6 +124,7 @@ impl MeshRouter {
             Self::Smi { split } => vec![split.clone()],
             Self::Traefik { service } => vec![service.clone()],
             Self::Ambassador { stable, canary } => vec![stable.clone(), canary.clone()],
+            Self::Apisix { route, .. } => vec![route.clone()],
         }
     }
 }
@@ -187,6 +200,15 @@ pub fn router(
         return Ok(Some(MeshRouter::Ambassador {
             stable: mesh_ref(MeshKind::Mapping, namespace, name),
             canary: mesh_ref(MeshKind::Mapping, namespace, &format!("{name}-canary")),
+        }));
+    }
+    if let Some(apisix) = field(routing, "apisix") {
+        let name = str_at(apisix, "/route/name")
+            .filter(|s| !s.is_empty())
+            .ok_or(SplitError::MissingField("trafficRouting.apisix.route.name"))?;
+        return Ok(Some(MeshRouter::Apisix {
+            route: mesh_ref(MeshKind::ApisixRoute, namespace, name),
+            rule: str_at(apisix, "/route/rules/0").unwrap_or(name).to_owned(),
         }));
     }
     Ok(None)
@@ -301,6 +323,31 @@ pub(super) fn backends(
                 .chain(canary.and_then(|c| backend(c, weight)))
                 .collect())
         }
+        MeshRouter::Apisix { route, rule } => Ok(find(world, route)?
+            .pointer("/spec/http")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|r| str_at(r, "/name") == Some(rule.as_str()))
+            .and_then(|r| r.get("backends"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                let name = str_at(b, "/serviceName")?;
+                let weight = b
+                    .get("weight")
+                    .and_then(Value::as_u64)
+                    .map_or(100, |w| u32::try_from(w).unwrap_or(0));
+                Some(service_backend(
+                    name,
+                    true,
+                    weight,
+                    world.services,
+                    revisions,
+                ))
+            })
+            .collect()),
         MeshRouter::Smi { split } => {
             let split = find(world, split)?;
             let local = str_at(split, "/metadata/namespace") == Some(namespace);
@@ -647,6 +694,34 @@ mod tests {
         assert_eq!(
             rollout_router(&rollout(&json!({"ambassador": {"mappings": []}}))).unwrap_err(),
             SplitError::MissingField("trafficRouting.ambassador.mappings")
+        );
+    }
+
+    #[test]
+    fn apisix_route_rule_backends_are_the_backends() {
+        let r = rollout(&json!({"apisix": {"route": {"name": "demo-route", "rules": ["main"]}}}));
+        let route = json!({"kind": "ApisixRoute", "metadata": {"name": "demo-route", "namespace": "apps"},
+        "spec": {"http": [
+            {"name": "other", "backends": [{"serviceName": "demo", "weight": 1}]},
+            {"name": "main", "backends": [
+                {"serviceName": "demo-stable", "servicePort": 80},
+                {"serviceName": "demo-canary", "servicePort": 80, "weight": 25},
+            ]},
+        ]}});
+        assert_eq!(
+            split_of(&r, &[route]).unwrap().backends,
+            vec![
+                b("demo-stable", Some("aaa"), 100, Some("demo:v1")),
+                b("demo-canary", Some("bbb"), 25, Some("demo:bad")),
+            ]
+        );
+        assert_eq!(
+            split_of(&r, &[]).unwrap_err(),
+            SplitError::ObjectNotFound("ApisixRoute apps/demo-route".into())
+        );
+        assert_eq!(
+            rollout_router(&rollout(&json!({"apisix": {}}))).unwrap_err(),
+            SplitError::MissingField("trafficRouting.apisix.route.name")
         );
     }
 }
