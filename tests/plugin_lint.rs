@@ -81,21 +81,18 @@ fn argo_fields_sluice_does_not_implement_are_reported_at_their_lines_as_the_cont
     let not_supported = |path: &str| {
         format!("{path} is not supported by Sluice (an Argo field it does not implement)")
     };
-    let mut expected: Vec<(u64, String)> = [
-        (35, "spec.strategy.canary.trafficRouting.maxTrafficWeight"),
-        (
-            69,
-            "spec.strategy.canary.steps[3].experiment.templates[1].weight",
-        ),
-    ]
+    let mut expected: Vec<(u64, String)> = [(
+        68,
+        "spec.strategy.canary.steps[3].experiment.templates[1].weight",
+    )]
     .into_iter()
     .map(|(line, path)| (line, not_supported(path)))
     .collect();
     // Header and mirror routes are implemented, but not for Istio: the first such step says so.
     expected.insert(
-        1,
+        0,
         (
-            50,
+            49,
             "spec.strategy.canary.steps[1]: setHeaderRoute is implemented for the argoproj-labs/gatewayAPI plugin and nginx only".to_string(),
         ),
     );

@@ -21,8 +21,6 @@ fn argo_value(pattern: &str) -> Value {
         "minPodsPerReplicaSet" | "scaleDownDelayRevisionLimit" | "maxTrafficWeight" => json!(2),
         "maxUnavailable" => json!(1),
         "weight" => json!(20),
-        "stableIngresses" => json!(["web-extra"]),
-        "canaryIngressAnnotations" => json!({"my-custom-annotation.mygroup.com/key": "value"}),
         "antiAffinity" => json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 1}}),
         "rollbackWindow" => json!({"revisions": 3}),
         _ => json!({"name": "web"}),

@@ -34,6 +34,20 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 pub const GATEWAY_API_PLUGIN: &str = "argoproj-labs/gatewayAPI";
 /// Argo's default `nginx.annotationPrefix`.
 pub const DEFAULT_NGINX_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
+/// The total traffic weight in CEL, on a canary strategy: `trafficRouting.maxTrafficWeight`, 100
+/// unless set.
+const MAX_WEIGHT_CEL: &str = "(has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100)";
+/// The total traffic weight when `maxTrafficWeight` is not set.
+pub const DEFAULT_MAX_TRAFFIC_WEIGHT: i32 = 100;
+/// Argo's message when `maxTrafficWeight` is set for a router other than NGINX or a plugin.
+pub const MAX_WEIGHT_ROUTERS: &str =
+    "Canary maxTrafficWeight in traffic routing only supported in Nginx and Plugins";
+/// Argo's message when `nginx` sets both `stableIngress` and `stableIngresses`.
+pub const NGINX_BOTH_INGRESSES: &str =
+    "Either StableIngress or StableIngresses must be configured. Both are configured.";
+/// Argo's message when `nginx` sets neither `stableIngress` nor `stableIngresses`.
+pub const NGINX_NEITHER_INGRESS: &str =
+    "Either StableIngress or StableIngresses must be configured. Neither are configured.";
 
 /// Default `spec.replicas`.
 pub const DEFAULT_REPLICAS: i32 = 1;
@@ -108,6 +122,14 @@ pub enum RolloutSpecError {
     Invalid {
         field: &'static str,
         reason: &'static str,
+    },
+    /// A field with a bad value, and why (Argo's message where Argo has one).
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field, e.g. `spec.strategy.canary.trafficRouting.nginx`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Argo fields Sluice does not implement are set (paths from the object's root).
     #[error("{}", super::unsupported::message(.0))]
@@ -418,8 +440,14 @@ pub struct RolloutStrategy {
     pub blue_green: Option<BlueGreenStrategy>,
 }
 
-/// `spec.strategy.canary` (Argo's `CanaryStrategy`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// `spec.strategy.canary` (Argo's `CanaryStrategy`). Each `setWeight` is at most
+/// `maxTrafficWeight` (100 unless set): the API server checks it (a static message: a message
+/// expression naming the bound exceeds the schema's CEL cost budget), and so does
+/// [`RolloutSpec::validate`] with Argo's message.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(format!(
+    "!has(self.steps) || self.steps.all(s, !has(s.setWeight) || s.setWeight <= {MAX_WEIGHT_CEL})"
+)).message("setWeight: SetWeight needs to be between 0 and 100, or maxTrafficWeight when set"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStrategy {
     /// The steps, run in order. Without steps a new revision is promoted at once.
@@ -497,9 +525,10 @@ pub struct CanaryStrategy {
 ).message("a canary step sets exactly one of setWeight, pause, setCanaryScale, analysis, experiment, plugin, setHeaderRoute and setMirrorRoute"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
-    /// Percentage of traffic (or of replicas, without a router) sent to the canary.
+    /// Traffic (or, without a router, replicas) sent to the canary, out of `maxTrafficWeight`
+    /// (100 unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0))]
     pub set_weight: Option<i32>,
     /// Wait: for `duration`, or until promoted when it has none (`pause: {}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -632,9 +661,10 @@ pub struct RolloutPause {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetCanaryScale {
-    /// Percentage of `spec.replicas` the canary runs.
+    /// Share of `spec.replicas` the canary runs, out of `maxTrafficWeight` (100 unless set), as
+    /// in Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0))]
     pub weight: Option<i32>,
     /// Absolute number of canary pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -657,7 +687,10 @@ pub enum CanaryScale {
 }
 
 /// `trafficRouting` (Argo's `RolloutTrafficRouting`, the routers Sluice drives).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(
+    "!has(self.maxTrafficWeight) || has(self.nginx) || has(self.plugins)"
+).message(MAX_WEIGHT_ROUTERS))]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficRouting {
     /// NGINX Ingress: a canary Ingress next to `stableIngress`.
@@ -672,16 +705,14 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
     pub alb: Option<serde_json::Value>,
-    /// Argo's `ambassador`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Ambassador: a canary copy of each Mapping, weighted
+    /// (`crate::rollout::traffic::ambassador`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub ambassador: Option<serde_json::Value>,
-    /// Argo's `apisix`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    pub ambassador: Option<AmbassadorTrafficRouting>,
+    /// APISIX: the canary and stable backend weights of an ApisixRoute's http rules
+    /// (`crate::rollout::traffic::apisix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub apisix: Option<serde_json::Value>,
+    pub apisix: Option<ApisixTrafficRouting>,
     /// Argo's `appMesh`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
     /// [`crate::api::unsupported`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -697,11 +728,11 @@ pub struct TrafficRouting {
     /// required by such steps, removed at the end of the update and on abort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_routes: Option<Vec<super::routes::ManagedRoute>>,
-    /// Argo's `maxTrafficWeight`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// The total traffic weight (default 100): `setWeight` values and the weights the router
+    /// writes are out of it. NGINX and the Gateway API plugin only, as in Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub max_traffic_weight: Option<serde_json::Value>,
+    #[schemars(range(min = 1))]
+    pub max_traffic_weight: Option<i32>,
     /// Argo's `smi` (`rootService`, `trafficSplitName`): a TrafficSplit owned by the Rollout
     /// (`crate::rollout::traffic::smi`). Kept as written JSON, read by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -715,11 +746,19 @@ pub struct TrafficRouting {
 }
 
 /// `trafficRouting.nginx` (Argo's `NginxTrafficRouting`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(
+    validation = Rule::new(
+        "!(has(self.stableIngress) && self.stableIngress != '' && has(self.stableIngresses))"
+    ).message(NGINX_BOTH_INGRESSES),
+    validation = Rule::new(
+        "(has(self.stableIngress) && self.stableIngress != '') || has(self.stableIngresses)"
+    ).message(NGINX_NEITHER_INGRESS)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct NginxTrafficRouting {
-    /// The Ingress serving the stable Service; the canary Ingress is derived from it. Required
-    /// (Argo's alternative, `stableIngresses`, is not implemented).
+    /// The Ingress serving the stable Service; the canary Ingress is derived from it. Exactly one
+    /// of `stableIngress` and `stableIngresses` is set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stable_ingress: String,
     /// Annotation prefix of the NGINX controller [`DEFAULT_NGINX_ANNOTATION_PREFIX`].
@@ -729,16 +768,43 @@ pub struct NginxTrafficRouting {
     /// without the prefix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_ingress_annotations: BTreeMap<String, String>,
-    /// Argo's `canaryIngressAnnotations`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    /// Extra annotations for the canary Ingresses, full keys (any group, no prefix added); they
+    /// win over `additionalIngressAnnotations`, never over `canary` and `canary-weight`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub canary_ingress_annotations: BTreeMap<String, String>,
+    /// Several stable Ingresses (e.g. one per NGINX controller), each with a canary Ingress of
+    /// its own at the same weight. Exactly one of `stableIngress` and `stableIngresses` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_object_schema")]
-    pub canary_ingress_annotations: Option<serde_json::Value>,
-    /// Argo's `stableIngresses`: kept as written, not implemented (the Rollout is `InvalidSpec`; see
-    /// [`crate::api::unsupported`]).
+    pub stable_ingresses: Option<Vec<String>>,
+}
+
+/// `trafficRouting.ambassador` (Argo's `AmbassadorTrafficRouting`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmbassadorTrafficRouting {
+    /// The Mappings (`getambassador.io/v2`) that route to the stable Service; each gets a canary
+    /// Mapping `<name>-canary` carrying the canary weight. At least one.
+    pub mappings: Vec<String>,
+}
+
+/// `trafficRouting.apisix` (Argo's `ApisixTrafficRouting`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApisixTrafficRouting {
+    /// The ApisixRoute whose backends are weighted. Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::unsupported::preserved_schema")]
-    pub stable_ingresses: Option<serde_json::Value>,
+    pub route: Option<ApisixRouteRef>,
+}
+
+/// `trafficRouting.apisix.route` (Argo's `ApisixRoute`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApisixRouteRef {
+    /// The ApisixRoute (`apisix.apache.org/v2`) in the Rollout's namespace.
+    pub name: String,
+    /// The names of its `spec.http` rules to weight; without, the rule named like the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<String>>,
 }
 
 /// `trafficRouting.plugins`: a map from plugin name to that plugin's configuration, exactly as Argo
@@ -1482,11 +1548,40 @@ impl CanaryStrategy {
         self.dynamic_stable_scale.unwrap_or(false)
     }
 
+    /// `trafficRouting.maxTrafficWeight`, default 100: the total every weight is out of.
+    pub fn max_traffic_weight(&self) -> i32 {
+        self.traffic_routing
+            .as_ref()
+            .and_then(|t| t.max_traffic_weight)
+            .unwrap_or(DEFAULT_MAX_TRAFFIC_WEIGHT)
+    }
+
+    /// Argo's rules for `maxTrafficWeight`: NGINX and plugins only (with Argo's message), and
+    /// positive, since weights are divided by it.
+    fn validate_max_traffic_weight(&self) -> Result<(), RolloutSpecError> {
+        let Some(routing) = &self.traffic_routing else {
+            return Ok(());
+        };
+        let Some(max) = routing.max_traffic_weight else {
+            return Ok(());
+        };
+        let field = "spec.strategy.canary.trafficRouting.maxTrafficWeight";
+        if routing.nginx.is_none() && routing.plugins.is_none() {
+            return Err(RolloutSpecError::InvalidField {
+                field: field.to_string(),
+                reason: MAX_WEIGHT_ROUTERS.to_string(),
+            });
+        }
+        check_range(field, Some(max), 1, i64::from(i32::MAX))
+    }
+
     /// Whether a traffic router is configured (nginx, istio, smi, traefik or a plugin). Without one, weights are
     /// approximated by replica counts.
     pub fn has_traffic_routing(&self) -> bool {
         self.traffic_routing.as_ref().is_some_and(|t| {
             t.nginx.is_some()
+                || t.ambassador.is_some()
+                || t.apisix.is_some()
                 || t.plugins.is_some()
                 || t.istio.is_some()
                 || t.smi.is_some()
@@ -1515,8 +1610,10 @@ impl CanaryStrategy {
     }
 
     fn validate(&self) -> Result<(), RolloutSpecError> {
+        self.validate_max_traffic_weight()?;
+        let max_weight = self.max_traffic_weight();
         for (index, step) in self.steps.iter().enumerate() {
-            step.validate(index)?;
+            step.validate(index, max_weight)?;
         }
         if let Some(anti_affinity) = &self.anti_affinity {
             anti_affinity.preferred_weight("spec.strategy.canary.antiAffinity")?;
@@ -1534,10 +1631,23 @@ impl CanaryStrategy {
                 reason: "applies only with trafficRouting (Argo Rollouts ignores it without; set trafficRouting or remove it)",
             });
         }
-        let nginx = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref());
-        if nginx.is_some_and(|n| n.stable_ingress.is_empty()) {
+        if let Some(nginx) = self.traffic_routing.as_ref().and_then(|t| t.nginx.as_ref()) {
+            nginx.validate()?;
+        }
+        if let Some(ambassador) = self
+            .traffic_routing
+            .as_ref()
+            .and_then(|t| t.ambassador.as_ref())
+        {
+            ambassador.validate()?;
+        }
+        let apisix = self
+            .traffic_routing
+            .as_ref()
+            .and_then(|t| t.apisix.as_ref());
+        if apisix.is_some_and(|a| a.route.as_ref().is_none_or(|r| r.name.is_empty())) {
             return Err(RolloutSpecError::Required(
-                "spec.strategy.canary.trafficRouting.nginx.stableIngress",
+                "spec.strategy.canary.trafficRouting.apisix.route.name",
             ));
         }
         for (field, value, max_percent) in [
@@ -1619,7 +1729,8 @@ impl CanaryStep {
         self.plugin.is_some()
     }
 
-    fn validate(&self, index: usize) -> Result<(), RolloutSpecError> {
+    /// The step's own rules; weights are out of `max_weight` (`maxTrafficWeight`).
+    fn validate(&self, index: usize, max_weight: i32) -> Result<(), RolloutSpecError> {
         let invalid = |reason: String| RolloutSpecError::InvalidStep { index, reason };
         match self.kind() {
             // An Argo step kind Sluice does not implement: reported as such (`unsupported_fields`).
@@ -1628,17 +1739,19 @@ impl CanaryStep {
                 "a step sets exactly one of setWeight, pause, setCanaryScale and analysis"
                     .to_string(),
             )),
-            Some(CanaryStepKind::SetWeight(weight)) if !(0..=100).contains(&weight) => Err(
-                invalid(format!("setWeight is {weight}, must be between 0 and 100")),
-            ),
+            Some(CanaryStepKind::SetWeight(weight)) if !(0..=max_weight).contains(&weight) => {
+                Err(invalid(format!(
+                    "setWeight is {weight}: SetWeight needs to be between 0 and {max_weight}"
+                )))
+            }
             Some(CanaryStepKind::Pause(pause)) => pause
                 .duration()
                 .map(|_| ())
                 .map_err(|e| invalid(e.to_string())),
             Some(CanaryStepKind::SetCanaryScale(scale)) => {
-                if let Some(weight) = scale.weight.filter(|w| !(0..=100).contains(w)) {
+                if let Some(weight) = scale.weight.filter(|w| !(0..=max_weight).contains(w)) {
                     return Err(invalid(format!(
-                        "setCanaryScale.weight is {weight}, must be between 0 and 100"
+                        "setCanaryScale.weight is {weight}, must be between 0 and {max_weight}"
                     )));
                 }
                 if let Some(replicas) = scale.replicas.filter(|r| *r < 0) {
@@ -1727,12 +1840,87 @@ impl TrafficRouting {
     }
 }
 
+impl AmbassadorTrafficRouting {
+    /// Argo needs at least one Mapping (it aborts the Rollout without); and each named.
+    fn validate(&self) -> Result<(), RolloutSpecError> {
+        let field = "spec.strategy.canary.trafficRouting.ambassador.mappings";
+        if self.mappings.is_empty() {
+            return Err(RolloutSpecError::InvalidField {
+                field: field.to_string(),
+                reason: "names no Mapping; list at least one".to_string(),
+            });
+        }
+        if let Some(i) = self.mappings.iter().position(String::is_empty) {
+            return Err(RolloutSpecError::InvalidField {
+                field: format!("{field}[{i}]"),
+                reason: "is empty; name a Mapping".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl NginxTrafficRouting {
     /// `annotationPrefix`, default `nginx.ingress.kubernetes.io`.
     pub fn annotation_prefix(&self) -> &str {
         self.annotation_prefix
             .as_deref()
             .unwrap_or(DEFAULT_NGINX_ANNOTATION_PREFIX)
+    }
+
+    /// The stable Ingresses: `stableIngress`, or `stableIngresses` in order without repeats.
+    pub fn stable_ingress_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let listed = self.stable_ingresses.iter().flatten().map(String::as_str);
+        for name in std::iter::once(self.stable_ingress.as_str()).chain(listed) {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Argo's rules: exactly one of `stableIngress` and `stableIngresses` (with its message);
+    /// and, since the canary Ingresses carry `canaryIngressAnnotations` as written, keys the API
+    /// server accepts as annotation keys (Kubernetes' qualified names), so that a bad key is named
+    /// here rather than failing every write of a canary Ingress.
+    fn validate(&self) -> Result<(), RolloutSpecError> {
+        let field = |path: &str| format!("spec.strategy.canary.trafficRouting.nginx{path}");
+        let invalid = |path: &str, reason: String| RolloutSpecError::InvalidField {
+            field: field(path),
+            reason,
+        };
+        match (self.stable_ingress.is_empty(), &self.stable_ingresses) {
+            (false, Some(_)) => return Err(invalid("", NGINX_BOTH_INGRESSES.to_string())),
+            (true, None) => return Err(invalid("", NGINX_NEITHER_INGRESS.to_string())),
+            (true, Some(list)) if list.is_empty() => {
+                return Err(invalid(
+                    ".stableIngresses",
+                    "names no Ingress; list at least one".to_string(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(i) = self
+            .stable_ingresses
+            .iter()
+            .flatten()
+            .position(String::is_empty)
+        {
+            return Err(invalid(
+                &format!(".stableIngresses[{i}]"),
+                "is empty; name an Ingress".to_string(),
+            ));
+        }
+        for key in self.canary_ingress_annotations.keys() {
+            super::common::qualified_name(key).map_err(|reason| {
+                invalid(
+                    &format!(".canaryIngressAnnotations.{key}"),
+                    format!("{key:?} is not a valid annotation key: {reason}"),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -2200,6 +2388,148 @@ example.com/other:
         );
         let generic: Value = serde_saphyr::from_str(yaml).unwrap();
         assert_eq!(serde_json::to_value(&plugins).unwrap(), generic);
+    }
+
+    #[test]
+    fn nginx_ingresses_and_canary_annotations_are_checked_as_argo() {
+        let with = |edit: &dyn Fn(&mut NginxTrafficRouting)| {
+            let mut r = parse(CANARY_NGINX);
+            let canary = r.spec.strategy.canary.as_mut().unwrap();
+            edit(
+                canary
+                    .traffic_routing
+                    .as_mut()
+                    .unwrap()
+                    .nginx
+                    .as_mut()
+                    .unwrap(),
+            );
+            r.spec.validate().map_err(|e| e.to_string())
+        };
+        let nginx = "spec.strategy.canary.trafficRouting.nginx";
+        assert_eq!(with(&|_| ()), Ok(()));
+        assert_eq!(
+            with(&|n| n.stable_ingresses = Some(vec!["a".into()])),
+            Err(format!("{nginx}: {NGINX_BOTH_INGRESSES}"))
+        );
+        assert_eq!(
+            with(&|n| n.stable_ingress.clear()),
+            Err(format!("{nginx}: {NGINX_NEITHER_INGRESS}"))
+        );
+        let several = |n: &mut NginxTrafficRouting, names: &[&str]| {
+            n.stable_ingress.clear();
+            n.stable_ingresses = Some(names.iter().map(|s| s.to_string()).collect());
+        };
+        assert_eq!(with(&|n| several(n, &["a", "b"])), Ok(()));
+        assert_eq!(
+            with(&|n| several(n, &[])),
+            Err(format!(
+                "{nginx}.stableIngresses: names no Ingress; list at least one"
+            ))
+        );
+        assert_eq!(
+            with(&|n| several(n, &["a", ""])),
+            Err(format!(
+                "{nginx}.stableIngresses[1]: is empty; name an Ingress"
+            ))
+        );
+        let mut n = NginxTrafficRouting::default();
+        several(&mut n, &["a", "b", "a"]);
+        n.stable_ingress = String::new();
+        assert_eq!(n.stable_ingress_names(), ["a", "b"]);
+
+        let annotate = |key: &'static str| {
+            move |n: &mut NginxTrafficRouting| {
+                n.canary_ingress_annotations
+                    .insert(key.to_string(), "v".to_string());
+            }
+        };
+        for good in [
+            "my-custom-annotation.mygroup.com/key",
+            "plain",
+            "a.b/C_d-1.x",
+        ] {
+            assert_eq!(with(&annotate(good)), Ok(()), "{good}");
+        }
+        for (bad, reason) in [
+            (
+                "Bad.Example/key",
+                "the prefix must be a lowercase DNS subdomain",
+            ),
+            ("example.com/", "the name part is empty"),
+            (
+                "a/b/c",
+                "must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric",
+            ),
+            (
+                "-key",
+                "must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric",
+            ),
+        ] {
+            assert_eq!(
+                with(&annotate(bad)),
+                Err(format!(
+                    "{nginx}.canaryIngressAnnotations.{bad}: {bad:?} is not a valid annotation key: {reason}"
+                )),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_traffic_weight_bounds_set_weight_and_needs_nginx_or_a_plugin() {
+        let with = |max: Option<i32>, weights: &[i32], edit: &dyn Fn(&mut TrafficRouting)| {
+            let mut r = parse(CANARY_NGINX);
+            let canary = r.spec.strategy.canary.as_mut().unwrap();
+            canary.steps = weights
+                .iter()
+                .map(|w| CanaryStep {
+                    set_weight: Some(*w),
+                    ..Default::default()
+                })
+                .collect();
+            let routing = canary.traffic_routing.as_mut().unwrap();
+            routing.max_traffic_weight = max;
+            edit(routing);
+            assert_eq!(canary.max_traffic_weight(), max.unwrap_or(100));
+            r.spec.validate().map_err(|e| e.to_string())
+        };
+        let keep = |_: &mut TrafficRouting| ();
+        assert_eq!(with(None, &[0, 100], &keep), Ok(()));
+        assert_eq!(
+            with(None, &[10, 101], &keep),
+            Err("spec.strategy.canary.steps[1]: setWeight is 101: SetWeight needs to be between 0 and 100".into())
+        );
+        assert_eq!(with(Some(1000), &[5, 500, 1000], &keep), Ok(()));
+        assert_eq!(
+            with(Some(1000), &[1001], &keep),
+            Err("spec.strategy.canary.steps[0]: setWeight is 1001: SetWeight needs to be between 0 and 1000".into())
+        );
+        assert_eq!(
+            with(Some(0), &[0], &keep),
+            Err("spec.strategy.canary.trafficRouting.maxTrafficWeight is 0, must be between 1 and 2147483647".into())
+        );
+        let istio = |t: &mut TrafficRouting| {
+            t.nginx = None;
+            t.istio = Some(serde_json::json!({"virtualService": {"name": "vs"}}));
+        };
+        assert_eq!(
+            with(Some(1000), &[5], &istio),
+            Err(format!(
+                "spec.strategy.canary.trafficRouting.maxTrafficWeight: {MAX_WEIGHT_ROUTERS}"
+            ))
+        );
+        let plugin = |t: &mut TrafficRouting| {
+            t.nginx = None;
+            t.plugins = Some(TrafficRoutingPlugins {
+                gateway_api: Some(GatewayApiTrafficRouting {
+                    http_route: Some("r".into()),
+                    ..Default::default()
+                }),
+                other: BTreeMap::new(),
+            });
+        };
+        assert_eq!(with(Some(1000), &[5], &plugin), Ok(()));
     }
 
     #[test]
@@ -2714,6 +3044,10 @@ example.com/other:
                 "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.experiment) ? 1 : 0) + (has(self.plugin) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1".to_string(),
                 "has(self.preferredDuringSchedulingIgnoredDuringExecution) != has(self.requiredDuringSchedulingIgnoredDuringExecution)".to_string(),
                 "self.weight >= 1 && self.weight <= 100".to_string(),
+                "!(has(self.stableIngress) && self.stableIngress != '' && has(self.stableIngresses))".to_string(),
+                "(has(self.stableIngress) && self.stableIngress != '') || has(self.stableIngresses)".to_string(),
+                "!has(self.maxTrafficWeight) || has(self.nginx) || has(self.plugins)".to_string(),
+                "!has(self.steps) || self.steps.all(s, !has(s.setWeight) || s.setWeight <= (has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100))".to_string(),
         ];
         expected.sort();
         assert_eq!(rules, expected);
@@ -2723,7 +3057,8 @@ example.com/other:
         let canary = &spec["properties"]["strategy"]["properties"]["canary"];
         let step = &canary["properties"]["steps"]["items"]["properties"];
         assert_eq!(step["setWeight"]["minimum"].as_f64(), Some(0.0));
-        assert_eq!(step["setWeight"]["maximum"].as_f64(), Some(100.0));
+        // Bounded by maxTrafficWeight (the canary strategy's rule), not by 100.
+        assert_eq!(step["setWeight"]["maximum"], Value::Null);
         assert_eq!(
             step["pause"]["properties"]["duration"]["x-kubernetes-int-or-string"],
             json!(true)

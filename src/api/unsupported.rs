@@ -17,12 +17,7 @@ pub const ROLLOUT_SPEC: &[&str] = &[
     "strategy.canary.steps[].experiment.templates[].weight",
     "strategy.canary.steps[].plugin",
     "strategy.canary.trafficRouting.alb",
-    "strategy.canary.trafficRouting.ambassador",
-    "strategy.canary.trafficRouting.apisix",
     "strategy.canary.trafficRouting.appMesh",
-    "strategy.canary.trafficRouting.maxTrafficWeight",
-    "strategy.canary.trafficRouting.nginx.canaryIngressAnnotations",
-    "strategy.canary.trafficRouting.nginx.stableIngresses",
 ];
 
 /// Metric providers of Argo that Sluice does not implement, under `spec.metrics[].provider`.
@@ -164,13 +159,13 @@ mod tests {
     #[test]
     fn null_and_absent_fields_are_not_reported_but_empty_objects_and_zero_are() {
         let spec = json!({"strategy": {"canary": {"pingPong": {},
-                                                  "trafficRouting": {"maxTrafficWeight": 0},
-                                                  "steps": [{"setWeight": 5}]}}});
+                                                  "steps": [{"setWeight": 5},
+                                                            {"experiment": {"templates": [{"weight": 0}]}}]}}});
         assert_eq!(
             set_paths(&spec, "spec", ROLLOUT_SPEC.iter().copied()),
             vec![
                 "spec.strategy.canary.pingPong".to_string(),
-                "spec.strategy.canary.trafficRouting.maxTrafficWeight".to_string()
+                "spec.strategy.canary.steps[1].experiment.templates[0].weight".to_string()
             ]
         );
     }

@@ -225,7 +225,7 @@ fn strategy_info(rollout: &Rollout, replica_sets: &[&ReplicaSet]) -> StrategyInf
     let current = current_step(canary, status.current_step_index);
     let set_weight = set_weight(canary, current, status.aborted());
     let actual_weight = match current {
-        None => 100,
+        None => canary.max_traffic_weight(),
         Some(_) if status.available_replicas.unwrap_or(0) <= 0 => 0,
         Some(_) if canary.has_traffic_routing() => status
             .canary
@@ -248,14 +248,14 @@ fn current_step(canary: &CanaryStrategy, index: Option<i32>) -> Option<usize> {
     (index < canary.steps.len()).then_some(index)
 }
 
-/// Argo's `GetCurrentSetWeight`: 0 when aborted, 100 when the steps are done, else the last
-/// `setWeight` at or before the current step.
+/// Argo's `GetCurrentSetWeight`: 0 when aborted, `maxTrafficWeight` (100 unless set) when the
+/// steps are done, else the last `setWeight` at or before the current step.
 fn set_weight(canary: &CanaryStrategy, current: Option<usize>, aborted: bool) -> i32 {
     if aborted {
         return 0;
     }
     let Some(index) = current else {
-        return 100;
+        return canary.max_traffic_weight();
     };
     canary.steps[..=index]
         .iter()

@@ -34,11 +34,13 @@ pub(crate) fn plan_canary(ctx: &mut Ctx<'_>, canary: &CanaryStrategy) {
     scale_down_in_between(ctx, canary, &stable);
 }
 
-/// Pods a weight stands for with a router: ceil(weight × replicas / 100) (Argo's
-/// `trafficWeightToReplicas`; without a router [`basic_canary_counts`] approximates instead).
-pub(crate) fn replicas_for_weight(weight: i32, replicas: i32) -> i32 {
-    let product = i64::from(weight.clamp(0, 100)) * i64::from(replicas.max(0));
-    i32::try_from((product + 99) / 100).unwrap_or(replicas)
+/// Pods a weight out of `max_weight` (`maxTrafficWeight`) stands for with a router:
+/// ceil(weight × replicas / max_weight) (Argo's `trafficWeightToReplicas`; without a router
+/// [`basic_canary_counts`] approximates instead).
+pub(crate) fn replicas_for_weight(weight: i32, replicas: i32, max_weight: i32) -> i32 {
+    let max_weight = i64::from(max_weight.max(1));
+    let product = i64::from(weight).clamp(0, max_weight) * i64::from(replicas.max(0));
+    i32::try_from((product + max_weight - 1) / max_weight).unwrap_or(replicas)
 }
 
 impl Counts {
@@ -253,14 +255,14 @@ fn background_analysis(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, index: i32) -
     }
 }
 
-/// The traffic weight the steps up to `index` ask for: the last `setWeight` at or before it, 100
-/// once all steps are done.
+/// The traffic weight the steps up to `index` ask for: the last `setWeight` at or before it, all
+/// of `maxTrafficWeight` once all steps are done.
 fn step_weight(canary: &CanaryStrategy, index: i32) -> i32 {
     let Ok(end) = usize::try_from(index) else {
         return 0;
     };
     if end >= canary.steps.len() {
-        return 100;
+        return canary.max_traffic_weight();
     }
     last_weight_before(canary, end + 1)
 }
@@ -295,10 +297,17 @@ fn step_canary_scale(canary: &CanaryStrategy, index: i32) -> CanaryScale {
 fn router_canary_replicas(canary: &CanaryStrategy, index: i32, replicas: i32) -> i32 {
     match step_canary_scale(canary, index) {
         CanaryScale::Replicas(n) => n,
-        CanaryScale::Weight(w) => at_least_min_pods(canary, replicas_for_weight(w, replicas)),
+        CanaryScale::Weight(w) => at_least_min_pods(
+            canary,
+            replicas_for_weight(w, replicas, canary.max_traffic_weight()),
+        ),
         CanaryScale::MatchTrafficWeight => at_least_min_pods(
             canary,
-            replicas_for_weight(step_weight(canary, index), replicas),
+            replicas_for_weight(
+                step_weight(canary, index),
+                replicas,
+                canary.max_traffic_weight(),
+            ),
         ),
     }
 }
@@ -440,7 +449,11 @@ fn converge_with_router(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str
     let stable_target = if canary.dynamic_stable_scale() {
         at_least_min_pods(
             canary,
-            replicas.saturating_sub(replicas_for_weight(weight, replicas)),
+            replicas.saturating_sub(replicas_for_weight(
+                weight,
+                replicas,
+                canary.max_traffic_weight(),
+            )),
         )
     } else {
         replicas
@@ -487,7 +500,8 @@ fn set_weight(
     stable: &str,
 ) {
     // A weight read back from a hand-written status may be anything.
-    let weight = weight.clamp(0, 100);
+    let max_weight = canary.max_traffic_weight();
+    let weight = weight.clamp(0, max_weight);
     let weights = TrafficWeights {
         canary: WeightDestination {
             weight,
@@ -495,7 +509,7 @@ fn set_weight(
             pod_template_hash: Some(canary_hash.to_string()),
         },
         stable: WeightDestination {
-            weight: 100 - weight,
+            weight: max_weight - weight,
             service_name: canary.stable_service.clone(),
             pod_template_hash: Some(stable.to_string()),
         },
@@ -552,10 +566,14 @@ fn plan_abort(ctx: &mut Ctx<'_>, canary: &CanaryStrategy, stable: &str) {
         return;
     }
     let weight = if canary.dynamic_stable_scale() {
-        let stable_share =
-            i32::try_from(i64::from(stable_counts.available) * 100 / i64::from(replicas.max(1)))
-                .unwrap_or(100);
-        ctx.old.canary_weight().min((100 - stable_share).max(0))
+        let max_weight = canary.max_traffic_weight();
+        let stable_share = i32::try_from(
+            i64::from(stable_counts.available) * i64::from(max_weight) / i64::from(replicas.max(1)),
+        )
+        .unwrap_or(max_weight);
+        ctx.old
+            .canary_weight()
+            .min((max_weight - stable_share).max(0))
     } else {
         0
     };
@@ -793,6 +811,36 @@ mod tests {
         assert_eq!(phase(&obs), RolloutPhase::Healthy);
         assert_eq!(obs.service_hash("web-stable"), Some("h2"));
         assert_eq!(weights(&obs), (100, 0));
+    }
+
+    #[test]
+    fn max_traffic_weight_is_the_total_of_weights_and_of_pods_per_weight() {
+        let steps = vec![weight(250), pause(), weight(700), pause()];
+        let mut rollout = canary_with_router(10, steps);
+        canary_spec(&mut rollout)
+            .traffic_routing
+            .as_mut()
+            .unwrap()
+            .max_traffic_weight = Some(1000);
+        let mut obs = deployed(rollout);
+        assert_eq!(weights(&obs), (1000, 0));
+        update(&mut obs, "h2");
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let plans = settle(&mut obs);
+            seen.push((weights(&obs), spec_replicas(&obs, "h2")));
+            assert!(plans.iter().any(|p| weight_action(p).is_some()));
+            user_promotes(&mut obs);
+        }
+        // ceil(250 × 10 / 1000) = 3 and ceil(700 × 10 / 1000) = 7 canary pods.
+        assert_eq!(seen, vec![((750, 250), 3), ((300, 700), 7)]);
+        settle(&mut obs);
+        assert_eq!(phase(&obs), RolloutPhase::Healthy);
+        assert_eq!(weights(&obs), (1000, 0));
+        assert_eq!(replicas_for_weight(1, 10, 1000), 1);
+        assert_eq!(replicas_for_weight(1000, 10, 1000), 10);
+        assert_eq!(replicas_for_weight(5000, 10, 1000), 10);
+        assert_eq!(replicas_for_weight(50, 4, 100), 2);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::api::common::{name_part, qualified_name};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, RolloutSpec};
 use crate::rollout::action::Action;
 use crate::rollout::observed::ObservedReplicaSet;
@@ -566,65 +567,12 @@ fn validate_annotations(
     Ok(())
 }
 
-/// Kubernetes' qualified name (`IsQualifiedName`): an optional DNS subdomain prefix and `/`, then
-/// a name of at most 63 characters.
-fn qualified_name(key: &str) -> Result<(), &'static str> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        dns_subdomain(prefix)?;
-    }
-    if name.is_empty() {
-        return Err("the name part is empty");
-    }
-    name_part(name)
-}
-
 /// A label value: empty, or at most 63 characters of the name alphabet.
 fn label_value(value: &str) -> Result<(), &'static str> {
     if value.is_empty() {
         return Ok(());
     }
     name_part(value)
-}
-
-/// At most 63 of `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
-fn name_part(name: &str) -> Result<(), &'static str> {
-    if name.len() > 63 {
-        return Err("longer than 63 characters");
-    }
-    let alphanumeric_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let alphabet = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if alphanumeric_ends && alphabet {
-        Ok(())
-    } else {
-        Err("must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric")
-    }
-}
-
-/// A DNS-1123 subdomain: at most 253 characters, lowercase labels of `[a-z0-9-]` joined by `.`.
-fn dns_subdomain(prefix: &str) -> Result<(), &'static str> {
-    if prefix.is_empty() || prefix.len() > 253 {
-        return Err("the prefix must be a DNS subdomain of 1 to 253 characters");
-    }
-    let valid = prefix.split('.').all(|label| {
-        !label.is_empty()
-            && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && label
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    });
-    if valid {
-        Ok(())
-    } else {
-        Err("the prefix must be a lowercase DNS subdomain")
-    }
 }
 
 #[cfg(test)]

@@ -200,6 +200,18 @@ pub const CONTROLLERS: &[Need] = &[
         "src/rollout/act.rs: set_canary_weight read_live + write_traffic Apply (traffic/traefik.rs)",
     ),
     need(
+        "getambassador.io",
+        "mappings",
+        &["get", "create", "patch", "delete"],
+        "src/rollout/act.rs: set_canary_weight read_live + write_traffic Apply (which creates the canary Mapping) / Delete (traffic/ambassador.rs)",
+    ),
+    need(
+        "apisix.apache.org",
+        "apisixroutes",
+        &["get", "patch"],
+        "src/rollout/act.rs: set_canary_weight read_live + write_traffic Apply (traffic/apisix.rs)",
+    ),
+    need(
         "sluice.dev",
         "analysisruns",
         &["list", "watch"],

@@ -115,7 +115,8 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
   verbs: ["create"]
 # Traffic routing: Gateway API HTTPRoute weights; the NGINX canary Ingress, created beside the stable
 # one and deleted after promotion; Istio VirtualService weights and DestinationRule subset hashes; the
-# SMI TrafficSplit the Rollout owns (created by the apply); TraefikService weights.
+# SMI TrafficSplit the Rollout owns (created by the apply); TraefikService weights; the Ambassador
+# canary Mappings the Rollout owns (created, weighted, deleted); ApisixRoute backend weights.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "patch"]
@@ -130,6 +131,12 @@ the code and with the list in tests/chart.rs, which fails when the two differ.
   verbs: ["get", "create", "patch"]
 - apiGroups: ["traefik.io"]
   resources: ["traefikservices"]
+  verbs: ["get", "patch"]
+- apiGroups: ["getambassador.io"]
+  resources: ["mappings"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["apisix.apache.org"]
+  resources: ["apisixroutes"]
   verbs: ["get", "patch"]
 # AnalysisRuns: created, terminated and (beyond spec.analysis's history limits) deleted by the Rollout controller, measured by the analysis controller
 # (src/analysis/controller.rs), which writes their status.

@@ -52,6 +52,7 @@ pub(super) fn spec_error_path(error: &RolloutSpecError) -> String {
             format!("spec.strategy.canary.steps[{index}]")
         }
         RolloutSpecError::InvalidAnalysis { field, .. }
+        | RolloutSpecError::InvalidField { field, .. }
         | RolloutSpecError::OutOfRange { field, .. }
         | RolloutSpecError::InvalidIntOrPercent { field, .. } => field.clone(),
         RolloutSpecError::TemplateAndWorkloadRef => "spec.workloadRef".to_string(),

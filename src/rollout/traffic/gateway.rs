@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::gateway_routes::ManagedRules;
 use super::{
-    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite, check_weight,
-    invalid_rollout, namespace, services,
+    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite,
+    check_weight_out_of, invalid_rollout, namespace, services,
 };
 use crate::api::rollout::{GatewayApiTrafficRouting, Rollout};
 use crate::rollout::managed_routes::ActiveRoute;
@@ -46,6 +46,8 @@ pub struct GatewayRouter {
     routes: Vec<ObjectKey>,
     backends: ManagedBackends,
     managed: ManagedRules,
+    /// `maxTrafficWeight`: the stable gets `max_weight − W`.
+    max_weight: i32,
 }
 
 /// The key of an HTTPRoute.
@@ -92,6 +94,10 @@ impl GatewayRouter {
                 namespace: rollout_ns,
             },
             managed,
+            max_weight: rollout
+                .spec
+                .canary()
+                .map_or(100, |c| c.max_traffic_weight()),
         })
     }
 
@@ -136,11 +142,12 @@ impl TrafficRouter for GatewayRouter {
         live: &LiveObjects,
         canary_weight: i32,
     ) -> Result<Vec<TrafficWrite>, TrafficError> {
-        check_weight(canary_weight)?;
+        check_weight_out_of(canary_weight, self.max_weight)?;
         let mut writes = Vec::new();
         for key in &self.routes {
             let route = self.live_route(live, key)?;
-            let rules = weighted_rules(route, key, &self.backends, canary_weight)?;
+            let rules =
+                weighted_rules_out_of(route, key, &self.backends, canary_weight, self.max_weight)?;
             if Some(&rules) != route.pointer("/spec/rules").and_then(Value::as_array) {
                 writes.push(TrafficWrite::Apply {
                     key: key.clone(),
@@ -157,7 +164,7 @@ impl TrafficRouter for GatewayRouter {
             return Ok(None);
         };
         let (stable, canary) = route_weights(self.live_route(live, key)?, key, &self.backends)?;
-        Ok(Some(canary_percent(stable, canary)))
+        Ok(Some(canary_share(stable, canary, self.max_weight)))
     }
 
     fn managed_routes(
@@ -240,13 +247,26 @@ pub fn weighted_rules(
     backends: &ManagedBackends,
     canary_weight: i32,
 ) -> Result<Vec<Value>, TrafficError> {
-    let canary_weight = i64::from(check_weight(canary_weight)?);
+    weighted_rules_out_of(route, key, backends, canary_weight, 100)
+}
+
+/// [`weighted_rules`] out of a total of `max_weight` (`maxTrafficWeight`): the stable gets
+/// `max_weight − canary_weight`.
+pub fn weighted_rules_out_of(
+    route: &Value,
+    key: &ObjectKey,
+    backends: &ManagedBackends,
+    canary_weight: i32,
+    max_weight: i32,
+) -> Result<Vec<Value>, TrafficError> {
+    let canary_weight = i64::from(check_weight_out_of(canary_weight, max_weight)?);
+    let stable_weight = i64::from(max_weight) - canary_weight;
     // Fails first when no rule could carry the split.
     route_weights(route, key, backends)?;
     let ns = route_namespace(route, key);
     Ok(rules(route, key)?
         .iter()
-        .map(|rule| set_rule_weights(rule, ns, backends, 100 - canary_weight, canary_weight))
+        .map(|rule| set_rule_weights(rule, ns, backends, stable_weight, canary_weight))
         .collect())
 }
 
@@ -348,14 +368,21 @@ pub(super) fn missing_backend(
 /// The canary's share of traffic in percent, rounded to nearest; 0 when no traffic goes to
 /// either.
 pub fn canary_percent(stable: i64, canary: i64) -> i32 {
+    canary_share(stable, canary, 100)
+}
+
+/// The canary's share of traffic out of `max_weight`, rounded to nearest; 0 when no traffic goes
+/// to either.
+pub fn canary_share(stable: i64, canary: i64, max_weight: i32) -> i32 {
     // In i128: weights read from a live route may be any i64.
     let (stable, canary) = (i128::from(stable.max(0)), i128::from(canary.max(0)));
     let total = stable + canary;
     if total == 0 {
         return 0;
     }
-    // At most 100 after clamping, so the conversion cannot fail.
-    i32::try_from((canary * 200 + total) / (2 * total)).unwrap_or(100)
+    let max = i128::from(max_weight.max(0));
+    // At most `max_weight` after clamping, so the conversion cannot fail.
+    i32::try_from((canary * max * 2 + total) / (2 * total)).unwrap_or(max_weight)
 }
 
 /// The Services whose weights one of `rollouts` sets on the HTTPRoute `namespace/name`, if any:
@@ -475,6 +502,7 @@ mod tests {
             routes: vec![key()],
             backends: backends(),
             managed: ManagedRules::default(),
+            max_weight: 100,
         }
     }
 
@@ -628,7 +656,10 @@ mod tests {
         );
         assert_eq!(
             router().desired(&live(route()), 120),
-            Err(TrafficError::WeightOutOfRange { weight: 120 })
+            Err(TrafficError::WeightOutOfRange {
+                weight: 120,
+                max_weight: 100
+            })
         );
     }
 
@@ -675,6 +706,7 @@ mod tests {
             routes: vec![key(), other.clone()],
             backends: backends(),
             managed: ManagedRules::default(),
+            max_weight: 100,
         };
         let mut api = route();
         api["metadata"]["name"] = json!("api-route");
@@ -805,5 +837,30 @@ mod tests {
 
         r.metadata.namespace = None;
         assert!(GatewayRouter::from_rollout(&r, &config).is_err());
+    }
+
+    #[test]
+    fn weights_are_out_of_max_traffic_weight() {
+        let router = GatewayRouter {
+            max_weight: 1000,
+            ..router()
+        };
+        let writes = router.desired(&live(route()), 250).unwrap();
+        let [TrafficWrite::Apply { body, .. }] = writes.as_slice() else {
+            panic!("{writes:?}");
+        };
+        let mut applied = route();
+        applied["spec"]["rules"] = body["spec"]["rules"].clone();
+        assert_eq!(route_weights(&applied, &key(), &backends()), Ok((750, 250)));
+        assert_eq!(router.live_weight(&live(applied.clone())), Ok(Some(250)));
+        assert_eq!(router.desired(&live(applied), 250), Ok(vec![]));
+        assert_eq!(
+            router.desired(&live(route()), 1001),
+            Err(TrafficError::WeightOutOfRange {
+                weight: 1001,
+                max_weight: 1000
+            })
+        );
+        assert_eq!(canary_share(1, 3, 1000), 750);
     }
 }

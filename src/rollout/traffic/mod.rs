@@ -10,12 +10,15 @@
 //! - no router: [`ReplicaRatio`], the split follows the replica counts and nothing is written;
 //! - [`gateway::GatewayRouter`]: Gateway API HTTPRoute backend weights;
 //! - [`nginx::NginxRouter`]: an NGINX canary Ingress beside the stable one;
-//! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`]: see [`mesh_router`].
+//! - [`istio::IstioRouter`], [`smi::SmiRouter`], [`traefik::TraefikRouter`],
+//!   [`ambassador::AmbassadorRouter`], [`apisix::ApisixRouter`]: see [`mesh_router`].
 //!
 //! Managed routes (`setHeaderRoute`, `setMirrorRoute`) go through
 //! [`managed_routes`](TrafficRouter::managed_routes): [`gateway_routes`] for the Gateway API, the
 //! canary Ingress's `canary-by-header` for NGINX; the other routers refuse them.
 
+pub mod ambassador;
+pub mod apisix;
 pub mod gateway;
 pub mod gateway_routes;
 pub mod istio;
@@ -102,16 +105,22 @@ pub enum RouterKind {
     Smi,
     /// `trafficRouting.traefik`.
     Traefik,
+    /// `trafficRouting.ambassador`.
+    Ambassador,
+    /// `trafficRouting.apisix`.
+    Apisix,
 }
 
 /// Why a router cannot be built, or cannot set or read a weight.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TrafficError {
-    /// The weight asked for is not a percentage.
-    #[error("canary weight {weight} is outside 0..=100")]
+    /// The weight asked for is outside 0..=the total weight.
+    #[error("canary weight {weight} is outside 0..={max_weight}")]
     WeightOutOfRange {
         /// The weight asked for.
         weight: i32,
+        /// The total weight (100, or `maxTrafficWeight`).
+        max_weight: i32,
     },
     /// The Rollout lacks what a router needs to identify or own objects.
     #[error("Rollout {rollout}: {reason}")]
@@ -180,16 +189,16 @@ pub trait TrafficRouter: fmt::Debug + Send + Sync {
     /// [`live_weight`](Self::live_weight) or [`after_promotion`](Self::after_promotion).
     fn reads(&self) -> Vec<ObjectKey>;
 
-    /// The writes that send `canary_weight` percent of traffic to the canary and the rest to the
-    /// stable. Empty when the live objects already say so (no write churn).
+    /// The writes that send `canary_weight` (out of `maxTrafficWeight`, 100 unless set) of the
+    /// traffic to the canary and the rest to the stable. Empty when the live objects already say so (no write churn).
     fn desired(
         &self,
         live: &LiveObjects,
         canary_weight: i32,
     ) -> Result<Vec<TrafficWrite>, TrafficError>;
 
-    /// The canary weight in force, in percent; `None` when the router sets no weights (the split
-    /// then follows the replica counts).
+    /// The canary weight in force, out of `maxTrafficWeight`; `None` when the router sets no
+    /// weights (the split then follows the replica counts).
     fn live_weight(&self, live: &LiveObjects) -> Result<Option<i32>, TrafficError>;
 
     /// The writes once the Rollout is fully promoted (the stable Service selects the new pods):
@@ -287,7 +296,8 @@ pub fn router_for(rollout: &Rollout) -> Result<Box<dyn TrafficRouter>, TrafficEr
     }
 }
 
-/// The router of `trafficRouting.istio`, `.smi` or `.traefik`, `None` when none is set. Argo can
+/// The router of `trafficRouting.istio`, `.smi`, `.traefik`, `.ambassador` or `.apisix`, `None`
+/// when none is set. Argo can
 /// drive several routers of one Rollout at once; Sluice drives one, and refuses a second rather
 /// than leave it unmanaged.
 fn mesh_router(
@@ -298,6 +308,8 @@ fn mesh_router(
         ("istio", routing.istio.is_some()),
         ("smi", routing.smi.is_some()),
         ("traefik", routing.traefik.is_some()),
+        ("ambassador", routing.ambassador.is_some()),
+        ("apisix", routing.apisix.is_some()),
         ("nginx", routing.nginx.is_some()),
         ("plugins", routing.plugins.is_some()),
     ]
@@ -310,6 +322,12 @@ fn mesh_router(
         Box::new(smi::SmiRouter::from_rollout(rollout, smi)?)
     } else if let Some(traefik) = &routing.traefik {
         Box::new(traefik::TraefikRouter::from_rollout(rollout, traefik)?)
+    } else if let Some(apisix) = &routing.apisix {
+        Box::new(apisix::ApisixRouter::from_rollout(rollout, apisix)?)
+    } else if let Some(ambassador) = &routing.ambassador {
+        Box::new(ambassador::AmbassadorRouter::from_rollout(
+            rollout, ambassador,
+        )?)
     } else {
         return Ok(None);
     };
@@ -325,11 +343,25 @@ fn mesh_router(
 
 /// Refuses weights outside 0..=100.
 pub fn check_weight(weight: i32) -> Result<i32, TrafficError> {
-    if (0..=100).contains(&weight) {
+    check_weight_out_of(weight, 100)
+}
+
+/// Refuses weights outside 0..=`max_weight` (`maxTrafficWeight`, for the routers that honour it).
+pub fn check_weight_out_of(weight: i32, max_weight: i32) -> Result<i32, TrafficError> {
+    if (0..=max_weight).contains(&weight) {
         Ok(weight)
     } else {
-        Err(TrafficError::WeightOutOfRange { weight })
+        Err(TrafficError::WeightOutOfRange { weight, max_weight })
     }
+}
+
+/// `trafficRouting.maxTrafficWeight` of the Rollout, when set.
+fn max_traffic_weight(rollout: &Rollout) -> Option<i32> {
+    rollout
+        .spec
+        .canary()
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|t| t.max_traffic_weight)
 }
 
 /// The `stableService` and `canaryService` a router needs, or why they are missing.
@@ -461,7 +493,10 @@ mod tests {
         assert_eq!(router.after_promotion(&live), Ok(vec![]));
         assert_eq!(
             router.desired(&live, 101),
-            Err(TrafficError::WeightOutOfRange { weight: 101 })
+            Err(TrafficError::WeightOutOfRange {
+                weight: 101,
+                max_weight: 100
+            })
         );
     }
 

@@ -2,12 +2,14 @@
 //!
 //! ingress-nginx splits traffic between an Ingress and a second "canary" Ingress for the same host
 //! and path that carries `<prefix>/canary: "true"` and `<prefix>/canary-weight: "W"`. Sluice derives
-//! that canary Ingress, `<rollout>-<stableIngress>-canary`, from the stable Ingress: the paths that
-//! route to the stable Service, pointed at the canary Service; other paths are dropped (they are
-//! not the Rollout's to split). The stable Ingress itself is never written. The canary Ingress is
-//! owned by the Rollout and removed once the Rollout is fully promoted (docs/behaviour.md C3).
+//! one canary Ingress per stable Ingress (`stableIngress`, or each of `stableIngresses`, e.g. one
+//! per NGINX controller), `<rollout>-<stableIngress>-canary`, from that stable Ingress: the paths
+//! that route to the stable Service, pointed at the canary Service; other paths are dropped (they
+//! are not the Rollout's to split). Every canary Ingress gets the same weight, as Argo applies each
+//! step to all of them. The stable Ingresses themselves are never written. The canary Ingresses
+//! are owned by the Rollout and removed once the Rollout is fully promoted (docs/behaviour.md C3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressRule, IngressSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -15,11 +17,13 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::{
-    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite, check_weight,
-    invalid_rollout, namespace, services,
+    LiveObjects, ObjectKey, RouterKind, TrafficError, TrafficRouter, TrafficWrite,
+    check_weight_out_of, invalid_rollout, max_traffic_weight, namespace, services,
 };
+use crate::api::rollout::DEFAULT_MAX_TRAFFIC_WEIGHT;
 use crate::api::rollout::{NginxTrafficRouting, Rollout};
 use crate::api::routes::ValueMatch;
+use crate::rollout::FIELD_MANAGER;
 use crate::rollout::managed_routes::ActiveRoute;
 use crate::rollout::replicasets::rollout_owner_reference;
 
@@ -63,17 +67,30 @@ pub fn ingress_key(namespace: &str, name: &str) -> ObjectKey {
     }
 }
 
+/// A stable Ingress (read only) and the canary Ingress derived from it (created, updated,
+/// deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressPair {
+    /// The stable Ingress.
+    pub stable: ObjectKey,
+    /// Its canary Ingress.
+    pub canary: ObjectKey,
+}
+
 /// The NGINX router of one Rollout.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NginxRouter {
     rollout: String,
     owner: OwnerReference,
-    stable: ObjectKey,
-    canary: ObjectKey,
+    pairs: Vec<IngressPair>,
     prefix: String,
     additional_annotations: BTreeMap<String, String>,
+    canary_annotations: BTreeMap<String, String>,
     stable_service: String,
     canary_service: String,
+    /// `maxTrafficWeight` when set: written as `canary-weight-total`, as Argo does (ingress-nginx
+    /// reads `canary-weight` out of it, 100 without).
+    weight_total: Option<i32>,
 }
 
 impl NginxRouter {
@@ -91,66 +108,77 @@ impl NginxRouter {
                     .to_string(),
             )
         })?;
-        if config.stable_ingress.is_empty() {
+        let names = config.stable_ingress_names();
+        if names.is_empty() {
             return Err(invalid_rollout(
                 rollout,
                 "trafficRouting.nginx.stableIngress is empty".to_string(),
             ));
         }
-        let canary_name = canary_ingress_name(&rollout.name_any(), &config.stable_ingress);
-        if canary_name.len() > MAX_NAME_LENGTH {
-            return Err(invalid_rollout(
-                rollout,
-                format!(
-                    "canary Ingress name {canary_name:?} is longer than {MAX_NAME_LENGTH} characters"
-                ),
-            ));
+        let mut pairs = Vec::with_capacity(names.len());
+        for stable in names {
+            let canary_name = canary_ingress_name(&rollout.name_any(), stable);
+            if canary_name.len() > MAX_NAME_LENGTH {
+                return Err(invalid_rollout(
+                    rollout,
+                    format!(
+                        "canary Ingress name {canary_name:?} is longer than {MAX_NAME_LENGTH} characters"
+                    ),
+                ));
+            }
+            pairs.push(IngressPair {
+                stable: ingress_key(&ns, stable),
+                canary: ingress_key(&ns, &canary_name),
+            });
         }
         Ok(Self {
             rollout: rollout.name_any(),
             owner,
-            stable: ingress_key(&ns, &config.stable_ingress),
-            canary: ingress_key(&ns, &canary_name),
+            pairs,
             prefix: config.annotation_prefix().to_string(),
             additional_annotations: config.additional_ingress_annotations.clone(),
+            canary_annotations: config.canary_ingress_annotations.clone(),
             stable_service,
             canary_service,
+            weight_total: max_traffic_weight(rollout),
         })
     }
 
-    /// The stable Ingress (read only).
-    pub fn stable_ingress(&self) -> &ObjectKey {
-        &self.stable
+    /// The total the weights are out of: `maxTrafficWeight`, else 100.
+    fn max_weight(&self) -> i32 {
+        self.weight_total.unwrap_or(DEFAULT_MAX_TRAFFIC_WEIGHT)
     }
 
-    /// The canary Ingress (created, updated, deleted).
-    pub fn canary_ingress(&self) -> &ObjectKey {
-        &self.canary
+    /// Each stable Ingress with its canary Ingress, in the order the Rollout names them.
+    pub fn ingresses(&self) -> &[IngressPair] {
+        &self.pairs
     }
 
-    /// The canary Ingress for `stable` at `canary_weight`.
+    /// The canary Ingress of `pair` for `stable` at `canary_weight`.
     pub fn build_canary_ingress(
         &self,
+        pair: &IngressPair,
         stable: &Ingress,
         canary_weight: i32,
     ) -> Result<Ingress, TrafficError> {
-        self.build_canary_ingress_with(stable, canary_weight, None)
+        self.build_canary_ingress_with(pair, stable, canary_weight, None)
     }
 
-    /// The canary Ingress for `stable` at `canary_weight`, with a managed header route's
-    /// annotations when one is in force.
+    /// The canary Ingress of `pair` for `stable` at `canary_weight`, with a managed header
+    /// route's annotations when one is in force.
     fn build_canary_ingress_with(
         &self,
+        pair: &IngressPair,
         stable: &Ingress,
         canary_weight: i32,
         header: Option<&HeaderAnnotations>,
     ) -> Result<Ingress, TrafficError> {
-        let weight = check_weight(canary_weight)?;
-        let spec = self.canary_spec(stable.spec.as_ref())?;
+        let weight = check_weight_out_of(canary_weight, self.max_weight())?;
+        let spec = self.canary_spec(pair, stable.spec.as_ref())?;
         Ok(Ingress {
             metadata: ObjectMeta {
-                name: Some(self.canary.name.clone()),
-                namespace: Some(self.canary.namespace.clone()),
+                name: Some(pair.canary.name.clone()),
+                namespace: Some(pair.canary.namespace.clone()),
                 annotations: Some(self.canary_annotations(stable, weight, header)),
                 owner_references: Some(vec![self.owner.clone()]),
                 ..ObjectMeta::default()
@@ -162,7 +190,11 @@ impl NginxRouter {
 
     /// The stable spec with the stable Service's paths pointed at the canary Service and every
     /// other path dropped; an error when no path uses the stable Service.
-    fn canary_spec(&self, stable: Option<&IngressSpec>) -> Result<IngressSpec, TrafficError> {
+    fn canary_spec(
+        &self,
+        pair: &IngressPair,
+        stable: Option<&IngressSpec>,
+    ) -> Result<IngressSpec, TrafficError> {
         let mut spec = stable.cloned().unwrap_or_default();
         spec.default_backend = spec.default_backend.take().and_then(|b| self.retarget(b));
         let rules: Vec<IngressRule> = spec
@@ -174,7 +206,7 @@ impl NginxRouter {
             .collect();
         if rules.is_empty() && spec.default_backend.is_none() {
             return Err(TrafficError::Malformed {
-                key: Box::new(self.stable.clone()),
+                key: Box::new(pair.stable.clone()),
                 reason: format!(
                     "no backend uses the stable Service {}, so there is nothing to split",
                     self.stable_service
@@ -213,20 +245,31 @@ impl NginxRouter {
         Some(backend)
     }
 
-    /// `additionalIngressAnnotations` (prefixed), then a managed header route's annotations
-    /// (replacing the additional header ones), then `canary` and `canary-weight`, which the
-    /// additional ones cannot override, plus the stable's class annotation.
+    /// In Argo's order, each overriding the ones before: the stable's class annotation,
+    /// `additionalIngressAnnotations` (prefixed unless they already carry the prefix),
+    /// `canaryIngressAnnotations` as written, then a managed header route's annotations
+    /// (replacing any other header ones), then `canary`, `canary-weight` and (with
+    /// `maxTrafficWeight`) `canary-weight-total`, which nothing overrides.
     fn canary_annotations(
         &self,
         stable: &Ingress,
         weight: i32,
         header: Option<&HeaderAnnotations>,
     ) -> BTreeMap<String, String> {
-        let mut annotations: BTreeMap<String, String> = self
-            .additional_annotations
-            .iter()
-            .map(|(k, v)| (self.annotation(k), v.clone()))
-            .collect();
+        let mut annotations = BTreeMap::new();
+        if let Some(class) = stable.annotations().get(INGRESS_CLASS_ANNOTATION) {
+            annotations.insert(INGRESS_CLASS_ANNOTATION.to_string(), class.clone());
+        }
+        let prefixed = format!("{}/", self.prefix);
+        for (key, value) in &self.additional_annotations {
+            let key = if key.starts_with(&prefixed) {
+                key.clone()
+            } else {
+                self.annotation(key)
+            };
+            annotations.insert(key, value.clone());
+        }
+        annotations.extend(self.canary_annotations.clone());
         if let Some(header) = header {
             for key in HEADER_KEYS {
                 annotations.remove(&self.annotation(key));
@@ -235,8 +278,8 @@ impl NginxRouter {
         }
         annotations.insert(self.annotation("canary"), "true".to_string());
         annotations.insert(self.annotation("canary-weight"), weight.to_string());
-        if let Some(class) = stable.annotations().get(INGRESS_CLASS_ANNOTATION) {
-            annotations.insert(INGRESS_CLASS_ANNOTATION.to_string(), class.clone());
+        if let Some(total) = self.weight_total {
+            annotations.insert(self.annotation("canary-weight-total"), total.to_string());
         }
         annotations
     }
@@ -307,15 +350,30 @@ impl NginxRouter {
         })
     }
 
-    /// The live canary Ingress, when it exists; an error when it is not this Rollout's.
-    fn live_canary(&self, live: &LiveObjects) -> Result<Option<Ingress>, TrafficError> {
-        let Some(value) = live.get(&self.canary) else {
+    /// The stable Ingress of `pair`; an error when it does not exist.
+    fn live_stable(&self, pair: &IngressPair, live: &LiveObjects) -> Result<Ingress, TrafficError> {
+        let value = live
+            .get(&pair.stable)
+            .ok_or_else(|| TrafficError::NotFound {
+                key: Box::new(pair.stable.clone()),
+            })?;
+        self.decode(&pair.stable, value)
+    }
+
+    /// The live canary Ingress of `pair`, when it exists; an error when it is not this
+    /// Rollout's.
+    fn live_canary(
+        &self,
+        pair: &IngressPair,
+        live: &LiveObjects,
+    ) -> Result<Option<Ingress>, TrafficError> {
+        let Some(value) = live.get(&pair.canary) else {
             return Ok(None);
         };
-        let ingress = self.decode(&self.canary, value)?;
+        let ingress = self.decode(&pair.canary, value)?;
         if !self.owns(&ingress) {
             return Err(TrafficError::NotOwned {
-                key: Box::new(self.canary.clone()),
+                key: Box::new(pair.canary.clone()),
                 rollout: self.rollout.clone(),
             });
         }
@@ -330,19 +388,108 @@ impl NginxRouter {
     }
 
     /// Whether the live canary already is `desired`: same spec, same values for the annotations
-    /// Sluice writes, and no stale `<prefix>/...` annotation left over.
+    /// Sluice writes, and no stale annotation of Sluice's left over (a `<prefix>/...` one, or one
+    /// its last apply set, such as a key since removed from `canaryIngressAnnotations`).
     fn up_to_date(&self, live: &Ingress, desired: &Ingress) -> bool {
         let prefix = format!("{}/", self.prefix);
         let wanted = desired.annotations();
+        let applied = applied_annotation_keys(live);
         let managed: BTreeMap<&String, &String> = live
             .annotations()
             .iter()
             .filter(|(k, _)| {
-                k.starts_with(&prefix) || *k == HEADER_ROUTE_ANNOTATION || wanted.contains_key(*k)
+                k.starts_with(&prefix)
+                    || *k == HEADER_ROUTE_ANNOTATION
+                    || wanted.contains_key(*k)
+                    || applied.contains(k.as_str())
             })
             .collect();
         live.spec == desired.spec && managed == wanted.iter().collect()
     }
+
+    /// The write that makes `pair`'s canary Ingress `desired`; none when it already is.
+    fn write(
+        &self,
+        pair: &IngressPair,
+        current: Option<&Ingress>,
+        desired: &Ingress,
+    ) -> Result<Option<TrafficWrite>, TrafficError> {
+        if current.is_some_and(|c| self.up_to_date(c, desired)) {
+            return Ok(None);
+        }
+        let body = serde_json::to_value(desired).map_err(|e| TrafficError::Malformed {
+            key: Box::new(pair.canary.clone()),
+            reason: format!("cannot serialize: {e}"),
+        })?;
+        Ok(Some(TrafficWrite::Apply {
+            key: pair.canary.clone(),
+            body,
+        }))
+    }
+
+    /// The write that puts `pair`'s canary Ingress at `canary_weight`, keeping its header route.
+    fn desired_for(
+        &self,
+        pair: &IngressPair,
+        live: &LiveObjects,
+        canary_weight: i32,
+    ) -> Result<Option<TrafficWrite>, TrafficError> {
+        let stable = self.live_stable(pair, live)?;
+        let current = self.live_canary(pair, live)?;
+        let header = current.as_ref().and_then(|c| self.live_header(c));
+        let desired =
+            self.build_canary_ingress_with(pair, &stable, canary_weight, header.as_ref())?;
+        // No canary Ingress already means weight 0: creating one to say so again would leave it
+        // behind in the steady state, where it must not exist (C3).
+        if current.is_none() && canary_weight == 0 {
+            return Ok(None);
+        }
+        self.write(pair, current.as_ref(), &desired)
+    }
+
+    /// The write that leaves `header` (or none) on `pair`'s canary Ingress at its live weight.
+    fn routes_for(
+        &self,
+        pair: &IngressPair,
+        live: &LiveObjects,
+        header: Option<&HeaderAnnotations>,
+    ) -> Result<Option<TrafficWrite>, TrafficError> {
+        let current = self.live_canary(pair, live)?;
+        let live_header = current.as_ref().and_then(|c| self.live_header(c));
+        if header.is_none() && live_header.is_none() {
+            return Ok(None);
+        }
+        let stable = self.live_stable(pair, live)?;
+        let weight = match &current {
+            Some(ingress) => ingress_canary_weight(ingress, &self.prefix)?,
+            None => 0,
+        };
+        if header.is_none() && weight == 0 {
+            // It was there for the header only: at weight 0 no canary Ingress is the steady
+            // state (C3), and a promotion at weight 0 writes no weight that would remove it.
+            return Ok(Some(TrafficWrite::Delete {
+                key: pair.canary.clone(),
+            }));
+        }
+        let desired = self.build_canary_ingress_with(pair, &stable, weight, header)?;
+        self.write(pair, current.as_ref(), &desired)
+    }
+}
+
+/// The annotation keys of `ingress` that Sluice's last server-side apply set (its
+/// `managedFields` entry), so that one no longer wanted is noticed and removed by the next apply.
+fn applied_annotation_keys(ingress: &Ingress) -> BTreeSet<String> {
+    ingress
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|f| f.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter_map(|f| f.fields_v1.as_ref())
+        .filter_map(|fields| fields.0.pointer("/f:metadata/f:annotations")?.as_object())
+        .flat_map(|annotations| annotations.keys())
+        .filter_map(|key| key.strip_prefix("f:").map(str::to_owned))
+        .collect()
 }
 
 impl TrafficRouter for NginxRouter {
@@ -351,7 +498,10 @@ impl TrafficRouter for NginxRouter {
     }
 
     fn reads(&self) -> Vec<ObjectKey> {
-        vec![self.stable.clone(), self.canary.clone()]
+        self.pairs
+            .iter()
+            .flat_map(|p| [p.stable.clone(), p.canary.clone()])
+            .collect()
     }
 
     fn desired(
@@ -359,100 +509,61 @@ impl TrafficRouter for NginxRouter {
         live: &LiveObjects,
         canary_weight: i32,
     ) -> Result<Vec<TrafficWrite>, TrafficError> {
-        check_weight(canary_weight)?;
-        let stable_value = live
-            .get(&self.stable)
-            .ok_or_else(|| TrafficError::NotFound {
-                key: Box::new(self.stable.clone()),
-            })?;
-        let stable = self.decode(&self.stable, stable_value)?;
-        let current = self.live_canary(live)?;
-        let header = current.as_ref().and_then(|c| self.live_header(c));
-        let desired = self.build_canary_ingress_with(&stable, canary_weight, header.as_ref())?;
-        match current {
-            // No canary Ingress already means weight 0: creating one to say so again would leave
-            // it behind in the steady state, where it must not exist (C3).
-            None if canary_weight == 0 => return Ok(Vec::new()),
-            Some(current) if self.up_to_date(&current, &desired) => return Ok(Vec::new()),
-            _ => {}
+        check_weight_out_of(canary_weight, self.max_weight())?;
+        let mut writes = Vec::new();
+        for pair in &self.pairs {
+            writes.extend(self.desired_for(pair, live, canary_weight)?);
         }
-        let body = serde_json::to_value(&desired).map_err(|e| TrafficError::Malformed {
-            key: Box::new(self.canary.clone()),
-            reason: format!("cannot serialize: {e}"),
-        })?;
-        Ok(vec![TrafficWrite::Apply {
-            key: self.canary.clone(),
-            body,
-        }])
+        Ok(writes)
     }
 
-    /// The canary Ingress's weight; 0 when there is none (all traffic on the stable Ingress).
+    /// The highest weight of the canary Ingresses (0 for one that does not exist: all its
+    /// traffic on its stable Ingress): what the canary receives at most through any of them.
     fn live_weight(&self, live: &LiveObjects) -> Result<Option<i32>, TrafficError> {
-        match self.live_canary(live)? {
-            None => Ok(Some(0)),
-            Some(ingress) => ingress_canary_weight(&ingress, &self.prefix).map(Some),
+        let mut highest = 0;
+        for pair in &self.pairs {
+            if let Some(ingress) = self.live_canary(pair, live)? {
+                highest = highest.max(ingress_canary_weight(&ingress, &self.prefix)?);
+            }
         }
+        Ok(Some(highest))
     }
 
-    /// A header route is the canary Ingress's `canary-by-header*` annotations, at the live weight
-    /// (0 when there is no canary Ingress yet: it is created for the header alone).
+    /// A header route is each canary Ingress's `canary-by-header*` annotations, at its live
+    /// weight (0 when there is no canary Ingress yet: it is created for the header alone).
     fn managed_routes(
         &self,
         live: &LiveObjects,
         routes: &[ActiveRoute],
     ) -> Result<Vec<TrafficWrite>, TrafficError> {
         let header = self.header_annotations(routes)?;
-        let current = self.live_canary(live)?;
-        let live_header = current.as_ref().and_then(|c| self.live_header(c));
-        if header.is_none() && live_header.is_none() {
-            return Ok(Vec::new());
+        let mut writes = Vec::new();
+        for pair in &self.pairs {
+            writes.extend(self.routes_for(pair, live, header.as_ref())?);
         }
-        let stable_value = live
-            .get(&self.stable)
-            .ok_or_else(|| TrafficError::NotFound {
-                key: Box::new(self.stable.clone()),
-            })?;
-        let stable = self.decode(&self.stable, stable_value)?;
-        let weight = match &current {
-            Some(ingress) => ingress_canary_weight(ingress, &self.prefix)?,
-            None => 0,
-        };
-        if header.is_none() && weight == 0 {
-            // It was there for the header only: at weight 0 no canary Ingress is the steady
-            // state (C3), and a promotion at weight 0 writes no weight that would remove it.
-            return Ok(vec![TrafficWrite::Delete {
-                key: self.canary.clone(),
-            }]);
-        }
-        let desired = self.build_canary_ingress_with(&stable, weight, header.as_ref())?;
-        if current.is_some_and(|c| self.up_to_date(&c, &desired)) {
-            return Ok(Vec::new());
-        }
-        let body = serde_json::to_value(&desired).map_err(|e| TrafficError::Malformed {
-            key: Box::new(self.canary.clone()),
-            reason: format!("cannot serialize: {e}"),
-        })?;
-        Ok(vec![TrafficWrite::Apply {
-            key: self.canary.clone(),
-            body,
-        }])
+        Ok(writes)
     }
 
-    /// Deletes the canary Ingress: after promotion the stable Ingress serves the new pods.
+    /// Deletes the canary Ingresses: after promotion the stable Ingresses serve the new pods.
     fn after_promotion(&self, live: &LiveObjects) -> Result<Vec<TrafficWrite>, TrafficError> {
-        Ok(match self.live_canary(live) {
-            Ok(Some(_)) => vec![TrafficWrite::Delete {
-                key: self.canary.clone(),
-            }],
-            // Absent, or someone else's Ingress: nothing of ours to remove.
-            Ok(None) | Err(TrafficError::NotOwned { .. }) => Vec::new(),
-            Err(e) => return Err(e),
-        })
+        let mut writes = Vec::new();
+        for pair in &self.pairs {
+            match self.live_canary(pair, live) {
+                Ok(Some(_)) => writes.push(TrafficWrite::Delete {
+                    key: pair.canary.clone(),
+                }),
+                // Absent, or someone else's Ingress: nothing of ours to remove.
+                Ok(None) | Err(TrafficError::NotOwned { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(writes)
     }
 }
 
-/// The weight an Ingress receives as an NGINX canary: `<prefix>/canary-weight` when
-/// `<prefix>/canary` is `"true"`, 0 otherwise (ingress-nginx's defaults).
+/// The weight an Ingress receives as an NGINX canary, out of its `<prefix>/canary-weight-total`
+/// (100 without): `<prefix>/canary-weight` when `<prefix>/canary` is `"true"`, 0 otherwise
+/// (ingress-nginx's defaults).
 pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, TrafficError> {
     let annotations = ingress.annotations();
     if annotations
@@ -462,6 +573,23 @@ pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, Tra
     {
         return Ok(0);
     }
+    let malformed = |key: &str, value: &str, expected: String| TrafficError::Malformed {
+        key: Box::new(ingress_key(
+            &ingress.namespace().unwrap_or_default(),
+            &ingress.name_any(),
+        )),
+        reason: format!("annotation {key} is {value:?}, not {expected}"),
+    };
+    let total_key = format!("{prefix}/canary-weight-total");
+    let total = match annotations.get(&total_key) {
+        None => DEFAULT_MAX_TRAFFIC_WEIGHT,
+        Some(value) => value
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| malformed(&total_key, value, "a positive total".to_string()))?,
+    };
     let key = format!("{prefix}/canary-weight");
     let Some(value) = annotations.get(&key) else {
         return Ok(0);
@@ -470,14 +598,8 @@ pub fn ingress_canary_weight(ingress: &Ingress, prefix: &str) -> Result<i32, Tra
         .trim()
         .parse::<i32>()
         .ok()
-        .filter(|w| (0..=100).contains(w))
-        .ok_or_else(|| TrafficError::Malformed {
-            key: Box::new(ingress_key(
-                &ingress.namespace().unwrap_or_default(),
-                &ingress.name_any(),
-            )),
-            reason: format!("annotation {key} is {value:?}, not a weight between 0 and 100"),
-        })
+        .filter(|w| (0..=total).contains(w))
+        .ok_or_else(|| malformed(&key, value, format!("a weight between 0 and {total}")))
 }
 
 #[cfg(test)]
@@ -587,9 +709,9 @@ mod tests {
 
     fn live_with(canary: Option<Value>) -> LiveObjects {
         let r = router();
-        let mut live = LiveObjects::from([(r.stable_ingress().clone(), stable())]);
+        let mut live = LiveObjects::from([(r.ingresses()[0].stable.clone(), stable())]);
         if let Some(c) = canary {
-            live.insert(r.canary_ingress().clone(), c);
+            live.insert(r.ingresses()[0].canary.clone(), c);
         }
         live
     }
@@ -663,7 +785,9 @@ mod tests {
         r.additional_annotations
             .insert("canary-weight".into(), "99".into());
         let stable: Ingress = serde_json::from_value(stable()).unwrap();
-        let canary = r.build_canary_ingress(&stable, 10).unwrap();
+        let canary = r
+            .build_canary_ingress(&r.ingresses()[0], &stable, 10)
+            .unwrap();
         assert_eq!(ingress_canary_weight(&canary, "custom.nginx.org"), Ok(10));
     }
 
@@ -700,7 +824,7 @@ mod tests {
         let mut no_stable_backend = stable();
         no_stable_backend["spec"]["rules"] = json!([{"http": {"paths": [
             {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "x"}}}]}}]);
-        let live = LiveObjects::from([(r.stable_ingress().clone(), no_stable_backend)]);
+        let live = LiveObjects::from([(r.ingresses()[0].stable.clone(), no_stable_backend)]);
         assert_eq!(
             r.desired(&live, 20).unwrap_err().to_string(),
             "Ingress shop/web: no backend uses the stable Service web-stable, so there is nothing to split"
@@ -716,7 +840,10 @@ mod tests {
         assert_eq!(r.after_promotion(&live), Ok(vec![]));
         assert_eq!(
             r.desired(&live_with(None), -5),
-            Err(TrafficError::WeightOutOfRange { weight: -5 })
+            Err(TrafficError::WeightOutOfRange {
+                weight: -5,
+                max_weight: 100
+            })
         );
     }
 
@@ -727,7 +854,9 @@ mod tests {
             json!({"defaultBackend": {"service": {"name": "web-stable", "port": {"number": 80}}}});
         let r = router();
         let stable: Ingress = serde_json::from_value(only_default).unwrap();
-        let canary = r.build_canary_ingress(&stable, 5).unwrap();
+        let canary = r
+            .build_canary_ingress(&r.ingresses()[0], &stable, 5)
+            .unwrap();
         let spec = serde_json::to_value(canary.spec).unwrap();
         assert_eq!(
             spec,
@@ -950,5 +1079,241 @@ mod tests {
             ..Default::default()
         };
         assert!(NginxRouter::from_rollout(&rollout(), &long).is_err());
+    }
+
+    /// The router of the fixture with `edit` applied to its `trafficRouting.nginx`.
+    fn router_with(edit: impl FnOnce(&mut NginxTrafficRouting)) -> NginxRouter {
+        let r = rollout();
+        let mut config = r
+            .spec
+            .canary()
+            .unwrap()
+            .traffic_routing
+            .as_ref()
+            .unwrap()
+            .nginx
+            .clone()
+            .unwrap();
+        edit(&mut config);
+        NginxRouter::from_rollout(&r, &config).unwrap()
+    }
+
+    /// `stable()` renamed `name`.
+    fn stable_named(name: &str) -> Value {
+        let mut ingress = stable();
+        ingress["metadata"]["name"] = json!(name);
+        ingress
+    }
+
+    fn several() -> NginxRouter {
+        router_with(|c| {
+            c.stable_ingress.clear();
+            c.stable_ingresses = Some(vec!["web".into(), "web-internal".into(), "web".into()]);
+        })
+    }
+
+    #[test]
+    fn several_stable_ingresses_get_one_canary_ingress_each_at_the_same_weight() {
+        let r = several();
+        // Named once each, in order.
+        assert_eq!(
+            r.reads(),
+            vec![
+                ingress_key("shop", "web"),
+                ingress_key("shop", "web-web-canary"),
+                ingress_key("shop", "web-internal"),
+                ingress_key("shop", "web-web-internal-canary"),
+            ]
+        );
+        let mut live = LiveObjects::from([
+            (ingress_key("shop", "web"), stable()),
+            (
+                ingress_key("shop", "web-internal"),
+                stable_named("web-internal"),
+            ),
+        ]);
+        assert_eq!(r.desired(&live, 0), Ok(vec![]));
+        let writes = r.desired(&live, 30).unwrap();
+        let names: Vec<&str> = writes
+            .iter()
+            .map(|w| match w {
+                TrafficWrite::Apply { key, .. } | TrafficWrite::Delete { key } => key.name.as_str(),
+            })
+            .collect();
+        assert_eq!(names, ["web-web-canary", "web-web-internal-canary"]);
+        for write in &writes {
+            let TrafficWrite::Apply { key, body } = write else {
+                panic!("{write:?}");
+            };
+            assert_eq!(body["metadata"]["name"], json!(key.name));
+            assert_eq!(
+                body["metadata"]["annotations"]["custom.nginx.org/canary-weight"],
+                json!("30")
+            );
+            assert_eq!(
+                body["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+                json!("web-canary")
+            );
+            live.insert(key.clone(), body.clone());
+        }
+        assert_eq!(r.desired(&live, 30), Ok(vec![]));
+        assert_eq!(r.live_weight(&live), Ok(Some(30)));
+        // One canary Ingress behind (e.g. deleted by hand) is the only one rewritten.
+        live.remove(&ingress_key("shop", "web-web-internal-canary"));
+        let writes = r.desired(&live, 30).unwrap();
+        assert!(
+            matches!(writes.as_slice(), [TrafficWrite::Apply { key, .. }] if key.name == "web-web-internal-canary"),
+            "{writes:?}"
+        );
+        // Promotion removes those that exist.
+        assert_eq!(
+            r.after_promotion(&live),
+            Ok(vec![TrafficWrite::Delete {
+                key: ingress_key("shop", "web-web-canary")
+            }])
+        );
+        // A missing stable Ingress is named.
+        live.remove(&ingress_key("shop", "web-internal"));
+        assert_eq!(
+            r.desired(&live, 50).unwrap_err().to_string(),
+            "Ingress shop/web-internal not found"
+        );
+    }
+
+    #[test]
+    fn a_header_route_goes_on_every_canary_ingress() {
+        let r = several();
+        let live = LiveObjects::from([
+            (ingress_key("shop", "web"), stable()),
+            (
+                ingress_key("shop", "web-internal"),
+                stable_named("web-internal"),
+            ),
+        ]);
+        let writes = r
+            .managed_routes(&live, &[header_route("beta", exact("yes"))])
+            .unwrap();
+        assert_eq!(writes.len(), 2);
+        for write in writes {
+            let TrafficWrite::Apply { body, .. } = write else {
+                panic!("{write:?}");
+            };
+            assert_eq!(
+                body["metadata"]["annotations"][HEADER_ROUTE_ANNOTATION],
+                json!("beta")
+            );
+        }
+    }
+
+    #[test]
+    fn canary_ingress_annotations_are_written_as_is_over_additional_ones_never_over_the_weight() {
+        let r = router_with(|c| {
+            c.canary_ingress_annotations = BTreeMap::from([
+                (
+                    "my-custom-annotation.mygroup.com/key".into(),
+                    "value".into(),
+                ),
+                // Wins over additionalIngressAnnotations' value.
+                (
+                    "custom.nginx.org/canary-by-header-value".into(),
+                    "always".into(),
+                ),
+                // As in Argo, even the class (set first) may be overridden...
+                (
+                    "kubernetes.io/ingress.class".into(),
+                    "nginx-internal".into(),
+                ),
+                // ...but never the canary annotations Sluice sets last.
+                ("custom.nginx.org/canary-weight".into(), "99".into()),
+                ("custom.nginx.org/canary".into(), "false".into()),
+            ]);
+            // Argo adds the prefix only to keys that lack it.
+            c.additional_ingress_annotations
+                .insert("custom.nginx.org/canary-by-cookie".into(), "beta".into());
+        });
+        let body = applied(r.desired(&live_with(None), 20));
+        assert_eq!(
+            body["metadata"]["annotations"],
+            json!({
+                "custom.nginx.org/canary": "true",
+                "custom.nginx.org/canary-weight": "20",
+                "custom.nginx.org/canary-by-header": "X-Canary",
+                "custom.nginx.org/canary-by-header-value": "always",
+                "custom.nginx.org/canary-by-cookie": "beta",
+                "my-custom-annotation.mygroup.com/key": "value",
+                "kubernetes.io/ingress.class": "nginx-internal",
+            })
+        );
+        // Written as is, nothing more to write.
+        assert_eq!(r.desired(&live_with(Some(body)), 20), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_canary_annotation_no_longer_declared_is_removed_by_a_new_apply() {
+        let r = router();
+        let mut live = expected_canary(20);
+        live["metadata"]["annotations"]["my-custom-annotation.mygroup.com/key"] = json!("value");
+        // Another tool's annotation is left alone...
+        live["metadata"]["annotations"]["example.com/note"] = json!("x");
+        assert_eq!(r.desired(&live_with(Some(live.clone())), 20), Ok(vec![]));
+        // ...but one that Sluice's last apply set, and the spec no longer declares, is stale.
+        live["metadata"]["managedFields"] = json!([{
+            "manager": "sluice-rollout", "operation": "Apply", "apiVersion": "networking.k8s.io/v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:annotations": {
+                "f:custom.nginx.org/canary": {}, "f:my-custom-annotation.mygroup.com/key": {}}}},
+        }, {
+            "manager": "kubectl", "operation": "Update", "apiVersion": "networking.k8s.io/v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:annotations": {"f:example.com/note": {}}}},
+        }]);
+        assert_eq!(
+            applied(r.desired(&live_with(Some(live)), 20)),
+            expected_canary(20)
+        );
+    }
+
+    #[test]
+    fn max_traffic_weight_is_written_as_canary_weight_total() {
+        let mut r = router();
+        r.weight_total = Some(1000);
+        let body = applied(r.desired(&live_with(None), 250));
+        let annotations = &body["metadata"]["annotations"];
+        assert_eq!(annotations["custom.nginx.org/canary-weight"], json!("250"));
+        assert_eq!(
+            annotations["custom.nginx.org/canary-weight-total"],
+            json!("1000")
+        );
+        let live = live_with(Some(body));
+        assert_eq!(r.live_weight(&live), Ok(Some(250)));
+        assert_eq!(r.desired(&live, 250), Ok(vec![]));
+        assert_eq!(
+            r.desired(&live_with(None), 1001),
+            Err(TrafficError::WeightOutOfRange {
+                weight: 1001,
+                max_weight: 1000
+            })
+        );
+        // Without maxTrafficWeight the total goes (a stale prefixed annotation forces a write).
+        let mut without = router();
+        without.weight_total = None;
+        let writes = without.desired(&live, 25).unwrap();
+        let [TrafficWrite::Apply { body, .. }] = writes.as_slice() else {
+            panic!("{writes:?}");
+        };
+        assert_eq!(
+            body["metadata"]["annotations"].get("custom.nginx.org/canary-weight-total"),
+            None
+        );
+        // ingress-nginx reads the weight out of the total.
+        let ingress: Ingress = serde_json::from_value(json!({"metadata": {"name": "c",
+            "annotations": {"custom.nginx.org/canary": "true",
+                "custom.nginx.org/canary-weight": "5000",
+                "custom.nginx.org/canary-weight-total": "10000"}}}))
+        .unwrap();
+        assert_eq!(
+            ingress_canary_weight(&ingress, "custom.nginx.org"),
+            Ok(5000)
+        );
     }
 }

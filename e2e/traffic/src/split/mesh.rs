@@ -10,6 +10,11 @@
 //!   integers or whole-number quantity strings.
 //! - Traefik: the Service entries of the TraefikService's `spec.weighted.services` (weight 1 when
 //!   absent, as in Traefik); entries naming another TraefikService are not followed.
+//! - Ambassador: the first Mapping of `mappings` and its canary copy `<name>-canary`: the canary
+//!   Mapping's `service` gets its `weight` (of 100), the stable Mapping's the rest, all of it when
+//!   there is no canary Mapping (Ambassador's canary rule). `service` is `name[.namespace][:port]`.
+//! - APISIX: the backends (`serviceName`, `weight`, 100 when absent as in APISIX) of the ApisixRoute's
+//!   first managed http rule (the first of `rules`, else the rule named like the route).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +33,10 @@ pub enum MeshKind {
     TrafficSplit,
     /// `traefik.io` TraefikService.
     TraefikService,
+    /// `getambassador.io` Mapping.
+    Mapping,
+    /// `apisix.apache.org` ApisixRoute.
+    ApisixRoute,
 }
 
 impl MeshKind {
@@ -39,6 +48,8 @@ impl MeshKind {
             Self::DestinationRule => ("networking.istio.io", "v1alpha3", "DestinationRule"),
             Self::TrafficSplit => ("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
             Self::TraefikService => ("traefik.io", "v1alpha1", "TraefikService"),
+            Self::Mapping => ("getambassador.io", "v2", "Mapping"),
+            Self::ApisixRoute => ("apisix.apache.org", "v2", "ApisixRoute"),
         }
     }
 }
@@ -82,6 +93,20 @@ pub enum MeshRouter {
         /// The weighted TraefikService.
         service: MeshRef,
     },
+    /// `trafficRouting.ambassador`.
+    Ambassador {
+        /// The first stable Mapping.
+        stable: MeshRef,
+        /// Its canary copy (absent at rest).
+        canary: MeshRef,
+    },
+    /// `trafficRouting.apisix`.
+    Apisix {
+        /// The ApisixRoute.
+        route: MeshRef,
+        /// The http rule whose backends split the traffic.
+        rule: String,
+    },
 }
 
 impl MeshRouter {
@@ -98,6 +123,8 @@ impl MeshRouter {
                 .collect(),
             Self::Smi { split } => vec![split.clone()],
             Self::Traefik { service } => vec![service.clone()],
+            Self::Ambassador { stable, canary } => vec![stable.clone(), canary.clone()],
+            Self::Apisix { route, .. } => vec![route.clone()],
         }
     }
 }
@@ -162,6 +189,26 @@ pub fn router(
             ))?;
         return Ok(Some(MeshRouter::Traefik {
             service: mesh_ref(MeshKind::TraefikService, namespace, name),
+        }));
+    }
+    if let Some(ambassador) = field(routing, "ambassador") {
+        let name = str_at(ambassador, "/mappings/0")
+            .filter(|s| !s.is_empty())
+            .ok_or(SplitError::MissingField(
+                "trafficRouting.ambassador.mappings",
+            ))?;
+        return Ok(Some(MeshRouter::Ambassador {
+            stable: mesh_ref(MeshKind::Mapping, namespace, name),
+            canary: mesh_ref(MeshKind::Mapping, namespace, &format!("{name}-canary")),
+        }));
+    }
+    if let Some(apisix) = field(routing, "apisix") {
+        let name = str_at(apisix, "/route/name")
+            .filter(|s| !s.is_empty())
+            .ok_or(SplitError::MissingField("trafficRouting.apisix.route.name"))?;
+        return Ok(Some(MeshRouter::Apisix {
+            route: mesh_ref(MeshKind::ApisixRoute, namespace, name),
+            rule: str_at(apisix, "/route/rules/0").unwrap_or(name).to_owned(),
         }));
     }
     Ok(None)
@@ -243,6 +290,58 @@ pub(super) fn backends(
                 Some(service_backend(
                     name,
                     local,
+                    weight,
+                    world.services,
+                    revisions,
+                ))
+            })
+            .collect()),
+        MeshRouter::Ambassador { stable, canary } => {
+            let stable = find(world, stable)?;
+            let canary = find(world, canary).ok();
+            let weight = canary
+                .and_then(|c| c.pointer("/spec/weight"))
+                .and_then(Value::as_u64)
+                .map_or(0, |w| u32::try_from(w.min(100)).unwrap_or(0));
+            let backend = |mapping: &Value, weight: u32| {
+                let service = str_at(mapping, "/spec/service")?;
+                let host = service.split(':').next()?;
+                let (name, local) = match host.split_once('.') {
+                    Some((name, ns)) => (name, ns.split('.').next() == Some(namespace)),
+                    None => (host, true),
+                };
+                Some(service_backend(
+                    name,
+                    local,
+                    weight,
+                    world.services,
+                    revisions,
+                ))
+            };
+            Ok(backend(stable, 100 - weight)
+                .into_iter()
+                .chain(canary.and_then(|c| backend(c, weight)))
+                .collect())
+        }
+        MeshRouter::Apisix { route, rule } => Ok(find(world, route)?
+            .pointer("/spec/http")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|r| str_at(r, "/name") == Some(rule.as_str()))
+            .and_then(|r| r.get("backends"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                let name = str_at(b, "/serviceName")?;
+                let weight = b
+                    .get("weight")
+                    .and_then(Value::as_u64)
+                    .map_or(100, |w| u32::try_from(w).unwrap_or(0));
+                Some(service_backend(
+                    name,
+                    true,
                     weight,
                     world.services,
                     revisions,
@@ -566,6 +665,63 @@ mod tests {
         assert_eq!(
             split_of(&r, &[]).unwrap_err(),
             SplitError::ObjectNotFound("TrafficSplit apps/demo-split".into())
+        );
+    }
+
+    #[test]
+    fn ambassador_canary_mapping_weight_is_the_canary_share() {
+        let r = rollout(&json!({"ambassador": {"mappings": ["demo", "demo-grpc"]}}));
+        let stable = json!({"kind": "Mapping", "metadata": {"name": "demo", "namespace": "apps"},
+            "spec": {"prefix": "/", "service": "demo-stable:80"}});
+        let canary = json!({"kind": "Mapping", "metadata": {"name": "demo-canary", "namespace": "apps"},
+            "spec": {"prefix": "/", "service": "demo-canary.apps:80", "weight": 30}});
+        assert_eq!(
+            split_of(&r, &[stable.clone(), canary]).unwrap().backends,
+            vec![
+                b("demo-stable", Some("aaa"), 70, Some("demo:v1")),
+                b("demo-canary", Some("bbb"), 30, Some("demo:bad")),
+            ]
+        );
+        // No canary Mapping: everything on the stable one.
+        assert_eq!(
+            split_of(&r, &[stable]).unwrap().backends,
+            vec![b("demo-stable", Some("aaa"), 100, Some("demo:v1"))]
+        );
+        assert_eq!(
+            split_of(&r, &[]).unwrap_err(),
+            SplitError::ObjectNotFound("Mapping apps/demo".into())
+        );
+        assert_eq!(
+            rollout_router(&rollout(&json!({"ambassador": {"mappings": []}}))).unwrap_err(),
+            SplitError::MissingField("trafficRouting.ambassador.mappings")
+        );
+    }
+
+    #[test]
+    fn apisix_route_rule_backends_are_the_backends() {
+        let r = rollout(&json!({"apisix": {"route": {"name": "demo-route", "rules": ["main"]}}}));
+        let route = json!({"kind": "ApisixRoute", "metadata": {"name": "demo-route", "namespace": "apps"},
+        "spec": {"http": [
+            {"name": "other", "backends": [{"serviceName": "demo", "weight": 1}]},
+            {"name": "main", "backends": [
+                {"serviceName": "demo-stable", "servicePort": 80},
+                {"serviceName": "demo-canary", "servicePort": 80, "weight": 25},
+            ]},
+        ]}});
+        assert_eq!(
+            split_of(&r, &[route]).unwrap().backends,
+            vec![
+                b("demo-stable", Some("aaa"), 100, Some("demo:v1")),
+                b("demo-canary", Some("bbb"), 25, Some("demo:bad")),
+            ]
+        );
+        assert_eq!(
+            split_of(&r, &[]).unwrap_err(),
+            SplitError::ObjectNotFound("ApisixRoute apps/demo-route".into())
+        );
+        assert_eq!(
+            rollout_router(&rollout(&json!({"apisix": {}}))).unwrap_err(),
+            SplitError::MissingField("trafficRouting.apisix.route.name")
         );
     }
 }
