@@ -3,8 +3,8 @@
 //! given the live values before they are compared or applied.
 //!
 //! Field ownership alone does not do it: an HTTPRoute's `spec.rules`, an Istio VirtualService's
-//! route lists, a DestinationRule's `spec.subsets`, a TraefikService's weighted services and a
-//! Service's `spec.selector` are atomic, so applying Git's version would replace the engine's
+//! route lists, a DestinationRule's `spec.subsets`, a TraefikService's weighted services, an
+//! ApisixRoute's `spec.http` and a Service's `spec.selector` are atomic, so applying Git's version would replace the engine's
 //! weights, subset hashes and selector hash; and `replicas` of a Deployment or ReplicaSet a
 //! Rollout scales would be reset by an apply that declares them.
 
@@ -16,7 +16,7 @@ use super::object::{ResourceKey, gvk, key_of, str_at};
 use crate::api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::rollout::traffic::gateway::{carry_over_live_weights, managed_backends_of_route};
 use crate::rollout::traffic::gateway_routes::carry_over_managed_rules;
-use crate::rollout::traffic::{istio, traefik};
+use crate::rollout::traffic::{apisix, istio, traefik};
 
 /// Gives `desired` the live values of the engine's fields. `live` holds the live objects by key;
 /// the Rollouts considered are those among `desired`.
@@ -49,6 +49,10 @@ pub fn carry_over_engine_fields(desired: &mut [Value], live: &BTreeMap<ResourceK
             }
         } else if is_kind(obj, &["traefik.io"], "TraefikService") {
             if let Some(router) = traefik::router_managing(&rollouts, &key.namespace, &key.name) {
+                *obj = router.carry_over_live(obj, live_obj);
+            }
+        } else if is_kind(obj, &["apisix.apache.org"], "ApisixRoute") {
+            if let Some(router) = apisix::router_managing(&rollouts, &key.namespace, &key.name) {
                 *obj = router.carry_over_live(obj, live_obj);
             }
         } else if is_kind(obj, &[""], "Service") {
@@ -186,6 +190,36 @@ mod tests {
         carry_over_engine_fields(&mut desired, &live);
         assert_eq!(desired[1], vs(80, 20));
         assert_eq!(diff(&desired[1], &vs(80, 20)), []);
+    }
+
+    #[test]
+    fn g15_apisix_route_weights_keep_their_live_values() {
+        let mut apisix_rollout = rollout();
+        apisix_rollout["spec"]["strategy"]["canary"]["trafficRouting"] =
+            json!({"apisix": {"route": {"name": "web", "rules": ["main"]}}});
+        let route = |stable: i64, canary: i64| {
+            json!({"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"http": [
+                    {"name": "main", "match": {"paths": ["/*"]}, "backends": [
+                        {"serviceName": "web-stable", "servicePort": 80, "weight": stable},
+                        {"serviceName": "web-canary", "servicePort": 80, "weight": canary}]},
+                    {"name": "other", "match": {"paths": ["/x"]}, "backends": [
+                        {"serviceName": "x", "servicePort": 80, "weight": 100}]}]}})
+        };
+        let live = live_of(&[route(70, 30)]);
+        let mut desired = vec![apisix_rollout, route(100, 0)];
+        carry_over_engine_fields(&mut desired, &live);
+        assert_eq!(desired[1], route(70, 30));
+        assert_eq!(diff(&desired[1], &route(70, 30)), []);
+
+        // What Git changes beside the managed weights still shows.
+        let mut changed = route(100, 0);
+        changed["spec"]["http"][1]["backends"][0]["weight"] = json!(5);
+        let mut desired = vec![desired[0].clone(), changed];
+        carry_over_engine_fields(&mut desired, &live);
+        assert_eq!(desired[1]["spec"]["http"][0]["backends"][1]["weight"], 30);
+        assert_eq!(desired[1]["spec"]["http"][1]["backends"][0]["weight"], 5);
     }
 
     #[test]

@@ -136,6 +136,77 @@ impl ApisixRouter {
     }
 }
 
+/// The APISIX router of the Rollout among `rollouts` that manages the ApisixRoute
+/// `namespace/name`, if one does.
+pub fn router_managing<'a>(
+    rollouts: impl IntoIterator<Item = &'a Rollout>,
+    namespace: &str,
+    name: &str,
+) -> Option<ApisixRouter> {
+    rollouts.into_iter().find_map(|rollout| {
+        let config = rollout
+            .spec
+            .canary()?
+            .traffic_routing
+            .as_ref()?
+            .apisix
+            .as_ref()?;
+        let router = ApisixRouter::from_rollout(rollout, config).ok()?;
+        (router.key.namespace == namespace && router.key.name == name).then_some(router)
+    })
+}
+
+fn rule_named<'a>(http: &'a [Value], name: &str) -> Option<&'a Value> {
+    http.iter()
+        .find(|r| r.get("name").and_then(Value::as_str) == Some(name))
+}
+
+fn backend_of<'a>(rule: &'a Value, service: &str) -> Option<&'a Value> {
+    rule.get("backends")?
+        .as_array()?
+        .iter()
+        .find(|b| b.get("serviceName").and_then(Value::as_str) == Some(service))
+}
+
+impl ApisixRouter {
+    /// For the GitOps apply and diff (docs/behaviour.md G15): `desired` (from Git) with the managed
+    /// rules' canary and stable backend weights taken from `live`, so a sync never resets the split
+    /// and it never shows as drift; unchanged where `live` lacks them.
+    pub fn carry_over_live(&self, desired: &Value, live: &Value) -> Value {
+        let mut out = desired.clone();
+        let Some(live_http) = live.pointer("/spec/http").and_then(Value::as_array) else {
+            return out;
+        };
+        let Some(http) = out.pointer_mut("/spec/http").and_then(Value::as_array_mut) else {
+            return out;
+        };
+        for name in &self.rules {
+            let Some(live_rule) = rule_named(live_http, name) else {
+                continue;
+            };
+            let Some(backends) = http
+                .iter_mut()
+                .find(|r| r.get("name").and_then(Value::as_str) == Some(name.as_str()))
+                .and_then(|r| r.get_mut("backends"))
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for service in [&self.canary, &self.stable] {
+                let live_weight = backend_of(live_rule, service).and_then(|b| b.get("weight"));
+                let backend = backends
+                    .iter_mut()
+                    .find(|b| b.get("serviceName").and_then(Value::as_str) == Some(service))
+                    .and_then(Value::as_object_mut);
+                if let (Some(weight), Some(backend)) = (live_weight, backend) {
+                    backend.insert("weight".to_string(), weight.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
 impl TrafficRouter for ApisixRouter {
     fn kind(&self) -> RouterKind {
         RouterKind::Apisix
