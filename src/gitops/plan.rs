@@ -1304,8 +1304,9 @@ pub fn finish_sync(
     let sync_error = match phase {
         OperationPhase::Succeeded => {
             // An automated sync never runs twice for a revision; a second entry could only come
-            // from a reconcile that read the Application before its first sync was recorded.
-            let repeated = task.kind == SyncKind::Automated
+            // from a reconcile that read the Application before its first sync was recorded, or
+            // from a self-heal that waited for a wave (it goes on as a retry of its operation).
+            let repeated = is_automated_operation(&task.operation)
                 && status
                     .history
                     .last()

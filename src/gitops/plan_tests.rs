@@ -928,6 +928,42 @@ fn g7_a_sync_waiting_for_a_wave_goes_on_where_it_was_in_the_next_reconcile() {
 }
 
 #[test]
+fn an_automated_sync_that_waited_adds_no_second_history_entry_for_its_revision() {
+    let a = automated(json!({}));
+    let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
+    let p = plan(&observed(a.clone(), target(), vec![]));
+    let task = p.sync.clone().unwrap();
+    let mut status = sync_in_progress(
+        p.status,
+        &task,
+        "waiting".into(),
+        vec![applied(&cm("a", "1", SHA_A))],
+    );
+    status.history = vec![RevisionHistory {
+        id: 0,
+        revision: SHA_A.into(),
+        deployed_at: Time(at(T0 - 100)),
+        deploy_started_at: None,
+        source: None,
+        initiated_by: None,
+    }];
+    let mut next = a;
+    next.status = Some(status);
+    let p = plan(&observed(next.clone(), target(), vec![]));
+    let resumed = p.sync.clone().unwrap();
+    let done = SyncOutcome {
+        results: resumed.done.clone(),
+        ..SyncOutcome::default()
+    };
+    let status = finish_sync(p.status, &next.spec, &resumed, &done, at(T0), at(T0 + 5));
+    assert_eq!(
+        status.operation_state.unwrap().phase,
+        OperationPhase::Succeeded
+    );
+    assert_eq!(status.history.len(), 1);
+}
+
+#[test]
 fn a_sync_under_way_is_not_stopped_by_a_sync_window() {
     let a = automated(json!({}));
     let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
