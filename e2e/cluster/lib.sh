@@ -30,11 +30,15 @@ POD_CIDR_CLAIMS=$CACHE_ROOT/pod-cidrs
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 
-# A TCP port on 127.0.0.1 that nothing listens on (ephemeral range, random start).
+# A TCP port on 127.0.0.1 that nothing listens on, below the kernel's ephemeral range: a port in
+# that range may be the local end of any outgoing connection at the moment a server binds it (seen
+# in CI: "git daemon: Address already in use" on a port no one listened on when it was chosen).
 free_port() {
-  local port tries=0
+  local port tries=0 low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 12000 ] 2>/dev/null || low=32768
   while [ $tries -lt 200 ]; do
-    port=$(( (RANDOM << 1 | RANDOM & 1) % 20000 + 30000 ))
+    port=$(( (RANDOM << 1 | RANDOM & 1) % (low - 11000) + 10000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       if ! grep -qx "$port" "$RUN_DIR/ports.taken" 2>/dev/null; then
         echo "$port" >>"$RUN_DIR/ports.taken"

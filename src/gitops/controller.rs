@@ -476,7 +476,10 @@ async fn run_sync(
         }
         Err(e) => SyncOutcome {
             results: task.done.clone(),
-            error: Some(format!("{e}; nothing was applied")),
+            error: Some(format!(
+                "{e}; nothing {}was applied",
+                if task.resumed { "more " } else { "" }
+            )),
             waiting: None,
         },
     };

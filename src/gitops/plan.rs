@@ -412,8 +412,8 @@ pub fn plan(obs: &Observed) -> Plan {
         .filter(|s| s.phase == OperationPhase::Terminating);
     let decision = match (terminating, &app.operation) {
         (Some(state), _) => {
-            // A new operation waits for the next reconcile.
-            plan.clear_operation = false;
+            // A request still waiting (held by a sync window) is the operation terminated: it goes
+            // too, as `clear_operation` says by default.
             let (state, running_hooks) = terminated(state, obs.now);
             status.operation_state = Some(state);
             plan.delete = running_hooks;

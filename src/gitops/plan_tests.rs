@@ -1037,6 +1037,11 @@ fn terminating_an_operation_fails_it_and_deletes_its_running_hooks() {
     assert_eq!(hook_result.message.as_deref(), Some("Terminated"));
     assert!(condition(&p, SYNC_ERROR).unwrap().contains(TERMINATED));
 
+    // A request held by a sync window is the operation terminated: it is removed too.
+    let mut held = next.clone();
+    held.operation = Some(serde_json::from_value(json!({"sync": {}})).unwrap());
+    assert!(plan(&observed(held, target(), vec![])).clear_operation);
+
     // Not retried, and the same revision is not synced again automatically.
     next.status = Some(p.status);
     let p = plan(&observed(next, target(), vec![]));
