@@ -113,11 +113,22 @@ pub struct Applier<'a> {
     pub health_rules: &'a HealthRulesSource,
 }
 
-/// Whether `result` is about `obj` (same group, kind, namespace and name).
+/// Whether `result` is about `obj` (same group, kind, namespace and name). Called for every object
+/// against every result of a resumed sync: it compares in place, allocating nothing.
 fn is_about(result: &ResourceResult, obj: &Value) -> bool {
-    let other = self::result(obj, ResultCode::Synced, "");
-    (&result.group, &result.kind, &result.namespace, &result.name)
-        == (&other.group, &other.kind, &other.namespace, &other.name)
+    let (group, _) = split_api_version(str_at(obj, "/apiVersion").unwrap_or_default());
+    let text = |p: &str| str_at(obj, p).unwrap_or_default();
+    (
+        result.group.as_str(),
+        result.kind.as_str(),
+        result.namespace.as_str(),
+        result.name.as_str(),
+    ) == (
+        group,
+        text("/kind"),
+        text("/metadata/namespace"),
+        text("/metadata/name"),
+    )
 }
 
 /// Whether the operation already applied or pruned `obj` (a result not of a hook).
@@ -837,5 +848,50 @@ fn api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
         Api::namespaced_with(client.clone(), namespace, &kind.resource)
     } else {
         Api::all_with(client.clone(), &kind.resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_is_about_the_object_of_its_group_kind_namespace_and_name() {
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"}});
+        let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web", "namespace": "shop"}});
+        let applied = result(&deployment, ResultCode::Synced, "applied");
+        assert!(is_about(&applied, &deployment));
+        assert!(!is_about(&applied, &config_map));
+        // Another version of the same object is the same object.
+        let mut v1beta1 = deployment.clone();
+        v1beta1["apiVersion"] = json!("apps/v1beta1");
+        assert!(is_about(&applied, &v1beta1));
+        assert!(is_about(
+            &result(&config_map, ResultCode::Pruned, "pruned"),
+            &config_map
+        ));
+    }
+
+    #[test]
+    fn a_failure_an_earlier_reconcile_recorded_is_found_again() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "shop"}});
+        let mut outcome = SyncOutcome {
+            results: vec![result(&obj, ResultCode::Synced, "applied")],
+            ..SyncOutcome::default()
+        };
+        assert_eq!(recorded_failure(&outcome.results), None);
+        mark_failed(
+            &mut outcome,
+            &obj,
+            "sync wave 0: ConfigMap shop/a is Degraded",
+        );
+        assert_eq!(outcome.results.len(), 1);
+        assert_eq!(
+            recorded_failure(&outcome.results).as_deref(),
+            Some("sync wave 0: ConfigMap shop/a is Degraded")
+        );
     }
 }

@@ -927,19 +927,33 @@ fn g7_a_sync_waiting_for_a_wave_goes_on_where_it_was_in_the_next_reconcile() {
     assert_eq!(resumed.started_at, T0);
 }
 
+/// `app` after the sync its first plan starts against `target` (and `live`) went under way,
+/// having done `done`; and that sync.
+fn under_way(
+    app: &Application,
+    target: Desired,
+    live: Vec<Value>,
+    message: &str,
+    done: Vec<ResourceResult>,
+) -> (Application, SyncTask) {
+    let p = plan(&observed(app.clone(), target, live));
+    let task = p.sync.clone().unwrap();
+    let mut next = app.clone();
+    next.status = Some(sync_in_progress(p.status, &task, message.into(), done));
+    (next, task)
+}
+
 #[test]
 fn an_automated_sync_that_waited_adds_no_second_history_entry_for_its_revision() {
-    let a = automated(json!({}));
     let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
-    let p = plan(&observed(a.clone(), target(), vec![]));
-    let task = p.sync.clone().unwrap();
-    let mut status = sync_in_progress(
-        p.status,
-        &task,
-        "waiting".into(),
+    let (mut next, _) = under_way(
+        &automated(json!({})),
+        target(),
+        vec![],
+        "waiting",
         vec![applied(&cm("a", "1", SHA_A))],
     );
-    status.history = vec![RevisionHistory {
+    next.status.as_mut().unwrap().history = vec![RevisionHistory {
         id: 0,
         revision: SHA_A.into(),
         deployed_at: Time(at(T0 - 100)),
@@ -947,8 +961,6 @@ fn an_automated_sync_that_waited_adds_no_second_history_entry_for_its_revision()
         source: None,
         initiated_by: None,
     }];
-    let mut next = a;
-    next.status = Some(status);
     let p = plan(&observed(next.clone(), target(), vec![]));
     let resumed = p.sync.clone().unwrap();
     let done = SyncOutcome {
@@ -965,17 +977,14 @@ fn an_automated_sync_that_waited_adds_no_second_history_entry_for_its_revision()
 
 #[test]
 fn a_sync_under_way_is_not_stopped_by_a_sync_window() {
-    let a = automated(json!({}));
     let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
-    let p = plan(&observed(a.clone(), target(), vec![]));
-    let task = p.sync.clone().unwrap();
-    let mut next = a;
-    next.status = Some(sync_in_progress(
-        p.status,
-        &task,
-        "waiting".into(),
+    let (mut next, _) = under_way(
+        &automated(json!({})),
+        target(),
+        vec![],
+        "waiting",
         vec![applied(&cm("a", "1", SHA_A))],
-    ));
+    );
     let mut obs = observed(next.clone(), target(), vec![]);
     obs.sync_windows = vec![deny_always(false)];
     assert!(plan(&obs).sync.is_some_and(|t| t.resumed));
@@ -989,38 +998,32 @@ fn a_sync_under_way_is_not_stopped_by_a_sync_window() {
 
 #[test]
 fn apply_out_of_sync_only_keeps_what_the_operation_applied_for_its_waves() {
-    let a = with_options(&["ApplyOutOfSyncOnly=true"]);
     let target = || desired(SHA_B, vec![cm("a", "2", SHA_B), cm("b", "2", SHA_B)]);
-    let p = plan(&observed(a.clone(), target(), vec![cm("a", "1", SHA_A)]));
-    let task = p.sync.clone().unwrap();
-    assert_eq!(names(&task.apply), ["a", "b"]);
     // `a` applied (in sync now), `b` not yet: both stay in the operation.
-    let mut next = a;
-    next.status = Some(sync_in_progress(
-        p.status,
-        &task,
-        "waiting".into(),
+    let (next, task) = under_way(
+        &with_options(&["ApplyOutOfSyncOnly=true"]),
+        target(),
+        vec![cm("a", "1", SHA_A)],
+        "waiting",
         vec![applied(&cm("a", "2", SHA_B))],
-    ));
+    );
+    assert_eq!(names(&task.apply), ["a", "b"]);
     let p = plan(&observed(next, target(), vec![cm("a", "2", SHA_B)]));
     assert_eq!(names(&p.sync.unwrap().apply), ["a", "b"]);
 }
 
 #[test]
 fn terminating_an_operation_fails_it_and_deletes_its_running_hooks() {
-    let a = automated(json!({}));
     let target = || desired(SHA_A, vec![cm("a", "1", SHA_A)]);
-    let p = plan(&observed(a.clone(), target(), vec![]));
-    let task = p.sync.clone().unwrap();
-    let mut status = sync_in_progress(
-        p.status,
-        &task,
-        "waiting for PreSync hook shop/migrate to complete".into(),
+    let (mut next, _) = under_way(
+        &automated(json!({})),
+        target(),
+        vec![],
+        "waiting for PreSync hook shop/migrate to complete",
         vec![running_hook("migrate", SyncPhase::PreSync)],
     );
+    let status = next.status.as_mut().unwrap();
     status.operation_state.as_mut().unwrap().phase = OperationPhase::Terminating;
-    let mut next = a;
-    next.status = Some(status);
     let p = plan(&observed(next.clone(), target(), vec![]));
     assert_eq!(p.sync, None);
     assert_eq!(

@@ -10,7 +10,7 @@
 //! Argo's APISIX header routes (a second ApisixRoute) are not implemented: `setHeaderRoute` is
 //! refused with this router.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::gateway::canary_percent;
 use super::{
@@ -227,23 +227,13 @@ impl TrafficRouter for ApisixRouter {
         if updated.as_slice() == http {
             return Ok(Vec::new());
         }
-        let mut metadata = Map::new();
-        metadata.insert("name".to_string(), json!(self.key.name));
-        metadata.insert("namespace".to_string(), json!(self.key.namespace));
-        if let Some(version) = live
-            .get(&self.key)
-            .and_then(|o| o.pointer("/metadata/resourceVersion"))
-        {
-            metadata.insert("resourceVersion".to_string(), version.clone());
-        }
         Ok(vec![TrafficWrite::Apply {
             key: self.key.clone(),
-            body: json!({
-                "apiVersion": APISIX_ROUTE_API_VERSION,
-                "kind": APISIX_ROUTE_KIND,
-                "metadata": metadata,
-                "spec": {"http": updated},
-            }),
+            body: super::guarded_apply_body(
+                &self.key,
+                live.get(&self.key),
+                json!({"http": updated}),
+            ),
         }])
     }
 

@@ -12,7 +12,7 @@
 //! makes the apply fail and be retried on fresh data instead of being overwritten with stale rules.
 //! The GitOps side does the converse with [`carry_over_live_weights`] (docs/behaviour.md G15).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::gateway_routes::ManagedRules;
 use super::{
@@ -300,18 +300,7 @@ fn set_rule_weights(
 /// The server-side apply body for a route: identity, the live `resourceVersion` (optimistic
 /// concurrency, see the module docs) and the whole `rules` list.
 pub fn apply_body(route: &Value, key: &ObjectKey, rules: Vec<Value>) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert("name".to_string(), json!(key.name));
-    metadata.insert("namespace".to_string(), json!(key.namespace));
-    if let Some(version) = route.pointer("/metadata/resourceVersion") {
-        metadata.insert("resourceVersion".to_string(), version.clone());
-    }
-    json!({
-        "apiVersion": HTTP_ROUTE_API_VERSION,
-        "kind": HTTP_ROUTE_KIND,
-        "metadata": metadata,
-        "spec": {"rules": rules},
-    })
+    super::guarded_apply_body(key, Some(route), json!({"rules": rules}))
 }
 
 /// The raw `(stable, canary)` weights of the first rule that routes to both managed Services

@@ -877,22 +877,11 @@ fn set_subset_hash(subset: &mut Value, hash: Option<&str>) {
 /// The apply body: identity, the live `resourceVersion` (optimistic concurrency, see the module
 /// docs) and `spec.<field>` = `list` when `field` is not empty.
 fn apply_body(object: &Value, key: &ObjectKey, field: &str, list: Value) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert("name".to_string(), json!(key.name));
-    metadata.insert("namespace".to_string(), json!(key.namespace));
-    if let Some(version) = object.pointer("/metadata/resourceVersion") {
-        metadata.insert("resourceVersion".to_string(), version.clone());
-    }
     let mut spec = Map::new();
     if !field.is_empty() {
         spec.insert(field.to_string(), list);
     }
-    json!({
-        "apiVersion": ISTIO_API_VERSION,
-        "kind": key.kind,
-        "metadata": metadata,
-        "spec": spec,
-    })
+    super::guarded_apply_body(key, Some(object), Value::Object(spec))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::fmt;
 
 use kube::ResourceExt;
 use kube::core::GroupVersionKind;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use thiserror::Error;
 
 use crate::api::rollout::{GATEWAY_API_PLUGIN, Rollout};
@@ -339,6 +339,24 @@ fn mesh_router(
         ));
     }
     Ok(Some(router))
+}
+
+/// The body of an apply that replaces `spec` of the object at `key` (an atomic list the router
+/// rewrote whole) guarded by the `resourceVersion` of `live`, the copy it was computed from: a
+/// concurrent edit (a GitOps sync, a user) makes the write conflict instead of being overwritten.
+pub fn guarded_apply_body(key: &ObjectKey, live: Option<&Value>, spec: Value) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("name".to_string(), json!(key.name));
+    metadata.insert("namespace".to_string(), json!(key.namespace));
+    if let Some(version) = live.and_then(|o| o.pointer("/metadata/resourceVersion")) {
+        metadata.insert("resourceVersion".to_string(), version.clone());
+    }
+    json!({
+        "apiVersion": key.api_version,
+        "kind": key.kind,
+        "metadata": metadata,
+        "spec": spec,
+    })
 }
 
 /// Refuses weights outside 0..=100.

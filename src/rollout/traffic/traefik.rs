@@ -10,7 +10,7 @@
 //! `traefik.io/v1alpha1`, Argo's default.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::gateway::canary_percent;
 use super::{
@@ -196,23 +196,13 @@ impl TrafficRouter for TraefikRouter {
         if updated.as_slice() == entries {
             return Ok(Vec::new());
         }
-        let mut metadata = Map::new();
-        metadata.insert("name".to_string(), json!(self.key.name));
-        metadata.insert("namespace".to_string(), json!(self.key.namespace));
-        if let Some(version) = live
-            .get(&self.key)
-            .and_then(|o| o.pointer("/metadata/resourceVersion"))
-        {
-            metadata.insert("resourceVersion".to_string(), version.clone());
-        }
         Ok(vec![TrafficWrite::Apply {
             key: self.key.clone(),
-            body: json!({
-                "apiVersion": TRAEFIK_SERVICE_API_VERSION,
-                "kind": TRAEFIK_SERVICE_KIND,
-                "metadata": metadata,
-                "spec": {"weighted": {"services": updated}},
-            }),
+            body: super::guarded_apply_body(
+                &self.key,
+                live.get(&self.key),
+                json!({"weighted": {"services": updated}}),
+            ),
         }])
     }
 
